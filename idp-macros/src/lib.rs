@@ -1,0 +1,1 @@
+//! Procedural macros for `idp`. Use them through the `idp` crate.

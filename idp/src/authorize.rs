@@ -1,0 +1,347 @@
+//! The authorization request and its callback (RFC 6749 §4.1, RFC 7636, RFC 8707,
+//! RFC 9207).
+//!
+//! [`begin`] returns the URL to send the person to and a [`PendingFlow`] that
+//! the caller keeps server-side, keyed by its state. [`validate_callback`] checks
+//! the redirect back against that flow.
+
+use crate::error::{CallbackProblem, Error, OAuthError, Result};
+use crate::registration::Client;
+use crate::secret::{AuthorizationCode, FlowState, PkceVerifier};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// How long a pending flow stays valid: 10 minutes.
+pub const FLOW_LIFETIME_SECS: u64 = 600;
+
+/// Everything needed to finish an authorization, kept server-side and never put
+/// in a URL or cookie. Single use: the store removes it when it is taken.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingFlow {
+    /// The `state` sent with the request.
+    pub state: FlowState,
+    /// The PKCE verifier.
+    pub verifier: PkceVerifier,
+    /// The URL the person asked to connect.
+    pub resource_url: String,
+    /// The canonical resource URI sent as `resource`.
+    pub resource: String,
+    /// The issuer the request went to.
+    pub issuer: String,
+    /// Whether the issuer promised an `iss` parameter (RFC 9207).
+    pub iss_required: bool,
+    /// The client used.
+    pub client: Client,
+    /// Token endpoint, to exchange the code.
+    pub token_endpoint: Url,
+    /// Revocation endpoint, kept with the provider later.
+    #[serde(default)]
+    pub revocation_endpoint: Option<Url>,
+    /// The redirect URI sent.
+    pub redirect_uri: Url,
+    /// The scope requested, if any.
+    pub scope: Option<String>,
+    /// Who started the flow, as the caller names them (user id).
+    pub owner: String,
+    /// When the flow began (seconds since the epoch).
+    pub created_at: u64,
+}
+
+impl PendingFlow {
+    /// Whether the flow has outlived [`FLOW_LIFETIME_SECS`] at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        now >= self.created_at.saturating_add(FLOW_LIFETIME_SECS)
+            || now < self.created_at.saturating_sub(60)
+    }
+}
+
+/// Chooses the scope to request: explicit > the challenge's `scope` > the
+/// resource metadata's `scopes_supported` > none.
+pub fn choose_scope(
+    explicit: Option<&str>,
+    challenge: Option<&str>,
+    scopes_supported: Option<&[String]>,
+) -> Option<String> {
+    let non_empty = |s: &&str| !s.trim().is_empty();
+    explicit
+        .filter(non_empty)
+        .or(challenge.filter(non_empty))
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .or_else(|| {
+            scopes_supported
+                .filter(|s| !s.is_empty())
+                .map(|s| s.join(" "))
+        })
+}
+
+/// Unions two space-separated scope lists, keeping first-seen order (for
+/// step-up: what is held plus what is required).
+pub fn union_scopes(held: Option<&str>, required: Option<&str>) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in held
+        .into_iter()
+        .chain(required)
+        .flat_map(str::split_whitespace)
+    {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    (!out.is_empty()).then(|| out.join(" "))
+}
+
+/// What an authorization request is built from.
+#[derive(Debug)]
+pub struct AuthorizationParams<'a> {
+    /// The server's authorization endpoint.
+    pub authorization_endpoint: &'a Url,
+    /// The client.
+    pub client: &'a Client,
+    /// The callback URL.
+    pub redirect_uri: &'a Url,
+    /// The canonical resource URI (RFC 8707).
+    pub resource: &'a str,
+    /// The scope, from [`choose_scope`].
+    pub scope: Option<&'a str>,
+}
+
+/// The authorization URL for a state and verifier.
+pub fn authorization_url(
+    p: &AuthorizationParams<'_>,
+    state: &FlowState,
+    verifier: &PkceVerifier,
+) -> Url {
+    let mut url = p.authorization_endpoint.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &p.client.client_id)
+            .append_pair("redirect_uri", p.redirect_uri.as_str())
+            .append_pair("code_challenge", &verifier.s256_challenge())
+            .append_pair("code_challenge_method", crate::pkce::S256)
+            .append_pair("state", state.secret())
+            .append_pair("resource", p.resource);
+        if let Some(scope) = p.scope {
+            q.append_pair("scope", scope);
+        }
+    }
+    url
+}
+
+/// The parameters of a redirect back to the app.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CallbackParams {
+    /// `code`.
+    pub code: Option<AuthorizationCode>,
+    /// `state`.
+    pub state: Option<String>,
+    /// `iss` (RFC 9207).
+    pub iss: Option<String>,
+    /// `error`, `error_description`, `error_uri`.
+    pub error: Option<OAuthError>,
+}
+
+impl CallbackParams {
+    /// Reads the callback's query string. Repeated parameters keep the first.
+    pub fn from_query(query: &str) -> Self {
+        let mut p = CallbackParams::default();
+        let mut description = None;
+        let mut error_uri = None;
+        let mut error = None;
+        for (k, v) in url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "code" if p.code.is_none() => p.code = Some(AuthorizationCode::new(v)),
+                "state" if p.state.is_none() => p.state = Some(v),
+                "iss" if p.iss.is_none() => p.iss = Some(v),
+                "error" if error.is_none() => error = Some(v),
+                "error_description" if description.is_none() => description = Some(v),
+                "error_uri" if error_uri.is_none() => error_uri = Some(v),
+                _ => {}
+            }
+        }
+        p.error = error.map(|error| OAuthError {
+            error,
+            error_description: description,
+            error_uri,
+        });
+        p
+    }
+}
+
+/// Checks a callback against the flow its state named (the caller looked the
+/// flow up by state and removed it). Returns the code to exchange.
+///
+/// Order: expiry, state, issuer (RFC 9207: when `iss` is present it must equal
+/// the issuer; when the server advertises it, it must be present), then the
+/// server's `error`, then `code`.
+pub fn validate_callback(
+    params: CallbackParams,
+    flow: &PendingFlow,
+    now: u64,
+) -> Result<AuthorizationCode> {
+    let state = params
+        .state
+        .as_deref()
+        .ok_or(Error::Callback(CallbackProblem::MissingState))?;
+    if !flow.state.matches(state) {
+        return Err(Error::Callback(CallbackProblem::UnknownState));
+    }
+    if flow.expired(now) {
+        return Err(Error::Callback(CallbackProblem::Expired));
+    }
+    match &params.iss {
+        Some(iss) if !issuer_eq(iss, &flow.issuer) => {
+            return Err(Error::Callback(CallbackProblem::IssuerMismatch {
+                expected: flow.issuer.clone(),
+                found: iss.clone(),
+            }))
+        }
+        None if flow.iss_required => return Err(Error::Callback(CallbackProblem::MissingIssuer)),
+        _ => {}
+    }
+    if let Some(e) = params.error {
+        return Err(Error::AuthorizationDenied(e));
+    }
+    params
+        .code
+        .ok_or(Error::Callback(CallbackProblem::MissingCode))
+}
+
+fn issuer_eq(a: &str, b: &str) -> bool {
+    a == b || matches!((Url::parse(a), Url::parse(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(now: u64) -> PendingFlow {
+        PendingFlow {
+            state: FlowState::new("st"),
+            verifier: PkceVerifier::from_random([1; 32]),
+            resource_url: "https://api.example/v1/x".into(),
+            resource: "https://api.example/v1".into(),
+            issuer: "https://as.example".into(),
+            iss_required: true,
+            client: Client::public("c1"),
+            token_endpoint: Url::parse("https://as.example/token").unwrap(),
+            revocation_endpoint: None,
+            redirect_uri: Url::parse("https://app.example/oauth/callback").unwrap(),
+            scope: Some("read".into()),
+            owner: "alice".into(),
+            created_at: now,
+        }
+    }
+
+    #[test]
+    fn scope_precedence() {
+        let sup = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            choose_scope(Some("x  y"), Some("c"), Some(&sup)).as_deref(),
+            Some("x y")
+        );
+        assert_eq!(
+            choose_scope(None, Some("c"), Some(&sup)).as_deref(),
+            Some("c")
+        );
+        assert_eq!(
+            choose_scope(Some(" "), None, Some(&sup)).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(choose_scope(None, None, Some(&[])), None);
+        assert_eq!(choose_scope(None, None, None), None);
+        assert_eq!(
+            union_scopes(Some("a b"), Some("b c")).as_deref(),
+            Some("a b c")
+        );
+        assert_eq!(union_scopes(None, None), None);
+    }
+
+    #[test]
+    fn authorization_url_parameters() {
+        let f = flow(0);
+        let url = authorization_url(
+            &AuthorizationParams {
+                authorization_endpoint: &Url::parse("https://as.example/authorize?prompt=consent")
+                    .unwrap(),
+                client: &f.client,
+                redirect_uri: &f.redirect_uri,
+                resource: &f.resource,
+                scope: f.scope.as_deref(),
+            },
+            &f.state,
+            &f.verifier,
+        );
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["prompt"], "consent");
+        assert_eq!(q["response_type"], "code");
+        assert_eq!(q["client_id"], "c1");
+        assert_eq!(q["redirect_uri"], "https://app.example/oauth/callback");
+        assert_eq!(q["code_challenge"], f.verifier.s256_challenge());
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["state"], "st");
+        assert_eq!(q["resource"], "https://api.example/v1");
+        assert_eq!(q["scope"], "read");
+        assert!(!url.as_str().contains(f.verifier.secret()));
+    }
+
+    #[test]
+    fn callback_checks() {
+        let f = flow(1000);
+        let ok = |q: &str| validate_callback(CallbackParams::from_query(q), &f, 1000);
+        assert_eq!(
+            ok("code=abc&state=st&iss=https%3A%2F%2Fas.example")
+                .unwrap()
+                .secret(),
+            "abc"
+        );
+        assert_eq!(
+            ok("code=abc&state=st").unwrap_err(),
+            Error::Callback(CallbackProblem::MissingIssuer)
+        );
+        assert!(matches!(
+            ok("code=abc&state=st&iss=https%3A%2F%2Fevil.example").unwrap_err(),
+            Error::Callback(CallbackProblem::IssuerMismatch { .. })
+        ));
+        assert_eq!(
+            ok("code=abc&state=zz&iss=https://as.example").unwrap_err(),
+            Error::Callback(CallbackProblem::UnknownState)
+        );
+        assert_eq!(
+            ok("code=abc&iss=https://as.example").unwrap_err(),
+            Error::Callback(CallbackProblem::MissingState)
+        );
+        assert_eq!(
+            ok("state=st&iss=https://as.example").unwrap_err(),
+            Error::Callback(CallbackProblem::MissingCode)
+        );
+        let denied =
+            ok("error=access_denied&error_description=no+thanks&state=st&iss=https://as.example")
+                .unwrap_err();
+        assert_eq!(
+            denied.to_string(),
+            "the authorization server answered: access_denied (no thanks)"
+        );
+        let late = validate_callback(
+            CallbackParams::from_query("code=abc&state=st&iss=https://as.example"),
+            &f,
+            1000 + FLOW_LIFETIME_SECS,
+        );
+        assert_eq!(late.unwrap_err(), Error::Callback(CallbackProblem::Expired));
+
+        let mut lax = flow(1000);
+        lax.iss_required = false;
+        assert!(
+            validate_callback(CallbackParams::from_query("code=abc&state=st"), &lax, 1001).is_ok()
+        );
+    }
+
+    #[test]
+    fn pending_flow_debug_hides_secrets() {
+        let f = flow(0);
+        let d = format!("{f:?}");
+        assert!(!d.contains(f.verifier.secret()), "{d}");
+        assert!(d.contains("PkceVerifier([redacted])"));
+    }
+}

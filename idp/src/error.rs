@@ -1,0 +1,370 @@
+//! The engine's one error type. Messages say what was tried and what came back
+//! (URLs, statuses, OAuth error codes), never a secret.
+
+use crate::challenge::ChallengeError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use url::Url;
+
+/// An OAuth error response (RFC 6749 §5.2, §4.1.2.1; RFC 7591 §3.2.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthError {
+    /// The error code, such as `invalid_grant` or `access_denied`.
+    pub error: String,
+    /// Human-readable detail from the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+    /// A page about the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_uri: Option<String>,
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.error)?;
+        if let Some(d) = &self.error_description {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one request of a discovery sequence returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The URL that was fetched.
+    pub url: Url,
+    /// What came back.
+    pub outcome: Outcome,
+}
+
+/// The outcome of one discovery request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The server answered with this non-success status.
+    Status(u16),
+    /// The request did not complete.
+    Transport(String),
+    /// A 2xx response whose document was refused, and why.
+    Refused(String),
+    /// The URL was not fetched, and why (for example, not https).
+    Skipped(String),
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Outcome::Status(s) => write!(f, "{} -> HTTP {s}", self.url),
+            Outcome::Transport(m) => write!(f, "{} -> network error: {m}", self.url),
+            Outcome::Refused(m) => write!(f, "{} -> refused: {m}", self.url),
+            Outcome::Skipped(m) => write!(f, "{} -> not fetched: {m}", self.url),
+        }
+    }
+}
+
+struct Attempts<'a>(&'a [Attempt]);
+
+impl fmt::Display for Attempts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("nothing to try");
+        }
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+fn status_and_oauth(status: &u16, oauth: &Option<OAuthError>) -> String {
+    match oauth {
+        Some(e) => format!("HTTP {status}, {e}"),
+        None => format!("HTTP {status}"),
+    }
+}
+
+/// Why a callback was refused before any token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallbackProblem {
+    /// No `state` parameter.
+    MissingState,
+    /// The `state` names no pending flow (unknown, already used, or another user's).
+    UnknownState,
+    /// The pending flow is older than its lifetime.
+    Expired,
+    /// No `code` parameter.
+    MissingCode,
+    /// The server advertises RFC 9207 but sent no `iss`.
+    MissingIssuer,
+    /// `iss` names another issuer.
+    IssuerMismatch {
+        /// The issuer the flow was started with.
+        expected: String,
+        /// The `iss` received.
+        found: String,
+    },
+}
+
+impl fmt::Display for CallbackProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingState => f.write_str("the callback has no state parameter"),
+            Self::UnknownState => f.write_str(
+                "the state matches no pending authorization (unknown, already used, or started by someone else)",
+            ),
+            Self::Expired => f.write_str("the authorization took too long; start it again"),
+            Self::MissingCode => f.write_str("the callback has neither code nor error"),
+            Self::MissingIssuer => f.write_str(
+                "the authorization server promises an iss parameter (RFC 9207) but the callback has none",
+            ),
+            Self::IssuerMismatch { expected, found } => write!(
+                f,
+                "the callback's iss is {found:?} but the flow was started with issuer {expected:?}"
+            ),
+        }
+    }
+}
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A string that should be a URL is not one, or not an acceptable one.
+    #[error("invalid URL {input:?}: {reason}")]
+    InvalidUrl {
+        /// The input.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A URL that must be https is not (loopback http needs `allow_insecure_loopback`).
+    #[error("{url} must use https (plain http is allowed only for loopback hosts, and only when insecure loopback is enabled)")]
+    InsecureUrl {
+        /// The refused URL.
+        url: String,
+    },
+    /// A `WWW-Authenticate` header could not be parsed.
+    #[error("malformed WWW-Authenticate header: {0}")]
+    Challenge(#[from] ChallengeError),
+    /// A protected resource metadata document was found but refused.
+    #[error("protected resource metadata at {url} refused: {reason}")]
+    ResourceMetadata {
+        /// Where the document came from.
+        url: Url,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Discovery could not decide because a server failed (not because metadata
+    /// is absent); trying again later may work.
+    #[error("discovery for {resource} failed: {}", Attempts(attempts))]
+    DiscoveryUnavailable {
+        /// The resource being discovered.
+        resource: Url,
+        /// Every request made and what it returned.
+        attempts: Vec<Attempt>,
+    },
+    /// None of the authorization servers gave usable metadata.
+    #[error("no usable authorization server metadata: {}", Attempts(attempts))]
+    AuthorizationServer {
+        /// Every request made and what it returned.
+        attempts: Vec<Attempt>,
+    },
+    /// There is no way to identify this app at the issuer.
+    #[error("no client for issuer {issuer}: it has no registration endpoint, does not accept client ID metadata documents (or none is configured), and no pre-registered client is configured for it")]
+    NoClient {
+        /// The issuer.
+        issuer: String,
+    },
+    /// Dynamic client registration failed.
+    #[error(
+        "client registration at {url} failed: {}",
+        status_and_oauth(status, oauth)
+    )]
+    Registration {
+        /// The registration endpoint.
+        url: Url,
+        /// Response status.
+        status: u16,
+        /// The server's OAuth error, when it sent one.
+        oauth: Option<OAuthError>,
+    },
+    /// The authorization server redirected back with an error (for example
+    /// `access_denied`).
+    #[error("the authorization server answered: {0}")]
+    AuthorizationDenied(OAuthError),
+    /// The callback could not be accepted.
+    #[error("invalid callback: {0}")]
+    Callback(CallbackProblem),
+    /// The token endpoint answered with an error.
+    #[error("token request to {url} failed: {}", status_and_oauth(status, oauth))]
+    Token {
+        /// The token endpoint.
+        url: Url,
+        /// Response status.
+        status: u16,
+        /// The server's OAuth error, when it sent one.
+        oauth: Option<OAuthError>,
+    },
+    /// A request could not be completed.
+    #[error("request to {url} failed: {message}")]
+    Transport {
+        /// The URL.
+        url: Url,
+        /// What the transport said.
+        message: String,
+    },
+    /// A response had an unexpected status.
+    #[error("{url} answered HTTP {status}; expected {expected}")]
+    UnexpectedStatus {
+        /// The URL.
+        url: Url,
+        /// The status received.
+        status: u16,
+        /// What was expected, in words.
+        expected: &'static str,
+    },
+    /// A response body could not be used.
+    #[error("invalid response from {url}: {reason}")]
+    InvalidResponse {
+        /// The URL.
+        url: Url,
+        /// Why (never the body itself).
+        reason: String,
+    },
+    /// The store failed.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// No provider is connected for the URL.
+    #[error("no provider is connected for {url}")]
+    NotConnected {
+        /// The URL.
+        url: String,
+    },
+    /// A refresh was needed but no refresh token is held.
+    #[error("the token for {resource} expired or was rejected and there is no refresh token")]
+    NoRefreshToken {
+        /// The resource.
+        resource: String,
+    },
+}
+
+impl Error {
+    /// Whether the person must authorize again: the grant or client is gone
+    /// (`invalid_grant`, `invalid_client`, `unauthorized_client`), or no refresh
+    /// token is held.
+    pub fn requires_reauthorization(&self) -> bool {
+        match self {
+            Error::Token {
+                oauth: Some(e),
+                status,
+                ..
+            } => {
+                matches!(
+                    e.error.as_str(),
+                    "invalid_grant" | "invalid_client" | "unauthorized_client"
+                ) || (*status == 401 && e.error != "temporarily_unavailable")
+            }
+            Error::Token {
+                status: 400 | 401,
+                oauth: None,
+                ..
+            } => true,
+            Error::NoRefreshToken { .. } | Error::NotConnected { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether trying the same thing later may succeed: network failures, 5xx,
+    /// `temporarily_unavailable`, `slow_down`.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::DiscoveryUnavailable { .. } => true,
+            Error::Token { status, oauth, .. } | Error::Registration { status, oauth, .. } => {
+                *status >= 500
+                    || *status == 429
+                    || oauth.as_ref().is_some_and(|e| {
+                        matches!(e.error.as_str(), "temporarily_unavailable" | "slow_down")
+                    })
+            }
+            Error::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
+    /// Whether the server no longer knows the client, so a cached registration
+    /// should be dropped and the client registered again.
+    pub fn client_rejected(&self) -> bool {
+        matches!(
+            self,
+            Error::Token { oauth: Some(e), .. } if matches!(e.error.as_str(), "invalid_client" | "unauthorized_client")
+        )
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_err(status: u16, code: Option<&str>) -> Error {
+        Error::Token {
+            url: Url::parse("https://as.example/token").unwrap(),
+            status,
+            oauth: code.map(|c| OAuthError {
+                error: c.into(),
+                error_description: Some("why".into()),
+                error_uri: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert!(token_err(400, Some("invalid_grant")).requires_reauthorization());
+        assert!(!token_err(400, Some("invalid_grant")).is_retryable());
+        assert!(token_err(401, Some("invalid_client")).client_rejected());
+        assert!(!token_err(400, Some("invalid_grant")).client_rejected());
+        assert!(token_err(503, None).is_retryable());
+        assert!(!token_err(503, None).requires_reauthorization());
+        assert!(token_err(400, Some("temporarily_unavailable")).is_retryable());
+        let t = Error::Transport {
+            url: Url::parse("https://as.example/token").unwrap(),
+            message: "connection refused".into(),
+        };
+        assert!(t.is_retryable() && !t.requires_reauthorization());
+    }
+
+    #[test]
+    fn messages_say_what_came_back() {
+        let m = token_err(400, Some("invalid_grant")).to_string();
+        assert_eq!(
+            m,
+            "token request to https://as.example/token failed: HTTP 400, invalid_grant (why)"
+        );
+        let e = Error::AuthorizationServer {
+            attempts: vec![
+                Attempt {
+                    url: Url::parse("https://as/.well-known/oauth-authorization-server").unwrap(),
+                    outcome: Outcome::Status(404),
+                },
+                Attempt {
+                    url: Url::parse("https://as/.well-known/openid-configuration").unwrap(),
+                    outcome: Outcome::Refused("issuer mismatch".into()),
+                },
+            ],
+        };
+        let m = e.to_string();
+        assert!(m.contains("oauth-authorization-server -> HTTP 404"), "{m}");
+        assert!(
+            m.contains("openid-configuration -> refused: issuer mismatch"),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! The whole client flow, composed from the protocol modules over an
+//! [`HttpClient`] and a [`Store`]: connect a resource, finish the callback, get
+//! an `Authorization` header for any URL, refresh, remove.
+//!
+//! Time (`now`, seconds since the epoch) and randomness ([`Entropy`]) are
+//! passed in. Runtimes wrap these functions; they add locking (one refresh at a
+//! time per provider) and the hook that names a provider.
+
+use crate::authorize::{self, AuthorizationParams, CallbackParams, PendingFlow};
+use crate::discovery;
+use crate::error::{CallbackProblem, Error, Result};
+use crate::http::HttpClient;
+use crate::matching::ResourceKey;
+use crate::policy::Policy;
+use crate::probe::{self, Probe};
+use crate::registration::{self, ClientConfig, ClientInfo};
+use crate::secret::{FlowState, PkceVerifier};
+use crate::store::{Grant, Provider, Store};
+use crate::token::{self, TokenSet};
+use url::Url;
+
+/// Deployment-wide settings of the flow.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which URLs may be used.
+    pub policy: Policy,
+    /// How the app introduces itself.
+    pub client_info: ClientInfo,
+    /// Pre-registered clients and the client ID metadata document URL.
+    pub clients: ClientConfig,
+    /// The one callback URL (`{base}{prefix}/callback`).
+    pub redirect_uri: Url,
+}
+
+/// Fresh random bytes for one authorization request.
+#[derive(Clone, Copy)]
+pub struct Entropy {
+    /// For the PKCE verifier.
+    pub verifier: [u8; 32],
+    /// For the state.
+    pub state: [u8; 32],
+}
+
+impl std::fmt::Debug for Entropy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Entropy([redacted])")
+    }
+}
+
+/// How connecting a resource began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginStart {
+    /// The resource answered without credentials; it is stored as public.
+    Public(Provider),
+    /// Send the person here; the flow waits in the store under its state.
+    Redirect(Url),
+}
+
+fn parse_resource(policy: &Policy, input: &str) -> Result<(ResourceKey, Url)> {
+    let key = ResourceKey::parse(input)?;
+    let url = Url::parse(input.trim()).map_err(|e| Error::InvalidUrl {
+        input: input.to_owned(),
+        reason: e.to_string(),
+    })?;
+    policy.check(&url)?;
+    Ok((key, url))
+}
+
+/// Starts connecting `resource_url` for `owner`: probes it; stores it as public
+/// on 2xx; on 401 discovers its authorization server, gets a client (caching a
+/// new registration), stores a [`PendingFlow`] and returns the authorization URL.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_login(
+    http: &impl HttpClient,
+    store: &impl Store,
+    settings: &Settings,
+    owner: &str,
+    resource_url: &str,
+    scope: Option<&str>,
+    now: u64,
+    entropy: Entropy,
+) -> Result<LoginStart> {
+    let (key, url) = parse_resource(&settings.policy, resource_url)?;
+    let challenge = match probe::probe(http, &url).await? {
+        Probe::Public => {
+            let provider = Provider {
+                name: Provider::default_name(&key),
+                key,
+                resource_url: url.to_string(),
+                resource: url.to_string(),
+                metadata: serde_json::Value::Null,
+                grant: None,
+                created_at: now,
+            };
+            store.put_provider(owner, provider.clone()).await?;
+            return Ok(LoginStart::Public(provider));
+        }
+        Probe::NeedsAuthorization(c) => c,
+    };
+    authorize(
+        http,
+        store,
+        settings,
+        owner,
+        &url,
+        challenge.as_ref(),
+        scope,
+        now,
+        entropy,
+    )
+    .await
+}
+
+/// Discovery, client and pending flow for a resource known to need
+/// authorization (also used for re-authorization and step-up, where the
+/// challenge is already in hand).
+#[allow(clippy::too_many_arguments)]
+pub async fn authorize(
+    http: &impl HttpClient,
+    store: &impl Store,
+    settings: &Settings,
+    owner: &str,
+    resource_url: &Url,
+    challenge: Option<&crate::challenge::BearerChallenge>,
+    scope: Option<&str>,
+    now: u64,
+    entropy: Entropy,
+) -> Result<LoginStart> {
+    let policy = &settings.policy;
+    let found = discovery::discover_resource(http, policy, resource_url, challenge).await?;
+    let server =
+        discovery::discover_authorization_server(http, policy, &found.authorization_servers)
+            .await?;
+    let redirect = settings.redirect_uri.as_str();
+    let cached = store.registration(&server.issuer, redirect).await?;
+    let (client, fresh) = registration::obtain_client(
+        http,
+        &server,
+        &settings.clients,
+        &settings.client_info,
+        cached.as_ref(),
+        &settings.redirect_uri,
+        now,
+    )
+    .await?;
+    if let Some(r) = fresh {
+        store.put_registration(r).await?;
+    }
+    let scope = authorize::choose_scope(
+        scope,
+        challenge.and_then(|c| c.scope.as_deref()),
+        found
+            .metadata
+            .as_ref()
+            .and_then(|m| m.scopes_supported.as_deref()),
+    );
+    let flow = PendingFlow {
+        state: FlowState::from_random(entropy.state),
+        verifier: PkceVerifier::from_random(entropy.verifier),
+        resource_url: resource_url.to_string(),
+        resource: found.resource,
+        iss_required: server
+            .metadata
+            .authorization_response_iss_parameter_supported,
+        issuer: server.issuer.clone(),
+        client,
+        token_endpoint: server.token_endpoint.clone(),
+        revocation_endpoint: server.revocation_endpoint.clone(),
+        redirect_uri: settings.redirect_uri.clone(),
+        scope,
+        owner: owner.to_owned(),
+        created_at: now,
+    };
+    let url = authorize::authorization_url(
+        &AuthorizationParams {
+            authorization_endpoint: &server.authorization_endpoint,
+            client: &flow.client,
+            redirect_uri: &flow.redirect_uri,
+            resource: &flow.resource,
+            scope: flow.scope.as_deref(),
+        },
+        &flow.state,
+        &flow.verifier,
+    );
+    store.put_flow(flow).await?;
+    Ok(LoginStart::Redirect(url))
+}
+
+/// Finishes a flow from the callback's query string: takes `owner`'s pending
+/// flow by state (single use), validates, exchanges the code and stores the
+/// provider. A rejected client's cached registration is dropped.
+pub async fn finish_login(
+    http: &impl HttpClient,
+    store: &impl Store,
+    owner: &str,
+    query: &str,
+    now: u64,
+) -> Result<Provider> {
+    let params = CallbackParams::from_query(query);
+    let state = params
+        .state
+        .clone()
+        .ok_or(Error::Callback(CallbackProblem::MissingState))?;
+    let flow = store
+        .take_flow(&state, owner)
+        .await?
+        .ok_or(Error::Callback(CallbackProblem::UnknownState))?;
+    let code = authorize::validate_callback(params, &flow, now)?;
+    let tokens = token::exchange_code(
+        http,
+        &flow.token_endpoint,
+        &flow.client,
+        &code,
+        &flow.verifier,
+        &flow.redirect_uri,
+        &flow.resource,
+        now,
+    )
+    .await;
+    let tokens = match tokens {
+        Ok(t) => t,
+        Err(e) => {
+            if e.client_rejected() {
+                store
+                    .remove_registration(&flow.issuer, flow.redirect_uri.as_str())
+                    .await?;
+            }
+            return Err(e);
+        }
+    };
+    let key = ResourceKey::parse(&flow.resource)?;
+    let previous = store.provider(owner, &key).await?;
+    let provider = Provider {
+        name: previous
+            .as_ref()
+            .map_or_else(|| Provider::default_name(&key), |p| p.name.clone()),
+        metadata: previous.map_or(serde_json::Value::Null, |p| p.metadata),
+        key,
+        resource_url: flow.resource_url,
+        resource: flow.resource,
+        grant: Some(Grant {
+            issuer: flow.issuer,
+            client: flow.client,
+            token_endpoint: flow.token_endpoint,
+            revocation_endpoint: flow.revocation_endpoint,
+            tokens: Some(tokens),
+        }),
+        created_at: now,
+    };
+    store.put_provider(owner, provider.clone()).await?;
+    Ok(provider)
+}
+
+/// What to send to a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    /// The provider that matched.
+    pub key: ResourceKey,
+    /// The `Authorization` header value; `None` for a public provider.
+    pub header: Option<String>,
+}
+
+/// Why a refresh is asked for.
+#[derive(Debug, Clone, Copy)]
+pub enum RefreshReason<'a> {
+    /// The token expires within [`token::REFRESH_MARGIN_SECS`]; skipped if a
+    /// fresher token is already stored.
+    Expiring,
+    /// The resource rejected this access token; skipped if another token is
+    /// already stored (someone refreshed meanwhile).
+    Rejected(&'a str),
+}
+
+/// Refreshes `owner`'s provider under `key` unless the stored tokens already
+/// answer `reason`. Returns the tokens to use (`None` for a public provider).
+///
+/// When the server says the grant is gone (`invalid_grant`, ...), the stored
+/// tokens are dropped (so the dead refresh token is never replayed) and the
+/// error, which [`Error::requires_reauthorization`], is returned. Run at most
+/// one at a time per provider: a rotated refresh token must not be used twice.
+pub async fn refresh_provider(
+    http: &impl HttpClient,
+    store: &impl Store,
+    owner: &str,
+    key: &ResourceKey,
+    reason: RefreshReason<'_>,
+    now: u64,
+) -> Result<Option<TokenSet>> {
+    let mut provider = store
+        .provider(owner, key)
+        .await?
+        .ok_or_else(|| Error::NotConnected {
+            url: key.to_string(),
+        })?;
+    let resource = provider.resource.clone();
+    let Some(grant) = provider.grant.as_mut() else {
+        return Ok(None);
+    };
+    let no_refresh = || Error::NoRefreshToken {
+        resource: resource.clone(),
+    };
+    let tokens = grant.tokens.as_ref().ok_or_else(no_refresh)?;
+    let settled = match reason {
+        RefreshReason::Expiring => !tokens.needs_refresh(now),
+        RefreshReason::Rejected(failed) => tokens.access_token.secret() != failed,
+    };
+    if settled {
+        return Ok(Some(tokens.clone()));
+    }
+    let Some(refresh_token) = tokens.refresh_token.clone() else {
+        return Err(no_refresh());
+    };
+    let result = token::refresh(
+        http,
+        &grant.token_endpoint,
+        &grant.client,
+        &refresh_token,
+        &resource,
+        now,
+    )
+    .await;
+    match result {
+        Ok(new) => {
+            grant.tokens = Some(new.clone());
+            store.put_provider(owner, provider).await?;
+            Ok(Some(new))
+        }
+        Err(e) if e.requires_reauthorization() => {
+            grant.tokens = None;
+            store.put_provider(owner, provider).await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `Authorization` to send to `url` for `owner`: the longest-prefix
+/// provider's header (refreshed first when it expires within 5 minutes), no
+/// header for a public provider, `Ok(None)` when no provider matches.
+pub async fn authorization_for(
+    http: &impl HttpClient,
+    store: &impl Store,
+    owner: &str,
+    url: &str,
+    now: u64,
+) -> Result<Option<Authorization>> {
+    let key = ResourceKey::parse(url)?;
+    let Some(provider) = store.provider_for(owner, &key).await? else {
+        return Ok(None);
+    };
+    let Some(grant) = &provider.grant else {
+        return Ok(Some(Authorization {
+            key: provider.key,
+            header: None,
+        }));
+    };
+    let tokens = match &grant.tokens {
+        Some(t) if !t.needs_refresh(now) => t.clone(),
+        _ => refresh_provider(
+            http,
+            store,
+            owner,
+            &provider.key,
+            RefreshReason::Expiring,
+            now,
+        )
+        .await?
+        .ok_or_else(|| Error::NoRefreshToken {
+            resource: provider.resource.clone(),
+        })?,
+    };
+    Ok(Some(Authorization {
+        key: provider.key,
+        header: Some(tokens.authorization_header()),
+    }))
+}
+
+/// What removing a provider did.
+#[derive(Debug)]
+pub struct Removal {
+    /// The provider removed.
+    pub provider: Provider,
+    /// The revocation at the server: `Ok(true)` revoked, `Ok(false)` nothing to
+    /// revoke (no endpoint or no token), `Err` the server refused or failed.
+    pub revoked: Result<bool>,
+}
+
+/// Removes `owner`'s provider under `key` and revokes its refresh token (or
+/// access token) at the server when it has a revocation endpoint. The provider
+/// is removed even if revocation fails; the outcome is reported.
+pub async fn remove_provider(
+    http: &impl HttpClient,
+    store: &impl Store,
+    owner: &str,
+    key: &ResourceKey,
+) -> Result<Option<Removal>> {
+    let Some(provider) = store.remove_provider(owner, key).await? else {
+        return Ok(None);
+    };
+    let revoked = match &provider.grant {
+        Some(Grant {
+            revocation_endpoint: Some(endpoint),
+            client,
+            tokens: Some(tokens),
+            ..
+        }) => {
+            let (token, hint) = match &tokens.refresh_token {
+                Some(rt) => (rt.secret(), "refresh_token"),
+                None => (tokens.access_token.secret(), "access_token"),
+            };
+            token::revoke(http, endpoint, client, token, hint)
+                .await
+                .map(|()| true)
+        }
+        _ => Ok(false),
+    };
+    Ok(Some(Removal { provider, revoked }))
+}

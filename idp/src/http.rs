@@ -1,0 +1,213 @@
+//! The one door to the network: a small async HTTP trait and plain request and
+//! response values.
+//!
+//! The engine builds [`HttpRequest`]s and parses [`HttpResponse`]s; a runtime
+//! (the Workers `Fetch` API, `reqwest`, a test double) moves them. The trait has no
+//! `Send` bound so it fits single-threaded wasm. Implementations must not follow
+//! redirects: the engine decides what a redirect means.
+
+use std::future::Future;
+use url::Url;
+
+/// The largest response body the engine reads (1 MiB). Metadata documents and
+/// token responses are a few kilobytes; anything bigger is refused.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// An HTTP method used by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// HEAD
+    Head,
+    /// POST
+    Post,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// A request the engine wants sent.
+///
+/// `Debug` leaves out header values and the body: they may carry credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Method.
+    pub method: Method,
+    /// Absolute URL.
+    pub url: Url,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes (empty for GET and HEAD).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url.as_str())
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl HttpRequest {
+    /// A GET asking for JSON.
+    pub fn get_json(url: Url) -> Self {
+        Self {
+            method: Method::Get,
+            url,
+            headers: vec![("accept".into(), "application/json".into())],
+            body: Vec::new(),
+        }
+    }
+
+    /// A POST of a form body, accepting JSON.
+    pub fn post_form(url: Url, body: Vec<u8>) -> Self {
+        Self {
+            method: Method::Post,
+            url,
+            headers: vec![
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+                ("accept".into(), "application/json".into()),
+            ],
+            body,
+        }
+    }
+
+    /// A POST of a JSON body, accepting JSON.
+    pub fn post_json(url: Url, body: &serde_json::Value) -> Self {
+        Self {
+            method: Method::Post,
+            url,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+/// A response as the engine sees it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names and values, one entry per header line.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes (at most [`MAX_BODY_BYTES`] when produced by a well-behaved client).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpResponse {
+    /// A response with a status and a body.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// Every value of a header, by case-insensitive name, in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Why a request could not be sent or its response could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    /// What went wrong, without secrets.
+    pub message: String,
+}
+
+impl TransportError {
+    /// A transport error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// Sends one request and returns its response, without following redirects.
+///
+/// Implemented by the runtimes (`reqwest` behind the `native` feature, the Workers
+/// `Fetch` API) and by closures in tests.
+pub trait HttpClient {
+    /// Sends `request`. A non-2xx status is a response, not an error.
+    fn send(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>>;
+}
+
+impl<F, Fut> HttpClient for F
+where
+    F: Fn(HttpRequest) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, TransportError>>,
+{
+    fn send(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, TransportError>> {
+        self(request)
+    }
+}

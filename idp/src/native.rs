@@ -1,0 +1,369 @@
+//! A native runtime (feature `native`): [`ReqwestHttp`] implements the HTTP
+//! trait with `reqwest`, [`MemoryStore`] keeps providers, flows and
+//! registrations in memory, and [`NativeIdp`] ties them to the system clock and
+//! the OS random source, for Rust programs outside Workers.
+//!
+//! ```no_run
+//! use idp::native::NativeIdp;
+//! use idp::flow::{LoginStart, Settings};
+//! # async fn run() -> idp::Result<()> {
+//! let idp = NativeIdp::new(Settings {
+//!     policy: idp::policy::Policy::STRICT,
+//!     client_info: idp::registration::ClientInfo { name: "My app".into(), version: "1.0".into(), uri: None },
+//!     clients: Default::default(),
+//!     redirect_uri: "https://app.example/oauth/callback".parse().unwrap(),
+//! });
+//! if let LoginStart::Redirect(url) = idp.connect("alice", "https://api.example.com/v1", None).await? {
+//!     println!("open {url}");
+//! }
+//! // ...later, with the callback's query string:
+//! let provider = idp.callback("alice", "code=...&state=...&iss=...").await?;
+//! let auth = idp.authorization("alice", "https://api.example.com/v1/items").await?;
+//! # Ok(()) }
+//! ```
+
+use crate::authorize::PendingFlow;
+use crate::error::{Error, Result};
+use crate::flow::{self, Authorization, Entropy, LoginStart, RefreshReason, Removal, Settings};
+use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
+use crate::matching::{candidates, ResourceKey};
+use crate::registration::Registration;
+use crate::store::{Provider, Store};
+use crate::token::TokenSet;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// [`HttpClient`] over `reqwest`: no redirects followed, 30 s timeout, bodies
+/// capped at [`MAX_BODY_BYTES`].
+#[derive(Debug, Clone)]
+pub struct ReqwestHttp {
+    client: reqwest::Client,
+}
+
+impl Default for ReqwestHttp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReqwestHttp {
+    /// A client with the settings above.
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("reqwest client with static settings");
+        Self { client }
+    }
+}
+
+impl HttpClient for ReqwestHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut builder = self.client.request(method, request.url.as_str());
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let mut resp = builder
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| TransportError::new(describe(&e)))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| TransportError::new(describe(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(TransportError::new(format!(
+                    "response body larger than {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// reqwest's messages can include the URL; ours say it separately, and a URL
+/// the engine builds never carries a secret.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "could not read the body"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[derive(Default)]
+struct Inner {
+    flows: HashMap<String, PendingFlow>,
+    registrations: HashMap<(String, String), Registration>,
+    providers: HashMap<String, BTreeMap<ResourceKey, Provider>>,
+}
+
+/// An in-memory [`Store`]: everything is lost when the process ends.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> Result<T> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| Error::Storage("memory store lock poisoned".into()))?;
+        Ok(f(&mut guard))
+    }
+}
+
+impl Store for MemoryStore {
+    async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
+        self.with(|i| {
+            i.flows.insert(flow.state.secret().to_owned(), flow);
+        })
+    }
+
+    async fn take_flow(&self, state: &str, owner: &str) -> Result<Option<PendingFlow>> {
+        self.with(|i| match i.flows.get(state) {
+            Some(f) if f.owner == owner => i.flows.remove(state),
+            _ => None,
+        })
+    }
+
+    async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
+        self.with(|i| {
+            i.registrations
+                .get(&(issuer.to_owned(), redirect_uri.to_owned()))
+                .cloned()
+        })
+    }
+
+    async fn put_registration(&self, r: Registration) -> Result<()> {
+        self.with(|i| {
+            i.registrations
+                .insert((r.issuer.clone(), r.redirect_uri.clone()), r);
+        })
+    }
+
+    async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
+        self.with(|i| {
+            i.registrations
+                .remove(&(issuer.to_owned(), redirect_uri.to_owned()));
+        })
+    }
+
+    async fn put_provider(&self, owner: &str, p: Provider) -> Result<()> {
+        self.with(|i| {
+            i.providers
+                .entry(owner.to_owned())
+                .or_default()
+                .insert(p.key.clone(), p);
+        })
+    }
+
+    async fn provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
+        self.with(|i| i.providers.get(owner).and_then(|m| m.get(key)).cloned())
+    }
+
+    async fn provider_for(&self, owner: &str, url: &ResourceKey) -> Result<Option<Provider>> {
+        self.with(|i| {
+            let m = i.providers.get(owner)?;
+            candidates(url).iter().find_map(|k| m.get(k)).cloned()
+        })
+    }
+
+    async fn providers(&self, owner: &str) -> Result<Vec<Provider>> {
+        self.with(|i| {
+            i.providers
+                .get(owner)
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
+        self.with(|i| i.providers.get_mut(owner).and_then(|m| m.remove(key)))
+    }
+}
+
+/// Seconds since the epoch from the system clock.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Fresh entropy from the operating system.
+pub fn entropy() -> Result<Entropy> {
+    let mut e = Entropy {
+        verifier: [0; 32],
+        state: [0; 32],
+    };
+    getrandom::fill(&mut e.verifier)
+        .and_then(|()| getrandom::fill(&mut e.state))
+        .map_err(|err| Error::Storage(format!("no randomness available: {err}")))?;
+    Ok(e)
+}
+
+/// The engine wired to reqwest, a [`Store`] (in memory by default), the system
+/// clock and OS randomness. Refreshes are serialised, so concurrent callers
+/// cause one token request and a rotated refresh token is used once.
+pub struct NativeIdp<S: Store = MemoryStore> {
+    http: ReqwestHttp,
+    store: S,
+    settings: Settings,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl<S: Store> std::fmt::Debug for NativeIdp<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeIdp")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeIdp<MemoryStore> {
+    /// An engine with an in-memory store.
+    pub fn new(settings: Settings) -> Self {
+        Self::with_store(settings, MemoryStore::default())
+    }
+}
+
+impl<S: Store> NativeIdp<S> {
+    /// An engine over your own store.
+    pub fn with_store(settings: Settings, store: S) -> Self {
+        Self {
+            http: ReqwestHttp::new(),
+            store,
+            settings,
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Starts connecting a resource ([`flow::start_login`]).
+    pub async fn connect(
+        &self,
+        owner: &str,
+        resource_url: &str,
+        scope: Option<&str>,
+    ) -> Result<LoginStart> {
+        flow::start_login(
+            &self.http,
+            &self.store,
+            &self.settings,
+            owner,
+            resource_url,
+            scope,
+            now(),
+            entropy()?,
+        )
+        .await
+    }
+
+    /// Finishes a flow from the callback's query string ([`flow::finish_login`]).
+    pub async fn callback(&self, owner: &str, query: &str) -> Result<Provider> {
+        flow::finish_login(&self.http, &self.store, owner, query, now()).await
+    }
+
+    /// The authorization for a URL, refreshing first when the token expires
+    /// within 5 minutes ([`flow::authorization_for`]).
+    pub async fn authorization(&self, owner: &str, url: &str) -> Result<Option<Authorization>> {
+        let key = ResourceKey::parse(url)?;
+        let expiring = self
+            .store
+            .provider_for(owner, &key)
+            .await?
+            .and_then(|p| p.tokens().map(|t| (p.key.clone(), t.needs_refresh(now()))));
+        if let Some((pkey, true)) = expiring {
+            let _guard = self.refreshing.lock().await;
+            flow::refresh_provider(
+                &self.http,
+                &self.store,
+                owner,
+                &pkey,
+                RefreshReason::Expiring,
+                now(),
+            )
+            .await?;
+        }
+        flow::authorization_for(&self.http, &self.store, owner, url, now()).await
+    }
+
+    /// Refreshes after a resource rejected `failed_access_token`; concurrent
+    /// callers with the same failed token share one refresh.
+    pub async fn refresh_rejected(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+        failed_access_token: &str,
+    ) -> Result<Option<TokenSet>> {
+        let _guard = self.refreshing.lock().await;
+        flow::refresh_provider(
+            &self.http,
+            &self.store,
+            owner,
+            key,
+            RefreshReason::Rejected(failed_access_token),
+            now(),
+        )
+        .await
+    }
+
+    /// Removes a provider and revokes its token at the server.
+    pub async fn remove(&self, owner: &str, url: &str) -> Result<Option<Removal>> {
+        flow::remove_provider(&self.http, &self.store, owner, &ResourceKey::parse(url)?).await
+    }
+
+    /// The HTTP client, for calling resources.
+    pub fn http(&self) -> &ReqwestHttp {
+        &self.http
+    }
+}

@@ -1,0 +1,85 @@
+//! Which URLs the engine will talk to.
+
+use crate::error::{Error, Result};
+use url::{Host, Url};
+
+/// Transport rules for authorization servers and metadata.
+///
+/// Every authorization server URL (issuer, endpoints, metadata locations) must be
+/// https. With `allow_insecure_loopback`, `http` is also accepted for loopback
+/// hosts (`localhost`, `127.0.0.0/8`, `::1`): for local development and tests
+/// only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept `http://` for loopback hosts.
+    pub allow_insecure_loopback: bool,
+}
+
+impl Policy {
+    /// The production policy: https only.
+    pub const STRICT: Policy = Policy {
+        allow_insecure_loopback: false,
+    };
+
+    /// Accepts http on loopback hosts too (development and tests).
+    pub const LOOPBACK_DEV: Policy = Policy {
+        allow_insecure_loopback: true,
+    };
+
+    /// Checks one URL.
+    pub fn check(&self, url: &Url) -> Result<()> {
+        match url.scheme() {
+            "https" if url.host().is_some() => Ok(()),
+            "http" if self.allow_insecure_loopback && is_loopback(url) => Ok(()),
+            "http" | "https" => Err(Error::InsecureUrl {
+                url: url.to_string(),
+            }),
+            other => Err(Error::InvalidUrl {
+                input: url.to_string(),
+                reason: format!("scheme {other:?} is not http(s)"),
+            }),
+        }
+    }
+
+    /// Parses a URL string and checks it.
+    pub fn parse(&self, input: &str) -> Result<Url> {
+        let url = Url::parse(input).map_err(|e| Error::InvalidUrl {
+            input: input.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.check(&url)?;
+        Ok(url)
+    }
+}
+
+/// Whether the URL's host is a loopback name or address.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(a)) => a.is_loopback(),
+        Some(Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_only_unless_loopback_allowed() {
+        let strict = Policy::STRICT;
+        let dev = Policy::LOOPBACK_DEV;
+        assert!(strict.parse("https://as.example/x").is_ok());
+        assert!(strict.parse("http://127.0.0.1:9000").is_err());
+        assert!(dev.parse("http://127.0.0.1:9000").is_ok());
+        assert!(dev.parse("http://127.9.9.9").is_ok());
+        assert!(dev.parse("http://[::1]:1").is_ok());
+        assert!(dev.parse("http://localhost:1").is_ok());
+        assert!(dev.parse("http://as.example").is_err());
+        assert!(dev.parse("http://10.0.0.1").is_err());
+        assert!(dev.parse("http://localhost.evil.com").is_err());
+        assert!(dev.parse("ftp://127.0.0.1").is_err());
+        assert!(dev.parse("nonsense").is_err());
+    }
+}

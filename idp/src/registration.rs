@@ -1,0 +1,566 @@
+//! Who the app is at an authorization server: a pre-registered client, a client
+//! ID metadata document, or an RFC 7591 dynamic registration (cached and reused).
+
+use crate::discovery::{read_json, AuthorizationServer};
+use crate::error::{Error, OAuthError, Result};
+use crate::http::{HttpClient, HttpRequest, HttpResponse};
+use crate::secret::ClientSecret;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// How the client authenticates at the token and revocation endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// A public client: `client_id` in the body, no secret.
+    None,
+    /// HTTP Basic with the form-encoded id and secret.
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the body.
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Self::None, Self::ClientSecretBasic, Self::ClientSecretPost]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+    }
+}
+
+/// A client identity usable at one authorization server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    /// The client id (for a metadata document client, its https URL).
+    pub client_id: String,
+    /// The secret, for confidential clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ClientSecret>,
+    /// How to authenticate.
+    pub auth_method: AuthMethod,
+}
+
+impl Client {
+    /// A public client (auth method `none`).
+    pub fn public(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: None,
+            auth_method: AuthMethod::None,
+        }
+    }
+
+    /// A confidential client with a secret.
+    pub fn confidential(
+        client_id: impl Into<String>,
+        secret: ClientSecret,
+        auth_method: AuthMethod,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: Some(secret),
+            auth_method,
+        }
+    }
+}
+
+/// The app as it introduces itself to authorization servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// `client_name`.
+    pub name: String,
+    /// `software_version`.
+    pub version: String,
+    /// `client_uri`, a page about the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+}
+
+/// A client configured in advance for one issuer (for servers without dynamic
+/// registration, GitHub and Google style).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreRegisteredClient {
+    /// The issuer this client belongs to.
+    pub issuer: String,
+    /// The client.
+    pub client: Client,
+}
+
+/// How the app gets a client identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientConfig {
+    /// Clients configured per issuer; these win over everything else.
+    #[serde(default)]
+    pub pre_registered: Vec<PreRegisteredClient>,
+    /// The https URL where the app serves its client ID metadata document
+    /// (rendered by [`client_metadata_document`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_document_url: Option<Url>,
+}
+
+/// A dynamic registration, cacheable per (issuer, redirect URI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The issuer that registered the client.
+    pub issuer: String,
+    /// The redirect URI registered.
+    pub redirect_uri: String,
+    /// The client.
+    pub client: Client,
+    /// When the secret expires (seconds since the epoch); `None` for never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_expires_at: Option<u64>,
+}
+
+impl Registration {
+    /// Whether this registration can be used at `now` for the issuer and
+    /// redirect URI (its secret, if any, valid for at least another minute).
+    pub fn usable_for(&self, issuer: &str, redirect_uri: &str, now: u64) -> bool {
+        self.issuer == issuer
+            && self.redirect_uri == redirect_uri
+            && self
+                .secret_expires_at
+                .is_none_or(|t| t > now.saturating_add(60))
+    }
+}
+
+/// Where a client identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSource {
+    /// Configured in advance.
+    PreRegistered,
+    /// A client ID metadata document URL.
+    MetadataDocument,
+    /// A cached dynamic registration.
+    CachedRegistration,
+}
+
+/// What to do for a client identity at a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientPlan {
+    /// Use this client.
+    Ready(Client, ClientSource),
+    /// Send this registration request and pass its response to
+    /// [`parse_registration`].
+    Register(HttpRequest),
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    match (Url::parse(a), Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Chooses the client identity: a pre-registered client for the issuer; else the
+/// metadata document URL when the server accepts those; else a usable cached
+/// registration; else a registration request. [`Error::NoClient`] when the server
+/// offers none of these.
+pub fn choose_client(
+    server: &AuthorizationServer,
+    config: &ClientConfig,
+    info: &ClientInfo,
+    cached: Option<&Registration>,
+    redirect_uri: &Url,
+    now: u64,
+) -> Result<ClientPlan> {
+    if let Some(p) = config
+        .pre_registered
+        .iter()
+        .find(|p| same_url(&p.issuer, &server.issuer))
+    {
+        return Ok(ClientPlan::Ready(
+            p.client.clone(),
+            ClientSource::PreRegistered,
+        ));
+    }
+    if let Some(url) = &config.metadata_document_url {
+        if server.metadata.client_id_metadata_document_supported {
+            return Ok(ClientPlan::Ready(
+                Client::public(url.as_str()),
+                ClientSource::MetadataDocument,
+            ));
+        }
+    }
+    if let Some(r) = cached.filter(|r| r.usable_for(&server.issuer, redirect_uri.as_str(), now)) {
+        return Ok(ClientPlan::Ready(
+            r.client.clone(),
+            ClientSource::CachedRegistration,
+        ));
+    }
+    match &server.registration_endpoint {
+        Some(endpoint) => Ok(ClientPlan::Register(registration_request(
+            endpoint,
+            info,
+            redirect_uri,
+            preferred_auth_method(server),
+        ))),
+        None => Err(Error::NoClient {
+            issuer: server.issuer.clone(),
+        }),
+    }
+}
+
+/// `none` when the server allows it (or does not say), else the first secret
+/// method it supports.
+fn preferred_auth_method(server: &AuthorizationServer) -> AuthMethod {
+    match &server.metadata.token_endpoint_auth_methods_supported {
+        None => AuthMethod::None,
+        Some(list) => [
+            AuthMethod::None,
+            AuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost,
+        ]
+        .into_iter()
+        .find(|m| list.iter().any(|s| s == m.as_str()))
+        .unwrap_or(AuthMethod::None),
+    }
+}
+
+/// The RFC 7591 registration request.
+pub fn registration_request(
+    endpoint: &Url,
+    info: &ClientInfo,
+    redirect_uri: &Url,
+    auth_method: AuthMethod,
+) -> HttpRequest {
+    let mut body = serde_json::json!({
+        "redirect_uris": [redirect_uri.as_str()],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": auth_method.as_str(),
+        "client_name": info.name,
+        "software_version": info.version,
+    });
+    if let Some(uri) = &info.uri {
+        body["client_uri"] = uri.as_str().into();
+    }
+    HttpRequest::post_json(endpoint.clone(), &body)
+}
+
+#[derive(Deserialize)]
+struct RegistrationResponse {
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_secret_expires_at: Option<u64>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
+}
+
+/// Reads a registration response, honouring the auth method, secret and secret
+/// expiry the server assigned.
+pub fn parse_registration(
+    endpoint: &Url,
+    resp: &HttpResponse,
+    issuer: &str,
+    redirect_uri: &Url,
+) -> Result<Registration> {
+    if !resp.is_success() {
+        return Err(Error::Registration {
+            url: endpoint.clone(),
+            status: resp.status,
+            oauth: read_json::<OAuthError>(resp).ok(),
+        });
+    }
+    let r: RegistrationResponse = read_json(resp).map_err(|reason| Error::InvalidResponse {
+        url: endpoint.clone(),
+        reason,
+    })?;
+    if r.client_id.is_empty() {
+        return Err(Error::InvalidResponse {
+            url: endpoint.clone(),
+            reason: "empty client_id".into(),
+        });
+    }
+    let secret = r
+        .client_secret
+        .filter(|s| !s.is_empty())
+        .map(ClientSecret::new);
+    let auth_method = match r.token_endpoint_auth_method.as_deref() {
+        Some(name) => AuthMethod::from_name(name).ok_or_else(|| Error::InvalidResponse {
+            url: endpoint.clone(),
+            reason: format!("unsupported token_endpoint_auth_method {name:?}"),
+        })?,
+        None if secret.is_some() => AuthMethod::ClientSecretBasic,
+        None => AuthMethod::None,
+    };
+    if auth_method != AuthMethod::None && secret.is_none() {
+        return Err(Error::InvalidResponse {
+            url: endpoint.clone(),
+            reason: format!(
+                "auth method {} without a client_secret",
+                auth_method.as_str()
+            ),
+        });
+    }
+    Ok(Registration {
+        issuer: issuer.to_owned(),
+        redirect_uri: redirect_uri.to_string(),
+        client: Client {
+            client_id: r.client_id,
+            client_secret: secret,
+            auth_method,
+        },
+        secret_expires_at: r.client_secret_expires_at.filter(|t| *t != 0),
+    })
+}
+
+/// Gets a client for a server: [`choose_client`], then registers when needed.
+/// Returns the client and, when it registered, the new registration to cache.
+pub async fn obtain_client(
+    http: &impl HttpClient,
+    server: &AuthorizationServer,
+    config: &ClientConfig,
+    info: &ClientInfo,
+    cached: Option<&Registration>,
+    redirect_uri: &Url,
+    now: u64,
+) -> Result<(Client, Option<Registration>)> {
+    match choose_client(server, config, info, cached, redirect_uri, now)? {
+        ClientPlan::Ready(client, _) => Ok((client, None)),
+        ClientPlan::Register(req) => {
+            let url = req.url.clone();
+            let resp = http.send(req).await.map_err(|e| Error::Transport {
+                url: url.clone(),
+                message: e.message,
+            })?;
+            let reg = parse_registration(&url, &resp, &server.issuer, redirect_uri)?;
+            Ok((reg.client.clone(), Some(reg)))
+        }
+    }
+}
+
+/// The client ID metadata document to serve at `client_id` (the URL itself is
+/// the client id).
+pub fn client_metadata_document(
+    client_id: &Url,
+    info: &ClientInfo,
+    redirect_uris: &[Url],
+) -> serde_json::Value {
+    let mut doc = serde_json::json!({
+        "client_id": client_id.as_str(),
+        "client_name": info.name,
+        "software_version": info.version,
+        "redirect_uris": redirect_uris.iter().map(Url::as_str).collect::<Vec<_>>(),
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    if let Some(uri) = &info.uri {
+        doc["client_uri"] = uri.as_str().into();
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::ServerMetadata;
+
+    fn server(extra: serde_json::Value) -> AuthorizationServer {
+        let mut doc = serde_json::json!({
+            "issuer": "https://as.example",
+            "authorization_endpoint": "https://as.example/authorize",
+            "token_endpoint": "https://as.example/token",
+            "registration_endpoint": "https://as.example/register",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        let meta: ServerMetadata = serde_json::from_value(doc).unwrap();
+        crate::discovery::check_server_metadata(
+            meta,
+            &Url::parse("https://as.example").unwrap(),
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    fn info() -> ClientInfo {
+        ClientInfo {
+            name: "Demo".into(),
+            version: "1.2.3".into(),
+            uri: None,
+        }
+    }
+
+    fn redirect() -> Url {
+        Url::parse("https://app.example/oauth/callback").unwrap()
+    }
+
+    #[test]
+    fn registration_request_body() {
+        let s = server(serde_json::json!({}));
+        let ClientPlan::Register(req) =
+            choose_client(&s, &Default::default(), &info(), None, &redirect(), 0).unwrap()
+        else {
+            panic!("expected a registration")
+        };
+        assert_eq!(req.url.as_str(), "https://as.example/register");
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(
+            body["redirect_uris"][0],
+            "https://app.example/oauth/callback"
+        );
+        assert_eq!(
+            body["grant_types"],
+            serde_json::json!(["authorization_code", "refresh_token"])
+        );
+        assert_eq!(body["response_types"], serde_json::json!(["code"]));
+        assert_eq!(body["token_endpoint_auth_method"], "none");
+        assert_eq!(body["client_name"], "Demo");
+        assert_eq!(body["software_version"], "1.2.3");
+    }
+
+    #[test]
+    fn auth_method_preference() {
+        let s = server(
+            serde_json::json!({"token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"]}),
+        );
+        let ClientPlan::Register(req) =
+            choose_client(&s, &Default::default(), &info(), None, &redirect(), 0).unwrap()
+        else {
+            panic!()
+        };
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["token_endpoint_auth_method"], "client_secret_basic");
+    }
+
+    #[test]
+    fn honours_what_the_server_returns() {
+        let ep = Url::parse("https://as.example/register").unwrap();
+        let resp = HttpResponse::new(
+            201,
+            r#"{"client_id":"c1","client_secret":"s3cr3t","client_secret_expires_at":2000,"token_endpoint_auth_method":"client_secret_post"}"#,
+        );
+        let r = parse_registration(&ep, &resp, "https://as.example", &redirect()).unwrap();
+        assert_eq!(r.client.auth_method, AuthMethod::ClientSecretPost);
+        assert_eq!(r.client.client_secret.as_ref().unwrap().secret(), "s3cr3t");
+        assert_eq!(r.secret_expires_at, Some(2000));
+        assert!(r.usable_for("https://as.example", redirect().as_str(), 1000));
+        assert!(!r.usable_for("https://as.example", redirect().as_str(), 1990));
+        assert!(!r.usable_for("https://other.example", redirect().as_str(), 0));
+        assert!(!r.usable_for("https://as.example", "https://app.example/other", 0));
+        assert!(!format!("{r:?}").contains("s3cr3t"));
+
+        let resp = HttpResponse::new(
+            201,
+            r#"{"client_id":"c2","client_secret":"x","client_secret_expires_at":0}"#,
+        );
+        let r = parse_registration(&ep, &resp, "https://as.example", &redirect()).unwrap();
+        assert_eq!(r.client.auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(r.secret_expires_at, None);
+    }
+
+    #[test]
+    fn registration_errors() {
+        let ep = Url::parse("https://as.example/register").unwrap();
+        let e = parse_registration(
+            &ep,
+            &HttpResponse::new(
+                400,
+                r#"{"error":"invalid_redirect_uri","error_description":"nope"}"#,
+            ),
+            "https://as.example",
+            &redirect(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "client registration at https://as.example/register failed: HTTP 400, invalid_redirect_uri (nope)"
+        );
+        for body in [
+            "not json",
+            "{}",
+            r#"{"client_id":""}"#,
+            r#"{"client_id":"a","token_endpoint_auth_method":"private_key_jwt"}"#,
+            r#"{"client_id":"a","token_endpoint_auth_method":"client_secret_basic"}"#,
+        ] {
+            assert!(
+                parse_registration(
+                    &ep,
+                    &HttpResponse::new(201, body),
+                    "https://as.example",
+                    &redirect()
+                )
+                .is_err(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn choice_order() {
+        let cimd = Url::parse("https://app.example/client.json").unwrap();
+        let pre = PreRegisteredClient {
+            issuer: "https://as.example/".into(),
+            client: Client::confidential(
+                "gh",
+                ClientSecret::new("x"),
+                AuthMethod::ClientSecretPost,
+            ),
+        };
+        let cached = Registration {
+            issuer: "https://as.example".into(),
+            redirect_uri: redirect().to_string(),
+            client: Client::public("cached"),
+            secret_expires_at: None,
+        };
+        let s = server(serde_json::json!({"client_id_metadata_document_supported": true}));
+        let all = ClientConfig {
+            pre_registered: vec![pre],
+            metadata_document_url: Some(cimd.clone()),
+        };
+        let plan = |cfg: &ClientConfig, s: &AuthorizationServer, c: Option<&Registration>| {
+            choose_client(s, cfg, &info(), c, &redirect(), 0).unwrap()
+        };
+        assert!(
+            matches!(plan(&all, &s, Some(&cached)), ClientPlan::Ready(c, ClientSource::PreRegistered) if c.client_id == "gh")
+        );
+        let no_pre = ClientConfig {
+            pre_registered: vec![],
+            ..all.clone()
+        };
+        assert!(
+            matches!(plan(&no_pre, &s, Some(&cached)), ClientPlan::Ready(c, ClientSource::MetadataDocument) if c.client_id == cimd.as_str())
+        );
+        let plain = server(serde_json::json!({}));
+        assert!(
+            matches!(plan(&no_pre, &plain, Some(&cached)), ClientPlan::Ready(c, ClientSource::CachedRegistration) if c.client_id == "cached")
+        );
+        assert!(matches!(
+            plan(&no_pre, &plain, None),
+            ClientPlan::Register(_)
+        ));
+
+        let mut closed = server(serde_json::json!({}));
+        closed.registration_endpoint = None;
+        let e =
+            choose_client(&closed, &Default::default(), &info(), None, &redirect(), 0).unwrap_err();
+        assert!(matches!(e, Error::NoClient { .. }));
+    }
+
+    #[test]
+    fn metadata_document() {
+        let id = Url::parse("https://app.example/client.json").unwrap();
+        let doc = client_metadata_document(&id, &info(), &[redirect()]);
+        assert_eq!(doc["client_id"], "https://app.example/client.json");
+        assert_eq!(
+            doc["redirect_uris"][0],
+            "https://app.example/oauth/callback"
+        );
+        assert_eq!(doc["token_endpoint_auth_method"], "none");
+    }
+}

@@ -1,0 +1,117 @@
+//! What a runtime persists for a user: connected providers, pending flows and
+//! cached client registrations, behind the [`Store`] trait.
+//!
+//! The Workers runtime implements it over a Durable Object's SQLite; the
+//! `native` feature has an in-memory store.
+
+use crate::authorize::PendingFlow;
+use crate::error::Result;
+use crate::matching::ResourceKey;
+use crate::registration::{Client, Registration};
+use crate::token::TokenSet;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use url::Url;
+
+/// What is held to call an authorization server for one provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The issuer.
+    pub issuer: String,
+    /// The client the tokens were issued to.
+    pub client: Client,
+    /// The token endpoint.
+    pub token_endpoint: Url,
+    /// The revocation endpoint, when the server has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<Url>,
+    /// The tokens; `None` once the grant was found dead (re-authorization needed).
+    pub tokens: Option<TokenSet>,
+}
+
+/// A connected protected resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    /// Where it matches: URLs under this key use this provider.
+    pub key: ResourceKey,
+    /// The URL the person connected.
+    pub resource_url: String,
+    /// The canonical resource URI sent as RFC 8707 `resource`.
+    pub resource: String,
+    /// A display name.
+    pub name: String,
+    /// App-defined JSON metadata.
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+    /// The grant; `None` for a public resource.
+    pub grant: Option<Grant>,
+    /// When it was connected (seconds since the epoch).
+    pub created_at: u64,
+}
+
+impl Provider {
+    /// Whether the resource needs no token.
+    pub fn is_public(&self) -> bool {
+        self.grant.is_none()
+    }
+
+    /// The tokens held, if any.
+    pub fn tokens(&self) -> Option<&TokenSet> {
+        self.grant.as_ref().and_then(|g| g.tokens.as_ref())
+    }
+
+    /// The default display name: the resource's host.
+    pub fn default_name(key: &ResourceKey) -> String {
+        key.to_url().host_str().unwrap_or(key.as_str()).to_owned()
+    }
+}
+
+/// Persistence for one deployment's users. Methods are async with no `Send`
+/// bound (wasm runtimes are single-threaded).
+pub trait Store {
+    /// Keeps a pending flow until its callback.
+    fn put_flow(&self, flow: PendingFlow) -> impl Future<Output = Result<()>>;
+    /// Removes and returns the flow with this state if `owner` started it;
+    /// another owner's flow is left untouched and `None` is returned.
+    fn take_flow(
+        &self,
+        state: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<Option<PendingFlow>>>;
+    /// A cached registration for (issuer, redirect URI).
+    fn registration(
+        &self,
+        issuer: &str,
+        redirect_uri: &str,
+    ) -> impl Future<Output = Result<Option<Registration>>>;
+    /// Caches a registration.
+    fn put_registration(&self, registration: Registration) -> impl Future<Output = Result<()>>;
+    /// Forgets a registration the server rejected.
+    fn remove_registration(
+        &self,
+        issuer: &str,
+        redirect_uri: &str,
+    ) -> impl Future<Output = Result<()>>;
+    /// Inserts or replaces `owner`'s provider with the same key.
+    fn put_provider(&self, owner: &str, provider: Provider) -> impl Future<Output = Result<()>>;
+    /// `owner`'s provider stored exactly under `key`.
+    fn provider(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+    ) -> impl Future<Output = Result<Option<Provider>>>;
+    /// `owner`'s provider with the longest key covering `url`.
+    fn provider_for(
+        &self,
+        owner: &str,
+        url: &ResourceKey,
+    ) -> impl Future<Output = Result<Option<Provider>>>;
+    /// All of `owner`'s providers.
+    fn providers(&self, owner: &str) -> impl Future<Output = Result<Vec<Provider>>>;
+    /// Removes and returns `owner`'s provider under `key`.
+    fn remove_provider(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+    ) -> impl Future<Output = Result<Option<Provider>>>;
+}

@@ -1,0 +1,433 @@
+//! Token requests and responses: code exchange, refresh (RFC 6749 §4.1.3, §6,
+//! RFC 7636, RFC 8707) and revocation (RFC 7009).
+
+use crate::discovery::read_json;
+use crate::encoding::{basic_credentials, form};
+use crate::error::{Error, OAuthError, Result};
+use crate::http::{HttpClient, HttpRequest, HttpResponse};
+use crate::registration::{AuthMethod, Client};
+use crate::secret::{AccessToken, AuthorizationCode, PkceVerifier, RefreshToken};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Tokens are refreshed when they expire within this many seconds (5 minutes).
+pub const REFRESH_MARGIN_SECS: u64 = 300;
+
+/// Tokens held for one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The refresh token, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<RefreshToken>,
+    /// Expiry (seconds since the epoch), if the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The scope granted, if the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl TokenSet {
+    /// The `Authorization` header value.
+    pub fn authorization_header(&self) -> String {
+        format!("Bearer {}", self.access_token.secret())
+    }
+
+    /// Whether the token is expired or expires within [`REFRESH_MARGIN_SECS`].
+    pub fn needs_refresh(&self, now: u64) -> bool {
+        self.expires_at
+            .is_some_and(|t| t <= now.saturating_add(REFRESH_MARGIN_SECS))
+    }
+}
+
+fn with_client_auth(
+    client: &Client,
+    mut pairs: Vec<(&'static str, String)>,
+) -> (Vec<(&'static str, String)>, Option<String>) {
+    let secret = client
+        .client_secret
+        .as_ref()
+        .map(|s| s.secret())
+        .unwrap_or_default();
+    match client.auth_method {
+        AuthMethod::None => {
+            pairs.push(("client_id", client.client_id.clone()));
+            (pairs, None)
+        }
+        AuthMethod::ClientSecretPost => {
+            pairs.push(("client_id", client.client_id.clone()));
+            pairs.push(("client_secret", secret.to_owned()));
+            (pairs, None)
+        }
+        AuthMethod::ClientSecretBasic => {
+            (pairs, Some(basic_credentials(&client.client_id, secret)))
+        }
+    }
+}
+
+fn form_request(
+    endpoint: &Url,
+    client: &Client,
+    pairs: Vec<(&'static str, String)>,
+) -> HttpRequest {
+    let (pairs, basic) = with_client_auth(client, pairs);
+    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut req = HttpRequest::post_form(endpoint.clone(), form(&borrowed));
+    if let Some(b) = basic {
+        req.headers.push(("authorization".into(), b));
+    }
+    req
+}
+
+/// The authorization code exchange request.
+pub fn exchange_request(
+    token_endpoint: &Url,
+    client: &Client,
+    code: &AuthorizationCode,
+    verifier: &PkceVerifier,
+    redirect_uri: &Url,
+    resource: &str,
+) -> HttpRequest {
+    form_request(
+        token_endpoint,
+        client,
+        vec![
+            ("grant_type", "authorization_code".into()),
+            ("code", code.secret().into()),
+            ("redirect_uri", redirect_uri.to_string()),
+            ("code_verifier", verifier.secret().into()),
+            ("resource", resource.into()),
+        ],
+    )
+}
+
+/// The refresh request. `scope`, when given, must not exceed what was granted.
+pub fn refresh_request(
+    token_endpoint: &Url,
+    client: &Client,
+    refresh_token: &RefreshToken,
+    resource: &str,
+    scope: Option<&str>,
+) -> HttpRequest {
+    let mut pairs = vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh_token.secret().into()),
+        ("resource", resource.into()),
+    ];
+    if let Some(s) = scope {
+        pairs.push(("scope", s.into()));
+    }
+    form_request(token_endpoint, client, pairs)
+}
+
+/// The RFC 7009 revocation request for a refresh or access token.
+pub fn revocation_request(
+    revocation_endpoint: &Url,
+    client: &Client,
+    token: &str,
+    hint: &str,
+) -> HttpRequest {
+    form_request(
+        revocation_endpoint,
+        client,
+        vec![("token", token.into()), ("token_type_hint", hint.into())],
+    )
+}
+
+#[derive(Deserialize)]
+struct RawToken {
+    access_token: String,
+    token_type: String,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Reads a token response. `now` turns `expires_in` into an absolute expiry;
+/// `previous_refresh` is kept when the server returns no new refresh token.
+/// `token_type` must be Bearer (any case).
+pub fn parse_token_response(
+    url: &Url,
+    resp: &HttpResponse,
+    now: u64,
+    previous_refresh: Option<&RefreshToken>,
+) -> Result<TokenSet> {
+    if !resp.is_success() {
+        return Err(Error::Token {
+            url: url.clone(),
+            status: resp.status,
+            oauth: read_json::<OAuthError>(resp).ok(),
+        });
+    }
+    let invalid = |reason: String| Error::InvalidResponse {
+        url: url.clone(),
+        reason,
+    };
+    let raw: RawToken = read_json(resp).map_err(invalid)?;
+    if !raw.token_type.eq_ignore_ascii_case("bearer") {
+        return Err(invalid(format!(
+            "token_type {:?} is not Bearer",
+            raw.token_type
+        )));
+    }
+    if raw.access_token.is_empty() {
+        return Err(invalid("empty access_token".into()));
+    }
+    // Some servers send expires_in as a string.
+    let expires_in = match raw.expires_in {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    };
+    Ok(TokenSet {
+        access_token: AccessToken::new(raw.access_token),
+        refresh_token: raw
+            .refresh_token
+            .filter(|s| !s.is_empty())
+            .map(RefreshToken::new)
+            .or_else(|| previous_refresh.cloned()),
+        expires_at: expires_in.map(|s| now.saturating_add(s)),
+        scope: raw.scope,
+    })
+}
+
+async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Url, HttpResponse)> {
+    let url = req.url.clone();
+    match http.send(req).await {
+        Ok(r) => Ok((url, r)),
+        Err(e) => Err(Error::Transport {
+            url,
+            message: e.message,
+        }),
+    }
+}
+
+/// Exchanges a code ([`exchange_request`] + [`parse_token_response`]).
+pub async fn exchange_code(
+    http: &impl HttpClient,
+    token_endpoint: &Url,
+    client: &Client,
+    code: &AuthorizationCode,
+    verifier: &PkceVerifier,
+    redirect_uri: &Url,
+    resource: &str,
+    now: u64,
+) -> Result<TokenSet> {
+    let req = exchange_request(
+        token_endpoint,
+        client,
+        code,
+        verifier,
+        redirect_uri,
+        resource,
+    );
+    let (url, resp) = send(http, req).await?;
+    parse_token_response(&url, &resp, now, None)
+}
+
+/// Refreshes ([`refresh_request`] + [`parse_token_response`]), keeping the old
+/// refresh token when the server sends none.
+pub async fn refresh(
+    http: &impl HttpClient,
+    token_endpoint: &Url,
+    client: &Client,
+    refresh_token: &RefreshToken,
+    resource: &str,
+    now: u64,
+) -> Result<TokenSet> {
+    let req = refresh_request(token_endpoint, client, refresh_token, resource, None);
+    let (url, resp) = send(http, req).await?;
+    parse_token_response(&url, &resp, now, Some(refresh_token))
+}
+
+/// Revokes a token (RFC 7009). A 200 means revoked or already invalid.
+pub async fn revoke(
+    http: &impl HttpClient,
+    revocation_endpoint: &Url,
+    client: &Client,
+    token: &str,
+    hint: &str,
+) -> Result<()> {
+    let (url, resp) = send(
+        http,
+        revocation_request(revocation_endpoint, client, token, hint),
+    )
+    .await?;
+    if resp.is_success() {
+        Ok(())
+    } else {
+        Err(Error::Token {
+            url,
+            status: resp.status,
+            oauth: read_json::<OAuthError>(&resp).ok(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::ClientSecret;
+
+    fn ep() -> Url {
+        Url::parse("https://as.example/token").unwrap()
+    }
+
+    fn body(req: &HttpRequest) -> std::collections::HashMap<String, String> {
+        url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect()
+    }
+
+    #[test]
+    fn exchange_with_public_client() {
+        let v = PkceVerifier::from_random([3; 32]);
+        let req = exchange_request(
+            &ep(),
+            &Client::public("c1"),
+            &AuthorizationCode::new("the-code"),
+            &v,
+            &Url::parse("https://app.example/cb").unwrap(),
+            "https://api.example/v1",
+        );
+        let b = body(&req);
+        assert_eq!(b["grant_type"], "authorization_code");
+        assert_eq!(b["code"], "the-code");
+        assert_eq!(b["code_verifier"], v.secret());
+        assert_eq!(b["redirect_uri"], "https://app.example/cb");
+        assert_eq!(b["resource"], "https://api.example/v1");
+        assert_eq!(b["client_id"], "c1");
+        assert!(req.header("authorization").is_none());
+        assert_eq!(
+            req.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        let dbg = format!("{req:?}");
+        assert!(
+            !dbg.contains("the-code") && !dbg.contains(v.secret()),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn client_authentication_methods() {
+        let rt = RefreshToken::new("rt");
+        let basic = Client::confidential(
+            "id one",
+            ClientSecret::new("s:1"),
+            AuthMethod::ClientSecretBasic,
+        );
+        let req = refresh_request(&ep(), &basic, &rt, "https://api.example", None);
+        assert_eq!(
+            req.header("authorization"),
+            Some(crate::encoding::basic_credentials("id one", "s:1").as_str())
+        );
+        let b = body(&req);
+        assert!(!b.contains_key("client_id") && !b.contains_key("client_secret"));
+        assert_eq!(b["refresh_token"], "rt");
+        assert_eq!(b["resource"], "https://api.example");
+
+        let post = Client::confidential("c", ClientSecret::new("s"), AuthMethod::ClientSecretPost);
+        let b = body(&refresh_request(&ep(), &post, &rt, "r", Some("a b")));
+        assert_eq!(
+            (
+                b["client_id"].as_str(),
+                b["client_secret"].as_str(),
+                b["scope"].as_str()
+            ),
+            ("c", "s", "a b")
+        );
+    }
+
+    #[test]
+    fn token_response_parsing() {
+        let r = HttpResponse::new(
+            200,
+            r#"{"access_token":"at","token_type":"bearer","expires_in":3600,"scope":"read"}"#,
+        );
+        let old = RefreshToken::new("old-rt");
+        let t = parse_token_response(&ep(), &r, 1000, Some(&old)).unwrap();
+        assert_eq!(t.expires_at, Some(4600));
+        assert_eq!(t.refresh_token.as_ref().unwrap().secret(), "old-rt");
+        assert_eq!(t.authorization_header(), "Bearer at");
+        assert!(!t.needs_refresh(1000));
+        assert!(t.needs_refresh(4600 - REFRESH_MARGIN_SECS));
+
+        let r = HttpResponse::new(
+            200,
+            r#"{"access_token":"at","token_type":"Bearer","refresh_token":"new","expires_in":"60"}"#,
+        );
+        let t = parse_token_response(&ep(), &r, 0, Some(&old)).unwrap();
+        assert_eq!(t.refresh_token.unwrap().secret(), "new");
+        assert_eq!(t.expires_at, Some(60));
+
+        let no_expiry = parse_token_response(
+            &ep(),
+            &HttpResponse::new(200, r#"{"access_token":"a","token_type":"BEARER"}"#),
+            0,
+            None,
+        )
+        .unwrap();
+        assert!(!no_expiry.needs_refresh(u64::MAX));
+    }
+
+    #[test]
+    fn token_errors_are_typed_and_never_quote_the_body() {
+        let r = HttpResponse::new(
+            400,
+            r#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#,
+        );
+        let e = parse_token_response(&ep(), &r, 0, None).unwrap_err();
+        assert!(e.requires_reauthorization());
+        assert!(
+            matches!(&e, Error::Token { status: 400, oauth: Some(o), .. } if o.error == "invalid_grant")
+        );
+
+        let e = parse_token_response(
+            &ep(),
+            &HttpResponse::new(502, "<html>bad gateway</html>"),
+            0,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.is_retryable() && !e.requires_reauthorization());
+
+        for bad in [
+            r#"{"access_token":"SECRET-AT","token_type":"mac"}"#,
+            r#"{"access_token":"","token_type":"bearer"}"#,
+            r#"{"token_type":"bearer"}"#,
+            "SECRET-AT not json",
+        ] {
+            let e = parse_token_response(&ep(), &HttpResponse::new(200, bad), 0, None).unwrap_err();
+            assert!(!e.to_string().contains("SECRET-AT"), "{e}");
+            assert!(!format!("{e:?}").contains("SECRET-AT"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn revocation_request_shape() {
+        let req = revocation_request(
+            &Url::parse("https://as.example/revoke").unwrap(),
+            &Client::public("c"),
+            "rt",
+            "refresh_token",
+        );
+        let b = body(&req);
+        assert_eq!(
+            (
+                b["token"].as_str(),
+                b["token_type_hint"].as_str(),
+                b["client_id"].as_str()
+            ),
+            ("rt", "refresh_token", "c")
+        );
+    }
+}
