@@ -1,7 +1,7 @@
 //! The authorization request and its callback (RFC 6749 §4.1, RFC 7636, RFC 8707,
 //! RFC 9207).
 //!
-//! [`begin`] returns the URL to send the person to and a [`PendingFlow`] that
+//! [`crate::flow::authorize`] returns the URL to send the person to and a [`PendingFlow`] that
 //! the caller keeps server-side, keyed by its state. [`validate_callback`] checks
 //! the redirect back against that flow.
 

@@ -176,11 +176,8 @@ impl Parser<'_> {
                 None => {}
                 Some(b',') => {}
                 Some(_) if !had_space => return Err(self.err("expected a space after the scheme")),
-                Some(_) => {
-                    if !self.try_token68(&mut challenge) {
-                        self.params(&mut challenge)?;
-                    }
-                }
+                Some(_) if self.try_token68(&mut challenge) => {}
+                Some(_) => self.params(&mut challenge)?,
             }
             out.push(challenge);
             self.skip_separators();

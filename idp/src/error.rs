@@ -80,7 +80,7 @@ impl fmt::Display for Attempts<'_> {
     }
 }
 
-fn status_and_oauth(status: &u16, oauth: &Option<OAuthError>) -> String {
+fn status_and_oauth(status: &u16, oauth: &Option<Box<OAuthError>>) -> String {
     match oauth {
         Some(e) => format!("HTTP {status}, {e}"),
         None => format!("HTTP {status}"),
@@ -191,7 +191,7 @@ pub enum Error {
         /// Response status.
         status: u16,
         /// The server's OAuth error, when it sent one.
-        oauth: Option<OAuthError>,
+        oauth: Option<Box<OAuthError>>,
     },
     /// The authorization server redirected back with an error (for example
     /// `access_denied`).
@@ -208,7 +208,7 @@ pub enum Error {
         /// Response status.
         status: u16,
         /// The server's OAuth error, when it sent one.
-        oauth: Option<OAuthError>,
+        oauth: Option<Box<OAuthError>>,
     },
     /// A request could not be completed.
     #[error("request to {url} failed: {message}")]
@@ -317,10 +317,12 @@ mod tests {
         Error::Token {
             url: Url::parse("https://as.example/token").unwrap(),
             status,
-            oauth: code.map(|c| OAuthError {
-                error: c.into(),
-                error_description: Some("why".into()),
-                error_uri: None,
+            oauth: code.map(|c| {
+                Box::new(OAuthError {
+                    error: c.into(),
+                    error_description: Some("why".into()),
+                    error_uri: None,
+                })
             }),
         }
     }

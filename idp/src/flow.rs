@@ -51,7 +51,7 @@ impl std::fmt::Debug for Entropy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginStart {
     /// The resource answered without credentials; it is stored as public.
-    Public(Provider),
+    Public(Box<Provider>),
     /// Send the person here; the flow waits in the store under its state.
     Redirect(Url),
 }
@@ -93,7 +93,7 @@ pub async fn start_login(
                 created_at: now,
             };
             store.put_provider(owner, provider.clone()).await?;
-            return Ok(LoginStart::Public(provider));
+            return Ok(LoginStart::Public(Box::new(provider)));
         }
         Probe::NeedsAuthorization(c) => c,
     };
@@ -206,17 +206,7 @@ pub async fn finish_login(
         .await?
         .ok_or(Error::Callback(CallbackProblem::UnknownState))?;
     let code = authorize::validate_callback(params, &flow, now)?;
-    let tokens = token::exchange_code(
-        http,
-        &flow.token_endpoint,
-        &flow.client,
-        &code,
-        &flow.verifier,
-        &flow.redirect_uri,
-        &flow.resource,
-        now,
-    )
-    .await;
+    let tokens = token::exchange_code(http, &flow, &code, now).await;
     let tokens = match tokens {
         Ok(t) => t,
         Err(e) => {

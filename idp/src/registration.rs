@@ -271,7 +271,7 @@ pub fn parse_registration(
         return Err(Error::Registration {
             url: endpoint.clone(),
             status: resp.status,
-            oauth: read_json::<OAuthError>(resp).ok(),
+            oauth: read_json::<OAuthError>(resp).ok().map(Box::new),
         });
     }
     let r: RegistrationResponse = read_json(resp).map_err(|reason| Error::InvalidResponse {

@@ -1,12 +1,13 @@
 //! Token requests and responses: code exchange, refresh (RFC 6749 §4.1.3, §6,
 //! RFC 7636, RFC 8707) and revocation (RFC 7009).
 
+use crate::authorize::PendingFlow;
 use crate::discovery::read_json;
 use crate::encoding::{basic_credentials, form};
 use crate::error::{Error, OAuthError, Result};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::registration::{AuthMethod, Client};
-use crate::secret::{AccessToken, AuthorizationCode, PkceVerifier, RefreshToken};
+use crate::secret::{AccessToken, AuthorizationCode, RefreshToken};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -81,24 +82,18 @@ fn form_request(
     req
 }
 
-/// The authorization code exchange request.
-pub fn exchange_request(
-    token_endpoint: &Url,
-    client: &Client,
-    code: &AuthorizationCode,
-    verifier: &PkceVerifier,
-    redirect_uri: &Url,
-    resource: &str,
-) -> HttpRequest {
+/// The authorization code exchange request for a pending flow: its token
+/// endpoint, client, verifier, redirect URI and resource.
+pub fn exchange_request(flow: &PendingFlow, code: &AuthorizationCode) -> HttpRequest {
     form_request(
-        token_endpoint,
-        client,
+        &flow.token_endpoint,
+        &flow.client,
         vec![
             ("grant_type", "authorization_code".into()),
             ("code", code.secret().into()),
-            ("redirect_uri", redirect_uri.to_string()),
-            ("code_verifier", verifier.secret().into()),
-            ("resource", resource.into()),
+            ("redirect_uri", flow.redirect_uri.to_string()),
+            ("code_verifier", flow.verifier.secret().into()),
+            ("resource", flow.resource.clone()),
         ],
     )
 }
@@ -161,7 +156,7 @@ pub fn parse_token_response(
         return Err(Error::Token {
             url: url.clone(),
             status: resp.status,
-            oauth: read_json::<OAuthError>(resp).ok(),
+            oauth: read_json::<OAuthError>(resp).ok().map(Box::new),
         });
     }
     let invalid = |reason: String| Error::InvalidResponse {
@@ -213,23 +208,11 @@ async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Url, HttpResp
 /// Exchanges a code ([`exchange_request`] + [`parse_token_response`]).
 pub async fn exchange_code(
     http: &impl HttpClient,
-    token_endpoint: &Url,
-    client: &Client,
+    flow: &PendingFlow,
     code: &AuthorizationCode,
-    verifier: &PkceVerifier,
-    redirect_uri: &Url,
-    resource: &str,
     now: u64,
 ) -> Result<TokenSet> {
-    let req = exchange_request(
-        token_endpoint,
-        client,
-        code,
-        verifier,
-        redirect_uri,
-        resource,
-    );
-    let (url, resp) = send(http, req).await?;
+    let (url, resp) = send(http, exchange_request(flow, code)).await?;
     parse_token_response(&url, &resp, now, None)
 }
 
@@ -267,7 +250,7 @@ pub async fn revoke(
         Err(Error::Token {
             url,
             status: resp.status,
-            oauth: read_json::<OAuthError>(&resp).ok(),
+            oauth: read_json::<OAuthError>(&resp).ok().map(Box::new),
         })
     }
 }
@@ -289,15 +272,23 @@ mod tests {
 
     #[test]
     fn exchange_with_public_client() {
-        let v = PkceVerifier::from_random([3; 32]);
-        let req = exchange_request(
-            &ep(),
-            &Client::public("c1"),
-            &AuthorizationCode::new("the-code"),
-            &v,
-            &Url::parse("https://app.example/cb").unwrap(),
-            "https://api.example/v1",
-        );
+        let flow = PendingFlow {
+            state: crate::secret::FlowState::new("st"),
+            verifier: crate::secret::PkceVerifier::from_random([3; 32]),
+            resource_url: "https://api.example/v1/x".into(),
+            resource: "https://api.example/v1".into(),
+            issuer: "https://as.example".into(),
+            iss_required: false,
+            client: Client::public("c1"),
+            token_endpoint: ep(),
+            revocation_endpoint: None,
+            redirect_uri: Url::parse("https://app.example/cb").unwrap(),
+            scope: None,
+            owner: "alice".into(),
+            created_at: 0,
+        };
+        let v = &flow.verifier;
+        let req = exchange_request(&flow, &AuthorizationCode::new("the-code"));
         let b = body(&req);
         assert_eq!(b["grant_type"], "authorization_code");
         assert_eq!(b["code"], "the-code");

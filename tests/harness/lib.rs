@@ -1,1 +1,230 @@
-//! Test harness.
+//! Harness for end-to-end tests: starts the real servers on free loopback
+//! ports, drives login and consent like a browser, and stops everything by PID.
+//!
+//! The servers are Node programs in `tests/servers/`, run from the repository's
+//! own `node_modules` (installed by `npm ci`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Where server logs go: `target/test-logs/`.
+pub fn log_dir() -> PathBuf {
+    let dir = repo_root().join("target").join("test-logs");
+    std::fs::create_dir_all(&dir).expect("create target/test-logs");
+    dir
+}
+
+/// A child process stopped (by PID) when dropped.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    /// What it printed as its first stdout line (JSON).
+    pub ready: serde_json::Value,
+    /// Its stderr log file.
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program args` in the repository root, waits for one JSON line on
+    /// stdout and returns it. stderr goes to `target/test-logs/<name>.log`.
+    pub fn start(name: &str, program: &str, args: &[&str]) -> Process {
+        let log = log_dir().join(format!("{name}-{}.log", std::process::id()));
+        let err = std::fs::File::create(&log).expect("create server log");
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {program} {args:?}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = reader.read_line(&mut line);
+        // Keep draining stdout into the log so the server never writes to a
+        // closed pipe.
+        if let Ok(mut sink) = std::fs::OpenOptions::new().append(true).open(&log) {
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut sink));
+        }
+        let ready = match read {
+            Ok(n) if n > 0 => serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+                panic!("{name} printed {line:?} instead of a JSON ready line: {e}")
+            }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("{name} exited before it was ready; its log:\n{log_text}")
+            }
+        };
+        Process { child, ready, log }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A string field of the ready line.
+    pub fn field(&self, name: &str) -> String {
+        self.ready[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("ready line has no {name}: {}", self.ready))
+            .to_owned()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // Kills by PID and reaps the child.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn require_node_modules() {
+    let root = repo_root();
+    for package in ["oidc-provider", "jose"] {
+        assert!(
+            root.join("node_modules").join(package).exists(),
+            "node_modules/{package} is missing: run `npm ci` in {} (the test command in README.md does)",
+            root.display()
+        );
+    }
+}
+
+/// Options for the authorization server.
+#[derive(Debug, Clone, Default)]
+pub struct AuthServerOptions {
+    /// Access token lifetime in seconds (default 3600).
+    pub access_ttl: Option<u64>,
+}
+
+/// A running authorization server (oidc-provider) and protected API.
+#[derive(Debug)]
+pub struct Servers {
+    /// The authorization server process.
+    pub auth: Process,
+    /// The protected resource process.
+    pub resource: Process,
+    /// The issuer URL (`http://127.0.0.1:PORT`).
+    pub issuer: String,
+    /// The resource server's origin (`http://127.0.0.1:PORT`).
+    pub origin: String,
+}
+
+impl Servers {
+    /// Starts both servers on free loopback ports.
+    pub fn start(opts: AuthServerOptions) -> Servers {
+        require_node_modules();
+        let ttl = opts.access_ttl.unwrap_or(3600).to_string();
+        let auth = Process::start(
+            "auth-server",
+            "node",
+            &["tests/servers/auth-server.mjs", "--access-ttl", &ttl],
+        );
+        let issuer = auth.field("issuer");
+        let resource = Process::start(
+            "resource-server",
+            "node",
+            &["tests/servers/resource-server.mjs", "--issuer", &issuer],
+        );
+        let origin = resource.field("origin");
+        Servers {
+            auth,
+            resource,
+            issuer,
+            origin,
+        }
+    }
+
+    /// Request counts seen by the authorization server, by "METHOD path".
+    pub async fn auth_stats(&self) -> serde_json::Value {
+        get_json(&format!("{}/__stats", self.issuer)).await
+    }
+
+    /// How many requests the authorization server saw for "METHOD path".
+    pub async fn auth_count(&self, key: &str) -> u64 {
+        self.auth_stats().await[key].as_u64().unwrap_or(0)
+    }
+
+    /// What the resource server saw.
+    pub async fn resource_stats(&self) -> serde_json::Value {
+        get_json(&format!("{}/__stats", self.origin)).await
+    }
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+/// A browser stand-in: a cookie jar and manual redirects.
+#[derive(Debug, Clone)]
+pub struct Browser {
+    client: reqwest::Client,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    /// A fresh browser with an empty cookie jar.
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("browser client");
+        Self { client }
+    }
+
+    /// The underlying client (cookies kept, redirects not followed).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Follows redirects from `start` until one points under `stop_prefix`, and
+    /// returns that URL without fetching it. Panics if a page does not redirect.
+    pub async fn follow_until(&self, start: &str, stop_prefix: &str) -> url::Url {
+        let mut current = url::Url::parse(start).expect("absolute start URL");
+        for _ in 0..20 {
+            if current.as_str().starts_with(stop_prefix) {
+                return current;
+            }
+            let resp = self
+                .client
+                .get(current.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {current}: {e}"));
+            let status = resp.status();
+            let Some(location) = resp.headers().get("location") else {
+                let body = resp.text().await.unwrap_or_default();
+                panic!("{current} answered {status} without a redirect: {body:.500}");
+            };
+            let location = location.to_str().expect("ASCII Location").to_owned();
+            current = current.join(&location).expect("valid Location");
+        }
+        panic!("more than 20 redirects from {start}");
+    }
+}

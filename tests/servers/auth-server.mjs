@@ -1,0 +1,124 @@
+// A real OAuth 2 / OpenID Connect authorization server for tests and the demo:
+// oidc-provider with dynamic registration, PKCE required, resource indicators
+// (JWT access tokens whose audience is the resource), rotating refresh tokens
+// with reuse detection, revocation and RFC 9207 `iss`.
+//
+// Login and consent complete without a person: the interaction route logs in
+// the account named by `login_hint` (default "demo-user") and grants what was
+// asked. Listens on 127.0.0.1 only.
+//
+// Usage: node auth-server.mjs [--port N] [--key-file PATH] [--access-ttl SECONDS]
+// Prints one JSON line {"issuer": ..., "port": ...} when ready.
+// GET /__stats returns request counts by "METHOD path"; POST /__stats/reset clears them.
+
+import http from 'node:http';
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import Provider from 'oidc-provider';
+import { generateKeyPair, exportJWK } from 'jose';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    'key-file': { type: 'string' },
+    'access-ttl': { type: 'string', default: '3600' },
+  },
+});
+const accessTtl = Number(args['access-ttl']);
+
+async function signingKey() {
+  const file = args['key-file'];
+  if (file && fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8'));
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(privateKey)), kid: 'test-key', alg: 'RS256', use: 'sig' };
+  if (file) fs.writeFileSync(file, JSON.stringify(jwk), { mode: 0o600 });
+  return jwk;
+}
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', resolve));
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
+
+const provider = new Provider(issuer, {
+  jwks: { keys: [await signingKey()] },
+  cookies: { keys: ['local-test-cookie-key'] },
+  scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
+  pkce: { required: () => true },
+  features: {
+    devInteractions: { enabled: false },
+    registration: { enabled: true, initialAccessToken: false },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (ctx, indicator) => ({
+        scope: 'api:read api:write',
+        audience: indicator,
+        accessTokenTTL: accessTtl,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
+  },
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  rotateRefreshToken: true,
+  findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  ttl: { Session: 3600, Interaction: 600, Grant: 86400, RefreshToken: 86400, AuthorizationCode: 60 },
+});
+
+const stats = new Map();
+const count = (key) => stats.set(key, (stats.get(key) ?? 0) + 1);
+
+async function interaction(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session } = details;
+  if (prompt.name === 'login') {
+    const accountId = params.login_hint || 'demo-user';
+    if (accountId === 'deny') {
+      return provider.interactionFinished(req, res, {
+        error: 'access_denied',
+        error_description: 'the person declined',
+      });
+    }
+    return provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
+  }
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+  const missing = prompt.details;
+  if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+  if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+  for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+    grant.addResourceScope(indicator, scopes.join(' '));
+  }
+  const grantId = await grant.save();
+  return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
+const callback = provider.callback();
+server.on('request', async (req, res) => {
+  const path = new URL(req.url, issuer).pathname;
+  if (path === '/__stats') {
+    if (req.method === 'POST') stats.clear();
+    res.setHeader('content-type', 'application/json');
+    return res.end(JSON.stringify(Object.fromEntries(stats)));
+  }
+  count(`${req.method} ${path.startsWith('/interaction/') ? '/interaction' : path.replace(/^\/auth\/.+/, '/auth/:uid')}`);
+  if (req.method === 'GET' && path.startsWith('/interaction/')) {
+    try {
+      return await interaction(req, res);
+    } catch (err) {
+      res.statusCode = 400;
+      return res.end(`interaction failed: ${err.message}`);
+    }
+  }
+  return callback(req, res);
+});
+
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
+console.log(JSON.stringify({ issuer, port }));

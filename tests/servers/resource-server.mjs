@@ -1,0 +1,129 @@
+// A protected API for tests and the demo, on 127.0.0.1 only.
+//
+// - /api/...      needs a JWT access token from the issuer whose audience is
+//                 <origin>/api; otherwise 401 with
+//                 WWW-Authenticate: Bearer resource_metadata="...".
+// - /v1/...       the same for resource <origin>/v1 (metadata at its own path).
+// - /scoped/...   like /api, but answers 403 insufficient_scope without api:write.
+// - /public/...   answers 200 to anyone.
+// - /bad-metadata/... and /other-resource/...: 401 whose metadata is not JSON,
+//                 or names another resource.
+// - /redirect?to=URL answers 302 to URL (after checking the token like /api).
+// - /.well-known/oauth-protected-resource/<prefix>: RFC 9728 metadata.
+// Every protected response also reports whether an Authorization header came.
+// GET /__stats returns request counts and the Authorization presence of the
+// last request per path; POST /__stats resets.
+//
+// Usage: node resource-server.mjs --issuer URL [--port N]
+// Prints one JSON line {"origin": ..., "port": ...} when ready.
+
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import { jwtVerify, createRemoteJWKSet } from 'jose';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    issuer: { type: 'string' },
+  },
+});
+if (!args.issuer) {
+  console.error('--issuer is required');
+  process.exit(2);
+}
+const issuer = args.issuer;
+const jwks = createRemoteJWKSet(new URL(`${issuer}/jwks`));
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', resolve));
+const { port } = server.address();
+const origin = `http://127.0.0.1:${port}`;
+
+const PROTECTED = ['api', 'v1', 'scoped', 'bad-metadata', 'other-resource'];
+const stats = { requests: {}, last_authorization: {} };
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(status === 204 ? undefined : JSON.stringify(body));
+}
+
+function metadataFor(prefix) {
+  if (prefix === 'other-resource') {
+    return { resource: `${origin}/somewhere-else`, authorization_servers: [issuer] };
+  }
+  return {
+    resource: `${origin}/${prefix}`,
+    authorization_servers: [issuer],
+    scopes_supported: ['api:read'],
+    bearer_methods_supported: ['header'],
+    resource_name: `Demo API /${prefix}`,
+  };
+}
+
+async function verify(req, prefix) {
+  const header = req.headers.authorization ?? '';
+  const match = /^Bearer\s+(.+)$/i.exec(header);
+  if (!match) return { error: null };
+  try {
+    const { payload } = await jwtVerify(match[1], jwks, { issuer, audience: `${origin}/${prefix}` });
+    return { payload };
+  } catch (err) {
+    return { error: err.code ?? 'invalid_token' };
+  }
+}
+
+server.on('request', async (req, res) => {
+  const url = new URL(req.url, origin);
+  const path = url.pathname;
+  if (path === '/__stats') {
+    if (req.method === 'POST') {
+      stats.requests = {};
+      stats.last_authorization = {};
+    }
+    return send(res, 200, stats);
+  }
+  stats.requests[path] = (stats.requests[path] ?? 0) + 1;
+  stats.last_authorization[path] = Boolean(req.headers.authorization);
+
+  const wellKnown = '/.well-known/oauth-protected-resource/';
+  if (path.startsWith(wellKnown)) {
+    const prefix = path.slice(wellKnown.length);
+    if (prefix === 'bad-metadata') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      return res.end('<html>this is not metadata</html>');
+    }
+    if (!PROTECTED.includes(prefix)) return send(res, 404, { error: 'not_found' });
+    return send(res, 200, metadataFor(prefix));
+  }
+
+  const seen = { path, method: req.method, authorization: Boolean(req.headers.authorization) };
+  if (path === '/public' || path.startsWith('/public/')) return send(res, 200, { ...seen, public: true });
+  if (path === '/echo') return send(res, 200, { ...seen, headers: req.headers });
+
+  const prefix = path === '/redirect' ? 'api' : path.split('/')[1];
+  if (path !== '/redirect' && !PROTECTED.includes(prefix)) return send(res, 404, { error: 'not_found' });
+  const resourceMetadata = `${origin}${wellKnown}${prefix}`;
+  const { payload, error } = await verify(req, prefix);
+  if (!payload) {
+    const parts = [];
+    if (error !== null) parts.push('error="invalid_token"', `error_description="${error}"`);
+    parts.push(`resource_metadata="${resourceMetadata}"`);
+    return send(res, 401, { error: 'unauthorized' }, { 'www-authenticate': `Bearer ${parts.join(', ')}` });
+  }
+  const scopes = String(payload.scope ?? '').split(' ');
+  if (prefix === 'scoped' && !scopes.includes('api:write')) {
+    return send(res, 403, { error: 'insufficient_scope' }, {
+      'www-authenticate': `Bearer error="insufficient_scope", scope="api:read api:write", resource_metadata="${resourceMetadata}"`,
+    });
+  }
+  if (path === '/redirect') {
+    const to = url.searchParams.get('to') ?? '/';
+    res.writeHead(302, { location: to });
+    return res.end();
+  }
+  return send(res, 200, { ...seen, ok: true, sub: payload.sub, scope: payload.scope, aud: payload.aud });
+});
+
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
+console.log(JSON.stringify({ origin, port }));
