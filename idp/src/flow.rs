@@ -129,8 +129,7 @@ pub async fn authorize(
     let policy = &settings.policy;
     let found = discovery::discover_resource(http, policy, resource_url, challenge).await?;
     let server =
-        discovery::discover_authorization_server(http, policy, &found.authorization_servers)
-            .await?;
+        authorization_server(http, store, policy, &found.authorization_servers, now).await?;
     let redirect = settings.redirect_uri.as_str();
     let cached = store.registration(&server.issuer, redirect).await?;
     let (client, fresh) = registration::obtain_client(
@@ -184,6 +183,43 @@ pub async fn authorize(
     );
     store.put_flow(flow).await?;
     Ok(LoginStart::Redirect(url))
+}
+
+/// How long checked authorization server metadata is reused: 1 hour.
+pub const SERVER_METADATA_TTL_SECS: u64 = 3600;
+
+/// The first issuer with fresh cached metadata, or discovery (whose result is
+/// cached).
+async fn authorization_server(
+    http: &impl HttpClient,
+    store: &impl Store,
+    policy: &Policy,
+    issuers: &[Url],
+    now: u64,
+) -> Result<discovery::AuthorizationServer> {
+    for issuer in issuers {
+        if let Some((server, fetched_at)) = store.server(issuer.as_str()).await? {
+            let fresh =
+                now < fetched_at.saturating_add(SERVER_METADATA_TTL_SECS) && now >= fetched_at;
+            if fresh
+                && policy.check(&server.token_endpoint).is_ok()
+                && policy.check(&server.authorization_endpoint).is_ok()
+            {
+                return Ok(server);
+            }
+        }
+    }
+    let server = discovery::discover_authorization_server(http, policy, issuers).await?;
+    // Cache under the listed URL that matched (the document's issuer equals it).
+    if let Some(listed) = issuers
+        .iter()
+        .find(|i| Url::parse(&server.issuer).is_ok_and(|s| &s == *i))
+    {
+        store
+            .put_server(listed.as_str(), server.clone(), now)
+            .await?;
+    }
+    Ok(server)
 }
 
 /// Finishes a flow from the callback's query string: takes `owner`'s pending

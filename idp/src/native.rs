@@ -23,6 +23,7 @@
 //! ```
 
 use crate::authorize::PendingFlow;
+use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result};
 use crate::flow::{self, Authorization, Entropy, LoginStart, RefreshReason, Removal, Settings};
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
@@ -133,6 +134,7 @@ fn describe(e: &reqwest::Error) -> String {
 struct Inner {
     flows: HashMap<String, PendingFlow>,
     registrations: HashMap<(String, String), Registration>,
+    servers: HashMap<String, (AuthorizationServer, u64)>,
     providers: HashMap<String, BTreeMap<ResourceKey, Provider>>,
 }
 
@@ -191,6 +193,21 @@ impl Store for MemoryStore {
         self.with(|i| {
             i.registrations
                 .remove(&(issuer.to_owned(), redirect_uri.to_owned()));
+        })
+    }
+
+    async fn server(&self, issuer: &str) -> Result<Option<(AuthorizationServer, u64)>> {
+        self.with(|i| i.servers.get(issuer).cloned())
+    }
+
+    async fn put_server(
+        &self,
+        issuer: &str,
+        server: AuthorizationServer,
+        fetched_at: u64,
+    ) -> Result<()> {
+        self.with(|i| {
+            i.servers.insert(issuer.to_owned(), (server, fetched_at));
         })
     }
 

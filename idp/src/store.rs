@@ -5,6 +5,7 @@
 //! `native` feature has an in-memory store.
 
 use crate::authorize::PendingFlow;
+use crate::discovery::AuthorizationServer;
 use crate::error::Result;
 use crate::matching::ResourceKey;
 use crate::registration::{Client, Registration};
@@ -91,6 +92,20 @@ pub trait Store {
         &self,
         issuer: &str,
         redirect_uri: &str,
+    ) -> impl Future<Output = Result<()>>;
+    /// Cached metadata for an issuer URL (as listed in resource metadata) and
+    /// when it was fetched (seconds since the epoch). The flow decides whether
+    /// it is still fresh.
+    fn server(
+        &self,
+        issuer: &str,
+    ) -> impl Future<Output = Result<Option<(AuthorizationServer, u64)>>>;
+    /// Caches checked metadata under an issuer URL.
+    fn put_server(
+        &self,
+        issuer: &str,
+        server: AuthorizationServer,
+        fetched_at: u64,
     ) -> impl Future<Output = Result<()>>;
     /// Inserts or replaces `owner`'s provider with the same key.
     fn put_provider(&self, owner: &str, provider: Provider) -> impl Future<Output = Result<()>>;
