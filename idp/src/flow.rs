@@ -292,8 +292,9 @@ pub enum RefreshReason<'a> {
     /// The token expires within [`token::REFRESH_MARGIN_SECS`]; skipped if a
     /// fresher token is already stored.
     Expiring,
-    /// The resource rejected this access token; skipped if another token is
-    /// already stored (someone refreshed meanwhile).
+    /// This access token was rejected by the resource, or was seen expiring:
+    /// refresh unless another token is already stored (someone refreshed
+    /// meanwhile). This is what makes concurrent callers share one refresh.
     Rejected(&'a str),
 }
 

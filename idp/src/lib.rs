@@ -36,3 +36,6 @@ pub mod native;
 mod testing;
 
 pub use error::{Error, Result};
+
+#[cfg(feature = "workers")]
+pub mod workers;

@@ -334,22 +334,14 @@ impl<S: Store> NativeIdp<S> {
     /// within 5 minutes ([`flow::authorization_for`]).
     pub async fn authorization(&self, owner: &str, url: &str) -> Result<Option<Authorization>> {
         let key = ResourceKey::parse(url)?;
-        let expiring = self
-            .store
-            .provider_for(owner, &key)
-            .await?
-            .and_then(|p| p.tokens().map(|t| (p.key.clone(), t.needs_refresh(now()))));
-        if let Some((pkey, true)) = expiring {
-            let _guard = self.refreshing.lock().await;
-            flow::refresh_provider(
-                &self.http,
-                &self.store,
-                owner,
-                &pkey,
-                RefreshReason::Expiring,
-                now(),
-            )
-            .await?;
+        let provider = self.store.provider_for(owner, &key).await?;
+        if let Some(p) = provider {
+            if let Some(seen) = p.tokens().filter(|t| t.needs_refresh(now())) {
+                let _guard = self.refreshing.lock().await;
+                let reason = RefreshReason::Rejected(seen.access_token.secret());
+                flow::refresh_provider(&self.http, &self.store, owner, &p.key, reason, now())
+                    .await?;
+            }
         }
         flow::authorization_for(&self.http, &self.store, owner, url, now()).await
     }

@@ -28,6 +28,9 @@ pub struct TokenSet {
     /// The scope granted, if the server said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// When the token was received (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<u64>,
 }
 
 impl TokenSet {
@@ -36,10 +39,16 @@ impl TokenSet {
         format!("Bearer {}", self.access_token.secret())
     }
 
-    /// Whether the token is expired or expires within [`REFRESH_MARGIN_SECS`].
+    /// Whether the token is expired or expires within [`REFRESH_MARGIN_SECS`]
+    /// (or within half its lifetime, for tokens that live less than 10
+    /// minutes, so a short-lived token is still used before it is refreshed).
     pub fn needs_refresh(&self, now: u64) -> bool {
-        self.expires_at
-            .is_some_and(|t| t <= now.saturating_add(REFRESH_MARGIN_SECS))
+        let Some(expires_at) = self.expires_at else {
+            return false;
+        };
+        let lifetime = self.issued_at.map(|i| expires_at.saturating_sub(i));
+        let margin = lifetime.map_or(REFRESH_MARGIN_SECS, |l| REFRESH_MARGIN_SECS.min(l / 2));
+        expires_at <= now.saturating_add(margin)
     }
 }
 
@@ -191,6 +200,7 @@ pub fn parse_token_response(
             .or_else(|| previous_refresh.cloned()),
         expires_at: expires_in.map(|s| now.saturating_add(s)),
         scope: raw.scope,
+        issued_at: Some(now),
     })
 }
 
@@ -359,6 +369,20 @@ mod tests {
         let t = parse_token_response(&ep(), &r, 0, Some(&old)).unwrap();
         assert_eq!(t.refresh_token.unwrap().secret(), "new");
         assert_eq!(t.expires_at, Some(60));
+
+        let short = parse_token_response(
+            &ep(),
+            &HttpResponse::new(
+                200,
+                r#"{"access_token":"a","token_type":"bearer","expires_in":60}"#,
+            ),
+            1000,
+            None,
+        )
+        .unwrap();
+        assert!(!short.needs_refresh(1000), "a 60 s token is used for 30 s");
+        assert!(!short.needs_refresh(1029));
+        assert!(short.needs_refresh(1030));
 
         let no_expiry = parse_token_response(
             &ep(),

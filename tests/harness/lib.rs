@@ -5,9 +5,11 @@
 //! own `node_modules` (installed by `npm ci`).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
@@ -46,6 +48,7 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err)
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("could not start {program} {args:?}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
@@ -87,9 +90,149 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        // Kills by PID and reaps the child.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
+    }
+}
+
+/// Stops a child started in its own process group (its PID is the group id):
+/// SIGTERM to the group, then SIGKILL after 5 s, then reaps it.
+fn stop_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The status of a plain GET to an `http://127.0.0.1:PORT/...` URL, if it answered.
+fn status_of(url: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let u = url::Url::parse(url).ok()?;
+    let addr = format!("{}:{}", u.host_str()?, u.port()?);
+    let mut stream = std::net::TcpStream::connect(&addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+        u.path()
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Serialises worker builds and wrangler start-ups across tests.
+static WORKER_START: Mutex<()> = Mutex::new(());
+
+/// The example Worker running in workerd (`wrangler dev`) on a free loopback
+/// port, with its Durable Object state in `state_dir`.
+#[derive(Debug)]
+pub struct Worker {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+    /// wrangler's log.
+    pub log: PathBuf,
+    /// Where the Durable Object SQLite files live.
+    pub state_dir: PathBuf,
+}
+
+impl Worker {
+    /// Builds (through wrangler's build command) and starts the example, and
+    /// waits until it answers.
+    pub fn start(state_dir: &Path) -> Worker {
+        let _one_at_a_time = WORKER_START.lock().unwrap_or_else(|e| e.into_inner());
+        let root = repo_root();
+        let wrangler = root.join("node_modules/wrangler/bin/wrangler.js");
+        assert!(
+            wrangler.exists(),
+            "wrangler is not installed: run `npm ci` (the README's test command does)"
+        );
+        std::fs::create_dir_all(state_dir).expect("state dir");
+        let port = free_port();
+        let log = log_dir().join(format!("wrangler-{}-{port}.log", std::process::id()));
+        let out = std::fs::File::create(&log).expect("wrangler log");
+        let err = out.try_clone().expect("wrangler log");
+        let port_arg = port.to_string();
+        let child = Command::new("node")
+            .arg(&wrangler)
+            .args([
+                "dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port_arg,
+                "--inspector-port",
+                "0",
+            ])
+            .args([
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "info",
+            ])
+            .arg("--persist-to")
+            .arg(state_dir)
+            .current_dir(&root)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .expect("start wrangler dev");
+        let mut worker = Worker {
+            child,
+            origin: format!("http://127.0.0.1:{port}"),
+            log,
+            state_dir: state_dir.to_path_buf(),
+        };
+        worker.wait_ready(Duration::from_secs(600));
+        worker
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let probe = format!("{}/api/providers", self.origin);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("wrangler dev exited ({status}) before it was ready; its log:\n{text}");
+            }
+            if status_of(&probe) == Some(401) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        panic!("wrangler dev did not answer within {limit:?}; its log:\n{text}");
+    }
+
+    /// Stops wrangler and workerd (by process group).
+    pub fn stop(mut self) {
+        stop_group(&mut self.child);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        stop_group(&mut self.child);
     }
 }
 

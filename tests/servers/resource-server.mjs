@@ -5,7 +5,7 @@
 //                 WWW-Authenticate: Bearer resource_metadata="...".
 // - /v1/...       the same for resource <origin>/v1 (metadata at its own path).
 // - /scoped/...   like /api, but answers 403 insufficient_scope without api:write.
-// - /public/...   answers 200 to anyone.
+// - /, /public/..., /v2/...  answer 200 to anyone.
 // - /bad-metadata/... and /other-resource/...: 401 whose metadata is not JSON,
 //                 or names another resource.
 // - /redirect?to=URL answers 302 to URL (after checking the token like /api).
@@ -97,7 +97,9 @@ server.on('request', async (req, res) => {
   }
 
   const seen = { path, method: req.method, authorization: Boolean(req.headers.authorization) };
-  if (path === '/public' || path.startsWith('/public/')) return send(res, 200, { ...seen, public: true });
+  if (path === '/' || path === '/public' || path.startsWith('/public/') || path.startsWith('/v2/')) {
+    return send(res, 200, { ...seen, public: true });
+  }
   if (path === '/echo') return send(res, 200, { ...seen, headers: req.headers });
 
   const prefix = path === '/redirect' ? 'api' : path.split('/')[1];

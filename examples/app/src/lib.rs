@@ -1,0 +1,201 @@
+//! The example app: a person signs in, connects OAuth-protected APIs, and
+//! calls them through the SDK.
+//!
+//! HTTP contract (used by the end-to-end tests):
+//! - `GET /signin?user=<id>` sets the `uid` cookie (a stand-in for a real
+//!   session) and redirects to `/`.
+//! - `GET /` the page: providers, connect form, refresh and remove, a call box.
+//! - `GET /oauth/login?url=<resource>[&scope=]`, `GET /oauth/callback`: the SDK.
+//! - `GET /api/providers`, `POST /api/refresh {"urls": [...]}`,
+//!   `DELETE /api/providers?url=<resource>`.
+//! - `GET /api/fetch?url=<url>`: calls the URL with the user's credentials and
+//!   answers with the upstream status and body, or 401
+//!   `{"error":"authorization_required","reauthorize_url",...}`.
+//! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
+//!   lookup (a baseline for benchmarks).
+
+use idp::workers::{Config, Connected, Handler, OnAuthSuccess, ProviderInfo, ProvidersObject};
+use serde::Deserialize;
+use worker::{
+    durable_object, event, Context, DurableObject, Env, Method, Request, Response, State,
+};
+
+/// Names each connected API and records when and how it was connected.
+pub struct DemoHook;
+
+impl OnAuthSuccess for DemoHook {
+    async fn on_auth_success(&self, c: Connected<'_>) -> Result<ProviderInfo, String> {
+        let default = ProviderInfo::default_for(c.resource_url);
+        let path = url::Url::parse(c.resource_url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        Ok(ProviderInfo {
+            name: format!("{}{}", default.name, path.trim_end_matches('/')),
+            metadata: serde_json::json!({
+                "connected_at": idp::workers::now(),
+                "scope": c.scope,
+                "public": c.access_token.is_none(),
+            }),
+        })
+    }
+}
+
+/// The Durable Object class bound as `OAuthProviders` in wrangler.toml.
+#[durable_object]
+pub struct OAuthProviders(ProvidersObject<DemoHook>);
+
+impl DurableObject for OAuthProviders {
+    fn new(state: State, env: Env) -> Self {
+        Self(ProvidersObject::new(state, env, DemoHook))
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        self.0.fetch(req).await
+    }
+}
+
+fn config(env: &Env) -> Config {
+    Config::new("idp example app", env!("CARGO_PKG_VERSION")).with_env(env)
+}
+
+fn json_error(status: u16, error: &str, message: &str) -> worker::Result<Response> {
+    Ok(
+        Response::from_json(&serde_json::json!({ "error": error, "message": message }))?
+            .with_status(status),
+    )
+}
+
+fn query(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The signed-in user, from the `uid` cookie.
+fn user_of(req: &Request) -> Option<String> {
+    let cookies = req.headers().get("cookie").ok().flatten()?;
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == "uid")
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| valid_user(v))
+}
+
+fn valid_user(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+fn sign_in(url: &url::Url) -> worker::Result<Response> {
+    let Some(user) = query(url, "user").filter(|u| valid_user(u)) else {
+        return json_error(
+            400,
+            "invalid_user",
+            "give ?user=<id> with letters, digits, - _ . @ (at most 64)",
+        );
+    };
+    let mut resp = Response::empty()?.with_status(302);
+    let headers = resp.headers_mut();
+    headers.set("location", "/")?;
+    headers.set(
+        "set-cookie",
+        &format!("uid={user}; HttpOnly; Path=/; SameSite=Lax"),
+    )?;
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    urls: Vec<String>,
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let url = req.url()?;
+    let path = url.path().to_owned();
+    if path == "/signin" {
+        return sign_in(&url);
+    }
+    let Some(user) = user_of(&req) else {
+        if path.starts_with("/api/") {
+            return json_error(401, "not_signed_in", "sign in first: GET /signin?user=<id>");
+        }
+        return Response::from_html(page::signed_out());
+    };
+    let handler = match Handler::new(&env, &config(&env), &user, &url) {
+        Ok(h) => h,
+        Err(e) => return e.to_response(),
+    };
+    if let Some(resp) = handler.middleware(&req).await? {
+        return Ok(resp);
+    }
+    let result = route(req, &handler, &url, &user).await;
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(e) => e.to_response(),
+    }
+}
+
+async fn route(
+    mut req: Request,
+    handler: &Handler,
+    url: &url::Url,
+    user: &str,
+) -> Result<Response, idp::workers::Error> {
+    let resp = match (req.method(), url.path()) {
+        (Method::Get, "/") => Response::from_html(page::home(user, handler.config()))?,
+        (Method::Get, "/api/providers") => Response::from_json(&handler.providers().await?)?,
+        (Method::Post, "/api/refresh") => {
+            let Ok(body) = req.json::<RefreshBody>().await else {
+                return Ok(json_error(
+                    400,
+                    "invalid_body",
+                    r#"expected {"urls": ["..."]}"#,
+                )?);
+            };
+            Response::from_json(&handler.refresh(&body.urls).await?)?
+        }
+        (Method::Delete, "/api/providers") => {
+            let Some(resource) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
+            };
+            Response::from_json(&handler.remove(&resource).await?)?
+        }
+        (Method::Get, "/api/fetch") => {
+            let Some(target) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+            };
+            relay(handler.fetcher().get(&target).await?).await?
+        }
+        (Method::Get, "/api/plain-fetch") => {
+            let Some(target) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+            };
+            let target = url::Url::parse(&target).map_err(|e| idp::Error::InvalidUrl {
+                input: target.clone(),
+                reason: e.to_string(),
+            })?;
+            relay(worker::Fetch::Url(target).send().await?).await?
+        }
+        _ => json_error(404, "not_found", "no such route")?,
+    };
+    Ok(resp)
+}
+
+/// Answers with an upstream response's status, content type and body.
+async fn relay(mut upstream: Response) -> worker::Result<Response> {
+    let status = upstream.status_code();
+    let content_type = upstream.headers().get("content-type")?;
+    let body = upstream.bytes().await?;
+    let mut resp = Response::from_bytes(body)?.with_status(status);
+    if let Some(ct) = content_type {
+        resp.headers_mut().set("content-type", &ct)?;
+    }
+    Ok(resp)
+}
+
+mod page;

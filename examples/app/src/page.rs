@@ -1,0 +1,65 @@
+//! The example's two pages. Data is loaded by script from the JSON API and
+//! inserted as text, never as HTML.
+
+use idp::workers::pages::escape;
+use idp::workers::Config;
+
+const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}\
+input[type=url]{width:28rem}table{border-collapse:collapse}td,th{padding:.25rem .5rem;border-bottom:1px solid #ddd;text-align:left}\
+pre{background:#f6f6f6;padding:.5rem;overflow:auto;max-height:20rem}";
+
+pub fn signed_out() -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>idp example</title><style>{STYLE}</style></head><body>\
+<h1>idp example</h1><p>This demo stands in for a real session with a cookie.</p>\
+<form action=\"/signin\"><label>User id <input name=\"user\" value=\"alice\" pattern=\"[A-Za-z0-9._@-]{{1,64}}\"></label> <button>Sign in</button></form></body></html>"
+    )
+}
+
+pub fn home(user: &str, config: &Config) -> String {
+    let login = format!("{}/login", config.prefix);
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>idp example</title><style>{STYLE}</style></head><body>
+<h1>idp example</h1>
+<p>Signed in as <b>{user}</b> (demo cookie). <a href="/signin?user=">Switch user</a></p>
+<h2>Connect a resource</h2>
+<form action="{login}" method="get"><input type="url" name="url" required placeholder="https://api.example.com/v1"> <button>Connect</button></form>
+<h2>Connected</h2>
+<table><thead><tr><th>Resource</th><th>Name</th><th>Token</th><th>Expires</th><th></th></tr></thead><tbody id="providers"></tbody></table>
+<h2>Call a URL</h2>
+<form id="call"><input type="url" id="target" required> <button>Call</button></form>
+<pre id="answer"></pre>
+<script>
+const $ = (id) => document.getElementById(id);
+function cell(row, text) {{ const td = row.insertCell(); td.textContent = text; return td; }}
+function button(td, label, onclick) {{ const b = document.createElement('button'); b.textContent = label; b.onclick = onclick; td.append(b, ' '); }}
+async function load() {{
+  const list = await (await fetch('/api/providers')).json();
+  const body = $('providers'); body.textContent = '';
+  for (const p of list) {{
+    const row = body.insertRow();
+    cell(row, p.resource_url); cell(row, p.name);
+    cell(row, p.public ? 'public' : (p.has_token ? 'yes' : 'no'));
+    cell(row, p.expires_at ? new Date(p.expires_at * 1000).toLocaleTimeString() : '');
+    const actions = cell(row, '');
+    button(actions, 'Use', () => {{ $('target').value = p.resource_url; }});
+    button(actions, 'Refresh', async () => {{ await fetch('/api/refresh', {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{urls: [p.resource_url]}})}}); load(); }});
+    button(actions, 'Reconnect', () => {{ location.href = p.reauthorize_url; }});
+    button(actions, 'Remove', async () => {{ await fetch('/api/providers?url=' + encodeURIComponent(p.resource_url), {{method: 'DELETE'}}); load(); }});
+  }}
+}}
+$('call').onsubmit = async (e) => {{
+  e.preventDefault();
+  const r = await fetch('/api/fetch?url=' + encodeURIComponent($('target').value));
+  const text = await r.text();
+  $('answer').textContent = r.status + '\n' + text;
+  try {{ const j = JSON.parse(text); if (j.error === 'authorization_required') {{
+    const a = document.createElement('a'); a.href = j.reauthorize_url; a.textContent = 'Authorize'; $('answer').append('\n', a);
+  }} }} catch (_) {{}}
+}};
+load();
+</script></body></html>"#,
+        user = escape(user),
+        login = escape(&login),
+    )
+}

@@ -1,0 +1,275 @@
+//! [`AuthedFetch`]: an HTTP client that authorizes each request for the
+//! signed-in user.
+
+use super::handler::{AuthorizationRequired, Error, Handler, Reason};
+use crate::authorize::union_scopes;
+use crate::challenge::BearerChallenge;
+use crate::matching::ResourceKey;
+use serde::de::DeserializeOwned;
+use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+
+/// Redirects followed per request.
+const MAX_REDIRECTS: usize = 5;
+
+/// A request with a replayable body, so it can be retried once after a refresh.
+#[derive(Debug, Clone)]
+pub struct OutgoingRequest {
+    method: Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl OutgoingRequest {
+    /// A request with no body.
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        Self {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// A GET.
+    pub fn get(url: impl Into<String>) -> Self {
+        Self::new(Method::Get, url)
+    }
+
+    /// A POST of JSON.
+    pub fn post_json(url: impl Into<String>, value: &impl serde::Serialize) -> Result<Self, Error> {
+        let body =
+            serde_json::to_vec(value).map_err(|e| Error::Runtime(format!("JSON body: {e}")))?;
+        Ok(Self::new(Method::Post, url)
+            .header("content-type", "application/json")
+            .body(body))
+    }
+
+    /// Adds a header. An `Authorization` header is replaced by the SDK's.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, bytes: Vec<u8>) -> Self {
+        self.body = Some(bytes);
+        self
+    }
+
+    /// Reads a Workers request (buffering its body, so it can be replayed).
+    pub async fn from_request(mut req: Request) -> Result<Self, Error> {
+        let headers = req
+            .headers()
+            .entries()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("authorization"))
+            .collect();
+        let body = match req.method() {
+            Method::Get | Method::Head => None,
+            _ => Some(req.bytes().await.map_err(|e| {
+                Error::NotReplayable(format!(
+                    "could not buffer the request body for a retry: {e}"
+                ))
+            })?),
+        };
+        Ok(Self {
+            method: req.method(),
+            url: req.url()?.to_string(),
+            headers,
+            body,
+        })
+    }
+}
+
+/// Sends requests with the signed-in user's credentials.
+///
+/// - The longest-prefix provider's token is attached (none for a public
+///   provider), refreshed first when it expires within 5 minutes: one round
+///   trip to the user's Durable Object per call.
+/// - On 401 the object refreshes that provider (once, however many callers
+///   saw the same token fail) and the request is retried once.
+/// - When that cannot work, or nothing is connected and the resource
+///   challenges, the result is [`Error::AuthorizationRequired`] with the URL
+///   that (re-)authorizes; a 403 `insufficient_scope` gives a step-up URL for
+///   the union of the held and required scopes.
+/// - Redirects are followed by hand; the token is only sent to URLs under the
+///   matched provider's prefix.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthedFetch<'a> {
+    handler: &'a Handler,
+}
+
+struct Sent {
+    response: Response,
+    /// Whether the final hop carried the Authorization header.
+    authorized: bool,
+    /// The final URL.
+    url: String,
+}
+
+impl<'a> AuthedFetch<'a> {
+    pub(crate) fn new(handler: &'a Handler) -> Self {
+        Self { handler }
+    }
+
+    /// GETs a URL.
+    pub async fn get(&self, url: &str) -> Result<Response, Error> {
+        self.send(OutgoingRequest::get(url)).await
+    }
+
+    /// GETs a URL and deserialises a 2xx JSON body.
+    pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, Error> {
+        let mut resp = self.get(url).await?;
+        let status = resp.status_code();
+        if !(200..300).contains(&status) {
+            return Err(Error::Status {
+                url: url.to_owned(),
+                status,
+            });
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Sends a request, authorizing it as described on [`AuthedFetch`].
+    pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
+        let auth = self.handler.stub().authorization(&req.url).await?;
+        let key = match &auth {
+            Some(a) => Some(ResourceKey::parse(&a.key)?),
+            None => None,
+        };
+        let header = auth.as_ref().and_then(|a| a.header.clone());
+        let sent = self.dispatch(&req, key.as_ref(), header.as_deref()).await?;
+        match sent.response.status_code() {
+            401 if sent.authorized => {
+                let (Some(a), Some(h)) = (&auth, &header) else {
+                    return Ok(sent.response);
+                };
+                let token = h.strip_prefix("Bearer ").unwrap_or(h);
+                let retry = match self.handler.stub().rejected(&a.key, token).await {
+                    Ok(r) => r,
+                    Err(Error::Remote(e)) if e.reauthorize => {
+                        let reason = if e.code == "expired" {
+                            Reason::Expired
+                        } else {
+                            Reason::Revoked
+                        };
+                        return Err(self.required(&a.key, None, reason));
+                    }
+                    Err(e) => return Err(e),
+                };
+                let again = self
+                    .dispatch(&req, key.as_ref(), retry.header.as_deref())
+                    .await?;
+                if again.response.status_code() == 401 && again.authorized {
+                    return Err(self.required(&a.key, None, Reason::Revoked));
+                }
+                self.check_scope(again, &a.key, retry.scope.as_deref())
+            }
+            401 => {
+                if bearer_challenge(&sent.response).is_some() {
+                    let resource = match &auth {
+                        Some(a) if sent.url == req.url => a.key.clone(),
+                        _ => sent.url.clone(),
+                    };
+                    return Err(self.required(&resource, None, Reason::NeverConnected));
+                }
+                Ok(sent.response)
+            }
+            _ => match &auth {
+                Some(a) => self.check_scope(sent, &a.key, a.scope.as_deref()),
+                None => Ok(sent.response),
+            },
+        }
+    }
+
+    fn required(&self, resource: &str, scope: Option<&str>, reason: Reason) -> Error {
+        Error::AuthorizationRequired(AuthorizationRequired {
+            resource: resource.to_owned(),
+            reauthorize_url: self.handler.login_url(resource, scope),
+            reason,
+        })
+    }
+
+    /// A 403 `insufficient_scope` becomes a step-up error.
+    fn check_scope(&self, sent: Sent, key: &str, held: Option<&str>) -> Result<Response, Error> {
+        if sent.response.status_code() == 403 && sent.authorized {
+            if let Some(c) = bearer_challenge(&sent.response) {
+                if c.error.as_deref() == Some("insufficient_scope") {
+                    let scope = union_scopes(held, c.scope.as_deref());
+                    return Err(self.required(key, scope.as_deref(), Reason::InsufficientScope));
+                }
+            }
+        }
+        Ok(sent.response)
+    }
+
+    /// Sends, following redirects by hand. The header goes only to URLs under
+    /// `key`.
+    async fn dispatch(
+        &self,
+        req: &OutgoingRequest,
+        key: Option<&ResourceKey>,
+        header: Option<&str>,
+    ) -> Result<Sent, Error> {
+        let mut url = req.url.clone();
+        let mut method = req.method.clone();
+        let mut body = req.body.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let authorized = header.is_some()
+                && key.is_some_and(|k| ResourceKey::parse(&url).is_ok_and(|u| k.covers(&u)));
+            let headers = Headers::new();
+            for (n, v) in &req.headers {
+                if !n.eq_ignore_ascii_case("authorization") {
+                    headers.append(n, v)?;
+                }
+            }
+            if authorized {
+                if let Some(h) = header {
+                    headers.set("authorization", h)?;
+                }
+            }
+            let mut init = RequestInit::new();
+            init.with_method(method.clone())
+                .with_headers(headers)
+                .with_redirect(RequestRedirect::Manual);
+            if let Some(b) = &body {
+                init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
+            }
+            let response = Fetch::Request(Request::new_with_init(&url, &init)?)
+                .send()
+                .await?;
+            let status = response.status_code();
+            let location = response.headers().get("location")?;
+            match (status, location) {
+                (301 | 302 | 303 | 307 | 308, Some(loc)) => {
+                    let next = url::Url::parse(&url)
+                        .and_then(|u| u.join(&loc))
+                        .map_err(|e| Error::Runtime(format!("bad redirect from {url}: {e}")))?;
+                    if status == 303 || (matches!(status, 301 | 302) && method == Method::Post) {
+                        method = Method::Get;
+                        body = None;
+                    }
+                    url = next.into();
+                }
+                _ => {
+                    return Ok(Sent {
+                        response,
+                        authorized,
+                        url,
+                    })
+                }
+            }
+        }
+        Err(Error::Runtime(format!(
+            "more than {MAX_REDIRECTS} redirects from {}",
+            req.url
+        )))
+    }
+}
+
+fn bearer_challenge(resp: &Response) -> Option<BearerChallenge> {
+    let value = resp.headers().get("www-authenticate").ok().flatten()?;
+    BearerChallenge::from_headers([value.as_str()])
+        .ok()
+        .flatten()
+}

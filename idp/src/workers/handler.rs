@@ -1,0 +1,578 @@
+//! The Worker side: configuration, the OAuth middleware and the handler API.
+
+use super::fetch::AuthedFetch;
+use super::object::{call_object, user_object_name};
+use super::pages;
+use super::protocol::{
+    fingerprint, AuthorizationReply, Call, CallbackReply, LoginReply, ProviderView, RefreshOutcome,
+    RemoteError, RemoveOutcome, WireSettings,
+};
+use crate::registration::{Client, ClientConfig, ClientInfo, PreRegisteredClient};
+use crate::store::Provider;
+use serde::{Deserialize, Serialize};
+use url::Url;
+use worker::{Env, Method, Request, Response};
+
+/// The Durable Object binding name used unless configured otherwise.
+pub const DEFAULT_BINDING: &str = "OAuthProviders";
+
+/// How the SDK is set up for a Worker.
+///
+/// ```
+/// use idp::workers::Config;
+///
+/// let config = Config::new("My app", "1.0.0")
+///     .prefix("/oauth")
+///     .allow_insecure_loopback(false);
+/// assert_eq!(config.prefix, "/oauth");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// How the app introduces itself to authorization servers.
+    pub client_info: ClientInfo,
+    /// Where the middleware's routes live (default `/oauth`).
+    pub prefix: String,
+    /// The public base URL; defaults to each request's origin.
+    pub base_url: Option<Url>,
+    /// Pre-registered clients and the client ID metadata document URL.
+    pub clients: ClientConfig,
+    /// Accept `http://` loopback authorization servers and resources
+    /// (local development only).
+    pub allow_insecure_loopback: bool,
+    /// The Durable Object binding (default `OAuthProviders`).
+    pub binding: String,
+    /// Where pages link back to (default `/`).
+    pub return_to: String,
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the client info.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Config {
+            client_info: ClientInfo {
+                name: name.into(),
+                version: version.into(),
+                uri: None,
+            },
+            prefix: "/oauth".into(),
+            base_url: None,
+            clients: ClientConfig::default(),
+            allow_insecure_loopback: false,
+            binding: DEFAULT_BINDING.into(),
+            return_to: "/".into(),
+        }
+    }
+
+    /// Sets the route prefix (leading slash, no trailing slash).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        let p = prefix.into();
+        let p = p.trim_end_matches('/');
+        self.prefix = if p.starts_with('/') {
+            p.to_owned()
+        } else {
+            format!("/{p}")
+        };
+        self
+    }
+
+    /// Sets the public base URL.
+    pub fn base_url(mut self, url: Url) -> Self {
+        self.base_url = Some(url);
+        self
+    }
+
+    /// Adds a pre-registered client for an issuer.
+    pub fn pre_registered(mut self, issuer: impl Into<String>, client: Client) -> Self {
+        self.clients.pre_registered.push(PreRegisteredClient {
+            issuer: issuer.into(),
+            client,
+        });
+        self
+    }
+
+    /// Uses a client ID metadata document at `url` (served by the middleware
+    /// when the URL is on this Worker).
+    pub fn metadata_document_url(mut self, url: Url) -> Self {
+        self.clients.metadata_document_url = Some(url);
+        self
+    }
+
+    /// Allows `http://` on loopback hosts (development only).
+    pub fn allow_insecure_loopback(mut self, allow: bool) -> Self {
+        self.allow_insecure_loopback = allow;
+        self
+    }
+
+    /// Sets the Durable Object binding name.
+    pub fn binding(mut self, binding: impl Into<String>) -> Self {
+        self.binding = binding.into();
+        self
+    }
+
+    /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
+    /// allow) and `IDP_BASE_URL`.
+    pub fn with_env(mut self, env: &Env) -> Self {
+        if let Ok(v) = env.var("IDP_ALLOW_INSECURE_LOOPBACK") {
+            self.allow_insecure_loopback = v.to_string().trim().eq_ignore_ascii_case("true");
+        }
+        if let Some(u) = env
+            .var("IDP_BASE_URL")
+            .ok()
+            .and_then(|v| Url::parse(&v.to_string()).ok())
+        {
+            self.base_url = Some(u);
+        }
+        self
+    }
+}
+
+/// Why the person must (re-)authorize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// No provider is connected for the URL.
+    NeverConnected,
+    /// The token expired and cannot be refreshed.
+    Expired,
+    /// The server refused the token or the refresh token.
+    Revoked,
+    /// The token lacks a scope the resource requires.
+    InsufficientScope,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::NeverConnected => "never connected",
+            Reason::Expired => "the token expired and cannot be refreshed",
+            Reason::Revoked => "the server no longer accepts the token",
+            Reason::InsufficientScope => "the token lacks a required scope",
+        })
+    }
+}
+
+/// The person must (re-)authorize: where to send them, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRequired {
+    /// The resource (or URL) that needs authorization.
+    pub resource: String,
+    /// Opening this URL connects the resource again (with the union of scopes
+    /// for step-up).
+    pub reauthorize_url: String,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Errors of the Workers layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No signed-in user: the handler needs a user id.
+    #[error("no user: the handler needs the id of the signed-in user")]
+    NoUser,
+    /// The engine refused something in the Worker.
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+    /// The user's Durable Object answered with an error.
+    #[error("{0}")]
+    Remote(RemoteError),
+    /// The Workers runtime failed.
+    #[error("Workers runtime: {0}")]
+    Runtime(String),
+    /// The person must (re-)authorize.
+    #[error("authorization required for {} ({})", .0.resource, .0.reason)]
+    AuthorizationRequired(AuthorizationRequired),
+    /// A request could not be replayed for the one retry.
+    #[error("{0}")]
+    NotReplayable(String),
+    /// A typed response was not what was expected.
+    #[error("{url} answered HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// Its status.
+        status: u16,
+    },
+}
+
+impl From<worker::Error> for Error {
+    fn from(e: worker::Error) -> Self {
+        Error::Runtime(e.to_string())
+    }
+}
+
+impl From<RemoteError> for Error {
+    fn from(e: RemoteError) -> Self {
+        Error::Remote(e)
+    }
+}
+
+impl Error {
+    /// The HTTP status an app would answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::NoUser | Error::AuthorizationRequired(_) => 401,
+            Error::Engine(e) => RemoteError::from(e).status,
+            Error::Remote(e) => e.status,
+            Error::Runtime(_) => 500,
+            Error::NotReplayable(_) => 400,
+            Error::Status { .. } => 502,
+        }
+    }
+
+    /// A JSON response: `{"error": "authorization_required", "reauthorize_url",
+    /// "reason", "resource"}` for [`Error::AuthorizationRequired`], else
+    /// `{"error": code, "message"}`.
+    pub fn to_response(&self) -> worker::Result<Response> {
+        let body = match self {
+            Error::AuthorizationRequired(a) => serde_json::json!({
+                "error": "authorization_required",
+                "resource": a.resource,
+                "reauthorize_url": a.reauthorize_url,
+                "reason": a.reason,
+            }),
+            Error::NoUser => serde_json::json!({"error": "no_user", "message": self.to_string()}),
+            Error::Remote(e) => serde_json::json!({"error": e.code, "message": e.message}),
+            _ => serde_json::json!({"error": "error", "message": self.to_string()}),
+        };
+        Ok(Response::from_json(&body)?.with_status(self.status()))
+    }
+}
+
+/// The user's `OAuthProviders` object, reached over its internal protocol.
+#[derive(Debug, Clone)]
+pub struct ProvidersStub {
+    env: Env,
+    binding: String,
+    owner: String,
+}
+
+impl ProvidersStub {
+    /// The stub for `user_id`'s object under `binding`.
+    pub fn new(env: &Env, binding: &str, user_id: &str) -> Result<Self, Error> {
+        if user_id.trim().is_empty() {
+            return Err(Error::NoUser);
+        }
+        Ok(Self {
+            env: env.clone(),
+            binding: binding.to_owned(),
+            owner: user_id.to_owned(),
+        })
+    }
+
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &Call,
+    ) -> Result<T, Error> {
+        Ok(call_object(
+            &self.env,
+            &self.binding,
+            &user_object_name(&self.owner),
+            call,
+        )
+        .await?)
+    }
+
+    /// The `Authorization` for a URL from the longest-prefix provider
+    /// (refreshed when within 5 minutes of expiry). `None` when no provider
+    /// matches.
+    pub(crate) async fn authorization(
+        &self,
+        url: &str,
+    ) -> Result<Option<AuthorizationReply>, Error> {
+        self.call(&Call::Authorization {
+            owner: self.owner.clone(),
+            url: url.to_owned(),
+        })
+        .await
+    }
+
+    /// Reports that the resource rejected `access_token`; concurrent reports of
+    /// the same token cause one refresh. Returns the header to retry with.
+    pub(crate) async fn rejected(
+        &self,
+        key: &str,
+        access_token: &str,
+    ) -> Result<AuthorizationReply, Error> {
+        self.call(&Call::Rejected {
+            owner: self.owner.clone(),
+            key: key.to_owned(),
+            fingerprint: fingerprint(access_token),
+        })
+        .await
+    }
+
+    /// The provider that serves `url` (longest matching prefix), if any.
+    pub async fn find_provider(&self, url: &str) -> Result<Option<ProviderView>, Error> {
+        self.call(&Call::Find {
+            owner: self.owner.clone(),
+            url: url.to_owned(),
+        })
+        .await
+    }
+
+    /// Stores providers directly, bypassing the flow (for seeding benchmarks
+    /// and tests).
+    #[doc(hidden)]
+    pub async fn seed(&self, providers: Vec<Provider>) -> Result<usize, Error> {
+        self.call(&Call::Seed {
+            owner: self.owner.clone(),
+            providers,
+        })
+        .await
+    }
+}
+
+/// One request's view of the SDK: the signed-in user, the configuration and
+/// the user's object.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    config: Config,
+    base: Url,
+    stub: ProvidersStub,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    url: Option<String>,
+    scope: Option<String>,
+}
+
+impl Handler {
+    /// A handler for `user_id` (required: an empty id is [`Error::NoUser`]).
+    /// The base URL is the configured one or `request_url`'s origin.
+    pub fn new(
+        env: &Env,
+        config: &Config,
+        user_id: &str,
+        request_url: &Url,
+    ) -> Result<Self, Error> {
+        let base = match &config.base_url {
+            Some(b) => b.clone(),
+            None => Url::parse(&request_url.origin().ascii_serialization())
+                .map_err(|e| Error::Runtime(format!("request URL has no origin: {e}")))?,
+        };
+        Ok(Handler {
+            config: config.clone(),
+            base,
+            stub: ProvidersStub::new(env, &config.binding, user_id)?,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The user's object.
+    pub fn stub(&self) -> &ProvidersStub {
+        &self.stub
+    }
+
+    /// A client that authorizes requests for this user.
+    pub fn fetcher(&self) -> AuthedFetch<'_> {
+        AuthedFetch::new(self)
+    }
+
+    fn route(&self, path: &str) -> String {
+        format!(
+            "{}{}{}",
+            self.base.as_str().trim_end_matches('/'),
+            self.config.prefix,
+            path
+        )
+    }
+
+    /// The one callback URL: `{base}{prefix}/callback`.
+    pub fn redirect_uri(&self) -> Url {
+        Url::parse(&self.route("/callback")).expect("base URL and prefix form a URL")
+    }
+
+    /// The URL that connects (or re-connects) `resource`, optionally asking for `scope`.
+    pub fn login_url(&self, resource: &str, scope: Option<&str>) -> String {
+        let mut u = Url::parse(&self.route("/login")).expect("base URL and prefix form a URL");
+        u.query_pairs_mut().append_pair("url", resource);
+        if let Some(s) = scope {
+            u.query_pairs_mut().append_pair("scope", s);
+        }
+        u.into()
+    }
+
+    fn settings(&self) -> WireSettings {
+        WireSettings {
+            allow_insecure_loopback: self.config.allow_insecure_loopback,
+            client_info: self.config.client_info.clone(),
+            clients: self.config.clients.clone(),
+            redirect_uri: self.redirect_uri(),
+            binding: self.config.binding.clone(),
+        }
+    }
+
+    /// Answers the SDK's own routes (`{prefix}/login`, `{prefix}/callback`, and
+    /// the client ID metadata document when configured here); `None` for
+    /// every other request.
+    pub async fn middleware(&self, req: &Request) -> worker::Result<Option<Response>> {
+        let url = req.url()?;
+        if let Some(doc_url) = &self.config.clients.metadata_document_url {
+            if req.method() == Method::Get
+                && doc_url.path() == url.path()
+                && doc_url.origin() == url.origin()
+            {
+                let doc = crate::registration::client_metadata_document(
+                    doc_url,
+                    &self.config.client_info,
+                    &[self.redirect_uri()],
+                );
+                return Response::from_json(&doc).map(Some);
+            }
+        }
+        let Some(rest) = url.path().strip_prefix(self.config.prefix.as_str()) else {
+            return Ok(None);
+        };
+        match (req.method(), rest) {
+            (Method::Get, "/login") => self.login(&url).await.map(Some),
+            (Method::Get, "/callback") => self.callback(&url).await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn page(&self, html: String, status: u16) -> worker::Result<Response> {
+        let mut resp = Response::from_html(html)?.with_status(status);
+        resp.headers_mut().set("cache-control", "no-store")?;
+        Ok(resp)
+    }
+
+    fn failure(&self, message: &str, status: u16) -> worker::Result<Response> {
+        self.page(pages::failed(message, &self.config.return_to), status)
+    }
+
+    async fn login(&self, url: &Url) -> worker::Result<Response> {
+        let q: LoginQuery = login_query(url);
+        let Some(resource) = q.url.filter(|u| !u.trim().is_empty()) else {
+            return self.failure(
+                "The url parameter is missing: say which resource to connect.",
+                400,
+            );
+        };
+        let call = Call::Login {
+            owner: self.stub.owner.clone(),
+            url: resource,
+            scope: q.scope.filter(|s| !s.trim().is_empty()),
+            settings: Box::new(self.settings()),
+        };
+        match self.stub.call::<LoginReply>(&call).await {
+            Ok(LoginReply::Redirect { url }) => {
+                let target =
+                    Url::parse(&url).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                let mut resp = Response::redirect(target)?;
+                resp.headers_mut().set("cache-control", "no-store")?;
+                Ok(resp)
+            }
+            Ok(LoginReply::Public {
+                provider,
+                hook_error,
+            }) => self.page(
+                pages::connected(
+                    &provider.name,
+                    &provider.resource_url,
+                    hook_error.as_deref(),
+                    &self.config.return_to,
+                ),
+                200,
+            ),
+            Err(e) => self.failure(&e.to_string(), e.status()),
+        }
+    }
+
+    async fn callback(&self, url: &Url) -> worker::Result<Response> {
+        let call = Call::Callback {
+            owner: self.stub.owner.clone(),
+            query: url.query().unwrap_or_default().to_owned(),
+            binding: self.config.binding.clone(),
+        };
+        match self.stub.call::<CallbackReply>(&call).await {
+            Ok(CallbackReply {
+                provider,
+                hook_error,
+            }) => self.page(
+                pages::connected(
+                    &provider.name,
+                    &provider.resource_url,
+                    hook_error.as_deref(),
+                    &self.config.return_to,
+                ),
+                200,
+            ),
+            Err(e) => self.failure(&e.to_string(), e.status()),
+        }
+    }
+
+    /// The `Authorization` header value for `url`: the longest-prefix
+    /// provider's token (refreshed first when within 5 minutes of expiry);
+    /// `None` for a public provider or when none matches.
+    pub async fn authorization_for(&self, url: &str) -> Result<Option<String>, Error> {
+        Ok(self.stub.authorization(url).await?.and_then(|a| a.header))
+    }
+
+    /// The user's providers, with re-authorize URLs; never tokens or secrets.
+    pub async fn providers(&self) -> Result<Vec<ProviderView>, Error> {
+        let mut list: Vec<ProviderView> = self
+            .stub
+            .call(&Call::Providers {
+                owner: self.stub.owner.clone(),
+            })
+            .await?;
+        for p in &mut list {
+            p.reauthorize_url = self.login_url(&p.resource_url, None);
+        }
+        Ok(list)
+    }
+
+    /// Refreshes the providers serving `urls` whose tokens expire within 5 minutes.
+    pub async fn refresh(&self, urls: &[String]) -> Result<Vec<RefreshOutcome>, Error> {
+        self.stub
+            .call(&Call::RefreshExpiring {
+                owner: self.stub.owner.clone(),
+                urls: urls.to_vec(),
+            })
+            .await
+    }
+
+    /// Removes the provider stored for `url` (exactly), revoking its token at the
+    /// server when it has a revocation endpoint.
+    pub async fn remove(&self, url: &str) -> Result<RemoveOutcome, Error> {
+        self.stub
+            .call(&Call::Remove {
+                owner: self.stub.owner.clone(),
+                url: url.to_owned(),
+            })
+            .await
+    }
+}
+
+fn login_query(url: &Url) -> LoginQuery {
+    let mut q = LoginQuery {
+        url: None,
+        scope: None,
+    };
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "url" if q.url.is_none() => q.url = Some(v.into_owned()),
+            "scope" if q.scope.is_none() => q.scope = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    q
+}
+
+/// The `Authorization` header value for `url` for `user_id`, without a
+/// handler (binding `OAuthProviders`). `None` for a public provider or when
+/// none matches.
+pub async fn authorization_for(
+    env: &Env,
+    user_id: &str,
+    url: &str,
+) -> Result<Option<String>, Error> {
+    let stub = ProvidersStub::new(env, DEFAULT_BINDING, user_id)?;
+    Ok(stub.authorization(url).await?.and_then(|a| a.header))
+}

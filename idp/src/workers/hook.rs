@@ -1,0 +1,78 @@
+//! Naming and describing a resource once it is connected.
+
+use crate::secret::AccessToken;
+
+/// What was just connected.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Connected<'a> {
+    /// The resource URL (the prefix the provider serves).
+    pub resource_url: &'a str,
+    /// The new access token; `None` for a public resource.
+    pub access_token: Option<&'a AccessToken>,
+    /// The scope granted, if the server said.
+    pub scope: Option<&'a str>,
+    /// The Worker's environment, for calling other bindings.
+    pub env: &'a worker::Env,
+}
+
+/// The display name and metadata stored with a provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderInfo {
+    /// Display name.
+    pub name: String,
+    /// App-defined JSON metadata, returned in provider views.
+    pub metadata: serde_json::Value,
+}
+
+impl ProviderInfo {
+    /// The default: the resource's host as the name, no metadata.
+    pub fn default_for(resource_url: &str) -> Self {
+        let name = url::Url::parse(resource_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| resource_url.to_owned());
+        ProviderInfo {
+            name,
+            metadata: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Called in the user's Durable Object after a resource is connected (after a
+/// successful callback, and for public resources), to name it and attach
+/// metadata. The tokens are stored before this runs: an error here is shown
+/// to the person and loses nothing.
+///
+/// ```
+/// use idp::workers::{Connected, OnAuthSuccess, ProviderInfo};
+///
+/// struct NameByPath;
+///
+/// impl OnAuthSuccess for NameByPath {
+///     async fn on_auth_success(&self, c: Connected<'_>) -> Result<ProviderInfo, String> {
+///         Ok(ProviderInfo {
+///             name: format!("API at {}", c.resource_url),
+///             metadata: serde_json::json!({ "connected_with_token": c.access_token.is_some() }),
+///         })
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `idp::workers::OnAuthSuccess`",
+    note = "add `impl idp::workers::OnAuthSuccess for {Self} {{}}` to keep the default (host as name, no metadata), or write `on_auth_success` to name providers yourself"
+)]
+pub trait OnAuthSuccess: 'static {
+    /// Returns the name and metadata to store. The default uses the host as
+    /// the name and no metadata.
+    #[allow(async_fn_in_trait)]
+    async fn on_auth_success(&self, connected: Connected<'_>) -> Result<ProviderInfo, String> {
+        Ok(ProviderInfo::default_for(connected.resource_url))
+    }
+}
+
+/// The default hook.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultHook;
+
+impl OnAuthSuccess for DefaultHook {}

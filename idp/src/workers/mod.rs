@@ -1,0 +1,31 @@
+//! The Cloudflare Workers runtime (feature `workers`).
+//!
+//! - [`ProvidersObject`]: the `OAuthProviders` Durable Object, one per user,
+//!   owning that user's pending flows, tokens and refreshes in SQLite (plus a
+//!   registry object holding the deployment's client registrations and server
+//!   metadata).
+//! - [`Handler`]: the Worker side: the OAuth middleware (`{prefix}/login`,
+//!   `{prefix}/callback`) and the handler API (authorization for a URL, list,
+//!   refresh, remove).
+//! - [`AuthedFetch`]: an HTTP client that attaches the right token, refreshes
+//!   and retries once on 401, and otherwise returns
+//!   [`Error::AuthorizationRequired`] with the URL that re-authorizes.
+//! - [`OnAuthSuccess`]: names and describes a provider once connected.
+
+mod fetch;
+mod handler;
+mod hook;
+mod http;
+mod object;
+pub mod pages;
+mod protocol;
+
+pub use fetch::{AuthedFetch, OutgoingRequest};
+pub use handler::{
+    authorization_for, AuthorizationRequired, Config, Error, Handler, ProvidersStub, Reason,
+    DEFAULT_BINDING,
+};
+pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
+pub use http::{now, WorkerHttp};
+pub use object::ProvidersObject;
+pub use protocol::{ProviderView, RefreshOutcome, RemoteError, RemoveOutcome};
