@@ -462,9 +462,9 @@ impl Handler {
         };
         match self.stub.call::<LoginReply>(&call).await {
             Ok(LoginReply::Redirect { url }) => {
-                let target =
-                    Url::parse(&url).map_err(|e| worker::Error::RustError(e.to_string()))?;
-                let mut resp = Response::redirect(target)?;
+                // Built by hand: `Response::redirect` has immutable headers.
+                let mut resp = Response::empty()?.with_status(302);
+                resp.headers_mut().set("location", &url)?;
                 resp.headers_mut().set("cache-control", "no-store")?;
                 Ok(resp)
             }
