@@ -12,7 +12,7 @@ use idp::registration::{obtain_client, AuthMethod, ClientConfig, ClientInfo};
 use idp::secret::{FlowState, PkceVerifier};
 use idp::store::Store;
 use idp::token;
-use idp_tests::{Browser, Servers};
+use idp_tests::{join_all, Browser, Servers};
 use url::Url;
 
 /// Never fetched: the browser stops at the redirect to it.
@@ -278,6 +278,11 @@ async fn native_runtime_connects_matches_refreshes_and_removes() {
         1,
         "no second registration"
     );
+    assert_eq!(
+        servers.metadata_fetches().await,
+        1,
+        "server metadata is cached"
+    );
 
     // Bob cannot complete Alice's flow; Alice still can.
     let alice_query = connect(&idp, &browser, "alice", &format!("{origin}/scoped")).await;
@@ -337,30 +342,6 @@ async fn native_runtime_connects_matches_refreshes_and_removes() {
         .await
         .unwrap()
         .is_none());
-}
-
-/// Polls futures concurrently on the current task.
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *out = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("all ready")).collect()
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -98,7 +98,13 @@ impl Drop for Process {
 /// SIGTERM to the group, then SIGKILL after 5 s, then reaps it.
 fn stop_group(child: &mut Child) {
     let group = format!("-{}", child.id());
-    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let quiet = |signal: &str| {
+        let _ = Command::new("kill")
+            .args([signal, "--", &group])
+            .stderr(Stdio::null())
+            .status();
+    };
+    quiet("-TERM");
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -106,7 +112,7 @@ fn stop_group(child: &mut Child) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    quiet("-KILL");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -302,6 +308,16 @@ impl Servers {
         self.auth_stats().await[key].as_u64().unwrap_or(0)
     }
 
+    /// How many authorization server metadata documents were fetched (either
+    /// well-known location).
+    pub async fn metadata_fetches(&self) -> u64 {
+        self.auth_count("GET /.well-known/oauth-authorization-server")
+            .await
+            + self
+                .auth_count("GET /.well-known/openid-configuration")
+                .await
+    }
+
     /// What the resource server saw.
     pub async fn resource_stats(&self) -> serde_json::Value {
         get_json(&format!("{}/__stats", self.origin)).await
@@ -370,4 +386,28 @@ impl Browser {
         }
         panic!("more than 20 redirects from {start}");
     }
+}
+
+/// Polls futures concurrently on the current task.
+pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("all ready")).collect()
 }

@@ -1,0 +1,373 @@
+//! The example app in the real Workers runtime (workerd, through `wrangler
+//! dev`), against oidc-provider and a JWT-checking API, all on loopback.
+
+use idp_tests::{join_all, AuthServerOptions, Browser, Servers, Worker};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// A signed-in person using the example app.
+struct App {
+    origin: String,
+    browser: Browser,
+}
+
+impl App {
+    async fn sign_in(worker: &Worker, user: &str) -> App {
+        let app = App {
+            origin: worker.origin.clone(),
+            browser: Browser::new(),
+        };
+        let (status, _) = app.get(&format!("/signin?user={user}")).await;
+        assert_eq!(status, 302, "sign in");
+        app
+    }
+
+    async fn open(&self, url: &str) -> (u16, String) {
+        let resp = self
+            .browser
+            .client()
+            .get(url)
+            .send()
+            .await
+            .expect("app reachable");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        self.open(&format!("{}{path}", self.origin)).await
+    }
+
+    async fn json(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.get(path).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+        )
+    }
+
+    fn login_path(resource: &str) -> String {
+        format!("/oauth/login?url={}", urlencode(resource))
+    }
+
+    /// Runs the login up to the redirect back to the app, without opening it.
+    async fn start(&self, resource: &str) -> String {
+        let start = format!("{}{}", self.origin, Self::login_path(resource));
+        let back = self
+            .browser
+            .follow_until(&start, &format!("{}/oauth/callback", self.origin))
+            .await;
+        back.to_string()
+    }
+
+    /// Connects a resource through the authorization server; returns the
+    /// callback page's status and body.
+    async fn connect(&self, resource: &str) -> (u16, String) {
+        let back = self.start(resource).await;
+        self.open(&back).await
+    }
+
+    async fn providers(&self) -> Vec<Value> {
+        let (status, v) = self.json("/api/providers").await;
+        assert_eq!(status, 200, "{v}");
+        v.as_array().expect("array").clone()
+    }
+
+    async fn fetch(&self, url: &str) -> (u16, Value) {
+        self.json(&format!("/api/fetch?url={}", urlencode(url)))
+            .await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn state_dir(name: &str) -> PathBuf {
+    let dir = idp_tests::repo_root()
+        .join("target/test-state")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn provider<'a>(list: &'a [Value], resource: &str) -> Option<&'a Value> {
+    list.iter().find(|p| p["resource_url"] == resource)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn connect_call_match_remove_and_refuse_bad_input() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let worker = Worker::start(&state_dir("main"));
+    let api = format!("{}/api", servers.origin);
+
+    // Without the session cookie, API routes answer 401 JSON.
+    let anonymous = reqwest::get(format!("{}/api/providers", worker.origin))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    // Full flow: login -> authorization server -> callback -> success page.
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Connected"), "{page}");
+    let list = alice.providers().await;
+    let p = provider(&list, &api).expect("provider listed");
+    assert_eq!(p["has_token"], true);
+    assert_eq!(p["public"], false);
+    assert_eq!(p["name"], "127.0.0.1/api", "named by the hook");
+    assert_eq!(p["metadata"]["scope"], "api:read", "hook metadata stored");
+    assert!(p["reauthorize_url"]
+        .as_str()
+        .unwrap()
+        .contains("/oauth/login?url="));
+    let text = serde_json::to_string(&list).unwrap();
+    assert!(
+        !text.contains("refresh_token")
+            && !text.contains("access_token")
+            && !text.contains("client_secret")
+    );
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization"], true);
+    assert_eq!(body["aud"], api);
+
+    // Path matching: a provider for the origin (public) and one for /v1.
+    let (status, page) = alice.get(&App::login_path(&servers.origin)).await;
+    assert_eq!(status, 200, "origin is public: {page}");
+    let (status, page) = alice.connect(&format!("{}/v1", servers.origin)).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, body) = alice.fetch(&format!("{}/v1/x", servers.origin)).await;
+    assert_eq!(
+        (status, &body["authorization"]),
+        (200, &Value::Bool(true)),
+        "/v1/x uses the /v1 token: {body}"
+    );
+    let (status, body) = alice.fetch(&format!("{}/v2/x", servers.origin)).await;
+    assert_eq!(
+        (status, &body["authorization"]),
+        (200, &Value::Bool(false)),
+        "/v2/x uses the public origin: {body}"
+    );
+
+    // Second login to the same issuer (another resource, another user): no new client.
+    assert_eq!(
+        servers.auth_count("POST /reg").await,
+        1,
+        "one registration for the deployment"
+    );
+    let bob = App::sign_in(&worker, "bob").await;
+    let (status, page) = bob.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        servers.auth_count("POST /reg").await,
+        1,
+        "bob reuses the registration"
+    );
+    assert_eq!(
+        servers.metadata_fetches().await,
+        1,
+        "server metadata cached for the deployment: {}",
+        servers.auth_stats().await
+    );
+
+    // Public resource: stored as public and called without a token.
+    let (status, page) = alice
+        .get(&App::login_path(&format!("{}/public", servers.origin)))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let list = alice.providers().await;
+    let p = provider(&list, &format!("{}/public", servers.origin)).expect("public provider");
+    assert_eq!(
+        (p["public"].clone(), p["has_token"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    let (status, body) = alice
+        .fetch(&format!("{}/public/feed", servers.origin))
+        .await;
+    assert_eq!(
+        (status, &body["authorization"]),
+        (200, &Value::Bool(false)),
+        "{body}"
+    );
+
+    // Isolation: bob opening alice's callback fails and changes nothing; alice's still completes.
+    let before = bob.providers().await.len();
+    let alices_callback = alice.start(&format!("{}/scoped", servers.origin)).await;
+    let (status, page) = bob.open(&alices_callback).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("state"), "{page}");
+    assert_eq!(bob.providers().await.len(), before);
+    let (status, page) = alice.open(&alices_callback).await;
+    assert_eq!(status, 200, "{page}");
+    // Replayed state.
+    let (status, page) = alice.open(&alices_callback).await;
+    assert_eq!(status, 400, "replay: {page}");
+
+    // Bad input: clear 4xx pages, nothing stored, and later logins still work.
+    let count = alice.providers().await.len();
+    let mut cases: Vec<(String, &str)> = vec![
+        ("/oauth/callback?code=x".into(), "state"),
+        ("/oauth/callback?code=x&state=unknown".into(), "state"),
+        (
+            App::login_path(&format!("{}/other-resource", servers.origin)),
+            "does not cover",
+        ),
+        (
+            App::login_path(&format!("{}/bad-metadata/x", servers.origin)),
+            "not JSON",
+        ),
+        (App::login_path("not a url"), "invalid URL"),
+        (App::login_path("ftp://127.0.0.1/file"), "http"),
+        ("/oauth/login".into(), "url parameter is missing"),
+    ];
+    // A callback whose iss names another issuer.
+    let good = alice.start(&api).await;
+    let wrong_iss = good.replace(
+        &urlencode(&servers.issuer),
+        &urlencode("http://127.0.0.1:1"),
+    );
+    assert_ne!(good, wrong_iss);
+    cases.push((
+        wrong_iss.trim_start_matches(&worker.origin).to_owned(),
+        "iss",
+    ));
+    for (path, expect) in &cases {
+        let (status, page) = alice.get(path).await;
+        assert!((400..500).contains(&status), "{path}: {status} {page}");
+        assert!(
+            page.contains(expect),
+            "{path}: expected {expect:?} in {page}"
+        );
+        assert!(
+            !page.contains("panicked") && !page.contains("RuntimeError"),
+            "{page}"
+        );
+    }
+    assert_eq!(alice.providers().await.len(), count, "nothing stored");
+
+    // A server-side error: the person declines (a fresh browser, so the
+    // authorization server asks them to log in).
+    let carol = App::sign_in(&worker, "carol").await;
+    let declined = carol.start_with_hint(&api, "deny").await;
+    let (status, page) = carol.open(&declined).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("access_denied"), "{page}");
+    assert!(carol.providers().await.is_empty());
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "logins still work: {page}");
+
+    // Removal: gone, revoked at the server, and the next call must authorize.
+    let revocations = servers.auth_count("POST /token/revocation").await;
+    let resp = alice
+        .browser
+        .client()
+        .delete(format!(
+            "{}/api/providers?url={}",
+            worker.origin,
+            urlencode(&api)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let removed: Value = resp.json().await.unwrap();
+    assert_eq!(removed["removed"], true, "{removed}");
+    assert_eq!(removed["revoked"], true, "{removed}");
+    assert_eq!(
+        servers.auth_count("POST /token/revocation").await,
+        revocations + 1
+    );
+    assert!(provider(&alice.providers().await, &api).is_none());
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "authorization_required");
+    assert_eq!(body["reason"], "never_connected");
+    assert!(body["reauthorize_url"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/oauth/login?url=", worker.origin)));
+}
+
+impl App {
+    async fn start_with_hint(&self, resource: &str, hint: &str) -> String {
+        let start = format!("{}{}", self.origin, Self::login_path(resource));
+        let resp = self.browser.client().get(&start).send().await.unwrap();
+        let mut to = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        to.query_pairs_mut().append_pair("login_hint", hint);
+        self.browser
+            .follow_until(to.as_str(), &format!("{}/oauth/callback", self.origin))
+            .await
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn expired_tokens_refresh_once_under_concurrency() {
+    // Access tokens live 6 s; refresh tokens rotate and a replay revokes the grant.
+    let servers = Servers::start(AuthServerOptions {
+        access_ttl: Some(6),
+    });
+    let worker = Worker::start(&state_dir("expiry"));
+    let api = format!("{}/api", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // After expiry, a call refreshes transparently.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let before = servers.auth_count("POST /token").await;
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(servers.auth_count("POST /token").await, before + 1);
+
+    // 50 concurrent calls on an expired token: one token request, 50 successes.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let before = servers.auth_count("POST /token").await;
+    let url = format!("{api}/items");
+    let calls = (0..50).map(|_| alice.fetch(&url));
+    let results = join_all(calls.collect()).await;
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(
+        ok,
+        50,
+        "all succeed: {:?}",
+        results.iter().find(|(s, _)| *s != 200)
+    );
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        before + 1,
+        "exactly one token request"
+    );
+
+    // The grant survived (no refresh token was replayed): a later refresh works.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let (status, body) = alice.fetch(&url).await;
+    assert_eq!(status, 200, "grant still alive: {body}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_persist_across_a_restart() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let dir = state_dir("restart");
+    let worker = Worker::start(&dir);
+    let api = format!("{}/api", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    worker.stop();
+
+    let worker = Worker::start(&dir);
+    let alice = App::sign_in(&worker, "alice").await;
+    let list = alice.providers().await;
+    assert_eq!(
+        provider(&list, &api).expect("still connected")["has_token"],
+        true
+    );
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+}
