@@ -1,101 +1,10 @@
 //! The example app in the real Workers runtime (workerd, through `wrangler
 //! dev`), against oidc-provider and a JWT-checking API, all on loopback.
 
-use idp_tests::{join_all, AuthServerOptions, Browser, Servers, Worker};
+use idp_tests::{
+    join_all, provider, state_dir, urlencode, App, AuthServerOptions, Servers, Worker,
+};
 use serde_json::Value;
-use std::path::PathBuf;
-
-/// A signed-in person using the example app.
-struct App {
-    origin: String,
-    browser: Browser,
-}
-
-impl App {
-    async fn sign_in(worker: &Worker, user: &str) -> App {
-        let app = App {
-            origin: worker.origin.clone(),
-            browser: Browser::new(),
-        };
-        let (status, _) = app.get(&format!("/signin?user={user}")).await;
-        assert_eq!(status, 302, "sign in");
-        app
-    }
-
-    async fn open(&self, url: &str) -> (u16, String) {
-        let resp = self
-            .browser
-            .client()
-            .get(url)
-            .send()
-            .await
-            .expect("app reachable");
-        (
-            resp.status().as_u16(),
-            resp.text().await.unwrap_or_default(),
-        )
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        self.open(&format!("{}{path}", self.origin)).await
-    }
-
-    async fn json(&self, path: &str) -> (u16, Value) {
-        let (status, text) = self.get(path).await;
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
-        )
-    }
-
-    fn login_path(resource: &str) -> String {
-        format!("/oauth/login?url={}", urlencode(resource))
-    }
-
-    /// Runs the login up to the redirect back to the app, without opening it.
-    async fn start(&self, resource: &str) -> String {
-        let start = format!("{}{}", self.origin, Self::login_path(resource));
-        let back = self
-            .browser
-            .follow_until(&start, &format!("{}/oauth/callback", self.origin))
-            .await;
-        back.to_string()
-    }
-
-    /// Connects a resource through the authorization server; returns the
-    /// callback page's status and body.
-    async fn connect(&self, resource: &str) -> (u16, String) {
-        let back = self.start(resource).await;
-        self.open(&back).await
-    }
-
-    async fn providers(&self) -> Vec<Value> {
-        let (status, v) = self.json("/api/providers").await;
-        assert_eq!(status, 200, "{v}");
-        v.as_array().expect("array").clone()
-    }
-
-    async fn fetch(&self, url: &str) -> (u16, Value) {
-        self.json(&format!("/api/fetch?url={}", urlencode(url)))
-            .await
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn state_dir(name: &str) -> PathBuf {
-    let dir = idp_tests::repo_root()
-        .join("target/test-state")
-        .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn provider<'a>(list: &'a [Value], resource: &str) -> Option<&'a Value> {
-    list.iter().find(|p| p["resource_url"] == resource)
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn connect_call_match_remove_and_refuse_bad_input() {
@@ -289,19 +198,6 @@ async fn connect_call_match_remove_and_refuse_bad_input() {
         .as_str()
         .unwrap()
         .starts_with(&format!("{}/oauth/login?url=", worker.origin)));
-}
-
-impl App {
-    async fn start_with_hint(&self, resource: &str, hint: &str) -> String {
-        let start = format!("{}{}", self.origin, Self::login_path(resource));
-        let resp = self.browser.client().get(&start).send().await.unwrap();
-        let mut to = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-        to.query_pairs_mut().append_pair("login_hint", hint);
-        self.browser
-            .follow_until(to.as_str(), &format!("{}/oauth/callback", self.origin))
-            .await
-            .to_string()
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]

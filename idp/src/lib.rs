@@ -39,3 +39,107 @@ pub use error::{Error, Result};
 
 #[cfg(feature = "workers")]
 pub mod workers;
+
+/// Turns a struct into a Cloudflare Worker with the OAuth identity provider
+/// wired in (feature `workers`).
+///
+/// On `struct App;` (or any non-generic struct; one with fields must
+/// implement `Default`) it generates, inside a `const _` block that adds no
+/// names to your module:
+/// - the Durable Object class (default name `OAuthProviders`; set `class` to
+///   match `class_name` in wrangler.toml), whose objects hold each user's
+///   credentials and call your [`workers::OnAuthSuccess`] impl when a
+///   resource is connected;
+/// - the Worker `fetch` entry point: configuration, user id from
+///   [`workers::IdpWorker::user_id`], the OAuth middleware, then your
+///   [`workers::IdpWorker::fetch`] with an [`workers::AuthedFetch`].
+///
+/// Arguments, all optional: `name` and `version` (the client's name and
+/// version at authorization servers; default: your crate's), `prefix`
+/// (default `"/oauth"`), `class` (default `"OAuthProviders"`), `binding` (the
+/// Durable Object binding; default: the class name), `base_url` (default: each
+/// request's origin), `allow_insecure_loopback` (default `false`; development
+/// only, also settable with the `IDP_ALLOW_INSECURE_LOOPBACK` variable).
+/// Pre-registered clients and other settings that need secrets go in
+/// [`workers::IdpWorker::configure`].
+///
+/// Your crate needs no dependency besides `idp`: the expansion reaches
+/// `worker` and `wasm-bindgen` through `idp`. (Naming `worker` types such as
+/// `Request` in your own code is easiest with `use idp::worker;`.)
+///
+/// ```no_run
+/// use idp::worker::{Env, Request, Response, Result};
+/// use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
+///
+/// #[idp::idp_worker(name = "My app", version = "1.0.0")]
+/// struct App;
+///
+/// impl OnAuthSuccess for App {}
+///
+/// impl IdpWorker for App {
+///     fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
+///         req.headers().get("x-user-id").ok().flatten()
+///     }
+///
+///     async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {
+///         match cx.fetch.get("https://api.example.com/v1/me").await {
+///             Ok(resp) => Ok(resp),
+///             Err(e) => e.to_response(),
+///         }
+///     }
+/// }
+/// ```
+#[cfg(feature = "workers")]
+pub use idp_macros::idp_worker;
+
+/// The Workers SDK this crate is built on, for naming its types.
+#[cfg(feature = "workers")]
+pub use worker;
+
+#[cfg(feature = "workers")]
+#[doc(hidden)]
+pub mod __private {
+    pub use url;
+    pub use worker;
+
+    use worker::wasm_bindgen::JsValue;
+    use worker::worker_sys::{web_sys, Context};
+
+    /// The Durable Object's `fetch`, as the generated class exports it.
+    pub async fn object_fetch<H: crate::workers::OnAuthSuccess>(
+        object: &crate::workers::ProvidersObject<H>,
+        req: web_sys::Request,
+    ) -> Result<JsValue, JsValue> {
+        std::panic::AssertUnwindSafe(async move {
+            object
+                .fetch(req.into())
+                .await
+                .map(web_sys::Response::from)
+                .map(JsValue::from)
+                .map_err(JsValue::from)
+        })
+        .await
+    }
+
+    /// The Worker's `fetch`, as the generated entry point exports it.
+    pub async fn serve<A: crate::workers::IdpWorker>(
+        app: A,
+        config: crate::workers::Config,
+        req: web_sys::Request,
+        env: worker::Env,
+        ctx: Context,
+    ) -> Result<JsValue, JsValue> {
+        std::panic::AssertUnwindSafe(async move {
+            let ctx = worker::Context::new(ctx);
+            let resp = match crate::workers::serve(&app, config, req.into(), env, ctx).await {
+                Ok(r) => r,
+                Err(e) => {
+                    worker::console_error!("{e}");
+                    worker::Response::error("internal error", 500).map_err(JsValue::from)?
+                }
+            };
+            Ok(JsValue::from(web_sys::Response::from(resp)))
+        })
+        .await
+    }
+}

@@ -4,6 +4,7 @@
 //! The servers are Node programs in `tests/servers/`, run from the repository's
 //! own `node_modules` (installed by `npm ci`).
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -410,4 +411,115 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     })
     .await;
     outputs.into_iter().map(|o| o.expect("all ready")).collect()
+}
+
+/// A signed-in person using the example app.
+pub struct App {
+    /// The app's origin.
+    pub origin: String,
+    /// The person's browser (cookies kept).
+    pub browser: Browser,
+}
+
+impl App {
+    pub async fn sign_in(worker: &Worker, user: &str) -> App {
+        let app = App {
+            origin: worker.origin.clone(),
+            browser: Browser::new(),
+        };
+        let (status, _) = app.get(&format!("/signin?user={user}")).await;
+        assert_eq!(status, 302, "sign in");
+        app
+    }
+
+    pub async fn open(&self, url: &str) -> (u16, String) {
+        let resp = self
+            .browser
+            .client()
+            .get(url)
+            .send()
+            .await
+            .expect("app reachable");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        self.open(&format!("{}{path}", self.origin)).await
+    }
+
+    pub async fn json(&self, path: &str) -> (u16, Value) {
+        let (status, text) = self.get(path).await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}")),
+        )
+    }
+
+    pub fn login_path(resource: &str) -> String {
+        format!("/oauth/login?url={}", urlencode(resource))
+    }
+
+    /// Runs the login up to the redirect back to the app, without opening it.
+    pub async fn start(&self, resource: &str) -> String {
+        let start = format!("{}{}", self.origin, Self::login_path(resource));
+        let back = self
+            .browser
+            .follow_until(&start, &format!("{}/oauth/callback", self.origin))
+            .await;
+        back.to_string()
+    }
+
+    /// Connects a resource through the authorization server; returns the
+    /// callback page's status and body.
+    pub async fn connect(&self, resource: &str) -> (u16, String) {
+        let back = self.start(resource).await;
+        self.open(&back).await
+    }
+
+    pub async fn providers(&self) -> Vec<Value> {
+        let (status, v) = self.json("/api/providers").await;
+        assert_eq!(status, 200, "{v}");
+        v.as_array().expect("array").clone()
+    }
+
+    pub async fn fetch(&self, url: &str) -> (u16, Value) {
+        self.json(&format!("/api/fetch?url={}", urlencode(url)))
+            .await
+    }
+}
+
+/// Form-urlencodes a string.
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl App {
+    /// Starts a login with a `login_hint` for the authorization server.
+    pub async fn start_with_hint(&self, resource: &str, hint: &str) -> String {
+        let start = format!("{}{}", self.origin, Self::login_path(resource));
+        let resp = self.browser.client().get(&start).send().await.unwrap();
+        let mut to = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        to.query_pairs_mut().append_pair("login_hint", hint);
+        self.browser
+            .follow_until(to.as_str(), &format!("{}/oauth/callback", self.origin))
+            .await
+            .to_string()
+    }
+}
+
+/// A fresh directory for Durable Object state.
+pub fn state_dir(name: &str) -> PathBuf {
+    let dir = repo_root()
+        .join("target/test-state")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The provider view for a resource URL in a list.
+pub fn provider<'a>(list: &'a [Value], resource: &str) -> Option<&'a Value> {
+    list.iter().find(|p| p["resource_url"] == resource)
 }

@@ -9,7 +9,8 @@
 //
 // Usage: node auth-server.mjs [--port N] [--key-file PATH] [--access-ttl SECONDS]
 // Prints one JSON line {"issuer": ..., "port": ...} when ready.
-// GET /__stats returns request counts by "METHOD path"; POST /__stats/reset clears them.
+// GET /__stats returns request counts by "METHOD path"; POST /__stats clears them.
+// POST /__revoke-grants revokes every grant issued so far, with its tokens.
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -71,6 +72,7 @@ const provider = new Provider(issuer, {
 });
 
 const stats = new Map();
+const grantIds = new Set();
 const count = (key) => stats.set(key, (stats.get(key) ?? 0) + 1);
 
 async function interaction(req, res) {
@@ -86,9 +88,8 @@ async function interaction(req, res) {
     }
     return provider.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
   }
-  const grant = details.grantId
-    ? await provider.Grant.find(details.grantId)
-    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+  const existing = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
+  const grant = existing ?? new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
   const missing = prompt.details;
   if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
   if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
@@ -96,6 +97,7 @@ async function interaction(req, res) {
     grant.addResourceScope(indicator, scopes.join(' '));
   }
   const grantId = await grant.save();
+  grantIds.add(grantId);
   return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }
 
@@ -106,6 +108,15 @@ server.on('request', async (req, res) => {
     if (req.method === 'POST') stats.clear();
     res.setHeader('content-type', 'application/json');
     return res.end(JSON.stringify(Object.fromEntries(stats)));
+  }
+  if (path === '/__revoke-grants' && req.method === 'POST') {
+    for (const id of grantIds) {
+      await provider.RefreshToken.revokeByGrantId(id);
+      await provider.AccessToken.revokeByGrantId(id);
+      await provider.Grant.adapter.destroy(id);
+    }
+    res.setHeader('content-type', 'application/json');
+    return res.end(JSON.stringify({ revoked: grantIds.size }));
   }
   count(`${req.method} ${path.startsWith('/interaction/') ? '/interaction' : path.replace(/^\/auth\/.+/, '/auth/:uid')}`);
   if (req.method === 'GET' && path.startsWith('/interaction/')) {

@@ -8,7 +8,9 @@
 // - /, /public/..., /v2/...  answer 200 to anyone.
 // - /bad-metadata/... and /other-resource/...: 401 whose metadata is not JSON,
 //                 or names another resource.
-// - /redirect?to=URL answers 302 to URL (after checking the token like /api).
+// - /api/redirect?to=URL answers 302 to URL (after checking the token like /api).
+// - POST /__revoke-tokens: every access token accepted so far is refused from
+//   now on (as a resource server learns of revocation, e.g. by introspection).
 // - /.well-known/oauth-protected-resource/<prefix>: RFC 9728 metadata.
 // Every protected response also reports whether an Authorization header came.
 // GET /__stats returns request counts and the Authorization presence of the
@@ -41,6 +43,8 @@ const origin = `http://127.0.0.1:${port}`;
 
 const PROTECTED = ['api', 'v1', 'scoped', 'bad-metadata', 'other-resource'];
 const stats = { requests: {}, last_authorization: {} };
+const seenJti = new Set();
+const revokedJti = new Set();
 
 function send(res, status, body, headers = {}) {
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -66,6 +70,8 @@ async function verify(req, prefix) {
   if (!match) return { error: null };
   try {
     const { payload } = await jwtVerify(match[1], jwks, { issuer, audience: `${origin}/${prefix}` });
+    if (revokedJti.has(payload.jti)) return { error: 'revoked' };
+    seenJti.add(payload.jti);
     return { payload };
   } catch (err) {
     return { error: err.code ?? 'invalid_token' };
@@ -81,6 +87,10 @@ server.on('request', async (req, res) => {
       stats.last_authorization = {};
     }
     return send(res, 200, stats);
+  }
+  if (path === '/__revoke-tokens' && req.method === 'POST') {
+    for (const jti of seenJti) revokedJti.add(jti);
+    return send(res, 200, { revoked: revokedJti.size });
   }
   stats.requests[path] = (stats.requests[path] ?? 0) + 1;
   stats.last_authorization[path] = Boolean(req.headers.authorization);
@@ -102,8 +112,8 @@ server.on('request', async (req, res) => {
   }
   if (path === '/echo') return send(res, 200, { ...seen, headers: req.headers });
 
-  const prefix = path === '/redirect' ? 'api' : path.split('/')[1];
-  if (path !== '/redirect' && !PROTECTED.includes(prefix)) return send(res, 404, { error: 'not_found' });
+  const prefix = path.split('/')[1];
+  if (!PROTECTED.includes(prefix)) return send(res, 404, { error: 'not_found' });
   const resourceMetadata = `${origin}${wellKnown}${prefix}`;
   const { payload, error } = await verify(req, prefix);
   if (!payload) {
@@ -118,7 +128,7 @@ server.on('request', async (req, res) => {
       'www-authenticate': `Bearer error="insufficient_scope", scope="api:read api:write", resource_metadata="${resourceMetadata}"`,
     });
   }
-  if (path === '/redirect') {
+  if (path === '/api/redirect') {
     const to = url.searchParams.get('to') ?? '/';
     res.writeHead(302, { location: to });
     return res.end();

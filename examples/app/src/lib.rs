@@ -14,16 +14,18 @@
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
 //!   lookup (a baseline for benchmarks).
 
-use idp::workers::{Config, Connected, Handler, OnAuthSuccess, ProviderInfo, ProvidersObject};
+use idp::worker::{Env, Method, Request, Response};
+use idp::workers::{AppContext, Connected, Handler, IdpWorker, OnAuthSuccess, ProviderInfo};
 use serde::Deserialize;
-use worker::{
-    durable_object, event, Context, DurableObject, Env, Method, Request, Response, State,
-};
 
-/// Names each connected API and records when and how it was connected.
-pub struct DemoHook;
+/// The app. `#[idp_worker]` exports the `OAuthProviders` Durable Object and
+/// the Worker's entry point, with the OAuth middleware at `/oauth`.
+#[idp::idp_worker(name = "idp example app")]
+pub struct ExampleApp;
 
-impl OnAuthSuccess for DemoHook {
+/// Names each connected API by host and path, and records when and how it
+/// was connected.
+impl OnAuthSuccess for ExampleApp {
     async fn on_auth_success(&self, c: Connected<'_>) -> Result<ProviderInfo, String> {
         let default = ProviderInfo::default_for(c.resource_url);
         let path = url::Url::parse(c.resource_url)
@@ -40,25 +42,35 @@ impl OnAuthSuccess for DemoHook {
     }
 }
 
-/// The Durable Object class bound as `OAuthProviders` in wrangler.toml.
-#[durable_object]
-pub struct OAuthProviders(ProvidersObject<DemoHook>);
-
-impl DurableObject for OAuthProviders {
-    fn new(state: State, env: Env) -> Self {
-        Self(ProvidersObject::new(state, env, DemoHook))
+impl IdpWorker for ExampleApp {
+    fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
+        user_of(req)
     }
 
-    async fn fetch(&self, req: Request) -> worker::Result<Response> {
-        self.0.fetch(req).await
+    async fn anonymous(&self, req: Request, _env: &Env) -> idp::worker::Result<Response> {
+        let url = req.url()?;
+        if url.path() == "/signin" {
+            return sign_in(&url);
+        }
+        if url.path().starts_with("/api/") {
+            return json_error(401, "not_signed_in", "sign in first: GET /signin?user=<id>");
+        }
+        Response::from_html(page::signed_out())
+    }
+
+    async fn fetch(&self, req: Request, cx: AppContext<'_>) -> idp::worker::Result<Response> {
+        let url = req.url()?;
+        if url.path() == "/signin" {
+            return sign_in(&url);
+        }
+        match route(req, &cx, &url).await {
+            Ok(resp) => Ok(resp),
+            Err(e) => e.to_response(),
+        }
     }
 }
 
-fn config(env: &Env) -> Config {
-    Config::new("idp example app", env!("CARGO_PKG_VERSION")).with_env(env)
-}
-
-fn json_error(status: u16, error: &str, message: &str) -> worker::Result<Response> {
+fn json_error(status: u16, error: &str, message: &str) -> idp::worker::Result<Response> {
     Ok(
         Response::from_json(&serde_json::json!({ "error": error, "message": message }))?
             .with_status(status),
@@ -90,7 +102,7 @@ fn valid_user(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
 }
 
-fn sign_in(url: &url::Url) -> worker::Result<Response> {
+fn sign_in(url: &url::Url) -> idp::worker::Result<Response> {
     let Some(user) = query(url, "user").filter(|u| valid_user(u)) else {
         return json_error(
             400,
@@ -113,41 +125,14 @@ struct RefreshBody {
     urls: Vec<String>,
 }
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let url = req.url()?;
-    let path = url.path().to_owned();
-    if path == "/signin" {
-        return sign_in(&url);
-    }
-    let Some(user) = user_of(&req) else {
-        if path.starts_with("/api/") {
-            return json_error(401, "not_signed_in", "sign in first: GET /signin?user=<id>");
-        }
-        return Response::from_html(page::signed_out());
-    };
-    let handler = match Handler::new(&env, &config(&env), &user, &url) {
-        Ok(h) => h,
-        Err(e) => return e.to_response(),
-    };
-    if let Some(resp) = handler.middleware(&req).await? {
-        return Ok(resp);
-    }
-    let result = route(req, &handler, &url, &user).await;
-    match result {
-        Ok(resp) => Ok(resp),
-        Err(e) => e.to_response(),
-    }
-}
-
 async fn route(
     mut req: Request,
-    handler: &Handler,
+    cx: &AppContext<'_>,
     url: &url::Url,
-    user: &str,
 ) -> Result<Response, idp::workers::Error> {
+    let handler: &Handler = cx.idp;
     let resp = match (req.method(), url.path()) {
-        (Method::Get, "/") => Response::from_html(page::home(user, handler.config()))?,
+        (Method::Get, "/") => Response::from_html(page::home(cx.user_id, handler.config()))?,
         (Method::Get, "/api/providers") => Response::from_json(&handler.providers().await?)?,
         (Method::Post, "/api/refresh") => {
             let Ok(body) = req.json::<RefreshBody>().await else {
@@ -169,7 +154,7 @@ async fn route(
             let Some(target) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
-            relay(handler.fetcher().get(&target).await?).await?
+            relay(cx.fetch.get(&target).await?).await?
         }
         (Method::Get, "/api/plain-fetch") => {
             let Some(target) = query(url, "url") else {
@@ -179,7 +164,7 @@ async fn route(
                 input: target.clone(),
                 reason: e.to_string(),
             })?;
-            relay(worker::Fetch::Url(target).send().await?).await?
+            relay(idp::worker::Fetch::Url(target).send().await?).await?
         }
         _ => json_error(404, "not_found", "no such route")?,
     };
@@ -187,7 +172,7 @@ async fn route(
 }
 
 /// Answers with an upstream response's status, content type and body.
-async fn relay(mut upstream: Response) -> worker::Result<Response> {
+async fn relay(mut upstream: Response) -> idp::worker::Result<Response> {
     let status = upstream.status_code();
     let content_type = upstream.headers().get("content-type")?;
     let body = upstream.bytes().await?;

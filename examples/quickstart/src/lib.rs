@@ -1,41 +1,29 @@
-use idp::workers::{Config, DefaultHook, Handler, ProvidersObject};
-use worker::*;
+use idp::worker::{Env, Request, Response, Result};
+use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
 
-// The Durable Object that holds each user's credentials (bound as
-// `OAuthProviders` in wrangler.toml).
-#[durable_object]
-pub struct OAuthProviders(ProvidersObject<DefaultHook>);
+// Exports the `OAuthProviders` Durable Object (one per user, holding their
+// credentials) and the Worker's entry point, with the OAuth routes at /oauth.
+#[idp::idp_worker(name = "My app", version = "1.0.0")]
+struct App;
 
-impl DurableObject for OAuthProviders {
-    fn new(state: State, env: Env) -> Self {
-        Self(ProvidersObject::new(state, env, DefaultHook))
-    }
+// The default names each connected resource by its host. Implement
+// `on_auth_success` to choose a name and attach metadata.
+impl OnAuthSuccess for App {}
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        self.0.fetch(req).await
-    }
-}
-
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+impl IdpWorker for App {
     // Your app decides who the user is (a session cookie, a JWT, ...).
-    let Some(user) = req.headers().get("x-user-id")? else {
-        return Response::error("sign in first", 401);
-    };
-    let config = Config::new("My app", "1.0.0").with_env(&env);
-    let idp = match Handler::new(&env, &config, &user, &req.url()?) {
-        Ok(idp) => idp,
-        Err(e) => return e.to_response(),
-    };
-    // `/oauth/login?url=...` and `/oauth/callback` are handled here.
-    if let Some(resp) = idp.middleware(&req).await? {
-        return Ok(resp);
+    fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
+        req.headers().get("x-user-id").ok().flatten()
     }
-    // Any other route: call a protected API as this user. On 401 the SDK
-    // refreshes and retries once; if the user must (re-)authorize, the error
-    // becomes 401 {"error":"authorization_required","reauthorize_url":...}.
-    match idp.fetcher().get("https://api.example.com/v1/me").await {
-        Ok(resp) => Ok(resp),
-        Err(e) => e.to_response(),
+
+    // Every request except /oauth/login?url=... and /oauth/callback.
+    async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {
+        // As this user: on 401 the SDK refreshes and retries once; if the user
+        // must (re-)authorize, this answers
+        // 401 {"error":"authorization_required","reauthorize_url":...}.
+        match cx.fetch.get("https://api.example.com/v1/me").await {
+            Ok(resp) => Ok(resp),
+            Err(e) => e.to_response(),
+        }
     }
 }

@@ -29,3 +29,6 @@ pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp};
 pub use object::ProvidersObject;
 pub use protocol::{ProviderView, RefreshOutcome, RemoteError, RemoveOutcome};
+
+mod app;
+pub use app::{serve, AppContext, IdpWorker};

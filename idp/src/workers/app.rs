@@ -1,0 +1,90 @@
+//! The app a `#[idp_worker]` struct describes.
+
+use super::fetch::AuthedFetch;
+use super::handler::{Config, Handler};
+use super::hook::OnAuthSuccess;
+use worker::{Env, Request, Response};
+
+/// What your Worker does; implemented on the struct marked `#[idp_worker]`.
+///
+/// The generated entry point builds the configuration (from the macro's
+/// arguments, then [`IdpWorker::configure`]), asks [`IdpWorker::user_id`] who
+/// is signed in, runs the OAuth middleware for that user, and hands every
+/// other request to [`IdpWorker::fetch`] with a ready [`AuthedFetch`] and the
+/// handler API. Requests without a user go to [`IdpWorker::anonymous`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is marked #[idp_worker] but does not implement `idp::workers::IdpWorker`",
+    note = "add `impl idp::workers::IdpWorker for {Self} {{ fn user_id(..) .. async fn fetch(..) .. }}` and `impl idp::workers::OnAuthSuccess for {Self} {{}}`"
+)]
+pub trait IdpWorker: OnAuthSuccess + Sized + 'static {
+    /// The signed-in user's id (from your session), or `None`.
+    fn user_id(&self, req: &Request, env: &Env) -> Option<String>;
+
+    /// Handles a signed-in user's request that is not one of the SDK's routes.
+    #[allow(async_fn_in_trait)]
+    async fn fetch(&self, req: Request, cx: AppContext<'_>) -> worker::Result<Response>;
+
+    /// Handles a request with no signed-in user. The default answers 401.
+    #[allow(async_fn_in_trait)]
+    async fn anonymous(&self, req: Request, env: &Env) -> worker::Result<Response> {
+        let _ = (req, env);
+        Ok(Response::from_json(&serde_json::json!({
+            "error": "not_signed_in",
+            "message": "sign in first"
+        }))?
+        .with_status(401))
+    }
+
+    /// Adjusts the configuration for a request: add pre-registered clients
+    /// (reading secrets from `env`), a client ID metadata document URL, ...
+    /// The default returns it unchanged.
+    fn configure(&self, config: Config, env: &Env) -> Config {
+        let _ = env;
+        config
+    }
+}
+
+/// What a signed-in request is handled with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AppContext<'a> {
+    /// The Worker's environment.
+    pub env: &'a Env,
+    /// The Worker's execution context.
+    pub ctx: &'a worker::Context,
+    /// The signed-in user.
+    pub user_id: &'a str,
+    /// The handler API (providers, refresh, remove, login URLs).
+    pub idp: &'a Handler,
+    /// Authorized requests for this user.
+    pub fetch: AuthedFetch<'a>,
+}
+
+/// Serves one request for an app (what the generated entry point calls).
+pub async fn serve<A: IdpWorker>(
+    app: &A,
+    config: Config,
+    req: Request,
+    env: Env,
+    ctx: worker::Context,
+) -> worker::Result<Response> {
+    let config = app.configure(config.with_env(&env), &env);
+    let Some(user) = app.user_id(&req, &env).filter(|u| !u.trim().is_empty()) else {
+        return app.anonymous(req, &env).await;
+    };
+    let handler = match Handler::new(&env, &config, &user, &req.url()?) {
+        Ok(h) => h,
+        Err(e) => return e.to_response(),
+    };
+    if let Some(resp) = handler.middleware(&req).await? {
+        return Ok(resp);
+    }
+    let cx = AppContext {
+        env: &env,
+        ctx: &ctx,
+        user_id: &user,
+        idp: &handler,
+        fetch: handler.fetcher(),
+    };
+    app.fetch(req, cx).await
+}

@@ -1,0 +1,4 @@
+#[idp::idp_worker(name = "one", name = "two")]
+struct App;
+
+fn main() {}

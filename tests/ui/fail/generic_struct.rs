@@ -1,0 +1,6 @@
+#[idp::idp_worker]
+struct App<T> {
+    inner: T,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[idp::idp_worker]
+struct App;
+
+fn main() {}

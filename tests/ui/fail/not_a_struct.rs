@@ -1,0 +1,6 @@
+#[idp::idp_worker]
+enum App {
+    A,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[idp::idp_worker(nmae = "typo")]
+struct App;
+
+fn main() {}

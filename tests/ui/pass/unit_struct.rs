@@ -1,0 +1,36 @@
+use idp::worker::{Env, Request, Response, Result};
+use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
+
+#[idp::idp_worker(
+    name = "Demo",
+    version = "1.0.0",
+    prefix = "/auth",
+    class = "Providers",
+    binding = "PROVIDERS",
+    base_url = "https://app.example.com",
+    allow_insecure_loopback = false
+)]
+struct App;
+
+impl OnAuthSuccess for App {}
+
+impl IdpWorker for App {
+    fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
+        req.headers().get("x-user").ok().flatten()
+    }
+
+    async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {
+        match cx.fetch.get("https://api.example.com/v1").await {
+            Ok(r) => Ok(r),
+            Err(e) => e.to_response(),
+        }
+    }
+}
+
+// The expansion adds no names to this module.
+struct OAuthProviders;
+fn fetch() {}
+
+fn main() {
+    let _ = (OAuthProviders, fetch);
+}
