@@ -164,6 +164,11 @@ impl Worker {
     /// Builds (through wrangler's build command) and starts the example, and
     /// waits until it answers.
     pub fn start(state_dir: &Path) -> Worker {
+        Self::start_with(state_dir, &[])
+    }
+
+    /// [`Worker::start`] with extra Worker variables (`--var NAME:VALUE`).
+    pub fn start_with(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
         let _one_at_a_time = WORKER_START.lock().unwrap_or_else(|e| e.into_inner());
         let root = repo_root();
         let wrangler = root.join("node_modules/wrangler/bin/wrangler.js");
@@ -195,6 +200,10 @@ impl Worker {
             ])
             .arg("--persist-to")
             .arg(state_dir)
+            .args(
+                vars.iter()
+                    .flat_map(|(k, v)| ["--var".to_owned(), format!("{k}:{v}")]),
+            )
             .current_dir(&root)
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")

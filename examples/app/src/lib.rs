@@ -166,9 +166,41 @@ async fn route(
             })?;
             relay(idp::worker::Fetch::Url(target).send().await?).await?
         }
+        (_, path) if path.starts_with("/api/debug/") && bench_routes(cx.env) => {
+            debug(req, cx, url).await?
+        }
         _ => json_error(404, "not_found", "no such route")?,
     };
     Ok(resp)
+}
+
+/// Whether the benchmark's routes are on (`IDP_BENCH_ROUTES=true`, set only by
+/// the benchmark command).
+fn bench_routes(env: &Env) -> bool {
+    env.var("IDP_BENCH_ROUTES")
+        .is_ok_and(|v| v.to_string() == "true")
+}
+
+/// The benchmark's routes: the object's call counter, seeding providers, and
+/// the longest-prefix lookup alone.
+async fn debug(
+    mut req: Request,
+    cx: &AppContext<'_>,
+    url: &url::Url,
+) -> Result<Response, idp::workers::Error> {
+    let stub = cx.idp.stub();
+    Ok(match (req.method(), url.path()) {
+        (Method::Get, "/api/debug/calls") => Response::from_json(&stub.stats().await?)?,
+        (Method::Post, "/api/debug/seed") => {
+            let providers: Vec<idp::store::Provider> = req.json().await?;
+            Response::from_json(&stub.seed(providers).await?)?
+        }
+        (Method::Get, "/api/debug/find") => {
+            let target = query(url, "url").unwrap_or_default();
+            Response::from_json(&stub.find_provider(&target).await?)?
+        }
+        _ => json_error(404, "not_found", "no such route")?,
+    })
 }
 
 /// Answers with an upstream response's status, content type and body.

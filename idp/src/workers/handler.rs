@@ -311,6 +311,13 @@ impl ProvidersStub {
         .await
     }
 
+    /// How many internal calls the user's object has answered since it started
+    /// (for benchmarks).
+    #[doc(hidden)]
+    pub async fn stats(&self) -> Result<serde_json::Value, Error> {
+        self.call(&Call::Stats).await
+    }
+
     /// Stores providers directly, bypassing the flow (for seeding benchmarks
     /// and tests).
     #[doc(hidden)]

@@ -368,6 +368,7 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     hook: H,
     schema: std::result::Result<i64, String>,
     refreshing: tokio::sync::Mutex<()>,
+    calls: std::cell::Cell<u64>,
 }
 
 impl<H: OnAuthSuccess> std::fmt::Debug for ProvidersObject<H> {
@@ -408,11 +409,13 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             hook,
             schema,
             refreshing: tokio::sync::Mutex::new(()),
+            calls: std::cell::Cell::new(0),
         }
     }
 
     /// Answers one internal call.
     pub async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        self.calls.set(self.calls.get() + 1);
         let reply = match (&self.schema, req.json::<Call>().await) {
             (Err(e), _) => Err(RemoteError::from(&Error::Storage(format!(
                 "schema migration failed: {e}"
@@ -629,6 +632,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 }
                 to_value(n)
             }
+            Call::Stats => to_value(serde_json::json!({ "calls": self.calls.get() })),
             Call::RegistrationGet {
                 issuer,
                 redirect_uri,

@@ -82,6 +82,8 @@ pub(crate) enum Call {
         owner: String,
         providers: Vec<Provider>,
     },
+    /// How many calls this object instance has answered (benchmarks).
+    Stats,
     RegistrationGet {
         issuer: String,
         redirect_uri: String,
