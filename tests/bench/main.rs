@@ -302,19 +302,40 @@ async fn run(opts: &Opts) -> Value {
         Duration::from_secs(10)
     };
     let concurrency = 8;
-    let calls_before = get_json(&client, &format!("{}/api/debug/calls", worker.origin)).await
-        ["calls"]
-        .as_u64()
-        .unwrap_or(0);
-    let (authed, authed_err, authed_time) = load(&client, &authed_url, concurrency, duration).await;
-    let calls_after = get_json(&client, &format!("{}/api/debug/calls", worker.origin)).await
-        ["calls"]
-        .as_u64()
-        .unwrap_or(0);
-    let (plain, plain_err, plain_time) = load(&client, &plain_url, concurrency, duration).await;
-    // Minus the one call that reads the counter.
-    let round_trips = (calls_after.saturating_sub(calls_before).saturating_sub(1)) as f64
-        / authed.len().max(1) as f64;
+    // Interleaved rounds, so drift on a shared machine hits both alike.
+    let rounds = if opts.quick { 2 } else { 5 };
+    let slice = duration / rounds;
+    let calls_url = format!("{}/api/debug/calls", worker.origin);
+    let (mut authed, mut plain, mut noop) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut authed_err, mut plain_err) = (0, 0);
+    let (mut authed_time, mut plain_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut calls, mut counter_reads) = (0u64, 0u64);
+    for _ in 0..rounds {
+        let before = get_json(&client, &calls_url).await["calls"]
+            .as_u64()
+            .unwrap_or(0);
+        let (l, e, t) = load(&client, &authed_url, concurrency, slice).await;
+        let after = get_json(&client, &calls_url).await["calls"]
+            .as_u64()
+            .unwrap_or(0);
+        calls += after.saturating_sub(before);
+        counter_reads += 1;
+        authed.extend(l);
+        authed_err += e;
+        authed_time += t;
+        let (l, e, t) = load(&client, &plain_url, concurrency, slice).await;
+        plain.extend(l);
+        plain_err += e;
+        plain_time += t;
+        // A Durable Object round trip that does nothing: the runtime's share.
+        let (l, _, _) = load(&client, &calls_url, concurrency, slice / 4).await;
+        noop.extend(l);
+    }
+    authed.sort();
+    plain.sort();
+    noop.sort();
+    // Each counter read is itself one call.
+    let round_trips = calls.saturating_sub(counter_reads) as f64 / authed.len().max(1) as f64;
     let rps = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
     let (a_rps, p_rps) = (rps(authed.len(), authed_time), rps(plain.len(), plain_time));
     let (a50, a99, p50, p99) = (
@@ -348,6 +369,13 @@ async fn run(opts: &Opts) -> Value {
         "-",
         None,
     ));
+    let n50 = percentile(&noop, 0.5);
+    rows.push(row(
+        "no-op Durable Object call p50 ms (runtime cost)",
+        format!("{n50:.2}"),
+        "-",
+        None,
+    ));
     rows.push(row(
         "hot path p50 ratio authed/baseline",
         format!("{ratio:.2}"),
@@ -370,14 +398,16 @@ async fn run(opts: &Opts) -> Value {
         "concurrency": concurrency, "seconds": duration.as_secs_f64(),
         "authed": { "requests": authed.len(), "errors": authed_err, "rps": a_rps, "p50_ms": a50, "p99_ms": a99 },
         "baseline": { "requests": plain.len(), "errors": plain_err, "rps": p_rps, "p50_ms": p50, "p99_ms": p99 },
+        "noop_object_call_p50_ms": n50,
         "p50_ratio": ratio, "rps_ratio": p_rps / a_rps, "object_round_trips_per_call": round_trips,
     });
 
     // 3. Lookup scaling.
     println!("==> lookup scaling");
-    let samples = if opts.quick { 30 } else { 300 };
-    let mut medians = Vec::new();
-    for n in [10usize, 1_000, 10_000] {
+    let samples = if opts.quick { 60 } else { 400 };
+    let sizes = [10usize, 1_000, 10_000];
+    let mut lookups = Vec::new();
+    for n in sizes {
         let user = App::sign_in(&worker, &format!("lookup{n}")).await;
         for chunk in synthetic_providers(n).chunks(1000) {
             let resp = user
@@ -403,15 +433,25 @@ async fn run(opts: &Opts) -> Value {
                 .is_some_and(|s| s.ends_with("/projects/5")),
             "lookup found {found}"
         );
-        let mut times = Vec::new();
-        for _ in 0..samples {
-            let t = Instant::now();
-            let _ = get_json(user.browser.client(), &find).await;
-            times.push(t.elapsed());
-        }
-        times.sort();
-        medians.push((n, percentile(&times, 0.5)));
+        lookups.push((user, find));
     }
+    // Round-robin over the three users so drift affects each alike.
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); sizes.len()];
+    for _ in 0..samples {
+        for (i, (user, find)) in lookups.iter().enumerate() {
+            let t = Instant::now();
+            let _ = get_json(user.browser.client(), find).await;
+            times[i].push(t.elapsed());
+        }
+    }
+    let medians: Vec<(usize, f64)> = sizes
+        .iter()
+        .zip(times.iter_mut())
+        .map(|(n, t)| {
+            t.sort();
+            (*n, percentile(t, 0.5))
+        })
+        .collect();
     let scale = medians[2].1 / medians[0].1;
     for (n, m) in &medians {
         rows.push(row(
