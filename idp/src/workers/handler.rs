@@ -449,6 +449,20 @@ impl Handler {
         Ok(resp)
     }
 
+    fn connected(
+        &self,
+        provider: &ProviderView,
+        hook_error: Option<&str>,
+    ) -> worker::Result<Response> {
+        let html = pages::connected(
+            &provider.name,
+            &provider.resource_url,
+            hook_error,
+            &self.config.return_to,
+        );
+        self.page(html, 200)
+    }
+
     fn failure(&self, message: &str, status: u16) -> worker::Result<Response> {
         self.page(pages::failed(message, &self.config.return_to), status)
     }
@@ -478,15 +492,7 @@ impl Handler {
             Ok(LoginReply::Public {
                 provider,
                 hook_error,
-            }) => self.page(
-                pages::connected(
-                    &provider.name,
-                    &provider.resource_url,
-                    hook_error.as_deref(),
-                    &self.config.return_to,
-                ),
-                200,
-            ),
+            }) => self.connected(&provider, hook_error.as_deref()),
             Err(e) => self.failure(&e.to_string(), e.status()),
         }
     }
@@ -501,15 +507,7 @@ impl Handler {
             Ok(CallbackReply {
                 provider,
                 hook_error,
-            }) => self.page(
-                pages::connected(
-                    &provider.name,
-                    &provider.resource_url,
-                    hook_error.as_deref(),
-                    &self.config.return_to,
-                ),
-                200,
-            ),
+            }) => self.connected(&provider, hook_error.as_deref()),
             Err(e) => self.failure(&e.to_string(), e.status()),
         }
     }

@@ -187,12 +187,23 @@ pub(crate) struct CallbackReply {
     pub hook_error: Option<String>,
 }
 
-/// What the object answers to an authorization request.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the object answers to an authorization request. `Debug` leaves the
+/// header out: it carries the access token.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct AuthorizationReply {
     pub key: String,
     pub header: Option<String>,
     pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorizationReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationReply")
+            .field("key", &self.key)
+            .field("header", &self.header.as_ref().map(|_| "[redacted]"))
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// One provider as the app may see it: never a token or a client secret.
