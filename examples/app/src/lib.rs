@@ -103,13 +103,17 @@ fn valid_user(id: &str) -> bool {
 }
 
 fn sign_in(url: &url::Url) -> idp::worker::Result<Response> {
-    let Some(user) = query(url, "user").filter(|u| valid_user(u)) else {
+    let user = query(url, "user").unwrap_or_default();
+    if user.is_empty() {
+        return Response::from_html(page::signed_out());
+    }
+    if !valid_user(&user) {
         return json_error(
             400,
             "invalid_user",
             "give ?user=<id> with letters, digits, - _ . @ (at most 64)",
         );
-    };
+    }
     let mut resp = Response::empty()?.with_status(302);
     let headers = resp.headers_mut();
     headers.set("location", "/")?;

@@ -21,7 +21,7 @@ pub fn home(user: &str, config: &Config) -> String {
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>idp example</title><style>{STYLE}</style></head><body>
 <h1>idp example</h1>
-<p>Signed in as <b>{user}</b> (demo cookie). <a href="/signin?user=">Switch user</a></p>
+<p>Signed in as <b>{user}</b> (demo cookie). <a href="/signin">Switch user</a></p>
 <h2>Connect a resource</h2>
 <form action="{login}" method="get"><input type="url" name="url" required placeholder="https://api.example.com/v1"> <button>Connect</button></form>
 <h2>Connected</h2>
