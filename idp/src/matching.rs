@@ -30,8 +30,23 @@ use url::Url;
 /// lower case, default port dropped, no query, fragment, user info or trailing
 /// slash. Two URLs that name the same resource have equal keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct ResourceKey(String);
+
+impl From<ResourceKey> for String {
+    fn from(k: ResourceKey) -> String {
+        k.0
+    }
+}
+
+/// Deserialised keys are normalised and checked like parsed ones.
+impl TryFrom<String> for ResourceKey {
+    type Error = Error;
+
+    fn try_from(s: String) -> Result<Self> {
+        ResourceKey::parse(&s)
+    }
+}
 
 impl ResourceKey {
     /// Normalises a URL string. Only `http` and `https` URLs with a host are
@@ -172,6 +187,17 @@ mod tests {
         ] {
             assert_eq!(key(input).as_str(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn deserialising_checks_the_key() {
+        let k: ResourceKey = serde_json::from_str("\"HTTPS://H.example/v1/\"").unwrap();
+        assert_eq!(k.as_str(), "https://h.example/v1");
+        assert_eq!(
+            serde_json::to_string(&k).unwrap(),
+            "\"https://h.example/v1\""
+        );
+        assert!(serde_json::from_str::<ResourceKey>("\"ftp://x\"").is_err());
     }
 
     #[test]

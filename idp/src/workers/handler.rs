@@ -65,13 +65,7 @@ impl Config {
 
     /// Sets the route prefix (leading slash, no trailing slash).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        let p = prefix.into();
-        let p = p.trim_end_matches('/');
-        self.prefix = if p.starts_with('/') {
-            p.to_owned()
-        } else {
-            format!("/{p}")
-        };
+        self.prefix = normalize_prefix(&prefix.into());
         self
     }
 
@@ -123,6 +117,15 @@ impl Config {
             self.base_url = Some(u);
         }
         self
+    }
+}
+
+fn normalize_prefix(p: &str) -> String {
+    let p = p.trim().trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("/{p}")
     }
 }
 
@@ -359,11 +362,11 @@ impl Handler {
             None => Url::parse(&request_url.origin().ascii_serialization())
                 .map_err(|e| Error::Runtime(format!("request URL has no origin: {e}")))?,
         };
-        Ok(Handler {
-            config: config.clone(),
-            base,
-            stub: ProvidersStub::new(env, &config.binding, user_id)?,
-        })
+        let stub = ProvidersStub::new(env, &config.binding, user_id)?;
+        let mut config = config.clone();
+        // The field is public: normalise whatever was put there.
+        config.prefix = normalize_prefix(&config.prefix);
+        Ok(Handler { config, base, stub })
     }
 
     /// The configuration.
