@@ -13,6 +13,8 @@
 //!   `{"error":"authorization_required","reauthorize_url",...}`.
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
 //!   lookup (a baseline for benchmarks).
+//! - `/api/debug/{calls,seed,find}`: the benchmark's routes, only when the
+//!   variable `IDP_BENCH_ROUTES` is `true` (the benchmark sets it).
 
 use idp::worker::{Env, Method, Request, Response};
 use idp::workers::{AppContext, Connected, Handler, IdpWorker, OnAuthSuccess, ProviderInfo};
