@@ -270,6 +270,7 @@ pub async fn finish_login(
             token_endpoint: flow.token_endpoint,
             revocation_endpoint: flow.revocation_endpoint,
             tokens: Some(tokens),
+            redirect_uri: Some(flow.redirect_uri),
         }),
         created_at: now,
     };
@@ -303,7 +304,8 @@ pub enum RefreshReason<'a> {
 ///
 /// When the server says the grant is gone (`invalid_grant`, ...), the stored
 /// tokens are dropped (so the dead refresh token is never replayed) and the
-/// error, which [`Error::requires_reauthorization`], is returned. Run at most
+/// error, which [`Error::requires_reauthorization`], is returned; when it no
+/// longer knows the client, the cached registration is dropped too. Run at most
 /// one at a time per provider: a rotated refresh token must not be used twice.
 pub async fn refresh_provider(
     http: &impl HttpClient,
@@ -353,6 +355,13 @@ pub async fn refresh_provider(
             Ok(Some(new))
         }
         Err(e) if e.requires_reauthorization() => {
+            if e.client_rejected() {
+                if let Some(redirect) = &grant.redirect_uri {
+                    store
+                        .remove_registration(&grant.issuer, redirect.as_str())
+                        .await?;
+                }
+            }
             grant.tokens = None;
             store.put_provider(owner, provider).await?;
             Err(e)
@@ -442,4 +451,150 @@ pub async fn remove_provider(
         _ => Ok(false),
     };
     Ok(Some(Removal { provider, revoked }))
+}
+
+#[cfg(all(test, feature = "native"))]
+mod tests {
+    use super::*;
+    use crate::native::MemoryStore;
+    use crate::registration::{Client, Registration};
+    use crate::secret::{AccessToken, RefreshToken};
+    use crate::testing::{block_on, Script};
+
+    const TOKEN: &str = "https://as.example/token";
+
+    fn key() -> ResourceKey {
+        ResourceKey::parse("https://api.example/v1").unwrap()
+    }
+
+    fn provider() -> Provider {
+        Provider {
+            key: key(),
+            resource_url: "https://api.example/v1".into(),
+            resource: "https://api.example/v1".into(),
+            name: "api".into(),
+            metadata: serde_json::Value::Null,
+            grant: Some(Grant {
+                issuer: "https://as.example".into(),
+                client: Client::public("c1"),
+                token_endpoint: Url::parse(TOKEN).unwrap(),
+                revocation_endpoint: None,
+                tokens: Some(TokenSet {
+                    access_token: AccessToken::new("old-at"),
+                    refresh_token: Some(RefreshToken::new("rt-1")),
+                    expires_at: Some(1000),
+                    scope: None,
+                    issued_at: Some(0),
+                }),
+                redirect_uri: Some(Url::parse("https://app.example/oauth/callback").unwrap()),
+            }),
+            created_at: 0,
+        }
+    }
+
+    fn store() -> MemoryStore {
+        let store = MemoryStore::default();
+        block_on(store.put_provider("alice", provider())).unwrap();
+        block_on(store.put_registration(Registration {
+            issuer: "https://as.example".into(),
+            redirect_uri: "https://app.example/oauth/callback".into(),
+            client: Client::public("c1"),
+            secret_expires_at: None,
+        }))
+        .unwrap();
+        store
+    }
+
+    #[test]
+    fn same_rejected_token_refreshes_once_and_keeps_rotation() {
+        let store = store();
+        let script = Script::new().json(
+            TOKEN,
+            200,
+            serde_json::json!({"access_token": "new-at", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "rt-2"}),
+        );
+        for _ in 0..3 {
+            let t = block_on(refresh_provider(
+                &script,
+                &store,
+                "alice",
+                &key(),
+                RefreshReason::Rejected("old-at"),
+                2000,
+            ))
+            .unwrap()
+            .unwrap();
+            assert_eq!(t.access_token.secret(), "new-at");
+            assert_eq!(t.refresh_token.unwrap().secret(), "rt-2");
+        }
+        assert_eq!(
+            script.requests().len(),
+            1,
+            "one token request for three callers"
+        );
+        let body = String::from_utf8(script.requests()[0].body.clone()).unwrap();
+        assert!(
+            body.contains("refresh_token=rt-1") && body.contains("resource="),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn dead_grant_drops_tokens_and_a_rejected_client_its_registration() {
+        let store = store();
+        let script = Script::new().json(TOKEN, 401, serde_json::json!({"error": "invalid_client"}));
+        let e = block_on(refresh_provider(
+            &script,
+            &store,
+            "alice",
+            &key(),
+            RefreshReason::Expiring,
+            2000,
+        ))
+        .unwrap_err();
+        assert!(e.requires_reauthorization() && e.client_rejected(), "{e}");
+        let p = block_on(store.provider("alice", &key())).unwrap().unwrap();
+        assert!(
+            p.tokens().is_none(),
+            "the dead refresh token is never replayed"
+        );
+        let reg = block_on(
+            store.registration("https://as.example", "https://app.example/oauth/callback"),
+        )
+        .unwrap();
+        assert!(reg.is_none(), "the next login registers again");
+        // Next time: no request at all, a typed re-authorization error.
+        let e = block_on(refresh_provider(
+            &script,
+            &store,
+            "alice",
+            &key(),
+            RefreshReason::Expiring,
+            2000,
+        ))
+        .unwrap_err();
+        assert!(matches!(e, Error::NoRefreshToken { .. }));
+        assert_eq!(script.requests().len(), 1);
+    }
+
+    #[test]
+    fn a_server_failure_keeps_everything() {
+        let store = store();
+        let script = Script::new().status(TOKEN, 503);
+        let e = block_on(refresh_provider(
+            &script,
+            &store,
+            "alice",
+            &key(),
+            RefreshReason::Expiring,
+            2000,
+        ))
+        .unwrap_err();
+        assert!(e.is_retryable() && !e.requires_reauthorization(), "{e}");
+        let p = block_on(store.provider("alice", &key())).unwrap().unwrap();
+        assert_eq!(
+            p.tokens().unwrap().refresh_token.as_ref().unwrap().secret(),
+            "rt-1"
+        );
+    }
 }

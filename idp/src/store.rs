@@ -28,6 +28,10 @@ pub struct Grant {
     pub revocation_endpoint: Option<Url>,
     /// The tokens; `None` once the grant was found dead (re-authorization needed).
     pub tokens: Option<TokenSet>,
+    /// The redirect URI the client was registered with (to drop a cached
+    /// registration the server no longer accepts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<Url>,
 }
 
 /// A connected protected resource.

@@ -265,7 +265,7 @@ impl ProvidersStub {
 
     pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
-        call: &Call,
+        call: Call,
     ) -> Result<T, Error> {
         Ok(call_object(
             &self.env,
@@ -283,7 +283,7 @@ impl ProvidersStub {
         &self,
         url: &str,
     ) -> Result<Option<AuthorizationReply>, Error> {
-        self.call(&Call::Authorization {
+        self.call(Call::Authorization {
             owner: self.owner.clone(),
             url: url.to_owned(),
         })
@@ -297,7 +297,7 @@ impl ProvidersStub {
         key: &str,
         access_token: &str,
     ) -> Result<AuthorizationReply, Error> {
-        self.call(&Call::Rejected {
+        self.call(Call::Rejected {
             owner: self.owner.clone(),
             key: key.to_owned(),
             fingerprint: fingerprint(access_token),
@@ -307,7 +307,7 @@ impl ProvidersStub {
 
     /// The provider that serves `url` (longest matching prefix), if any.
     pub async fn find_provider(&self, url: &str) -> Result<Option<ProviderView>, Error> {
-        self.call(&Call::Find {
+        self.call(Call::Find {
             owner: self.owner.clone(),
             url: url.to_owned(),
         })
@@ -318,14 +318,14 @@ impl ProvidersStub {
     /// (for benchmarks).
     #[doc(hidden)]
     pub async fn stats(&self) -> Result<serde_json::Value, Error> {
-        self.call(&Call::Stats).await
+        self.call(Call::Stats).await
     }
 
     /// Stores providers directly, bypassing the flow (for seeding benchmarks
     /// and tests).
     #[doc(hidden)]
     pub async fn seed(&self, providers: Vec<Provider>) -> Result<usize, Error> {
-        self.call(&Call::Seed {
+        self.call(Call::Seed {
             owner: self.owner.clone(),
             providers,
         })
@@ -414,7 +414,6 @@ impl Handler {
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),
             redirect_uri: self.redirect_uri(),
-            binding: self.config.binding.clone(),
         }
     }
 
@@ -484,7 +483,7 @@ impl Handler {
             scope: q.scope.filter(|s| !s.trim().is_empty()),
             settings: Box::new(self.settings()),
         };
-        match self.stub.call::<LoginReply>(&call).await {
+        match self.stub.call::<LoginReply>(call).await {
             Ok(LoginReply::Redirect { url }) => {
                 // Built by hand: `Response::redirect` has immutable headers.
                 let mut resp = Response::empty()?.with_status(302);
@@ -504,9 +503,8 @@ impl Handler {
         let call = Call::Callback {
             owner: self.stub.owner.clone(),
             query: url.query().unwrap_or_default().to_owned(),
-            binding: self.config.binding.clone(),
         };
-        match self.stub.call::<CallbackReply>(&call).await {
+        match self.stub.call::<CallbackReply>(call).await {
             Ok(CallbackReply {
                 provider,
                 hook_error,
@@ -526,7 +524,7 @@ impl Handler {
     pub async fn providers(&self) -> Result<Vec<ProviderView>, Error> {
         let mut list: Vec<ProviderView> = self
             .stub
-            .call(&Call::Providers {
+            .call(Call::Providers {
                 owner: self.stub.owner.clone(),
             })
             .await?;
@@ -539,7 +537,7 @@ impl Handler {
     /// Refreshes the providers serving `urls` whose tokens expire within 5 minutes.
     pub async fn refresh(&self, urls: &[String]) -> Result<Vec<RefreshOutcome>, Error> {
         self.stub
-            .call(&Call::RefreshExpiring {
+            .call(Call::RefreshExpiring {
                 owner: self.stub.owner.clone(),
                 urls: urls.to_vec(),
             })
@@ -550,7 +548,7 @@ impl Handler {
     /// server when it has a revocation endpoint.
     pub async fn remove(&self, url: &str) -> Result<RemoveOutcome, Error> {
         self.stub
-            .call(&Call::Remove {
+            .call(Call::Remove {
                 owner: self.stub.owner.clone(),
                 url: url.to_owned(),
             })

@@ -5,8 +5,8 @@
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
 use super::http::{entropy, now, WorkerHttp};
 use super::protocol::{
-    fingerprint, AuthorizationReply, Call, CallbackReply, LoginReply, ProviderView, RefreshOutcome,
-    RemoteError, RemoveOutcome, Reply, INTERNAL_URL,
+    fingerprint, AuthorizationReply, Call, CallbackReply, Envelope, LoginReply, ProviderView,
+    RefreshOutcome, RemoteError, RemoveOutcome, Reply, INTERNAL_URL,
 };
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
@@ -125,7 +125,7 @@ impl SqlStore<'_> {
         }
     }
 
-    async fn registry_call<T: DeserializeOwned>(&self, binding: &str, call: &Call) -> Result<T> {
+    async fn registry_call<T: DeserializeOwned>(&self, binding: &str, call: Call) -> Result<T> {
         call_object(self.env, binding, REGISTRY_NAME, call)
             .await
             .map_err(|e| Error::Storage(format!("registry: {e}")))
@@ -174,7 +174,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    &Call::RegistrationGet {
+                    Call::RegistrationGet {
                         issuer: issuer.into(),
                         redirect_uri: redirect_uri.into(),
                     },
@@ -190,7 +190,7 @@ impl Store for SqlStore<'_> {
     async fn put_registration(&self, registration: Registration) -> Result<()> {
         if let Some(b) = self.registry {
             return self
-                .registry_call(b, &Call::RegistrationPut { registration })
+                .registry_call(b, Call::RegistrationPut { registration })
                 .await;
         }
         self.exec(
@@ -204,7 +204,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    &Call::RegistrationRemove {
+                    Call::RegistrationRemove {
                         issuer: issuer.into(),
                         redirect_uri: redirect_uri.into(),
                     },
@@ -222,7 +222,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    &Call::ServerGet {
+                    Call::ServerGet {
                         issuer: issuer.into(),
                     },
                 )
@@ -251,7 +251,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    &Call::ServerPut {
+                    Call::ServerPut {
                         issuer: issuer.into(),
                         server: Box::new(server),
                         fetched_at,
@@ -315,12 +315,14 @@ impl Store for SqlStore<'_> {
     }
 }
 
-/// Sends one internal call to the object `name` of `binding` and reads its reply.
+/// Sends one internal call to the object `name` of `binding` and reads its
+/// reply. Calls to a user's object carry the binding so it can reach the
+/// registry; calls to the registry do not.
 pub(crate) async fn call_object<T: DeserializeOwned>(
     env: &Env,
     binding: &str,
     name: &str,
-    call: &Call,
+    call: Call,
 ) -> std::result::Result<T, RemoteError> {
     let runtime = |e: worker::Error| RemoteError {
         code: "runtime".into(),
@@ -329,11 +331,15 @@ pub(crate) async fn call_object<T: DeserializeOwned>(
         retryable: true,
         status: 500,
     };
+    let envelope = Envelope {
+        registry: (name != REGISTRY_NAME).then(|| binding.to_owned()),
+        call,
+    };
     let stub = env
         .durable_object(binding)
         .and_then(|ns| ns.id_from_name(name).and_then(|id| id.get_stub()))
         .map_err(runtime)?;
-    let body = serde_json::to_string(call)
+    let body = serde_json::to_string(&envelope)
         .map_err(|e| runtime(worker::Error::RustError(e.to_string())))?;
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post)
@@ -416,7 +422,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// Answers one internal call.
     pub async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         self.calls.set(self.calls.get() + 1);
-        let reply = match (&self.schema, req.json::<Call>().await) {
+        let reply = match (&self.schema, req.json::<Envelope>().await) {
             (Err(e), _) => Err(RemoteError::from(&Error::Storage(format!(
                 "schema migration failed: {e}"
             )))),
@@ -427,7 +433,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 retryable: false,
                 status: 400,
             }),
-            (Ok(_), Ok(call)) => self.handle(call).await,
+            (Ok(_), Ok(Envelope { registry, call })) => {
+                self.handle(registry.as_deref(), call).await
+            }
         };
         let reply = match reply {
             Ok(v) => Reply::Ok(v),
@@ -477,7 +485,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         (ProviderView::of(&provider), hook_error)
     }
 
-    async fn handle(&self, call: Call) -> CallResult {
+    async fn handle(&self, registry: Option<&str>, call: Call) -> CallResult {
         match call {
             Call::Login {
                 owner,
@@ -485,7 +493,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 scope,
                 settings,
             } => {
-                let store = self.store(Some(&settings.binding));
+                let store = self.store(registry);
                 let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
                 let start = flow::start_login(
                     &WorkerHttp,
@@ -510,12 +518,8 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     }
                 }
             }
-            Call::Callback {
-                owner,
-                query,
-                binding,
-            } => {
-                let store = self.store(Some(&binding));
+            Call::Callback { owner, query } => {
+                let store = self.store(registry);
                 let p = flow::finish_login(&WorkerHttp, &store, &owner, &query, now())
                     .await
                     .map_err(remote)?;
@@ -526,7 +530,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 })
             }
             Call::Authorization { owner, url } => {
-                let store = self.store(None);
+                let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let Some(p) = store.provider_for(&owner, &key).await.map_err(remote)? else {
                     return Ok(serde_json::Value::Null);
@@ -558,7 +562,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 key,
                 fingerprint: failed,
             } => {
-                let store = self.store(None);
+                let store = self.store(registry);
                 let key = ResourceKey::parse(&key).map_err(remote)?;
                 let _one_at_a_time = self.refreshing.lock().await;
                 let current = store
@@ -587,7 +591,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 })
             }
             Call::RefreshExpiring { owner, urls } => {
-                let store = self.store(None);
+                let store = self.store(registry);
                 let mut out = Vec::new();
                 for url in urls {
                     out.push(self.refresh_one(&store, &owner, url).await);
@@ -595,18 +599,18 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 to_value(out)
             }
             Call::Providers { owner } => {
-                let store = self.store(None);
+                let store = self.store(registry);
                 let list = store.providers(&owner).await.map_err(remote)?;
                 to_value(list.iter().map(ProviderView::of).collect::<Vec<_>>())
             }
             Call::Find { owner, url } => {
-                let store = self.store(None);
+                let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let p = store.provider_for(&owner, &key).await.map_err(remote)?;
                 to_value(p.as_ref().map(ProviderView::of))
             }
             Call::Remove { owner, url } => {
-                let store = self.store(None);
+                let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let removal = flow::remove_provider(&WorkerHttp, &store, &owner, &key)
                     .await
@@ -625,7 +629,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 })
             }
             Call::Seed { owner, providers } => {
-                let store = self.store(None);
+                let store = self.store(registry);
                 let n = providers.len();
                 for p in providers {
                     store.put_provider(&owner, p).await.map_err(remote)?;

@@ -21,7 +21,6 @@ pub(crate) struct WireSettings {
     pub client_info: ClientInfo,
     pub clients: ClientConfig,
     pub redirect_uri: Url,
-    pub binding: String,
 }
 
 impl WireSettings {
@@ -50,7 +49,6 @@ pub(crate) enum Call {
     Callback {
         owner: String,
         query: String,
-        binding: String,
     },
     Authorization {
         owner: String,
@@ -103,6 +101,15 @@ pub(crate) enum Call {
         server: Box<AuthorizationServer>,
         fetched_at: u64,
     },
+}
+
+/// A call as sent: with the binding of the registry object, so a user's
+/// object can reach the deployment's registrations (`None` in calls to the
+/// registry itself, which keeps them locally).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    pub registry: Option<String>,
+    pub call: Call,
 }
 
 /// An error as it crosses the object boundary: enough to decide what to show
