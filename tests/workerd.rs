@@ -202,9 +202,9 @@ async fn connect_call_match_remove_and_refuse_bad_input() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn expired_tokens_refresh_once_under_concurrency() {
-    // Access tokens live 6 s; refresh tokens rotate and a replay revokes the grant.
+    // Access tokens live 10 s (refreshed in their last 5 s); refresh tokens rotate and a replay revokes the grant.
     let servers = Servers::start(AuthServerOptions {
-        access_ttl: Some(6),
+        access_ttl: Some(10),
     });
     let worker = Worker::start(&state_dir("expiry"));
     let api = format!("{}/api", servers.origin);
@@ -215,14 +215,14 @@ async fn expired_tokens_refresh_once_under_concurrency() {
     assert_eq!(status, 200, "{body}");
 
     // After expiry, a call refreshes transparently.
-    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     let before = servers.auth_count("POST /token").await;
     let (status, body) = alice.fetch(&format!("{api}/items")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(servers.auth_count("POST /token").await, before + 1);
 
     // 50 concurrent calls on an expired token: one token request, 50 successes.
-    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     let before = servers.auth_count("POST /token").await;
     let url = format!("{api}/items");
     let calls = (0..50).map(|_| alice.fetch(&url));
@@ -241,7 +241,7 @@ async fn expired_tokens_refresh_once_under_concurrency() {
     );
 
     // The grant survived (no refresh token was replayed): a later refresh works.
-    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     let (status, body) = alice.fetch(&url).await;
     assert_eq!(status, 200, "grant still alive: {body}");
 }

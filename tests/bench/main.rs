@@ -248,7 +248,7 @@ async fn run(opts: &Opts) -> Value {
     println!("==> starting servers and the Worker");
     let servers = Servers::start(AuthServerOptions::default());
     let short = Servers::start(AuthServerOptions {
-        access_ttl: Some(4),
+        access_ttl: Some(10),
     });
     let worker = Worker::start_with(&state_dir("bench"), &[("IDP_BENCH_ROUTES", "true")]);
 
@@ -475,13 +475,13 @@ async fn run(opts: &Opts) -> Value {
     let short_api = format!("{}/api", short.origin);
     let (status, page) = carol.connect(&short_api).await;
     assert_eq!(status, 200, "{page}");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let before = short.auth_count("POST /token").await;
     let url = format!("{short_api}/items");
     let results = join_all((0..50).map(|_| carol.fetch(&url)).collect()).await;
     let succeeded = results.iter().filter(|(s, _)| *s == 200).count();
     let token_requests = short.auth_count("POST /token").await - before;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
     let survived = carol.fetch(&url).await.0 == 200;
     rows.push(row(
         "50 calls on an expired token: token requests",
@@ -507,7 +507,7 @@ async fn run(opts: &Opts) -> Value {
     println!("==> MCP TypeScript SDK (auth() + withOAuth) against the same servers");
     let other = Servers::start(AuthServerOptions::default());
     let other_short = Servers::start(AuthServerOptions {
-        access_ttl: Some(4),
+        access_ttl: Some(10),
     });
     let out = std::process::Command::new("node")
         .current_dir(repo_root())

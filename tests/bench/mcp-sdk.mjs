@@ -114,7 +114,7 @@ const shortProvider = new MemoryProvider();
 const api = `${args['short-origin']}/api`;
 await login(shortProvider, api);
 const authedFetch = withOAuth(shortProvider, api)(fetch);
-const ttlWait = 5000;
+const ttlWait = 11000; // the short-lived issuer's tokens live 10 s
 await sleep(ttlWait);
 await stats(args['short-issuer'], true);
 const n = Number(args.calls);
