@@ -218,16 +218,13 @@ fn settings() -> Settings {
         policy: Policy::LOOPBACK_DEV,
         client_info: info(),
         clients: ClientConfig::default(),
-        redirect_uri: Url::parse(REDIRECT).unwrap(),
+        callback_base: Url::parse(REDIRECT).unwrap(),
     }
 }
 
-async fn connect(idp: &NativeIdp, browser: &Browser, owner: &str, url: &str) -> String {
+async fn connect(idp: &NativeIdp, browser: &Browser, owner: &str, url: &str) -> Url {
     match idp.connect(owner, url, None).await.unwrap() {
-        LoginStart::Redirect(to) => {
-            let back = browser.follow_until(to.as_str(), REDIRECT).await;
-            back.query().unwrap_or_default().to_owned()
-        }
+        LoginStart::Redirect(to) => browser.follow_until(to.as_str(), REDIRECT).await,
         LoginStart::Public(p) => panic!("{url} was stored as public: {p:?}"),
     }
 }
@@ -399,10 +396,7 @@ async fn bad_resources_get_clear_errors() {
     let mut to = to;
     to.query_pairs_mut().append_pair("login_hint", "deny");
     let back = Browser::new().follow_until(to.as_str(), REDIRECT).await;
-    let e = idp
-        .callback("carol", back.query().unwrap())
-        .await
-        .unwrap_err();
+    let e = idp.callback("carol", &back).await.unwrap_err();
     assert!(
         matches!(&e, Error::AuthorizationDenied(o) if o.error == "access_denied"),
         "{e}"

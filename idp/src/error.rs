@@ -108,6 +108,13 @@ pub enum CallbackProblem {
         /// The `iss` received.
         found: String,
     },
+    /// The callback arrived at another authorization server's callback URL
+    /// than the one the flow was sent with (a mix-up attempt, RFC 9700
+    /// §4.4): refused before the code goes anywhere.
+    WrongCallback {
+        /// The callback URL it arrived at.
+        arrived_at: String,
+    },
 }
 
 impl fmt::Display for CallbackProblem {
@@ -125,6 +132,10 @@ impl fmt::Display for CallbackProblem {
             Self::IssuerMismatch { expected, found } => write!(
                 f,
                 "the callback's iss is {found:?} but the flow was started with issuer {expected:?}"
+            ),
+            Self::WrongCallback { arrived_at } => write!(
+                f,
+                "the callback arrived at {arrived_at}, which belongs to another authorization server than the one this authorization was sent to; nothing was exchanged (a server may have redirected you elsewhere: start again)"
             ),
         }
     }

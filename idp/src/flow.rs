@@ -15,7 +15,7 @@ use crate::policy::Policy;
 use crate::probe::{self, Probe};
 use crate::registration::{self, ClientConfig, ClientInfo};
 use crate::secret::{FlowState, PkceVerifier};
-use crate::store::{Grant, Provider, Store};
+use crate::store::{FlowTake, Grant, Provider, Store};
 use crate::token::{self, TokenSet};
 use url::Url;
 
@@ -28,8 +28,16 @@ pub struct Settings {
     pub client_info: ClientInfo,
     /// Pre-registered clients and the client ID metadata document URL.
     pub clients: ClientConfig,
-    /// The one callback URL (`{base}{prefix}/callback`).
-    pub redirect_uri: Url,
+    /// Where callbacks arrive (`{base}{prefix}/callback`); each authorization
+    /// server gets its own redirect URI under it (see [`crate::callback`]).
+    pub callback_base: Url,
+}
+
+impl Settings {
+    /// The redirect URI used with `issuer`: `{callback_base}/{callback id}`.
+    pub fn redirect_uri_for(&self, issuer: &str) -> Url {
+        crate::callback::redirect_uri(&self.callback_base, &self.clients.callback_id(issuer))
+    }
 }
 
 /// Fresh random bytes for one authorization request.
@@ -130,15 +138,17 @@ pub async fn authorize(
     let found = discovery::discover_resource(http, policy, resource_url, challenge).await?;
     let server =
         authorization_server(http, store, policy, &found.authorization_servers, now).await?;
-    let redirect = settings.redirect_uri.as_str();
-    let cached = store.registration(&server.issuer, redirect).await?;
+    let redirect_uri = settings.redirect_uri_for(&server.issuer);
+    let cached = store
+        .registration(&server.issuer, redirect_uri.as_str())
+        .await?;
     let (client, fresh) = registration::obtain_client(
         http,
         &server,
         &settings.clients,
         &settings.client_info,
         cached.as_ref(),
-        &settings.redirect_uri,
+        &redirect_uri,
         now,
     )
     .await?;
@@ -165,7 +175,7 @@ pub async fn authorize(
         client,
         token_endpoint: server.token_endpoint.clone(),
         revocation_endpoint: server.revocation_endpoint.clone(),
-        redirect_uri: settings.redirect_uri.clone(),
+        redirect_uri,
         scope,
         owner: owner.to_owned(),
         created_at: now,
@@ -222,13 +232,20 @@ async fn authorization_server(
     Ok(server)
 }
 
-/// Finishes a flow from the callback's query string: takes `owner`'s pending
+/// Finishes a flow from a callback that arrived at `callback_uri` (the
+/// request's URL without its query) with `query`: takes `owner`'s pending
 /// flow by state (single use), validates, exchanges the code and stores the
 /// provider. A rejected client's cached registration is dropped.
+///
+/// A flow is only taken by a callback on the redirect URI it was sent with
+/// (one per authorization server): a callback on another server's URI is a
+/// mix-up attempt and fails with [`CallbackProblem::WrongCallback`], leaving
+/// the flow and everything else as it was and sending no token request.
 pub async fn finish_login(
     http: &impl HttpClient,
     store: &impl Store,
     owner: &str,
+    callback_uri: &Url,
     query: &str,
     now: u64,
 ) -> Result<Provider> {
@@ -237,10 +254,18 @@ pub async fn finish_login(
         .state
         .clone()
         .ok_or(Error::Callback(CallbackProblem::MissingState))?;
-    let flow = store
-        .take_flow(&state, owner)
+    let flow = match store
+        .take_flow(&state, owner, callback_uri.as_str())
         .await?
-        .ok_or(Error::Callback(CallbackProblem::UnknownState))?;
+    {
+        FlowTake::Taken(flow) => flow,
+        FlowTake::Missing => return Err(Error::Callback(CallbackProblem::UnknownState)),
+        FlowTake::OtherCallback => {
+            return Err(Error::Callback(CallbackProblem::WrongCallback {
+                arrived_at: callback_uri.to_string(),
+            }))
+        }
+    };
     let code = authorize::validate_callback(params, &flow, now)?;
     let tokens = token::exchange_code(http, &flow, &code, now).await;
     let tokens = match tokens {
@@ -459,6 +484,7 @@ mod tests {
     use crate::native::MemoryStore;
     use crate::registration::{Client, Registration};
     use crate::secret::{AccessToken, RefreshToken};
+    use crate::secret::{FlowState, PkceVerifier};
     use crate::testing::{block_on, Script};
 
     const TOKEN: &str = "https://as.example/token";
@@ -596,5 +622,66 @@ mod tests {
             p.tokens().unwrap().refresh_token.as_ref().unwrap().secret(),
             "rt-1"
         );
+    }
+
+    fn pending(state: &str, redirect: &str) -> PendingFlow {
+        PendingFlow {
+            state: FlowState::new(state),
+            verifier: PkceVerifier::from_random([7; 32]),
+            resource_url: "https://api.example/v1".into(),
+            resource: "https://api.example/v1".into(),
+            issuer: "https://attacker.example".into(),
+            iss_required: false,
+            client: Client::public("c-at-attacker"),
+            token_endpoint: Url::parse("https://attacker.example/token").unwrap(),
+            revocation_endpoint: None,
+            redirect_uri: Url::parse(redirect).unwrap(),
+            scope: None,
+            owner: "alice".into(),
+            created_at: 1000,
+        }
+    }
+
+    #[test]
+    fn a_callback_on_another_servers_uri_sends_nothing_and_keeps_the_flow() {
+        let store = store();
+        let attacker_cb = "https://app.example/oauth/callback/attackerid1";
+        let honest_cb = "https://app.example/oauth/callback/honestid001";
+        block_on(store.put_flow(pending("st-1", attacker_cb))).unwrap();
+        let script = Script::new().json(
+            "https://attacker.example/token",
+            200,
+            serde_json::json!({"access_token": "stolen", "token_type": "Bearer"}),
+        );
+        // The honest server (no `iss`) redirected to its own callback URL.
+        let e = block_on(finish_login(
+            &script,
+            &store,
+            "alice",
+            &Url::parse(honest_cb).unwrap(),
+            "code=honest-code&state=st-1",
+            1001,
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Callback(CallbackProblem::WrongCallback { arrived_at }) if arrived_at == honest_cb),
+            "{e}"
+        );
+        assert!(script.requests().is_empty(), "no token request at all");
+        assert_eq!(
+            block_on(store.provider("alice", &key())).unwrap().unwrap(),
+            provider(),
+            "the stored grant is untouched"
+        );
+        // The flow is still there for its own callback URL.
+        let ok = block_on(finish_login(
+            &script,
+            &store,
+            "alice",
+            &Url::parse(attacker_cb).unwrap(),
+            "code=c&state=st-1",
+            1001,
+        ));
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod callback;
 pub mod challenge;
 pub mod discovery;
 mod encoding;

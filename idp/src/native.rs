@@ -11,13 +11,14 @@
 //!     policy: idp::policy::Policy::STRICT,
 //!     client_info: idp::registration::ClientInfo { name: "My app".into(), version: "1.0".into(), uri: None },
 //!     clients: Default::default(),
-//!     redirect_uri: "https://app.example/oauth/callback".parse().unwrap(),
+//!     callback_base: "https://app.example/oauth/callback".parse().unwrap(),
 //! });
 //! if let LoginStart::Redirect(url) = idp.connect("alice", "https://api.example.com/v1", None).await? {
 //!     println!("open {url}");
 //! }
-//! // ...later, with the callback's query string:
-//! let provider = idp.callback("alice", "code=...&state=...&iss=...").await?;
+//! // ...later, with the URL the person came back to:
+//! # let back: url::Url = "https://app.example/oauth/callback/x?code=c&state=s".parse().unwrap();
+//! let provider = idp.callback("alice", &back).await?;
 //! let auth = idp.authorization("alice", "https://api.example.com/v1/items").await?;
 //! # Ok(()) }
 //! ```
@@ -29,11 +30,12 @@ use crate::flow::{self, Authorization, Entropy, LoginStart, RefreshReason, Remov
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
 use crate::matching::{candidates, ResourceKey};
 use crate::registration::Registration;
-use crate::store::{Provider, Store};
+use crate::store::{FlowTake, Provider, Store};
 use crate::token::TokenSet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use url::Url;
 
 /// [`HttpClient`] over `reqwest`: no redirects followed, 30 s timeout, bodies
 /// capped at [`MAX_BODY_BYTES`].
@@ -167,10 +169,17 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn take_flow(&self, state: &str, owner: &str) -> Result<Option<PendingFlow>> {
-        self.with(|i| match i.flows.get(state) {
-            Some(f) if f.owner == owner => i.flows.remove(state),
-            _ => None,
+    async fn take_flow(&self, state: &str, owner: &str, redirect_uri: &str) -> Result<FlowTake> {
+        self.with(|i| {
+            let Some(f) = i.flows.get(state).filter(|f| f.owner == owner) else {
+                return FlowTake::Missing;
+            };
+            if f.redirect_uri.as_str() != redirect_uri {
+                return FlowTake::OtherCallback;
+            }
+            i.flows
+                .remove(state)
+                .map_or(FlowTake::Missing, FlowTake::Taken)
         })
     }
 
@@ -325,9 +334,14 @@ impl<S: Store> NativeIdp<S> {
         .await
     }
 
-    /// Finishes a flow from the callback's query string ([`flow::finish_login`]).
-    pub async fn callback(&self, owner: &str, query: &str) -> Result<Provider> {
-        flow::finish_login(&self.http, &self.store, owner, query, now()).await
+    /// Finishes a flow from the URL the person was redirected back to
+    /// ([`flow::finish_login`]; its path must be the flow's redirect URI).
+    pub async fn callback(&self, owner: &str, callback_url: &Url) -> Result<Provider> {
+        let mut at = callback_url.clone();
+        let query = at.query().unwrap_or_default().to_owned();
+        at.set_query(None);
+        at.set_fragment(None);
+        flow::finish_login(&self.http, &self.store, owner, &at, &query, now()).await
     }
 
     /// The authorization for a URL, refreshing first when the token expires

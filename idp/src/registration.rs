@@ -93,6 +93,11 @@ pub struct PreRegisteredClient {
     pub issuer: String,
     /// The client.
     pub client: Client,
+    /// A readable callback id (`github`), so the redirect URI to register at
+    /// the provider is `{base}{prefix}/callback/github`; by default the
+    /// issuer's derived id ([`crate::callback::callback_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_id: Option<String>,
 }
 
 /// How the app gets a client identity.
@@ -101,10 +106,37 @@ pub struct ClientConfig {
     /// Clients configured per issuer; these win over everything else.
     #[serde(default)]
     pub pre_registered: Vec<PreRegisteredClient>,
-    /// The https URL where the app serves its client ID metadata document
-    /// (rendered by [`client_metadata_document`]).
+    /// The https URL under which the app serves its client ID metadata
+    /// documents (rendered by [`client_metadata_document`]): one per
+    /// authorization server, at `{url}/{callback id}`, listing that server's
+    /// own callback URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_document_url: Option<Url>,
+}
+
+impl ClientConfig {
+    /// The pre-registered client for an issuer, if any.
+    pub fn pre_registered_for(&self, issuer: &str) -> Option<&PreRegisteredClient> {
+        self.pre_registered
+            .iter()
+            .find(|p| same_url(&p.issuer, issuer))
+    }
+
+    /// The callback id of an issuer: the configured readable one, else the
+    /// derived one.
+    pub fn callback_id(&self, issuer: &str) -> String {
+        self.pre_registered_for(issuer)
+            .and_then(|p| p.callback_id.clone())
+            .unwrap_or_else(|| crate::callback::callback_id(issuer))
+    }
+
+    /// The client ID metadata document URL used at the server with this
+    /// callback id, when documents are configured.
+    pub fn metadata_document_for(&self, callback_id: &str) -> Option<Url> {
+        self.metadata_document_url
+            .as_ref()
+            .map(|u| crate::callback::redirect_uri(u, callback_id))
+    }
 }
 
 /// A dynamic registration, cacheable per (issuer, redirect URI).
@@ -174,17 +206,13 @@ pub fn choose_client(
     redirect_uri: &Url,
     now: u64,
 ) -> Result<ClientPlan> {
-    if let Some(p) = config
-        .pre_registered
-        .iter()
-        .find(|p| same_url(&p.issuer, &server.issuer))
-    {
+    if let Some(p) = config.pre_registered_for(&server.issuer) {
         return Ok(ClientPlan::Ready(
             p.client.clone(),
             ClientSource::PreRegistered,
         ));
     }
-    if let Some(url) = &config.metadata_document_url {
+    if let Some(url) = config.metadata_document_for(&config.callback_id(&server.issuer)) {
         if server.metadata.client_id_metadata_document_supported {
             return Ok(ClientPlan::Ready(
                 Client::public(url.as_str()),
@@ -511,6 +539,7 @@ mod tests {
                 ClientSecret::new("x"),
                 AuthMethod::ClientSecretPost,
             ),
+            callback_id: None,
         };
         let cached = Registration {
             issuer: "https://as.example".into(),
@@ -534,7 +563,8 @@ mod tests {
             ..all.clone()
         };
         assert!(
-            matches!(plan(&no_pre, &s, Some(&cached)), ClientPlan::Ready(c, ClientSource::MetadataDocument) if c.client_id == cimd.as_str())
+            matches!(plan(&no_pre, &s, Some(&cached)), ClientPlan::Ready(c, ClientSource::MetadataDocument)
+                if c.client_id == format!("{cimd}/{}", crate::callback::callback_id("https://as.example")))
         );
         let plain = server(serde_json::json!({}));
         assert!(

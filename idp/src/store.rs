@@ -71,18 +71,33 @@ impl Provider {
     }
 }
 
+/// What [`Store::take_flow`] found.
+#[derive(Debug)]
+pub enum FlowTake {
+    /// The flow, now removed from the store.
+    Taken(PendingFlow),
+    /// No flow with this state for this owner (unknown, used, expired, or
+    /// another owner's).
+    Missing,
+    /// The owner's flow exists but was sent with another redirect URI; it
+    /// stays in the store.
+    OtherCallback,
+}
+
 /// Persistence for one deployment's users. Methods are async with no `Send`
 /// bound (wasm runtimes are single-threaded).
 pub trait Store {
     /// Keeps a pending flow until its callback.
     fn put_flow(&self, flow: PendingFlow) -> impl Future<Output = Result<()>>;
-    /// Removes and returns the flow with this state if `owner` started it;
-    /// another owner's flow is left untouched and `None` is returned.
+    /// Removes and returns the flow with this state if `owner` started it and
+    /// it was sent with `redirect_uri`. Another owner's flow, or one whose
+    /// callback arrived at another redirect URI, is left untouched.
     fn take_flow(
         &self,
         state: &str,
         owner: &str,
-    ) -> impl Future<Output = Result<Option<PendingFlow>>>;
+        redirect_uri: &str,
+    ) -> impl Future<Output = Result<FlowTake>>;
     /// A cached registration for (issuer, redirect URI).
     fn registration(
         &self,

@@ -80,12 +80,32 @@ impl Config {
         self.clients.pre_registered.push(PreRegisteredClient {
             issuer: issuer.into(),
             client,
+            callback_id: None,
         });
         self
     }
 
-    /// Uses a client ID metadata document at `url` (served by the middleware
-    /// when the URL is on this Worker).
+    /// Adds a pre-registered client whose callback URL uses a readable id:
+    /// `{base}{prefix}/callback/{callback_id}` (for example `github`). An id
+    /// that is not 1 to 40 ASCII letters, digits, `-` or `_` is an error.
+    pub fn pre_registered_with_callback(
+        mut self,
+        issuer: impl Into<String>,
+        client: Client,
+        callback_id: &str,
+    ) -> Result<Self, crate::Error> {
+        crate::callback::check_id(callback_id)?;
+        self.clients.pre_registered.push(PreRegisteredClient {
+            issuer: issuer.into(),
+            client,
+            callback_id: Some(callback_id.to_owned()),
+        });
+        Ok(self)
+    }
+
+    /// Uses client ID metadata documents under `url`: the client id at each
+    /// authorization server is `{url}/{callback id}` (served by this Worker,
+    /// to anyone, when the URL is on it).
     pub fn metadata_document_url(mut self, url: Url) -> Self {
         self.clients.metadata_document_url = Some(url);
         self
@@ -393,9 +413,32 @@ impl Handler {
         )
     }
 
-    /// The one callback URL: `{base}{prefix}/callback`.
-    pub fn redirect_uri(&self) -> Url {
+    /// Where callbacks arrive: `{base}{prefix}/callback`. Each authorization
+    /// server gets its own redirect URI under it ([`Handler::callback_url`]).
+    pub fn callback_base(&self) -> Url {
         Url::parse(&self.route("/callback")).expect("base URL and prefix form a URL")
+    }
+
+    /// The redirect URI used with `issuer`: `{base}{prefix}/callback/{id}`,
+    /// where `id` is the pre-registered client's `callback_id` or the
+    /// issuer's derived id ([`crate::callback`]). Register this URL at
+    /// providers whose client you configure in advance.
+    pub fn callback_url(&self, issuer: &str) -> Url {
+        crate::callback::redirect_uri(
+            &self.callback_base(),
+            &self.config.clients.callback_id(issuer),
+        )
+    }
+
+    /// The callback URL of every pre-registered client, as (issuer, URL): the
+    /// list to register at those providers.
+    pub fn callback_urls(&self) -> Vec<(String, Url)> {
+        self.config
+            .clients
+            .pre_registered
+            .iter()
+            .map(|p| (p.issuer.clone(), self.callback_url(&p.issuer)))
+            .collect()
     }
 
     /// The URL that connects (or re-connects) `resource`, optionally asking for `scope`.
@@ -413,34 +456,25 @@ impl Handler {
             allow_insecure_loopback: self.config.allow_insecure_loopback,
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),
-            redirect_uri: self.redirect_uri(),
+            callback_base: self.callback_base(),
         }
     }
 
-    /// Answers the SDK's own routes (`{prefix}/login`, `{prefix}/callback`, and
-    /// the client ID metadata document when configured here); `None` for
+    /// Answers the SDK's own routes (`{prefix}/login`, `{prefix}/callback/..`,
+    /// and the client ID metadata documents when configured here); `None` for
     /// every other request.
     pub async fn middleware(&self, req: &Request) -> worker::Result<Option<Response>> {
-        let url = req.url()?;
-        if let Some(doc_url) = &self.config.clients.metadata_document_url {
-            if req.method() == Method::Get
-                && doc_url.path() == url.path()
-                && doc_url.origin() == url.origin()
-            {
-                let doc = crate::registration::client_metadata_document(
-                    doc_url,
-                    &self.config.client_info,
-                    &[self.redirect_uri()],
-                );
-                return Response::from_json(&doc).map(Some);
-            }
+        if let Some(resp) = client_metadata_response(&self.config, req)? {
+            return Ok(Some(resp));
         }
+        let url = req.url()?;
         let Some(rest) = url.path().strip_prefix(self.config.prefix.as_str()) else {
             return Ok(None);
         };
+        let is_callback = rest == "/callback" || rest.starts_with("/callback/");
         match (req.method(), rest) {
             (Method::Get, "/login") => self.login(&url).await.map(Some),
-            (Method::Get, "/callback") => self.callback(&url).await.map(Some),
+            (Method::Get, _) if is_callback => self.callback(&url, rest).await.map(Some),
             _ => Ok(None),
         }
     }
@@ -499,9 +533,13 @@ impl Handler {
         }
     }
 
-    async fn callback(&self, url: &Url) -> worker::Result<Response> {
+    async fn callback(&self, url: &Url, path: &str) -> worker::Result<Response> {
+        let Ok(callback_uri) = Url::parse(&self.route(path)) else {
+            return self.failure("This callback URL is not valid.", 400);
+        };
         let call = Call::Callback {
             owner: self.stub.owner.clone(),
+            callback_uri,
             query: url.query().unwrap_or_default().to_owned(),
         };
         match self.stub.call::<CallbackReply>(call).await {
@@ -554,6 +592,55 @@ impl Handler {
             })
             .await
     }
+}
+
+/// Serves the client ID metadata documents (one per authorization server, at
+/// `{metadata_document_url}/{callback id}`) when `req` asks for one on this
+/// Worker. Authorization servers fetch them without a session, so this runs
+/// before the user is known (the `#[idp_worker]` entry point calls it first).
+pub fn client_metadata_response(
+    config: &Config,
+    req: &Request,
+) -> worker::Result<Option<Response>> {
+    let Some(doc_base) = &config.clients.metadata_document_url else {
+        return Ok(None);
+    };
+    if req.method() != Method::Get {
+        return Ok(None);
+    }
+    let url = req.url()?;
+    if doc_base.origin() != url.origin() {
+        return Ok(None);
+    }
+    let Some(id) = url
+        .path()
+        .strip_prefix(doc_base.path().trim_end_matches('/'))
+        .and_then(|r| r.strip_prefix('/'))
+        .filter(|id| crate::callback::check_id(id).is_ok())
+    else {
+        return Ok(None);
+    };
+    let base = match &config.base_url {
+        Some(b) => b.clone(),
+        None => Url::parse(&url.origin().ascii_serialization())
+            .map_err(|e| worker::Error::RustError(e.to_string()))?,
+    };
+    let callback_base = Url::parse(&format!(
+        "{}{}/callback",
+        base.as_str().trim_end_matches('/'),
+        normalize_prefix(&config.prefix)
+    ))
+    .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let client_id = crate::callback::redirect_uri(doc_base, id);
+    let doc = crate::registration::client_metadata_document(
+        &client_id,
+        &config.client_info,
+        &[crate::callback::redirect_uri(&callback_base, id)],
+    );
+    let mut resp = Response::from_json(&doc)?;
+    resp.headers_mut()
+        .set("cache-control", "public, max-age=3600")?;
+    Ok(Some(resp))
 }
 
 fn login_query(url: &Url) -> LoginQuery {

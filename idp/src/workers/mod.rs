@@ -22,8 +22,8 @@ mod protocol;
 
 pub use fetch::{AuthedFetch, OutgoingRequest};
 pub use handler::{
-    authorization_for, AuthorizationRequired, Config, Error, Handler, ProvidersStub, Reason,
-    DEFAULT_BINDING,
+    authorization_for, client_metadata_response, AuthorizationRequired, Config, Error, Handler,
+    ProvidersStub, Reason, DEFAULT_BINDING,
 };
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp};

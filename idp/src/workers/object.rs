@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::flow::{self, LoginStart, RefreshReason};
 use crate::matching::{candidates, ResourceKey};
 use crate::registration::Registration;
-use crate::store::{Provider, Store};
+use crate::store::{FlowTake, Provider, Store};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::{Env, Request, Response, SqlStorage, SqlStorageValue, State};
@@ -158,15 +158,19 @@ impl Store for SqlStore<'_> {
         )
     }
 
-    async fn take_flow(&self, state: &str, owner: &str) -> Result<Option<PendingFlow>> {
-        let flow = self.first_data(
+    async fn take_flow(&self, state: &str, owner: &str, redirect_uri: &str) -> Result<FlowTake> {
+        let flow: Option<PendingFlow> = self.first_data(
             "SELECT data FROM idp_flows WHERE state = ? AND owner = ?",
             vec![text(state), text(owner)],
         )?;
-        if flow.is_some() {
-            self.exec("DELETE FROM idp_flows WHERE state = ?", vec![text(state)])?;
-        }
-        Ok(flow)
+        Ok(match flow {
+            None => FlowTake::Missing,
+            Some(f) if f.redirect_uri.as_str() != redirect_uri => FlowTake::OtherCallback,
+            Some(f) => {
+                self.exec("DELETE FROM idp_flows WHERE state = ?", vec![text(state)])?;
+                FlowTake::Taken(f)
+            }
+        })
     }
 
     async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
@@ -518,11 +522,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     }
                 }
             }
-            Call::Callback { owner, query } => {
+            Call::Callback {
+                owner,
+                callback_uri,
+                query,
+            } => {
                 let store = self.store(registry);
-                let p = flow::finish_login(&WorkerHttp, &store, &owner, &query, now())
-                    .await
-                    .map_err(remote)?;
+                let p =
+                    flow::finish_login(&WorkerHttp, &store, &owner, &callback_uri, &query, now())
+                        .await
+                        .map_err(remote)?;
                 let (provider, hook_error) = self.named(&store, &owner, p).await;
                 to_value(CallbackReply {
                     provider,

@@ -20,7 +20,7 @@ pub(crate) struct WireSettings {
     pub allow_insecure_loopback: bool,
     pub client_info: ClientInfo,
     pub clients: ClientConfig,
-    pub redirect_uri: Url,
+    pub callback_base: Url,
 }
 
 impl WireSettings {
@@ -31,7 +31,7 @@ impl WireSettings {
             },
             client_info: self.client_info.clone(),
             clients: self.clients.clone(),
-            redirect_uri: self.redirect_uri.clone(),
+            callback_base: self.callback_base.clone(),
         }
     }
 }
@@ -48,6 +48,8 @@ pub(crate) enum Call {
     },
     Callback {
         owner: String,
+        /// The URL the callback arrived at, without its query.
+        callback_uri: Url,
         query: String,
     },
     Authorization {
