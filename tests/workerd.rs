@@ -205,6 +205,7 @@ async fn expired_tokens_refresh_once_under_concurrency() {
     // Access tokens live 10 s (refreshed in their last 5 s); refresh tokens rotate and a replay revokes the grant.
     let servers = Servers::start(AuthServerOptions {
         access_ttl: Some(10),
+        ..Default::default()
     });
     let worker = Worker::start(&state_dir("expiry"));
     let api = format!("{}/api", servers.origin);

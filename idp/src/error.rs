@@ -250,6 +250,11 @@ pub enum Error {
     /// The store failed.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// A request to connect came from another site and was not confirmed
+    /// on the confirmation page (or its token was used, expired, or is
+    /// another user's).
+    #[error("this connection was not confirmed: its confirmation expired or was already used; start again from the app")]
+    Confirmation,
     /// No provider is connected for the URL.
     #[error("no provider is connected for {url}")]
     NotConnected {

@@ -249,6 +249,7 @@ async fn run(opts: &Opts) -> Value {
     let servers = Servers::start(AuthServerOptions::default());
     let short = Servers::start(AuthServerOptions {
         access_ttl: Some(10),
+        ..Default::default()
     });
     let worker = Worker::start_with(&state_dir("bench"), &[("IDP_BENCH_ROUTES", "true")]);
 
@@ -508,6 +509,7 @@ async fn run(opts: &Opts) -> Value {
     let other = Servers::start(AuthServerOptions::default());
     let other_short = Servers::start(AuthServerOptions {
         access_ttl: Some(10),
+        ..Default::default()
     });
     let out = std::process::Command::new("node")
         .current_dir(repo_root())

@@ -268,6 +268,8 @@ fn require_node_modules() {
 pub struct AuthServerOptions {
     /// Access token lifetime in seconds (default 3600).
     pub access_ttl: Option<u64>,
+    /// Behave like a server without RFC 9207: no `iss` on the callback.
+    pub no_iss: bool,
 }
 
 /// A running authorization server (oidc-provider) and protected API.
@@ -288,11 +290,11 @@ impl Servers {
     pub fn start(opts: AuthServerOptions) -> Servers {
         require_node_modules();
         let ttl = opts.access_ttl.unwrap_or(3600).to_string();
-        let auth = Process::start(
-            "auth-server",
-            "node",
-            &["tests/servers/auth-server.mjs", "--access-ttl", &ttl],
-        );
+        let mut args = vec!["tests/servers/auth-server.mjs", "--access-ttl", &ttl];
+        if opts.no_iss {
+            args.push("--no-iss");
+        }
+        let auth = Process::start("auth-server", "node", &args);
         let issuer = auth.field("issuer");
         let resource = Process::start(
             "resource-server",
@@ -343,10 +345,13 @@ async fn get_json(url: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
 
-/// A browser stand-in: a cookie jar and manual redirects.
+/// A browser stand-in: a cookie jar and manual redirects. Like a browser, it
+/// says `Sec-Fetch-Site: same-origin` on navigations within the app it was
+/// opened on (the person clicks the app's own links and forms).
 #[derive(Debug, Clone)]
 pub struct Browser {
     client: reqwest::Client,
+    app_origin: Option<String>,
 }
 
 impl Default for Browser {
@@ -364,7 +369,26 @@ impl Browser {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("browser client");
-        Self { client }
+        Self {
+            client,
+            app_origin: None,
+        }
+    }
+
+    /// A GET as a navigation from the app's own pages when `url` is on the
+    /// app's origin.
+    pub fn get(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        let url = url.into_url().expect("absolute URL");
+        let same = self
+            .app_origin
+            .as_deref()
+            .is_some_and(|o| url.origin().ascii_serialization() == o);
+        let req = self.client.get(url);
+        if same {
+            req.header("sec-fetch-site", "same-origin")
+        } else {
+            req
+        }
     }
 
     /// The underlying client (cookies kept, redirects not followed).
@@ -381,7 +405,6 @@ impl Browser {
                 return current;
             }
             let resp = self
-                .client
                 .get(current.clone())
                 .send()
                 .await
@@ -432,9 +455,11 @@ pub struct App {
 
 impl App {
     pub async fn sign_in(worker: &Worker, user: &str) -> App {
+        let mut browser = Browser::new();
+        browser.app_origin = Some(worker.origin.clone());
         let app = App {
             origin: worker.origin.clone(),
-            browser: Browser::new(),
+            browser,
         };
         let (status, _) = app.get(&format!("/signin?user={user}")).await;
         assert_eq!(status, 302, "sign in");
@@ -442,13 +467,7 @@ impl App {
     }
 
     pub async fn open(&self, url: &str) -> (u16, String) {
-        let resp = self
-            .browser
-            .client()
-            .get(url)
-            .send()
-            .await
-            .expect("app reachable");
+        let resp = self.browser.get(url).send().await.expect("app reachable");
         (
             resp.status().as_u16(),
             resp.text().await.unwrap_or_default(),
@@ -509,13 +528,49 @@ impl App {
     /// Starts a login with a `login_hint` for the authorization server.
     pub async fn start_with_hint(&self, resource: &str, hint: &str) -> String {
         let start = format!("{}{}", self.origin, Self::login_path(resource));
-        let resp = self.browser.client().get(&start).send().await.unwrap();
+        let resp = self.browser.get(&start).send().await.unwrap();
         let mut to = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
         to.query_pairs_mut().append_pair("login_hint", hint);
         self.browser
             .follow_until(to.as_str(), &format!("{}/oauth/callback", self.origin))
             .await
             .to_string()
+    }
+}
+
+/// The attacker's resource and authorization server (`tests/servers/hostile.mjs`).
+#[derive(Debug)]
+pub struct Hostile {
+    /// The process.
+    pub process: Process,
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+}
+
+impl Hostile {
+    /// Starts it on a free loopback port.
+    pub fn start() -> Hostile {
+        let process = Process::start("hostile", "node", &["tests/servers/hostile.mjs"]);
+        let origin = process.field("origin");
+        Hostile { process, origin }
+    }
+
+    /// Merges `config` into its configuration.
+    pub async fn configure(&self, config: Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/__config", self.origin))
+            .json(&config)
+            .send()
+            .await
+            .expect("hostile server reachable");
+        assert!(resp.status().is_success());
+    }
+
+    /// Everything it was sent: `requests` ("METHOD path"), `token_requests`
+    /// (the forms sent to its token endpoint), `authorizations` (headers its
+    /// resources received).
+    pub async fn log(&self) -> Value {
+        get_json(&format!("{}/__log", self.origin)).await
     }
 }
 

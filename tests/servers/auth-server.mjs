@@ -7,7 +7,10 @@
 // the account named by `login_hint` (default "demo-user") and grants what was
 // asked. Listens on 127.0.0.1 only.
 //
-// Usage: node auth-server.mjs [--port N] [--key-file PATH] [--access-ttl SECONDS]
+// With --no-iss it behaves like the many servers without RFC 9207: the
+// callback carries no `iss` and the metadata does not promise one.
+//
+// Usage: node auth-server.mjs [--port N] [--key-file PATH] [--access-ttl SECONDS] [--no-iss]
 // Prints one JSON line {"issuer": ..., "port": ...} when ready.
 // GET /__stats returns request counts by "METHOD path"; POST /__stats clears them.
 // POST /__revoke-grants revokes every grant issued so far, with its tokens.
@@ -23,6 +26,7 @@ const { values: args } = parseArgs({
     port: { type: 'string', default: '0' },
     'key-file': { type: 'string' },
     'access-ttl': { type: 'string', default: '3600' },
+    'no-iss': { type: 'boolean', default: false },
   },
 });
 const accessTtl = Number(args['access-ttl']);
@@ -101,9 +105,36 @@ async function interaction(req, res) {
   return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }
 
+// --no-iss: drop `iss` from redirects and its promise from the metadata.
+function withoutIss(req, res, path) {
+  const setHeader = res.setHeader.bind(res);
+  res.setHeader = (name, value) => {
+    const n = name.toLowerCase();
+    if (n === 'location' && typeof value === 'string' && value.includes('iss=')) {
+      const u = new URL(value);
+      u.searchParams.delete('iss');
+      value = u.toString();
+    }
+    if (n === 'content-length' && path.startsWith('/.well-known/')) return res;
+    return setHeader(name, value);
+  };
+  if (path.startsWith('/.well-known/')) {
+    const end = res.end.bind(res);
+    res.end = (body, ...rest) => {
+      if (body && res.statusCode === 200) {
+        const doc = JSON.parse(body.toString());
+        delete doc.authorization_response_iss_parameter_supported;
+        body = JSON.stringify(doc);
+      }
+      return end(body, ...rest);
+    };
+  }
+}
+
 const callback = provider.callback();
 server.on('request', async (req, res) => {
   const path = new URL(req.url, issuer).pathname;
+  if (args['no-iss']) withoutIss(req, res, path);
   if (path === '/__stats') {
     if (req.method === 'POST') stats.clear();
     res.setHeader('content-type', 'application/json');

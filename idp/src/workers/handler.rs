@@ -362,10 +362,11 @@ pub struct Handler {
     stub: ProvidersStub,
 }
 
-#[derive(Deserialize)]
+/// The parameters of a login, from the query or the confirmation form.
 struct LoginQuery {
     url: Option<String>,
     scope: Option<String>,
+    token: Option<String>,
 }
 
 impl Handler {
@@ -473,15 +474,25 @@ impl Handler {
         };
         let is_callback = rest == "/callback" || rest.starts_with("/callback/");
         match (req.method(), rest) {
-            (Method::Get, "/login") => self.login(&url).await.map(Some),
+            (Method::Get, "/login") => self.login(req, &url).await.map(Some),
+            (Method::Post, "/login") => self.confirmed_login(req).await.map(Some),
             (Method::Get, _) if is_callback => self.callback(&url, rest).await.map(Some),
             _ => Ok(None),
         }
     }
 
+    /// An SDK page: never cached, never framed (its buttons cannot be
+    /// clicked through another site's page).
     fn page(&self, html: String, status: u16) -> worker::Result<Response> {
         let mut resp = Response::from_html(html)?.with_status(status);
-        resp.headers_mut().set("cache-control", "no-store")?;
+        let headers = resp.headers_mut();
+        headers.set("cache-control", "no-store")?;
+        headers.set("x-frame-options", "DENY")?;
+        headers.set(
+            "content-security-policy",
+            "frame-ancestors 'none'; default-src 'none'; style-src 'unsafe-inline'",
+        )?;
+        headers.set("referrer-policy", "no-referrer")?;
         Ok(resp)
     }
 
@@ -503,19 +514,89 @@ impl Handler {
         self.page(pages::failed(message, &self.config.return_to), status)
     }
 
-    async fn login(&self, url: &Url) -> worker::Result<Response> {
-        let q: LoginQuery = login_query(url);
-        let Some(resource) = q.url.filter(|u| !u.trim().is_empty()) else {
-            return self.failure(
-                "The url parameter is missing: say which resource to connect.",
-                400,
-            );
+    /// `GET {prefix}/login?url=&scope=`: starts at once when the request
+    /// comes from the app's own pages; from anywhere else (another site, a
+    /// typed or bookmarked URL, a client that says nothing) it only answers a
+    /// confirmation page, whose button posts back with a single-use token.
+    async fn login(&self, req: &Request, url: &Url) -> worker::Result<Response> {
+        let q = login_query(url.query_pairs());
+        let Some(resource) = q.url.clone() else {
+            return self.missing_url();
+        };
+        if self.same_origin(req) {
+            return self.start_login(q, None).await;
+        }
+        let token = match self
+            .stub
+            .call::<String>(Call::ConfirmationToken {
+                owner: self.stub.owner.clone(),
+            })
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return self.failure(&e.to_string(), e.status()),
+        };
+        let html = pages::confirm(
+            &resource,
+            q.scope.as_deref(),
+            &format!("{}/login", self.config.prefix),
+            &token,
+            &self.config.return_to,
+        );
+        self.page(html, 200)
+    }
+
+    /// `POST {prefix}/login` from the confirmation page: `url`, `scope` and
+    /// the page's `token` as a form.
+    async fn confirmed_login(&self, req: &Request) -> worker::Result<Response> {
+        let body = req.clone()?.text().await.unwrap_or_default();
+        let q = login_query(url::form_urlencoded::parse(body.as_bytes()));
+        let Some(token) = q.token.clone() else {
+            return self.failure(&crate::Error::Confirmation.to_string(), 403);
+        };
+        if q.url.is_none() {
+            return self.missing_url();
+        }
+        self.start_login(q, Some(token)).await
+    }
+
+    fn missing_url(&self) -> worker::Result<Response> {
+        self.failure(
+            "The url parameter is missing: say which resource to connect.",
+            400,
+        )
+    }
+
+    /// Whether the browser says the request comes from this app's origin:
+    /// `Sec-Fetch-Site: same-origin`, or without that header an `Origin` or
+    /// else `Referer` on the app's origin. No header at all is not same-origin.
+    fn same_origin(&self, req: &Request) -> bool {
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        if let Some(site) = header("sec-fetch-site") {
+            return site.trim().eq_ignore_ascii_case("same-origin");
+        }
+        let ours = self.base.origin();
+        let on_ours = |v: String| Url::parse(&v).is_ok_and(|u| u.origin() == ours);
+        if let Some(origin) = header("origin") {
+            return on_ours(origin);
+        }
+        header("referer").is_some_and(on_ours)
+    }
+
+    async fn start_login(
+        &self,
+        q: LoginQuery,
+        confirmation: Option<String>,
+    ) -> worker::Result<Response> {
+        let Some(resource) = q.url else {
+            return self.missing_url();
         };
         let call = Call::Login {
             owner: self.stub.owner.clone(),
             url: resource,
-            scope: q.scope.filter(|s| !s.trim().is_empty()),
+            scope: q.scope,
             settings: Box::new(self.settings()),
+            confirmation,
         };
         match self.stub.call::<LoginReply>(call).await {
             Ok(LoginReply::Redirect { url }) => {
@@ -643,15 +724,18 @@ pub fn client_metadata_response(
     Ok(Some(resp))
 }
 
-fn login_query(url: &Url) -> LoginQuery {
+fn login_query<'a>(pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>) -> LoginQuery {
     let mut q = LoginQuery {
         url: None,
         scope: None,
+        token: None,
     };
-    for (k, v) in url.query_pairs() {
+    for (k, v) in pairs {
+        let v = Some(v.into_owned()).filter(|v| !v.trim().is_empty());
         match k.as_ref() {
-            "url" if q.url.is_none() => q.url = Some(v.into_owned()),
-            "scope" if q.scope.is_none() => q.scope = Some(v.into_owned()),
+            "url" if q.url.is_none() => q.url = v,
+            "scope" if q.scope.is_none() => q.scope = v,
+            "token" if q.token.is_none() => q.token = v,
             _ => {}
         }
     }

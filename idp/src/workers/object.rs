@@ -3,7 +3,7 @@
 //! holding the deployment's client registrations and server metadata.
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
-use super::http::{entropy, now, WorkerHttp};
+use super::http::{entropy, now, random_bytes, WorkerHttp};
 use super::protocol::{
     fingerprint, AuthorizationReply, Call, CallbackReply, Envelope, LoginReply, ProviderView,
     RefreshOutcome, RemoteError, RemoveOutcome, Reply, INTERNAL_URL,
@@ -28,15 +28,24 @@ pub(crate) fn user_object_name(user_id: &str) -> String {
 }
 
 /// Additive, versioned schema migrations, applied in order on object start.
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE IF NOT EXISTS idp_providers (owner TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key))",
-        "CREATE TABLE IF NOT EXISTS idp_flows (state TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS idp_registrations (issuer TEXT NOT NULL, redirect_uri TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (issuer, redirect_uri))",
-        "CREATE TABLE IF NOT EXISTS idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at INTEGER NOT NULL)",
-    ],
-)];
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE IF NOT EXISTS idp_providers (owner TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key))",
+            "CREATE TABLE IF NOT EXISTS idp_flows (state TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS idp_registrations (issuer TEXT NOT NULL, redirect_uri TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (issuer, redirect_uri))",
+            "CREATE TABLE IF NOT EXISTS idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at INTEGER NOT NULL)",
+        ],
+    ),
+    (
+        2,
+        &["CREATE TABLE IF NOT EXISTS idp_confirmations (token TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL)"],
+    ),
+];
+
+/// How long a confirmation page's token can be used: 10 minutes.
+const CONFIRMATION_LIFETIME_SECS: u64 = 600;
 
 #[derive(Deserialize)]
 struct VersionRow {
@@ -136,6 +145,34 @@ fn json(value: &impl Serialize) -> Result<SqlStorageValue> {
     serde_json::to_string(value)
         .map(SqlStorageValue::from)
         .map_err(storage_err)
+}
+
+impl SqlStore<'_> {
+    /// Spends a confirmation token: it must exist for `owner` and be younger
+    /// than 10 minutes; it is deleted either way.
+    fn spend_confirmation(&self, token: &str, owner: &str) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Row {
+            created_at: i64,
+        }
+        let rows: Vec<Row> = self.rows(
+            "SELECT created_at FROM idp_confirmations WHERE token = ? AND owner = ?",
+            vec![text(token), text(owner)],
+        )?;
+        self.exec(
+            "DELETE FROM idp_confirmations WHERE token = ?",
+            vec![text(token)],
+        )?;
+        let fresh = rows.first().is_some_and(|r| {
+            u64::try_from(r.created_at)
+                .is_ok_and(|t| now() < t.saturating_add(CONFIRMATION_LIFETIME_SECS))
+        });
+        if fresh {
+            Ok(())
+        } else {
+            Err(Error::Confirmation)
+        }
+    }
 }
 
 impl Store for SqlStore<'_> {
@@ -491,13 +528,36 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     async fn handle(&self, registry: Option<&str>, call: Call) -> CallResult {
         match call {
+            Call::ConfirmationToken { owner } => {
+                let mut bytes = [0u8; 32];
+                random_bytes(&mut bytes).map_err(|e| remote(Error::Storage(e)))?;
+                let token = crate::encoding::base64url(&bytes);
+                let store = self.store(registry);
+                store
+                    .exec(
+                        "DELETE FROM idp_confirmations WHERE created_at < ?",
+                        vec![secs(now().saturating_sub(CONFIRMATION_LIFETIME_SECS))],
+                    )
+                    .map_err(remote)?;
+                store
+                    .exec(
+                        "INSERT INTO idp_confirmations (token, owner, created_at) VALUES (?, ?, ?)",
+                        vec![text(&token), text(&owner), secs(now())],
+                    )
+                    .map_err(remote)?;
+                to_value(token)
+            }
             Call::Login {
                 owner,
                 url,
                 scope,
                 settings,
+                confirmation,
             } => {
                 let store = self.store(registry);
+                if let Some(token) = confirmation {
+                    store.spend_confirmation(&token, &owner).map_err(remote)?;
+                }
                 let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
                 let start = flow::start_login(
                     &WorkerHttp,

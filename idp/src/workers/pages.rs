@@ -53,6 +53,40 @@ pub fn failed(message: &str, back: &str) -> String {
     )
 }
 
+/// The page that asks before connecting a resource, when the request to
+/// connect did not come from the app's own pages. Its button posts the
+/// single-use `token` back to `action` (same origin).
+pub fn confirm(resource_url: &str, scope: Option<&str>, action: &str, token: &str, back: &str) -> String {
+    let host = url::Url::parse(resource_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let scope_field = scope
+        .map(|s| {
+            format!(
+                "<input type=\"hidden\" name=\"scope\" value=\"{}\"><p>Access asked for: <code>{}</code></p>",
+                escape(s),
+                escape(s)
+            )
+        })
+        .unwrap_or_default();
+    page(
+        "Connect a resource?",
+        &format!(
+            "<h1>Connect {host} to your account?</h1>\
+<p>A page asked to connect <code>{url}</code>. Continue only if you started this.</p>\
+<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"url\" value=\"{url}\">\
+<input type=\"hidden\" name=\"token\" value=\"{token}\">{scope_field}\
+<button type=\"submit\">Connect</button> <a href=\"{back}\">Cancel</a></form>",
+            host = escape(&host),
+            url = escape(resource_url),
+            action = escape(action),
+            token = escape(token),
+            back = escape(back),
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +103,9 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("https://a/&quot;x"));
         assert!(failed("<img src=x onerror=y>", "/").contains("&lt;img src=x onerror=y&gt;"));
+        let c = confirm("https://evil.example/\"><script>", Some("<s>"), "/oauth/login", "t0k", "/");
+        assert!(!c.contains("<script>") && !c.contains("<s>"), "{c}");
+        assert!(c.contains("Connect evil.example to your account?"), "{c}");
+        assert!(c.contains("name=\"token\" value=\"t0k\""), "{c}");
     }
 }

@@ -45,6 +45,13 @@ pub(crate) enum Call {
         url: String,
         scope: Option<String>,
         settings: Box<WireSettings>,
+        /// For a login confirmed on the confirmation page: its single-use
+        /// token, which the object checks and spends before anything else.
+        confirmation: Option<String>,
+    },
+    /// A single-use token for the confirmation page (10 minutes).
+    ConfirmationToken {
+        owner: String,
     },
     Callback {
         owner: String,
@@ -157,6 +164,7 @@ impl From<&Error> for RemoteError {
             Error::UnexpectedStatus { .. } => ("unexpected_status", 400),
             Error::InvalidResponse { .. } => ("invalid_response", 502),
             Error::Storage(_) => ("storage", 500),
+            Error::Confirmation => ("confirmation", 403),
         };
         RemoteError {
             code: code.into(),

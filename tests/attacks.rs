@@ -1,0 +1,240 @@
+//! Attacks on the example app in workerd, each played by a hostile server or
+//! page (`tests/servers/hostile.mjs`), asserting what the attacker got
+//! (nothing) and what the victim kept (everything).
+
+use idp_tests::{provider, state_dir, urlencode, App, AuthServerOptions, Hostile, Servers, Worker};
+use serde_json::Value;
+
+/// The query parameters of a URL.
+fn params(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// RFC 9700 §4.4: the attacker's authorization server bounces the victim to
+/// an honest server that sends no `iss`, with the app's client there. The
+/// honest server redirects to its own callback URL, which is not the one the
+/// victim's flow was sent with, so the code never reaches the attacker.
+#[tokio::test(flavor = "current_thread")]
+async fn mix_up_through_a_server_without_iss_gets_nothing() {
+    let servers = Servers::start(AuthServerOptions {
+        no_iss: true,
+        ..Default::default()
+    });
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("mixup"));
+    let api = format!("{}/api", servers.origin);
+
+    // The victim has a working grant at the honest server.
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let before = alice.providers().await;
+
+    // The attacker, a user of the app too, learns the app's client id and
+    // callback URL at the honest server from an authorization request.
+    let mallory = App::sign_in(&worker, "mallory").await;
+    let resp = mallory
+        .browser
+        .get(format!("{}{}", worker.origin, App::login_path(&api)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    let honest_auth = resp.headers()["location"].to_str().unwrap().to_owned();
+    let honest = params(&honest_auth);
+    let endpoint = honest_auth.split('?').next().unwrap().to_owned();
+    hostile
+        .configure(serde_json::json!({
+            "token_mode": "tokens",
+            "bounce": {
+                "authorization_endpoint": endpoint,
+                "client_id": honest["client_id"],
+                "redirect_uri": honest["redirect_uri"],
+                "resource": api,
+                "scope": "api:read",
+            }
+        }))
+        .await;
+
+    // The victim connects the attacker's URL (pasted from somewhere).
+    let back = alice
+        .start(&format!("{}/r/mcp", hostile.origin))
+        .await;
+    let log = hostile.log().await;
+    let sent_to_attacker = params(&format!(
+        "http://x/?{}",
+        log["authorize"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v.as_str().unwrap())))
+            .collect::<Vec<_>>()
+            .join("&")
+    ));
+    assert_ne!(
+        sent_to_attacker["redirect_uri"], honest["redirect_uri"],
+        "each server has its own callback URL"
+    );
+    assert!(
+        back.starts_with(&honest["redirect_uri"]),
+        "the honest server sent the victim to its own callback: {back}"
+    );
+    assert!(!back.contains("iss="), "a server without RFC 9207: {back}");
+    let (status, page) = alice.open(&back).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("another authorization server"),
+        "the page says why: {page}"
+    );
+
+    // What the attacker got: nothing at its token endpoint.
+    let log = hostile.log().await;
+    assert_eq!(
+        log["token_requests"],
+        Value::Array(vec![]),
+        "no code or verifier reached the attacker"
+    );
+    // What the victim kept: the same providers, and the grant still works.
+    let after = alice.providers().await;
+    assert_eq!(before, after);
+    assert!(provider(&after, &format!("{}/r/mcp", hostile.origin)).is_none());
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization"], true);
+}
+
+/// RFC 9700 §4.7: a page on another site links (or auto-submits a form) to
+/// the app's login route. Nothing starts: the app answers a confirmation
+/// page, and only its own button, carrying a single-use token bound to the
+/// user, starts the flow.
+#[tokio::test(flavor = "current_thread")]
+async fn cross_site_login_starts_nothing_without_the_persons_confirmation() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("csrf"));
+    let api = format!("{}/api", servers.origin);
+    let target = format!("{}/r/x", hostile.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let bob = App::sign_in(&worker, "bob").await;
+    let login = format!("{}{}", worker.origin, App::login_path(&target));
+    let confirm_page = |site: Option<&'static str>| {
+        let mut req = alice.browser.client().get(&login);
+        if let Some(site) = site {
+            req = req.header("sec-fetch-site", site);
+        }
+        req
+    };
+
+    // A link or frame from another site, a typed URL, or no header at all.
+    for site in [Some("cross-site"), Some("same-site"), Some("none"), None] {
+        let resp = confirm_page(site).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{site:?}");
+        assert!(resp.headers().get("location").is_none(), "{site:?}");
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+        let page = resp.text().await.unwrap();
+        assert!(
+            page.contains("to your account?") && page.contains(&target),
+            "{site:?}: {page}"
+        );
+    }
+    // An Origin or Referer from another site is not the app either.
+    for (name, value) in [("origin", "https://evil.example"), ("referer", "https://evil.example/x")] {
+        let resp = alice
+            .browser
+            .client()
+            .get(&login)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.headers().get("location").is_none(), "{name}");
+    }
+
+    // A forged confirmation: no token, a made-up token, bob's token.
+    let bobs = bob
+        .browser
+        .client()
+        .get(format!("{}{}", worker.origin, App::login_path(&target)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bobs_token = token_of(&bobs);
+    for token in [None, Some("forged".to_owned()), Some(bobs_token)] {
+        let mut form = vec![("url", target.clone())];
+        if let Some(t) = token.clone() {
+            form.push(("token", t));
+        }
+        let resp = alice
+            .browser
+            .client()
+            .post(format!("{}/oauth/login", worker.origin))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{token:?}");
+        assert!(resp.headers().get("location").is_none());
+    }
+
+    // What the attacker got: the app never even fetched its URL.
+    let log = hostile.log().await;
+    assert_eq!(log["requests"], Value::Array(vec![]), "{log}");
+    assert!(alice.providers().await.is_empty());
+
+    // The person confirms on the page: one click starts the flow, and the
+    // token cannot be used twice.
+    let login = format!("{}{}", worker.origin, App::login_path(&api));
+    let page = alice
+        .browser
+        .client()
+        .get(&login)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = token_of(&page);
+    let form = [("url", api.clone()), ("token", token)];
+    let post = || {
+        alice
+            .browser
+            .client()
+            .post(format!("{}/oauth/login", worker.origin))
+            .header("sec-fetch-site", "same-origin")
+            .form(&form)
+            .send()
+    };
+    let resp = post().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    let to = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with(&servers.issuer), "{to}");
+    let back = alice
+        .browser
+        .follow_until(&to, &format!("{}/oauth/callback", worker.origin))
+        .await;
+    let (status, page) = alice.open(back.as_str()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(provider(&alice.providers().await, &api).is_some());
+    assert_eq!(post().await.unwrap().status().as_u16(), 403, "single use");
+
+    // The app's own connect form (same origin) still works in one click.
+    let (status, page) = alice.connect(&format!("{}/v1", servers.origin)).await;
+    assert_eq!(status, 200, "{page}");
+}
+
+fn token_of(page: &str) -> String {
+    let at = page
+        .find("name=\"token\" value=\"")
+        .unwrap_or_else(|| panic!("no token in {page}"));
+    let rest = &page[at + "name=\"token\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}

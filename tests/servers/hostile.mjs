@@ -1,0 +1,167 @@
+// An attacker's protected resource and authorization server, for the attack
+// tests, on 127.0.0.1 only. Everything it is sent is logged so a test can
+// assert what the attacker got.
+//
+// - GET /r/<name>/...  answers 401 with
+//   WWW-Authenticate: Bearer resource_metadata="<origin>/.well-known/oauth-protected-resource/r/<name>"
+// - GET /.well-known/oauth-protected-resource/r/<name>: RFC 9728 metadata naming
+//   this server as the authorization server; its `resource` is
+//   <origin>/r/<name>, or the configured `broad_resource` for name "broad".
+// - GET /.well-known/oauth-authorization-server (and openid-configuration):
+//   RFC 8414 metadata, without RFC 9207 `iss` support; without S256 when the
+//   configuration says `no_pkce`.
+// - POST /register: a public client "attacker-client".
+// - GET /authorize: the mix-up bounce. With `bounce` configured, redirects the
+//   person to the honest server's authorization endpoint with the app's client
+//   id and redirect URI there, copying `state` and `code_challenge` from the
+//   app's request (what RFC 9700 §4.4 describes). Otherwise answers a code.
+// - POST /token: logs the form it was sent (the code and PKCE verifier an
+//   attacker wants) and answers per `token_mode`: "error" (400 invalid_grant),
+//   "tokens" (a token set), "html" (a 200 HTML page), "slow" (never answers
+//   within `slow_ms`), "huge" (an endless body).
+// - POST /__config merges JSON into the configuration; GET /__log returns
+//   {"requests": [...], "token_requests": [...]}; POST /__log clears it.
+//
+// Usage: node hostile.mjs [--port N]
+// Prints one JSON line {"origin": ..., "port": ...} when ready.
+
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+
+const { values: args } = parseArgs({ options: { port: { type: 'string', default: '0' } } });
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', resolve));
+const { port } = server.address();
+const origin = `http://127.0.0.1:${port}`;
+
+let config = { token_mode: 'error', slow_ms: 30000 };
+let log = { requests: [], token_requests: [] };
+
+function send(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+async function readBody(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function serverMetadata() {
+  const doc = {
+    issuer: origin,
+    authorization_endpoint: `${origin}/authorize`,
+    token_endpoint: `${origin}/token`,
+    registration_endpoint: `${origin}/register`,
+    revocation_endpoint: `${origin}/revoke`,
+    response_types_supported: ['code'],
+    grant_types_supported: ['authorization_code', 'refresh_token'],
+    token_endpoint_auth_methods_supported: ['none'],
+  };
+  if (!config.no_pkce) doc.code_challenge_methods_supported = ['S256'];
+  return doc;
+}
+
+server.on('request', async (req, res) => {
+  const url = new URL(req.url, origin);
+  const path = url.pathname;
+  if (path === '/__config' && req.method === 'POST') {
+    config = { ...config, ...JSON.parse(await readBody(req)) };
+    return send(res, 200, config);
+  }
+  if (path === '/__log') {
+    if (req.method === 'POST') log = { requests: [], token_requests: [] };
+    return send(res, 200, log);
+  }
+  log.requests.push(`${req.method} ${path}`);
+
+  const prm = '/.well-known/oauth-protected-resource/r/';
+  if (path.startsWith(prm)) {
+    const name = path.slice(prm.length).split('/')[0];
+    const resource = name === 'broad' && config.broad_resource ? config.broad_resource : `${origin}/r/${name}`;
+    return send(res, 200, { resource, authorization_servers: [origin] });
+  }
+  if (path === '/.well-known/oauth-authorization-server' || path === '/.well-known/openid-configuration') {
+    return send(res, 200, serverMetadata());
+  }
+  if (path === '/register' && req.method === 'POST') {
+    await readBody(req);
+    return send(res, 201, { client_id: 'attacker-client', token_endpoint_auth_method: 'none', redirect_uris: [] });
+  }
+  if (path === '/authorize') {
+    const q = url.searchParams;
+    log.authorize = Object.fromEntries(q);
+    if (config.bounce) {
+      const b = config.bounce;
+      const to = new URL(b.authorization_endpoint);
+      to.searchParams.set('response_type', 'code');
+      to.searchParams.set('client_id', b.client_id);
+      to.searchParams.set('redirect_uri', b.redirect_uri);
+      to.searchParams.set('state', q.get('state') ?? '');
+      to.searchParams.set('code_challenge', q.get('code_challenge') ?? '');
+      to.searchParams.set('code_challenge_method', 'S256');
+      to.searchParams.set('resource', b.resource);
+      if (b.scope) to.searchParams.set('scope', b.scope);
+      res.writeHead(302, { location: to.toString() });
+      return res.end();
+    }
+    const back = new URL(q.get('redirect_uri'));
+    back.searchParams.set('code', 'attacker-code');
+    back.searchParams.set('state', q.get('state') ?? '');
+    res.writeHead(302, { location: back.toString() });
+    return res.end();
+  }
+  if (path === '/token' && req.method === 'POST') {
+    const form = Object.fromEntries(new URLSearchParams(await readBody(req)));
+    log.token_requests.push(form);
+    switch (config.token_mode) {
+      case 'tokens':
+        return send(res, 200, { access_token: `attacker-at-${log.token_requests.length}`, token_type: 'Bearer', expires_in: 3600, refresh_token: 'attacker-rt' });
+      case 'html':
+        res.writeHead(200, { 'content-type': 'text/html' });
+        return res.end('<html><body>Service temporarily unavailable</body></html>');
+      case 'slow':
+        return setTimeout(() => send(res, 503, { error: 'temporarily_unavailable' }), config.slow_ms);
+      case 'huge': {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"access_token":"');
+        const chunk = 'A'.repeat(64 * 1024);
+        let sent = 0;
+        const pump = () => {
+          while (sent < 64 * 1024 * 1024) {
+            sent += chunk.length;
+            if (!res.write(chunk)) return res.once('drain', pump);
+          }
+          res.end('"}');
+        };
+        res.on('close', () => { sent = Infinity; });
+        return pump();
+      }
+      default:
+        return send(res, 400, { error: 'invalid_grant' });
+    }
+  }
+  if (path === '/revoke' && req.method === 'POST') {
+    log.revocations = (log.revocations ?? 0) + 1;
+    await readBody(req);
+    res.writeHead(200);
+    return res.end();
+  }
+  if (path.startsWith('/r/')) {
+    const name = path.split('/')[2];
+    const auth = req.headers.authorization ?? null;
+    if (auth) (log.authorizations ??= []).push(auth);
+    if (config.public?.includes(name)) return send(res, 200, { public: true, path });
+    if (auth && auth.startsWith('Bearer attacker-at-')) return send(res, 200, { ok: true, path });
+    return send(res, 401, { error: 'unauthorized' }, {
+      'www-authenticate': `Bearer resource_metadata="${origin}${prm}${name}"`,
+    });
+  }
+  return send(res, 404, { error: 'not_found' });
+});
+
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));
+console.log(JSON.stringify({ origin, port }));
