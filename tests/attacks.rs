@@ -61,9 +61,7 @@ async fn mix_up_through_a_server_without_iss_gets_nothing() {
         .await;
 
     // The victim connects the attacker's URL (pasted from somewhere).
-    let back = alice
-        .start(&format!("{}/r/mcp", hostile.origin))
-        .await;
+    let back = alice.start(&format!("{}/r/mcp", hostile.origin)).await;
     let log = hostile.log().await;
     let sent_to_attacker = params(&format!(
         "http://x/?{}",
@@ -142,7 +140,10 @@ async fn cross_site_login_starts_nothing_without_the_persons_confirmation() {
         );
     }
     // An Origin or Referer from another site is not the app either.
-    for (name, value) in [("origin", "https://evil.example"), ("referer", "https://evil.example/x")] {
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("referer", "https://evil.example/x"),
+    ] {
         let resp = alice
             .browser
             .client()
@@ -237,4 +238,100 @@ fn token_of(page: &str) -> String {
         .unwrap_or_else(|| panic!("no token in {page}"));
     let rest = &page[at + "name=\"token\" value=\"".len()..];
     rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// A server that does not promise PKCE S256 is refused before the app
+/// registers or sends the person anywhere.
+#[tokio::test(flavor = "current_thread")]
+async fn a_server_without_pkce_s256_is_refused_before_anything_is_sent() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("nopkce"));
+    hostile
+        .configure(serde_json::json!({"no_pkce": true}))
+        .await;
+    let alice = App::sign_in(&worker, "alice").await;
+    let resp = alice
+        .browser
+        .get(format!(
+            "{}{}",
+            worker.origin,
+            App::login_path(&format!("{}/r/nopkce", hostile.origin))
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("code_challenge_methods_supported"), "{page}");
+    let log = hostile.log().await;
+    let requests: Vec<&str> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.contains("/register") || r.contains("/authorize")),
+        "{requests:?}"
+    );
+    assert!(alice.providers().await.is_empty());
+}
+
+/// A token endpoint that answers an HTML page (or garbage) says nothing about
+/// the grant: the tokens are kept, a still-valid token keeps working during
+/// an early refresh that fails, and the next good answer refreshes.
+#[tokio::test(flavor = "current_thread")]
+async fn an_html_token_answer_keeps_the_grant_and_the_valid_token_is_used() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("html-token"));
+    // Tokens live 8 s: refreshed in their last 4 s.
+    hostile
+        .configure(serde_json::json!({"token_mode": "tokens", "expires_in": 8}))
+        .await;
+    let alice = App::sign_in(&worker, "alice").await;
+    let resource = format!("{}/r/api", hostile.origin);
+    let (status, page) = alice.connect(&resource).await;
+    assert_eq!(status, 200, "{page}");
+    hostile
+        .configure(serde_json::json!({"token_mode": "html"}))
+        .await;
+
+    // Inside the refresh margin, still valid: the refresh fails, the call works.
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "the still-valid token is used: {body}");
+    let log = hostile.log().await;
+    assert_eq!(log["token_requests"].as_array().unwrap().len(), 2, "{log}");
+    assert_eq!(
+        log["authorizations"].as_array().unwrap().last().unwrap(),
+        "Bearer attacker-at-1"
+    );
+
+    // Expired: the call fails with a passing error, not a re-authorization.
+    tokio::time::sleep(std::time::Duration::from_millis(4000)).await;
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_ne!(body["error"], "authorization_required", "{body}");
+    assert!(status >= 500, "{status} {body}");
+    let p = provider(&alice.providers().await, &resource)
+        .cloned()
+        .unwrap();
+    assert_eq!(p["has_token"], true, "the grant is kept: {p}");
+
+    // The server recovers: the kept refresh token works.
+    hostile
+        .configure(serde_json::json!({"token_mode": "tokens"}))
+        .await;
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    let log = hostile.log().await;
+    let last = log["token_requests"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["grant_type"], "refresh_token");
+    assert_eq!(last["refresh_token"], "attacker-rt");
 }

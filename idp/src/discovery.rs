@@ -323,15 +323,20 @@ pub fn check_server_metadata(
     })
 }
 
-/// Fetches metadata for each issuer in turn until one passes
-/// [`check_server_metadata`]. The error lists every URL tried and its outcome.
+/// How many of a resource's listed authorization servers are tried: a hostile
+/// resource cannot make the app fetch an unbounded list.
+pub const MAX_AUTHORIZATION_SERVERS: usize = 3;
+
+/// Fetches metadata for each issuer in turn (the first
+/// [`MAX_AUTHORIZATION_SERVERS`]) until one passes [`check_server_metadata`].
+/// The error lists every URL tried and its outcome.
 pub async fn discover_authorization_server(
     http: &impl HttpClient,
     policy: &Policy,
     issuers: &[Url],
 ) -> Result<AuthorizationServer> {
     let mut attempts = Vec::new();
-    for issuer in issuers {
+    for issuer in issuers.iter().take(MAX_AUTHORIZATION_SERVERS) {
         if let Err(e) = policy.check(issuer) {
             attempts.push(Attempt {
                 url: issuer.clone(),

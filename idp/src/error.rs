@@ -250,6 +250,12 @@ pub enum Error {
     /// The store failed.
     #[error("storage failed: {0}")]
     Storage(String),
+    /// The authorization server does not say it supports PKCE S256.
+    #[error("the authorization server {issuer} does not list S256 in code_challenge_methods_supported, so it may ignore PKCE; idp refuses to use it (the MCP authorization spec requires clients to). If you know it supports PKCE S256, list it with `Config::assume_pkce`")]
+    PkceUnsupported {
+        /// The issuer.
+        issuer: String,
+    },
     /// A request to connect came from another site and was not confirmed
     /// on the confirmation page (or its token was used, expired, or is
     /// another user's).
@@ -275,21 +281,13 @@ impl Error {
     /// token is held.
     pub fn requires_reauthorization(&self) -> bool {
         match self {
-            Error::Token {
-                oauth: Some(e),
-                status,
-                ..
-            } => {
-                matches!(
-                    e.error.as_str(),
-                    "invalid_grant" | "invalid_client" | "unauthorized_client"
-                ) || (*status == 401 && e.error != "temporarily_unavailable")
-            }
-            Error::Token {
-                status: 400 | 401,
-                oauth: None,
-                ..
-            } => true,
+            // Only the server's own word that the grant or client is dead:
+            // an HTML page, a bare 400 or 401, a 5xx or an unreadable body
+            // says nothing about the grant, and the tokens are kept.
+            Error::Token { oauth: Some(e), .. } => matches!(
+                e.error.as_str(),
+                "invalid_grant" | "invalid_client" | "unauthorized_client"
+            ),
             Error::NoRefreshToken { .. } | Error::NotConnected { .. } => true,
             _ => false,
         }
@@ -352,6 +350,17 @@ mod tests {
         assert!(token_err(503, None).is_retryable());
         assert!(!token_err(503, None).requires_reauthorization());
         assert!(token_err(400, Some("temporarily_unavailable")).is_retryable());
+        for (status, code) in [
+            (400, None),
+            (401, None),
+            (401, Some("server_error")),
+            (502, None),
+        ] {
+            assert!(
+                !token_err(status, code).requires_reauthorization(),
+                "{status} {code:?} says nothing about the grant"
+            );
+        }
         let t = Error::Transport {
             url: Url::parse("https://as.example/token").unwrap(),
             message: "connection refused".into(),

@@ -138,6 +138,7 @@ pub async fn authorize(
     let found = discovery::discover_resource(http, policy, resource_url, challenge).await?;
     let server =
         authorization_server(http, store, policy, &found.authorization_servers, now).await?;
+    settings.clients.check_pkce(&server)?;
     let redirect_uri = settings.redirect_uri_for(&server.issuer);
     let cached = store
         .registration(&server.issuer, redirect_uri.as_str())
@@ -207,7 +208,7 @@ async fn authorization_server(
     issuers: &[Url],
     now: u64,
 ) -> Result<discovery::AuthorizationServer> {
-    for issuer in issuers {
+    for issuer in issuers.iter().take(discovery::MAX_AUTHORIZATION_SERVERS) {
         if let Some((server, fetched_at)) = store.server(issuer.as_str()).await? {
             let fresh =
                 now < fetched_at.saturating_add(SERVER_METADATA_TTL_SECS) && now >= fetched_at;
@@ -417,18 +418,28 @@ pub async fn authorization_for(
     };
     let tokens = match &grant.tokens {
         Some(t) if !t.needs_refresh(now) => t.clone(),
-        _ => refresh_provider(
-            http,
-            store,
-            owner,
-            &provider.key,
-            RefreshReason::Expiring,
-            now,
-        )
-        .await?
-        .ok_or_else(|| Error::NoRefreshToken {
-            resource: provider.resource.clone(),
-        })?,
+        held => {
+            let refreshed = refresh_provider(
+                http,
+                store,
+                owner,
+                &provider.key,
+                RefreshReason::Expiring,
+                now,
+            )
+            .await;
+            match (refreshed, held) {
+                (Ok(t), _) => t.ok_or_else(|| Error::NoRefreshToken {
+                    resource: provider.resource.clone(),
+                })?,
+                // An early refresh failed for a passing reason: use the
+                // still-valid token and try again on the next call.
+                (Err(e), Some(t)) if !e.requires_reauthorization() && t.still_valid(now) => {
+                    t.clone()
+                }
+                (Err(e), _) => return Err(e),
+            }
+        }
     };
     Ok(Some(Authorization {
         key: provider.key,
@@ -683,5 +694,59 @@ mod tests {
             1001,
         ));
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn only_a_dead_grant_drops_tokens_and_an_early_refresh_failure_uses_the_valid_token() {
+        for (status, body, ctype) in [
+            (200, "<html>maintenance</html>", "text/html"),
+            (400, "<html>bad gateway</html>", "text/html"),
+            (401, "", "text/plain"),
+            (502, "{}", "application/json"),
+            (200, "{\"access_token\": 5}", "application/json"),
+        ] {
+            let store = store();
+            let script = Script::new().raw(
+                TOKEN,
+                crate::http::HttpResponse::new(status, body).with_header("content-type", ctype),
+            );
+            // At 900 the token (valid until 1000) is inside the refresh margin.
+            let auth = block_on(authorization_for(
+                &script,
+                &store,
+                "alice",
+                "https://api.example/v1/items",
+                900,
+            ))
+            .unwrap()
+            .unwrap();
+            assert_eq!(
+                auth.header.as_deref(),
+                Some("Bearer old-at"),
+                "{status} {body}: the still-valid token is used"
+            );
+            assert_eq!(script.requests().len(), 1);
+            let p = block_on(store.provider("alice", &key())).unwrap().unwrap();
+            assert_eq!(
+                p.tokens().unwrap().refresh_token.as_ref().unwrap().secret(),
+                "rt-1",
+                "{status} {body}: the refresh token is kept"
+            );
+            // Once expired, the same failure is reported, still keeping the tokens.
+            let e = block_on(authorization_for(
+                &script,
+                &store,
+                "alice",
+                "https://api.example/v1/items",
+                2000,
+            ))
+            .unwrap_err();
+            assert!(!e.requires_reauthorization(), "{status} {body}: {e}");
+            assert!(block_on(store.provider("alice", &key()))
+                .unwrap()
+                .unwrap()
+                .tokens()
+                .is_some());
+        }
     }
 }

@@ -112,6 +112,10 @@ pub struct ClientConfig {
     /// own callback URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_document_url: Option<Url>,
+    /// Issuers known to support PKCE S256 although their metadata does not
+    /// say so (without it, such servers are refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assume_pkce: Vec<String>,
 }
 
 impl ClientConfig {
@@ -120,6 +124,24 @@ impl ClientConfig {
         self.pre_registered
             .iter()
             .find(|p| same_url(&p.issuer, issuer))
+    }
+
+    /// Checks that PKCE S256 can be relied on at `server`: its metadata lists
+    /// S256 (a list without it was already refused by discovery), or the
+    /// issuer is listed in [`ClientConfig::assume_pkce`].
+    pub fn check_pkce(&self, server: &AuthorizationServer) -> Result<()> {
+        let listed = server
+            .metadata
+            .code_challenge_methods_supported
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m == crate::pkce::S256));
+        if listed || self.assume_pkce.iter().any(|i| same_url(i, &server.issuer)) {
+            Ok(())
+        } else {
+            Err(Error::PkceUnsupported {
+                issuer: server.issuer.clone(),
+            })
+        }
     }
 
     /// The callback id of an issuer: the configured readable one, else the
@@ -551,6 +573,7 @@ mod tests {
         let all = ClientConfig {
             pre_registered: vec![pre],
             metadata_document_url: Some(cimd.clone()),
+            assume_pkce: vec![],
         };
         let plan = |cfg: &ClientConfig, s: &AuthorizationServer, c: Option<&Registration>| {
             choose_client(s, cfg, &info(), c, &redirect(), 0).unwrap()

@@ -50,6 +50,13 @@ impl TokenSet {
         let margin = lifetime.map_or(REFRESH_MARGIN_SECS, |l| REFRESH_MARGIN_SECS.min(l / 2));
         expires_at <= now.saturating_add(margin)
     }
+
+    /// Whether the access token is still valid at `now` (some seconds to
+    /// spare), though maybe inside the refresh margin: such a token is used
+    /// when an early refresh fails for a passing reason.
+    pub fn still_valid(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|t| t > now.saturating_add(2))
+    }
 }
 
 fn with_client_auth(

@@ -111,6 +111,14 @@ impl Config {
         self
     }
 
+    /// Trusts that `issuer` supports PKCE S256 although its metadata does not
+    /// list it in `code_challenge_methods_supported` (such servers are
+    /// otherwise refused).
+    pub fn assume_pkce(mut self, issuer: impl Into<String>) -> Self {
+        self.clients.assume_pkce.push(issuer.into());
+        self
+    }
+
     /// Allows `http://` on loopback hosts (development only).
     pub fn allow_insecure_loopback(mut self, allow: bool) -> Self {
         self.allow_insecure_loopback = allow;
@@ -724,7 +732,9 @@ pub fn client_metadata_response(
     Ok(Some(resp))
 }
 
-fn login_query<'a>(pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>) -> LoginQuery {
+fn login_query<'a>(
+    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+) -> LoginQuery {
     let mut q = LoginQuery {
         url: None,
         scope: None,

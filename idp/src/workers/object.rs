@@ -615,9 +615,32 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                             Some(t) => RefreshReason::Rejected(t.access_token.secret()),
                             None => RefreshReason::Expiring,
                         };
-                        flow::refresh_provider(&WorkerHttp, &store, &owner, &p.key, reason, now())
-                            .await
-                            .map_err(remote)?
+                        let refreshed = flow::refresh_provider(
+                            &WorkerHttp,
+                            &store,
+                            &owner,
+                            &p.key,
+                            reason,
+                            now(),
+                        )
+                        .await;
+                        match (refreshed, seen) {
+                            (Ok(t), _) => t,
+                            // An early refresh that failed for a passing
+                            // reason: the token in hand is still valid, so
+                            // the call goes on with it and the next one
+                            // tries the refresh again.
+                            (Err(e), Some(t))
+                                if !e.requires_reauthorization() && t.still_valid(now()) =>
+                            {
+                                worker::console_warn!(
+                                    "idp: early refresh for {} failed, using the still-valid token: {e}",
+                                    p.key
+                                );
+                                Some(t.clone())
+                            }
+                            (Err(e), _) => return Err(remote(e)),
+                        }
                     }
                 };
                 to_value(AuthorizationReply {

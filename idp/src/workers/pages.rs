@@ -56,7 +56,13 @@ pub fn failed(message: &str, back: &str) -> String {
 /// The page that asks before connecting a resource, when the request to
 /// connect did not come from the app's own pages. Its button posts the
 /// single-use `token` back to `action` (same origin).
-pub fn confirm(resource_url: &str, scope: Option<&str>, action: &str, token: &str, back: &str) -> String {
+pub fn confirm(
+    resource_url: &str,
+    scope: Option<&str>,
+    action: &str,
+    token: &str,
+    back: &str,
+) -> String {
     let host = url::Url::parse(resource_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -103,7 +109,13 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("https://a/&quot;x"));
         assert!(failed("<img src=x onerror=y>", "/").contains("&lt;img src=x onerror=y&gt;"));
-        let c = confirm("https://evil.example/\"><script>", Some("<s>"), "/oauth/login", "t0k", "/");
+        let c = confirm(
+            "https://evil.example/\"><script>",
+            Some("<s>"),
+            "/oauth/login",
+            "t0k",
+            "/",
+        );
         assert!(!c.contains("<script>") && !c.contains("<s>"), "{c}");
         assert!(c.contains("Connect evil.example to your account?"), "{c}");
         assert!(c.contains("name=\"token\" value=\"t0k\""), "{c}");

@@ -165,6 +165,7 @@ impl From<&Error> for RemoteError {
             Error::InvalidResponse { .. } => ("invalid_response", 502),
             Error::Storage(_) => ("storage", 500),
             Error::Confirmation => ("confirmation", 403),
+            Error::PkceUnsupported { .. } => ("pkce_unsupported", 400),
         };
         RemoteError {
             code: code.into(),
