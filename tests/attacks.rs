@@ -335,3 +335,95 @@ async fn an_html_token_answer_keeps_the_grant_and_the_valid_token_is_used() {
     assert_eq!(last["grant_type"], "refresh_token");
     assert_eq!(last["refresh_token"], "attacker-rt");
 }
+
+/// An upstream's HTML relayed by `/api/fetch` never runs as a page of the
+/// app's origin.
+#[tokio::test(flavor = "current_thread")]
+async fn relayed_upstream_html_is_sandboxed() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("relay"));
+    let alice = App::sign_in(&worker, "alice").await;
+    let resp = alice
+        .browser
+        .get(format!(
+            "{}/api/fetch?url={}",
+            worker.origin,
+            urlencode(&format!("{}/r/page", hostile.origin))
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let h = resp.headers();
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox"),
+        "{h:?}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(
+        resp.text().await.unwrap().contains("<script>"),
+        "relayed as is, inert"
+    );
+}
+
+/// Authorization servers fetch client ID metadata documents without any
+/// session: each one is served to anyone, listing that server's own callback.
+#[tokio::test(flavor = "current_thread")]
+async fn client_metadata_documents_are_served_without_a_session() {
+    let worker = Worker::start_with(
+        &state_dir("cimd"),
+        &[("IDP_CLIENT_METADATA_URL", "{origin}/oauth/client")],
+    );
+    let id = idp::callback::callback_id("https://as.example");
+    let url = format!("{}/oauth/client/{id}", worker.origin);
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let doc: Value = resp.json().await.unwrap();
+    assert_eq!(doc["client_id"], url);
+    assert_eq!(
+        doc["redirect_uris"],
+        serde_json::json!([format!("{}/oauth/callback/{id}", worker.origin)])
+    );
+    assert_eq!(doc["token_endpoint_auth_method"], "none");
+    let other = reqwest::get(format!("{}/oauth/client/a..b", worker.origin))
+        .await
+        .unwrap();
+    assert!(other
+        .json::<Value>()
+        .await
+        .map_or(true, |v| v.get("client_id").is_none()));
+}
+
+/// A URL whose path hides `..%2F` or `%2E%2E` leaves the provider's prefix
+/// once a server decodes it: it gets no token.
+#[tokio::test(flavor = "current_thread")]
+async fn encoded_dot_segments_get_no_token() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("dotdot"));
+    hostile
+        .configure(serde_json::json!({"token_mode": "tokens", "public": ["mallory"]}))
+        .await;
+    let alice = App::sign_in(&worker, "alice").await;
+    let resource = format!("{}/r/api", hostile.origin);
+    let (status, page) = alice.connect(&resource).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = |log: &Value| log["authorizations"].as_array().map_or(0, Vec::len);
+    let before = sent(&hostile.log().await);
+    assert_eq!(before, 1);
+    for sneaky in [
+        format!("{resource}/..%2F..%2Fr%2Fmallory"),
+        format!("{resource}/%2E%2E/mallory"),
+        format!("{resource}/%2e%2e%5cmallory"),
+    ] {
+        let _ = alice.fetch(&sneaky).await;
+        assert_eq!(sent(&hostile.log().await), before, "{sneaky} got the token");
+    }
+    // The grant is untouched.
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
+}

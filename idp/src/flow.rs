@@ -407,7 +407,11 @@ pub async fn authorization_for(
     now: u64,
 ) -> Result<Option<Authorization>> {
     let key = ResourceKey::parse(url)?;
-    let Some(provider) = store.provider_for(owner, &key).await? else {
+    let Some(provider) = store
+        .provider_for(owner, &key)
+        .await?
+        .filter(|p| p.key.covers_request(url))
+    else {
         return Ok(None);
     };
     let Some(grant) = &provider.grant else {

@@ -112,6 +112,64 @@ impl ResourceKey {
         other.0 == self.0
             || (other.0.starts_with(&self.0) && other.0.as_bytes().get(self.0.len()) == Some(&b'/'))
     }
+
+    /// Whether a request to `url` may carry this key's token: `url` is under
+    /// the key, and stays under it when a server decodes the separators and
+    /// dots hidden in its path (`%2F`, `%5C`, `%2E`). So
+    /// `https://api.example/v1/..%2Fadmin` gets no `/v1` token.
+    ///
+    /// ```
+    /// use idp::matching::ResourceKey;
+    /// let key = ResourceKey::parse("https://api.example/v1")?;
+    /// assert!(key.covers_request("https://api.example/v1/items%2Fx"));
+    /// assert!(!key.covers_request("https://api.example/v1/..%2Fadmin"));
+    /// assert!(!key.covers_request("https://api.example/v1/%2E%2E/admin"));
+    /// assert!(!key.covers_request("https://api.example/v2"));
+    /// # Ok::<(), idp::Error>(())
+    /// ```
+    pub fn covers_request(&self, url: &str) -> bool {
+        let Ok(key) = ResourceKey::parse(url) else {
+            return false;
+        };
+        self.covers(&key)
+            && match decoded_separators(url) {
+                None => true,
+                Some(Ok(decoded)) => self.covers(&decoded),
+                Some(Err(_)) => false,
+            }
+    }
+}
+
+/// The key of `url` once `%2F`, `%5C` and `%2E` in its path are decoded (as
+/// some servers and proxies do); `None` when its path has none of them.
+pub fn decoded_separators(url: &str) -> Option<Result<ResourceKey>> {
+    let parsed = Url::parse(url.trim()).ok()?;
+    let path = parsed.path();
+    let lower = path.to_ascii_lowercase();
+    if !["%2f", "%5c", "%2e"].iter().any(|s| lower.contains(s)) {
+        return None;
+    }
+    let mut decoded = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(i) = rest.find('%') {
+        decoded.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3).map(str::to_ascii_lowercase);
+        match code.as_deref() {
+            Some("2f") | Some("5c") => decoded.push('/'),
+            Some("2e") => decoded.push('.'),
+            _ => {
+                decoded.push('%');
+                rest = &rest[i + 1..];
+                continue;
+            }
+        }
+        rest = &rest[i + 3..];
+    }
+    decoded.push_str(rest);
+    let mut again = parsed.clone();
+    again.set_path(&decoded);
+    // Re-parse so dot segments are resolved.
+    Some(ResourceKey::parse(again.as_str()))
 }
 
 impl fmt::Display for ResourceKey {

@@ -167,7 +167,8 @@ impl Worker {
         Self::start_with(state_dir, &[])
     }
 
-    /// [`Worker::start`] with extra Worker variables (`--var NAME:VALUE`).
+    /// [`Worker::start`] with extra Worker variables (`--var NAME:VALUE`;
+    /// `{origin}` in a value becomes the Worker's origin).
     pub fn start_with(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
         let _one_at_a_time = WORKER_START.lock().unwrap_or_else(|e| e.into_inner());
         let root = repo_root();
@@ -200,10 +201,10 @@ impl Worker {
             ])
             .arg("--persist-to")
             .arg(state_dir)
-            .args(
-                vars.iter()
-                    .flat_map(|(k, v)| ["--var".to_owned(), format!("{k}:{v}")]),
-            )
+            .args(vars.iter().flat_map(|(k, v)| {
+                let v = v.replace("{origin}", &format!("http://127.0.0.1:{port}"));
+                ["--var".to_owned(), format!("{k}:{v}")]
+            }))
             .current_dir(&root)
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")

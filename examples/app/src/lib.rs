@@ -209,15 +209,21 @@ async fn debug(
     })
 }
 
-/// Answers with an upstream response's status, content type and body.
+/// Answers with an upstream response's status, content type and body. The
+/// upstream is not this app: its content is never run as a page of the app's
+/// origin (`content-security-policy: sandbox`, no sniffing, no framing).
 async fn relay(mut upstream: Response) -> idp::worker::Result<Response> {
     let status = upstream.status_code();
     let content_type = upstream.headers().get("content-type")?;
     let body = upstream.bytes().await?;
     let mut resp = Response::from_bytes(body)?.with_status(status);
+    let headers = resp.headers_mut();
     if let Some(ct) = content_type {
-        resp.headers_mut().set("content-type", &ct)?;
+        headers.set("content-type", &ct)?;
     }
+    headers.set("content-security-policy", "sandbox; default-src 'none'")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    headers.set("x-frame-options", "DENY")?;
     Ok(resp)
 }
 

@@ -31,6 +31,8 @@ pub fn home(user: &str, config: &Config) -> String {
 <pre id="answer"></pre>
 <script>
 const $ = (id) => document.getElementById(id);
+// Links built from server data: only http(s) URLs (never javascript: or data:).
+function safeUrl(u) {{ try {{ const x = new URL(u, location.href); return (x.protocol === 'https:' || x.protocol === 'http:') ? x.href : null; }} catch (_) {{ return null; }} }}
 function cell(row, text) {{ const td = row.insertCell(); td.textContent = text; return td; }}
 function button(td, label, onclick) {{ const b = document.createElement('button'); b.textContent = label; b.onclick = onclick; td.append(b, ' '); }}
 async function load() {{
@@ -44,7 +46,7 @@ async function load() {{
     const actions = cell(row, '');
     button(actions, 'Use', () => {{ $('target').value = p.resource_url; }});
     button(actions, 'Refresh', async () => {{ await fetch('/api/refresh', {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{urls: [p.resource_url]}})}}); load(); }});
-    button(actions, 'Reconnect', () => {{ location.href = p.reauthorize_url; }});
+    button(actions, 'Reconnect', () => {{ const u = safeUrl(p.reauthorize_url); if (u) location.href = u; }});
     button(actions, 'Remove', async () => {{ await fetch('/api/providers?url=' + encodeURIComponent(p.resource_url), {{method: 'DELETE'}}); load(); }});
   }}
 }}
@@ -53,8 +55,8 @@ $('call').onsubmit = async (e) => {{
   const r = await fetch('/api/fetch?url=' + encodeURIComponent($('target').value));
   const text = await r.text();
   $('answer').textContent = r.status + '\n' + text;
-  try {{ const j = JSON.parse(text); if (j.error === 'authorization_required') {{
-    const a = document.createElement('a'); a.href = j.reauthorize_url; a.textContent = 'Authorize'; $('answer').append('\n', a);
+  try {{ const j = JSON.parse(text); const u = safeUrl(j.reauthorize_url); if (r.status === 401 && j.error === 'authorization_required' && u) {{
+    const a = document.createElement('a'); a.href = u; a.textContent = 'Authorize'; $('answer').append('\n', a);
   }} }} catch (_) {{}}
 }};
 load();

@@ -11,6 +11,31 @@ use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Resp
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 5;
 
+/// Headers [`OutgoingRequest::from_request`] never forwards: the incoming
+/// caller's credentials, and connection-level headers.
+const NOT_FORWARDED: &[&str] = &[
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "cf-connecting-ip",
+    "x-forwarded-for",
+];
+
+/// Credential headers a redirect to another origin drops, as browsers do.
+const CREDENTIALS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
+fn origin_of(url: &str) -> Option<url::Origin> {
+    url::Url::parse(url).ok().map(|u| u.origin())
+}
+
 /// A request with a replayable body, so it can be retried once after a refresh.
 #[derive(Debug, Clone)]
 pub struct OutgoingRequest {
@@ -58,11 +83,14 @@ impl OutgoingRequest {
     }
 
     /// Reads a Workers request (buffering its body, so it can be replayed).
+    /// The caller's credentials and connection headers are not forwarded:
+    /// `Cookie`, `Authorization`, `Proxy-Authorization`, `Host` and the
+    /// hop-by-hop headers are dropped.
     pub async fn from_request(mut req: Request) -> Result<Self, Error> {
         let headers = req
             .headers()
             .entries()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("authorization"))
+            .filter(|(n, _)| !NOT_FORWARDED.iter().any(|h| n.eq_ignore_ascii_case(h)))
             .collect();
         let body = match req.method() {
             Method::Get | Method::Head => None,
@@ -215,11 +243,14 @@ impl<'a> AuthedFetch<'a> {
         let mut method = req.method.clone();
         let mut body = req.body.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let authorized = header.is_some()
-                && key.is_some_and(|k| ResourceKey::parse(&url).is_ok_and(|u| k.covers(&u)));
+            let authorized = header.is_some() && key.is_some_and(|k| k.covers_request(&url));
+            let same_origin = origin_of(&url) == origin_of(&req.url);
             let headers = Headers::new();
             for (n, v) in &req.headers {
-                if !n.eq_ignore_ascii_case("authorization") {
+                let credential = CREDENTIALS.iter().any(|c| n.eq_ignore_ascii_case(c));
+                // The SDK's own Authorization is set below; the caller's
+                // credentials never follow a redirect to another origin.
+                if !n.eq_ignore_ascii_case("authorization") && !(credential && !same_origin) {
                     headers.append(n, v)?;
                 }
             }

@@ -132,7 +132,8 @@ impl Config {
     }
 
     /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
-    /// allow) and `IDP_BASE_URL`.
+    /// allow), `IDP_BASE_URL` and `IDP_CLIENT_METADATA_URL` (see
+    /// [`Config::metadata_document_url`]).
     pub fn with_env(mut self, env: &Env) -> Self {
         if let Ok(v) = env.var("IDP_ALLOW_INSECURE_LOOPBACK") {
             self.allow_insecure_loopback = v.to_string().trim().eq_ignore_ascii_case("true");
@@ -143,6 +144,13 @@ impl Config {
             .and_then(|v| Url::parse(&v.to_string()).ok())
         {
             self.base_url = Some(u);
+        }
+        if let Some(u) = env
+            .var("IDP_CLIENT_METADATA_URL")
+            .ok()
+            .and_then(|v| Url::parse(&v.to_string()).ok())
+        {
+            self.clients.metadata_document_url = Some(u);
         }
         self
     }

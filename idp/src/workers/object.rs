@@ -601,7 +601,12 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             Call::Authorization { owner, url } => {
                 let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
-                let Some(p) = store.provider_for(&owner, &key).await.map_err(remote)? else {
+                let Some(p) = store
+                    .provider_for(&owner, &key)
+                    .await
+                    .map_err(remote)?
+                    .filter(|p| p.key.covers_request(&url))
+                else {
                     return Ok(serde_json::Value::Null);
                 };
                 let tokens = match p.tokens() {
