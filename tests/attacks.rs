@@ -427,3 +427,56 @@ async fn encoded_dot_segments_get_no_token() {
     let (status, body) = alice.fetch(&format!("{resource}/items")).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A removal while a refresh is in flight stays a removal: the refresh that
+/// finishes later cannot bring the provider back with live tokens.
+#[tokio::test(flavor = "current_thread")]
+async fn a_removal_during_a_slow_refresh_is_not_undone() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("race"));
+    hostile
+        .configure(serde_json::json!({"token_mode": "tokens", "expires_in": 8}))
+        .await;
+    let alice = App::sign_in(&worker, "alice").await;
+    let resource = format!("{}/r/api", hostile.origin);
+    let (status, page) = alice.connect(&resource).await;
+    assert_eq!(status, 200, "{page}");
+    hostile
+        .configure(serde_json::json!({"token_mode": "slow_tokens", "slow_ms": 2500}))
+        .await;
+    // Inside the refresh margin: the next call refreshes, slowly.
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let items = format!("{resource}/items");
+    let call = alice.fetch(&items);
+    let remove = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        alice
+            .browser
+            .client()
+            .delete(format!(
+                "{}/api/providers?url={}",
+                worker.origin,
+                urlencode(&resource)
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let (_, removed) = tokio::join!(call, remove);
+    assert_eq!(removed["removed"], true, "{removed}");
+    assert!(
+        provider(&alice.providers().await, &resource).is_none(),
+        "the removed provider came back"
+    );
+    let log = hostile.log().await;
+    assert_eq!(
+        log["revocations"], 1,
+        "the surviving grant was revoked: {log}"
+    );
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "authorization_required");
+}

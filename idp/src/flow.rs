@@ -91,6 +91,13 @@ pub async fn start_login(
     let (key, url) = parse_resource(&settings.policy, resource_url)?;
     let challenge = match probe::probe(http, &url).await? {
         Probe::Public => {
+            // A resource that answers without credentials never replaces a
+            // grant stored under the same key: the grant is kept as it is.
+            if let Some(stored) = store.provider(owner, &key).await? {
+                if stored.grant.is_some() {
+                    return Ok(LoginStart::Public(Box::new(stored)));
+                }
+            }
             let provider = Provider {
                 name: Provider::default_name(&key),
                 key,
@@ -752,5 +759,41 @@ mod tests {
                 .tokens()
                 .is_some());
         }
+    }
+
+    #[test]
+    fn a_resource_that_turned_public_never_replaces_a_grant() {
+        let store = store();
+        let script = Script::new().status("https://api.example/v1", 200);
+        let settings = Settings {
+            policy: crate::policy::Policy::STRICT,
+            client_info: crate::registration::ClientInfo {
+                name: "t".into(),
+                version: "1".into(),
+                uri: None,
+            },
+            clients: Default::default(),
+            callback_base: Url::parse("https://app.example/oauth/callback").unwrap(),
+        };
+        let start = block_on(start_login(
+            &script,
+            &store,
+            &settings,
+            "alice",
+            "https://api.example/v1",
+            None,
+            10,
+            Entropy {
+                verifier: [1; 32],
+                state: [2; 32],
+            },
+        ))
+        .unwrap();
+        assert!(matches!(start, LoginStart::Public(p) if p.grant.is_some()));
+        assert_eq!(
+            block_on(store.provider("alice", &key())).unwrap().unwrap(),
+            provider(),
+            "the grant is kept as it was"
+        );
     }
 }

@@ -19,7 +19,8 @@
 //   app's request (what RFC 9700 §4.4 describes). Otherwise answers a code.
 // - POST /token: logs the form it was sent (the code and PKCE verifier an
 //   attacker wants) and answers per `token_mode`: "error" (400 invalid_grant),
-//   "tokens" (a token set living `expires_in` seconds), "html" (a 200 HTML page), "slow" (never answers
+//   "tokens" (a token set living `expires_in` seconds), "slow_tokens" (the
+//   same after `slow_ms`), "html" (a 200 HTML page), "slow" (never answers
 //   within `slow_ms`), "huge" (an endless body).
 // - POST /__config merges JSON into the configuration; GET /__log returns
 //   {"requests": [...], "token_requests": [...]}; POST /__log clears it.
@@ -124,6 +125,8 @@ server.on('request', async (req, res) => {
       case 'html':
         res.writeHead(200, { 'content-type': 'text/html' });
         return res.end('<html><body>Service temporarily unavailable</body></html>');
+      case 'slow_tokens':
+        return setTimeout(() => send(res, 200, { access_token: `attacker-at-${log.token_requests.length}`, token_type: 'Bearer', expires_in: config.expires_in ?? 3600, refresh_token: 'attacker-rt' }), config.slow_ms);
       case 'slow':
         return setTimeout(() => send(res, 503, { error: 'temporarily_unavailable' }), config.slow_ms);
       case 'huge': {

@@ -414,7 +414,11 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     env: Env,
     hook: H,
     schema: std::result::Result<i64, String>,
-    refreshing: tokio::sync::Mutex<()>,
+    /// Held by every write of a provider row that follows an `.await` on
+    /// the network (refresh, login, callback, removal, the hook's
+    /// write-back), so a removal cannot be undone by a refresh finishing
+    /// later, and a spent refresh token never overwrites a rotated one.
+    writes: tokio::sync::Mutex<()>,
     calls: std::cell::Cell<u64>,
 }
 
@@ -455,7 +459,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             env,
             hook,
             schema,
-            refreshing: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(()),
             calls: std::cell::Cell::new(0),
         }
     }
@@ -511,13 +515,24 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             .await;
         let hook_error = match info {
             Ok(ProviderInfo { name, metadata }) => {
-                provider.name = name;
-                provider.metadata = metadata;
-                store
-                    .put_provider(owner, provider.clone())
-                    .await
-                    .err()
-                    .map(|e| e.to_string())
+                provider.name = name.clone();
+                provider.metadata = metadata.clone();
+                // Only name and metadata, on the row as it is now (a refresh
+                // or a removal may have happened while the hook ran).
+                let _writes = self.writes.lock().await;
+                match store.provider(owner, &provider.key).await {
+                    Ok(Some(mut current)) => {
+                        current.name = name;
+                        current.metadata = metadata;
+                        store
+                            .put_provider(owner, current)
+                            .await
+                            .err()
+                            .map(|e| e.to_string())
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(e.to_string()),
+                }
             }
             Err(e) => Some(format!(
                 "the app could not finish setting up this connection: {e}"
@@ -559,6 +574,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     store.spend_confirmation(&token, &owner).map_err(remote)?;
                 }
                 let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
+                let writes = self.writes.lock().await;
                 let start = flow::start_login(
                     &WorkerHttp,
                     &store,
@@ -571,6 +587,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 )
                 .await
                 .map_err(remote)?;
+                drop(writes);
                 match start {
                     LoginStart::Redirect(url) => to_value(LoginReply::Redirect { url: url.into() }),
                     LoginStart::Public(p) => {
@@ -588,10 +605,12 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 query,
             } => {
                 let store = self.store(registry);
-                let p =
+                let p = {
+                    let _writes = self.writes.lock().await;
                     flow::finish_login(&WorkerHttp, &store, &owner, &callback_uri, &query, now())
                         .await
-                        .map_err(remote)?;
+                        .map_err(remote)?
+                };
                 let (provider, hook_error) = self.named(&store, &owner, p).await;
                 to_value(CallbackReply {
                     provider,
@@ -615,7 +634,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     seen => {
                         // One refresh at a time: whoever waited finds the
                         // token already replaced and uses the new one.
-                        let _one_at_a_time = self.refreshing.lock().await;
+                        let _one_at_a_time = self.writes.lock().await;
                         let reason = match seen {
                             Some(t) => RefreshReason::Rejected(t.access_token.secret()),
                             None => RefreshReason::Expiring,
@@ -661,7 +680,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             } => {
                 let store = self.store(registry);
                 let key = ResourceKey::parse(&key).map_err(remote)?;
-                let _one_at_a_time = self.refreshing.lock().await;
+                let _one_at_a_time = self.writes.lock().await;
                 let current = store
                     .provider(&owner, &key)
                     .await
@@ -709,9 +728,12 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             Call::Remove { owner, url } => {
                 let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
-                let removal = flow::remove_provider(&WorkerHttp, &store, &owner, &key)
-                    .await
-                    .map_err(remote)?;
+                let removal = {
+                    let _writes = self.writes.lock().await;
+                    flow::remove_provider(&WorkerHttp, &store, &owner, &key)
+                        .await
+                        .map_err(remote)?
+                };
                 to_value(match removal {
                     None => RemoveOutcome {
                         removed: false,
@@ -794,7 +816,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             return outcome("public", None, None);
         }
         let before = p.tokens().and_then(|t| t.expires_at);
-        let _one_at_a_time = self.refreshing.lock().await;
+        let _one_at_a_time = self.writes.lock().await;
         match flow::refresh_provider(
             &WorkerHttp,
             store,
