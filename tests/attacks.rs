@@ -480,3 +480,60 @@ async fn a_removal_during_a_slow_refresh_is_not_undone() {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "authorization_required");
 }
+
+/// A token endpoint that sends an endless body, or never answers, costs the
+/// app one bounded request: the body is cut at 1 MiB, the wait at 10 s, the
+/// user's object is free again, and the grant is kept for when the server
+/// recovers.
+#[tokio::test(flavor = "current_thread")]
+async fn endless_and_hung_token_answers_are_cut_and_the_grant_kept() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("slow"));
+    hostile
+        .configure(serde_json::json!({"token_mode": "tokens", "expires_in": 6}))
+        .await;
+    let alice = App::sign_in(&worker, "alice").await;
+    let resource = format!("{}/r/api", hostile.origin);
+    let (status, page) = alice.connect(&resource).await;
+    assert_eq!(status, 200, "{page}");
+    tokio::time::sleep(std::time::Duration::from_millis(6500)).await;
+    let items = format!("{resource}/items");
+
+    hostile
+        .configure(serde_json::json!({"token_mode": "huge"}))
+        .await;
+    let (status, body) = alice.fetch(&items).await;
+    assert!(status >= 500, "{status} {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than"),
+        "{body}"
+    );
+
+    hostile
+        .configure(serde_json::json!({"token_mode": "slow", "slow_ms": 60000}))
+        .await;
+    let started = std::time::Instant::now();
+    let (status, body) = alice.fetch(&items).await;
+    let waited = started.elapsed();
+    assert!(status >= 500, "{status} {body}");
+    assert!(
+        waited < std::time::Duration::from_secs(20),
+        "the hung token request was cut at its timeout ({waited:?}): {body}"
+    );
+    let p = provider(&alice.providers().await, &resource)
+        .cloned()
+        .unwrap();
+    assert_eq!(p["has_token"], true, "the grant is kept: {p}");
+
+    hostile
+        .configure(serde_json::json!({"token_mode": "tokens"}))
+        .await;
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(
+        status, 200,
+        "the lock was released and the grant works: {body}"
+    );
+}

@@ -170,6 +170,10 @@ impl Worker {
     /// [`Worker::start`] with extra Worker variables (`--var NAME:VALUE`;
     /// `{origin}` in a value becomes the Worker's origin).
     pub fn start_with(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
+        Self::start_once_or_retry(state_dir, vars)
+    }
+
+    fn start_with_once(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
         let _one_at_a_time = WORKER_START.lock().unwrap_or_else(|e| e.into_inner());
         let root = repo_root();
         let wrangler = root.join("node_modules/wrangler/bin/wrangler.js");
@@ -222,6 +226,23 @@ impl Worker {
         };
         worker.wait_ready(Duration::from_secs(600));
         worker
+    }
+
+    /// [`Worker::start_with`], tried up to three times: wrangler dev on a
+    /// machine without internet sometimes exits at start-up while looking up
+    /// Cloudflare's hosts.
+    fn start_once_or_retry(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
+        for attempt in 1..=3 {
+            match std::panic::catch_unwind(|| Self::start_with_once(state_dir, vars)) {
+                Ok(w) => return w,
+                Err(e) if attempt < 3 => {
+                    let _ = e;
+                    eprintln!("wrangler dev did not start (attempt {attempt}); trying again");
+                }
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        unreachable!()
     }
 
     fn wait_ready(&mut self, limit: Duration) {

@@ -121,7 +121,10 @@ impl OutgoingRequest {
 ///   that (re-)authorizes; a 403 `insufficient_scope` gives a step-up URL for
 ///   the union of the held and required scopes.
 /// - Redirects are followed by hand; the token is only sent to URLs under the
-///   matched provider's prefix.
+///   matched provider's prefix, and the caller's own credential headers never
+///   follow a redirect to another origin.
+/// - Each hop is aborted after [`crate::workers::DEFAULT_TIMEOUT_MS`], its
+///   body included.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthedFetch<'a> {
     handler: &'a Handler,
@@ -266,9 +269,21 @@ impl<'a> AuthedFetch<'a> {
             if let Some(b) = &body {
                 init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
             }
+            let signal = super::http::timeout_signal(super::http::DEFAULT_TIMEOUT_MS)
+                .map_err(|e| Error::Runtime(e.message))?;
             let response = Fetch::Request(Request::new_with_init(&url, &init)?)
-                .send()
-                .await?;
+                .send_with_signal(&signal)
+                .await
+                .map_err(|e| {
+                    if signal.aborted() {
+                        Error::Runtime(format!(
+                            "{url} gave no answer within {} ms",
+                            super::http::DEFAULT_TIMEOUT_MS
+                        ))
+                    } else {
+                        Error::from(e)
+                    }
+                })?;
             let status = response.status_code();
             let location = response.headers().get("location")?;
             match (status, location) {

@@ -4,15 +4,78 @@ use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError,
 use wasm_bindgen::JsCast;
 use worker::{Fetch, Headers, Request, RequestInit, RequestRedirect};
 
-/// Sends engine requests with `fetch`, never following redirects.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WorkerHttp;
+/// How long an outbound request may take, answer and body included: 10 s.
+pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+
+/// Sends engine requests with `fetch`, never following redirects. Every
+/// request is aborted after its timeout (default [`DEFAULT_TIMEOUT_MS`]),
+/// and a body is read as a stream and cut at [`MAX_BODY_BYTES`] whatever
+/// `Content-Length` says, so a slow or endless answer cannot hold the user's
+/// object (and its write lock) or its memory.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerHttp {
+    timeout_ms: u32,
+}
+
+impl Default for WorkerHttp {
+    fn default() -> Self {
+        Self {
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
+    }
+}
+
+impl WorkerHttp {
+    /// A client whose requests are aborted after `timeout_ms`.
+    pub fn with_timeout_ms(timeout_ms: u32) -> Self {
+        Self { timeout_ms }
+    }
+}
 
 pub(crate) fn to_worker_method(m: Method) -> worker::Method {
     match m {
         Method::Get => worker::Method::Get,
         Method::Head => worker::Method::Head,
         Method::Post => worker::Method::Post,
+    }
+}
+
+/// `AbortSignal.timeout(ms)`: aborts the request and its body when it fires.
+pub(crate) fn timeout_signal(ms: u32) -> Result<worker::AbortSignal, TransportError> {
+    let ctor = js_sys::Reflect::get(&js_sys::global(), &"AbortSignal".into())
+        .map_err(|_| TransportError::new("no AbortSignal in this runtime"))?;
+    let timeout = js_sys::Reflect::get(&ctor, &"timeout".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .ok_or_else(|| TransportError::new("no AbortSignal.timeout in this runtime"))?;
+    let signal = timeout
+        .call1(&ctor, &wasm_bindgen::JsValue::from(ms))
+        .map_err(|_| TransportError::new("AbortSignal.timeout failed"))?;
+    Ok(worker::AbortSignal::from(
+        signal.unchecked_into::<worker::worker_sys::web_sys::AbortSignal>(),
+    ))
+}
+
+/// Reads a body as a stream, failing once it passes `cap` bytes.
+pub(crate) async fn read_capped(
+    resp: &mut worker::Response,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
+    use futures_core::Stream;
+    let mut stream = resp.stream().map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await;
+        match next {
+            None => return Ok(body),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(chunk)) => {
+                if body.len() + chunk.len() > cap {
+                    return Err(format!("response body larger than {cap} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
     }
 }
 
@@ -32,31 +95,33 @@ impl HttpClient for WorkerHttp {
                 js_sys::Uint8Array::from(request.body.as_slice()).into(),
             ));
         }
+        let timed_out =
+            || TransportError::new(format!("no complete answer within {} ms", self.timeout_ms));
+        let signal = timeout_signal(self.timeout_ms)?;
         let req = Request::new_with_init(request.url.as_str(), &init).map_err(fail)?;
-        let mut resp = Fetch::Request(req).send().await.map_err(fail)?;
+        let mut resp = Fetch::Request(req)
+            .send_with_signal(&signal)
+            .await
+            .map_err(|e| {
+                if signal.aborted() {
+                    timed_out()
+                } else {
+                    fail(e)
+                }
+            })?;
         let status = resp.status_code();
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let declared = resp
-            .headers()
-            .get("content-length")
-            .ok()
-            .flatten()
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-            return Err(TransportError::new(format!(
-                "response body larger than {MAX_BODY_BYTES} bytes"
-            )));
-        }
         let body = if request.method == Method::Head {
             Vec::new()
         } else {
-            resp.bytes().await.map_err(fail)?
+            read_capped(&mut resp, MAX_BODY_BYTES).await.map_err(|e| {
+                if signal.aborted() {
+                    timed_out()
+                } else {
+                    TransportError::new(e)
+                }
+            })?
         };
-        if body.len() > MAX_BODY_BYTES {
-            return Err(TransportError::new(format!(
-                "response body larger than {MAX_BODY_BYTES} bytes"
-            )));
-        }
         Ok(HttpResponse {
             status,
             headers,

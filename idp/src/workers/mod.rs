@@ -26,7 +26,7 @@ pub use handler::{
     ProvidersStub, Reason, DEFAULT_BINDING,
 };
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
-pub use http::{now, WorkerHttp};
+pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
 pub use object::ProvidersObject;
 pub use protocol::{ProviderView, RefreshOutcome, RemoteError, RemoveOutcome};
 

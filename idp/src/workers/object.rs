@@ -576,7 +576,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
                 let writes = self.writes.lock().await;
                 let start = flow::start_login(
-                    &WorkerHttp,
+                    &WorkerHttp::default(),
                     &store,
                     &settings.to_settings(),
                     &owner,
@@ -607,9 +607,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let store = self.store(registry);
                 let p = {
                     let _writes = self.writes.lock().await;
-                    flow::finish_login(&WorkerHttp, &store, &owner, &callback_uri, &query, now())
-                        .await
-                        .map_err(remote)?
+                    flow::finish_login(
+                        &WorkerHttp::default(),
+                        &store,
+                        &owner,
+                        &callback_uri,
+                        &query,
+                        now(),
+                    )
+                    .await
+                    .map_err(remote)?
                 };
                 let (provider, hook_error) = self.named(&store, &owner, p).await;
                 to_value(CallbackReply {
@@ -640,7 +647,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                             None => RefreshReason::Expiring,
                         };
                         let refreshed = flow::refresh_provider(
-                            &WorkerHttp,
+                            &WorkerHttp::default(),
                             &store,
                             &owner,
                             &p.key,
@@ -696,10 +703,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     // Someone refreshed meanwhile: hand out the new token.
                     _ => RefreshReason::Expiring,
                 };
-                let tokens =
-                    flow::refresh_provider(&WorkerHttp, &store, &owner, &key, reason, now())
-                        .await
-                        .map_err(remote)?;
+                let tokens = flow::refresh_provider(
+                    &WorkerHttp::default(),
+                    &store,
+                    &owner,
+                    &key,
+                    reason,
+                    now(),
+                )
+                .await
+                .map_err(remote)?;
                 to_value(AuthorizationReply {
                     key: key.to_string(),
                     header: tokens.as_ref().map(|t| t.authorization_header()),
@@ -730,7 +743,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let removal = {
                     let _writes = self.writes.lock().await;
-                    flow::remove_provider(&WorkerHttp, &store, &owner, &key)
+                    flow::remove_provider(&WorkerHttp::default(), &store, &owner, &key)
                         .await
                         .map_err(remote)?
                 };
@@ -818,7 +831,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         let before = p.tokens().and_then(|t| t.expires_at);
         let _one_at_a_time = self.writes.lock().await;
         match flow::refresh_provider(
-            &WorkerHttp,
+            &WorkerHttp::default(),
             store,
             owner,
             &p.key,
