@@ -266,7 +266,7 @@ pub async fn finish_login(
         .take_flow(&state, owner, callback_uri.as_str())
         .await?
     {
-        FlowTake::Taken(flow) => flow,
+        FlowTake::Taken(flow) => *flow,
         FlowTake::Missing => return Err(Error::Callback(CallbackProblem::UnknownState)),
         FlowTake::OtherCallback => {
             return Err(Error::Callback(CallbackProblem::WrongCallback {

@@ -179,7 +179,7 @@ impl Store for MemoryStore {
             }
             i.flows
                 .remove(state)
-                .map_or(FlowTake::Missing, FlowTake::Taken)
+                .map_or(FlowTake::Missing, |f| FlowTake::Taken(Box::new(f)))
         })
     }
 

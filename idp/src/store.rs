@@ -75,7 +75,7 @@ impl Provider {
 #[derive(Debug)]
 pub enum FlowTake {
     /// The flow, now removed from the store.
-    Taken(PendingFlow),
+    Taken(Box<PendingFlow>),
     /// No flow with this state for this owner (unknown, used, expired, or
     /// another owner's).
     Missing,

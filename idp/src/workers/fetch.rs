@@ -253,7 +253,9 @@ impl<'a> AuthedFetch<'a> {
                 let credential = CREDENTIALS.iter().any(|c| n.eq_ignore_ascii_case(c));
                 // The SDK's own Authorization is set below; the caller's
                 // credentials never follow a redirect to another origin.
-                if !n.eq_ignore_ascii_case("authorization") && !(credential && !same_origin) {
+                let dropped =
+                    n.eq_ignore_ascii_case("authorization") || (credential && !same_origin);
+                if !dropped {
                     headers.append(n, v)?;
                 }
             }

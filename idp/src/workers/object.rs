@@ -205,7 +205,7 @@ impl Store for SqlStore<'_> {
             Some(f) if f.redirect_uri.as_str() != redirect_uri => FlowTake::OtherCallback,
             Some(f) => {
                 self.exec("DELETE FROM idp_flows WHERE state = ?", vec![text(state)])?;
-                FlowTake::Taken(f)
+                FlowTake::Taken(Box::new(f))
             }
         })
     }
