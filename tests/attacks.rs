@@ -232,6 +232,19 @@ async fn cross_site_login_starts_nothing_without_the_persons_confirmation() {
     assert_eq!(status, 200, "{page}");
 }
 
+/// Alice, signed in to a fresh app, with `{hostile}/r/api` connected through
+/// the hostile server configured with `config` (which issues the tokens).
+async fn connected_at_hostile(name: &str, config: Value) -> (Hostile, Worker, App, String) {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir(name));
+    hostile.configure(config).await;
+    let alice = App::sign_in(&worker, "alice").await;
+    let resource = format!("{}/r/api", hostile.origin);
+    let (status, page) = alice.connect(&resource).await;
+    assert_eq!(status, 200, "{page}");
+    (hostile, worker, alice, resource)
+}
+
 fn token_of(page: &str) -> String {
     let at = page
         .find("name=\"token\" value=\"")
@@ -284,16 +297,11 @@ async fn a_server_without_pkce_s256_is_refused_before_anything_is_sent() {
 /// an early refresh that fails, and the next good answer refreshes.
 #[tokio::test(flavor = "current_thread")]
 async fn an_html_token_answer_keeps_the_grant_and_the_valid_token_is_used() {
-    let hostile = Hostile::start();
-    let worker = Worker::start(&state_dir("html-token"));
-    // Tokens live 8 s: refreshed in their last 4 s.
-    hostile
-        .configure(serde_json::json!({"token_mode": "tokens", "expires_in": 8}))
-        .await;
-    let alice = App::sign_in(&worker, "alice").await;
-    let resource = format!("{}/r/api", hostile.origin);
-    let (status, page) = alice.connect(&resource).await;
-    assert_eq!(status, 200, "{page}");
+    let (hostile, _worker, alice, resource) = connected_at_hostile(
+        "html-token",
+        serde_json::json!({"token_mode": "tokens", "expires_in": 8}),
+    )
+    .await;
     hostile
         .configure(serde_json::json!({"token_mode": "html"}))
         .await;
@@ -401,15 +409,11 @@ async fn client_metadata_documents_are_served_without_a_session() {
 /// once a server decodes it: it gets no token.
 #[tokio::test(flavor = "current_thread")]
 async fn encoded_dot_segments_get_no_token() {
-    let hostile = Hostile::start();
-    let worker = Worker::start(&state_dir("dotdot"));
-    hostile
-        .configure(serde_json::json!({"token_mode": "tokens", "public": ["mallory"]}))
-        .await;
-    let alice = App::sign_in(&worker, "alice").await;
-    let resource = format!("{}/r/api", hostile.origin);
-    let (status, page) = alice.connect(&resource).await;
-    assert_eq!(status, 200, "{page}");
+    let (hostile, _worker, alice, resource) = connected_at_hostile(
+        "dotdot",
+        serde_json::json!({"token_mode": "tokens", "public": ["mallory"]}),
+    )
+    .await;
     let (status, body) = alice.fetch(&format!("{resource}/items")).await;
     assert_eq!(status, 200, "{body}");
     let sent = |log: &Value| log["authorizations"].as_array().map_or(0, Vec::len);
@@ -432,15 +436,11 @@ async fn encoded_dot_segments_get_no_token() {
 /// finishes later cannot bring the provider back with live tokens.
 #[tokio::test(flavor = "current_thread")]
 async fn a_removal_during_a_slow_refresh_is_not_undone() {
-    let hostile = Hostile::start();
-    let worker = Worker::start(&state_dir("race"));
-    hostile
-        .configure(serde_json::json!({"token_mode": "tokens", "expires_in": 8}))
-        .await;
-    let alice = App::sign_in(&worker, "alice").await;
-    let resource = format!("{}/r/api", hostile.origin);
-    let (status, page) = alice.connect(&resource).await;
-    assert_eq!(status, 200, "{page}");
+    let (hostile, worker, alice, resource) = connected_at_hostile(
+        "race",
+        serde_json::json!({"token_mode": "tokens", "expires_in": 8}),
+    )
+    .await;
     hostile
         .configure(serde_json::json!({"token_mode": "slow_tokens", "slow_ms": 2500}))
         .await;
@@ -487,15 +487,11 @@ async fn a_removal_during_a_slow_refresh_is_not_undone() {
 /// recovers.
 #[tokio::test(flavor = "current_thread")]
 async fn endless_and_hung_token_answers_are_cut_and_the_grant_kept() {
-    let hostile = Hostile::start();
-    let worker = Worker::start(&state_dir("slow"));
-    hostile
-        .configure(serde_json::json!({"token_mode": "tokens", "expires_in": 6}))
-        .await;
-    let alice = App::sign_in(&worker, "alice").await;
-    let resource = format!("{}/r/api", hostile.origin);
-    let (status, page) = alice.connect(&resource).await;
-    assert_eq!(status, 200, "{page}");
+    let (hostile, _worker, alice, resource) = connected_at_hostile(
+        "slow",
+        serde_json::json!({"token_mode": "tokens", "expires_in": 6}),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(6500)).await;
     let items = format!("{resource}/items");
 
