@@ -533,3 +533,52 @@ async fn endless_and_hung_token_answers_are_cut_and_the_grant_kept() {
         "the lock was released and the grant works: {body}"
     );
 }
+
+/// Resource metadata that claims a broader resource than the URL, from a
+/// URL that is not that resource's own metadata URL (RFC 9728 §3.3), is
+/// refused: one path of a shared host cannot claim the whole host.
+#[tokio::test(flavor = "current_thread")]
+async fn metadata_claiming_a_broader_resource_is_refused() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("broad"));
+    hostile
+        .configure(serde_json::json!({"broad_resource": format!("{}/r", hostile.origin)}))
+        .await;
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice
+        .get(&App::login_path(&format!("{}/r/broad", hostile.origin)))
+        .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("RFC 9728"), "{page}");
+    let log = hostile.log().await;
+    let requests = log["requests"].to_string();
+    assert!(
+        !requests.contains("/register") && !requests.contains("/authorize"),
+        "{requests}"
+    );
+    assert!(alice.providers().await.is_empty());
+}
+
+/// A login that replaces a grant from another server revokes the old grant
+/// (RFC 7009) so its tokens do not stay live with nobody holding them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_grant_replaced_by_another_servers_is_revoked() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let (hostile, _worker, alice, resource) =
+        connected_at_hostile("replace", serde_json::json!({"token_mode": "tokens"})).await;
+    // The resource now names the honest server; connecting again replaces
+    // the grant.
+    hostile
+        .configure(serde_json::json!({"as_override": servers.issuer, "scopes": ["api:read"]}))
+        .await;
+    let (status, page) = alice.connect(&resource).await;
+    assert_eq!(status, 200, "{page}");
+    let log = hostile.log().await;
+    assert_eq!(log["revocations"], 1, "{log}");
+    assert_eq!(log["revoked"]["token"], "attacker-rt");
+    assert_eq!(log["revoked"]["token_type_hint"], "refresh_token");
+    let p = provider(&alice.providers().await, &resource)
+        .cloned()
+        .unwrap();
+    assert_eq!(p["has_token"], true, "{p}");
+}

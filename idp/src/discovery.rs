@@ -65,11 +65,24 @@ pub fn resource_metadata_urls(resource: &ResourceKey, from_challenge: Option<&Ur
     out
 }
 
-/// Checks a protected resource metadata document against the resource being
-/// accessed: its `resource` must be the same origin and cover the accessed path.
+/// The metadata URL RFC 9728 §3.1 forms from a resource identifier: the
+/// well-known prefix inserted before its path.
+pub fn own_metadata_url(resource: &ResourceKey) -> String {
+    let origin = resource.origin();
+    let path = &resource.as_str()[origin.len()..];
+    format!("{origin}/.well-known/oauth-protected-resource{path}")
+}
+
+/// Checks a protected resource metadata document, fetched from `fetched_from`,
+/// against the resource being accessed. Its `resource` must be the accessed
+/// resource, or a broader one (same origin, parent path) whose own metadata
+/// URL is `fetched_from` (RFC 9728 §3.3: the identifier the well-known URL was
+/// formed from). [`Policy::allow_broader_resource`] lifts the second rule.
 pub fn check_resource_metadata(
     doc: &ProtectedResourceMetadata,
     accessed: &ResourceKey,
+    fetched_from: &Url,
+    policy: &Policy,
 ) -> std::result::Result<(), String> {
     let declared = ResourceKey::parse(&doc.resource)
         .map_err(|e| format!("its resource is not a usable URL ({e})"))?;
@@ -77,6 +90,15 @@ pub fn check_resource_metadata(
         return Err(format!(
             "it describes resource {:?}, which does not cover {}",
             doc.resource, accessed
+        ));
+    }
+    let own = Url::parse(&own_metadata_url(&declared)).ok();
+    if declared != *accessed && own.as_ref() != Some(fetched_from) && !policy.allow_broader_resource
+    {
+        return Err(format!(
+            "it describes resource {:?}, broader than {accessed}, but was not served at that resource's own metadata URL {} (RFC 9728 §3.3); a broader resource would receive tokens for every path under it",
+            doc.resource,
+            own_metadata_url(&declared)
         ));
     }
     Ok(())
@@ -163,9 +185,11 @@ pub async fn discover_resource(
                 url: url.clone(),
                 reason,
             })?;
-        check_resource_metadata(&doc, &key).map_err(|reason| Error::ResourceMetadata {
-            url: url.clone(),
-            reason,
+        check_resource_metadata(&doc, &key, &url, policy).map_err(|reason| {
+            Error::ResourceMetadata {
+                url: url.clone(),
+                reason,
+            }
         })?;
         let mut servers = Vec::new();
         for s in &doc.authorization_servers {
@@ -449,10 +473,33 @@ mod tests {
             resource_metadata: Some("https://api.example.com/prm".into()),
             ..Default::default()
         };
-        let d = block_on(discover_resource(
+        // `/prm` is not `/v1`'s own metadata URL (RFC 9728 §3.3): a broader
+        // resource from it is refused unless the policy allows it.
+        let e = block_on(discover_resource(
             &script,
             &Policy::STRICT,
             &url("https://api.example.com/v1/users/1"),
+            Some(&challenge),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("RFC 9728"), "{e}");
+        let broad = Policy {
+            allow_broader_resource: true,
+            ..Policy::STRICT
+        };
+        let d = block_on(discover_resource(
+            &script,
+            &broad,
+            &url("https://api.example.com/v1/users/1"),
+            Some(&challenge),
+        ))
+        .unwrap();
+        assert_eq!(d.resource, "https://api.example.com/v1");
+        // Accessing the resource itself needs no exception.
+        let d = block_on(discover_resource(
+            &script,
+            &Policy::STRICT,
+            &url("https://api.example.com/v1"),
             Some(&challenge),
         ))
         .unwrap();
@@ -464,7 +511,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(s.token_endpoint.as_str(), "https://as.example/tenant/token");
-        assert_eq!(script.requests().len(), 3);
+        assert_eq!(script.requests().len(), 5);
     }
 
     #[test]

@@ -289,6 +289,9 @@ pub async fn finish_login(
     };
     let key = ResourceKey::parse(&flow.resource)?;
     let previous = store.provider(owner, &key).await?;
+    if let Some(old) = previous.as_ref().and_then(|p| p.grant.as_ref()) {
+        revoke_replaced(http, old, &flow).await;
+    }
     let provider = Provider {
         name: previous
             .as_ref()
@@ -309,6 +312,33 @@ pub async fn finish_login(
     };
     store.put_provider(owner, provider.clone()).await?;
     Ok(provider)
+}
+
+/// Revokes a grant that a new login replaces (RFC 7009), before the new one
+/// is stored, when it was issued by another server or to another client: its
+/// tokens would otherwise stay live with nobody holding them. A grant from the
+/// same server and client is left alone: servers commonly carry consecutive
+/// authorizations of one client in one grant, and revoking the old refresh
+/// token would revoke the new tokens too. Failures are ignored (the new grant
+/// matters more); nothing secret is reported.
+async fn revoke_replaced(http: &impl HttpClient, old: &Grant, new: &PendingFlow) {
+    let same = old.issuer == new.issuer && old.client.client_id == new.client.client_id;
+    if same {
+        return;
+    }
+    if let (Some(endpoint), Some(tokens)) = (&old.revocation_endpoint, &old.tokens) {
+        let (token, hint) = revocation_target(tokens);
+        let _ = token::revoke(http, endpoint, &old.client, token, hint).await;
+    }
+}
+
+/// What to revoke of a token set: the refresh token when there is one (which
+/// ends the grant at most servers), else the access token; and its hint.
+fn revocation_target(tokens: &TokenSet) -> (&str, &'static str) {
+    match &tokens.refresh_token {
+        Some(rt) => (rt.secret(), "refresh_token"),
+        None => (tokens.access_token.secret(), "access_token"),
+    }
 }
 
 /// What to send to a URL.
@@ -487,10 +517,7 @@ pub async fn remove_provider(
             tokens: Some(tokens),
             ..
         }) => {
-            let (token, hint) = match &tokens.refresh_token {
-                Some(rt) => (rt.secret(), "refresh_token"),
-                None => (tokens.access_token.secret(), "access_token"),
-            };
+            let (token, hint) = revocation_target(tokens);
             token::revoke(http, endpoint, client, token, hint)
                 .await
                 .map(|()| true)

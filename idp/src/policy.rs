@@ -13,17 +13,26 @@ use url::{Host, Url};
 pub struct Policy {
     /// Accept `http://` for loopback hosts.
     pub allow_insecure_loopback: bool,
+    /// Accept protected resource metadata whose `resource` is broader than
+    /// the URL being connected (a parent path or the origin) even when the
+    /// document was not fetched from that broader resource's own metadata
+    /// URL, as RFC 9728 §3.3 requires. Off by default: on a host shared by
+    /// several parties, one path could otherwise claim the whole host and
+    /// receive (or replace) the grants of every other path on it.
+    pub allow_broader_resource: bool,
 }
 
 impl Policy {
     /// The production policy: https only.
     pub const STRICT: Policy = Policy {
         allow_insecure_loopback: false,
+        allow_broader_resource: false,
     };
 
     /// Accepts http on loopback hosts too (development and tests).
     pub const LOOPBACK_DEV: Policy = Policy {
         allow_insecure_loopback: true,
+        allow_broader_resource: false,
     };
 
     /// Checks one URL.

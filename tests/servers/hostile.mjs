@@ -8,7 +8,8 @@
 //   WWW-Authenticate: Bearer resource_metadata="<origin>/.well-known/oauth-protected-resource/r/<name>"
 // - GET /.well-known/oauth-protected-resource/r/<name>: RFC 9728 metadata naming
 //   this server as the authorization server; its `resource` is
-//   <origin>/r/<name>, or the configured `broad_resource` for name "broad".
+//   <origin>/r/<name>, or the configured `broad_resource` for name "broad";
+//   its authorization server is this one, or the configured `as_override`.
 // - GET /.well-known/oauth-authorization-server (and openid-configuration):
 //   RFC 8414 metadata, without RFC 9207 `iss` support; without S256 when the
 //   configuration says `no_pkce`.
@@ -84,7 +85,7 @@ server.on('request', async (req, res) => {
   if (path.startsWith(prm)) {
     const name = path.slice(prm.length).split('/')[0];
     const resource = name === 'broad' && config.broad_resource ? config.broad_resource : `${origin}/r/${name}`;
-    return send(res, 200, { resource, authorization_servers: [origin] });
+    return send(res, 200, { resource, authorization_servers: [config.as_override ?? origin], scopes_supported: config.scopes });
   }
   if (path === '/.well-known/oauth-authorization-server' || path === '/.well-known/openid-configuration') {
     return send(res, 200, serverMetadata());
@@ -150,7 +151,7 @@ server.on('request', async (req, res) => {
   }
   if (path === '/revoke' && req.method === 'POST') {
     log.revocations = (log.revocations ?? 0) + 1;
-    await readBody(req);
+    log.revoked = Object.fromEntries(new URLSearchParams(await readBody(req)));
     res.writeHead(200);
     return res.end();
   }

@@ -39,6 +39,11 @@ pub struct Config {
     /// Accept `http://` loopback authorization servers and resources
     /// (local development only).
     pub allow_insecure_loopback: bool,
+    /// Accept resource metadata that claims a broader resource than the URL
+    /// connected without RFC 9728 §3.3's exact match (see
+    /// [`crate::policy::Policy::allow_broader_resource`] for the risk).
+    #[serde(default)]
+    pub allow_broader_resource: bool,
     /// The Durable Object binding (default `OAuthProviders`).
     pub binding: String,
     /// Where pages link back to (default `/`).
@@ -58,6 +63,7 @@ impl Config {
             base_url: None,
             clients: ClientConfig::default(),
             allow_insecure_loopback: false,
+            allow_broader_resource: false,
             binding: DEFAULT_BINDING.into(),
             return_to: "/".into(),
         }
@@ -108,6 +114,15 @@ impl Config {
     /// to anyone, when the URL is on it).
     pub fn metadata_document_url(mut self, url: Url) -> Self {
         self.clients.metadata_document_url = Some(url);
+        self
+    }
+
+    /// Accepts resource metadata that claims a broader resource than the URL
+    /// connected, without RFC 9728 §3.3's exact match. Only for hosts where
+    /// every path belongs to one party: otherwise one path can claim the
+    /// whole host and receive tokens meant for the others.
+    pub fn allow_broader_resource(mut self, allow: bool) -> Self {
+        self.allow_broader_resource = allow;
         self
     }
 
@@ -471,6 +486,7 @@ impl Handler {
     fn settings(&self) -> WireSettings {
         WireSettings {
             allow_insecure_loopback: self.config.allow_insecure_loopback,
+            allow_broader_resource: self.config.allow_broader_resource,
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),
             callback_base: self.callback_base(),

@@ -18,6 +18,7 @@ pub(crate) const INTERNAL_URL: &str = "https://idp.internal/call";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct WireSettings {
     pub allow_insecure_loopback: bool,
+    pub allow_broader_resource: bool,
     pub client_info: ClientInfo,
     pub clients: ClientConfig,
     pub callback_base: Url,
@@ -28,6 +29,7 @@ impl WireSettings {
         Settings {
             policy: Policy {
                 allow_insecure_loopback: self.allow_insecure_loopback,
+                allow_broader_resource: self.allow_broader_resource,
             },
             client_info: self.client_info.clone(),
             clients: self.clients.clone(),
