@@ -235,8 +235,17 @@ async fn cross_site_login_starts_nothing_without_the_persons_confirmation() {
 /// Alice, signed in to a fresh app, with `{hostile}/r/api` connected through
 /// the hostile server configured with `config` (which issues the tokens).
 async fn connected_at_hostile(name: &str, config: Value) -> (Hostile, Worker, App, String) {
+    connected_at_hostile_with(name, config, &[]).await
+}
+
+/// [`connected_at_hostile`] with Worker variables.
+async fn connected_at_hostile_with(
+    name: &str,
+    config: Value,
+    vars: &[(&str, &str)],
+) -> (Hostile, Worker, App, String) {
     let hostile = Hostile::start();
-    let worker = Worker::start(&state_dir(name));
+    let worker = Worker::start_with(&state_dir(name), vars);
     hostile.configure(config).await;
     let alice = App::sign_in(&worker, "alice").await;
     let resource = format!("{}/r/api", hostile.origin);
@@ -482,14 +491,17 @@ async fn a_removal_during_a_slow_refresh_is_not_undone() {
 }
 
 /// A token endpoint that sends an endless body, or never answers, costs the
-/// app one bounded request: the body is cut at 1 MiB, the wait at 10 s, the
+/// app one bounded request: the body is cut at 1 MiB, the wait at the
+/// configured timeout, the
 /// user's object is free again, and the grant is kept for when the server
 /// recovers.
 #[tokio::test(flavor = "current_thread")]
 async fn endless_and_hung_token_answers_are_cut_and_the_grant_kept() {
-    let (hostile, _worker, alice, resource) = connected_at_hostile(
+    // A 3 s timeout (the default is 10 s): `IDP_TIMEOUT_MS`.
+    let (hostile, _worker, alice, resource) = connected_at_hostile_with(
         "slow",
         serde_json::json!({"token_mode": "tokens", "expires_in": 6}),
+        &[("IDP_TIMEOUT_MS", "3000")],
     )
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(6500)).await;
@@ -516,8 +528,9 @@ async fn endless_and_hung_token_answers_are_cut_and_the_grant_kept() {
     let waited = started.elapsed();
     assert!(status >= 500, "{status} {body}");
     assert!(
-        waited < std::time::Duration::from_secs(20),
-        "the hung token request was cut at its timeout ({waited:?}): {body}"
+        waited >= std::time::Duration::from_millis(2900)
+            && waited < std::time::Duration::from_secs(8),
+        "the hung token request was cut at its 3 s timeout ({waited:?}): {body}"
     );
     let p = provider(&alice.providers().await, &resource)
         .cloned()

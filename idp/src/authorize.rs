@@ -55,39 +55,53 @@ impl PendingFlow {
     }
 }
 
+/// The most scope values a request carries, and the longest scope string:
+/// a hostile resource or server cannot make the app build an unbounded one.
+pub const MAX_SCOPES: usize = 64;
+/// See [`MAX_SCOPES`].
+pub const MAX_SCOPE_LEN: usize = 2048;
+
+/// Joins scope values, keeping first-seen order, dropping repeats and
+/// stopping at [`MAX_SCOPES`] values or [`MAX_SCOPE_LEN`] bytes.
+fn join_scopes<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    let mut len = 0;
+    for s in values {
+        if out.contains(&s) {
+            continue;
+        }
+        if out.len() == MAX_SCOPES || len + s.len() + usize::from(!out.is_empty()) > MAX_SCOPE_LEN {
+            break;
+        }
+        len += s.len() + usize::from(!out.is_empty());
+        out.push(s);
+    }
+    (!out.is_empty()).then(|| out.join(" "))
+}
+
 /// Chooses the scope to request: explicit > the challenge's `scope` > the
-/// resource metadata's `scopes_supported` > none.
+/// resource metadata's `scopes_supported` > none. Capped by [`MAX_SCOPES`]
+/// and [`MAX_SCOPE_LEN`].
 pub fn choose_scope(
     explicit: Option<&str>,
     challenge: Option<&str>,
     scopes_supported: Option<&[String]>,
 ) -> Option<String> {
     let non_empty = |s: &&str| !s.trim().is_empty();
-    explicit
-        .filter(non_empty)
-        .or(challenge.filter(non_empty))
-        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        .or_else(|| {
-            scopes_supported
-                .filter(|s| !s.is_empty())
-                .map(|s| s.join(" "))
-        })
+    match explicit.filter(non_empty).or(challenge.filter(non_empty)) {
+        Some(s) => join_scopes(s.split_whitespace()),
+        None => join_scopes(scopes_supported?.iter().flat_map(|s| s.split_whitespace())),
+    }
 }
 
 /// Unions two space-separated scope lists, keeping first-seen order (for
-/// step-up: what is held plus what is required).
+/// step-up: what is held plus what is required), with the same caps.
 pub fn union_scopes(held: Option<&str>, required: Option<&str>) -> Option<String> {
-    let mut out: Vec<&str> = Vec::new();
-    for s in held
-        .into_iter()
-        .chain(required)
-        .flat_map(str::split_whitespace)
-    {
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    (!out.is_empty()).then(|| out.join(" "))
+    join_scopes(
+        held.into_iter()
+            .chain(required)
+            .flat_map(str::split_whitespace),
+    )
 }
 
 /// What an authorization request is built from.
@@ -256,6 +270,13 @@ mod tests {
             Some("a b c")
         );
         assert_eq!(union_scopes(None, None), None);
+        let many: Vec<String> = (0..500).map(|i| format!("scope-{i}")).collect();
+        let capped = choose_scope(None, None, Some(&many)).unwrap();
+        assert_eq!(capped.split(' ').count(), MAX_SCOPES);
+        let long = "x".repeat(MAX_SCOPE_LEN - 3);
+        let capped = choose_scope(Some(&format!("a b {long} c")), None, None).unwrap();
+        assert!(capped.len() <= MAX_SCOPE_LEN, "{}", capped.len());
+        assert_eq!(capped, "a b");
     }
 
     #[test]

@@ -123,7 +123,8 @@ impl OutgoingRequest {
 /// - Redirects are followed by hand; the token is only sent to URLs under the
 ///   matched provider's prefix, and the caller's own credential headers never
 ///   follow a redirect to another origin.
-/// - Each hop is aborted after [`crate::workers::DEFAULT_TIMEOUT_MS`], its
+/// - Each hop is aborted after the configured timeout
+///   ([`Config::timeout`](crate::workers::Config::timeout), default 10 s), its
 ///   body included.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthedFetch<'a> {
@@ -271,17 +272,19 @@ impl<'a> AuthedFetch<'a> {
             if let Some(b) = &body {
                 init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
             }
-            let signal = super::http::timeout_signal(super::http::DEFAULT_TIMEOUT_MS)
-                .map_err(|e| Error::Runtime(e.message))?;
+            let timeout_ms = self
+                .handler
+                .config()
+                .timeout_ms
+                .unwrap_or(super::http::DEFAULT_TIMEOUT_MS);
+            let signal =
+                super::http::timeout_signal(timeout_ms).map_err(|e| Error::Runtime(e.message))?;
             let response = Fetch::Request(Request::new_with_init(&url, &init)?)
                 .send_with_signal(&signal)
                 .await
                 .map_err(|e| {
                     if signal.aborted() {
-                        Error::Runtime(format!(
-                            "{url} gave no answer within {} ms",
-                            super::http::DEFAULT_TIMEOUT_MS
-                        ))
+                        Error::Runtime(format!("{url} gave no answer within {timeout_ms} ms"))
                     } else {
                         Error::from(e)
                     }

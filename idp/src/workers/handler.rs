@@ -48,6 +48,11 @@ pub struct Config {
     pub binding: String,
     /// Where pages link back to (default `/`).
     pub return_to: String,
+    /// How long each outbound request (discovery, registration, token,
+    /// revocation, and every [`AuthedFetch`] hop) may take, body included, in
+    /// milliseconds; default [`super::DEFAULT_TIMEOUT_MS`] (10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
 }
 
 impl Config {
@@ -66,6 +71,7 @@ impl Config {
             allow_broader_resource: false,
             binding: DEFAULT_BINDING.into(),
             return_to: "/".into(),
+            timeout_ms: None,
         }
     }
 
@@ -140,6 +146,16 @@ impl Config {
         self
     }
 
+    /// Sets the timeout of every outbound request, body included (default
+    /// 10 s; at least 1 ms).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        let ms = u32::try_from(timeout.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.timeout_ms = Some(ms);
+        self
+    }
+
     /// Sets the Durable Object binding name.
     pub fn binding(mut self, binding: impl Into<String>) -> Self {
         self.binding = binding.into();
@@ -147,8 +163,8 @@ impl Config {
     }
 
     /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
-    /// allow), `IDP_BASE_URL` and `IDP_CLIENT_METADATA_URL` (see
-    /// [`Config::metadata_document_url`]).
+    /// allow), `IDP_BASE_URL`, `IDP_TIMEOUT_MS` and `IDP_CLIENT_METADATA_URL`
+    /// (see [`Config::metadata_document_url`]).
     pub fn with_env(mut self, env: &Env) -> Self {
         if let Ok(v) = env.var("IDP_ALLOW_INSECURE_LOOPBACK") {
             self.allow_insecure_loopback = v.to_string().trim().eq_ignore_ascii_case("true");
@@ -159,6 +175,14 @@ impl Config {
             .and_then(|v| Url::parse(&v.to_string()).ok())
         {
             self.base_url = Some(u);
+        }
+        if let Some(ms) = env
+            .var("IDP_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<u32>().ok())
+            .filter(|ms| *ms > 0)
+        {
+            self.timeout_ms = Some(ms);
         }
         if let Some(u) = env
             .var("IDP_CLIENT_METADATA_URL")
@@ -299,6 +323,7 @@ pub struct ProvidersStub {
     env: Env,
     binding: String,
     owner: String,
+    timeout_ms: Option<u32>,
 }
 
 impl ProvidersStub {
@@ -311,6 +336,7 @@ impl ProvidersStub {
             env: env.clone(),
             binding: binding.to_owned(),
             owner: user_id.to_owned(),
+            timeout_ms: None,
         })
     }
 
@@ -322,6 +348,7 @@ impl ProvidersStub {
             &self.env,
             &self.binding,
             &user_object_name(&self.owner),
+            self.timeout_ms,
             call,
         )
         .await?)
@@ -414,7 +441,8 @@ impl Handler {
             None => Url::parse(&request_url.origin().ascii_serialization())
                 .map_err(|e| Error::Runtime(format!("request URL has no origin: {e}")))?,
         };
-        let stub = ProvidersStub::new(env, &config.binding, user_id)?;
+        let mut stub = ProvidersStub::new(env, &config.binding, user_id)?;
+        stub.timeout_ms = config.timeout_ms;
         let mut config = config.clone();
         // The field is public: normalise whatever was put there.
         config.prefix = normalize_prefix(&config.prefix);

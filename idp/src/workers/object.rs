@@ -135,7 +135,7 @@ impl SqlStore<'_> {
     }
 
     async fn registry_call<T: DeserializeOwned>(&self, binding: &str, call: Call) -> Result<T> {
-        call_object(self.env, binding, REGISTRY_NAME, call)
+        call_object(self.env, binding, REGISTRY_NAME, None, call)
             .await
             .map_err(|e| Error::Storage(format!("registry: {e}")))
     }
@@ -363,6 +363,7 @@ pub(crate) async fn call_object<T: DeserializeOwned>(
     env: &Env,
     binding: &str,
     name: &str,
+    timeout_ms: Option<u32>,
     call: Call,
 ) -> std::result::Result<T, RemoteError> {
     let runtime = |e: worker::Error| RemoteError {
@@ -374,6 +375,7 @@ pub(crate) async fn call_object<T: DeserializeOwned>(
     };
     let envelope = Envelope {
         registry: (name != REGISTRY_NAME).then(|| binding.to_owned()),
+        timeout_ms,
         call,
     };
     let stub = env
@@ -478,8 +480,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 retryable: false,
                 status: 400,
             }),
-            (Ok(_), Ok(Envelope { registry, call })) => {
-                self.handle(registry.as_deref(), call).await
+            (
+                Ok(_),
+                Ok(Envelope {
+                    registry,
+                    timeout_ms,
+                    call,
+                }),
+            ) => {
+                let http = timeout_ms.map_or_else(WorkerHttp::default, WorkerHttp::with_timeout_ms);
+                self.handle(registry.as_deref(), &http, call).await
             }
         };
         let reply = match reply {
@@ -541,7 +551,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         (ProviderView::of(&provider), hook_error)
     }
 
-    async fn handle(&self, registry: Option<&str>, call: Call) -> CallResult {
+    async fn handle(&self, registry: Option<&str>, http: &WorkerHttp, call: Call) -> CallResult {
         match call {
             Call::ConfirmationToken { owner } => {
                 let mut bytes = [0u8; 32];
@@ -576,7 +586,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
                 let writes = self.writes.lock().await;
                 let start = flow::start_login(
-                    &WorkerHttp::default(),
+                    http,
                     &store,
                     &settings.to_settings(),
                     &owner,
@@ -607,16 +617,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let store = self.store(registry);
                 let p = {
                     let _writes = self.writes.lock().await;
-                    flow::finish_login(
-                        &WorkerHttp::default(),
-                        &store,
-                        &owner,
-                        &callback_uri,
-                        &query,
-                        now(),
-                    )
-                    .await
-                    .map_err(remote)?
+                    flow::finish_login(http, &store, &owner, &callback_uri, &query, now())
+                        .await
+                        .map_err(remote)?
                 };
                 let (provider, hook_error) = self.named(&store, &owner, p).await;
                 to_value(CallbackReply {
@@ -646,15 +649,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                             Some(t) => RefreshReason::Rejected(t.access_token.secret()),
                             None => RefreshReason::Expiring,
                         };
-                        let refreshed = flow::refresh_provider(
-                            &WorkerHttp::default(),
-                            &store,
-                            &owner,
-                            &p.key,
-                            reason,
-                            now(),
-                        )
-                        .await;
+                        let refreshed =
+                            flow::refresh_provider(http, &store, &owner, &p.key, reason, now())
+                                .await;
                         match (refreshed, seen) {
                             (Ok(t), _) => t,
                             // An early refresh that failed for a passing
@@ -703,16 +700,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     // Someone refreshed meanwhile: hand out the new token.
                     _ => RefreshReason::Expiring,
                 };
-                let tokens = flow::refresh_provider(
-                    &WorkerHttp::default(),
-                    &store,
-                    &owner,
-                    &key,
-                    reason,
-                    now(),
-                )
-                .await
-                .map_err(remote)?;
+                let tokens = flow::refresh_provider(http, &store, &owner, &key, reason, now())
+                    .await
+                    .map_err(remote)?;
                 to_value(AuthorizationReply {
                     key: key.to_string(),
                     header: tokens.as_ref().map(|t| t.authorization_header()),
@@ -723,7 +713,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let store = self.store(registry);
                 let mut out = Vec::new();
                 for url in urls {
-                    out.push(self.refresh_one(&store, &owner, url).await);
+                    out.push(self.refresh_one(http, &store, &owner, url).await);
                 }
                 to_value(out)
             }
@@ -743,7 +733,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let removal = {
                     let _writes = self.writes.lock().await;
-                    flow::remove_provider(&WorkerHttp::default(), &store, &owner, &key)
+                    flow::remove_provider(http, &store, &owner, &key)
                         .await
                         .map_err(remote)?
                 };
@@ -809,7 +799,13 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         }
     }
 
-    async fn refresh_one(&self, store: &SqlStore<'_>, owner: &str, url: String) -> RefreshOutcome {
+    async fn refresh_one(
+        &self,
+        http: &WorkerHttp,
+        store: &SqlStore<'_>,
+        owner: &str,
+        url: String,
+    ) -> RefreshOutcome {
         let outcome = |status: &str, expires_at, error| RefreshOutcome {
             url: url.clone(),
             status: status.into(),
@@ -830,15 +826,8 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         }
         let before = p.tokens().and_then(|t| t.expires_at);
         let _one_at_a_time = self.writes.lock().await;
-        match flow::refresh_provider(
-            &WorkerHttp::default(),
-            store,
-            owner,
-            &p.key,
-            RefreshReason::Expiring,
-            now(),
-        )
-        .await
+        match flow::refresh_provider(http, store, owner, &p.key, RefreshReason::Expiring, now())
+            .await
         {
             Ok(t) => {
                 let after = t.and_then(|t| t.expires_at);

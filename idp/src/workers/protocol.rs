@@ -120,6 +120,10 @@ pub(crate) enum Call {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Envelope {
     pub registry: Option<String>,
+    /// The timeout of the object's outbound requests for this call
+    /// (milliseconds; the default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
     pub call: Call,
 }
 
