@@ -595,3 +595,71 @@ async fn a_grant_replaced_by_another_servers_is_revoked() {
         .unwrap();
     assert_eq!(p["has_token"], true, "{p}");
 }
+
+/// Who the user is comes from a signed session cookie: a request that claims
+/// to be alice (a header, a plain cookie, an edited or foreign-key session)
+/// sees none of her connections.
+#[tokio::test(flavor = "current_thread")]
+async fn a_claimed_identity_is_not_a_session() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let worker = Worker::start(&state_dir("session"));
+    let api = format!("{}/api", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+
+    let signin = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/signin?user=mallory", worker.origin))
+        .send()
+        .await
+        .unwrap();
+    let cookie = signin.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http on loopback: {cookie}"
+    );
+    let mallorys = cookie.split(';').next().unwrap().to_owned();
+    let token = mallorys.trim_start_matches("idp_session=").to_owned();
+    let (user, rest) = token.split_once('.').unwrap();
+    assert_eq!(user, "bWFsbG9yeQ", "base64url of mallory");
+    let edited = format!("idp_session=YWxpY2U.{rest}");
+    let foreign = {
+        let key = idp::session::SessionKey::new(b"not the app's key, but 32 bytes long").unwrap();
+        format!("idp_session={}", key.sign("alice", u64::MAX / 2))
+    };
+    let claims: Vec<(&str, String)> = vec![
+        ("x-user-id", "alice".into()),
+        ("cookie", "uid=alice".into()),
+        ("cookie", edited),
+        ("cookie", foreign),
+        ("cookie", "idp_session=YWxpY2U.99999999999.".into()),
+    ];
+    for (name, value) in claims {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/providers", worker.origin))
+            .header(name, &value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{name}: {value}");
+        assert!(!resp.text().await.unwrap().contains(&api));
+    }
+    // Mallory's own valid session sees only her (empty) list.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/providers", worker.origin))
+        .header("cookie", &mallorys)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), serde_json::json!([]));
+    // Alice keeps hers.
+    assert!(provider(&alice.providers().await, &api).is_some());
+}

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod probe;
 pub mod registration;
 pub mod secret;
+pub mod session;
 pub mod store;
 pub mod token;
 
@@ -70,7 +71,7 @@ pub mod workers;
 ///
 /// ```no_run
 /// use idp::worker::{Env, Request, Response, Result};
-/// use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
+/// use idp::workers::{AppContext, IdpWorker, OnAuthSuccess, Session};
 ///
 /// #[idp::idp_worker(name = "My app", version = "1.0.0")]
 /// struct App;
@@ -78,8 +79,8 @@ pub mod workers;
 /// impl OnAuthSuccess for App {}
 ///
 /// impl IdpWorker for App {
-///     fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
-///         req.headers().get("x-user-id").ok().flatten()
+///     fn user_id(&self, req: &Request, env: &Env) -> Option<String> {
+///         Session::from_env(env).ok()?.user_id(req)
 ///     }
 ///
 ///     async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {

@@ -2,8 +2,9 @@
 //! calls them through the SDK.
 //!
 //! HTTP contract (used by the end-to-end tests):
-//! - `GET /signin?user=<id>` sets the `uid` cookie (a stand-in for a real
-//!   session) and redirects to `/`.
+//! - `GET /signin?user=<id>` signs in as `<id>` with no password (a demo
+//!   stand-in for a real sign-in): it sets a signed session cookie
+//!   ([`idp::workers::Session`], key `IDP_SESSION_KEY`) and redirects to `/`.
 //! - `GET /` the page: providers, connect form, refresh and remove, a call box.
 //! - `GET /oauth/login?url=<resource>[&scope=]`, `GET /oauth/callback`: the SDK.
 //! - `GET /api/providers`, `POST /api/refresh {"urls": [...]}`,
@@ -17,7 +18,9 @@
 //!   variable `IDP_BENCH_ROUTES` is `true` (the benchmark sets it).
 
 use idp::worker::{Env, Method, Request, Response};
-use idp::workers::{AppContext, Connected, Handler, IdpWorker, OnAuthSuccess, ProviderInfo};
+use idp::workers::{
+    AppContext, Connected, Handler, IdpWorker, OnAuthSuccess, ProviderInfo, Session,
+};
 use serde::Deserialize;
 
 /// The app. `#[idp_worker]` exports the `OAuthProviders` Durable Object and
@@ -45,14 +48,17 @@ impl OnAuthSuccess for ExampleApp {
 }
 
 impl IdpWorker for ExampleApp {
-    fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
-        user_of(req)
+    fn user_id(&self, req: &Request, env: &Env) -> Option<String> {
+        Session::from_env(env)
+            .ok()?
+            .user_id(req)
+            .filter(|u| valid_user(u))
     }
 
-    async fn anonymous(&self, req: Request, _env: &Env) -> idp::worker::Result<Response> {
+    async fn anonymous(&self, req: Request, env: &Env) -> idp::worker::Result<Response> {
         let url = req.url()?;
         if url.path() == "/signin" {
-            return sign_in(&url);
+            return sign_in(&url, env);
         }
         if url.path().starts_with("/api/") {
             return json_error(401, "not_signed_in", "sign in first: GET /signin?user=<id>");
@@ -63,7 +69,7 @@ impl IdpWorker for ExampleApp {
     async fn fetch(&self, req: Request, cx: AppContext<'_>) -> idp::worker::Result<Response> {
         let url = req.url()?;
         if url.path() == "/signin" {
-            return sign_in(&url);
+            return sign_in(&url, cx.env);
         }
         match route(req, &cx, &url).await {
             Ok(resp) => Ok(resp),
@@ -85,17 +91,6 @@ fn query(url: &url::Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The signed-in user, from the `uid` cookie.
-fn user_of(req: &Request) -> Option<String> {
-    let cookies = req.headers().get("cookie").ok().flatten()?;
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == "uid")
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| valid_user(v))
-}
-
 fn valid_user(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -104,7 +99,10 @@ fn valid_user(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
 }
 
-fn sign_in(url: &url::Url) -> idp::worker::Result<Response> {
+/// How long a demo session lasts: 8 hours.
+const SESSION_SECS: u64 = 8 * 3600;
+
+fn sign_in(url: &url::Url, env: &Env) -> idp::worker::Result<Response> {
     let user = query(url, "user").unwrap_or_default();
     if user.is_empty() {
         return Response::from_html(page::signed_out());
@@ -116,13 +114,14 @@ fn sign_in(url: &url::Url) -> idp::worker::Result<Response> {
             "give ?user=<id> with letters, digits, - _ . @ (at most 64)",
         );
     }
+    let session = match Session::from_env(env) {
+        Ok(s) => s,
+        Err(e) => return json_error(500, "no_session_key", &e.to_string()),
+    };
     let mut resp = Response::empty()?.with_status(302);
     let headers = resp.headers_mut();
     headers.set("location", "/")?;
-    headers.set(
-        "set-cookie",
-        &format!("uid={user}; HttpOnly; Path=/; SameSite=Lax"),
-    )?;
+    headers.set("set-cookie", &session.set_cookie(url, &user, SESSION_SECS))?;
     Ok(resp)
 }
 

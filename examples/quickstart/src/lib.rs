@@ -1,5 +1,5 @@
 use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
+use idp::workers::{AppContext, IdpWorker, OnAuthSuccess, Session};
 
 // Exports the `OAuthProviders` Durable Object (one per user, holding their
 // credentials) and the Worker's entry point, with the OAuth routes at /oauth.
@@ -11,9 +11,11 @@ struct App;
 impl OnAuthSuccess for App {}
 
 impl IdpWorker for App {
-    // Your app decides who the user is (a session cookie, a JWT, ...).
-    fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
-        req.headers().get("x-user-id").ok().flatten()
+    // Who the user is: a signed session cookie (key in the IDP_SESSION_KEY
+    // secret), set by your sign-in route with `Session::set_cookie`. Never a
+    // header or cookie that a request can simply claim.
+    fn user_id(&self, req: &Request, env: &Env) -> Option<String> {
+        Session::from_env(env).ok()?.user_id(req)
     }
 
     // Every request except /oauth/login?url=... and /oauth/callback.

@@ -11,6 +11,8 @@
 //!   and retries once on 401, and otherwise returns
 //!   [`Error::AuthorizationRequired`] with the URL that re-authorizes.
 //! - [`OnAuthSuccess`]: names and describes a provider once connected.
+//! - [`Session`]: a signed session cookie, so the user id is not something a
+//!   request can simply claim.
 
 mod fetch;
 mod handler;
@@ -19,6 +21,7 @@ mod http;
 mod object;
 pub mod pages;
 mod protocol;
+mod session;
 
 pub use fetch::{AuthedFetch, OutgoingRequest};
 pub use handler::{
@@ -29,6 +32,7 @@ pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
 pub use object::ProvidersObject;
 pub use protocol::{ProviderView, RefreshOutcome, RemoteError, RemoveOutcome};
+pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;
 pub use app::{serve, AppContext, IdpWorker};
