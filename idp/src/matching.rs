@@ -115,7 +115,7 @@ impl ResourceKey {
 
     /// Whether a request to `url` may carry this key's token: `url` is under
     /// the key, and stays under it when a server decodes the separators and
-    /// dots hidden in its path (`%2F`, `%5C`, `%2E`). So
+    /// dots hidden in both paths (`%2F`, `%5C`, `%2E`). So
     /// `https://api.example/v1/..%2Fadmin` gets no `/v1` token.
     ///
     /// ```
@@ -131,12 +131,19 @@ impl ResourceKey {
         let Ok(key) = ResourceKey::parse(url) else {
             return false;
         };
-        self.covers(&key)
-            && match decoded_separators(url) {
-                None => true,
-                Some(Ok(decoded)) => self.covers(&decoded),
-                Some(Err(_)) => false,
-            }
+        if !self.covers(&key) {
+            return false;
+        }
+        let own = match decoded_separators(self.as_str()) {
+            None => self.clone(),
+            Some(Ok(k)) => k,
+            Some(Err(_)) => return false,
+        };
+        match decoded_separators(url) {
+            None => true,
+            Some(Ok(decoded)) => own.covers(&decoded),
+            Some(Err(_)) => false,
+        }
     }
 }
 
