@@ -63,9 +63,10 @@ pub fn confirm(
     token: &str,
     back: &str,
 ) -> String {
+    // Host and port, as the person would recognise the server.
     let host = url::Url::parse(resource_url)
         .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
+        .map(|u| u[url::Position::BeforeHost..url::Position::AfterPort].to_owned())
         .unwrap_or_default();
     let scope_field = scope
         .map(|s| {
@@ -118,6 +119,8 @@ mod tests {
         );
         assert!(!c.contains("<script>") && !c.contains("<s>"), "{c}");
         assert!(c.contains("Connect evil.example to your account?"), "{c}");
+        let c = confirm("http://127.0.0.1:9401/api", None, "/oauth/login", "t", "/");
+        assert!(c.contains("Connect 127.0.0.1:9401 to your account?"), "{c}");
         assert!(c.contains("name=\"token\" value=\"t0k\""), "{c}");
     }
 }
