@@ -119,8 +119,8 @@ mod tests {
         );
         assert!(!c.contains("<script>") && !c.contains("<s>"), "{c}");
         assert!(c.contains("Connect evil.example to your account?"), "{c}");
+        assert!(c.contains("name=\"token\" value=\"t0k\""), "{c}");
         let c = confirm("http://127.0.0.1:9401/api", None, "/oauth/login", "t", "/");
         assert!(c.contains("Connect 127.0.0.1:9401 to your account?"), "{c}");
-        assert!(c.contains("name=\"token\" value=\"t0k\""), "{c}");
     }
 }
