@@ -663,3 +663,38 @@ async fn a_claimed_identity_is_not_a_session() {
     // Alice keeps hers.
     assert!(provider(&alice.providers().await, &api).is_some());
 }
+
+/// A forwarded request carries the person's request, never their cookies or
+/// credentials for the app.
+#[tokio::test(flavor = "current_thread")]
+async fn forwarding_never_leaks_the_callers_credentials() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("forward"));
+    let alice = App::sign_in(&worker, "alice").await;
+    let resp = alice
+        .browser
+        .client()
+        .post(format!(
+            "{}/api/forward?url={}",
+            worker.origin,
+            urlencode(&format!("{}/r/echo", hostile.origin))
+        ))
+        .header("authorization", "Basic YWxpY2U6cGFzc3dvcmQ=")
+        .header("proxy-authorization", "Basic cHJveHk6c2VjcmV0")
+        .header("x-request-id", "abc-123")
+        .header("content-type", "application/json")
+        .body(r#"{"hello":"world"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let log = hostile.log().await;
+    let echo = &log["echo"];
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body"], r#"{"hello":"world"}"#);
+    assert_eq!(echo["headers"]["x-request-id"], "abc-123");
+    for leaked in ["cookie", "authorization", "proxy-authorization"] {
+        assert!(echo["headers"].get(leaked).is_none(), "{leaked}: {echo}");
+    }
+    assert!(!echo.to_string().contains("idp_session"), "{echo}");
+}

@@ -3,7 +3,7 @@
 //! against the app in workerd and the local servers. Screenshots go to
 //! `target/test-logs/browser/`.
 
-use idp_tests::{log_dir, repo_root, state_dir, AuthServerOptions, Servers, Worker};
+use idp_tests::{log_dir, repo_root, state_dir, AuthServerOptions, Hostile, Servers, Worker};
 
 #[test]
 fn a_person_connects_calls_and_removes_in_chromium() {
@@ -13,6 +13,7 @@ fn a_person_connects_calls_and_removes_in_chromium() {
         "/usr/bin/chromium is missing: run scripts/setup (it installs Debian's chromium)"
     );
     let servers = Servers::start(AuthServerOptions::default());
+    let hostile = Hostile::start();
     let worker = Worker::start(&state_dir("browser"));
     let shots = log_dir().join("browser");
     std::fs::create_dir_all(&shots).unwrap();
@@ -21,6 +22,7 @@ fn a_person_connects_calls_and_removes_in_chromium() {
         .args(["--app", &worker.origin])
         .args(["--api", &format!("{}/api", servers.origin)])
         .args(["--api2", &format!("{}/v1", servers.origin)])
+        .args(["--hostile", &hostile.origin])
         .arg("--shots")
         .arg(&shots)
         .current_dir(repo_root())

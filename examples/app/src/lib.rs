@@ -12,6 +12,9 @@
 //! - `GET /api/fetch?url=<url>`: calls the URL with the user's credentials and
 //!   answers with the upstream status and body, or 401
 //!   `{"error":"authorization_required","reauthorize_url",...}`.
+//! - `ANY /api/forward?url=<url>`: forwards this request (method, body and
+//!   headers, but never the caller's cookies or credentials) to the URL with
+//!   the user's credentials, answering like `/api/fetch`.
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
 //!   lookup (a baseline for benchmarks).
 //! - `/api/debug/{calls,seed,find}`: the benchmark's routes, only when the
@@ -160,6 +163,13 @@ async fn route(
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
             relay(cx.fetch.get(&target).await?).await?
+        }
+        (_, "/api/forward") => {
+            let Some(target) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+            };
+            let out = idp::workers::OutgoingRequest::forward(req, target).await?;
+            relay(cx.fetch.send(out).await?).await?
         }
         (Method::Get, "/api/plain-fetch") => {
             let Some(target) = query(url, "url") else {

@@ -107,6 +107,15 @@ impl OutgoingRequest {
             body,
         })
     }
+
+    /// Reads a Workers request as [`OutgoingRequest::from_request`] does, to
+    /// send it to `url` instead (a proxy route: method, safe headers and body
+    /// are kept).
+    pub async fn forward(req: Request, url: impl Into<String>) -> Result<Self, Error> {
+        let mut out = Self::from_request(req).await?;
+        out.url = url.into();
+        Ok(out)
+    }
 }
 
 /// Sends requests with the signed-in user's credentials.
