@@ -698,3 +698,32 @@ async fn forwarding_never_leaks_the_callers_credentials() {
     }
     assert!(!echo.to_string().contains("idp_session"), "{echo}");
 }
+
+/// A resource that answers without credentials at login time (it turned
+/// public, or pretends to) never replaces the grant stored under its URL.
+#[tokio::test(flavor = "current_thread")]
+async fn a_url_that_turned_public_keeps_the_grant() {
+    let (hostile, _worker, alice, resource) =
+        connected_at_hostile("turned-public", serde_json::json!({"token_mode": "tokens"})).await;
+    hostile
+        .configure(serde_json::json!({"public": ["api"]}))
+        .await;
+    let (status, page) = alice.get(&App::login_path(&resource)).await;
+    assert_eq!(status, 200, "{page}");
+    let p = provider(&alice.providers().await, &resource)
+        .cloned()
+        .unwrap();
+    assert_eq!(p["public"], false, "{p}");
+    assert_eq!(p["has_token"], true, "the grant is kept: {p}");
+    hostile.configure(serde_json::json!({"public": []})).await;
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "the kept token still works: {body}");
+    assert_eq!(
+        hostile.log().await["authorizations"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "Bearer attacker-at-1"
+    );
+}
