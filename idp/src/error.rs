@@ -239,6 +239,15 @@ pub enum Error {
         /// What was expected, in words.
         expected: &'static str,
     },
+    /// Nothing told whether the URL is a protected resource: every probe
+    /// answered a 4xx other than 401 (see [`crate::probe::probe`]).
+    #[error("{url} is neither public nor protected as far as it says: {}", .attempts.join("; "))]
+    NotAResource {
+        /// The URL.
+        url: Url,
+        /// Each probe and its answer.
+        attempts: Vec<String>,
+    },
     /// A response body could not be used.
     #[error("invalid response from {url}: {reason}")]
     InvalidResponse {

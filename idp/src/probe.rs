@@ -1,4 +1,12 @@
 //! Is a resource public, or does it need authorization?
+//!
+//! A request without credentials asks. `HEAD` first (`GET` where `HEAD` is
+//! not allowed). Servers that only answer the requests their protocol sends
+//! get two more tries: an MCP client's first message, a `POST` of a JSON-RPC
+//! `initialize` (whose 401 carries the challenge and its `scope`; a 2xx means
+//! a public MCP server), then RFC 9728 resource metadata at the well-known
+//! locations (path-inserted, then root), as the MCP authorization spec tells
+//! clients to look. No probe ever carries credentials.
 
 use crate::challenge::BearerChallenge;
 use crate::error::{Error, Result};
@@ -41,7 +49,40 @@ pub fn classify(url: &Url, resp: &HttpResponse) -> Result<Probe> {
     }
 }
 
-/// Probes with HEAD, and with GET when the server does not allow HEAD (405, 501).
+/// The MCP protocol version the `initialize` probe announces.
+pub const MCP_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// A `POST` of an MCP `initialize` message without credentials.
+pub fn initialize_request(url: &Url) -> HttpRequest {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": MCP_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "idp", "version": env!("CARGO_PKG_VERSION")},
+        },
+    });
+    let mut req = HttpRequest::post_json(url.clone(), &body);
+    req.headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("accept"));
+    req.headers.push((
+        "accept".into(),
+        "application/json, text/event-stream".into(),
+    ));
+    req
+}
+
+/// Whether a status means "not this way, try another": a 4xx other than 401.
+fn try_another(status: u16) -> bool {
+    (400..500).contains(&status) && status != 401
+}
+
+/// Probes `url` without credentials: `HEAD` (then `GET` on 405 or 501), then,
+/// when those answer a 4xx other than 401, an MCP `initialize` `POST`, then
+/// RFC 9728 resource metadata at the well-known locations. The error, when
+/// nothing answers, lists each attempt and its answer.
 pub async fn probe(http: &impl HttpClient, url: &Url) -> Result<Probe> {
     let send = |req: HttpRequest| async {
         http.send(req).await.map_err(|e| Error::Transport {
@@ -49,13 +90,64 @@ pub async fn probe(http: &impl HttpClient, url: &Url) -> Result<Probe> {
             message: e.message,
         })
     };
+    let mut tried = Vec::new();
     let mut resp = send(probe_request(url)).await?;
     if matches!(resp.status, 405 | 501) {
+        tried.push(format!("HEAD -> HTTP {}", resp.status));
         let mut get = probe_request(url);
         get.method = Method::Get;
         resp = send(get).await?;
+        tried.push(format!("GET -> HTTP {}", resp.status));
+    } else {
+        tried.push(format!("HEAD -> HTTP {}", resp.status));
     }
-    classify(url, &resp)
+    if !try_another(resp.status) {
+        return classify(url, &resp);
+    }
+    let resp = send(initialize_request(url)).await?;
+    tried.push(format!("POST (MCP initialize) -> HTTP {}", resp.status));
+    let initialized = resp.is_success();
+    if !initialized && !try_another(resp.status) {
+        return classify(url, &resp);
+    }
+    // An MCP server may let `initialize` through and protect everything
+    // else: one that publishes resource metadata is protected.
+    if has_resource_metadata(http, url, &mut tried).await? {
+        return Ok(Probe::NeedsAuthorization(None));
+    }
+    if initialized {
+        return Ok(Probe::Public);
+    }
+    Err(Error::NotAResource {
+        url: url.clone(),
+        attempts: tried,
+    })
+}
+
+/// Whether RFC 9728 metadata is served at one of the well-known locations
+/// for `url`; each miss is noted in `tried`.
+async fn has_resource_metadata(
+    http: &impl HttpClient,
+    url: &Url,
+    tried: &mut Vec<String>,
+) -> Result<bool> {
+    let key = crate::matching::ResourceKey::from_url(url)?;
+    for meta in crate::discovery::resource_metadata_urls(&key, None) {
+        match http.send(HttpRequest::get_json(meta.clone())).await {
+            Ok(r) if r.is_success() => {
+                match crate::discovery::read_json::<crate::discovery::ProtectedResourceMetadata>(&r)
+                {
+                    Ok(_) => return Ok(true),
+                    Err(reason) => {
+                        tried.push(format!("GET {meta} -> not resource metadata: {reason}"))
+                    }
+                }
+            }
+            Ok(r) => tried.push(format!("GET {meta} -> HTTP {}", r.status)),
+            Err(e) => tried.push(format!("GET {meta} -> network error: {}", e.message)),
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -101,5 +193,100 @@ mod tests {
             .requests()
             .iter()
             .all(|r| r.header("authorization").is_none()));
+    }
+
+    #[test]
+    fn an_mcp_server_that_only_answers_post_is_probed_with_initialize() {
+        let url = Url::parse("https://mcp.example/mcp").unwrap();
+        let challenge = r#"Bearer resource_metadata="https://mcp.example/.well-known/oauth-protected-resource/mcp", scope="files:read""#;
+        let script = Script::new().status("https://mcp.example/mcp", 404).raw(
+            "https://mcp.example/mcp",
+            HttpResponse::new(401, "").with_header("www-authenticate", challenge),
+        );
+        let Probe::NeedsAuthorization(Some(c)) = block_on(probe(&script, &url)).unwrap() else {
+            panic!("expected a challenge");
+        };
+        assert_eq!(c.scope.as_deref(), Some("files:read"));
+        let reqs = script.requests();
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(reqs[1].method, Method::Post);
+        assert_eq!(
+            reqs[1].header("accept"),
+            Some("application/json, text/event-stream")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&reqs[1].body).unwrap();
+        assert_eq!(body["method"], "initialize");
+        assert!(reqs.iter().all(|r| r.header("authorization").is_none()));
+    }
+
+    #[test]
+    fn a_public_mcp_server_and_well_known_metadata() {
+        let url = Url::parse("https://mcp.example/mcp").unwrap();
+        let public = Script::new()
+            .status("https://mcp.example/mcp", 405)
+            .status("https://mcp.example/mcp", 405)
+            .status("https://mcp.example/mcp", 200)
+            .status(
+                "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+                404,
+            )
+            .status(
+                "https://mcp.example/.well-known/oauth-protected-resource",
+                404,
+            );
+        assert_eq!(block_on(probe(&public, &url)).unwrap(), Probe::Public);
+
+        // `initialize` let through, the rest protected: metadata says so.
+        let guarded = Script::new()
+            .status("https://mcp.example/mcp", 404)
+            .status("https://mcp.example/mcp", 200)
+            .json(
+                "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+                200,
+                serde_json::json!({"resource": "https://mcp.example/mcp", "authorization_servers": ["https://as.example"]}),
+            );
+        assert_eq!(
+            block_on(probe(&guarded, &url)).unwrap(),
+            Probe::NeedsAuthorization(None)
+        );
+
+        let metadata = Script::new()
+            .status("https://mcp.example/mcp", 404)
+            .status(
+                "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+                404,
+            )
+            .json(
+                "https://mcp.example/.well-known/oauth-protected-resource",
+                200,
+                serde_json::json!({"resource": "https://mcp.example/", "authorization_servers": ["https://as.example"]}),
+            );
+        assert_eq!(
+            block_on(probe(&metadata, &url)).unwrap(),
+            Probe::NeedsAuthorization(None)
+        );
+
+        let nothing = Script::new()
+            .status("https://mcp.example/mcp", 404)
+            .status(
+                "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+                404,
+            )
+            .status(
+                "https://mcp.example/.well-known/oauth-protected-resource",
+                404,
+            );
+        let e = block_on(probe(&nothing, &url)).unwrap_err();
+        let m = e.to_string();
+        for part in [
+            "HEAD -> HTTP 404",
+            "POST (MCP initialize) -> HTTP 404",
+            "oauth-protected-resource/mcp -> HTTP 404",
+        ] {
+            assert!(m.contains(part), "{m}");
+        }
+        // A server error is not a reason to try other ways: it is reported.
+        let down = Script::new().status("https://mcp.example/mcp", 503);
+        assert!(block_on(probe(&down, &url)).unwrap_err().is_retryable());
     }
 }

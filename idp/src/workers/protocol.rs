@@ -168,6 +168,7 @@ impl From<&Error> for RemoteError {
             Error::Token { .. } => ("token", 502),
             Error::Transport { .. } => ("transport", 502),
             Error::UnexpectedStatus { .. } => ("unexpected_status", 400),
+            Error::NotAResource { .. } => ("not_a_resource", 400),
             Error::InvalidResponse { .. } => ("invalid_response", 502),
             Error::Storage(_) => ("storage", 500),
             Error::Confirmation => ("confirmation", 403),
