@@ -386,32 +386,35 @@ async fn relayed_upstream_html_is_sandboxed() {
     );
 }
 
-/// Authorization servers fetch client ID metadata documents without any
-/// session: each one is served to anyone, listing that server's own callback.
+/// Authorization servers fetch the client ID metadata document without any
+/// session: it is served to anyone, and lists the callback URL of each
+/// authorization server the deployment has used.
 #[tokio::test(flavor = "current_thread")]
-async fn client_metadata_documents_are_served_without_a_session() {
+async fn the_client_metadata_document_is_served_without_a_session() {
+    let servers = Servers::start(AuthServerOptions::default());
     let worker = Worker::start_with(
         &state_dir("cimd"),
-        &[("IDP_CLIENT_METADATA_URL", "{origin}/oauth/client")],
+        &[("IDP_CLIENT_METADATA_URL", "{origin}/oauth/client.json")],
     );
-    let id = idp::callback::callback_id("https://as.example");
-    let url = format!("{}/oauth/client/{id}", worker.origin);
-    let resp = reqwest::get(&url).await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let doc: Value = resp.json().await.unwrap();
+    let url = format!("{}/oauth/client.json", worker.origin);
+    let doc: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     assert_eq!(doc["client_id"], url);
+    assert_eq!(doc["token_endpoint_auth_method"], "none");
     assert_eq!(
         doc["redirect_uris"],
-        serde_json::json!([format!("{}/oauth/callback/{id}", worker.origin)])
+        serde_json::json!([format!("{}/oauth/callback", worker.origin)])
     );
-    assert_eq!(doc["token_endpoint_auth_method"], "none");
-    let other = reqwest::get(format!("{}/oauth/client/a..b", worker.origin))
-        .await
-        .unwrap();
-    assert!(other
-        .json::<Value>()
-        .await
-        .map_or(true, |v| v.get("client_id").is_none()));
+    // After a login at a server, its own callback URL is listed.
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&format!("{}/api", servers.origin)).await;
+    assert_eq!(status, 200, "{page}");
+    let doc: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let id = idp::callback::callback_id(&servers.issuer);
+    let listed = doc["redirect_uris"].to_string();
+    assert!(
+        listed.contains(&format!("{}/oauth/callback/{id}", worker.origin)),
+        "{listed}"
+    );
 }
 
 /// A URL whose path hides `..%2F` or `%2E%2E` leaves the provider's prefix

@@ -104,6 +104,19 @@ pub fn union_scopes(held: Option<&str>, required: Option<&str>) -> Option<String
     )
 }
 
+/// Whether every scope in `required` is already in `held`, both known and
+/// `required` not empty: then a step-up would ask for nothing new.
+pub fn scopes_cover(held: Option<&str>, required: Option<&str>) -> bool {
+    match (held, required) {
+        (Some(held), Some(required)) => {
+            let held: Vec<&str> = held.split_whitespace().collect();
+            let mut required = required.split_whitespace().peekable();
+            required.peek().is_some() && required.all(|s| held.contains(&s))
+        }
+        _ => false,
+    }
+}
+
 /// What an authorization request is built from.
 #[derive(Debug)]
 pub struct AuthorizationParams<'a> {
@@ -270,6 +283,10 @@ mod tests {
             Some("a b c")
         );
         assert_eq!(union_scopes(None, None), None);
+        assert!(scopes_cover(Some("a b"), Some("b")));
+        assert!(!scopes_cover(Some("a"), Some("a b")));
+        assert!(!scopes_cover(None, Some("a")));
+        assert!(!scopes_cover(Some("a"), Some(" ")));
         let many: Vec<String> = (0..500).map(|i| format!("scope-{i}")).collect();
         let capped = choose_scope(None, None, Some(&many)).unwrap();
         assert_eq!(capped.split(' ').count(), MAX_SCOPES);

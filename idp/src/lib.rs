@@ -22,6 +22,7 @@ pub mod error;
 pub mod flow;
 pub mod http;
 pub mod matching;
+pub mod mcp;
 pub mod pkce;
 pub mod policy;
 pub mod probe;

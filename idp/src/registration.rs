@@ -106,10 +106,10 @@ pub struct ClientConfig {
     /// Clients configured per issuer; these win over everything else.
     #[serde(default)]
     pub pre_registered: Vec<PreRegisteredClient>,
-    /// The https URL under which the app serves its client ID metadata
-    /// documents (rendered by [`client_metadata_document`]): one per
-    /// authorization server, at `{url}/{callback id}`, listing that server's
-    /// own callback URL.
+    /// The https URL where the app serves its client ID metadata document
+    /// (rendered by [`client_metadata_document`]); the URL is the client id
+    /// at every server that accepts such documents. The document lists the
+    /// callback URL of each authorization server the deployment has used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_document_url: Option<Url>,
     /// Issuers known to support PKCE S256 although their metadata does not
@@ -150,14 +150,6 @@ impl ClientConfig {
         self.pre_registered_for(issuer)
             .and_then(|p| p.callback_id.clone())
             .unwrap_or_else(|| crate::callback::callback_id(issuer))
-    }
-
-    /// The client ID metadata document URL used at the server with this
-    /// callback id, when documents are configured.
-    pub fn metadata_document_for(&self, callback_id: &str) -> Option<Url> {
-        self.metadata_document_url
-            .as_ref()
-            .map(|u| crate::callback::redirect_uri(u, callback_id))
     }
 }
 
@@ -234,7 +226,7 @@ pub fn choose_client(
             ClientSource::PreRegistered,
         ));
     }
-    if let Some(url) = config.metadata_document_for(&config.callback_id(&server.issuer)) {
+    if let Some(url) = &config.metadata_document_url {
         if server.metadata.client_id_metadata_document_supported {
             return Ok(ClientPlan::Ready(
                 Client::public(url.as_str()),
@@ -587,7 +579,7 @@ mod tests {
         };
         assert!(
             matches!(plan(&no_pre, &s, Some(&cached)), ClientPlan::Ready(c, ClientSource::MetadataDocument)
-                if c.client_id == format!("{cimd}/{}", crate::callback::callback_id("https://as.example")))
+                if c.client_id == cimd.as_str())
         );
         let plain = server(serde_json::json!({}));
         assert!(

@@ -12,6 +12,11 @@
 //! - `GET /api/fetch?url=<url>`: calls the URL with the user's credentials and
 //!   answers with the upstream status and body, or 401
 //!   `{"error":"authorization_required","reauthorize_url",...}`.
+//! - `POST /api/mcp?url=<MCP server>`: sends one JSON-RPC message (the body)
+//!   to the MCP server over Streamable HTTP as the user and answers the
+//!   JSON-RPC response as JSON (read from JSON or an event stream), 202 for a
+//!   notification; `Mcp-Session-Id` and `Mcp-Protocol-Version` pass through
+//!   both ways. When the user must act: 401 `authorization_required`.
 //! - `ANY /api/forward?url=<url>`: forwards this request (method, body and
 //!   headers, but never the caller's cookies or credentials) to the URL with
 //!   the user's credentials, answering like `/api/fetch`.
@@ -164,6 +169,12 @@ async fn route(
             };
             relay(cx.fetch.get(&target).await?).await?
         }
+        (Method::Post, "/api/mcp") => {
+            let Some(target) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<MCP server>")?);
+            };
+            mcp_relay(req, cx, target).await?
+        }
         (_, "/api/forward") => {
             let Some(target) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
@@ -216,6 +227,59 @@ async fn debug(
         }
         _ => json_error(404, "not_found", "no such route")?,
     })
+}
+
+/// `POST /api/mcp`: one JSON-RPC message to an MCP server, as the user.
+async fn mcp_relay(
+    mut req: Request,
+    cx: &AppContext<'_>,
+    target: String,
+) -> Result<Response, idp::workers::Error> {
+    use idp::mcp::{response_for, MCP_ACCEPT, PROTOCOL_VERSION_HEADER, SESSION_HEADER};
+    let body = req.bytes().await?;
+    let Ok(message) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Ok(json_error(
+            400,
+            "invalid_body",
+            "the body must be one JSON-RPC message",
+        )?);
+    };
+    let mut out = idp::workers::OutgoingRequest::new(Method::Post, target)
+        .header("content-type", "application/json")
+        .header("accept", MCP_ACCEPT)
+        .body(body);
+    for name in [SESSION_HEADER, PROTOCOL_VERSION_HEADER] {
+        if let Some(v) = req.headers().get(name)? {
+            out = out.header(name, &v);
+        }
+    }
+    let mut upstream = cx.fetch.send(out).await?;
+    let status = upstream.status_code();
+    let session = upstream.headers().get(SESSION_HEADER)?;
+    let content_type = upstream.headers().get("content-type")?;
+    let bytes = upstream.bytes().await?;
+    let mut resp = match message.get("id") {
+        _ if !(200..300).contains(&status) => Response::from_json(&serde_json::json!({
+            "error": "upstream",
+            "status": status,
+            "body": String::from_utf8_lossy(&bytes),
+        }))?
+        .with_status(502),
+        None => Response::empty()?.with_status(202),
+        Some(id) => match response_for(content_type.as_deref(), &bytes, id) {
+            Ok(Some(reply)) => Response::from_json(&reply)?,
+            Ok(None) => json_error(
+                502,
+                "no_response",
+                "the MCP server's answer held no response to this id",
+            )?,
+            Err(e) => json_error(502, "invalid_response", &e.to_string())?,
+        },
+    };
+    if let Some(s) = session {
+        resp.headers_mut().set(SESSION_HEADER, &s)?;
+    }
+    Ok(resp)
 }
 
 /// Answers with an upstream response's status, content type and body. The

@@ -2,7 +2,7 @@
 //! signed-in user.
 
 use super::handler::{AuthorizationRequired, Error, Handler, Reason};
-use crate::authorize::union_scopes;
+use crate::authorize::{scopes_cover, union_scopes};
 use crate::challenge::BearerChallenge;
 use crate::matching::ResourceKey;
 use serde::de::DeserializeOwned;
@@ -232,10 +232,18 @@ impl<'a> AuthedFetch<'a> {
     }
 
     /// A 403 `insufficient_scope` becomes a step-up error.
+    ///
+    /// When the token already holds every scope the server asks for, asking
+    /// again cannot help (the server will never accept): the 403 is returned
+    /// as it is, so a server that never accepts cannot loop the person
+    /// through authorization.
     fn check_scope(&self, sent: Sent, key: &str, held: Option<&str>) -> Result<Response, Error> {
         if sent.response.status_code() == 403 && sent.authorized {
             if let Some(c) = bearer_challenge(&sent.response) {
                 if c.error.as_deref() == Some("insufficient_scope") {
+                    if scopes_cover(held, c.scope.as_deref()) {
+                        return Ok(sent.response);
+                    }
                     let scope = union_scopes(held, c.scope.as_deref());
                     return Err(self.required(key, scope.as_deref(), Reason::InsufficientScope));
                 }

@@ -115,9 +115,9 @@ impl Config {
         Ok(self)
     }
 
-    /// Uses client ID metadata documents under `url`: the client id at each
-    /// authorization server is `{url}/{callback id}` (served by this Worker,
-    /// to anyone, when the URL is on it).
+    /// Uses a client ID metadata document at `url`, the client id at servers
+    /// that accept such documents (served by this Worker, to anyone, when the
+    /// URL is on it).
     pub fn metadata_document_url(mut self, url: Url) -> Self {
         self.clients.metadata_document_url = Some(url);
         self
@@ -163,8 +163,15 @@ impl Config {
     }
 
     /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
-    /// allow), `IDP_BASE_URL`, `IDP_TIMEOUT_MS` and `IDP_CLIENT_METADATA_URL`
-    /// (see [`Config::metadata_document_url`]).
+    /// allow), `IDP_BASE_URL`, `IDP_TIMEOUT_MS`, `IDP_CLIENT_METADATA_URL`
+    /// (see [`Config::metadata_document_url`]) and `IDP_PRE_REGISTERED`, a
+    /// JSON list of clients configured in advance:
+    /// `[{"issuer": "https://as.example", "client_id": "...",
+    /// "client_secret_name": "AS_EXAMPLE_SECRET", "auth_method":
+    /// "client_secret_basic", "callback_id": "as-example"}]`, where the
+    /// secret is named (a Workers secret), never written inline; only
+    /// `issuer` and `client_id` are required. A bad list is reported in the
+    /// log and ignored.
     pub fn with_env(mut self, env: &Env) -> Self {
         if let Ok(v) = env.var("IDP_ALLOW_INSECURE_LOOPBACK") {
             self.allow_insecure_loopback = v.to_string().trim().eq_ignore_ascii_case("true");
@@ -184,6 +191,20 @@ impl Config {
         {
             self.timeout_ms = Some(ms);
         }
+        // A string, or (from wrangler.toml or `--var`) already JSON.
+        let pre_registered = env
+            .var("IDP_PRE_REGISTERED")
+            .map(|v| v.to_string())
+            .or_else(|_| {
+                env.object_var::<serde_json::Value>("IDP_PRE_REGISTERED")
+                    .map(|v| v.to_string())
+            });
+        if let Ok(json) = pre_registered {
+            match pre_registered_from_json(&json, env) {
+                Ok(list) => self.clients.pre_registered.extend(list),
+                Err(e) => worker::console_error!("idp: IDP_PRE_REGISTERED ignored: {e}"),
+            }
+        }
         if let Some(u) = env
             .var("IDP_CLIENT_METADATA_URL")
             .ok()
@@ -193,6 +214,56 @@ impl Config {
         }
         self
     }
+}
+
+/// One entry of `IDP_PRE_REGISTERED`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreRegisteredVar {
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret_name: Option<String>,
+    #[serde(default)]
+    auth_method: Option<crate::registration::AuthMethod>,
+    #[serde(default)]
+    callback_id: Option<String>,
+}
+
+fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredClient>, String> {
+    let entries: Vec<PreRegisteredVar> =
+        serde_json::from_str(json).map_err(|e| format!("not a valid list: {e}"))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            if let Some(id) = &e.callback_id {
+                crate::callback::check_id(id).map_err(|err| format!("callback_id: {err}"))?;
+            }
+            let secret = match &e.client_secret_name {
+                Some(name) => Some(
+                    env.secret(name)
+                        .or_else(|_| env.var(name))
+                        .map_err(|_| format!("client_secret_name: no secret named {name:?}"))?
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let client = match secret {
+                Some(secret) => Client::confidential(
+                    e.client_id,
+                    crate::secret::ClientSecret::new(secret),
+                    e.auth_method
+                        .unwrap_or(crate::registration::AuthMethod::ClientSecretBasic),
+                ),
+                None => Client::public(e.client_id),
+            };
+            Ok(PreRegisteredClient {
+                issuer: e.issuer,
+                client,
+                callback_id: e.callback_id,
+            })
+        })
+        .collect()
 }
 
 fn normalize_prefix(p: &str) -> String {
@@ -525,7 +596,7 @@ impl Handler {
     /// and the client ID metadata documents when configured here); `None` for
     /// every other request.
     pub async fn middleware(&self, req: &Request) -> worker::Result<Option<Response>> {
-        if let Some(resp) = client_metadata_response(&self.config, req)? {
+        if let Some(resp) = client_metadata_response(&self.config, &self.stub.env, req).await? {
             return Ok(Some(resp));
         }
         let url = req.url()?;
@@ -735,32 +806,32 @@ impl Handler {
     }
 }
 
-/// Serves the client ID metadata documents (one per authorization server, at
-/// `{metadata_document_url}/{callback id}`) when `req` asks for one on this
-/// Worker. Authorization servers fetch them without a session, so this runs
-/// before the user is known (the `#[idp_worker]` entry point calls it first).
-pub fn client_metadata_response(
+/// How many authorization servers' callback URLs the client ID metadata
+/// document lists (the most recently used).
+const MAX_DOCUMENT_ISSUERS: usize = 100;
+
+/// Serves the client ID metadata document at the configured URL when `req`
+/// asks for it on this Worker. Its client id is that URL at every server; its
+/// `redirect_uris` are the callback URL of each authorization server the
+/// deployment has used (kept by the registry object; the server fetching the
+/// document was used before it did) and the base callback URL. Authorization
+/// servers fetch it without a session, so this runs before the user is known
+/// (the `#[idp_worker]` entry point calls it first).
+pub async fn client_metadata_response(
     config: &Config,
+    env: &Env,
     req: &Request,
 ) -> worker::Result<Option<Response>> {
-    let Some(doc_base) = &config.clients.metadata_document_url else {
+    let Some(doc_url) = &config.clients.metadata_document_url else {
         return Ok(None);
     };
-    if req.method() != Method::Get {
-        return Ok(None);
-    }
     let url = req.url()?;
-    if doc_base.origin() != url.origin() {
+    if req.method() != Method::Get
+        || doc_url.origin() != url.origin()
+        || doc_url.path() != url.path()
+    {
         return Ok(None);
     }
-    let Some(id) = url
-        .path()
-        .strip_prefix(doc_base.path().trim_end_matches('/'))
-        .and_then(|r| r.strip_prefix('/'))
-        .filter(|id| crate::callback::check_id(id).is_ok())
-    else {
-        return Ok(None);
-    };
     let base = match &config.base_url {
         Some(b) => b.clone(),
         None => Url::parse(&url.origin().ascii_serialization())
@@ -772,15 +843,32 @@ pub fn client_metadata_response(
         normalize_prefix(&config.prefix)
     ))
     .map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let client_id = crate::callback::redirect_uri(doc_base, id);
-    let doc = crate::registration::client_metadata_document(
-        &client_id,
-        &config.client_info,
-        &[crate::callback::redirect_uri(&callback_base, id)],
-    );
+    let issuers: Vec<String> = call_object(
+        env,
+        &config.binding,
+        super::object::REGISTRY_NAME,
+        None,
+        Call::KnownIssuers {
+            limit: MAX_DOCUMENT_ISSUERS,
+        },
+    )
+    .await
+    .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut redirect_uris = vec![callback_base.clone()];
+    for issuer in issuers
+        .iter()
+        .chain(config.clients.pre_registered.iter().map(|p| &p.issuer))
+    {
+        let uri =
+            crate::callback::redirect_uri(&callback_base, &config.clients.callback_id(issuer));
+        if !redirect_uris.contains(&uri) {
+            redirect_uris.push(uri);
+        }
+    }
+    let doc =
+        crate::registration::client_metadata_document(doc_url, &config.client_info, &redirect_uris);
     let mut resp = Response::from_json(&doc)?;
-    resp.headers_mut()
-        .set("cache-control", "public, max-age=3600")?;
+    resp.headers_mut().set("cache-control", "no-cache")?;
     Ok(Some(resp))
 }
 

@@ -783,6 +783,20 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     .await
                     .map_err(remote)?,
             ),
+            Call::KnownIssuers { limit } => {
+                #[derive(Deserialize)]
+                struct IssuerRow {
+                    issuer: String,
+                }
+                let rows: Vec<IssuerRow> = self
+                    .store(None)
+                    .rows(
+                        "SELECT issuer FROM idp_servers ORDER BY fetched_at DESC LIMIT ?",
+                        vec![SqlStorageValue::from(i64::try_from(limit).unwrap_or(100))],
+                    )
+                    .map_err(remote)?;
+                to_value(rows.into_iter().map(|r| r.issuer).collect::<Vec<_>>())
+            }
             Call::ServerGet { issuer } => {
                 to_value(self.store(None).server(&issuer).await.map_err(remote)?)
             }

@@ -107,6 +107,10 @@ pub(crate) enum Call {
     ServerGet {
         issuer: String,
     },
+    /// The issuers with cached metadata, most recently fetched first.
+    KnownIssuers {
+        limit: usize,
+    },
     ServerPut {
         issuer: String,
         server: Box<AuthorizationServer>,

@@ -1,0 +1,212 @@
+// The client command for the MCP conformance suite: an MCP client made of
+// the example app. It signs in to the app (running in workerd), connects the
+// scenario's server through the app's OAuth routes like a browser would,
+// then initializes, lists tools and calls each one through `/api/mcp`,
+// following `authorization_required` answers (re-authorization, step-up) at
+// most twice per call.
+//
+// Usage (by the suite): node client.mjs <server URL>
+// Environment: IDP_APP_ORIGIN (the app), MCP_CONFORMANCE_SCENARIO,
+// MCP_CONFORMANCE_CONTEXT (JSON, per scenario). Exits non-zero on failure.
+//
+// A scenario whose context holds a pre-registered client (client_id and
+// client_secret) gets its own instance of the app, started with that client
+// in its configuration (`IDP_PRE_REGISTERED`, the secret in a variable named
+// there), for the issuer the server's resource metadata names.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const serverUrl = process.argv.at(-1);
+let app = process.env.IDP_APP_ORIGIN;
+const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? 'unknown';
+if (!app || !serverUrl?.startsWith('http')) {
+  console.error('usage: IDP_APP_ORIGIN=<app> node client.mjs <server URL>');
+  process.exit(2);
+}
+// Authorizations after the first connection, per call: at most three in all.
+const MAX_AUTHORIZATIONS = 2;
+const log = (...a) => console.error(`[${scenario}]`, ...a);
+
+let cookie = '';
+let session = null;
+
+async function appFetch(path, init = {}) {
+  const headers = { ...(init.headers ?? {}), cookie, 'sec-fetch-site': 'same-origin' };
+  return fetch(path.startsWith('http') ? path : `${app}${path}`, { ...init, headers, redirect: 'manual' });
+}
+
+async function signIn() {
+  const user = `conf-${scenario.replace(/[^A-Za-z0-9]/g, '-')}-${Date.now()}`.slice(0, 64);
+  const resp = await fetch(`${app}/signin?user=${encodeURIComponent(user)}`, { redirect: 'manual' });
+  const set = resp.headers.get('set-cookie') ?? '';
+  cookie = set.split(';')[0];
+  if (!cookie.startsWith('idp_session=')) throw new Error(`sign-in failed: ${resp.status}`);
+}
+
+// Opens a URL of the app and follows redirects like a browser (the app's
+// cookie only to the app) until a page answers; returns its status and text.
+async function browse(url) {
+  let current = url;
+  for (let hop = 0; hop < 12; hop++) {
+    const onApp = current.startsWith(app);
+    const resp = onApp ? await appFetch(current) : await fetch(current, { redirect: 'manual' });
+    const location = resp.headers.get('location');
+    if (resp.status >= 300 && resp.status < 400 && location) {
+      current = new URL(location, current).toString();
+      continue;
+    }
+    return { status: resp.status, text: await resp.text() };
+  }
+  throw new Error(`too many redirects from ${url}`);
+}
+
+async function connect(loginUrl) {
+  const { status, text } = await browse(loginUrl);
+  if (status !== 200 || !text.includes('Connected')) {
+    throw new Error(`connecting failed (${status}): ${text.replace(/<[^>]+>/g, ' ').trim().slice(0, 300)}`);
+  }
+  log('connected');
+}
+
+let nextId = 1;
+async function mcp(method, params, { notification = false } = {}) {
+  const message = { jsonrpc: '2.0', method, ...(params && { params }) };
+  if (!notification) message.id = nextId++;
+  for (let attempt = 0; ; attempt++) {
+    const headers = { 'content-type': 'application/json' };
+    if (session) headers['mcp-session-id'] = session;
+    const resp = await appFetch(`/api/mcp?url=${encodeURIComponent(serverUrl)}`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(message),
+    });
+    const sid = resp.headers.get('mcp-session-id');
+    if (sid) session = sid;
+    if (resp.status === 202) return null;
+    const body = await resp.json().catch(() => ({}));
+    if (resp.status === 401 && body.error === 'authorization_required') {
+      if (attempt >= MAX_AUTHORIZATIONS) {
+        throw new Error(`${method}: still unauthorized after ${attempt} authorizations (${body.reason})`);
+      }
+      log(`${method}: authorization required (${body.reason}); authorizing`);
+      await connect(body.reauthorize_url);
+      continue;
+    }
+    if (resp.status !== 200) throw new Error(`${method}: HTTP ${resp.status} ${JSON.stringify(body)}`);
+    if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
+    return body.result;
+  }
+}
+
+function argumentsFor(tool) {
+  const props = tool.inputSchema?.properties ?? {};
+  const args = {};
+  for (const [name, schema] of Object.entries(props)) {
+    args[name] = schema.type === 'number' || schema.type === 'integer' ? 1 : schema.type === 'boolean' ? true : 'x';
+  }
+  return args;
+}
+
+const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}');
+let ownApp = null;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+// The issuer named by the server's resource metadata (from the challenge
+// to an unauthenticated initialize, else the well-known locations).
+async function issuerOf(url) {
+  const init = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: {} }),
+  });
+  const challenge = init.headers.get('www-authenticate') ?? '';
+  const u = new URL(url);
+  const candidates = [
+    /resource_metadata="([^"]+)"/.exec(challenge)?.[1],
+    `${u.origin}/.well-known/oauth-protected-resource${u.pathname}`,
+    `${u.origin}/.well-known/oauth-protected-resource`,
+  ].filter(Boolean);
+  for (const c of candidates) {
+    const r = await fetch(c);
+    if (r.ok) return (await r.json()).authorization_servers[0];
+  }
+  throw new Error(`no resource metadata for ${url}`);
+}
+
+async function startOwnApp(issuer) {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const port = await freePort();
+  const entry = {
+    issuer,
+    client_id: context.client_id,
+    client_secret_name: 'CONFORMANCE_CLIENT_SECRET',
+  };
+  const child = spawn(process.execPath, [
+    path.join(root, 'node_modules/wrangler/bin/wrangler.js'), 'dev',
+    '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
+    '--show-interactive-dev-session=false',
+    '--persist-to', mkdtempSync(path.join(os.tmpdir(), 'idp-conformance-')),
+    '--var', `IDP_PRE_REGISTERED:${JSON.stringify([entry])}`,
+    '--var', `CONFORMANCE_CLIENT_SECRET:${context.client_secret}`,
+    '--var', `IDP_CLIENT_METADATA_URL:${process.env.IDP_CLIENT_METADATA_URL ?? ''}`,
+  ], { cwd: root, stdio: 'ignore', detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' } });
+  ownApp = child;
+  const origin = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 120; i++) {
+    try {
+      const r = await fetch(`${origin}/api/providers`);
+      if (r.status === 401) return origin;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error('the scenario\'s own app did not start');
+}
+
+function stopOwnApp() {
+  if (ownApp) {
+    try { process.kill(-ownApp.pid, 'SIGTERM'); } catch {}
+  }
+}
+
+try {
+  if (context.client_id && context.client_secret) {
+    app = await startOwnApp(await issuerOf(serverUrl));
+    log('own app with the pre-registered client at', app);
+  }
+  await signIn();
+  await connect(`${app}/oauth/login?url=${encodeURIComponent(serverUrl)}`);
+  const init = await mcp('initialize', {
+    protocolVersion: '2025-11-25',
+    capabilities: {},
+    clientInfo: { name: 'idp-conformance-client', version: '0.1.0' },
+  });
+  log('initialized', init?.serverInfo?.name ?? '');
+  await mcp('notifications/initialized', undefined, { notification: true });
+  const { tools = [] } = (await mcp('tools/list', {})) ?? {};
+  log('tools', tools.map((t) => t.name).join(', '));
+  for (const tool of tools) {
+    await mcp('tools/call', { name: tool.name, arguments: argumentsFor(tool) });
+    log('called', tool.name);
+  }
+  stopOwnApp();
+  process.exit(0);
+} catch (e) {
+  log('failed:', e.message);
+  stopOwnApp();
+  process.exit(1);
+}
