@@ -385,6 +385,73 @@ pub async fn discover_authorization_server(
     Err(Error::AuthorizationServer { attempts })
 }
 
+/// Authorization server discovery for a resource without protected resource
+/// metadata, as the MCP specification of 2025-03-26 had it: the resource's
+/// origin is the authorization server. Its metadata is looked up as usual;
+/// an `issuer` on the same origin with a path (a server mounted under a
+/// prefix) is accepted, since that origin speaks for itself here; when no
+/// metadata exists at all, the default endpoints `{origin}/authorize`,
+/// `/token` and `/register` are used, with PKCE S256, which that
+/// specification requires of every server.
+pub async fn discover_legacy_authorization_server(
+    http: &impl HttpClient,
+    policy: &Policy,
+    origin: &Url,
+) -> Result<AuthorizationServer> {
+    policy.check(origin)?;
+    let mut attempts = Vec::new();
+    let mut all_missing = true;
+    for url in server_metadata_urls(origin) {
+        let outcome = match http.send(HttpRequest::get_json(url.clone())).await {
+            Err(e) => Outcome::Transport(e.message),
+            Ok(resp) if !resp.is_success() => Outcome::Status(resp.status),
+            Ok(resp) => match read_json::<ServerMetadata>(&resp).and_then(|doc| {
+                let declared = Url::parse(&doc.issuer)
+                    .map_err(|e| format!("its issuer is not a URL ({e})"))?;
+                if declared.origin() != origin.origin() {
+                    return Err(format!(
+                        "its issuer {:?} is not on {}",
+                        doc.issuer,
+                        origin.origin().ascii_serialization()
+                    ));
+                }
+                check_server_metadata(doc, &declared, policy)
+            }) {
+                Ok(server) => return Ok(server),
+                Err(reason) => Outcome::Refused(reason),
+            },
+        };
+        all_missing &= matches!(outcome, Outcome::Status(404));
+        attempts.push(Attempt { url, outcome });
+    }
+    if !all_missing {
+        return Err(Error::AuthorizationServer { attempts });
+    }
+    let base = origin.origin().ascii_serialization();
+    let endpoint = |path: &str| policy.parse(&format!("{base}{path}"));
+    let metadata = ServerMetadata {
+        issuer: base.clone(),
+        authorization_endpoint: format!("{base}/authorize"),
+        token_endpoint: format!("{base}/token"),
+        registration_endpoint: Some(format!("{base}/register")),
+        revocation_endpoint: None,
+        scopes_supported: None,
+        code_challenge_methods_supported: Some(vec![S256.to_owned()]),
+        token_endpoint_auth_methods_supported: None,
+        revocation_endpoint_auth_methods_supported: None,
+        authorization_response_iss_parameter_supported: false,
+        client_id_metadata_document_supported: false,
+    };
+    Ok(AuthorizationServer {
+        issuer: base.clone(),
+        authorization_endpoint: endpoint("/authorize")?,
+        token_endpoint: endpoint("/token")?,
+        registration_endpoint: Some(endpoint("/register")?),
+        revocation_endpoint: None,
+        metadata,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,5 +835,76 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.issuer, "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn legacy_discovery_accepts_a_prefixed_issuer_on_the_origin_and_falls_back() {
+        let origin = url("https://mcp.example");
+        let urls = server_metadata_urls(&origin);
+        let mut prefixed = Script::new();
+        prefixed = prefixed.json(
+            urls[0].as_str(),
+            200,
+            serde_json::json!({
+                "issuer": "https://mcp.example/oauth",
+                "authorization_endpoint": "https://mcp.example/oauth/authorize",
+                "token_endpoint": "https://mcp.example/oauth/token",
+                "code_challenge_methods_supported": ["S256"],
+            }),
+        );
+        let s = block_on(discover_legacy_authorization_server(
+            &prefixed,
+            &Policy::STRICT,
+            &origin,
+        ))
+        .unwrap();
+        assert_eq!(s.issuer, "https://mcp.example/oauth");
+
+        let elsewhere = Script::new().json(
+            urls[0].as_str(),
+            200,
+            serde_json::json!({
+                "issuer": "https://evil.example",
+                "authorization_endpoint": "https://evil.example/authorize",
+                "token_endpoint": "https://evil.example/token",
+            }),
+        );
+        let mut elsewhere = elsewhere;
+        for u in &urls[1..] {
+            elsewhere = elsewhere.status(u.as_str(), 404);
+        }
+        assert!(block_on(discover_legacy_authorization_server(
+            &elsewhere,
+            &Policy::STRICT,
+            &origin
+        ))
+        .is_err());
+
+        let mut none = Script::new();
+        for u in &urls {
+            none = none.status(u.as_str(), 404);
+        }
+        let s = block_on(discover_legacy_authorization_server(
+            &none,
+            &Policy::STRICT,
+            &origin,
+        ))
+        .unwrap();
+        assert_eq!(s.token_endpoint.as_str(), "https://mcp.example/token");
+        assert_eq!(
+            s.registration_endpoint.as_ref().map(Url::as_str),
+            Some("https://mcp.example/register")
+        );
+        // A server error is not "no metadata": no fallback.
+        let mut down = Script::new();
+        for u in &urls {
+            down = down.status(u.as_str(), 503);
+        }
+        assert!(block_on(discover_legacy_authorization_server(
+            &down,
+            &Policy::STRICT,
+            &origin
+        ))
+        .is_err());
     }
 }

@@ -143,8 +143,18 @@ pub async fn authorize(
 ) -> Result<LoginStart> {
     let policy = &settings.policy;
     let found = discovery::discover_resource(http, policy, resource_url, challenge).await?;
-    let server =
-        authorization_server(http, store, policy, &found.authorization_servers, now).await?;
+    // Without resource metadata the resource's origin is the server (the
+    // MCP specification of 2025-03-26), with its looser discovery.
+    let legacy = found.metadata.is_none();
+    let server = authorization_server(
+        http,
+        store,
+        policy,
+        &found.authorization_servers,
+        legacy,
+        now,
+    )
+    .await?;
     settings.clients.check_pkce(&server)?;
     let redirect_uri = settings.redirect_uri_for(&server.issuer);
     let cached = store
@@ -207,12 +217,14 @@ pub async fn authorize(
 pub const SERVER_METADATA_TTL_SECS: u64 = 3600;
 
 /// The first issuer with fresh cached metadata, or discovery (whose result is
-/// cached).
+/// cached); `legacy` for a resource without resource metadata
+/// ([`discovery::discover_legacy_authorization_server`]).
 async fn authorization_server(
     http: &impl HttpClient,
     store: &impl Store,
     policy: &Policy,
     issuers: &[Url],
+    legacy: bool,
     now: u64,
 ) -> Result<discovery::AuthorizationServer> {
     for issuer in issuers.iter().take(discovery::MAX_AUTHORIZATION_SERVERS) {
@@ -227,7 +239,12 @@ async fn authorization_server(
             }
         }
     }
-    let server = discovery::discover_authorization_server(http, policy, issuers).await?;
+    let server = match issuers.first() {
+        Some(origin) if legacy => {
+            discovery::discover_legacy_authorization_server(http, policy, origin).await?
+        }
+        _ => discovery::discover_authorization_server(http, policy, issuers).await?,
+    };
     // Cache under the listed URL that matched (the document's issuer equals it).
     if let Some(listed) = issuers
         .iter()
