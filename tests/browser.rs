@@ -23,6 +23,7 @@ fn a_person_connects_calls_and_removes_in_chromium() {
         .args(["--api", &format!("{}/api", servers.origin)])
         .args(["--api2", &format!("{}/v1", servers.origin)])
         .args(["--hostile", &hostile.origin])
+        .args(["--mcp", &format!("{}/mcp", servers.origin)])
         .arg("--shots")
         .arg(&shots)
         .current_dir(repo_root())
@@ -35,5 +36,6 @@ fn a_person_connects_calls_and_removes_in_chromium() {
         out.status,
         shots.display()
     );
-    assert!(log.contains("ok: one provider left after removal"), "{log}");
+    assert!(log.contains("ok: two providers left after removal"), "{log}");
+    assert!(log.contains("ok: the MCP server is listed with its tools"), "{log}");
 }

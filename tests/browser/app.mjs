@@ -1,7 +1,8 @@
 // A person using the example app in a real browser (Debian's chromium,
 // driven by playwright-core; no browser download): sign in, connect an API
 // through the confirmation page, connect another from the app's own form in
-// one click, see the rows, call the API, remove a connection.
+// one click, connect an MCP server and see its tools, see the rows, call the
+// API, remove a connection.
 //
 // Usage: node tests/browser/app.mjs --app ORIGIN --api URL --api2 URL --shots DIR
 // Exits 0 when every step held; prints what failed otherwise.
@@ -14,6 +15,7 @@ const { values: args } = parseArgs({
     app: { type: 'string' },
     api: { type: 'string' },
     api2: { type: 'string' },
+    mcp: { type: 'string' },
     hostile: { type: 'string' },
     shots: { type: 'string' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
@@ -56,10 +58,19 @@ try {
   check(true, 'connected from the app form in one click');
   await page.click('text=Continue');
 
-  // Both rows are listed.
+  // An MCP server: listed by its own name, with its tools.
+  await page.fill('input[name=url]', args.mcp);
+  await page.click('form[action="/oauth/login"] button');
+  await page.waitForSelector('text=Connected');
+  await page.click('text=Continue');
+  const mcpRow = page.locator(`#providers tr:has-text("Demo MCP")`);
+  await mcpRow.waitFor();
+  check((await mcpRow.textContent()).includes('echo, whoami'), 'the MCP server is listed with its tools');
+
+  // All three rows are listed.
   await page.waitForSelector(`#providers tr:has-text("${args.api2}")`);
   const rows = await page.locator('#providers tr').count();
-  check(rows === 2, `two providers listed (${rows})`);
+  check(rows === 3, `three providers listed (${rows})`);
   await page.screenshot({ path: `${args.shots}/home.png` });
 
   // Call the API through the app.
@@ -80,9 +91,9 @@ try {
 
   // Remove one connection.
   await row.locator('button:has-text("Remove")').click();
-  await page.waitForFunction(() => document.querySelectorAll('#providers tr').length === 1);
+  await page.waitForFunction(() => document.querySelectorAll('#providers tr').length === 2);
   const left = await page.locator('#providers tr').count();
-  check(left === 1, `one provider left after removal (${left})`);
+  check(left === 2, `two providers left after removal (${left})`);
   await page.screenshot({ path: `${args.shots}/removed.png` });
 } catch (e) {
   failed = e;

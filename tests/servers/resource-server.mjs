@@ -9,6 +9,10 @@
 // - /bad-metadata/... and /other-resource/...: 401 whose metadata is not JSON,
 //                 or names another resource.
 // - /api/redirect?to=URL answers 302 to URL (after checking the token like /api).
+// - POST /mcp:     an MCP server (Streamable HTTP) for resource <origin>/mcp,
+//                 protected like /api (even `initialize`): tools `echo` and
+//                 `whoami`; `initialize` assigns an Mcp-Session-Id that later
+//                 requests must carry; `tools/call` answers as an event stream.
 // - POST /__revoke-tokens: every access token accepted so far is refused from
 //   now on (as a resource server learns of revocation, e.g. by introspection).
 // - /.well-known/oauth-protected-resource/<prefix>: RFC 9728 metadata.
@@ -41,7 +45,7 @@ await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', res
 const { port } = server.address();
 const origin = `http://127.0.0.1:${port}`;
 
-const PROTECTED = ['api', 'v1', 'scoped', 'bad-metadata', 'other-resource'];
+const PROTECTED = ['api', 'v1', 'scoped', 'bad-metadata', 'other-resource', 'mcp'];
 const stats = { requests: {}, last_authorization: {} };
 const seenJti = new Set();
 const revokedJti = new Set();
@@ -122,6 +126,7 @@ server.on('request', async (req, res) => {
     parts.push(`resource_metadata="${resourceMetadata}"`);
     return send(res, 401, { error: 'unauthorized' }, { 'www-authenticate': `Bearer ${parts.join(', ')}` });
   }
+  if (prefix === 'mcp') return mcp(req, res, payload);
   const scopes = String(payload.scope ?? '').split(' ');
   if (prefix === 'scoped' && !scopes.includes('api:write')) {
     return send(res, 403, { error: 'insufficient_scope' }, {
@@ -135,6 +140,56 @@ server.on('request', async (req, res) => {
   }
   return send(res, 200, { ...seen, ok: true, sub: payload.sub, scope: payload.scope, aud: payload.aud });
 });
+
+const mcpSessions = new Set();
+async function mcp(req, res, payload) {
+  if (req.method !== 'POST') return send(res, 405, { error: 'method_not_allowed' });
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  let msg;
+  try {
+    msg = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    return send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error' } });
+  }
+  const reply = (result) => ({ jsonrpc: '2.0', id: msg.id, result });
+  if (msg.method === 'initialize') {
+    const sid = `s-${mcpSessions.size + 1}-${Date.now()}`;
+    mcpSessions.add(sid);
+    return send(res, 200, reply({
+      protocolVersion: msg.params?.protocolVersion ?? '2025-11-25',
+      serverInfo: { name: 'Demo MCP', version: '1.2.3' },
+      capabilities: { tools: {} },
+    }), { 'mcp-session-id': sid });
+  }
+  if (!mcpSessions.has(req.headers['mcp-session-id'])) {
+    return send(res, 400, { jsonrpc: '2.0', id: msg.id ?? null, error: { code: -32000, message: 'missing or unknown Mcp-Session-Id' } });
+  }
+  if (msg.id === undefined) {
+    res.writeHead(202);
+    return res.end();
+  }
+  if (msg.method === 'tools/list') {
+    return send(res, 200, reply({ tools: [
+      { name: 'echo', description: 'Echoes its text', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
+      { name: 'whoami', description: 'The token subject', inputSchema: { type: 'object' } },
+    ] }));
+  }
+  if (msg.method === 'tools/call') {
+    const { name, arguments: args = {} } = msg.params ?? {};
+    const result = name === 'echo'
+      ? { content: [{ type: 'text', text: String(args.text ?? '') }] }
+      : name === 'whoami'
+        ? { content: [{ type: 'text', text: String(payload.sub) }] }
+        : null;
+    if (!result) return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32602, message: `unknown tool ${name}` } });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1 } })}\n\n`);
+    res.write(`event: message\ndata: ${JSON.stringify(reply(result))}\n\n`);
+    return res.end();
+  }
+  return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: `no method ${msg.method}` } });
+}
 
 process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));

@@ -27,7 +27,8 @@
 
 use idp::worker::{Env, Method, Request, Response};
 use idp::workers::{
-    AppContext, Connected, Handler, IdpWorker, OnAuthSuccess, ProviderInfo, Session,
+    mcp_provider_info, AppContext, Connected, Handler, IdpWorker, McpClient, McpError,
+    OnAuthSuccess, ProviderInfo, Session,
 };
 use serde::Deserialize;
 
@@ -36,10 +37,23 @@ use serde::Deserialize;
 #[idp::idp_worker(name = "idp example app")]
 pub struct ExampleApp;
 
-/// Names each connected API by host and path, and records when and how it
-/// was connected.
+/// Names an MCP server (a URL ending in `/mcp`: other APIs get no extra
+/// request) by its `serverInfo` and records its tools; names any other API by
+/// host and path. Records when and how it was connected.
 impl OnAuthSuccess for ExampleApp {
     async fn on_auth_success(&self, c: Connected<'_>) -> Result<ProviderInfo, String> {
+        let looks_mcp = url::Url::parse(c.connected_url)
+            .is_ok_and(|u| u.path().trim_end_matches('/').ends_with("/mcp"));
+        let mcp = if looks_mcp {
+            mcp_provider_info(&c).await.ok()
+        } else {
+            None
+        };
+        if let Some(mut info) = mcp {
+            info.metadata["connected_at"] = idp::workers::now().into();
+            info.metadata["scope"] = c.scope.into();
+            return Ok(info);
+        }
         let default = ProviderInfo::default_for(c.resource_url);
         let path = url::Url::parse(c.resource_url)
             .map(|u| u.path().to_owned())
@@ -229,54 +243,66 @@ async fn debug(
     })
 }
 
-/// `POST /api/mcp`: one JSON-RPC message to an MCP server, as the user.
+/// `POST /api/mcp`: one JSON-RPC message to an MCP server, as the user,
+/// through [`McpClient`].
 async fn mcp_relay(
     mut req: Request,
     cx: &AppContext<'_>,
     target: String,
 ) -> Result<Response, idp::workers::Error> {
-    use idp::mcp::{response_for, MCP_ACCEPT, PROTOCOL_VERSION_HEADER, SESSION_HEADER};
-    let body = req.bytes().await?;
-    let Ok(message) = serde_json::from_slice::<serde_json::Value>(&body) else {
+    use idp::mcp::{PROTOCOL_VERSION_HEADER, SESSION_HEADER};
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        method: String,
+        #[serde(default)]
+        params: Option<serde_json::Value>,
+    }
+    let Ok(message) = req.json::<Message>().await else {
         return Ok(json_error(
             400,
             "invalid_body",
-            "the body must be one JSON-RPC message",
+            "the body must be one JSON-RPC request or notification",
         )?);
     };
-    let mut out = idp::workers::OutgoingRequest::new(Method::Post, target)
-        .header("content-type", "application/json")
-        .header("accept", MCP_ACCEPT)
-        .body(body);
-    for name in [SESSION_HEADER, PROTOCOL_VERSION_HEADER] {
-        if let Some(v) = req.headers().get(name)? {
-            out = out.header(name, &v);
-        }
+    let mut mcp = McpClient::new(cx.fetch, target);
+    if let Some(s) = req.headers().get(SESSION_HEADER)? {
+        mcp = mcp.with_session(s);
     }
-    let mut upstream = cx.fetch.send(out).await?;
-    let status = upstream.status_code();
-    let session = upstream.headers().get(SESSION_HEADER)?;
-    let content_type = upstream.headers().get("content-type")?;
-    let bytes = upstream.bytes().await?;
-    let mut resp = match message.get("id") {
-        _ if !(200..300).contains(&status) => Response::from_json(&serde_json::json!({
-            "error": "upstream",
-            "status": status,
-            "body": String::from_utf8_lossy(&bytes),
-        }))?
-        .with_status(502),
-        None => Response::empty()?.with_status(202),
-        Some(id) => match response_for(content_type.as_deref(), &bytes, id) {
-            Ok(Some(reply)) => Response::from_json(&reply)?,
-            Ok(None) => json_error(
-                502,
-                "no_response",
-                "the MCP server's answer held no response to this id",
-            )?,
-            Err(e) => json_error(502, "invalid_response", &e.to_string())?,
-        },
+    if let Some(v) = req.headers().get(PROTOCOL_VERSION_HEADER)? {
+        mcp = mcp.with_protocol_version(v);
+    }
+    let outcome = match &message.id {
+        Some(_) => mcp
+            .request(
+                &message.method,
+                message.params.unwrap_or(serde_json::json!({})),
+            )
+            .await
+            .map(Some),
+        None => mcp
+            .notify(&message.method, message.params)
+            .await
+            .map(|()| None),
     };
-    if let Some(s) = session {
+    let mut resp = match outcome {
+        Ok(None) => Response::empty()?.with_status(202),
+        Ok(Some(result)) => Response::from_json(&serde_json::json!({
+            "jsonrpc": "2.0", "id": message.id, "result": result,
+        }))?,
+        Err(McpError::Rpc {
+            code,
+            message: text,
+            data,
+        }) => Response::from_json(&serde_json::json!({
+            "jsonrpc": "2.0", "id": message.id,
+            "error": {"code": code, "message": text, "data": data},
+        }))?,
+        Err(McpError::Request(e)) => return Err(e),
+        Err(e) => json_error(502, "mcp", &e.to_string())?,
+    };
+    if let Some(s) = mcp.session_id() {
         resp.headers_mut().set(SESSION_HEADER, &s)?;
     }
     Ok(resp)

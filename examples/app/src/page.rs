@@ -25,7 +25,7 @@ pub fn home(user: &str, config: &Config) -> String {
 <h2>Connect a resource</h2>
 <form action="{login}" method="get"><input type="url" name="url" required placeholder="https://api.example.com/v1"> <button>Connect</button></form>
 <h2>Connected</h2>
-<table><thead><tr><th>Resource</th><th>Name</th><th>Token</th><th>Expires</th><th></th></tr></thead><tbody id="providers"></tbody></table>
+<table><thead><tr><th>Resource</th><th>Name</th><th>Token</th><th>Expires</th><th>MCP tools</th><th></th></tr></thead><tbody id="providers"></tbody></table>
 <h2>Call a URL</h2>
 <form id="call"><input type="url" id="target" required> <button>Call</button></form>
 <pre id="answer"></pre>
@@ -43,6 +43,7 @@ async function load() {{
     cell(row, p.resource_url); cell(row, p.name);
     cell(row, p.public ? 'public' : (p.has_token ? 'yes' : 'no'));
     cell(row, p.expires_at ? new Date(p.expires_at * 1000).toLocaleTimeString() : '');
+    cell(row, (p.metadata && p.metadata.mcp && Array.isArray(p.metadata.mcp.tools)) ? p.metadata.mcp.tools.join(', ') : '');
     const actions = cell(row, '');
     button(actions, 'Use', () => {{ $('target').value = p.resource_url; }});
     button(actions, 'Refresh', async () => {{ await fetch('/api/refresh', {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{urls: [p.resource_url]}})}}); load(); }});

@@ -8,6 +8,9 @@ use crate::secret::AccessToken;
 pub struct Connected<'a> {
     /// The resource URL (the prefix the provider serves).
     pub resource_url: &'a str,
+    /// The URL the person connected (under `resource_url`; for an MCP
+    /// server, its endpoint).
+    pub connected_url: &'a str,
     /// The new access token; `None` for a public resource.
     pub access_token: Option<&'a AccessToken>,
     /// The scope granted, if the server said.

@@ -11,6 +11,8 @@
 //!   and retries once on 401, and otherwise returns
 //!   [`Error::AuthorizationRequired`] with the URL that re-authorizes.
 //! - [`OnAuthSuccess`]: names and describes a provider once connected.
+//! - [`McpClient`]: an MCP client (Streamable HTTP) over [`AuthedFetch`];
+//!   [`mcp_provider_info`] names a connected MCP server from its `serverInfo`.
 //! - [`Session`]: a signed session cookie, so the user id is not something a
 //!   request can simply claim.
 
@@ -18,6 +20,7 @@ mod fetch;
 mod handler;
 mod hook;
 mod http;
+mod mcp;
 mod object;
 pub mod pages;
 mod protocol;
@@ -30,6 +33,7 @@ pub use handler::{
 };
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
+pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};
 pub use object::ProvidersObject;
 pub use protocol::{ProviderView, RefreshOutcome, RemoteError, RemoveOutcome};
 pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};

@@ -518,6 +518,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             .hook
             .on_auth_success(Connected {
                 resource_url: provider.key.as_str(),
+                connected_url: &provider.resource_url,
                 access_token: tokens.map(|t| &t.access_token),
                 scope: tokens.and_then(|t| t.scope.as_deref()),
                 env: &self.env,
