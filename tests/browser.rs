@@ -36,6 +36,12 @@ fn a_person_connects_calls_and_removes_in_chromium() {
         out.status,
         shots.display()
     );
-    assert!(log.contains("ok: two providers left after removal"), "{log}");
-    assert!(log.contains("ok: the MCP server is listed with its tools"), "{log}");
+    assert!(
+        log.contains("ok: two providers left after removal"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ok: the MCP server is listed with its tools"),
+        "{log}"
+    );
 }

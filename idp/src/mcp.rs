@@ -1,9 +1,10 @@
 //! What an app needs to talk to an MCP server over Streamable HTTP as the
-//! signed-in user, without a full MCP SDK: the request headers, and reading a
-//! JSON-RPC response that comes back as JSON or as a `text/event-stream`.
-//!
-//! The transport is plain HTTP, so the runtimes' authorized clients (the
-//! Workers `AuthedFetch`) carry it with every token rule they apply.
+//! signed-in user, without a full MCP SDK: [`Session`] builds the requests
+//! (JSON-RPC messages, `Accept`, `Mcp-Session-Id`, `Mcp-Protocol-Version`)
+//! and reads the answers, JSON or `text/event-stream`, doing no I/O itself;
+//! [`Session::call`] sends through any [`HttpClient`]. The Workers
+//! `McpClient` carries the same session over `AuthedFetch`, with every token
+//! rule it applies.
 //!
 //! ```
 //! use idp::mcp::{response_for, MCP_ACCEPT};
@@ -14,7 +15,9 @@
 //! assert_eq!(MCP_ACCEPT, "application/json, text/event-stream");
 //! ```
 
-use serde_json::Value;
+use crate::http::{HttpClient, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use url::Url;
 
 /// The `Accept` header of every MCP request.
 pub const MCP_ACCEPT: &str = "application/json, text/event-stream";
@@ -87,6 +90,215 @@ pub fn response_for(
     }))
 }
 
+/// A JSON-RPC error answered by the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the MCP server answered error {code}: {message}")]
+pub struct RpcError {
+    /// The code.
+    pub code: i64,
+    /// The message.
+    pub message: String,
+    /// The data, if any.
+    pub data: Option<Value>,
+}
+
+/// Why a call to an MCP server failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum McpError {
+    /// The request did not complete.
+    #[error("the MCP server could not be reached: {0}")]
+    Transport(String),
+    /// The server answered this HTTP status.
+    #[error("the MCP server answered HTTP {0}")]
+    Status(u16),
+    /// The server answered with a JSON-RPC error.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The answer was not the JSON-RPC response expected.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// The `result` of a JSON-RPC response, or its `error`.
+pub fn result_of(reply: Value) -> Result<Value, RpcError> {
+    match reply.get("error") {
+        Some(e) => Err(RpcError {
+            code: e["code"].as_i64().unwrap_or_default(),
+            message: e["message"].as_str().unwrap_or_default().to_owned(),
+            data: e.get("data").cloned(),
+        }),
+        None => Ok(reply.get("result").cloned().unwrap_or(Value::Null)),
+    }
+}
+
+/// The `initialize` parameters idp sends.
+pub fn initialize_params() -> Value {
+    json!({
+        "protocolVersion": crate::probe::MCP_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "idp", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// One client's conversation with one MCP server: ids, the session the
+/// server assigned and the protocol version agreed. It builds requests and
+/// reads answers; it sends nothing itself.
+///
+/// ```
+/// use idp::http::HttpResponse;
+/// use idp::mcp::Session;
+///
+/// let mut s = Session::new("https://mcp.example/mcp".parse().unwrap());
+/// let (id, req) = s.request("tools/list", serde_json::json!({}));
+/// assert_eq!(req.header("accept"), Some("application/json, text/event-stream"));
+/// let answer = HttpResponse::new(200, format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[]}}}}"#))
+///     .with_header("content-type", "application/json")
+///     .with_header("mcp-session-id", "s1");
+/// assert_eq!(s.read(Some(id), &answer).unwrap().unwrap()["tools"], serde_json::json!([]));
+/// assert_eq!(s.session_id(), Some("s1"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    url: Url,
+    session_id: Option<String>,
+    protocol_version: Option<String>,
+    next_id: u64,
+}
+
+impl Session {
+    /// A new conversation with the server at `url`.
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            session_id: None,
+            protocol_version: None,
+            next_id: 1,
+        }
+    }
+
+    /// Continues a session the server assigned earlier.
+    pub fn with_session_id(mut self, id: impl Into<String>) -> Self {
+        self.session_id = Some(id.into());
+        self
+    }
+
+    /// Sends `Mcp-Protocol-Version` from now on.
+    pub fn with_protocol_version(mut self, version: impl Into<String>) -> Self {
+        self.protocol_version = Some(version.into());
+        self
+    }
+
+    /// The session the server assigned, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn post(&self, message: &Value) -> HttpRequest {
+        let mut req = HttpRequest::post_json(self.url.clone(), message);
+        req.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("accept"));
+        req.headers.push(("accept".into(), MCP_ACCEPT.into()));
+        if let Some(s) = &self.session_id {
+            req.headers.push((SESSION_HEADER.into(), s.clone()));
+        }
+        if let Some(v) = &self.protocol_version {
+            req.headers
+                .push((PROTOCOL_VERSION_HEADER.into(), v.clone()));
+        }
+        req
+    }
+
+    /// A request: its id and the HTTP request that carries it.
+    pub fn request(&mut self, method: &str, params: Value) -> (u64, HttpRequest) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        (id, self.post(&message))
+    }
+
+    /// A notification.
+    pub fn notification(&self, method: &str, params: Option<Value>) -> HttpRequest {
+        let mut message = json!({"jsonrpc": "2.0", "method": method});
+        if let Some(p) = params {
+            message["params"] = p;
+        }
+        self.post(&message)
+    }
+
+    /// Reads the answer to the request with `id` (`None` for a
+    /// notification): keeps the session the server assigns, notes the
+    /// protocol version an `initialize` result agrees on, and returns the
+    /// `result`.
+    pub fn read(
+        &mut self,
+        id: Option<u64>,
+        resp: &HttpResponse,
+    ) -> Result<Option<Value>, McpError> {
+        if let Some(s) = resp.header(SESSION_HEADER) {
+            self.session_id = Some(s.to_owned());
+        }
+        if !resp.is_success() {
+            return Err(McpError::Status(resp.status));
+        }
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let reply = response_for(resp.header("content-type"), &resp.body, &json!(id))
+            .map_err(|e| McpError::Protocol(e.to_string()))?
+            .ok_or_else(|| McpError::Protocol(format!("the answer held no response to id {id}")))?;
+        let result = result_of(reply)?;
+        if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
+            if result.get("serverInfo").is_some() {
+                self.protocol_version = Some(v.to_owned());
+            }
+        }
+        Ok(Some(result))
+    }
+
+    /// Sends a request through `http` and returns its `result`.
+    pub async fn call(
+        &mut self,
+        http: &impl HttpClient,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, McpError> {
+        let (id, req) = self.request(method, params);
+        let resp = http
+            .send(req)
+            .await
+            .map_err(|e| McpError::Transport(e.message))?;
+        Ok(self.read(Some(id), &resp)?.unwrap_or(Value::Null))
+    }
+
+    /// Sends a notification through `http`.
+    pub async fn notify(
+        &mut self,
+        http: &impl HttpClient,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<(), McpError> {
+        let resp = http
+            .send(self.notification(method, params))
+            .await
+            .map_err(|e| McpError::Transport(e.message))?;
+        self.read(None, &resp).map(|_| ())
+    }
+
+    /// `initialize` then `notifications/initialized`: the `initialize`
+    /// result (`serverInfo`, `protocolVersion`, `capabilities`).
+    pub async fn initialize(&mut self, http: &impl HttpClient) -> Result<Value, McpError> {
+        let result = self.call(http, "initialize", initialize_params()).await?;
+        self.notify(http, "notifications/initialized", None).await?;
+        Ok(result)
+    }
+}
+
 fn flatten(v: Value) -> Vec<Value> {
     match v {
         Value::Array(items) => items,
@@ -133,6 +345,59 @@ event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\ndata: \"result\":{\"n\":1}
         assert_eq!(
             sse_data("data:x\r\ndata: y\r\n\r\n"),
             vec!["x\ny".to_owned()]
+        );
+    }
+    #[test]
+    fn a_session_over_the_scripted_client() {
+        use crate::testing::{block_on, Script};
+        let url = "https://mcp.example/mcp";
+        let script = Script::new()
+            .raw(
+                url,
+                HttpResponse::new(
+                    200,
+                    r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","serverInfo":{"name":"s","version":"1"}}}"#,
+                )
+                .with_header("content-type", "application/json")
+                .with_header("mcp-session-id", "abc"),
+            )
+            .raw(url, HttpResponse::new(202, ""))
+            .raw(
+                url,
+                HttpResponse::new(
+                    200,
+                    "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32601,\"message\":\"no\"}}\n\n",
+                )
+                .with_header("content-type", "text/event-stream"),
+            );
+        let mut s = Session::new(url.parse().unwrap());
+        let init = block_on(s.initialize(&script)).unwrap();
+        assert_eq!(init["serverInfo"]["name"], "s");
+        let e = block_on(s.call(&script, "nope", json!({}))).unwrap_err();
+        assert_eq!(
+            e,
+            McpError::Rpc(RpcError {
+                code: -32601,
+                message: "no".into(),
+                data: None
+            })
+        );
+        let reqs = script.requests();
+        assert_eq!(reqs.len(), 3);
+        assert_eq!(reqs[0].header(SESSION_HEADER), None);
+        for r in &reqs[1..] {
+            assert_eq!(r.header(SESSION_HEADER), Some("abc"));
+            assert_eq!(r.header(PROTOCOL_VERSION_HEADER), Some("2025-06-18"));
+        }
+        let note: Value = serde_json::from_slice(&reqs[1].body).unwrap();
+        assert_eq!(note["method"], "notifications/initialized");
+        assert!(note.get("id").is_none());
+        // A refused request is an HTTP status, not a protocol error.
+        let refused = Script::new().status(url, 401);
+        let mut s = Session::new(url.parse().unwrap());
+        assert_eq!(
+            block_on(s.call(&refused, "tools/list", json!({}))).unwrap_err(),
+            McpError::Status(401)
         );
     }
 }

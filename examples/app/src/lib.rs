@@ -266,7 +266,10 @@ async fn mcp_relay(
             "the body must be one JSON-RPC request or notification",
         )?);
     };
-    let mut mcp = McpClient::new(cx.fetch, target);
+    let mut mcp = match McpClient::new(cx.fetch, &target) {
+        Ok(m) => m,
+        Err(e) => return Ok(json_error(400, "invalid_url", &e.to_string())?),
+    };
     if let Some(s) = req.headers().get(SESSION_HEADER)? {
         mcp = mcp.with_session(s);
     }
@@ -291,11 +294,11 @@ async fn mcp_relay(
         Ok(Some(result)) => Response::from_json(&serde_json::json!({
             "jsonrpc": "2.0", "id": message.id, "result": result,
         }))?,
-        Err(McpError::Rpc {
+        Err(McpError::Mcp(idp::mcp::McpError::Rpc(idp::mcp::RpcError {
             code,
             message: text,
             data,
-        }) => Response::from_json(&serde_json::json!({
+        }))) => Response::from_json(&serde_json::json!({
             "jsonrpc": "2.0", "id": message.id,
             "error": {"code": code, "message": text, "data": data},
         }))?,
