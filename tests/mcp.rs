@@ -111,6 +111,32 @@ async fn an_mcp_server_is_connected_described_and_called() {
     assert_eq!(body["error"]["code"], -32602);
     assert_eq!(body["id"], 8);
 
+    // Without a session header, the relay continues the session it kept for
+    // this user and server.
+    let (status, kept, body) = mcp(
+        &alice,
+        &server,
+        None,
+        json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(kept.as_deref(), Some(sid.as_str()));
+    assert_eq!(body["result"]["tools"][1]["name"], "whoami");
+    // Bob has no session with it.
+    let bob = App::sign_in(&worker, "bob").await;
+    let (status, page) = bob.connect(&server).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, _, body) = mcp(
+        &bob,
+        &server,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!((status, body["error"].clone()), (502, json!("mcp")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("HTTP 400"), "{body}");
+
     // The server stops accepting the token: one refresh, and the call goes on.
     let before = servers.auth_count("POST /token").await;
     reqwest::Client::new()

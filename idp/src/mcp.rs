@@ -199,6 +199,17 @@ impl Session {
         &self.url
     }
 
+    /// The protocol version agreed, if known.
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.protocol_version.as_deref()
+    }
+
+    /// Forgets the session (the server ended it): the next request must be
+    /// an `initialize`.
+    pub fn end(&mut self) {
+        self.session_id = None;
+    }
+
     fn post(&self, message: &Value) -> HttpRequest {
         let mut req = HttpRequest::post_json(self.url.clone(), message);
         req.headers

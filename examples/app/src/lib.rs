@@ -15,8 +15,9 @@
 //! - `POST /api/mcp?url=<MCP server>`: sends one JSON-RPC message (the body)
 //!   to the MCP server over Streamable HTTP as the user and answers the
 //!   JSON-RPC response as JSON (read from JSON or an event stream), 202 for a
-//!   notification; `Mcp-Session-Id` and `Mcp-Protocol-Version` pass through
-//!   both ways. When the user must act: 401 `authorization_required`.
+//!   notification. The MCP session is kept per user and server in the user's
+//!   object (a request's own `Mcp-Session-Id` wins); the answer carries it.
+//!   When the user must act: 401 `authorization_required`.
 //! - `ANY /api/forward?url=<url>`: forwards this request (method, body and
 //!   headers, but never the caller's cookies or credentials) to the URL with
 //!   the user's credentials, answering like `/api/fetch`.
@@ -266,16 +267,21 @@ async fn mcp_relay(
             "the body must be one JSON-RPC request or notification",
         )?);
     };
-    let mut mcp = match McpClient::new(cx.fetch, &target) {
+    // The session kept for this user and server, unless the caller names one.
+    let explicit = req.headers().get(SESSION_HEADER)?;
+    let made = match &explicit {
+        Some(sid) => McpClient::new(cx.fetch, &target).map(|m| m.with_session(sid.clone())),
+        None => cx.idp.mcp(&target).await,
+    };
+    let mut mcp = match made {
         Ok(m) => m,
+        Err(McpError::Request(e)) => return Err(e),
         Err(e) => return Ok(json_error(400, "invalid_url", &e.to_string())?),
     };
-    if let Some(s) = req.headers().get(SESSION_HEADER)? {
-        mcp = mcp.with_session(s);
-    }
     if let Some(v) = req.headers().get(PROTOCOL_VERSION_HEADER)? {
         mcp = mcp.with_protocol_version(v);
     }
+    let before = (mcp.session_id(), mcp.protocol_version());
     let outcome = match &message.id {
         Some(_) => mcp
             .request(
@@ -305,6 +311,9 @@ async fn mcp_relay(
         Err(McpError::Request(e)) => return Err(e),
         Err(e) => json_error(502, "mcp", &e.to_string())?,
     };
+    if explicit.is_none() && (mcp.session_id(), mcp.protocol_version()) != before {
+        cx.idp.keep_mcp_session(&mcp).await?;
+    }
     if let Some(s) = mcp.session_id() {
         resp.headers_mut().set(SESSION_HEADER, &s)?;
     }

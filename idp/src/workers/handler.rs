@@ -770,6 +770,44 @@ impl Handler {
         Ok(self.stub.authorization(url).await?.and_then(|a| a.header))
     }
 
+    /// An MCP client for the server at `url`, as this user, continuing the
+    /// session kept for (user, server) by [`Handler::keep_mcp_session`].
+    pub async fn mcp(&self, url: &str) -> Result<super::McpClient<'_>, super::McpError> {
+        let mut client = super::McpClient::new(self.fetcher(), url)?;
+        let kept: Option<super::protocol::McpSessionState> = self
+            .stub
+            .call(Call::McpSessionGet {
+                owner: self.stub.owner.clone(),
+                url: client.url(),
+            })
+            .await?;
+        if let Some(state) = kept {
+            client = client.with_session(state.id);
+            if let Some(v) = state.protocol_version {
+                client = client.with_protocol_version(v);
+            }
+        }
+        Ok(client)
+    }
+
+    /// Keeps `client`'s session for (user, server), or forgets it when the
+    /// client has none, so the next [`Handler::mcp`] continues it.
+    pub async fn keep_mcp_session(&self, client: &super::McpClient<'_>) -> Result<(), Error> {
+        let session = client
+            .session_id()
+            .map(|id| super::protocol::McpSessionState {
+                id,
+                protocol_version: client.protocol_version(),
+            });
+        self.stub
+            .call::<()>(Call::McpSessionPut {
+                owner: self.stub.owner.clone(),
+                url: client.url(),
+                session,
+            })
+            .await
+    }
+
     /// The user's providers, with re-authorize URLs; never tokens or secrets.
     pub async fn providers(&self) -> Result<Vec<ProviderView>, Error> {
         let mut list: Vec<ProviderView> = self

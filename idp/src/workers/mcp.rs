@@ -117,6 +117,16 @@ impl<'a> McpClient<'a> {
         self.session.borrow().session_id().map(str::to_owned)
     }
 
+    /// The protocol version agreed, if known.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.session.borrow().protocol_version().map(str::to_owned)
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        self.session.borrow().url().to_string()
+    }
+
     /// `initialize`, then `notifications/initialized`.
     pub async fn initialize(&self) -> Result<ServerInfo, McpError> {
         let init = self
@@ -156,15 +166,17 @@ impl<'a> McpClient<'a> {
         .await
     }
 
-    /// Sends one JSON-RPC request and returns its `result`.
+    /// Sends one JSON-RPC request and returns its `result`. A 404 to a
+    /// request in a session means the server ended it (MCP Streamable HTTP):
+    /// the session is forgotten, so the next request must be `initialize`.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, McpError> {
         let (id, req) = self.session.borrow_mut().request(method, params);
         let resp = self.send(req).await?;
-        Ok(self
-            .session
-            .borrow_mut()
-            .read(Some(id), &resp)?
-            .unwrap_or(Value::Null))
+        let mut session = self.session.borrow_mut();
+        if resp.status == 404 && session.session_id().is_some() {
+            session.end();
+        }
+        Ok(session.read(Some(id), &resp)?.unwrap_or(Value::Null))
     }
 
     /// Sends one JSON-RPC notification.

@@ -5,8 +5,8 @@
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
 use super::http::{entropy, now, random_bytes, WorkerHttp};
 use super::protocol::{
-    fingerprint, AuthorizationReply, Call, CallbackReply, Envelope, LoginReply, ProviderView,
-    RefreshOutcome, RemoteError, RemoveOutcome, Reply, INTERNAL_URL,
+    fingerprint, AuthorizationReply, Call, CallbackReply, Envelope, LoginReply, McpSessionState,
+    ProviderView, RefreshOutcome, RemoteError, RemoveOutcome, Reply, INTERNAL_URL,
 };
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
@@ -41,6 +41,10 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
     (
         2,
         &["CREATE TABLE IF NOT EXISTS idp_confirmations (token TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL)"],
+    ),
+    (
+        3,
+        &["CREATE TABLE IF NOT EXISTS idp_mcp_sessions (owner TEXT NOT NULL, url TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, url))"],
     ),
 ];
 
@@ -717,6 +721,35 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     out.push(self.refresh_one(http, &store, &owner, url).await);
                 }
                 to_value(out)
+            }
+            Call::McpSessionGet { owner, url } => {
+                let state: Option<McpSessionState> = self
+                    .store(None)
+                    .first_data(
+                        "SELECT data FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
+                        vec![text(&owner), text(&url)],
+                    )
+                    .map_err(remote)?;
+                to_value(state)
+            }
+            Call::McpSessionPut {
+                owner,
+                url,
+                session,
+            } => {
+                let store = self.store(None);
+                match session {
+                    Some(state) => store.exec(
+                        "INSERT OR REPLACE INTO idp_mcp_sessions (owner, url, data, updated_at) VALUES (?, ?, ?, ?)",
+                        vec![text(&owner), text(&url), json(&state).map_err(remote)?, secs(now())],
+                    ),
+                    None => store.exec(
+                        "DELETE FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
+                        vec![text(&owner), text(&url)],
+                    ),
+                }
+                .map_err(remote)?;
+                to_value(())
             }
             Call::Providers { owner } => {
                 let store = self.store(registry);

@@ -78,6 +78,17 @@ pub(crate) enum Call {
     Providers {
         owner: String,
     },
+    /// The MCP session kept for (owner, server URL), if any.
+    McpSessionGet {
+        owner: String,
+        url: String,
+    },
+    /// Keeps (or, with `None`, forgets) the MCP session for (owner, server URL).
+    McpSessionPut {
+        owner: String,
+        url: String,
+        session: Option<McpSessionState>,
+    },
     Find {
         owner: String,
         url: String,
@@ -116,6 +127,14 @@ pub(crate) enum Call {
         server: Box<AuthorizationServer>,
         fetched_at: u64,
     },
+}
+
+/// An MCP session kept for a user and server: the id the server assigned
+/// and the protocol version agreed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct McpSessionState {
+    pub id: String,
+    pub protocol_version: Option<String>,
 }
 
 /// A call as sent: with the binding of the registry object, so a user's
