@@ -73,6 +73,23 @@ async fn revocation_reauthorization_step_up_and_redirects() {
     let scoped = format!("{}/scoped", servers.origin);
     let (status, page) = alice.connect(&scoped).await;
     assert_eq!(status, 200, "{page}");
+    // The same asked with a 401: a step-up too, with no refresh tried.
+    let tokens = servers.auth_count("POST /token").await;
+    let (status, body) = alice.fetch(&format!("{scoped}/write401")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "insufficient_scope", "{body}");
+    assert!(
+        body["reauthorize_url"]
+            .as_str()
+            .unwrap()
+            .contains("api%3Awrite"),
+        "{body}"
+    );
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        tokens,
+        "no refresh for scope"
+    );
     let (status, body) = alice.fetch(&format!("{scoped}/write")).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["reason"], "insufficient_scope", "{body}");

@@ -134,8 +134,15 @@ async fn an_mcp_server_is_connected_described_and_called() {
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
     )
     .await;
-    assert_eq!((status, body["error"].clone()), (502, json!("mcp")), "{body}");
-    assert!(body["message"].as_str().unwrap().contains("HTTP 400"), "{body}");
+    assert_eq!(
+        (status, body["error"].clone()),
+        (502, json!("mcp")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("HTTP 400"),
+        "{body}"
+    );
 
     // The server stops accepting the token: one refresh, and the call goes on.
     let before = servers.auth_count("POST /token").await;

@@ -4,7 +4,8 @@
 //                 <origin>/api; otherwise 401 with
 //                 WWW-Authenticate: Bearer resource_metadata="...".
 // - /v1/...       the same for resource <origin>/v1 (metadata at its own path).
-// - /scoped/...   like /api, but answers 403 insufficient_scope without api:write.
+// - /scoped/...   like /api, but answers 403 insufficient_scope without api:write
+//                 (401 for paths ending in /write401).
 // - /, /public/..., /v2/...  answer 200 to anyone.
 // - /bad-metadata/... and /other-resource/...: 401 whose metadata is not JSON,
 //                 or names another resource.
@@ -129,7 +130,9 @@ server.on('request', async (req, res) => {
   if (prefix === 'mcp') return mcp(req, res, payload);
   const scopes = String(payload.scope ?? '').split(' ');
   if (prefix === 'scoped' && !scopes.includes('api:write')) {
-    return send(res, 403, { error: 'insufficient_scope' }, {
+    // /scoped/.../write401 says so with a 401, as some servers do.
+    const status = path.endsWith('/write401') ? 401 : 403;
+    return send(res, status, { error: 'insufficient_scope' }, {
       'www-authenticate': `Bearer error="insufficient_scope", scope="api:read api:write", resource_metadata="${resourceMetadata}"`,
     });
   }

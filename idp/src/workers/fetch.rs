@@ -127,8 +127,11 @@ impl OutgoingRequest {
 ///   saw the same token fail) and the request is retried once.
 /// - When that cannot work, or nothing is connected and the resource
 ///   challenges, the result is [`Error::AuthorizationRequired`] with the URL
-///   that (re-)authorizes; a 403 `insufficient_scope` gives a step-up URL for
-///   the union of the held and required scopes.
+///   that (re-)authorizes; a 403 `insufficient_scope`, or a 401 whose
+///   challenge asks for scope the token does not hold, gives a step-up URL
+///   for the union of the held and required scopes (unless the token holds
+///   them all already: then asking again cannot help, and the answer is
+///   returned as it is).
 /// - Redirects are followed by hand; the token is only sent to URLs under the
 ///   matched provider's prefix, and the caller's own credential headers never
 ///   follow a redirect to another origin.
@@ -185,6 +188,25 @@ impl<'a> AuthedFetch<'a> {
                 let (Some(a), Some(h)) = (&auth, &header) else {
                     return Ok(sent.response);
                 };
+                // A 401 whose challenge asks for scope the token does not
+                // hold is a step-up, not a stale token: refreshing cannot
+                // add scope.
+                if let Some(c) = bearer_challenge(&sent.response) {
+                    let asks_more = c.scope.is_some()
+                        && a.scope.is_some()
+                        && !scopes_cover(a.scope.as_deref(), c.scope.as_deref());
+                    if c.error.as_deref() == Some("insufficient_scope") || asks_more {
+                        if scopes_cover(a.scope.as_deref(), c.scope.as_deref()) {
+                            return Ok(sent.response);
+                        }
+                        let scope = union_scopes(a.scope.as_deref(), c.scope.as_deref());
+                        return Err(self.required(
+                            &a.key,
+                            scope.as_deref(),
+                            Reason::InsufficientScope,
+                        ));
+                    }
+                }
                 let token = h.strip_prefix("Bearer ").unwrap_or(h);
                 let retry = match self.handler.stub().rejected(&a.key, token).await {
                     Ok(r) => r,
