@@ -1,7 +1,8 @@
 //! The app a `#[idp_worker]` struct describes.
 
+use super::config::Config;
 use super::fetch::AuthedFetch;
-use super::handler::{Config, Handler};
+use super::handler::Handler;
 use super::hook::OnAuthSuccess;
 use worker::{Env, Request, Response};
 

@@ -1,7 +1,8 @@
 //! [`AuthedFetch`]: an HTTP client that authorizes each request for the
 //! signed-in user.
 
-use super::handler::{AuthorizationRequired, Error, Handler, Reason};
+use super::error::{AuthorizationRequired, Error, Reason};
+use super::handler::Handler;
 use crate::authorize::{scopes_cover, union_scopes};
 use crate::challenge::BearerChallenge;
 use crate::matching::ResourceKey;

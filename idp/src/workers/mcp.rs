@@ -4,8 +4,8 @@
 //! engine's [`crate::mcp::Session`] building the messages and reading the
 //! answers.
 
+use super::error::Error as WorkersError;
 use super::fetch::{AuthedFetch, OutgoingRequest};
-use super::handler::Error as WorkersError;
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::mcp::Session;
 use serde::{Deserialize, Serialize};

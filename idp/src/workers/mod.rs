@@ -16,6 +16,9 @@
 //! - [`Session`]: a signed session cookie, so the user id is not something a
 //!   request can simply claim.
 
+mod client;
+mod config;
+mod error;
 mod fetch;
 mod handler;
 mod hook;
@@ -26,11 +29,11 @@ pub mod pages;
 mod protocol;
 mod session;
 
+pub use client::ProvidersStub;
+pub use config::{Config, DEFAULT_BINDING};
+pub use error::{AuthorizationRequired, Error, Reason};
 pub use fetch::{AuthedFetch, OutgoingRequest};
-pub use handler::{
-    authorization_for, client_metadata_response, AuthorizationRequired, Config, Error, Handler,
-    ProvidersStub, Reason, DEFAULT_BINDING,
-};
+pub use handler::{authorization_for, client_metadata_response, Handler};
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
 pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};

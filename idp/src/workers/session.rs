@@ -1,7 +1,7 @@
 //! [`Session`]: a signed session cookie for the Worker, over
 //! [`crate::session::SessionKey`].
 
-use super::handler::Error;
+use super::error::Error;
 use crate::session::SessionKey;
 use url::Url;
 use worker::{Env, Request};

@@ -1,0 +1,151 @@
+//! Reaching the `OAuthProviders` objects: their names, the internal call, and
+//! [`ProvidersStub`], a user's object as the Worker calls it.
+
+use super::error::Error;
+use super::protocol::{
+    fingerprint, AuthorizationReply, Call, Envelope, ProviderView, RemoteError, Reply, INTERNAL_URL,
+};
+use crate::store::Provider;
+use serde::de::DeserializeOwned;
+use worker::{Env, Request};
+
+/// The name of the object that holds deployment-wide registrations.
+pub(crate) const REGISTRY_NAME: &str = "idp:v1:registry";
+
+/// The name of a user's object: a versioned prefix and the user id.
+pub(crate) fn user_object_name(user_id: &str) -> String {
+    format!("idp:v1:user:{user_id}")
+}
+
+/// Sends one internal call to the object `name` of `binding` and reads its
+/// reply. Calls to a user's object carry the binding so it can reach the
+/// registry; calls to the registry do not.
+pub(crate) async fn call_object<T: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    timeout_ms: Option<u32>,
+    call: Call,
+) -> std::result::Result<T, RemoteError> {
+    let runtime = |e: worker::Error| RemoteError {
+        code: "runtime".into(),
+        message: format!("could not reach the {binding} Durable Object: {e}"),
+        reauthorize: false,
+        retryable: true,
+        status: 500,
+    };
+    let envelope = Envelope {
+        registry: (name != REGISTRY_NAME).then(|| binding.to_owned()),
+        timeout_ms,
+        call,
+    };
+    let stub = env
+        .durable_object(binding)
+        .and_then(|ns| ns.id_from_name(name).and_then(|id| id.get_stub()))
+        .map_err(runtime)?;
+    let body = serde_json::to_string(&envelope)
+        .map_err(|e| runtime(worker::Error::RustError(e.to_string())))?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_body(Some(body.into()));
+    let req = Request::new_with_init(INTERNAL_URL, &init).map_err(runtime)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(runtime)?;
+    match resp.json::<Reply<T>>().await.map_err(runtime)? {
+        Reply::Ok(v) => Ok(v),
+        Reply::Err(e) => Err(e),
+    }
+}
+
+/// The user's `OAuthProviders` object, reached over its internal protocol.
+#[derive(Debug, Clone)]
+pub struct ProvidersStub {
+    pub(crate) env: Env,
+    binding: String,
+    pub(crate) owner: String,
+    pub(crate) timeout_ms: Option<u32>,
+}
+
+impl ProvidersStub {
+    /// The stub for `user_id`'s object under `binding`.
+    pub fn new(env: &Env, binding: &str, user_id: &str) -> Result<Self, Error> {
+        if user_id.trim().is_empty() {
+            return Err(Error::NoUser);
+        }
+        Ok(Self {
+            env: env.clone(),
+            binding: binding.to_owned(),
+            owner: user_id.to_owned(),
+            timeout_ms: None,
+        })
+    }
+
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        call: Call,
+    ) -> Result<T, Error> {
+        Ok(call_object(
+            &self.env,
+            &self.binding,
+            &user_object_name(&self.owner),
+            self.timeout_ms,
+            call,
+        )
+        .await?)
+    }
+
+    /// The `Authorization` for a URL from the longest-prefix provider
+    /// (refreshed when within 5 minutes of expiry). `None` when no provider
+    /// matches.
+    pub(crate) async fn authorization(
+        &self,
+        url: &str,
+    ) -> Result<Option<AuthorizationReply>, Error> {
+        self.call(Call::Authorization {
+            owner: self.owner.clone(),
+            url: url.to_owned(),
+        })
+        .await
+    }
+
+    /// Reports that the resource rejected `access_token`; concurrent reports of
+    /// the same token cause one refresh. Returns the header to retry with.
+    pub(crate) async fn rejected(
+        &self,
+        key: &str,
+        access_token: &str,
+    ) -> Result<AuthorizationReply, Error> {
+        self.call(Call::Rejected {
+            owner: self.owner.clone(),
+            key: key.to_owned(),
+            fingerprint: fingerprint(access_token),
+        })
+        .await
+    }
+
+    /// The provider that serves `url` (longest matching prefix), if any.
+    pub async fn find_provider(&self, url: &str) -> Result<Option<ProviderView>, Error> {
+        self.call(Call::Find {
+            owner: self.owner.clone(),
+            url: url.to_owned(),
+        })
+        .await
+    }
+
+    /// How many internal calls the user's object has answered since it started
+    /// (for benchmarks).
+    #[doc(hidden)]
+    pub async fn stats(&self) -> Result<serde_json::Value, Error> {
+        self.call(Call::Stats).await
+    }
+
+    /// Stores providers directly, bypassing the flow (for seeding benchmarks
+    /// and tests).
+    #[doc(hidden)]
+    pub async fn seed(&self, providers: Vec<Provider>) -> Result<usize, Error> {
+        self.call(Call::Seed {
+            owner: self.owner.clone(),
+            providers,
+        })
+        .await
+    }
+}

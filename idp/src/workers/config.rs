@@ -1,0 +1,269 @@
+//! [`Config`]: how the SDK is set up for a Worker, in code and from the
+//! Worker's variables.
+
+use crate::registration::{Client, ClientConfig, ClientInfo, PreRegisteredClient};
+use serde::{Deserialize, Serialize};
+use url::Url;
+use worker::Env;
+
+/// The Durable Object binding name used unless configured otherwise.
+pub const DEFAULT_BINDING: &str = "OAuthProviders";
+
+/// How the SDK is set up for a Worker.
+///
+/// ```
+/// use idp::workers::Config;
+///
+/// let config = Config::new("My app", "1.0.0")
+///     .prefix("/oauth")
+///     .allow_insecure_loopback(false);
+/// assert_eq!(config.prefix, "/oauth");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// How the app introduces itself to authorization servers.
+    pub client_info: ClientInfo,
+    /// Where the middleware's routes live (default `/oauth`).
+    pub prefix: String,
+    /// The public base URL; defaults to each request's origin.
+    pub base_url: Option<Url>,
+    /// Pre-registered clients and the client ID metadata document URL.
+    pub clients: ClientConfig,
+    /// Accept `http://` loopback authorization servers and resources
+    /// (local development only).
+    pub allow_insecure_loopback: bool,
+    /// Accept resource metadata that claims a broader resource than the URL
+    /// connected without RFC 9728 §3.3's exact match (see
+    /// [`crate::policy::Policy::allow_broader_resource`] for the risk).
+    #[serde(default)]
+    pub allow_broader_resource: bool,
+    /// The Durable Object binding (default `OAuthProviders`).
+    pub binding: String,
+    /// Where pages link back to (default `/`).
+    pub return_to: String,
+    /// How long each outbound request (discovery, registration, token,
+    /// revocation, and every [`AuthedFetch`](super::AuthedFetch) hop) may take, body included, in
+    /// milliseconds; default [`super::DEFAULT_TIMEOUT_MS`] (10 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the client info.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Config {
+            client_info: ClientInfo {
+                name: name.into(),
+                version: version.into(),
+                uri: None,
+            },
+            prefix: "/oauth".into(),
+            base_url: None,
+            clients: ClientConfig::default(),
+            allow_insecure_loopback: false,
+            allow_broader_resource: false,
+            binding: DEFAULT_BINDING.into(),
+            return_to: "/".into(),
+            timeout_ms: None,
+        }
+    }
+
+    /// Sets the route prefix (leading slash, no trailing slash).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = normalize_prefix(&prefix.into());
+        self
+    }
+
+    /// Sets the public base URL.
+    pub fn base_url(mut self, url: Url) -> Self {
+        self.base_url = Some(url);
+        self
+    }
+
+    /// Adds a pre-registered client for an issuer.
+    pub fn pre_registered(mut self, issuer: impl Into<String>, client: Client) -> Self {
+        self.clients.pre_registered.push(PreRegisteredClient {
+            issuer: issuer.into(),
+            client,
+            callback_id: None,
+        });
+        self
+    }
+
+    /// Adds a pre-registered client whose callback URL uses a readable id:
+    /// `{base}{prefix}/callback/{callback_id}` (for example `github`). An id
+    /// that is not 1 to 40 ASCII letters, digits, `-` or `_` is an error.
+    pub fn pre_registered_with_callback(
+        mut self,
+        issuer: impl Into<String>,
+        client: Client,
+        callback_id: &str,
+    ) -> Result<Self, crate::Error> {
+        crate::callback::check_id(callback_id)?;
+        self.clients.pre_registered.push(PreRegisteredClient {
+            issuer: issuer.into(),
+            client,
+            callback_id: Some(callback_id.to_owned()),
+        });
+        Ok(self)
+    }
+
+    /// Uses a client ID metadata document at `url`, the client id at servers
+    /// that accept such documents (served by this Worker, to anyone, when the
+    /// URL is on it).
+    pub fn metadata_document_url(mut self, url: Url) -> Self {
+        self.clients.metadata_document_url = Some(url);
+        self
+    }
+
+    /// Accepts resource metadata that claims a broader resource than the URL
+    /// connected, without RFC 9728 §3.3's exact match. Only for hosts where
+    /// every path belongs to one party: otherwise one path can claim the
+    /// whole host and receive tokens meant for the others.
+    pub fn allow_broader_resource(mut self, allow: bool) -> Self {
+        self.allow_broader_resource = allow;
+        self
+    }
+
+    /// Trusts that `issuer` supports PKCE S256 although its metadata does not
+    /// list it in `code_challenge_methods_supported` (such servers are
+    /// otherwise refused).
+    pub fn assume_pkce(mut self, issuer: impl Into<String>) -> Self {
+        self.clients.assume_pkce.push(issuer.into());
+        self
+    }
+
+    /// Allows `http://` on loopback hosts (development only).
+    pub fn allow_insecure_loopback(mut self, allow: bool) -> Self {
+        self.allow_insecure_loopback = allow;
+        self
+    }
+
+    /// Sets the timeout of every outbound request, body included (default
+    /// 10 s; at least 1 ms).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        let ms = u32::try_from(timeout.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// Sets the Durable Object binding name.
+    pub fn binding(mut self, binding: impl Into<String>) -> Self {
+        self.binding = binding.into();
+        self
+    }
+
+    /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
+    /// allow), `IDP_BASE_URL`, `IDP_TIMEOUT_MS`, `IDP_CLIENT_METADATA_URL`
+    /// (see [`Config::metadata_document_url`]) and `IDP_PRE_REGISTERED`, a
+    /// JSON list of clients configured in advance:
+    /// `[{"issuer": "https://as.example", "client_id": "...",
+    /// "client_secret_name": "AS_EXAMPLE_SECRET", "auth_method":
+    /// "client_secret_basic", "callback_id": "as-example"}]`, where the
+    /// secret is named (a Workers secret), never written inline; only
+    /// `issuer` and `client_id` are required. A bad list is reported in the
+    /// log and ignored.
+    pub fn with_env(mut self, env: &Env) -> Self {
+        if let Ok(v) = env.var("IDP_ALLOW_INSECURE_LOOPBACK") {
+            self.allow_insecure_loopback = v.to_string().trim().eq_ignore_ascii_case("true");
+        }
+        if let Some(u) = env
+            .var("IDP_BASE_URL")
+            .ok()
+            .and_then(|v| Url::parse(&v.to_string()).ok())
+        {
+            self.base_url = Some(u);
+        }
+        if let Some(ms) = env
+            .var("IDP_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<u32>().ok())
+            .filter(|ms| *ms > 0)
+        {
+            self.timeout_ms = Some(ms);
+        }
+        // A string, or (from wrangler.toml or `--var`) already JSON.
+        let pre_registered = env
+            .var("IDP_PRE_REGISTERED")
+            .map(|v| v.to_string())
+            .or_else(|_| {
+                env.object_var::<serde_json::Value>("IDP_PRE_REGISTERED")
+                    .map(|v| v.to_string())
+            });
+        if let Ok(json) = pre_registered {
+            match pre_registered_from_json(&json, env) {
+                Ok(list) => self.clients.pre_registered.extend(list),
+                Err(e) => worker::console_error!("idp: IDP_PRE_REGISTERED ignored: {e}"),
+            }
+        }
+        if let Some(u) = env
+            .var("IDP_CLIENT_METADATA_URL")
+            .ok()
+            .and_then(|v| Url::parse(&v.to_string()).ok())
+        {
+            self.clients.metadata_document_url = Some(u);
+        }
+        self
+    }
+}
+
+/// One entry of `IDP_PRE_REGISTERED`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreRegisteredVar {
+    issuer: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret_name: Option<String>,
+    #[serde(default)]
+    auth_method: Option<crate::registration::AuthMethod>,
+    #[serde(default)]
+    callback_id: Option<String>,
+}
+
+fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredClient>, String> {
+    let entries: Vec<PreRegisteredVar> =
+        serde_json::from_str(json).map_err(|e| format!("not a valid list: {e}"))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            if let Some(id) = &e.callback_id {
+                crate::callback::check_id(id).map_err(|err| format!("callback_id: {err}"))?;
+            }
+            let secret = match &e.client_secret_name {
+                Some(name) => Some(
+                    env.secret(name)
+                        .or_else(|_| env.var(name))
+                        .map_err(|_| format!("client_secret_name: no secret named {name:?}"))?
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let client = match secret {
+                Some(secret) => Client::confidential(
+                    e.client_id,
+                    crate::secret::ClientSecret::new(secret),
+                    e.auth_method
+                        .unwrap_or(crate::registration::AuthMethod::ClientSecretBasic),
+                ),
+                None => Client::public(e.client_id),
+            };
+            Ok(PreRegisteredClient {
+                issuer: e.issuer,
+                client,
+                callback_id: e.callback_id,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn normalize_prefix(p: &str) -> String {
+    let p = p.trim().trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("/{p}")
+    }
+}

@@ -1,0 +1,314 @@
+//! The object's answer to each internal call.
+
+use super::super::hook::OnAuthSuccess;
+use super::super::http::{entropy, now, random_bytes, WorkerHttp};
+use super::super::protocol::{
+    fingerprint, AuthorizationReply, Call, CallbackReply, LoginReply, McpSessionState,
+    ProviderView, RemoveOutcome,
+};
+use super::sql_store::{json, secs, text, CONFIRMATION_LIFETIME_SECS};
+use super::{remote, to_value, CallResult, ProvidersObject};
+use crate::error::Error;
+use crate::flow::{self, LoginStart, RefreshReason};
+use crate::matching::ResourceKey;
+use crate::store::Store;
+use serde::Deserialize;
+use worker::SqlStorageValue;
+
+impl<H: OnAuthSuccess> ProvidersObject<H> {
+    pub(super) async fn handle(
+        &self,
+        registry: Option<&str>,
+        http: &WorkerHttp,
+        call: Call,
+    ) -> CallResult {
+        match call {
+            Call::ConfirmationToken { owner } => {
+                let mut bytes = [0u8; 32];
+                random_bytes(&mut bytes).map_err(|e| remote(Error::Storage(e)))?;
+                let token = crate::encoding::base64url(&bytes);
+                let store = self.store(registry);
+                store
+                    .exec(
+                        "DELETE FROM idp_confirmations WHERE created_at < ?",
+                        vec![secs(now().saturating_sub(CONFIRMATION_LIFETIME_SECS))],
+                    )
+                    .map_err(remote)?;
+                store
+                    .exec(
+                        "INSERT INTO idp_confirmations (token, owner, created_at) VALUES (?, ?, ?)",
+                        vec![text(&token), text(&owner), secs(now())],
+                    )
+                    .map_err(remote)?;
+                to_value(token)
+            }
+            Call::Login {
+                owner,
+                url,
+                scope,
+                settings,
+                confirmation,
+            } => {
+                let store = self.store(registry);
+                if let Some(token) = confirmation {
+                    store.spend_confirmation(&token, &owner).map_err(remote)?;
+                }
+                let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
+                let writes = self.writes.lock().await;
+                let start = flow::start_login(
+                    http,
+                    &store,
+                    &settings.to_settings(),
+                    &owner,
+                    &url,
+                    scope.as_deref(),
+                    now(),
+                    entropy,
+                )
+                .await
+                .map_err(remote)?;
+                drop(writes);
+                match start {
+                    LoginStart::Redirect(url) => to_value(LoginReply::Redirect { url: url.into() }),
+                    LoginStart::Public(p) => {
+                        let (provider, hook_error) = self.named(&store, &owner, *p).await;
+                        to_value(LoginReply::Public {
+                            provider,
+                            hook_error,
+                        })
+                    }
+                }
+            }
+            Call::Callback {
+                owner,
+                callback_uri,
+                query,
+            } => {
+                let store = self.store(registry);
+                let p = {
+                    let _writes = self.writes.lock().await;
+                    flow::finish_login(http, &store, &owner, &callback_uri, &query, now())
+                        .await
+                        .map_err(remote)?
+                };
+                let (provider, hook_error) = self.named(&store, &owner, p).await;
+                to_value(CallbackReply {
+                    provider,
+                    hook_error,
+                })
+            }
+            Call::Authorization { owner, url } => {
+                let store = self.store(registry);
+                let key = ResourceKey::parse(&url).map_err(remote)?;
+                let Some(p) = store
+                    .provider_for(&owner, &key)
+                    .await
+                    .map_err(remote)?
+                    .filter(|p| p.key.covers_request(&url))
+                else {
+                    return Ok(serde_json::Value::Null);
+                };
+                let tokens = match p.tokens() {
+                    None if p.is_public() => None,
+                    Some(t) if !t.needs_refresh(now()) => Some(t.clone()),
+                    seen => {
+                        // One refresh at a time: whoever waited finds the
+                        // token already replaced and uses the new one.
+                        let _one_at_a_time = self.writes.lock().await;
+                        let reason = match seen {
+                            Some(t) => RefreshReason::Rejected(t.access_token.secret()),
+                            None => RefreshReason::Expiring,
+                        };
+                        let refreshed =
+                            flow::refresh_provider(http, &store, &owner, &p.key, reason, now())
+                                .await;
+                        match (refreshed, seen) {
+                            (Ok(t), _) => t,
+                            // An early refresh that failed for a passing
+                            // reason: the token in hand is still valid, so
+                            // the call goes on with it and the next one
+                            // tries the refresh again.
+                            (Err(e), Some(t))
+                                if !e.requires_reauthorization() && t.still_valid(now()) =>
+                            {
+                                worker::console_warn!(
+                                    "idp: early refresh for {} failed, using the still-valid token: {e}",
+                                    p.key
+                                );
+                                Some(t.clone())
+                            }
+                            (Err(e), _) => return Err(remote(e)),
+                        }
+                    }
+                };
+                to_value(AuthorizationReply {
+                    key: p.key.to_string(),
+                    header: tokens.as_ref().map(|t| t.authorization_header()),
+                    scope: tokens.and_then(|t| t.scope),
+                })
+            }
+            Call::Rejected {
+                owner,
+                key,
+                fingerprint: failed,
+            } => {
+                let store = self.store(registry);
+                let key = ResourceKey::parse(&key).map_err(remote)?;
+                let _one_at_a_time = self.writes.lock().await;
+                let current = store
+                    .provider(&owner, &key)
+                    .await
+                    .map_err(remote)?
+                    .ok_or_else(|| {
+                        remote(Error::NotConnected {
+                            url: key.to_string(),
+                        })
+                    })?;
+                let stored = current.tokens().map(|t| t.access_token.secret().to_owned());
+                let reason = match &stored {
+                    Some(t) if fingerprint(t) == failed => RefreshReason::Rejected(t),
+                    // Someone refreshed meanwhile: hand out the new token.
+                    _ => RefreshReason::Expiring,
+                };
+                let tokens = flow::refresh_provider(http, &store, &owner, &key, reason, now())
+                    .await
+                    .map_err(remote)?;
+                to_value(AuthorizationReply {
+                    key: key.to_string(),
+                    header: tokens.as_ref().map(|t| t.authorization_header()),
+                    scope: tokens.and_then(|t| t.scope),
+                })
+            }
+            Call::RefreshExpiring { owner, urls } => {
+                let store = self.store(registry);
+                let mut out = Vec::new();
+                for url in urls {
+                    out.push(self.refresh_one(http, &store, &owner, url).await);
+                }
+                to_value(out)
+            }
+            Call::McpSessionGet { owner, url } => {
+                let state: Option<McpSessionState> = self
+                    .store(None)
+                    .first_data(
+                        "SELECT data FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
+                        vec![text(&owner), text(&url)],
+                    )
+                    .map_err(remote)?;
+                to_value(state)
+            }
+            Call::McpSessionPut {
+                owner,
+                url,
+                session,
+            } => {
+                let store = self.store(None);
+                match session {
+                    Some(state) => store.exec(
+                        "INSERT OR REPLACE INTO idp_mcp_sessions (owner, url, data, updated_at) VALUES (?, ?, ?, ?)",
+                        vec![text(&owner), text(&url), json(&state).map_err(remote)?, secs(now())],
+                    ),
+                    None => store.exec(
+                        "DELETE FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
+                        vec![text(&owner), text(&url)],
+                    ),
+                }
+                .map_err(remote)?;
+                to_value(())
+            }
+            Call::Providers { owner } => {
+                let store = self.store(registry);
+                let list = store.providers(&owner).await.map_err(remote)?;
+                to_value(list.iter().map(ProviderView::of).collect::<Vec<_>>())
+            }
+            Call::Find { owner, url } => {
+                let store = self.store(registry);
+                let key = ResourceKey::parse(&url).map_err(remote)?;
+                let p = store.provider_for(&owner, &key).await.map_err(remote)?;
+                to_value(p.as_ref().map(ProviderView::of))
+            }
+            Call::Remove { owner, url } => {
+                let store = self.store(registry);
+                let key = ResourceKey::parse(&url).map_err(remote)?;
+                let removal = {
+                    let _writes = self.writes.lock().await;
+                    flow::remove_provider(http, &store, &owner, &key)
+                        .await
+                        .map_err(remote)?
+                };
+                to_value(match removal {
+                    None => RemoveOutcome {
+                        removed: false,
+                        revoked: false,
+                        revocation_error: None,
+                    },
+                    Some(r) => RemoveOutcome {
+                        removed: true,
+                        revoked: r.revoked.as_ref().is_ok_and(|b| *b),
+                        revocation_error: r.revoked.err().map(|e| e.to_string()),
+                    },
+                })
+            }
+            Call::Seed { owner, providers } => {
+                let store = self.store(registry);
+                let n = providers.len();
+                for p in providers {
+                    store.put_provider(&owner, p).await.map_err(remote)?;
+                }
+                to_value(n)
+            }
+            Call::Stats => to_value(serde_json::json!({ "calls": self.calls.get() })),
+            Call::RegistrationGet {
+                issuer,
+                redirect_uri,
+            } => to_value(
+                self.store(None)
+                    .registration(&issuer, &redirect_uri)
+                    .await
+                    .map_err(remote)?,
+            ),
+            Call::RegistrationPut { registration } => to_value(
+                self.store(None)
+                    .put_registration(registration)
+                    .await
+                    .map_err(remote)?,
+            ),
+            Call::RegistrationRemove {
+                issuer,
+                redirect_uri,
+            } => to_value(
+                self.store(None)
+                    .remove_registration(&issuer, &redirect_uri)
+                    .await
+                    .map_err(remote)?,
+            ),
+            Call::KnownIssuers { limit } => {
+                #[derive(Deserialize)]
+                struct IssuerRow {
+                    issuer: String,
+                }
+                let rows: Vec<IssuerRow> = self
+                    .store(None)
+                    .rows(
+                        "SELECT issuer FROM idp_servers ORDER BY fetched_at DESC LIMIT ?",
+                        vec![SqlStorageValue::from(i64::try_from(limit).unwrap_or(100))],
+                    )
+                    .map_err(remote)?;
+                to_value(rows.into_iter().map(|r| r.issuer).collect::<Vec<_>>())
+            }
+            Call::ServerGet { issuer } => {
+                to_value(self.store(None).server(&issuer).await.map_err(remote)?)
+            }
+            Call::ServerPut {
+                issuer,
+                server,
+                fetched_at,
+            } => to_value(
+                self.store(None)
+                    .put_server(&issuer, *server, fetched_at)
+                    .await
+                    .map_err(remote)?,
+            ),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The `OAuthProviders` Durable Object: one per user, owning that user's
+//! providers, pending flows and tokens in SQLite; one more, the registry,
+//! holding the deployment's client registrations and server metadata.
+//!
+//! - [`migrations`]: the schema.
+//! - [`sql_store`]: the engine's store over SQLite.
+//! - [`dispatch`]: the answer to each internal call.
+
+mod dispatch;
+mod migrations;
+mod sql_store;
+
+use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
+use super::http::{now, WorkerHttp};
+use super::protocol::{Envelope, ProviderView, RefreshOutcome, RemoteError, Reply};
+use crate::error::Error;
+use crate::flow::{self, RefreshReason};
+use crate::matching::ResourceKey;
+use crate::store::{Provider, Store};
+use migrations::migrate;
+use serde::Serialize;
+use sql_store::{storage_err, SqlStore};
+use worker::{Env, Request, Response, State};
+
+/// The Durable Object's behaviour. Declare the class in your Worker (the
+/// `#[idp_worker]` macro does this for you) and forward to it:
+///
+/// ```ignore
+/// #[durable_object]
+/// pub struct OAuthProviders(idp::workers::ProvidersObject<MyHook>);
+///
+/// impl DurableObject for OAuthProviders {
+///     fn new(state: State, env: Env) -> Self {
+///         Self(idp::workers::ProvidersObject::new(state, env, MyHook))
+///     }
+///     async fn fetch(&self, req: Request) -> worker::Result<Response> {
+///         self.0.fetch(req).await
+///     }
+/// }
+/// ```
+pub struct ProvidersObject<H: OnAuthSuccess> {
+    state: State,
+    env: Env,
+    hook: H,
+    schema: std::result::Result<i64, String>,
+    /// Held by every write of a provider row that follows an `.await` on
+    /// the network (refresh, login, callback, removal, the hook's
+    /// write-back), so a removal cannot be undone by a refresh finishing
+    /// later, and a spent refresh token never overwrites a rotated one.
+    writes: tokio::sync::Mutex<()>,
+    calls: std::cell::Cell<u64>,
+}
+
+impl<H: OnAuthSuccess> std::fmt::Debug for ProvidersObject<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProvidersObject")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+type CallResult = std::result::Result<serde_json::Value, RemoteError>;
+
+fn to_value(v: impl Serialize) -> CallResult {
+    serde_json::to_value(v).map_err(|e| RemoteError::from(&storage_err(e)))
+}
+
+fn remote(e: Error) -> RemoteError {
+    let mut r = RemoteError::from(&e);
+    // Tell "expired" (no refresh token) from "revoked" (the server refused).
+    if r.reauthorize {
+        r.code = match e {
+            Error::NoRefreshToken { .. } => "expired",
+            Error::NotConnected { .. } => "not_connected",
+            _ => "revoked",
+        }
+        .into();
+    }
+    r
+}
+
+impl<H: OnAuthSuccess> ProvidersObject<H> {
+    /// Opens the object: applies pending schema migrations.
+    pub fn new(state: State, env: Env, hook: H) -> Self {
+        let schema = migrate(&state.storage().sql()).map_err(|e| e.to_string());
+        Self {
+            state,
+            env,
+            hook,
+            schema,
+            writes: tokio::sync::Mutex::new(()),
+            calls: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Answers one internal call.
+    pub async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        self.calls.set(self.calls.get() + 1);
+        let reply = match (&self.schema, req.json::<Envelope>().await) {
+            (Err(e), _) => Err(RemoteError::from(&Error::Storage(format!(
+                "schema migration failed: {e}"
+            )))),
+            (_, Err(e)) => Err(RemoteError {
+                code: "bad_call".into(),
+                message: format!("unreadable internal call: {e}"),
+                reauthorize: false,
+                retryable: false,
+                status: 400,
+            }),
+            (
+                Ok(_),
+                Ok(Envelope {
+                    registry,
+                    timeout_ms,
+                    call,
+                }),
+            ) => {
+                let http = timeout_ms.map_or_else(WorkerHttp::default, WorkerHttp::with_timeout_ms);
+                self.handle(registry.as_deref(), &http, call).await
+            }
+        };
+        let reply = match reply {
+            Ok(v) => Reply::Ok(v),
+            Err(e) => Reply::Err(e),
+        };
+        Response::from_json(&reply)
+    }
+
+    fn store<'a>(&'a self, registry: Option<&'a str>) -> SqlStore<'a> {
+        SqlStore {
+            sql: self.state.storage().sql(),
+            env: &self.env,
+            registry,
+        }
+    }
+
+    async fn named(
+        &self,
+        store: &SqlStore<'_>,
+        owner: &str,
+        mut provider: Provider,
+    ) -> (ProviderView, Option<String>) {
+        let tokens = provider.tokens();
+        let info = self
+            .hook
+            .on_auth_success(Connected {
+                resource_url: provider.key.as_str(),
+                connected_url: &provider.resource_url,
+                access_token: tokens.map(|t| &t.access_token),
+                scope: tokens.and_then(|t| t.scope.as_deref()),
+                env: &self.env,
+            })
+            .await;
+        let hook_error = match info {
+            Ok(ProviderInfo { name, metadata }) => {
+                provider.name = name.clone();
+                provider.metadata = metadata.clone();
+                // Only name and metadata, on the row as it is now (a refresh
+                // or a removal may have happened while the hook ran).
+                let _writes = self.writes.lock().await;
+                match store.provider(owner, &provider.key).await {
+                    Ok(Some(mut current)) => {
+                        current.name = name;
+                        current.metadata = metadata;
+                        store
+                            .put_provider(owner, current)
+                            .await
+                            .err()
+                            .map(|e| e.to_string())
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(e.to_string()),
+                }
+            }
+            Err(e) => Some(format!(
+                "the app could not finish setting up this connection: {e}"
+            )),
+        };
+        (ProviderView::of(&provider), hook_error)
+    }
+
+    async fn refresh_one(
+        &self,
+        http: &WorkerHttp,
+        store: &SqlStore<'_>,
+        owner: &str,
+        url: String,
+    ) -> RefreshOutcome {
+        let outcome = |status: &str, expires_at, error| RefreshOutcome {
+            url: url.clone(),
+            status: status.into(),
+            expires_at,
+            error,
+        };
+        let key = match ResourceKey::parse(&url) {
+            Ok(k) => k,
+            Err(e) => return outcome("error", None, Some(remote(e))),
+        };
+        let p = match store.provider_for(owner, &key).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return outcome("not_connected", None, None),
+            Err(e) => return outcome("error", None, Some(remote(e))),
+        };
+        if p.is_public() {
+            return outcome("public", None, None);
+        }
+        let before = p.tokens().and_then(|t| t.expires_at);
+        let _one_at_a_time = self.writes.lock().await;
+        match flow::refresh_provider(http, store, owner, &p.key, RefreshReason::Expiring, now())
+            .await
+        {
+            Ok(t) => {
+                let after = t.and_then(|t| t.expires_at);
+                outcome(
+                    if after != before {
+                        "refreshed"
+                    } else {
+                        "fresh"
+                    },
+                    after,
+                    None,
+                )
+            }
+            Err(e) => outcome("error", None, Some(remote(e))),
+        }
+    }
+}
