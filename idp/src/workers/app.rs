@@ -70,7 +70,7 @@ pub async fn serve<A: IdpWorker>(
     ctx: worker::Context,
 ) -> worker::Result<Response> {
     let config = app.configure(config.with_env(&env), &env);
-    if let Some(resp) = super::handler::client_metadata_response(&config, &env, &req).await? {
+    if let Some(resp) = super::middleware::client_metadata_response(&config, &env, &req).await? {
         return Ok(resp);
     }
     let Some(user) = app.user_id(&req, &env).filter(|u| !u.trim().is_empty()) else {

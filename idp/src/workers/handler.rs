@@ -1,31 +1,23 @@
-//! [`Handler`]: one request's view of the SDK: the OAuth middleware (login,
-//! confirmation, callback, client ID metadata document) and the handler API.
+//! [`Handler`]: one request's view of the SDK: the user's object, the URLs
+//! of the SDK's routes, and the handler API (authorization for a URL,
+//! providers, refresh, removal, MCP sessions). Its routes are answered in
+//! `middleware`.
 
-use super::client::{call_object, ProvidersStub};
+use super::client::ProvidersStub;
 use super::config::{normalize_prefix, Config, DEFAULT_BINDING};
 use super::error::Error;
 use super::fetch::AuthedFetch;
-use super::pages;
-use super::protocol::{
-    Call, CallbackReply, LoginReply, ProviderView, RefreshOutcome, RemoveOutcome, WireSettings,
-};
+use super::protocol::{Call, ProviderView, RefreshOutcome, RemoveOutcome, WireSettings};
 use url::Url;
-use worker::{Env, Method, Request, Response};
+use worker::Env;
 
 /// One request's view of the SDK: the signed-in user, the configuration and
 /// the user's object.
 #[derive(Debug, Clone)]
 pub struct Handler {
-    config: Config,
-    base: Url,
-    stub: ProvidersStub,
-}
-
-/// The parameters of a login, from the query or the confirmation form.
-struct LoginQuery {
-    url: Option<String>,
-    scope: Option<String>,
-    token: Option<String>,
+    pub(crate) config: Config,
+    pub(crate) base: Url,
+    pub(crate) stub: ProvidersStub,
 }
 
 impl Handler {
@@ -65,7 +57,7 @@ impl Handler {
         AuthedFetch::new(self)
     }
 
-    fn route(&self, path: &str) -> String {
+    pub(crate) fn route(&self, path: &str) -> String {
         format!(
             "{}{}{}",
             self.base.as_str().trim_end_matches('/'),
@@ -112,184 +104,13 @@ impl Handler {
         u.into()
     }
 
-    fn settings(&self) -> WireSettings {
+    pub(crate) fn settings(&self) -> WireSettings {
         WireSettings {
             allow_insecure_loopback: self.config.allow_insecure_loopback,
             allow_broader_resource: self.config.allow_broader_resource,
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),
             callback_base: self.callback_base(),
-        }
-    }
-
-    /// Answers the SDK's own routes (`{prefix}/login`, `{prefix}/callback/..`,
-    /// and the client ID metadata documents when configured here); `None` for
-    /// every other request.
-    pub async fn middleware(&self, req: &Request) -> worker::Result<Option<Response>> {
-        if let Some(resp) = client_metadata_response(&self.config, &self.stub.env, req).await? {
-            return Ok(Some(resp));
-        }
-        let url = req.url()?;
-        let Some(rest) = url.path().strip_prefix(self.config.prefix.as_str()) else {
-            return Ok(None);
-        };
-        let is_callback = rest == "/callback" || rest.starts_with("/callback/");
-        match (req.method(), rest) {
-            (Method::Get, "/login") => self.login(req, &url).await.map(Some),
-            (Method::Post, "/login") => self.confirmed_login(req).await.map(Some),
-            (Method::Get, _) if is_callback => self.callback(&url, rest).await.map(Some),
-            _ => Ok(None),
-        }
-    }
-
-    /// An SDK page: never cached, never framed (its buttons cannot be
-    /// clicked through another site's page).
-    fn page(&self, html: String, status: u16) -> worker::Result<Response> {
-        let mut resp = Response::from_html(html)?.with_status(status);
-        let headers = resp.headers_mut();
-        headers.set("cache-control", "no-store")?;
-        headers.set("x-frame-options", "DENY")?;
-        headers.set(
-            "content-security-policy",
-            "frame-ancestors 'none'; default-src 'none'; style-src 'unsafe-inline'",
-        )?;
-        headers.set("referrer-policy", "no-referrer")?;
-        Ok(resp)
-    }
-
-    fn connected(
-        &self,
-        provider: &ProviderView,
-        hook_error: Option<&str>,
-    ) -> worker::Result<Response> {
-        let html = pages::connected(
-            &provider.name,
-            &provider.resource_url,
-            hook_error,
-            &self.config.return_to,
-        );
-        self.page(html, 200)
-    }
-
-    fn failure(&self, message: &str, status: u16) -> worker::Result<Response> {
-        self.page(pages::failed(message, &self.config.return_to), status)
-    }
-
-    /// `GET {prefix}/login?url=&scope=`: starts at once when the request
-    /// comes from the app's own pages; from anywhere else (another site, a
-    /// typed or bookmarked URL, a client that says nothing) it only answers a
-    /// confirmation page, whose button posts back with a single-use token.
-    async fn login(&self, req: &Request, url: &Url) -> worker::Result<Response> {
-        let q = login_query(url.query_pairs());
-        let Some(resource) = q.url.clone() else {
-            return self.missing_url();
-        };
-        if self.same_origin(req) {
-            return self.start_login(q, None).await;
-        }
-        let token = match self
-            .stub
-            .call::<String>(Call::ConfirmationToken {
-                owner: self.stub.owner.clone(),
-            })
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => return self.failure(&e.to_string(), e.status()),
-        };
-        let html = pages::confirm(
-            &resource,
-            q.scope.as_deref(),
-            &format!("{}/login", self.config.prefix),
-            &token,
-            &self.config.return_to,
-        );
-        self.page(html, 200)
-    }
-
-    /// `POST {prefix}/login` from the confirmation page: `url`, `scope` and
-    /// the page's `token` as a form.
-    async fn confirmed_login(&self, req: &Request) -> worker::Result<Response> {
-        let body = req.clone()?.text().await.unwrap_or_default();
-        let q = login_query(url::form_urlencoded::parse(body.as_bytes()));
-        let Some(token) = q.token.clone() else {
-            return self.failure(&crate::Error::Confirmation.to_string(), 403);
-        };
-        if q.url.is_none() {
-            return self.missing_url();
-        }
-        self.start_login(q, Some(token)).await
-    }
-
-    fn missing_url(&self) -> worker::Result<Response> {
-        self.failure(
-            "The url parameter is missing: say which resource to connect.",
-            400,
-        )
-    }
-
-    /// Whether the browser says the request comes from this app's origin:
-    /// `Sec-Fetch-Site: same-origin`, or without that header an `Origin` or
-    /// else `Referer` on the app's origin. No header at all is not same-origin.
-    fn same_origin(&self, req: &Request) -> bool {
-        let header = |name: &str| req.headers().get(name).ok().flatten();
-        if let Some(site) = header("sec-fetch-site") {
-            return site.trim().eq_ignore_ascii_case("same-origin");
-        }
-        let ours = self.base.origin();
-        let on_ours = |v: String| Url::parse(&v).is_ok_and(|u| u.origin() == ours);
-        if let Some(origin) = header("origin") {
-            return on_ours(origin);
-        }
-        header("referer").is_some_and(on_ours)
-    }
-
-    async fn start_login(
-        &self,
-        q: LoginQuery,
-        confirmation: Option<String>,
-    ) -> worker::Result<Response> {
-        let Some(resource) = q.url else {
-            return self.missing_url();
-        };
-        let call = Call::Login {
-            owner: self.stub.owner.clone(),
-            url: resource,
-            scope: q.scope,
-            settings: Box::new(self.settings()),
-            confirmation,
-        };
-        match self.stub.call::<LoginReply>(call).await {
-            Ok(LoginReply::Redirect { url }) => {
-                // Built by hand: `Response::redirect` has immutable headers.
-                let mut resp = Response::empty()?.with_status(302);
-                resp.headers_mut().set("location", &url)?;
-                resp.headers_mut().set("cache-control", "no-store")?;
-                Ok(resp)
-            }
-            Ok(LoginReply::Public {
-                provider,
-                hook_error,
-            }) => self.connected(&provider, hook_error.as_deref()),
-            Err(e) => self.failure(&e.to_string(), e.status()),
-        }
-    }
-
-    async fn callback(&self, url: &Url, path: &str) -> worker::Result<Response> {
-        let Ok(callback_uri) = Url::parse(&self.route(path)) else {
-            return self.failure("This callback URL is not valid.", 400);
-        };
-        let call = Call::Callback {
-            owner: self.stub.owner.clone(),
-            callback_uri,
-            query: url.query().unwrap_or_default().to_owned(),
-        };
-        match self.stub.call::<CallbackReply>(call).await {
-            Ok(CallbackReply {
-                provider,
-                hook_error,
-            }) => self.connected(&provider, hook_error.as_deref()),
-            Err(e) => self.failure(&e.to_string(), e.status()),
         }
     }
 
@@ -372,92 +193,6 @@ impl Handler {
             })
             .await
     }
-}
-
-/// How many authorization servers' callback URLs the client ID metadata
-/// document lists (the most recently used).
-const MAX_DOCUMENT_ISSUERS: usize = 100;
-
-/// Serves the client ID metadata document at the configured URL when `req`
-/// asks for it on this Worker. Its client id is that URL at every server; its
-/// `redirect_uris` are the callback URL of each authorization server the
-/// deployment has used (kept by the registry object; the server fetching the
-/// document was used before it did) and the base callback URL. Authorization
-/// servers fetch it without a session, so this runs before the user is known
-/// (the `#[idp_worker]` entry point calls it first).
-pub async fn client_metadata_response(
-    config: &Config,
-    env: &Env,
-    req: &Request,
-) -> worker::Result<Option<Response>> {
-    let Some(doc_url) = &config.clients.metadata_document_url else {
-        return Ok(None);
-    };
-    let url = req.url()?;
-    if req.method() != Method::Get
-        || doc_url.origin() != url.origin()
-        || doc_url.path() != url.path()
-    {
-        return Ok(None);
-    }
-    let base = match &config.base_url {
-        Some(b) => b.clone(),
-        None => Url::parse(&url.origin().ascii_serialization())
-            .map_err(|e| worker::Error::RustError(e.to_string()))?,
-    };
-    let callback_base = Url::parse(&format!(
-        "{}{}/callback",
-        base.as_str().trim_end_matches('/'),
-        normalize_prefix(&config.prefix)
-    ))
-    .map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let issuers: Vec<String> = call_object(
-        env,
-        &config.binding,
-        super::client::REGISTRY_NAME,
-        None,
-        Call::KnownIssuers {
-            limit: MAX_DOCUMENT_ISSUERS,
-        },
-    )
-    .await
-    .map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let mut redirect_uris = vec![callback_base.clone()];
-    for issuer in issuers
-        .iter()
-        .chain(config.clients.pre_registered.iter().map(|p| &p.issuer))
-    {
-        let uri =
-            crate::callback::redirect_uri(&callback_base, &config.clients.callback_id(issuer));
-        if !redirect_uris.contains(&uri) {
-            redirect_uris.push(uri);
-        }
-    }
-    let doc =
-        crate::registration::client_metadata_document(doc_url, &config.client_info, &redirect_uris);
-    let mut resp = Response::from_json(&doc)?;
-    resp.headers_mut().set("cache-control", "no-cache")?;
-    Ok(Some(resp))
-}
-
-fn login_query<'a>(
-    pairs: impl Iterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
-) -> LoginQuery {
-    let mut q = LoginQuery {
-        url: None,
-        scope: None,
-        token: None,
-    };
-    for (k, v) in pairs {
-        let v = Some(v.into_owned()).filter(|v| !v.trim().is_empty());
-        match k.as_ref() {
-            "url" if q.url.is_none() => q.url = v,
-            "scope" if q.scope.is_none() => q.scope = v,
-            "token" if q.token.is_none() => q.token = v,
-            _ => {}
-        }
-    }
-    q
 }
 
 /// The `Authorization` header value for `url` for `user_id`, without a

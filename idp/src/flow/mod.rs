@@ -3,8 +3,17 @@
 //! an `Authorization` header for any URL, refresh, remove.
 //!
 //! Time (`now`, seconds since the epoch) and randomness ([`Entropy`]) are
-//! passed in. Runtimes wrap these functions; they add locking (one refresh at a
-//! time per provider) and the hook that names a provider.
+//! passed in. Logins are here; a connected grant in use (authorization,
+//! refresh, removal) is in `grant`. Runtimes wrap these functions; they add
+//! locking (one refresh at a time per provider) and the hook that names a
+//! provider.
+
+mod grant;
+
+use grant::revocation_target;
+pub use grant::{
+    authorization_for, refresh_provider, remove_provider, Authorization, RefreshReason, Removal,
+};
 
 use crate::authorize::{self, AuthorizationParams, CallbackParams, PendingFlow};
 use crate::discovery;
@@ -16,7 +25,7 @@ use crate::probe::{self, Probe};
 use crate::registration::{self, ClientConfig, ClientInfo};
 use crate::secret::{FlowState, PkceVerifier};
 use crate::store::{FlowTake, Grant, Provider, Store};
-use crate::token::{self, TokenSet};
+use crate::token;
 use url::Url;
 
 /// Deployment-wide settings of the flow.
@@ -349,201 +358,6 @@ async fn revoke_replaced(http: &impl HttpClient, old: &Grant, new: &PendingFlow)
     }
 }
 
-/// What to revoke of a token set: the refresh token when there is one (which
-/// ends the grant at most servers), else the access token; and its hint.
-fn revocation_target(tokens: &TokenSet) -> (&str, &'static str) {
-    match &tokens.refresh_token {
-        Some(rt) => (rt.secret(), "refresh_token"),
-        None => (tokens.access_token.secret(), "access_token"),
-    }
-}
-
-/// What to send to a URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorization {
-    /// The provider that matched.
-    pub key: ResourceKey,
-    /// The `Authorization` header value; `None` for a public provider.
-    pub header: Option<String>,
-}
-
-/// Why a refresh is asked for.
-#[derive(Debug, Clone, Copy)]
-pub enum RefreshReason<'a> {
-    /// The token expires within [`token::REFRESH_MARGIN_SECS`]; skipped if a
-    /// fresher token is already stored.
-    Expiring,
-    /// This access token was rejected by the resource, or was seen expiring:
-    /// refresh unless another token is already stored (someone refreshed
-    /// meanwhile). This is what makes concurrent callers share one refresh.
-    Rejected(&'a str),
-}
-
-/// Refreshes `owner`'s provider under `key` unless the stored tokens already
-/// answer `reason`. Returns the tokens to use (`None` for a public provider).
-///
-/// When the server says the grant is gone (`invalid_grant`, ...), the stored
-/// tokens are dropped (so the dead refresh token is never replayed) and the
-/// error, which [`Error::requires_reauthorization`], is returned; when it no
-/// longer knows the client, the cached registration is dropped too. Run at most
-/// one at a time per provider: a rotated refresh token must not be used twice.
-pub async fn refresh_provider(
-    http: &impl HttpClient,
-    store: &impl Store,
-    owner: &str,
-    key: &ResourceKey,
-    reason: RefreshReason<'_>,
-    now: u64,
-) -> Result<Option<TokenSet>> {
-    let mut provider = store
-        .provider(owner, key)
-        .await?
-        .ok_or_else(|| Error::NotConnected {
-            url: key.to_string(),
-        })?;
-    let resource = provider.resource.clone();
-    let Some(grant) = provider.grant.as_mut() else {
-        return Ok(None);
-    };
-    let no_refresh = || Error::NoRefreshToken {
-        resource: resource.clone(),
-    };
-    let tokens = grant.tokens.as_ref().ok_or_else(no_refresh)?;
-    let settled = match reason {
-        RefreshReason::Expiring => !tokens.needs_refresh(now),
-        RefreshReason::Rejected(failed) => tokens.access_token.secret() != failed,
-    };
-    if settled {
-        return Ok(Some(tokens.clone()));
-    }
-    let Some(refresh_token) = tokens.refresh_token.clone() else {
-        return Err(no_refresh());
-    };
-    let result = token::refresh(
-        http,
-        &grant.token_endpoint,
-        &grant.client,
-        &refresh_token,
-        &resource,
-        now,
-    )
-    .await;
-    match result {
-        Ok(new) => {
-            grant.tokens = Some(new.clone());
-            store.put_provider(owner, provider).await?;
-            Ok(Some(new))
-        }
-        Err(e) if e.requires_reauthorization() => {
-            if e.client_rejected() {
-                if let Some(redirect) = &grant.redirect_uri {
-                    store
-                        .remove_registration(&grant.issuer, redirect.as_str())
-                        .await?;
-                }
-            }
-            grant.tokens = None;
-            store.put_provider(owner, provider).await?;
-            Err(e)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// The `Authorization` to send to `url` for `owner`: the longest-prefix
-/// provider's header (refreshed first when it expires within 5 minutes), no
-/// header for a public provider, `Ok(None)` when no provider matches.
-pub async fn authorization_for(
-    http: &impl HttpClient,
-    store: &impl Store,
-    owner: &str,
-    url: &str,
-    now: u64,
-) -> Result<Option<Authorization>> {
-    let key = ResourceKey::parse(url)?;
-    let Some(provider) = store
-        .provider_for(owner, &key)
-        .await?
-        .filter(|p| p.key.covers_request(url))
-    else {
-        return Ok(None);
-    };
-    let Some(grant) = &provider.grant else {
-        return Ok(Some(Authorization {
-            key: provider.key,
-            header: None,
-        }));
-    };
-    let tokens = match &grant.tokens {
-        Some(t) if !t.needs_refresh(now) => t.clone(),
-        held => {
-            let refreshed = refresh_provider(
-                http,
-                store,
-                owner,
-                &provider.key,
-                RefreshReason::Expiring,
-                now,
-            )
-            .await;
-            match (refreshed, held) {
-                (Ok(t), _) => t.ok_or_else(|| Error::NoRefreshToken {
-                    resource: provider.resource.clone(),
-                })?,
-                // An early refresh failed for a passing reason: use the
-                // still-valid token and try again on the next call.
-                (Err(e), Some(t)) if !e.requires_reauthorization() && t.still_valid(now) => {
-                    t.clone()
-                }
-                (Err(e), _) => return Err(e),
-            }
-        }
-    };
-    Ok(Some(Authorization {
-        key: provider.key,
-        header: Some(tokens.authorization_header()),
-    }))
-}
-
-/// What removing a provider did.
-#[derive(Debug)]
-pub struct Removal {
-    /// The provider removed.
-    pub provider: Provider,
-    /// The revocation at the server: `Ok(true)` revoked, `Ok(false)` nothing to
-    /// revoke (no endpoint or no token), `Err` the server refused or failed.
-    pub revoked: Result<bool>,
-}
-
-/// Removes `owner`'s provider under `key` and revokes its refresh token (or
-/// access token) at the server when it has a revocation endpoint. The provider
-/// is removed even if revocation fails; the outcome is reported.
-pub async fn remove_provider(
-    http: &impl HttpClient,
-    store: &impl Store,
-    owner: &str,
-    key: &ResourceKey,
-) -> Result<Option<Removal>> {
-    let Some(provider) = store.remove_provider(owner, key).await? else {
-        return Ok(None);
-    };
-    let revoked = match &provider.grant {
-        Some(Grant {
-            revocation_endpoint: Some(endpoint),
-            client,
-            tokens: Some(tokens),
-            ..
-        }) => {
-            let (token, hint) = revocation_target(tokens);
-            token::revoke(http, endpoint, client, token, hint)
-                .await
-                .map(|()| true)
-        }
-        _ => Ok(false),
-    };
-    Ok(Some(Removal { provider, revoked }))
-}
-
 #[cfg(all(test, feature = "native"))]
 mod tests {
     use super::*;
@@ -552,6 +366,7 @@ mod tests {
     use crate::secret::{AccessToken, RefreshToken};
     use crate::secret::{FlowState, PkceVerifier};
     use crate::testing::{block_on, Script};
+    use crate::token::TokenSet;
 
     const TOKEN: &str = "https://as.example/token";
 
