@@ -3,10 +3,11 @@
 
 use super::error::Error;
 use super::protocol::{
-    fingerprint, AuthorizationReply, Call, Envelope, ProviderView, RemoteError, Reply, INTERNAL_URL,
+    fingerprint, Authorization, AuthorizationReply, CallStats, Envelope, ErrorCode, Find, Op,
+    ProviderView, RegistryOp, Rejected, RemoteError, Reply, Seed, Stats, UserOp, INTERNAL_URL,
 };
+use crate::matching::ResourceKey;
 use crate::store::Provider;
-use serde::de::DeserializeOwned;
 use worker::{Env, Request};
 
 /// The name of the object that holds deployment-wide registrations.
@@ -20,15 +21,15 @@ pub(crate) fn user_object_name(user_id: &str) -> String {
 /// Sends one internal call to the object `name` of `binding` and reads its
 /// reply. Calls to a user's object carry the binding so it can reach the
 /// registry; calls to the registry do not.
-pub(crate) async fn call_object<T: DeserializeOwned>(
+async fn call_object<O: Op>(
     env: &Env,
     binding: &str,
     name: &str,
     timeout_ms: Option<u32>,
-    call: Call,
-) -> std::result::Result<T, RemoteError> {
+    op: O,
+) -> std::result::Result<O::Reply, RemoteError> {
     let runtime = |e: worker::Error| RemoteError {
-        code: "runtime".into(),
+        code: ErrorCode::Runtime,
         message: format!("could not reach the {binding} Durable Object: {e}"),
         reauthorize: false,
         retryable: true,
@@ -37,7 +38,7 @@ pub(crate) async fn call_object<T: DeserializeOwned>(
     let envelope = Envelope {
         registry: (name != REGISTRY_NAME).then(|| binding.to_owned()),
         timeout_ms,
-        call,
+        call: op.into(),
     };
     let stub = env
         .durable_object(binding)
@@ -50,10 +51,19 @@ pub(crate) async fn call_object<T: DeserializeOwned>(
         .with_body(Some(body.into()));
     let req = Request::new_with_init(INTERNAL_URL, &init).map_err(runtime)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(runtime)?;
-    match resp.json::<Reply<T>>().await.map_err(runtime)? {
+    match resp.json::<Reply<O::Reply>>().await.map_err(runtime)? {
         Reply::Ok(v) => Ok(v),
         Reply::Err(e) => Err(e),
     }
+}
+
+/// A call to the deployment's registry object under `binding`.
+pub(crate) async fn call_registry<O: RegistryOp>(
+    env: &Env,
+    binding: &str,
+    op: O,
+) -> std::result::Result<O::Reply, RemoteError> {
+    call_object(env, binding, REGISTRY_NAME, None, op).await
 }
 
 /// The user's `OAuthProviders` object, reached over its internal protocol.
@@ -79,16 +89,14 @@ impl ProvidersStub {
         })
     }
 
-    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        call: Call,
-    ) -> Result<T, Error> {
+    /// One call to the user's object, answered with its reply type.
+    pub(crate) async fn call<O: UserOp>(&self, op: O) -> Result<O::Reply, Error> {
         Ok(call_object(
             &self.env,
             &self.binding,
             &user_object_name(&self.owner),
             self.timeout_ms,
-            call,
+            op,
         )
         .await?)
     }
@@ -100,7 +108,7 @@ impl ProvidersStub {
         &self,
         url: &str,
     ) -> Result<Option<AuthorizationReply>, Error> {
-        self.call(Call::Authorization {
+        self.call(Authorization {
             owner: self.owner.clone(),
             url: url.to_owned(),
         })
@@ -111,12 +119,12 @@ impl ProvidersStub {
     /// the same token cause one refresh. Returns the header to retry with.
     pub(crate) async fn rejected(
         &self,
-        key: &str,
+        key: &ResourceKey,
         access_token: &str,
     ) -> Result<AuthorizationReply, Error> {
-        self.call(Call::Rejected {
+        self.call(Rejected {
             owner: self.owner.clone(),
-            key: key.to_owned(),
+            key: key.clone(),
             fingerprint: fingerprint(access_token),
         })
         .await
@@ -124,7 +132,7 @@ impl ProvidersStub {
 
     /// The provider that serves `url` (longest matching prefix), if any.
     pub async fn find_provider(&self, url: &str) -> Result<Option<ProviderView>, Error> {
-        self.call(Call::Find {
+        self.call(Find {
             owner: self.owner.clone(),
             url: url.to_owned(),
         })
@@ -134,15 +142,15 @@ impl ProvidersStub {
     /// How many internal calls the user's object has answered since it started
     /// (for benchmarks).
     #[doc(hidden)]
-    pub async fn stats(&self) -> Result<serde_json::Value, Error> {
-        self.call(Call::Stats).await
+    pub async fn stats(&self) -> Result<CallStats, Error> {
+        self.call(Stats {}).await
     }
 
     /// Stores providers directly, bypassing the flow (for seeding benchmarks
     /// and tests).
     #[doc(hidden)]
     pub async fn seed(&self, providers: Vec<Provider>) -> Result<usize, Error> {
-        self.call(Call::Seed {
+        self.call(Seed {
             owner: self.owner.clone(),
             providers,
         })

@@ -178,10 +178,7 @@ impl<'a> AuthedFetch<'a> {
     /// Sends a request, authorizing it as described on [`AuthedFetch`].
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
         let auth = self.handler.stub().authorization(&req.url).await?;
-        let key = match &auth {
-            Some(a) => Some(ResourceKey::parse(&a.key)?),
-            None => None,
-        };
+        let key = auth.as_ref().map(|a| a.key.clone());
         let header = auth.as_ref().and_then(|a| a.header.clone());
         let sent = self.dispatch(&req, key.as_ref(), header.as_deref()).await?;
         match sent.response.status_code() {
@@ -202,7 +199,7 @@ impl<'a> AuthedFetch<'a> {
                         }
                         let scope = union_scopes(a.scope.as_deref(), c.scope.as_deref());
                         return Err(self.required(
-                            &a.key,
+                            a.key.as_str(),
                             scope.as_deref(),
                             Reason::InsufficientScope,
                         ));
@@ -212,12 +209,12 @@ impl<'a> AuthedFetch<'a> {
                 let retry = match self.handler.stub().rejected(&a.key, token).await {
                     Ok(r) => r,
                     Err(Error::Remote(e)) if e.reauthorize => {
-                        let reason = if e.code == "expired" {
+                        let reason = if e.code == super::protocol::ErrorCode::Expired {
                             Reason::Expired
                         } else {
                             Reason::Revoked
                         };
-                        return Err(self.required(&a.key, None, reason));
+                        return Err(self.required(a.key.as_str(), None, reason));
                     }
                     Err(e) => return Err(e),
                 };
@@ -225,14 +222,14 @@ impl<'a> AuthedFetch<'a> {
                     .dispatch(&req, key.as_ref(), retry.header.as_deref())
                     .await?;
                 if again.response.status_code() == 401 && again.authorized {
-                    return Err(self.required(&a.key, None, Reason::Revoked));
+                    return Err(self.required(a.key.as_str(), None, Reason::Revoked));
                 }
-                self.check_scope(again, &a.key, retry.scope.as_deref())
+                self.check_scope(again, a.key.as_str(), retry.scope.as_deref())
             }
             401 => {
                 if bearer_challenge(&sent.response).is_some() {
                     let resource = match &auth {
-                        Some(a) if sent.url == req.url => a.key.clone(),
+                        Some(a) if sent.url == req.url => a.key.to_string(),
                         _ => sent.url.clone(),
                     };
                     return Err(self.required(&resource, None, Reason::NeverConnected));
@@ -240,7 +237,7 @@ impl<'a> AuthedFetch<'a> {
                 Ok(sent.response)
             }
             _ => match &auth {
-                Some(a) => self.check_scope(sent, &a.key, a.scope.as_deref()),
+                Some(a) => self.check_scope(sent, a.key.as_str(), a.scope.as_deref()),
                 None => Ok(sent.response),
             },
         }

@@ -7,7 +7,10 @@ use super::client::ProvidersStub;
 use super::config::{normalize_prefix, Config, DEFAULT_BINDING};
 use super::error::Error;
 use super::fetch::AuthedFetch;
-use super::protocol::{Call, ProviderView, RefreshOutcome, RemoveOutcome, WireSettings};
+use super::protocol::{
+    McpSessionGet, McpSessionPut, ProviderView, Providers, RefreshExpiring, RefreshOutcome, Remove,
+    RemoveOutcome, WireSettings,
+};
 use url::Url;
 use worker::Env;
 
@@ -127,7 +130,7 @@ impl Handler {
         let mut client = super::McpClient::new(self.fetcher(), url)?;
         let kept: Option<super::protocol::McpSessionState> = self
             .stub
-            .call(Call::McpSessionGet {
+            .call(McpSessionGet {
                 owner: self.stub.owner.clone(),
                 url: client.url(),
             })
@@ -151,7 +154,7 @@ impl Handler {
                 protocol_version: client.protocol_version(),
             });
         self.stub
-            .call::<()>(Call::McpSessionPut {
+            .call(McpSessionPut {
                 owner: self.stub.owner.clone(),
                 url: client.url(),
                 session,
@@ -163,7 +166,7 @@ impl Handler {
     pub async fn providers(&self) -> Result<Vec<ProviderView>, Error> {
         let mut list: Vec<ProviderView> = self
             .stub
-            .call(Call::Providers {
+            .call(Providers {
                 owner: self.stub.owner.clone(),
             })
             .await?;
@@ -176,7 +179,7 @@ impl Handler {
     /// Refreshes the providers serving `urls` whose tokens expire within 5 minutes.
     pub async fn refresh(&self, urls: &[String]) -> Result<Vec<RefreshOutcome>, Error> {
         self.stub
-            .call(Call::RefreshExpiring {
+            .call(RefreshExpiring {
                 owner: self.stub.owner.clone(),
                 urls: urls.to_vec(),
             })
@@ -187,7 +190,7 @@ impl Handler {
     /// server when it has a revocation endpoint.
     pub async fn remove(&self, url: &str) -> Result<RemoveOutcome, Error> {
         self.stub
-            .call(Call::Remove {
+            .call(Remove {
                 owner: self.stub.owner.clone(),
                 url: url.to_owned(),
             })

@@ -2,11 +2,13 @@
 //! (started at once from the app's own pages, confirmed from anywhere else),
 //! the callback, and the client ID metadata document.
 
-use super::client::call_object;
+use super::client::call_registry;
 use super::config::{normalize_prefix, Config};
 use super::handler::Handler;
 use super::pages;
-use super::protocol::{Call, CallbackReply, LoginReply, ProviderView};
+use super::protocol::{
+    Callback, CallbackReply, ConfirmationToken, KnownIssuers, Login, LoginReply, ProviderView,
+};
 use url::Url;
 use worker::{Env, Method, Request, Response};
 
@@ -85,7 +87,7 @@ impl Handler {
         }
         let token = match self
             .stub
-            .call::<String>(Call::ConfirmationToken {
+            .call(ConfirmationToken {
                 owner: self.stub.owner.clone(),
             })
             .await
@@ -148,14 +150,14 @@ impl Handler {
         let Some(resource) = q.url else {
             return self.missing_url();
         };
-        let call = Call::Login {
+        let call = Login {
             owner: self.stub.owner.clone(),
             url: resource,
             scope: q.scope,
             settings: Box::new(self.settings()),
             confirmation,
         };
-        match self.stub.call::<LoginReply>(call).await {
+        match self.stub.call(call).await {
             Ok(LoginReply::Redirect { url }) => {
                 // Built by hand: `Response::redirect` has immutable headers.
                 let mut resp = Response::empty()?.with_status(302);
@@ -175,12 +177,12 @@ impl Handler {
         let Ok(callback_uri) = Url::parse(&self.route(path)) else {
             return self.failure("This callback URL is not valid.", 400);
         };
-        let call = Call::Callback {
+        let call = Callback {
             owner: self.stub.owner.clone(),
             callback_uri,
             query: url.query().unwrap_or_default().to_owned(),
         };
-        match self.stub.call::<CallbackReply>(call).await {
+        match self.stub.call(call).await {
             Ok(CallbackReply {
                 provider,
                 hook_error,
@@ -227,12 +229,10 @@ pub async fn client_metadata_response(
         normalize_prefix(&config.prefix)
     ))
     .map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let issuers: Vec<String> = call_object(
+    let issuers = call_registry(
         env,
         &config.binding,
-        super::client::REGISTRY_NAME,
-        None,
-        Call::KnownIssuers {
+        KnownIssuers {
             limit: MAX_DOCUMENT_ISSUERS,
         },
     )

@@ -5,9 +5,11 @@
 use crate::discovery::AuthorizationServer;
 use crate::error::Error;
 use crate::flow::Settings;
+use crate::matching::ResourceKey;
 use crate::policy::Policy;
 use crate::registration::{ClientConfig, ClientInfo, Registration};
 use crate::store::Provider;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -38,10 +40,44 @@ impl WireSettings {
     }
 }
 
-/// One call to a user's (or the registry's) object.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub(crate) enum Call {
+/// One call to an object, with the type of its reply. User calls go to a
+/// user's object ([`UserOp`]), registry calls to the registry ([`RegistryOp`]);
+/// the compiler keeps each call to its object and each reply to its type.
+pub(crate) trait Op: Into<Call> {
+    /// What the object answers.
+    type Reply: Serialize + DeserializeOwned;
+}
+
+/// A call to a user's object.
+pub(crate) trait UserOp: Op {}
+
+/// A call to the registry object.
+pub(crate) trait RegistryOp: Op {}
+
+/// Declares each call as a struct with its reply type, and the wire enum
+/// `Call` (`{"op": "<snake_case name>", ...fields}`).
+macro_rules! calls {
+    ($( $kind:ident $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } -> $reply:ty ; )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Serialize, Deserialize)]
+            pub(crate) struct $name { $( $(#[$fdoc])* pub $field: $ty ),* }
+            impl Op for $name { type Reply = $reply; }
+            impl $kind for $name {}
+            impl From<$name> for Call {
+                fn from(op: $name) -> Call { Call::$name(op) }
+            }
+        )*
+        /// Every call, as it crosses the wire.
+        #[derive(Debug, Serialize, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        pub(crate) enum Call { $( $name($name) ),* }
+    };
+}
+
+calls! {
+    UserOp
+    /// Starts connecting a resource.
     Login {
         owner: String,
         url: String,
@@ -50,83 +86,73 @@ pub(crate) enum Call {
         /// For a login confirmed on the confirmation page: its single-use
         /// token, which the object checks and spends before anything else.
         confirmation: Option<String>,
-    },
+    } -> LoginReply;
+    UserOp
     /// A single-use token for the confirmation page (10 minutes).
-    ConfirmationToken {
-        owner: String,
-    },
+    ConfirmationToken { owner: String } -> String;
+    UserOp
+    /// Finishes a login.
     Callback {
         owner: String,
         /// The URL the callback arrived at, without its query.
         callback_uri: Url,
         query: String,
-    },
-    Authorization {
-        owner: String,
-        url: String,
-    },
+    } -> CallbackReply;
+    UserOp
+    /// The `Authorization` for a URL (refreshed when near expiry).
+    Authorization { owner: String, url: String } -> Option<AuthorizationReply>;
+    UserOp
     /// The resource rejected the token whose fingerprint is given.
-    Rejected {
-        owner: String,
-        key: String,
-        fingerprint: String,
-    },
-    RefreshExpiring {
-        owner: String,
-        urls: Vec<String>,
-    },
-    Providers {
-        owner: String,
-    },
+    Rejected { owner: String, key: ResourceKey, fingerprint: String } -> AuthorizationReply;
+    UserOp
+    /// Refreshes the providers serving these URLs when near expiry.
+    RefreshExpiring { owner: String, urls: Vec<String> } -> Vec<RefreshOutcome>;
+    UserOp
+    /// The owner's providers.
+    Providers { owner: String } -> Vec<ProviderView>;
+    UserOp
     /// The MCP session kept for (owner, server URL), if any.
-    McpSessionGet {
-        owner: String,
-        url: String,
-    },
+    McpSessionGet { owner: String, url: String } -> Option<McpSessionState>;
+    UserOp
     /// Keeps (or, with `None`, forgets) the MCP session for (owner, server URL).
-    McpSessionPut {
-        owner: String,
-        url: String,
-        session: Option<McpSessionState>,
-    },
-    Find {
-        owner: String,
-        url: String,
-    },
-    Remove {
-        owner: String,
-        url: String,
-    },
+    McpSessionPut { owner: String, url: String, session: Option<McpSessionState> } -> ();
+    UserOp
+    /// The provider serving a URL, if any.
+    Find { owner: String, url: String } -> Option<ProviderView>;
+    UserOp
+    /// Removes (and revokes) the provider stored for a URL.
+    Remove { owner: String, url: String } -> RemoveOutcome;
+    UserOp
     /// Seeds providers directly (benchmarks and tests of lookup scaling).
-    Seed {
-        owner: String,
-        providers: Vec<Provider>,
-    },
+    Seed { owner: String, providers: Vec<Provider> } -> usize;
+    UserOp
     /// How many calls this object instance has answered (benchmarks).
-    Stats,
-    RegistrationGet {
-        issuer: String,
-        redirect_uri: String,
-    },
-    RegistrationPut {
-        registration: Registration,
-    },
-    RegistrationRemove {
-        issuer: String,
-        redirect_uri: String,
-    },
-    ServerGet {
-        issuer: String,
-    },
+    Stats {} -> CallStats;
+    RegistryOp
+    /// A cached registration.
+    RegistrationGet { issuer: String, redirect_uri: String } -> Option<Registration>;
+    RegistryOp
+    /// Caches a registration.
+    RegistrationPut { registration: Registration } -> ();
+    RegistryOp
+    /// Forgets a registration.
+    RegistrationRemove { issuer: String, redirect_uri: String } -> ();
+    RegistryOp
+    /// Cached server metadata and when it was fetched.
+    ServerGet { issuer: String } -> Option<(AuthorizationServer, u64)>;
+    RegistryOp
     /// The issuers with cached metadata, most recently fetched first.
-    KnownIssuers {
-        limit: usize,
-    },
-    ServerPut {
-        issuer: String,
-        server: Box<AuthorizationServer>,
-        fetched_at: u64,
-    },
+    KnownIssuers { limit: usize } -> Vec<String>;
+    RegistryOp
+    /// Caches server metadata.
+    ServerPut { issuer: String, server: Box<AuthorizationServer>, fetched_at: u64 } -> ();
+}
+
+/// How many internal calls an object instance has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// The count.
+    pub calls: u64,
 }
 
 /// An MCP session kept for a user and server: the id the server assigned
@@ -150,12 +176,68 @@ pub(crate) struct Envelope {
     pub call: Call,
 }
 
+/// What went wrong, as a stable code (its JSON form is the snake_case name,
+/// which the example's API answers as `"error"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// A URL is not one, or not an acceptable one.
+    InvalidUrl,
+    /// A URL is not https (or loopback http in development).
+    InsecureUrl,
+    /// A `WWW-Authenticate` challenge could not be read.
+    BadChallenge,
+    /// Protected resource metadata was refused.
+    ResourceMetadata,
+    /// Discovery failed for a passing reason.
+    DiscoveryUnavailable,
+    /// No usable authorization server metadata.
+    AuthorizationServer,
+    /// No way to get a client at the server.
+    NoClient,
+    /// Dynamic registration failed.
+    Registration,
+    /// The person or the server declined.
+    AuthorizationDenied,
+    /// The callback was refused.
+    Callback,
+    /// Nothing is connected for the URL.
+    NotConnected,
+    /// The person must authorize again.
+    Reauthorize,
+    /// The token expired and cannot be refreshed.
+    Expired,
+    /// The server no longer accepts the grant.
+    Revoked,
+    /// A token request failed.
+    Token,
+    /// A request did not complete.
+    Transport,
+    /// An unexpected status.
+    UnexpectedStatus,
+    /// The URL is neither public nor protected as far as it says.
+    NotAResource,
+    /// An answer could not be used.
+    InvalidResponse,
+    /// The store failed.
+    Storage,
+    /// A login from another site was not confirmed.
+    Confirmation,
+    /// The server does not promise PKCE S256.
+    PkceUnsupported,
+    /// The Durable Object could not be reached.
+    Runtime,
+    /// The internal call could not be read.
+    BadCall,
+}
+
 /// An error as it crosses the object boundary: enough to decide what to show
 /// and whether re-authorization is needed, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteError {
-    /// A stable code (`invalid_url`, `callback`, `token`, `reauthorize`, ...).
-    pub code: String,
+    /// What went wrong.
+    pub code: ErrorCode,
     /// The engine's message.
     pub message: String,
     /// The person must authorize again.
@@ -175,30 +257,30 @@ impl std::fmt::Display for RemoteError {
 impl From<&Error> for RemoteError {
     fn from(e: &Error) -> Self {
         let (code, status) = match e {
-            Error::InvalidUrl { .. } => ("invalid_url", 400),
-            Error::InsecureUrl { .. } => ("insecure_url", 400),
-            Error::Challenge(_) => ("bad_challenge", 400),
-            Error::ResourceMetadata { .. } => ("resource_metadata", 400),
-            Error::DiscoveryUnavailable { .. } => ("discovery_unavailable", 502),
-            Error::AuthorizationServer { .. } => ("authorization_server", 400),
-            Error::NoClient { .. } => ("no_client", 400),
-            Error::Registration { .. } => ("registration", 502),
-            Error::AuthorizationDenied(_) => ("authorization_denied", 400),
-            Error::Callback(_) => ("callback", 400),
-            Error::NotConnected { .. } => ("not_connected", 401),
-            Error::NoRefreshToken { .. } => ("reauthorize", 401),
-            Error::Token { .. } if e.requires_reauthorization() => ("reauthorize", 401),
-            Error::Token { .. } => ("token", 502),
-            Error::Transport { .. } => ("transport", 502),
-            Error::UnexpectedStatus { .. } => ("unexpected_status", 400),
-            Error::NotAResource { .. } => ("not_a_resource", 400),
-            Error::InvalidResponse { .. } => ("invalid_response", 502),
-            Error::Storage(_) => ("storage", 500),
-            Error::Confirmation => ("confirmation", 403),
-            Error::PkceUnsupported { .. } => ("pkce_unsupported", 400),
+            Error::InvalidUrl { .. } => (ErrorCode::InvalidUrl, 400),
+            Error::InsecureUrl { .. } => (ErrorCode::InsecureUrl, 400),
+            Error::Challenge(_) => (ErrorCode::BadChallenge, 400),
+            Error::ResourceMetadata { .. } => (ErrorCode::ResourceMetadata, 400),
+            Error::DiscoveryUnavailable { .. } => (ErrorCode::DiscoveryUnavailable, 502),
+            Error::AuthorizationServer { .. } => (ErrorCode::AuthorizationServer, 400),
+            Error::NoClient { .. } => (ErrorCode::NoClient, 400),
+            Error::Registration { .. } => (ErrorCode::Registration, 502),
+            Error::AuthorizationDenied(_) => (ErrorCode::AuthorizationDenied, 400),
+            Error::Callback(_) => (ErrorCode::Callback, 400),
+            Error::NotConnected { .. } => (ErrorCode::NotConnected, 401),
+            Error::NoRefreshToken { .. } => (ErrorCode::Reauthorize, 401),
+            Error::Token { .. } if e.requires_reauthorization() => (ErrorCode::Reauthorize, 401),
+            Error::Token { .. } => (ErrorCode::Token, 502),
+            Error::Transport { .. } => (ErrorCode::Transport, 502),
+            Error::UnexpectedStatus { .. } => (ErrorCode::UnexpectedStatus, 400),
+            Error::NotAResource { .. } => (ErrorCode::NotAResource, 400),
+            Error::InvalidResponse { .. } => (ErrorCode::InvalidResponse, 502),
+            Error::Storage(_) => (ErrorCode::Storage, 500),
+            Error::Confirmation => (ErrorCode::Confirmation, 403),
+            Error::PkceUnsupported { .. } => (ErrorCode::PkceUnsupported, 400),
         };
         RemoteError {
-            code: code.into(),
+            code,
             message: e.to_string(),
             reauthorize: e.requires_reauthorization(),
             retryable: e.is_retryable(),
@@ -239,7 +321,7 @@ pub(crate) struct CallbackReply {
 /// header out: it carries the access token.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct AuthorizationReply {
-    pub key: String,
+    pub key: ResourceKey,
     pub header: Option<String>,
     pub scope: Option<String>,
 }
@@ -292,13 +374,29 @@ impl ProviderView {
     }
 }
 
+/// What one refresh in a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshStatus {
+    /// New tokens were fetched.
+    Refreshed,
+    /// Nothing to do: the token is not near expiry.
+    Fresh,
+    /// The provider is public.
+    Public,
+    /// No provider serves the URL.
+    NotConnected,
+    /// The refresh failed (see `error`).
+    Error,
+}
+
 /// The outcome of one refresh in a batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefreshOutcome {
     /// The URL asked for.
     pub url: String,
     /// `refreshed`, `fresh` (nothing to do), `public`, `not_connected` or `error`.
-    pub status: String,
+    pub status: RefreshStatus,
     /// The new expiry, when known.
     pub expires_at: Option<u64>,
     /// What went wrong, for `error`.

@@ -2,10 +2,7 @@
 
 use super::super::hook::OnAuthSuccess;
 use super::super::http::{entropy, now, random_bytes, WorkerHttp};
-use super::super::protocol::{
-    fingerprint, AuthorizationReply, Call, CallbackReply, LoginReply, McpSessionState,
-    ProviderView, RemoveOutcome,
-};
+use super::super::protocol::*;
 use super::sql_store::{json, secs, text, CONFIRMATION_LIFETIME_SECS};
 use super::{remote, to_value, CallResult, ProvidersObject};
 use crate::error::Error;
@@ -23,7 +20,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         call: Call,
     ) -> CallResult {
         match call {
-            Call::ConfirmationToken { owner } => {
+            Call::ConfirmationToken(ConfirmationToken { owner }) => {
                 let mut bytes = [0u8; 32];
                 random_bytes(&mut bytes).map_err(|e| remote(Error::Storage(e)))?;
                 let token = crate::encoding::base64url(&bytes);
@@ -42,13 +39,13 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     .map_err(remote)?;
                 to_value(token)
             }
-            Call::Login {
+            Call::Login(Login {
                 owner,
                 url,
                 scope,
                 settings,
                 confirmation,
-            } => {
+            }) => {
                 let store = self.store(registry);
                 if let Some(token) = confirmation {
                     store.spend_confirmation(&token, &owner).map_err(remote)?;
@@ -79,11 +76,11 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     }
                 }
             }
-            Call::Callback {
+            Call::Callback(Callback {
                 owner,
                 callback_uri,
                 query,
-            } => {
+            }) => {
                 let store = self.store(registry);
                 let p = {
                     let _writes = self.writes.lock().await;
@@ -97,7 +94,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     hook_error,
                 })
             }
-            Call::Authorization { owner, url } => {
+            Call::Authorization(Authorization { owner, url }) => {
                 let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let Some(p) = store
@@ -142,18 +139,17 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     }
                 };
                 to_value(AuthorizationReply {
-                    key: p.key.to_string(),
+                    key: p.key.clone(),
                     header: tokens.as_ref().map(|t| t.authorization_header()),
                     scope: tokens.and_then(|t| t.scope),
                 })
             }
-            Call::Rejected {
+            Call::Rejected(Rejected {
                 owner,
                 key,
                 fingerprint: failed,
-            } => {
+            }) => {
                 let store = self.store(registry);
-                let key = ResourceKey::parse(&key).map_err(remote)?;
                 let _one_at_a_time = self.writes.lock().await;
                 let current = store
                     .provider(&owner, &key)
@@ -174,12 +170,12 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     .await
                     .map_err(remote)?;
                 to_value(AuthorizationReply {
-                    key: key.to_string(),
+                    key: key.clone(),
                     header: tokens.as_ref().map(|t| t.authorization_header()),
                     scope: tokens.and_then(|t| t.scope),
                 })
             }
-            Call::RefreshExpiring { owner, urls } => {
+            Call::RefreshExpiring(RefreshExpiring { owner, urls }) => {
                 let store = self.store(registry);
                 let mut out = Vec::new();
                 for url in urls {
@@ -187,7 +183,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 }
                 to_value(out)
             }
-            Call::McpSessionGet { owner, url } => {
+            Call::McpSessionGet(McpSessionGet { owner, url }) => {
                 let state: Option<McpSessionState> = self
                     .store(None)
                     .first_data(
@@ -197,11 +193,11 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     .map_err(remote)?;
                 to_value(state)
             }
-            Call::McpSessionPut {
+            Call::McpSessionPut(McpSessionPut {
                 owner,
                 url,
                 session,
-            } => {
+            }) => {
                 let store = self.store(None);
                 match session {
                     Some(state) => store.exec(
@@ -216,18 +212,18 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 .map_err(remote)?;
                 to_value(())
             }
-            Call::Providers { owner } => {
+            Call::Providers(Providers { owner }) => {
                 let store = self.store(registry);
                 let list = store.providers(&owner).await.map_err(remote)?;
                 to_value(list.iter().map(ProviderView::of).collect::<Vec<_>>())
             }
-            Call::Find { owner, url } => {
+            Call::Find(Find { owner, url }) => {
                 let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let p = store.provider_for(&owner, &key).await.map_err(remote)?;
                 to_value(p.as_ref().map(ProviderView::of))
             }
-            Call::Remove { owner, url } => {
+            Call::Remove(Remove { owner, url }) => {
                 let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let removal = {
@@ -249,7 +245,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     },
                 })
             }
-            Call::Seed { owner, providers } => {
+            Call::Seed(Seed { owner, providers }) => {
                 let store = self.store(registry);
                 let n = providers.len();
                 for p in providers {
@@ -257,32 +253,34 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 }
                 to_value(n)
             }
-            Call::Stats => to_value(serde_json::json!({ "calls": self.calls.get() })),
-            Call::RegistrationGet {
+            Call::Stats(_) => to_value(CallStats {
+                calls: self.calls.get(),
+            }),
+            Call::RegistrationGet(RegistrationGet {
                 issuer,
                 redirect_uri,
-            } => to_value(
+            }) => to_value(
                 self.store(None)
                     .registration(&issuer, &redirect_uri)
                     .await
                     .map_err(remote)?,
             ),
-            Call::RegistrationPut { registration } => to_value(
+            Call::RegistrationPut(RegistrationPut { registration }) => to_value(
                 self.store(None)
                     .put_registration(registration)
                     .await
                     .map_err(remote)?,
             ),
-            Call::RegistrationRemove {
+            Call::RegistrationRemove(RegistrationRemove {
                 issuer,
                 redirect_uri,
-            } => to_value(
+            }) => to_value(
                 self.store(None)
                     .remove_registration(&issuer, &redirect_uri)
                     .await
                     .map_err(remote)?,
             ),
-            Call::KnownIssuers { limit } => {
+            Call::KnownIssuers(KnownIssuers { limit }) => {
                 #[derive(Deserialize)]
                 struct IssuerRow {
                     issuer: String,
@@ -296,14 +294,14 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     .map_err(remote)?;
                 to_value(rows.into_iter().map(|r| r.issuer).collect::<Vec<_>>())
             }
-            Call::ServerGet { issuer } => {
+            Call::ServerGet(ServerGet { issuer }) => {
                 to_value(self.store(None).server(&issuer).await.map_err(remote)?)
             }
-            Call::ServerPut {
+            Call::ServerPut(ServerPut {
                 issuer,
                 server,
                 fetched_at,
-            } => to_value(
+            }) => to_value(
                 self.store(None)
                     .put_server(&issuer, *server, fetched_at)
                     .await

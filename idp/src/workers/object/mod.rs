@@ -12,7 +12,9 @@ mod sql_store;
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
 use super::http::{now, WorkerHttp};
-use super::protocol::{Envelope, ProviderView, RefreshOutcome, RemoteError, Reply};
+use super::protocol::{
+    Envelope, ErrorCode, ProviderView, RefreshOutcome, RefreshStatus, RemoteError, Reply,
+};
 use crate::error::Error;
 use crate::flow::{self, RefreshReason};
 use crate::matching::ResourceKey;
@@ -70,11 +72,10 @@ fn remote(e: Error) -> RemoteError {
     // Tell "expired" (no refresh token) from "revoked" (the server refused).
     if r.reauthorize {
         r.code = match e {
-            Error::NoRefreshToken { .. } => "expired",
-            Error::NotConnected { .. } => "not_connected",
-            _ => "revoked",
-        }
-        .into();
+            Error::NoRefreshToken { .. } => ErrorCode::Expired,
+            Error::NotConnected { .. } => ErrorCode::NotConnected,
+            _ => ErrorCode::Revoked,
+        };
     }
     r
 }
@@ -101,7 +102,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 "schema migration failed: {e}"
             )))),
             (_, Err(e)) => Err(RemoteError {
-                code: "bad_call".into(),
+                code: ErrorCode::BadCall,
                 message: format!("unreadable internal call: {e}"),
                 reauthorize: false,
                 retryable: false,
@@ -186,23 +187,23 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         owner: &str,
         url: String,
     ) -> RefreshOutcome {
-        let outcome = |status: &str, expires_at, error| RefreshOutcome {
+        let outcome = |status: RefreshStatus, expires_at, error| RefreshOutcome {
             url: url.clone(),
-            status: status.into(),
+            status,
             expires_at,
             error,
         };
         let key = match ResourceKey::parse(&url) {
             Ok(k) => k,
-            Err(e) => return outcome("error", None, Some(remote(e))),
+            Err(e) => return outcome(RefreshStatus::Error, None, Some(remote(e))),
         };
         let p = match store.provider_for(owner, &key).await {
             Ok(Some(p)) => p,
-            Ok(None) => return outcome("not_connected", None, None),
-            Err(e) => return outcome("error", None, Some(remote(e))),
+            Ok(None) => return outcome(RefreshStatus::NotConnected, None, None),
+            Err(e) => return outcome(RefreshStatus::Error, None, Some(remote(e))),
         };
         if p.is_public() {
-            return outcome("public", None, None);
+            return outcome(RefreshStatus::Public, None, None);
         }
         let before = p.tokens().and_then(|t| t.expires_at);
         let _one_at_a_time = self.writes.lock().await;
@@ -213,15 +214,15 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let after = t.and_then(|t| t.expires_at);
                 outcome(
                     if after != before {
-                        "refreshed"
+                        RefreshStatus::Refreshed
                     } else {
-                        "fresh"
+                        RefreshStatus::Fresh
                     },
                     after,
                     None,
                 )
             }
-            Err(e) => outcome("error", None, Some(remote(e))),
+            Err(e) => outcome(RefreshStatus::Error, None, Some(remote(e))),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! [`SqlStore`]: the engine's [`Store`] over the object's SQLite, forwarding
 //! registrations and server metadata to the registry object.
 
-use super::super::client::{call_object, REGISTRY_NAME};
+use super::super::client::call_registry;
 use super::super::http::now;
-use super::super::protocol::Call;
+use super::super::protocol::{
+    RegistrationGet, RegistrationPut, RegistrationRemove, RegistryOp, ServerGet, ServerPut,
+};
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result};
@@ -78,8 +80,8 @@ impl SqlStore<'_> {
         }
     }
 
-    async fn registry_call<T: DeserializeOwned>(&self, binding: &str, call: Call) -> Result<T> {
-        call_object(self.env, binding, REGISTRY_NAME, None, call)
+    async fn registry_call<O: RegistryOp>(&self, binding: &str, op: O) -> Result<O::Reply> {
+        call_registry(self.env, binding, op)
             .await
             .map_err(|e| Error::Storage(format!("registry: {e}")))
     }
@@ -159,7 +161,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    Call::RegistrationGet {
+                    RegistrationGet {
                         issuer: issuer.into(),
                         redirect_uri: redirect_uri.into(),
                     },
@@ -175,7 +177,7 @@ impl Store for SqlStore<'_> {
     async fn put_registration(&self, registration: Registration) -> Result<()> {
         if let Some(b) = self.registry {
             return self
-                .registry_call(b, Call::RegistrationPut { registration })
+                .registry_call(b, RegistrationPut { registration })
                 .await;
         }
         self.exec(
@@ -189,7 +191,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    Call::RegistrationRemove {
+                    RegistrationRemove {
                         issuer: issuer.into(),
                         redirect_uri: redirect_uri.into(),
                     },
@@ -207,7 +209,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    Call::ServerGet {
+                    ServerGet {
                         issuer: issuer.into(),
                     },
                 )
@@ -236,7 +238,7 @@ impl Store for SqlStore<'_> {
             return self
                 .registry_call(
                     b,
-                    Call::ServerPut {
+                    ServerPut {
                         issuer: issuer.into(),
                         server: Box::new(server),
                         fetched_at,
