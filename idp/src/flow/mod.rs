@@ -358,13 +358,13 @@ async fn revoke_replaced(http: &impl HttpClient, old: &Grant, new: &PendingFlow)
     }
 }
 
-#[cfg(all(test, feature = "native"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::MemoryStore;
     use crate::registration::{Client, Registration};
     use crate::secret::{AccessToken, RefreshToken};
     use crate::secret::{FlowState, PkceVerifier};
+    use crate::store::memory::MemoryStore;
     use crate::testing::{block_on, Script};
     use crate::token::TokenSet;
 

@@ -1,8 +1,11 @@
 //! What a runtime persists for a user: connected providers, pending flows and
 //! cached client registrations, behind the [`Store`] trait.
 //!
-//! The Workers runtime implements it over a Durable Object's SQLite; the
-//! `native` feature has an in-memory store.
+//! The Workers runtime implements it over a Durable Object's SQLite;
+//! [`memory::MemoryStore`] keeps everything in memory (tests, the native
+//! runtime, single-process apps).
+
+pub mod memory;
 
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
