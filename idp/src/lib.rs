@@ -10,6 +10,32 @@
 //! exchange, refresh and revocation (RFC 7009), and longest-prefix URL matching.
 //! Requests go out through the [`http::HttpClient`] trait; time and randomness
 //! are passed in. The same code runs natively and in wasm.
+//!
+//! ## Contents
+//!
+//! | to ... | use |
+//! |---|---|
+//! | run an app on Cloudflare Workers with OAuth for its users | [`idp_worker`] (feature `workers`), then [`workers`]: `Handler`, `AuthedFetch`, `McpClient`, `Session` |
+//! | run the same engine in a Rust program | [`native::NativeIdp`] (feature `native`) |
+//! | connect a resource, finish a callback, get an `Authorization` | [`flow`] |
+//! | call an MCP server | [`mcp::Session`] (any runtime), `workers::McpClient` |
+//! | find the provider for a URL | [`matching::ResourceKey`] |
+//! | one protocol step on its own | [`challenge`], [`probe`], [`discovery`], [`registration`], [`pkce`], [`authorize`], [`callback`], [`token`] |
+//! | keep state your own way | [`store::Store`] ([`store::memory::MemoryStore`] in memory) |
+//! | sign sessions | [`session::SessionKey`] |
+//!
+//! ```
+//! // The engine alone, with a scripted server: which provider serves a URL.
+//! use idp::matching::{longest_match, ResourceKey};
+//!
+//! let stored = [ResourceKey::parse("https://api.example.com/v1")?];
+//! let url = ResourceKey::parse("https://api.example.com/v1/items/7")?;
+//! assert_eq!(longest_match(&url, &stored), Some(&stored[0]));
+//! # Ok::<(), idp::Error>(())
+//! ```
+//!
+//! The layers and the life of a login and of an authed call are described in
+//! the repository's `ARCHITECTURE.md`.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
