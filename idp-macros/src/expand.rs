@@ -78,7 +78,7 @@ pub fn expand(args: &Args, target: &Target, item: &Item) -> TokenStream {
             /// The Durable Object class holding each user's credentials.
             #[wasm_bindgen(js_name = #class, wasm_bindgen = #wb)]
             pub struct __IdpProvidersObject {
-                inner: ::idp::workers::ProvidersObject<#ident>,
+                inner: ::idp::workers::ProvidersObject<::idp::workers::AppHook<#ident>>,
             }
 
             #[wasm_bindgen(js_class = #class, wasm_bindgen = #wb, wasm_bindgen_futures = #wbf, js_sys = #js)]
@@ -92,7 +92,7 @@ pub fn expand(args: &Args, target: &Target, item: &Item) -> TokenStream {
                         inner: ::idp::workers::ProvidersObject::new(
                             ::idp::__private::worker::durable::State::from(state),
                             env,
-                            __idp_app(),
+                            ::idp::workers::AppHook(__idp_app()),
                         ),
                     }
                 }

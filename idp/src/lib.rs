@@ -77,8 +77,8 @@ pub mod workers;
 /// names to your module:
 /// - the Durable Object class (default name `OAuthProviders`; set `class` to
 ///   match `class_name` in wrangler.toml), whose objects hold each user's
-///   credentials and call your [`workers::OnAuthSuccess`] impl when a
-///   resource is connected;
+///   credentials and call your [`workers::IdpWorker::on_auth_success`] (a
+///   defaulted method) when a resource is connected;
 /// - the Worker `fetch` entry point: configuration, user id from
 ///   [`workers::IdpWorker::user_id`], the OAuth middleware, then your
 ///   [`workers::IdpWorker::fetch`] with an [`workers::AuthedFetch`].
@@ -98,12 +98,10 @@ pub mod workers;
 ///
 /// ```no_run
 /// use idp::worker::{Env, Request, Response, Result};
-/// use idp::workers::{AppContext, IdpWorker, OnAuthSuccess, Session};
+/// use idp::workers::{AppContext, IdpWorker, Session};
 ///
 /// #[idp::idp_worker(name = "My app", version = "1.0.0")]
 /// struct App;
-///
-/// impl OnAuthSuccess for App {}
 ///
 /// impl IdpWorker for App {
 ///     fn user_id(&self, req: &Request, env: &Env) -> Option<String> {

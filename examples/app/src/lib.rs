@@ -29,7 +29,7 @@
 use idp::worker::{Env, Method, Request, Response};
 use idp::workers::{
     mcp_provider_info, AppContext, Connected, Handler, IdpWorker, McpClient, McpError,
-    OnAuthSuccess, ProviderInfo, Session,
+    ProviderInfo, Session,
 };
 use serde::Deserialize;
 
@@ -38,10 +38,10 @@ use serde::Deserialize;
 #[idp::idp_worker(name = "idp example app")]
 pub struct ExampleApp;
 
-/// Names an MCP server (a URL ending in `/mcp`: other APIs get no extra
-/// request) by its `serverInfo` and records its tools; names any other API by
-/// host and path. Records when and how it was connected.
-impl OnAuthSuccess for ExampleApp {
+impl IdpWorker for ExampleApp {
+    /// Names an MCP server (a URL ending in `/mcp`: other APIs get no extra
+    /// request) by its `serverInfo` and records its tools; names any other
+    /// API by host and path. Records when and how it was connected.
     async fn on_auth_success(&self, c: Connected<'_>) -> Result<ProviderInfo, String> {
         let looks_mcp = url::Url::parse(c.connected_url)
             .is_ok_and(|u| u.path().trim_end_matches('/').ends_with("/mcp"));
@@ -68,9 +68,7 @@ impl OnAuthSuccess for ExampleApp {
             }),
         })
     }
-}
 
-impl IdpWorker for ExampleApp {
     fn user_id(&self, req: &Request, env: &Env) -> Option<String> {
         Session::from_env(env)
             .ok()?

@@ -1,14 +1,10 @@
 use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, IdpWorker, OnAuthSuccess, Session};
+use idp::workers::{AppContext, IdpWorker, Session};
 
 // Exports the `OAuthProviders` Durable Object (one per user, holding their
 // credentials) and the Worker's entry point, with the OAuth routes at /oauth.
 #[idp::idp_worker(name = "My app", version = "1.0.0")]
 struct App;
-
-// The default names each connected resource by its host. Implement
-// `on_auth_success` to choose a name and attach metadata.
-impl OnAuthSuccess for App {}
 
 impl IdpWorker for App {
     // Who the user is: a signed session cookie (key in the IDP_SESSION_KEY
@@ -18,7 +14,10 @@ impl IdpWorker for App {
         Session::from_env(env).ok()?.user_id(req)
     }
 
-    // Every request except /oauth/login?url=... and /oauth/callback.
+    // `on_auth_success` is optional: the default names each connected
+    // resource by its host; implement it to choose a name and metadata.
+
+    // Every request except the SDK's routes under /oauth.
     async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {
         // As this user: on 401 the SDK refreshes and retries once; if the user
         // must (re-)authorize, this answers

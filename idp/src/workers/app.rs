@@ -3,7 +3,7 @@
 use super::config::Config;
 use super::fetch::AuthedFetch;
 use super::handler::Handler;
-use super::hook::OnAuthSuccess;
+use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
 use worker::{Env, Request, Response};
 
 /// What your Worker does; implemented on the struct marked `#[idp_worker]`.
@@ -15,9 +15,9 @@ use worker::{Env, Request, Response};
 /// handler API. Requests without a user go to [`IdpWorker::anonymous`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is marked #[idp_worker] but does not implement `idp::workers::IdpWorker`",
-    note = "add `impl idp::workers::IdpWorker for {Self} {{ fn user_id(..) .. async fn fetch(..) .. }}` and `impl idp::workers::OnAuthSuccess for {Self} {{}}`"
+    note = "add `impl idp::workers::IdpWorker for {Self} {{ fn user_id(..) .. async fn fetch(..) .. }}`"
 )]
-pub trait IdpWorker: OnAuthSuccess + Sized + 'static {
+pub trait IdpWorker: Sized + 'static {
     /// The signed-in user's id (from your session), or `None`.
     fn user_id(&self, req: &Request, env: &Env) -> Option<String>;
 
@@ -36,12 +36,33 @@ pub trait IdpWorker: OnAuthSuccess + Sized + 'static {
         .with_status(401))
     }
 
+    /// Names a just-connected resource and attaches metadata; runs in the
+    /// user's Durable Object after the tokens are stored (an error is shown
+    /// to the person and loses nothing). The default names it by its host,
+    /// with no metadata. See [`OnAuthSuccess`] and
+    /// [`mcp_provider_info`](super::mcp_provider_info) for MCP servers.
+    #[allow(async_fn_in_trait)]
+    async fn on_auth_success(&self, connected: Connected<'_>) -> Result<ProviderInfo, String> {
+        Ok(ProviderInfo::default_for(connected.resource_url))
+    }
+
     /// Adjusts the configuration for a request: add pre-registered clients
     /// (reading secrets from `env`), a client ID metadata document URL, ...
     /// The default returns it unchanged.
     fn configure(&self, config: Config, env: &Env) -> Config {
         let _ = env;
         config
+    }
+}
+
+/// The [`OnAuthSuccess`] hook of an [`IdpWorker`]: its `on_auth_success`
+/// (what the `#[idp_worker]` object runs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppHook<A>(pub A);
+
+impl<A: IdpWorker> OnAuthSuccess for AppHook<A> {
+    async fn on_auth_success(&self, connected: Connected<'_>) -> Result<ProviderInfo, String> {
+        IdpWorker::on_auth_success(&self.0, connected).await
     }
 }
 

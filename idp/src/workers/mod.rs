@@ -46,4 +46,4 @@ pub use protocol::{
 pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;
-pub use app::{serve, AppContext, IdpWorker};
+pub use app::{serve, AppContext, AppHook, IdpWorker};

@@ -1,12 +1,11 @@
 use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
+use idp::workers::{AppContext, IdpWorker};
 
 #[idp::idp_worker]
 struct App {
     label: String,
 }
 
-impl OnAuthSuccess for App {}
 
 impl IdpWorker for App {
     fn user_id(&self, _req: &Request, _env: &Env) -> Option<String> {

@@ -1,5 +1,5 @@
 use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, Connected, IdpWorker, OnAuthSuccess, ProviderInfo};
+use idp::workers::{AppContext, Connected, IdpWorker, ProviderInfo};
 
 #[derive(Default)]
 struct App {
@@ -18,16 +18,14 @@ impl Default for Other {
     }
 }
 
-impl OnAuthSuccess for Other {
+impl IdpWorker for Other {
     async fn on_auth_success(&self, c: Connected<'_>) -> std::result::Result<ProviderInfo, String> {
         Ok(ProviderInfo {
             name: format!("{} #{}", c.resource_url, self.n),
             metadata: serde_json::Value::Null,
         })
     }
-}
 
-impl IdpWorker for Other {
     fn user_id(&self, _req: &Request, _env: &Env) -> Option<String> {
         Some("user".into())
     }

@@ -1,5 +1,5 @@
 use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
+use idp::workers::{AppContext, IdpWorker};
 
 #[idp::idp_worker(
     name = "Demo",
@@ -12,8 +12,7 @@ use idp::workers::{AppContext, IdpWorker, OnAuthSuccess};
 )]
 struct App;
 
-impl OnAuthSuccess for App {}
-
+// No `on_auth_success`: the default names providers by host.
 impl IdpWorker for App {
     fn user_id(&self, req: &Request, _env: &Env) -> Option<String> {
         req.headers().get("x-user").ok().flatten()
