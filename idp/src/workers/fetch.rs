@@ -1,12 +1,13 @@
 //! [`AuthedFetch`]: an HTTP client that authorizes each request for the
 //! signed-in user.
 
+use super::client::ProvidersStub;
 use super::error::{AuthorizationRequired, Error, Reason};
-use super::handler::Handler;
 use crate::authorize::{scopes_cover, union_scopes};
 use crate::challenge::BearerChallenge;
 use crate::matching::ResourceKey;
 use serde::de::DeserializeOwned;
+use url::Url;
 use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
 
 /// Redirects followed per request.
@@ -141,7 +142,21 @@ impl OutgoingRequest {
 ///   body included.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthedFetch<'a> {
-    handler: &'a Handler,
+    stub: &'a ProvidersStub,
+    /// `{base}{prefix}/login`, for the URLs that (re-)authorize.
+    login: &'a Url,
+    timeout_ms: u32,
+}
+
+/// The URL that connects (or re-connects) `resource` through the login route
+/// `login`, optionally asking for `scope`.
+pub(crate) fn login_url(login: &Url, resource: &str, scope: Option<&str>) -> String {
+    let mut u = login.clone();
+    u.query_pairs_mut().append_pair("url", resource);
+    if let Some(s) = scope {
+        u.query_pairs_mut().append_pair("scope", s);
+    }
+    u.into()
 }
 
 struct Sent {
@@ -153,8 +168,13 @@ struct Sent {
 }
 
 impl<'a> AuthedFetch<'a> {
-    pub(crate) fn new(handler: &'a Handler) -> Self {
-        Self { handler }
+    /// A client for the user of `stub`, whose login route is `login`.
+    pub(crate) fn new(stub: &'a ProvidersStub, login: &'a Url, timeout_ms: Option<u32>) -> Self {
+        Self {
+            stub,
+            login,
+            timeout_ms: timeout_ms.unwrap_or(super::http::DEFAULT_TIMEOUT_MS),
+        }
     }
 
     /// GETs a URL.
@@ -177,7 +197,7 @@ impl<'a> AuthedFetch<'a> {
 
     /// Sends a request, authorizing it as described on [`AuthedFetch`].
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
-        let auth = self.handler.stub().authorization(&req.url).await?;
+        let auth = self.stub.authorization(&req.url).await?;
         let key = auth.as_ref().map(|a| a.key.clone());
         let header = auth.as_ref().and_then(|a| a.header.clone());
         let sent = self.dispatch(&req, key.as_ref(), header.as_deref()).await?;
@@ -206,7 +226,7 @@ impl<'a> AuthedFetch<'a> {
                     }
                 }
                 let token = h.strip_prefix("Bearer ").unwrap_or(h);
-                let retry = match self.handler.stub().rejected(&a.key, token).await {
+                let retry = match self.stub.rejected(&a.key, token).await {
                     Ok(r) => r,
                     Err(Error::Remote(e)) if e.reauthorize => {
                         let reason = if e.code == super::protocol::ErrorCode::Expired {
@@ -246,7 +266,7 @@ impl<'a> AuthedFetch<'a> {
     fn required(&self, resource: &str, scope: Option<&str>, reason: Reason) -> Error {
         Error::AuthorizationRequired(AuthorizationRequired {
             resource: resource.to_owned(),
-            reauthorize_url: self.handler.login_url(resource, scope),
+            reauthorize_url: login_url(self.login, resource, scope),
             reason,
         })
     }
@@ -309,11 +329,7 @@ impl<'a> AuthedFetch<'a> {
             if let Some(b) = &body {
                 init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
             }
-            let timeout_ms = self
-                .handler
-                .config()
-                .timeout_ms
-                .unwrap_or(super::http::DEFAULT_TIMEOUT_MS);
+            let timeout_ms = self.timeout_ms;
             let signal =
                 super::http::timeout_signal(timeout_ms).map_err(|e| Error::Runtime(e.message))?;
             let response = Fetch::Request(Request::new_with_init(&url, &init)?)

@@ -21,6 +21,8 @@ pub struct Handler {
     pub(crate) config: Config,
     pub(crate) base: Url,
     pub(crate) stub: ProvidersStub,
+    /// `{base}{prefix}/login`.
+    login: Url,
 }
 
 impl Handler {
@@ -42,7 +44,18 @@ impl Handler {
         let mut config = config.clone();
         // The field is public: normalise whatever was put there.
         config.prefix = normalize_prefix(&config.prefix);
-        Ok(Handler { config, base, stub })
+        let login = Url::parse(&format!(
+            "{}{}/login",
+            base.as_str().trim_end_matches('/'),
+            config.prefix
+        ))
+        .map_err(|e| Error::Runtime(format!("base URL and prefix form no URL: {e}")))?;
+        Ok(Handler {
+            config,
+            base,
+            stub,
+            login,
+        })
     }
 
     /// The configuration.
@@ -57,7 +70,7 @@ impl Handler {
 
     /// A client that authorizes requests for this user.
     pub fn fetcher(&self) -> AuthedFetch<'_> {
-        AuthedFetch::new(self)
+        AuthedFetch::new(&self.stub, &self.login, self.config.timeout_ms)
     }
 
     pub(crate) fn route(&self, path: &str) -> String {
@@ -99,12 +112,7 @@ impl Handler {
 
     /// The URL that connects (or re-connects) `resource`, optionally asking for `scope`.
     pub fn login_url(&self, resource: &str, scope: Option<&str>) -> String {
-        let mut u = Url::parse(&self.route("/login")).expect("base URL and prefix form a URL");
-        u.query_pairs_mut().append_pair("url", resource);
-        if let Some(s) = scope {
-            u.query_pairs_mut().append_pair("scope", s);
-        }
-        u.into()
+        super::fetch::login_url(&self.login, resource, scope)
     }
 
     pub(crate) fn settings(&self) -> WireSettings {
