@@ -308,7 +308,9 @@ async fn a_server_without_pkce_s256_is_refused_before_anything_is_sent() {
 async fn an_html_token_answer_keeps_the_grant_and_the_valid_token_is_used() {
     let (hostile, _worker, alice, resource) = connected_at_hostile(
         "html-token",
-        serde_json::json!({"token_mode": "tokens", "expires_in": 8}),
+        // Tokens live 20 s: refreshed in their last 10 s, used while more
+        // than 2 s remain; wide windows, so a loaded machine cannot miss them.
+        serde_json::json!({"token_mode": "tokens", "expires_in": 20}),
     )
     .await;
     hostile
@@ -316,7 +318,7 @@ async fn an_html_token_answer_keeps_the_grant_and_the_valid_token_is_used() {
         .await;
 
     // Inside the refresh margin, still valid: the refresh fails, the call works.
-    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(13_000)).await;
     let (status, body) = alice.fetch(&format!("{resource}/items")).await;
     assert_eq!(status, 200, "the still-valid token is used: {body}");
     let log = hostile.log().await;
@@ -327,7 +329,7 @@ async fn an_html_token_answer_keeps_the_grant_and_the_valid_token_is_used() {
     );
 
     // Expired: the call fails with a passing error, not a re-authorization.
-    tokio::time::sleep(std::time::Duration::from_millis(4000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(8_500)).await;
     let (status, body) = alice.fetch(&format!("{resource}/items")).await;
     assert_ne!(body["error"], "authorization_required", "{body}");
     assert!(status >= 500, "{status} {body}");
@@ -450,14 +452,15 @@ async fn encoded_dot_segments_get_no_token() {
 async fn a_removal_during_a_slow_refresh_is_not_undone() {
     let (hostile, worker, alice, resource) = connected_at_hostile(
         "race",
-        serde_json::json!({"token_mode": "tokens", "expires_in": 8}),
+        // Refreshed in the last 10 s of 20: a wide window.
+        serde_json::json!({"token_mode": "tokens", "expires_in": 20}),
     )
     .await;
     hostile
         .configure(serde_json::json!({"token_mode": "slow_tokens", "slow_ms": 2500}))
         .await;
     // Inside the refresh margin: the next call refreshes, slowly.
-    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(13_000)).await;
     let items = format!("{resource}/items");
     let call = alice.fetch(&items);
     let remove = async {
