@@ -327,6 +327,12 @@ async fn an_html_token_answer_keeps_the_grant_and_the_valid_token_is_used() {
         log["authorizations"].as_array().unwrap().last().unwrap(),
         "Bearer attacker-at-1"
     );
+    // The next calls use the valid token without asking the failing server
+    // again (for 30 s), so they do not queue behind it.
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    let log = hostile.log().await;
+    assert_eq!(log["token_requests"].as_array().unwrap().len(), 2, "{log}");
 
     // Expired: the call fails with a passing error, not a re-authorization.
     tokio::time::sleep(std::time::Duration::from_millis(8_500)).await;

@@ -105,9 +105,17 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 else {
                     return Ok(serde_json::Value::Null);
                 };
+                let paused_key = (owner.clone(), p.key.to_string());
+                let paused = self
+                    .early_refresh_paused
+                    .borrow()
+                    .get(&paused_key)
+                    .is_some_and(|until| now() < *until);
                 let tokens = match p.tokens() {
                     None if p.is_public() => None,
                     Some(t) if !t.needs_refresh(now()) => Some(t.clone()),
+                    // A recent early refresh failed: keep using the valid token.
+                    Some(t) if paused && t.still_valid(now()) => Some(t.clone()),
                     seen => {
                         // One refresh at a time: whoever waited finds the
                         // token already replaced and uses the new one.
@@ -120,17 +128,25 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                             flow::refresh_provider(http, &store, &owner, &p.key, reason, now())
                                 .await;
                         match (refreshed, seen) {
-                            (Ok(t), _) => t,
+                            (Ok(t), _) => {
+                                self.early_refresh_paused.borrow_mut().remove(&paused_key);
+                                t
+                            }
                             // An early refresh that failed for a passing
                             // reason: the token in hand is still valid, so
-                            // the call goes on with it and the next one
-                            // tries the refresh again.
+                            // the call goes on with it, and so do the calls
+                            // of the next 30 s, before one tries again.
                             (Err(e), Some(t))
                                 if !e.requires_reauthorization() && t.still_valid(now()) =>
                             {
                                 worker::console_warn!(
-                                    "idp: early refresh for {} failed, using the still-valid token: {e}",
-                                    p.key
+                                    "idp: early refresh for {} failed, using the still-valid token for {}s: {e}",
+                                    p.key,
+                                    super::EARLY_REFRESH_RETRY_SECS
+                                );
+                                self.early_refresh_paused.borrow_mut().insert(
+                                    paused_key,
+                                    now().saturating_add(super::EARLY_REFRESH_RETRY_SECS),
                                 );
                                 Some(t.clone())
                             }

@@ -51,7 +51,16 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     /// later, and a spent refresh token never overwrites a rotated one.
     writes: tokio::sync::Mutex<()>,
     calls: std::cell::Cell<u64>,
+    /// After an early refresh failed for a passing reason: until when (per
+    /// owner and key) calls use the still-valid token without trying again,
+    /// so a stalled server does not hold every call behind the write lock.
+    pub(super) early_refresh_paused:
+        std::cell::RefCell<std::collections::HashMap<(String, String), u64>>,
 }
+
+/// How long calls use a still-valid token without retrying a failed early
+/// refresh: 30 seconds.
+pub(super) const EARLY_REFRESH_RETRY_SECS: u64 = 30;
 
 impl<H: OnAuthSuccess> std::fmt::Debug for ProvidersObject<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,6 +100,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             schema,
             writes: tokio::sync::Mutex::new(()),
             calls: std::cell::Cell::new(0),
+            early_refresh_paused: Default::default(),
         }
     }
 
