@@ -259,6 +259,26 @@ fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredCl
         .collect()
 }
 
+/// The app's public base URL for a request: the configured one, or the
+/// request's origin.
+pub(crate) fn base_for(config: &Config, request_url: &Url) -> Result<Url, String> {
+    match &config.base_url {
+        Some(b) => Ok(b.clone()),
+        None => Url::parse(&request_url.origin().ascii_serialization())
+            .map_err(|e| format!("request URL has no origin: {e}")),
+    }
+}
+
+/// `{base}{prefix}{path}`: the URL of one of the SDK's routes.
+pub(crate) fn route_url(base: &Url, prefix: &str, path: &str) -> String {
+    format!(
+        "{}{}{}",
+        base.as_str().trim_end_matches('/'),
+        normalize_prefix(prefix),
+        path
+    )
+}
+
 pub(crate) fn normalize_prefix(p: &str) -> String {
     let p = p.trim().trim_matches('/');
     if p.is_empty() {

@@ -4,7 +4,7 @@
 //! `middleware`.
 
 use super::client::ProvidersStub;
-use super::config::{normalize_prefix, Config, DEFAULT_BINDING};
+use super::config::{base_for, normalize_prefix, route_url, Config, DEFAULT_BINDING};
 use super::error::Error;
 use super::fetch::AuthedFetch;
 use super::protocol::{
@@ -34,22 +34,14 @@ impl Handler {
         user_id: &str,
         request_url: &Url,
     ) -> Result<Self, Error> {
-        let base = match &config.base_url {
-            Some(b) => b.clone(),
-            None => Url::parse(&request_url.origin().ascii_serialization())
-                .map_err(|e| Error::Runtime(format!("request URL has no origin: {e}")))?,
-        };
+        let base = base_for(config, request_url).map_err(Error::Runtime)?;
         let mut stub = ProvidersStub::new(env, &config.binding, user_id)?;
         stub.timeout_ms = config.timeout_ms;
         let mut config = config.clone();
         // The field is public: normalise whatever was put there.
         config.prefix = normalize_prefix(&config.prefix);
-        let login = Url::parse(&format!(
-            "{}{}/login",
-            base.as_str().trim_end_matches('/'),
-            config.prefix
-        ))
-        .map_err(|e| Error::Runtime(format!("base URL and prefix form no URL: {e}")))?;
+        let login = Url::parse(&route_url(&base, &config.prefix, "/login"))
+            .map_err(|e| Error::Runtime(format!("base URL and prefix form no URL: {e}")))?;
         Ok(Handler {
             config,
             base,
@@ -74,12 +66,7 @@ impl Handler {
     }
 
     pub(crate) fn route(&self, path: &str) -> String {
-        format!(
-            "{}{}{}",
-            self.base.as_str().trim_end_matches('/'),
-            self.config.prefix,
-            path
-        )
+        route_url(&self.base, &self.config.prefix, path)
     }
 
     /// Where callbacks arrive: `{base}{prefix}/callback`. Each authorization

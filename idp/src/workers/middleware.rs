@@ -3,7 +3,7 @@
 //! the callback, and the client ID metadata document.
 
 use super::client::call_registry;
-use super::config::{normalize_prefix, Config};
+use super::config::{base_for, route_url, Config};
 use super::handler::Handler;
 use super::pages;
 use super::protocol::{
@@ -218,17 +218,9 @@ pub async fn client_metadata_response(
     {
         return Ok(None);
     }
-    let base = match &config.base_url {
-        Some(b) => b.clone(),
-        None => Url::parse(&url.origin().ascii_serialization())
-            .map_err(|e| worker::Error::RustError(e.to_string()))?,
-    };
-    let callback_base = Url::parse(&format!(
-        "{}{}/callback",
-        base.as_str().trim_end_matches('/'),
-        normalize_prefix(&config.prefix)
-    ))
-    .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let base = base_for(config, &url).map_err(worker::Error::RustError)?;
+    let callback_base = Url::parse(&route_url(&base, &config.prefix, "/callback"))
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
     let issuers = call_registry(
         env,
         &config.binding,

@@ -105,17 +105,18 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 else {
                     return Ok(serde_json::Value::Null);
                 };
-                let paused_key = (owner.clone(), p.key.to_string());
-                let paused = self
-                    .early_refresh_paused
-                    .borrow()
-                    .get(&paused_key)
-                    .is_some_and(|until| now() < *until);
+                // Only looked up for a token inside its refresh margin.
+                let paused = || {
+                    self.early_refresh_paused
+                        .borrow()
+                        .get(&p.key)
+                        .is_some_and(|until| now() < *until)
+                };
                 let tokens = match p.tokens() {
                     None if p.is_public() => None,
                     Some(t) if !t.needs_refresh(now()) => Some(t.clone()),
                     // A recent early refresh failed: keep using the valid token.
-                    Some(t) if paused && t.still_valid(now()) => Some(t.clone()),
+                    Some(t) if t.still_valid(now()) && paused() => Some(t.clone()),
                     seen => {
                         // One refresh at a time: whoever waited finds the
                         // token already replaced and uses the new one.
@@ -129,7 +130,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                                 .await;
                         match (refreshed, seen) {
                             (Ok(t), _) => {
-                                self.early_refresh_paused.borrow_mut().remove(&paused_key);
+                                self.early_refresh_paused.borrow_mut().remove(&p.key);
                                 t
                             }
                             // An early refresh that failed for a passing
@@ -145,7 +146,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                                     super::EARLY_REFRESH_RETRY_SECS
                                 );
                                 self.early_refresh_paused.borrow_mut().insert(
-                                    paused_key,
+                                    p.key.clone(),
                                     now().saturating_add(super::EARLY_REFRESH_RETRY_SECS),
                                 );
                                 Some(t.clone())

@@ -52,10 +52,10 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     writes: tokio::sync::Mutex<()>,
     calls: std::cell::Cell<u64>,
     /// After an early refresh failed for a passing reason: until when (per
-    /// owner and key) calls use the still-valid token without trying again,
+    /// provider key; an object holds one user) calls use the still-valid token without trying again,
     /// so a stalled server does not hold every call behind the write lock.
     pub(super) early_refresh_paused:
-        std::cell::RefCell<std::collections::HashMap<(String, String), u64>>,
+        std::cell::RefCell<std::collections::HashMap<crate::matching::ResourceKey, u64>>,
 }
 
 /// How long calls use a still-valid token without retrying a failed early
