@@ -1,8 +1,17 @@
 //! `AuthedFetch` and the `#[idp_worker]` example app in workerd, against
 //! oidc-provider: refresh after revocation, re-authorization, step-up, and
-//! redirects that leave the provider's prefix.
+//! redirects that leave the provider's prefix; then the same scenarios through
+//! the native runtime's `AuthedFetch`.
 
-use idp_tests::{provider, state_dir, urlencode, App, AuthServerOptions, Process, Servers, Worker};
+use idp::fetch::Reason;
+use idp::flow::{LoginStart, Settings};
+use idp::native::NativeIdp;
+use idp::policy::Policy;
+use idp::registration::{ClientConfig, ClientInfo};
+use idp::Error;
+use idp_tests::{
+    provider, state_dir, urlencode, App, AuthServerOptions, Browser, Process, Servers, Worker,
+};
 use serde_json::Value;
 
 async fn post(url: &str) -> Value {
@@ -165,5 +174,154 @@ async fn revocation_reauthorization_step_up_and_redirects() {
             .unwrap()
             .contains(&urlencode(&items)),
         "{body}"
+    );
+}
+
+/// Never fetched: the browser stops at the redirect to it.
+const NATIVE_CALLBACK: &str = "http://127.0.0.1:9/oauth/callback";
+
+async fn native_connect(idp: &NativeIdp, browser: &Browser, url: &str, scope: Option<&str>) {
+    match idp.connect("alice", url, scope).await.unwrap() {
+        LoginStart::Redirect(to) => {
+            let back = browser.follow_until(to.as_str(), NATIVE_CALLBACK).await;
+            idp.callback("alice", &back).await.unwrap();
+        }
+        LoginStart::Public(p) => panic!("{url} was stored as public: {p:?}"),
+    }
+}
+
+async fn native_get(idp: &NativeIdp, url: &str) -> idp::Result<(u16, Value)> {
+    let resp = idp.fetch("alice").get(url).await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+/// The same scenarios through `idp::native::AuthedFetch` (reqwest), driven by
+/// the same engine request policy.
+#[tokio::test(flavor = "current_thread")]
+async fn native_authed_fetch_passes_the_same_scenarios() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let idp = NativeIdp::new(Settings {
+        policy: Policy::LOOPBACK_DEV,
+        client_info: ClientInfo {
+            name: "idp native fetch test".into(),
+            version: "0.1.0".into(),
+            uri: None,
+        },
+        clients: ClientConfig::default(),
+        callback_base: url::Url::parse(NATIVE_CALLBACK).unwrap(),
+    });
+    let browser = Browser::new();
+    let api = format!("{}/api", servers.origin);
+    let items = format!("{api}/items");
+    native_connect(&idp, &browser, &api, None).await;
+
+    // Revoked access token: one refresh, then success.
+    let (status, _) = native_get(&idp, &items).await.unwrap();
+    assert_eq!(status, 200);
+    post(&format!("{}/__revoke-tokens", servers.origin)).await;
+    let before = servers.auth_count("POST /token").await;
+    let (status, body) = native_get(&idp, &items).await.unwrap();
+    assert_eq!(status, 200, "refreshed after revocation: {body}");
+    assert_eq!(servers.auth_count("POST /token").await, before + 1);
+
+    // Dead grant: AuthorizationRequired(revoked); connecting again works.
+    post(&format!("{}/__revoke-grants", servers.issuer)).await;
+    post(&format!("{}/__revoke-tokens", servers.origin)).await;
+    let Err(Error::AuthorizationRequired(r)) = native_get(&idp, &items).await else {
+        panic!("expected authorization required");
+    };
+    assert_eq!(
+        (r.resource.as_str(), r.reason),
+        (api.as_str(), Reason::Revoked)
+    );
+    native_connect(&idp, &browser, &r.resource, r.scope.as_deref()).await;
+    let (status, body) = native_get(&idp, &items).await.unwrap();
+    assert_eq!(status, 200, "works after reconnecting: {body}");
+
+    // Step-up, by 401 (no refresh tried) and by 403, for the union of scopes.
+    let scoped = format!("{}/scoped", servers.origin);
+    native_connect(&idp, &browser, &scoped, None).await;
+    let tokens = servers.auth_count("POST /token").await;
+    let Err(Error::AuthorizationRequired(r)) =
+        native_get(&idp, &format!("{scoped}/write401")).await
+    else {
+        panic!("expected a step-up");
+    };
+    assert_eq!(r.reason, Reason::InsufficientScope);
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        tokens,
+        "no refresh for scope"
+    );
+    let Err(Error::AuthorizationRequired(r)) = native_get(&idp, &format!("{scoped}/write")).await
+    else {
+        panic!("expected a step-up");
+    };
+    assert_eq!(r.reason, Reason::InsufficientScope);
+    assert_eq!(r.scope.as_deref(), Some("api:read api:write"));
+    native_connect(&idp, &browser, &r.resource, r.scope.as_deref()).await;
+    let (status, body) = native_get(&idp, &format!("{scoped}/write")).await.unwrap();
+    assert_eq!(status, 200, "stepped up: {body}");
+
+    // Redirects: the token stays inside the prefix, and off other origins.
+    let other = Process::start(
+        "other-origin-native",
+        "node",
+        &[
+            "tests/servers/resource-server.mjs",
+            "--issuer",
+            &servers.issuer,
+        ],
+    );
+    let other_origin = other.field("origin");
+    let inside = format!("{api}/redirect?to={}", urlencode("/api/items"));
+    let (status, body) = native_get(&idp, &inside).await.unwrap();
+    assert_eq!(
+        (status, &body["authorization"]),
+        (200, &Value::Bool(true)),
+        "{body}"
+    );
+    let outside = format!(
+        "{api}/redirect?to={}",
+        urlencode(&format!("{other_origin}/echo"))
+    );
+    let (status, body) = native_get(&idp, &outside).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["headers"].get("authorization").is_none(),
+        "token leaked: {body}"
+    );
+    let seen: Value = reqwest::get(format!("{other_origin}/__stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["requests"]["/echo"], 1, "{seen}");
+    assert_eq!(seen["last_authorization"]["/echo"], false, "{seen}");
+
+    // A caller's own credentials follow a redirect only on its origin.
+    let req = reqwest::Client::new()
+        .get(&outside)
+        .header("cookie", "session=victim")
+        .header("authorization", "Bearer caller-secret")
+        .build()
+        .unwrap();
+    let resp = idp.fetch("alice").send(req).await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["headers"].get("cookie").is_none(),
+        "cookie leaked: {body}"
+    );
+    assert!(body["headers"].get("authorization").is_none(), "{body}");
+
+    // Nothing connected and the resource challenges: never connected.
+    let Err(Error::AuthorizationRequired(r)) = idp.fetch("bob").get(&items).await else {
+        panic!("expected authorization required");
+    };
+    assert_eq!(
+        (r.resource.as_str(), r.reason),
+        (items.as_str(), Reason::NeverConnected)
     );
 }

@@ -313,7 +313,10 @@ async fn native_runtime_connects_matches_refreshes_and_removes() {
     let results: Vec<String> = join_all(calls)
         .await
         .into_iter()
-        .map(|r| r.unwrap().unwrap().access_token.secret().to_owned())
+        .map(|r| {
+            let header = r.unwrap().header.unwrap();
+            header.trim_start_matches("Bearer ").to_owned()
+        })
         .collect();
     assert_eq!(
         servers.auth_count("POST /token").await,

@@ -276,6 +276,10 @@ pub enum Error {
         /// The URL.
         url: String,
     },
+    /// The person must (re-)authorize before this call can work: what to
+    /// connect, with which scope, and why (from [`crate::fetch`]).
+    #[error("authorization required for {} ({})", .0.resource, .0.reason)]
+    AuthorizationRequired(crate::fetch::Reauthorize),
     /// A refresh was needed but no refresh token is held.
     #[error("the token for {resource} expired or was rejected and there is no refresh token")]
     NoRefreshToken {
@@ -297,7 +301,9 @@ impl Error {
                 e.error.as_str(),
                 "invalid_grant" | "invalid_client" | "unauthorized_client"
             ),
-            Error::NoRefreshToken { .. } | Error::NotConnected { .. } => true,
+            Error::NoRefreshToken { .. }
+            | Error::NotConnected { .. }
+            | Error::AuthorizationRequired(_) => true,
             _ => false,
         }
     }

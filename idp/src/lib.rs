@@ -45,6 +45,7 @@ pub mod challenge;
 pub mod discovery;
 mod encoding;
 pub mod error;
+pub mod fetch;
 pub mod flow;
 pub mod http;
 pub mod matching;

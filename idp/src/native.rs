@@ -25,12 +25,14 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::flow::{self, Authorization, Entropy, LoginStart, RefreshReason, Removal, Settings};
+use crate::fetch::{Exchange, Next, Reason};
+use crate::flow::{
+    self, Authorization, Entropy, LoginStart, Refresher, Refused, Removal, Settings,
+};
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
 use crate::matching::ResourceKey;
 pub use crate::store::memory::MemoryStore;
 use crate::store::{Provider, Store};
-use crate::token::TokenSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use url::Url;
 
@@ -149,13 +151,14 @@ pub fn entropy() -> Result<Entropy> {
 }
 
 /// The engine wired to reqwest, a [`Store`] (in memory by default), the system
-/// clock and OS randomness. Refreshes are serialised, so concurrent callers
-/// cause one token request and a rotated refresh token is used once.
+/// clock and OS randomness. Refreshes go through one [`Refresher`], so
+/// concurrent callers cause one token request and a rotated refresh token is
+/// used once.
 pub struct NativeIdp<S: Store = MemoryStore> {
     http: ReqwestHttp,
     store: S,
     settings: Settings,
-    refreshing: tokio::sync::Mutex<()>,
+    refresher: Refresher<tokio::sync::Mutex<()>>,
 }
 
 impl<S: Store> std::fmt::Debug for NativeIdp<S> {
@@ -180,7 +183,7 @@ impl<S: Store> NativeIdp<S> {
             http: ReqwestHttp::new(),
             store,
             settings,
-            refreshing: tokio::sync::Mutex::new(()),
+            refresher: Refresher::default(),
         }
     }
 
@@ -216,23 +219,16 @@ impl<S: Store> NativeIdp<S> {
         let query = at.query().unwrap_or_default().to_owned();
         at.set_query(None);
         at.set_fragment(None);
+        let _writes = self.refresher.lock().await;
         flow::finish_login(&self.http, &self.store, owner, &at, &query, now()).await
     }
 
     /// The authorization for a URL, refreshing first when the token expires
-    /// within 5 minutes ([`flow::authorization_for`]).
+    /// within 5 minutes ([`Refresher::authorization`]).
     pub async fn authorization(&self, owner: &str, url: &str) -> Result<Option<Authorization>> {
-        let key = ResourceKey::parse(url)?;
-        let provider = self.store.provider_for(owner, &key).await?;
-        if let Some(p) = provider {
-            if let Some(seen) = p.tokens().filter(|t| t.needs_refresh(now())) {
-                let _guard = self.refreshing.lock().await;
-                let reason = RefreshReason::Rejected(seen.access_token.secret());
-                flow::refresh_provider(&self.http, &self.store, owner, &p.key, reason, now())
-                    .await?;
-            }
-        }
-        flow::authorization_for(&self.http, &self.store, owner, url, now()).await
+        self.refresher
+            .authorization(&self.http, &self.store, owner, url, now())
+            .await
     }
 
     /// Refreshes after a resource rejected `failed_access_token`; concurrent
@@ -242,17 +238,17 @@ impl<S: Store> NativeIdp<S> {
         owner: &str,
         key: &ResourceKey,
         failed_access_token: &str,
-    ) -> Result<Option<TokenSet>> {
-        let _guard = self.refreshing.lock().await;
-        flow::refresh_provider(
-            &self.http,
-            &self.store,
-            owner,
-            key,
-            RefreshReason::Rejected(failed_access_token),
-            now(),
-        )
-        .await
+    ) -> Result<Authorization> {
+        self.refresher
+            .rejected(
+                &self.http,
+                &self.store,
+                owner,
+                key,
+                Refused::Token(failed_access_token),
+                now(),
+            )
+            .await
     }
 
     /// Removes a provider and revokes its token at the server.
@@ -260,8 +256,137 @@ impl<S: Store> NativeIdp<S> {
         flow::remove_provider(&self.http, &self.store, owner, &ResourceKey::parse(url)?).await
     }
 
-    /// The HTTP client, for calling resources.
+    /// The HTTP client the engine uses.
     pub fn http(&self) -> &ReqwestHttp {
         &self.http
+    }
+
+    /// An HTTP client that sends `owner`'s requests with their credentials
+    /// ([`AuthedFetch`]).
+    pub fn fetch<'a>(&'a self, owner: &'a str) -> AuthedFetch<'a, S> {
+        AuthedFetch { idp: self, owner }
+    }
+}
+
+/// Sends requests with a user's credentials, following the engine's request
+/// policy ([`crate::fetch`]): the longest-prefix provider's token is attached
+/// to URLs under its prefix only; on 401 the provider is refreshed once
+/// (shared with concurrent callers) and the request retried; a step-up, a
+/// dead grant or a resource never connected gives
+/// [`Error::AuthorizationRequired`] with what to connect.
+///
+/// ```no_run
+/// # async fn run(idp: idp::native::NativeIdp) -> idp::Result<()> {
+/// let resp = idp.fetch("alice").get("https://api.example.com/v1/me").await?;
+/// match idp.fetch("alice").get("https://api.example.com/v1/me").await {
+///     Ok(resp) => println!("{}", resp.status()),
+///     Err(idp::Error::AuthorizationRequired(r)) => println!("connect {} ({})", r.resource, r.reason),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AuthedFetch<'a, S: Store = MemoryStore> {
+    idp: &'a NativeIdp<S>,
+    owner: &'a str,
+}
+
+impl<S: Store> AuthedFetch<'_, S> {
+    /// GETs a URL.
+    pub async fn get(&self, url: &str) -> Result<reqwest::Response> {
+        self.send(reqwest::Request::new(
+            reqwest::Method::GET,
+            reqwest::Url::parse(url).map_err(|e| Error::InvalidUrl {
+                input: url.to_owned(),
+                reason: e.to_string(),
+            })?,
+        ))
+        .await
+    }
+
+    /// Sends a request (its body must be in memory, so it can be retried).
+    /// The request's own `Authorization` is replaced; its `Cookie` and
+    /// `Proxy-Authorization` go to its own origin only.
+    pub async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        let url = request.url().as_str().to_owned();
+        let body = match request.body() {
+            None => None,
+            Some(b) => Some(b.as_bytes().map(<[u8]>::to_vec).ok_or_else(|| Error::InvalidResponse {
+                url: request.url().clone(),
+                reason: "a streaming request body cannot be replayed for the retry after a refresh; send the body as bytes".into(),
+            })?),
+        };
+        let idp = self.idp;
+        let auth = idp.authorization(self.owner, &url).await?;
+        let mut exchange = Exchange::new(request.method().as_str(), &url, auth)?;
+        loop {
+            let hop = exchange.hop();
+            let hop_url = Url::parse(hop.url).map_err(|e| Error::InvalidUrl {
+                input: hop.url.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let method = reqwest::Method::from_bytes(hop.method.as_bytes()).map_err(|e| {
+                Error::InvalidUrl {
+                    input: url.clone(),
+                    reason: format!("method: {e}"),
+                }
+            })?;
+            let mut builder = idp.http.client.request(method, hop_url.clone());
+            for (name, value) in request.headers() {
+                if hop.forwards(name.as_str()) {
+                    builder = builder.header(name, value);
+                }
+            }
+            if let Some(h) = hop.authorization {
+                builder = builder.header("authorization", h);
+            }
+            if let (true, Some(b)) = (hop.body, &body) {
+                builder = builder.body(b.clone());
+            }
+            let resp = builder.send().await.map_err(|e| Error::Transport {
+                url: hop_url.clone(),
+                message: describe(&e),
+            })?;
+            let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
+            let next = exchange.answer(
+                resp.status().as_u16(),
+                header("location"),
+                header("www-authenticate"),
+            )?;
+            match next {
+                Next::Send => continue,
+                Next::Done => return Ok(resp),
+                Next::Reauthorize(r) => return Err(Error::AuthorizationRequired(r)),
+                Next::Refresh => {
+                    let (Some(a), Some(token)) =
+                        (exchange.authorization(), exchange.rejected_token())
+                    else {
+                        return Ok(resp);
+                    };
+                    let refreshed = idp
+                        .refresher
+                        .rejected(
+                            &idp.http,
+                            &idp.store,
+                            self.owner,
+                            &a.key,
+                            Refused::Token(token),
+                            now(),
+                        )
+                        .await;
+                    let result = match refreshed {
+                        Ok(a) => Ok(Some(a)),
+                        Err(e @ Error::NoRefreshToken { .. }) if e.requires_reauthorization() => {
+                            Err(Reason::Expired)
+                        }
+                        Err(e) if e.requires_reauthorization() => Err(Reason::Revoked),
+                        Err(e) => return Err(e),
+                    };
+                    if let Next::Reauthorize(r) = exchange.refreshed(result) {
+                        return Err(Error::AuthorizationRequired(r));
+                    }
+                }
+            }
+        }
     }
 }

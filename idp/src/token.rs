@@ -14,6 +14,13 @@ use url::Url;
 /// Tokens are refreshed when they expire within this many seconds (5 minutes).
 pub const REFRESH_MARGIN_SECS: u64 = 300;
 
+/// A token's fingerprint: base64url SHA-256, to name a token without sending
+/// it (for example, which one a resource refused).
+pub fn fingerprint(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::encoding::base64url(&Sha256::digest(token.as_bytes()))
+}
+
 /// Tokens held for one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenSet {

@@ -16,13 +16,36 @@ pub(super) fn revocation_target(tokens: &TokenSet) -> (&str, &'static str) {
     }
 }
 
-/// What to send to a URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to send to a URL. Its `Debug` output leaves the header out.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Authorization {
     /// The provider that matched.
     pub key: ResourceKey,
     /// The `Authorization` header value; `None` for a public provider.
     pub header: Option<String>,
+    /// The scope the token holds, when the server said.
+    pub scope: Option<String>,
+}
+
+impl Authorization {
+    /// The authorization for `key` with `tokens` (`None`: a public provider).
+    pub fn of(key: ResourceKey, tokens: Option<&TokenSet>) -> Self {
+        Self {
+            key,
+            header: tokens.map(TokenSet::authorization_header),
+            scope: tokens.and_then(|t| t.scope.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorization")
+            .field("key", &self.key)
+            .field("header", &self.header.as_ref().map(|_| "[redacted]"))
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// Why a refresh is asked for.
@@ -106,61 +129,6 @@ pub async fn refresh_provider(
         }
         Err(e) => Err(e),
     }
-}
-
-/// The `Authorization` to send to `url` for `owner`: the longest-prefix
-/// provider's header (refreshed first when it expires within 5 minutes), no
-/// header for a public provider, `Ok(None)` when no provider matches.
-pub async fn authorization_for(
-    http: &impl HttpClient,
-    store: &impl Store,
-    owner: &str,
-    url: &str,
-    now: u64,
-) -> Result<Option<Authorization>> {
-    let key = ResourceKey::parse(url)?;
-    let Some(provider) = store
-        .provider_for(owner, &key)
-        .await?
-        .filter(|p| p.key.covers_request(url))
-    else {
-        return Ok(None);
-    };
-    let Some(grant) = &provider.grant else {
-        return Ok(Some(Authorization {
-            key: provider.key,
-            header: None,
-        }));
-    };
-    let tokens = match &grant.tokens {
-        Some(t) if !t.needs_refresh(now) => t.clone(),
-        held => {
-            let refreshed = refresh_provider(
-                http,
-                store,
-                owner,
-                &provider.key,
-                RefreshReason::Expiring,
-                now,
-            )
-            .await;
-            match (refreshed, held) {
-                (Ok(t), _) => t.ok_or_else(|| Error::NoRefreshToken {
-                    resource: provider.resource.clone(),
-                })?,
-                // An early refresh failed for a passing reason: use the
-                // still-valid token and try again on the next call.
-                (Err(e), Some(t)) if !e.requires_reauthorization() && t.still_valid(now) => {
-                    t.clone()
-                }
-                (Err(e), _) => return Err(e),
-            }
-        }
-    };
-    Ok(Some(Authorization {
-        key: provider.key,
-        header: Some(tokens.authorization_header()),
-    }))
 }
 
 /// What removing a provider did.

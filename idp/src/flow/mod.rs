@@ -9,11 +9,11 @@
 //! provider.
 
 mod grant;
+mod refresher;
 
 use grant::revocation_target;
-pub use grant::{
-    authorization_for, refresh_provider, remove_provider, Authorization, RefreshReason, Removal,
-};
+pub use grant::{refresh_provider, remove_provider, Authorization, RefreshReason, Removal};
+pub use refresher::{RefreshLock, Refresher, Refused, EARLY_REFRESH_PAUSE_SECS};
 
 use crate::authorize::{self, AuthorizationParams, CallbackParams, PendingFlow};
 use crate::discovery;
@@ -581,7 +581,8 @@ mod tests {
                 crate::http::HttpResponse::new(status, body).with_header("content-type", ctype),
             );
             // At 900 the token (valid until 1000) is inside the refresh margin.
-            let auth = block_on(authorization_for(
+            let refresher = Refresher::new(tokio::sync::Mutex::new(()));
+            let auth = block_on(refresher.authorization(
                 &script,
                 &store,
                 "alice",
@@ -602,8 +603,20 @@ mod tests {
                 "rt-1",
                 "{status} {body}: the refresh token is kept"
             );
+            // Within the pause, no second request.
+            let again = block_on(refresher.authorization(
+                &script,
+                &store,
+                "alice",
+                "https://api.example/v1/items",
+                900 + EARLY_REFRESH_PAUSE_SECS - 1,
+            ))
+            .unwrap()
+            .unwrap();
+            assert_eq!(again.header.as_deref(), Some("Bearer old-at"));
+            assert_eq!(script.requests().len(), 1, "paused");
             // Once expired, the same failure is reported, still keeping the tokens.
-            let e = block_on(authorization_for(
+            let e = block_on(refresher.authorization(
                 &script,
                 &store,
                 "alice",

@@ -3,8 +3,8 @@
 
 use super::error::Error;
 use super::protocol::{
-    fingerprint, Authorization, AuthorizationReply, CallStats, Envelope, ErrorCode, Find, Op,
-    ProviderView, RegistryOp, Rejected, RemoteError, Reply, Seed, Stats, UserOp, INTERNAL_URL,
+    Authorization, AuthorizationReply, CallStats, Envelope, ErrorCode, Find, Op, ProviderView,
+    RegistryOp, Rejected, RemoteError, Reply, Seed, Stats, UserOp, INTERNAL_URL,
 };
 use crate::matching::ResourceKey;
 use crate::store::Provider;
@@ -125,7 +125,7 @@ impl ProvidersStub {
         self.call(Rejected {
             owner: self.owner.clone(),
             key: key.clone(),
-            fingerprint: fingerprint(access_token),
+            fingerprint: crate::token::fingerprint(access_token),
         })
         .await
     }

@@ -4,30 +4,7 @@ use super::protocol::RemoteError;
 use serde::{Deserialize, Serialize};
 use worker::Response;
 
-/// Why the person must (re-)authorize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// No provider is connected for the URL.
-    NeverConnected,
-    /// The token expired and cannot be refreshed.
-    Expired,
-    /// The server refused the token or the refresh token.
-    Revoked,
-    /// The token lacks a scope the resource requires.
-    InsufficientScope,
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Reason::NeverConnected => "never connected",
-            Reason::Expired => "the token expired and cannot be refreshed",
-            Reason::Revoked => "the server no longer accepts the token",
-            Reason::InsufficientScope => "the token lacks a required scope",
-        })
-    }
-}
+pub use crate::fetch::Reason;
 
 /// The person must (re-)authorize: where to send them, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,16 +2,11 @@
 //! signed-in user.
 
 use super::client::ProvidersStub;
-use super::error::{AuthorizationRequired, Error, Reason};
-use crate::authorize::{scopes_cover, union_scopes};
-use crate::challenge::BearerChallenge;
-use crate::matching::ResourceKey;
+use super::error::{AuthorizationRequired, Error};
+use crate::fetch::{Exchange, Hop, Next, Reason, Reauthorize};
 use serde::de::DeserializeOwned;
 use url::Url;
 use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
-
-/// Redirects followed per request.
-const MAX_REDIRECTS: usize = 5;
 
 /// Headers [`OutgoingRequest::from_request`] never forwards: the incoming
 /// caller's credentials, and connection-level headers.
@@ -30,13 +25,6 @@ const NOT_FORWARDED: &[&str] = &[
     "cf-connecting-ip",
     "x-forwarded-for",
 ];
-
-/// Credential headers a redirect to another origin drops, as browsers do.
-const CREDENTIALS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
-
-fn origin_of(url: &str) -> Option<url::Origin> {
-    url::Url::parse(url).ok().map(|u| u.origin())
-}
 
 /// A request with a replayable body, so it can be retried once after a refresh.
 #[derive(Debug, Clone)]
@@ -159,14 +147,6 @@ pub(crate) fn login_url(login: &Url, resource: &str, scope: Option<&str>) -> Str
     u.into()
 }
 
-struct Sent {
-    response: Response,
-    /// Whether the final hop carried the Authorization header.
-    authorized: bool,
-    /// The final URL.
-    url: String,
-}
-
 impl<'a> AuthedFetch<'a> {
     /// A client for the user of `stub`, whose login route is `login`.
     pub(crate) fn new(stub: &'a ProvidersStub, login: &'a Url, timeout_ms: Option<u32>) -> Self {
@@ -195,185 +175,91 @@ impl<'a> AuthedFetch<'a> {
         Ok(resp.json().await?)
     }
 
-    /// Sends a request, authorizing it as described on [`AuthedFetch`].
+    /// Sends a request, authorizing it as described on [`AuthedFetch`] (the
+    /// engine's request policy, [`crate::fetch`]).
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
         let auth = self.stub.authorization(&req.url).await?;
-        let key = auth.as_ref().map(|a| a.key.clone());
-        let header = auth.as_ref().and_then(|a| a.header.clone());
-        let sent = self.dispatch(&req, key.as_ref(), header.as_deref()).await?;
-        match sent.response.status_code() {
-            401 if sent.authorized => {
-                let (Some(a), Some(h)) = (&auth, &header) else {
-                    return Ok(sent.response);
-                };
-                // A 401 whose challenge asks for scope the token does not
-                // hold is a step-up, not a stale token: refreshing cannot
-                // add scope.
-                if let Some(c) = bearer_challenge(&sent.response) {
-                    let asks_more = c.scope.is_some()
-                        && a.scope.is_some()
-                        && !scopes_cover(a.scope.as_deref(), c.scope.as_deref());
-                    if c.error.as_deref() == Some("insufficient_scope") || asks_more {
-                        if scopes_cover(a.scope.as_deref(), c.scope.as_deref()) {
-                            return Ok(sent.response);
-                        }
-                        let scope = union_scopes(a.scope.as_deref(), c.scope.as_deref());
-                        return Err(self.required(
-                            a.key.as_str(),
-                            scope.as_deref(),
-                            Reason::InsufficientScope,
-                        ));
-                    }
-                }
-                let token = h.strip_prefix("Bearer ").unwrap_or(h);
-                let retry = match self.stub.rejected(&a.key, token).await {
-                    Ok(r) => r,
-                    Err(Error::Remote(e)) if e.reauthorize => {
-                        let reason = if e.code == super::protocol::ErrorCode::Expired {
-                            Reason::Expired
-                        } else {
-                            Reason::Revoked
-                        };
-                        return Err(self.required(a.key.as_str(), None, reason));
-                    }
-                    Err(e) => return Err(e),
-                };
-                let again = self
-                    .dispatch(&req, key.as_ref(), retry.header.as_deref())
-                    .await?;
-                if again.response.status_code() == 401 && again.authorized {
-                    return Err(self.required(a.key.as_str(), None, Reason::Revoked));
-                }
-                self.check_scope(again, a.key.as_str(), retry.scope.as_deref())
-            }
-            401 => {
-                if bearer_challenge(&sent.response).is_some() {
-                    let resource = match &auth {
-                        Some(a) if sent.url == req.url => a.key.to_string(),
-                        _ => sent.url.clone(),
+        let mut exchange = Exchange::new(method_name(&req.method), &req.url, auth)?;
+        loop {
+            let response = self.hop(&req, exchange.hop()).await?;
+            let header = |n: &str| response.headers().get(n).ok().flatten();
+            let next = exchange.answer(
+                response.status_code(),
+                header("location").as_deref(),
+                header("www-authenticate").as_deref(),
+            )?;
+            match next {
+                Next::Send => {}
+                Next::Done => return Ok(response),
+                Next::Reauthorize(r) => return Err(self.required(r)),
+                Next::Refresh => {
+                    let (Some(a), Some(token)) =
+                        (exchange.authorization(), exchange.rejected_token())
+                    else {
+                        return Ok(response);
                     };
-                    return Err(self.required(&resource, None, Reason::NeverConnected));
+                    let result = match self.stub.rejected(&a.key, token).await {
+                        Ok(a) => Ok(Some(a)),
+                        Err(Error::Remote(e)) if e.reauthorize => {
+                            Err(if e.code == super::protocol::ErrorCode::Expired {
+                                Reason::Expired
+                            } else {
+                                Reason::Revoked
+                            })
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if let Next::Reauthorize(r) = exchange.refreshed(result) {
+                        return Err(self.required(r));
+                    }
                 }
-                Ok(sent.response)
             }
-            _ => match &auth {
-                Some(a) => self.check_scope(sent, a.key.as_str(), a.scope.as_deref()),
-                None => Ok(sent.response),
-            },
         }
     }
 
-    fn required(&self, resource: &str, scope: Option<&str>, reason: Reason) -> Error {
+    fn required(&self, r: Reauthorize) -> Error {
         Error::AuthorizationRequired(AuthorizationRequired {
-            resource: resource.to_owned(),
-            reauthorize_url: login_url(self.login, resource, scope),
-            reason,
+            reauthorize_url: login_url(self.login, &r.resource, r.scope.as_deref()),
+            resource: r.resource,
+            reason: r.reason,
         })
     }
 
-    /// A 403 `insufficient_scope` becomes a step-up error.
-    ///
-    /// When the token already holds every scope the server asks for, asking
-    /// again cannot help (the server will never accept): the 403 is returned
-    /// as it is, so a server that never accepts cannot loop the person
-    /// through authorization.
-    fn check_scope(&self, sent: Sent, key: &str, held: Option<&str>) -> Result<Response, Error> {
-        if sent.response.status_code() == 403 && sent.authorized {
-            if let Some(c) = bearer_challenge(&sent.response) {
-                if c.error.as_deref() == Some("insufficient_scope") {
-                    if scopes_cover(held, c.scope.as_deref()) {
-                        return Ok(sent.response);
-                    }
-                    let scope = union_scopes(held, c.scope.as_deref());
-                    return Err(self.required(key, scope.as_deref(), Reason::InsufficientScope));
-                }
+    /// Sends one hop as the policy says, within the timeout.
+    async fn hop(&self, req: &OutgoingRequest, hop: Hop<'_>) -> Result<Response, Error> {
+        let headers = Headers::new();
+        for (n, v) in &req.headers {
+            if hop.forwards(n) {
+                headers.append(n, v)?;
             }
         }
-        Ok(sent.response)
-    }
-
-    /// Sends, following redirects by hand. The header goes only to URLs under
-    /// `key`.
-    async fn dispatch(
-        &self,
-        req: &OutgoingRequest,
-        key: Option<&ResourceKey>,
-        header: Option<&str>,
-    ) -> Result<Sent, Error> {
-        let mut url = req.url.clone();
-        let mut method = req.method.clone();
-        let mut body = req.body.clone();
-        for _ in 0..=MAX_REDIRECTS {
-            let authorized = header.is_some() && key.is_some_and(|k| k.covers_request(&url));
-            let same_origin = origin_of(&url) == origin_of(&req.url);
-            let headers = Headers::new();
-            for (n, v) in &req.headers {
-                let credential = CREDENTIALS.iter().any(|c| n.eq_ignore_ascii_case(c));
-                // The SDK's own Authorization is set below; the caller's
-                // credentials never follow a redirect to another origin.
-                let dropped =
-                    n.eq_ignore_ascii_case("authorization") || (credential && !same_origin);
-                if !dropped {
-                    headers.append(n, v)?;
-                }
-            }
-            if authorized {
-                if let Some(h) = header {
-                    headers.set("authorization", h)?;
-                }
-            }
-            let mut init = RequestInit::new();
-            init.with_method(method.clone())
-                .with_headers(headers)
-                .with_redirect(RequestRedirect::Manual);
-            if let Some(b) = &body {
-                init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
-            }
-            let timeout_ms = self.timeout_ms;
-            let signal =
-                super::http::timeout_signal(timeout_ms).map_err(|e| Error::Runtime(e.message))?;
-            let response = Fetch::Request(Request::new_with_init(&url, &init)?)
-                .send_with_signal(&signal)
-                .await
-                .map_err(|e| {
-                    if signal.aborted() {
-                        Error::Runtime(format!("{url} gave no answer within {timeout_ms} ms"))
-                    } else {
-                        Error::from(e)
-                    }
-                })?;
-            let status = response.status_code();
-            let location = response.headers().get("location")?;
-            match (status, location) {
-                (301 | 302 | 303 | 307 | 308, Some(loc)) => {
-                    let next = url::Url::parse(&url)
-                        .and_then(|u| u.join(&loc))
-                        .map_err(|e| Error::Runtime(format!("bad redirect from {url}: {e}")))?;
-                    if status == 303 || (matches!(status, 301 | 302) && method == Method::Post) {
-                        method = Method::Get;
-                        body = None;
-                    }
-                    url = next.into();
-                }
-                _ => {
-                    return Ok(Sent {
-                        response,
-                        authorized,
-                        url,
-                    })
-                }
-            }
+        if let Some(h) = hop.authorization {
+            headers.set("authorization", h)?;
         }
-        Err(Error::Runtime(format!(
-            "more than {MAX_REDIRECTS} redirects from {}",
-            req.url
-        )))
+        let method = Method::from(hop.method.to_owned());
+        let mut init = RequestInit::new();
+        init.with_method(method)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
+        if let (true, Some(b)) = (hop.body, &req.body) {
+            init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
+        }
+        let timeout_ms = self.timeout_ms;
+        let signal =
+            super::http::timeout_signal(timeout_ms).map_err(|e| Error::Runtime(e.message))?;
+        Fetch::Request(Request::new_with_init(hop.url, &init)?)
+            .send_with_signal(&signal)
+            .await
+            .map_err(|e| {
+                if signal.aborted() {
+                    Error::Runtime(format!("{} gave no answer within {timeout_ms} ms", hop.url))
+                } else {
+                    Error::from(e)
+                }
+            })
     }
 }
 
-fn bearer_challenge(resp: &Response) -> Option<BearerChallenge> {
-    let value = resp.headers().get("www-authenticate").ok().flatten()?;
-    BearerChallenge::from_headers([value.as_str()])
-        .ok()
-        .flatten()
+fn method_name(m: &Method) -> &str {
+    m.as_ref()
 }

@@ -269,6 +269,7 @@ impl From<&Error> for RemoteError {
             Error::Callback(_) => (ErrorCode::Callback, 400),
             Error::NotConnected { .. } => (ErrorCode::NotConnected, 401),
             Error::NoRefreshToken { .. } => (ErrorCode::Reauthorize, 401),
+            Error::AuthorizationRequired(_) => (ErrorCode::Reauthorize, 401),
             Error::Token { .. } if e.requires_reauthorization() => (ErrorCode::Reauthorize, 401),
             Error::Token { .. } => (ErrorCode::Token, 502),
             Error::Transport { .. } => (ErrorCode::Transport, 502),
@@ -317,24 +318,9 @@ pub(crate) struct CallbackReply {
     pub hook_error: Option<String>,
 }
 
-/// What the object answers to an authorization request. `Debug` leaves the
-/// header out: it carries the access token.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct AuthorizationReply {
-    pub key: ResourceKey,
-    pub header: Option<String>,
-    pub scope: Option<String>,
-}
-
-impl std::fmt::Debug for AuthorizationReply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthorizationReply")
-            .field("key", &self.key)
-            .field("header", &self.header.as_ref().map(|_| "[redacted]"))
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
+/// What the object answers to an authorization request (its `Debug` leaves
+/// the header out).
+pub(crate) use crate::flow::Authorization as AuthorizationReply;
 
 /// One provider as the app may see it: never a token or a client secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -412,11 +398,4 @@ pub struct RemoveOutcome {
     pub revoked: bool,
     /// Why revocation failed, if it did (the provider is removed anyway).
     pub revocation_error: Option<String>,
-}
-
-/// A token's fingerprint: base64url(SHA-256(token)), so the Worker can name
-/// the token that failed without sending it back.
-pub(crate) fn fingerprint(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    crate::encoding::base64url(&Sha256::digest(token.as_bytes()))
 }

@@ -6,7 +6,7 @@ use super::super::protocol::*;
 use super::sql_store::{json, secs, text, CONFIRMATION_LIFETIME_SECS};
 use super::{remote, to_value, CallResult, ProvidersObject};
 use crate::error::Error;
-use crate::flow::{self, LoginStart, RefreshReason};
+use crate::flow::{self, LoginStart, Refused};
 use crate::matching::ResourceKey;
 use crate::store::Store;
 use serde::Deserialize;
@@ -51,7 +51,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     store.spend_confirmation(&token, &owner).map_err(remote)?;
                 }
                 let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
-                let writes = self.writes.lock().await;
+                let writes = self.refresher.lock().await;
                 let start = flow::start_login(
                     http,
                     &store,
@@ -83,7 +83,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             }) => {
                 let store = self.store(registry);
                 let p = {
-                    let _writes = self.writes.lock().await;
+                    let _writes = self.refresher.lock().await;
                     flow::finish_login(http, &store, &owner, &callback_uri, &query, now())
                         .await
                         .map_err(remote)?
@@ -96,101 +96,32 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             }
             Call::Authorization(Authorization { owner, url }) => {
                 let store = self.store(registry);
-                let key = ResourceKey::parse(&url).map_err(remote)?;
-                let Some(p) = store
-                    .provider_for(&owner, &key)
+                let auth = self
+                    .refresher
+                    .authorization(http, &store, &owner, &url, now())
                     .await
-                    .map_err(remote)?
-                    .filter(|p| p.key.covers_request(&url))
-                else {
-                    return Ok(serde_json::Value::Null);
-                };
-                // Only looked up for a token inside its refresh margin.
-                let paused = || {
-                    self.early_refresh_paused
-                        .borrow()
-                        .get(&p.key)
-                        .is_some_and(|until| now() < *until)
-                };
-                let tokens = match p.tokens() {
-                    None if p.is_public() => None,
-                    Some(t) if !t.needs_refresh(now()) => Some(t.clone()),
-                    // A recent early refresh failed: keep using the valid token.
-                    Some(t) if t.still_valid(now()) && paused() => Some(t.clone()),
-                    seen => {
-                        // One refresh at a time: whoever waited finds the
-                        // token already replaced and uses the new one.
-                        let _one_at_a_time = self.writes.lock().await;
-                        let reason = match seen {
-                            Some(t) => RefreshReason::Rejected(t.access_token.secret()),
-                            None => RefreshReason::Expiring,
-                        };
-                        let refreshed =
-                            flow::refresh_provider(http, &store, &owner, &p.key, reason, now())
-                                .await;
-                        match (refreshed, seen) {
-                            (Ok(t), _) => {
-                                self.early_refresh_paused.borrow_mut().remove(&p.key);
-                                t
-                            }
-                            // An early refresh that failed for a passing
-                            // reason: the token in hand is still valid, so
-                            // the call goes on with it, and so do the calls
-                            // of the next 30 s, before one tries again.
-                            (Err(e), Some(t))
-                                if !e.requires_reauthorization() && t.still_valid(now()) =>
-                            {
-                                worker::console_warn!(
-                                    "idp: early refresh for {} failed, using the still-valid token for {}s: {e}",
-                                    p.key,
-                                    super::EARLY_REFRESH_RETRY_SECS
-                                );
-                                self.early_refresh_paused.borrow_mut().insert(
-                                    p.key.clone(),
-                                    now().saturating_add(super::EARLY_REFRESH_RETRY_SECS),
-                                );
-                                Some(t.clone())
-                            }
-                            (Err(e), _) => return Err(remote(e)),
-                        }
-                    }
-                };
-                to_value(AuthorizationReply {
-                    key: p.key.clone(),
-                    header: tokens.as_ref().map(|t| t.authorization_header()),
-                    scope: tokens.and_then(|t| t.scope),
-                })
+                    .map_err(remote)?;
+                to_value(auth)
             }
             Call::Rejected(Rejected {
                 owner,
                 key,
-                fingerprint: failed,
+                fingerprint,
             }) => {
                 let store = self.store(registry);
-                let _one_at_a_time = self.writes.lock().await;
-                let current = store
-                    .provider(&owner, &key)
-                    .await
-                    .map_err(remote)?
-                    .ok_or_else(|| {
-                        remote(Error::NotConnected {
-                            url: key.to_string(),
-                        })
-                    })?;
-                let stored = current.tokens().map(|t| t.access_token.secret().to_owned());
-                let reason = match &stored {
-                    Some(t) if fingerprint(t) == failed => RefreshReason::Rejected(t),
-                    // Someone refreshed meanwhile: hand out the new token.
-                    _ => RefreshReason::Expiring,
-                };
-                let tokens = flow::refresh_provider(http, &store, &owner, &key, reason, now())
+                let auth = self
+                    .refresher
+                    .rejected(
+                        http,
+                        &store,
+                        &owner,
+                        &key,
+                        Refused::Fingerprint(&fingerprint),
+                        now(),
+                    )
                     .await
                     .map_err(remote)?;
-                to_value(AuthorizationReply {
-                    key: key.clone(),
-                    header: tokens.as_ref().map(|t| t.authorization_header()),
-                    scope: tokens.and_then(|t| t.scope),
-                })
+                to_value(auth)
             }
             Call::RefreshExpiring(RefreshExpiring { owner, urls }) => {
                 let store = self.store(registry);
@@ -244,7 +175,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let store = self.store(registry);
                 let key = ResourceKey::parse(&url).map_err(remote)?;
                 let removal = {
-                    let _writes = self.writes.lock().await;
+                    let _writes = self.refresher.lock().await;
                     flow::remove_provider(http, &store, &owner, &key)
                         .await
                         .map_err(remote)?

@@ -16,7 +16,7 @@ use super::protocol::{
     Envelope, ErrorCode, ProviderView, RefreshOutcome, RefreshStatus, RemoteError, Reply,
 };
 use crate::error::Error;
-use crate::flow::{self, RefreshReason};
+use crate::flow::Refresher;
 use crate::matching::ResourceKey;
 use crate::store::{Provider, Store};
 use migrations::migrate;
@@ -45,22 +45,14 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     env: Env,
     hook: H,
     schema: std::result::Result<i64, String>,
-    /// Held by every write of a provider row that follows an `.await` on
-    /// the network (refresh, login, callback, removal, the hook's
-    /// write-back), so a removal cannot be undone by a refresh finishing
-    /// later, and a spent refresh token never overwrites a rotated one.
-    writes: tokio::sync::Mutex<()>,
+    /// Refresh single-flight; its lock is held by every write of a provider
+    /// row that follows an `.await` on the network (refresh, login, callback,
+    /// the hook's write-back), so a removal cannot be undone by a refresh
+    /// finishing later, and a spent refresh token never overwrites a rotated
+    /// one.
+    refresher: Refresher<tokio::sync::Mutex<()>>,
     calls: std::cell::Cell<u64>,
-    /// After an early refresh failed for a passing reason: until when (per
-    /// provider key; an object holds one user) calls use the still-valid token without trying again,
-    /// so a stalled server does not hold every call behind the write lock.
-    pub(super) early_refresh_paused:
-        std::cell::RefCell<std::collections::HashMap<crate::matching::ResourceKey, u64>>,
 }
-
-/// How long calls use a still-valid token without retrying a failed early
-/// refresh: 30 seconds.
-pub(super) const EARLY_REFRESH_RETRY_SECS: u64 = 30;
 
 impl<H: OnAuthSuccess> std::fmt::Debug for ProvidersObject<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,9 +90,8 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             env,
             hook,
             schema,
-            writes: tokio::sync::Mutex::new(()),
+            refresher: Refresher::default(),
             calls: std::cell::Cell::new(0),
-            early_refresh_paused: Default::default(),
         }
     }
 
@@ -168,7 +159,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 provider.metadata = metadata.clone();
                 // Only name and metadata, on the row as it is now (a refresh
                 // or a removal may have happened while the hook ran).
-                let _writes = self.writes.lock().await;
+                let _writes = self.refresher.lock().await;
                 match store.provider(owner, &provider.key).await {
                     Ok(Some(mut current)) => {
                         current.name = name;
@@ -216,8 +207,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             return outcome(RefreshStatus::Public, None, None);
         }
         let before = p.tokens().and_then(|t| t.expires_at);
-        let _one_at_a_time = self.writes.lock().await;
-        match flow::refresh_provider(http, store, owner, &p.key, RefreshReason::Expiring, now())
+        match self
+            .refresher
+            .refresh_expiring(http, store, owner, &p.key, now())
             .await
         {
             Ok(t) => {

@@ -1,0 +1,465 @@
+//! The request policy of an authed call, with no I/O: which header goes to
+//! which hop, how each answer is read, when to refresh and retry, and when the
+//! person must (re-)authorize. Both runtimes' `AuthedFetch` drive it
+//! (`workers::AuthedFetch`, `native::AuthedFetch`).
+//!
+//! An [`Exchange`] starts from what the store gave for the URL (an
+//! [`Authorization`], or nothing). The runtime sends [`Exchange::hop`], reports
+//! each answer to [`Exchange::answer`] and does what [`Next`] says:
+//!
+//! - the token goes only to hops under the provider's prefix; the caller's own
+//!   credential headers never follow a redirect to another origin;
+//! - redirects are followed by hand (at most [`MAX_REDIRECTS`]), 303 and a
+//!   POST's 301/302 become a GET without body;
+//! - a 401 on a hop that carried the token asks for one refresh
+//!   ([`Next::Refresh`]), then the request is retried once from the start;
+//!   a second 401 means the grant no longer works;
+//! - a 403 `insufficient_scope`, or a 401 whose challenge asks for scope the
+//!   token does not hold, is a step-up for the union of held and required
+//!   scopes, unless the token holds them all already (then asking again
+//!   cannot help and the answer is returned as it is);
+//! - a 401 with a Bearer challenge on a hop without a token means "never
+//!   connected".
+//!
+//! ```
+//! use idp::fetch::{Exchange, Next, Reason};
+//!
+//! // Nothing connected; the resource challenges.
+//! let mut ex = Exchange::new("GET", "https://api.example.com/v1/items", None)?;
+//! assert_eq!(ex.hop().authorization, None);
+//! let next = ex.answer(401, None, Some(r#"Bearer resource_metadata="https://api.example.com/.well-known/oauth-protected-resource""#))?;
+//! let Next::Reauthorize(r) = next else { panic!("{next:?}") };
+//! assert_eq!(r.reason, Reason::NeverConnected);
+//! assert_eq!(r.resource, "https://api.example.com/v1/items");
+//! # Ok::<(), idp::Error>(())
+//! ```
+
+use crate::authorize::{scopes_cover, union_scopes};
+use crate::challenge::BearerChallenge;
+use crate::error::{Error, Result};
+use crate::flow::Authorization;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Redirects followed per request.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Credential headers a redirect to another origin drops, as browsers do.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
+/// Why the person must (re-)authorize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// No provider is connected for the URL.
+    NeverConnected,
+    /// The token expired and cannot be refreshed.
+    Expired,
+    /// The server refused the token or the refresh token.
+    Revoked,
+    /// The token lacks a scope the resource requires.
+    InsufficientScope,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::NeverConnected => "never connected",
+            Reason::Expired => "the token expired and cannot be refreshed",
+            Reason::Revoked => "the server no longer accepts the token",
+            Reason::InsufficientScope => "the token lacks a required scope",
+        })
+    }
+}
+
+/// What to connect (again) so the call can work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reauthorize {
+    /// The resource (the provider's key, or the URL that challenged).
+    pub resource: String,
+    /// The scope to ask for: for a step-up, the union of held and required.
+    pub scope: Option<String>,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// One request to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop<'a> {
+    /// Where.
+    pub url: &'a str,
+    /// The method (upper case).
+    pub method: &'a str,
+    /// Whether to send the request's body (false after a 303 or a POST's
+    /// 301/302 turned it into a GET).
+    pub body: bool,
+    /// The `Authorization` header the SDK sets; the caller's own is never sent.
+    pub authorization: Option<&'a str>,
+    /// Whether the caller's `Cookie` and `Proxy-Authorization` may go (only to
+    /// the request's own origin).
+    pub caller_credentials: bool,
+}
+
+impl Hop<'_> {
+    /// Whether the caller's header `name` goes with this hop.
+    pub fn forwards(&self, name: &str) -> bool {
+        if name.eq_ignore_ascii_case("authorization") {
+            return false;
+        }
+        self.caller_credentials
+            || !CREDENTIAL_HEADERS
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c))
+    }
+}
+
+/// What the runtime does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Send [`Exchange::hop`] (a redirect to follow, or the retry).
+    Send,
+    /// The resource refused the token: refresh the provider under
+    /// [`Exchange::authorization`] (single-flight, with
+    /// [`Exchange::rejected_token`] as the failed token), then report the
+    /// result to [`Exchange::refreshed`].
+    Refresh,
+    /// Hand the last answer to the caller as it is.
+    Done,
+    /// The person must (re-)authorize.
+    Reauthorize(Reauthorize),
+}
+
+/// One authed call in progress. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    url: String,
+    method: String,
+    auth: Option<Authorization>,
+    hop_url: String,
+    hop_method: String,
+    body: bool,
+    redirects: usize,
+    retried: bool,
+}
+
+impl Exchange {
+    /// A call of `method` to `url`, with what the store gave for it.
+    pub fn new(method: &str, url: &str, auth: Option<Authorization>) -> Result<Self> {
+        let parsed = Url::parse(url).map_err(|e| Error::InvalidUrl {
+            input: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let url = String::from(parsed);
+        let method = method.to_ascii_uppercase();
+        Ok(Self {
+            hop_url: url.clone(),
+            hop_method: method.clone(),
+            url,
+            method,
+            auth,
+            body: true,
+            redirects: 0,
+            retried: false,
+        })
+    }
+
+    /// The authorization in use.
+    pub fn authorization(&self) -> Option<&Authorization> {
+        self.auth.as_ref()
+    }
+
+    /// The access token a [`Next::Refresh`] reports as refused.
+    pub fn rejected_token(&self) -> Option<&str> {
+        let h = self.auth.as_ref()?.header.as_deref()?;
+        Some(h.strip_prefix("Bearer ").unwrap_or(h))
+    }
+
+    /// The request to send now.
+    pub fn hop(&self) -> Hop<'_> {
+        let authorization = self.auth.as_ref().and_then(|a| {
+            let h = a.header.as_deref()?;
+            a.key.covers_request(&self.hop_url).then_some(h)
+        });
+        Hop {
+            url: &self.hop_url,
+            method: &self.hop_method,
+            body: self.body,
+            authorization,
+            caller_credentials: same_origin(&self.hop_url, &self.url),
+        }
+    }
+
+    /// Reads the answer to [`Exchange::hop`]: its status, `Location` and
+    /// `WWW-Authenticate` headers.
+    pub fn answer(
+        &mut self,
+        status: u16,
+        location: Option<&str>,
+        www_authenticate: Option<&str>,
+    ) -> Result<Next> {
+        let authorized = self.hop().authorization.is_some();
+        if let (301 | 302 | 303 | 307 | 308, Some(loc)) = (status, location) {
+            return self.redirect(status, loc);
+        }
+        let challenge =
+            www_authenticate.and_then(|v| BearerChallenge::from_headers([v]).ok().flatten());
+        let held = self.auth.as_ref().and_then(|a| a.scope.as_deref());
+        match status {
+            401 if authorized => {
+                if let Some(c) = &challenge {
+                    let asks_more = c.scope.is_some()
+                        && held.is_some()
+                        && !scopes_cover(held, c.scope.as_deref());
+                    if c.error.as_deref() == Some("insufficient_scope") || asks_more {
+                        return Ok(self.step_up(c));
+                    }
+                }
+                if self.retried {
+                    return Ok(Next::Reauthorize(self.reauthorize(None, Reason::Revoked)));
+                }
+                Ok(Next::Refresh)
+            }
+            401 if !self.retried && challenge.is_some() => {
+                let resource = match &self.auth {
+                    Some(a) if self.hop_url == self.url => a.key.to_string(),
+                    _ => self.hop_url.clone(),
+                };
+                Ok(Next::Reauthorize(Reauthorize {
+                    resource,
+                    scope: None,
+                    reason: Reason::NeverConnected,
+                }))
+            }
+            403 if authorized => match &challenge {
+                Some(c) if c.error.as_deref() == Some("insufficient_scope") => Ok(self.step_up(c)),
+                _ => Ok(Next::Done),
+            },
+            _ => Ok(Next::Done),
+        }
+    }
+
+    /// Reports the refresh asked for by [`Next::Refresh`]: the new
+    /// authorization (`Ok`), or the reason the grant cannot be refreshed. The
+    /// request is sent once more, from the start.
+    pub fn refreshed(
+        &mut self,
+        result: std::result::Result<Option<Authorization>, Reason>,
+    ) -> Next {
+        match result {
+            Ok(auth) => {
+                if let (Some(new), Some(old)) = (&auth, &self.auth) {
+                    debug_assert_eq!(new.key, old.key);
+                }
+                self.auth = auth.or_else(|| {
+                    self.auth
+                        .take()
+                        .map(|a| Authorization { header: None, ..a })
+                });
+                self.retried = true;
+                self.hop_url = self.url.clone();
+                self.hop_method = self.method.clone();
+                self.body = true;
+                self.redirects = 0;
+                Next::Send
+            }
+            Err(reason) => Next::Reauthorize(self.reauthorize(None, reason)),
+        }
+    }
+
+    fn redirect(&mut self, status: u16, location: &str) -> Result<Next> {
+        if self.redirects == MAX_REDIRECTS {
+            return Err(Error::InvalidResponse {
+                url: Url::parse(&self.url).expect("checked in new"),
+                reason: format!("more than {MAX_REDIRECTS} redirects"),
+            });
+        }
+        let next = Url::parse(&self.hop_url)
+            .and_then(|u| u.join(location))
+            .map_err(|e| Error::InvalidResponse {
+                url: Url::parse(&self.hop_url).expect("hop URLs are parsed"),
+                reason: format!("unusable redirect Location: {e}"),
+            })?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(Error::InvalidResponse {
+                url: Url::parse(&self.hop_url).expect("hop URLs are parsed"),
+                reason: format!("redirect to a {} URL", next.scheme()),
+            });
+        }
+        if status == 303 || (matches!(status, 301 | 302) && self.hop_method == "POST") {
+            self.hop_method = "GET".into();
+            self.body = false;
+        }
+        self.redirects += 1;
+        self.hop_url = next.into();
+        Ok(Next::Send)
+    }
+
+    fn step_up(&self, c: &BearerChallenge) -> Next {
+        let held = self.auth.as_ref().and_then(|a| a.scope.as_deref());
+        if scopes_cover(held, c.scope.as_deref()) {
+            return Next::Done;
+        }
+        Next::Reauthorize(self.reauthorize(
+            union_scopes(held, c.scope.as_deref()),
+            Reason::InsufficientScope,
+        ))
+    }
+
+    fn reauthorize(&self, scope: Option<String>, reason: Reason) -> Reauthorize {
+        Reauthorize {
+            resource: self
+                .auth
+                .as_ref()
+                .map_or_else(|| self.url.clone(), |a| a.key.to_string()),
+            scope,
+            reason,
+        }
+    }
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    match (Url::parse(a), Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matching::ResourceKey;
+
+    const API: &str = "https://api.example.com/v1";
+
+    fn auth(token: &str, scope: Option<&str>) -> Option<Authorization> {
+        Some(Authorization {
+            key: ResourceKey::parse(API).unwrap(),
+            header: Some(format!("Bearer {token}")),
+            scope: scope.map(str::to_owned),
+        })
+    }
+
+    fn ex(a: Option<Authorization>) -> Exchange {
+        Exchange::new("get", &format!("{API}/items"), a).unwrap()
+    }
+
+    #[test]
+    fn attaches_the_token_under_the_prefix_only() {
+        let e = ex(auth("t1", None));
+        assert_eq!(e.hop().authorization, Some("Bearer t1"));
+        assert_eq!(e.hop().method, "GET");
+        let mut e = Exchange::new("GET", "https://api.example.com/v2/x", auth("t1", None)).unwrap();
+        assert_eq!(e.hop().authorization, None);
+        assert_eq!(e.answer(200, None, None).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn refreshes_once_then_gives_up() {
+        let mut e = ex(auth("t1", None));
+        assert_eq!(e.answer(401, None, Some("Bearer")).unwrap(), Next::Refresh);
+        assert_eq!(e.rejected_token(), Some("t1"));
+        assert_eq!(e.refreshed(Ok(auth("t2", None))), Next::Send);
+        assert_eq!(e.hop().authorization, Some("Bearer t2"));
+        let Next::Reauthorize(r) = e.answer(401, None, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.resource.as_str(), r.reason), (API, Reason::Revoked));
+        let mut e = ex(auth("t1", None));
+        e.answer(401, None, None).unwrap();
+        assert_eq!(
+            e.refreshed(Err(Reason::Expired)),
+            Next::Reauthorize(Reauthorize {
+                resource: API.into(),
+                scope: None,
+                reason: Reason::Expired
+            })
+        );
+        // A retry that succeeds is handed back.
+        let mut e = ex(auth("t1", None));
+        e.answer(401, None, None).unwrap();
+        e.refreshed(Ok(auth("t2", None)));
+        assert_eq!(e.answer(200, None, None).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn steps_up_for_the_union_of_scopes_without_refreshing() {
+        for (status, challenge) in [
+            (403, r#"Bearer error="insufficient_scope", scope="write""#),
+            (401, r#"Bearer scope="write""#),
+        ] {
+            let mut e = ex(auth("t1", Some("read")));
+            let Next::Reauthorize(r) = e.answer(status, None, Some(challenge)).unwrap() else {
+                panic!("{status}")
+            };
+            assert_eq!(r.reason, Reason::InsufficientScope);
+            assert_eq!(r.scope.as_deref(), Some("read write"));
+        }
+        // Already held: asking again cannot help.
+        let mut e = ex(auth("t1", Some("read write")));
+        let c = r#"Bearer error="insufficient_scope", scope="write""#;
+        assert_eq!(e.answer(403, None, Some(c)).unwrap(), Next::Done);
+        // A 403 on a hop without the token is not ours to read.
+        let mut e = ex(None);
+        assert_eq!(e.answer(403, None, Some(c)).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn never_connected_names_the_url_or_the_hop_that_challenged() {
+        let mut e = ex(None);
+        assert_eq!(
+            e.answer(401, None, None).unwrap(),
+            Next::Done,
+            "no challenge"
+        );
+        let mut e = ex(None);
+        let Next::Reauthorize(r) = e.answer(401, None, Some("Bearer")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.resource, format!("{API}/items"));
+        let mut e = ex(auth("t1", None));
+        e.answer(302, Some("https://other.example/x"), None)
+            .unwrap();
+        let Next::Reauthorize(r) = e.answer(401, None, Some("Bearer")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.resource, "https://other.example/x");
+    }
+
+    #[test]
+    fn redirects_keep_the_token_inside_the_prefix_and_credentials_inside_the_origin() {
+        let mut e = Exchange::new("POST", &format!("{API}/items"), auth("t1", None)).unwrap();
+        assert_eq!(e.answer(307, Some("/v1/other"), None).unwrap(), Next::Send);
+        let hop = e.hop();
+        assert_eq!(
+            (hop.authorization, hop.method, hop.body),
+            (Some("Bearer t1"), "POST", true)
+        );
+        assert!(hop.forwards("cookie") && !hop.forwards("Authorization"));
+        e.answer(302, Some("https://evil.example/steal"), None)
+            .unwrap();
+        let hop = e.hop();
+        assert_eq!(
+            (hop.authorization, hop.method, hop.body),
+            (None, "GET", false)
+        );
+        assert!(!hop.forwards("Cookie") && !hop.forwards("proxy-authorization"));
+        assert!(hop.forwards("accept"));
+        // A 401 there is not a reason to refresh our token.
+        assert_eq!(e.answer(401, None, None).unwrap(), Next::Done);
+    }
+
+    #[test]
+    fn refuses_redirect_loops_and_odd_locations() {
+        let mut e = ex(None);
+        for _ in 0..MAX_REDIRECTS {
+            assert_eq!(e.answer(302, Some("/v1/again"), None).unwrap(), Next::Send);
+        }
+        let err = e.answer(302, Some("/v1/again"), None).unwrap_err();
+        assert!(err.to_string().contains("redirects"), "{err}");
+        let mut e = ex(None);
+        assert!(e.answer(302, Some("javascript:alert(1)"), None).is_err());
+        // A 3xx without Location is an answer.
+        let mut e = ex(None);
+        assert_eq!(e.answer(304, None, None).unwrap(), Next::Done);
+    }
+}
