@@ -81,3 +81,18 @@ impl HttpClient for Script {
         }
     }
 }
+
+/// Strict settings for a test deployment at `https://app.example`.
+#[allow(dead_code)]
+pub(crate) fn settings() -> crate::flow::Settings {
+    crate::flow::Settings {
+        policy: crate::policy::Policy::STRICT,
+        client_info: crate::registration::ClientInfo {
+            name: "t".into(),
+            version: "1".into(),
+            uri: None,
+        },
+        clients: Default::default(),
+        callback_base: url::Url::parse("https://app.example/oauth/callback").expect("valid"),
+    }
+}

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::matching::ResourceKey;
-use crate::store::{Grant, Provider, Store};
+use crate::store::{Expect, Grant, Provider, Put, Store};
 use crate::token::{self, TokenSet};
 
 /// What to revoke of a token set: the refresh token when there is one (which
@@ -76,18 +76,18 @@ pub async fn refresh_provider(
     reason: RefreshReason<'_>,
     now: u64,
 ) -> Result<Option<TokenSet>> {
-    let mut provider = store
+    let not_connected = || Error::NotConnected {
+        url: key.to_string(),
+    };
+    let before = store
         .provider(owner, key)
         .await?
-        .ok_or_else(|| Error::NotConnected {
-            url: key.to_string(),
-        })?;
-    let resource = provider.resource.clone();
-    let Some(grant) = provider.grant.as_mut() else {
+        .ok_or_else(not_connected)?;
+    let Some(grant) = before.grant.as_ref() else {
         return Ok(None);
     };
     let no_refresh = || Error::NoRefreshToken {
-        resource: resource.clone(),
+        resource: before.resource.clone(),
     };
     let tokens = grant.tokens.as_ref().ok_or_else(no_refresh)?;
     let settled = match reason {
@@ -97,24 +97,24 @@ pub async fn refresh_provider(
     if settled {
         return Ok(Some(tokens.clone()));
     }
-    let Some(refresh_token) = tokens.refresh_token.clone() else {
+    let Some(refresh_token) = tokens.refresh_token.as_ref() else {
         return Err(no_refresh());
     };
     let result = token::refresh(
         http,
         &grant.token_endpoint,
         &grant.client,
-        &refresh_token,
-        &resource,
+        refresh_token,
+        &before.resource,
         now,
     )
     .await;
     match result {
-        Ok(new) => {
-            grant.tokens = Some(new.clone());
-            store.put_provider(owner, provider).await?;
-            Ok(Some(new))
-        }
+        Ok(new) => match write_tokens(store, owner, before, Some(new)).await? {
+            Some(p) => Ok(p.tokens().cloned()),
+            // Removed while the refresh ran: not brought back.
+            None => Err(not_connected()),
+        },
         Err(e) if e.requires_reauthorization() => {
             if e.client_rejected() {
                 if let Some(redirect) = &grant.redirect_uri {
@@ -123,12 +123,42 @@ pub async fn refresh_provider(
                         .await?;
                 }
             }
-            grant.tokens = None;
-            store.put_provider(owner, provider).await?;
+            write_tokens(store, owner, before, None).await?;
             Err(e)
         }
         Err(e) => Err(e),
     }
+}
+
+/// Replaces the tokens of the provider read as `before`, by compare-and-swap:
+/// retried over changes that left its grant alone (a rename by the app's
+/// hook), given up when the row was removed (`None`) or its grant replaced
+/// (the row as it is now: another writer's tokens win).
+async fn write_tokens(
+    store: &impl Store,
+    owner: &str,
+    mut before: Provider,
+    tokens: Option<TokenSet>,
+) -> Result<Option<Provider>> {
+    for _ in 0..3 {
+        let mut next = before.clone();
+        if let Some(g) = next.grant.as_mut() {
+            g.tokens.clone_from(&tokens);
+        }
+        match store
+            .put_provider(owner, next.clone(), Expect::Exactly(&before))
+            .await?
+        {
+            Put::Written => return Ok(Some(next)),
+            Put::Conflict(None) => return Ok(None),
+            Put::Conflict(Some(now)) if now.grant == before.grant => before = *now,
+            Put::Conflict(Some(now)) => return Ok(Some(*now)),
+        }
+    }
+    Err(Error::Storage(format!(
+        "the provider {} kept changing while its tokens were written",
+        before.key
+    )))
 }
 
 /// What removing a provider did.

@@ -24,7 +24,7 @@ use crate::policy::Policy;
 use crate::probe::{self, Probe};
 use crate::registration::{self, ClientConfig, ClientInfo};
 use crate::secret::{FlowState, PkceVerifier};
-use crate::store::{FlowTake, Grant, Provider, Store};
+use crate::store::{FlowTake, Grant, Provider, Put, Store};
 use crate::token;
 use url::Url;
 
@@ -102,10 +102,9 @@ pub async fn start_login(
         Probe::Public => {
             // A resource that answers without credentials never replaces a
             // grant stored under the same key: the grant is kept as it is.
-            if let Some(stored) = store.provider(owner, &key).await? {
-                if stored.grant.is_some() {
-                    return Ok(LoginStart::Public(Box::new(stored)));
-                }
+            let stored = store.provider(owner, &key).await?;
+            if let Some(stored) = stored.as_ref().filter(|s| s.grant.is_some()) {
+                return Ok(LoginStart::Public(Box::new(stored.clone())));
             }
             let provider = Provider {
                 name: Provider::default_name(&key),
@@ -116,8 +115,18 @@ pub async fn start_login(
                 grant: None,
                 created_at: now,
             };
-            store.put_provider(owner, provider.clone()).await?;
-            return Ok(LoginStart::Public(Box::new(provider)));
+            return match store
+                .put_provider(owner, provider.clone(), stored.as_ref().into())
+                .await?
+            {
+                Put::Written => Ok(LoginStart::Public(Box::new(provider))),
+                // Someone stored a provider meanwhile (a grant, maybe): it stays.
+                Put::Conflict(Some(now)) => Ok(LoginStart::Public(now)),
+                Put::Conflict(None) => Err(Error::Storage(format!(
+                    "the provider {} was removed while it was being stored",
+                    provider.key
+                ))),
+            };
         }
         Probe::NeedsAuthorization(c) => c,
     };
@@ -314,29 +323,49 @@ pub async fn finish_login(
         }
     };
     let key = ResourceKey::parse(&flow.resource)?;
-    let previous = store.provider(owner, &key).await?;
-    if let Some(old) = previous.as_ref().and_then(|p| p.grant.as_ref()) {
-        revoke_replaced(http, old, &flow).await;
-    }
-    let provider = Provider {
-        name: previous
-            .as_ref()
-            .map_or_else(|| Provider::default_name(&key), |p| p.name.clone()),
-        metadata: previous.map_or(serde_json::Value::Null, |p| p.metadata),
-        key,
-        resource_url: flow.resource_url,
-        resource: flow.resource,
-        grant: Some(Grant {
-            issuer: flow.issuer,
-            client: flow.client,
-            token_endpoint: flow.token_endpoint,
-            revocation_endpoint: flow.revocation_endpoint,
-            tokens: Some(tokens),
-            redirect_uri: Some(flow.redirect_uri),
-        }),
-        created_at: now,
+    let grant = Grant {
+        issuer: flow.issuer.clone(),
+        client: flow.client.clone(),
+        token_endpoint: flow.token_endpoint.clone(),
+        revocation_endpoint: flow.revocation_endpoint.clone(),
+        tokens: Some(tokens),
+        redirect_uri: Some(flow.redirect_uri.clone()),
     };
-    store.put_provider(owner, provider.clone()).await?;
+    // Compare-and-swap, so a grant stored by a concurrent login is revoked
+    // too, never silently overwritten.
+    let mut provider = None;
+    for _ in 0..3 {
+        let previous = store.provider(owner, &key).await?;
+        if let Some(old) = previous.as_ref().and_then(|p| p.grant.as_ref()) {
+            revoke_replaced(http, old, &flow).await;
+        }
+        let next = Provider {
+            name: previous
+                .as_ref()
+                .map_or_else(|| Provider::default_name(&key), |p| p.name.clone()),
+            metadata: previous
+                .as_ref()
+                .map_or(serde_json::Value::Null, |p| p.metadata.clone()),
+            key: key.clone(),
+            resource_url: flow.resource_url.clone(),
+            resource: flow.resource.clone(),
+            grant: Some(grant.clone()),
+            created_at: now,
+        };
+        if store
+            .put_provider(owner, next.clone(), previous.as_ref().into())
+            .await?
+            == Put::Written
+        {
+            provider = Some(next);
+            break;
+        }
+    }
+    let provider = provider.ok_or_else(|| {
+        Error::Storage(format!(
+            "the provider {key} kept changing while the new grant was stored"
+        ))
+    })?;
     Ok(provider)
 }
 
@@ -401,7 +430,8 @@ mod tests {
 
     fn store() -> MemoryStore {
         let store = MemoryStore::default();
-        block_on(store.put_provider("alice", provider())).unwrap();
+        let put = store.put_provider("alice", provider(), crate::store::Expect::Nothing);
+        assert_eq!(block_on(put).unwrap(), Put::Written);
         block_on(store.put_registration(Registration {
             issuer: "https://as.example".into(),
             redirect_uri: "https://app.example/oauth/callback".into(),

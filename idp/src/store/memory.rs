@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the [`Store`] in memory, behind one mutex.
 
-use super::{FlowTake, Provider, Store};
+use super::{Expect, FlowTake, Provider, Put, Store};
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result};
@@ -97,12 +97,19 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn put_provider(&self, owner: &str, p: Provider) -> Result<()> {
+    async fn put_provider(&self, owner: &str, p: Provider, expected: Expect<'_>) -> Result<Put> {
         self.with(|i| {
-            i.providers
-                .entry(owner.to_owned())
-                .or_default()
-                .insert(p.key.clone(), p);
+            let rows = i.providers.entry(owner.to_owned()).or_default();
+            let current = rows.get(&p.key);
+            let as_expected = match expected {
+                Expect::Nothing => current.is_none(),
+                Expect::Exactly(e) => current == Some(e),
+            };
+            if !as_expected {
+                return Put::Conflict(current.cloned().map(Box::new));
+            }
+            rows.insert(p.key.clone(), p);
+            Put::Written
         })
     }
 
@@ -128,5 +135,67 @@ impl Store for MemoryStore {
 
     async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
         self.with(|i| i.providers.get_mut(owner).and_then(|m| m.remove(key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use crate::testing::block_on;
+
+    #[test]
+    fn passes_the_store_contract() {
+        block_on(conformance::check(&MemoryStore::default()));
+    }
+
+    /// A store that ignores [`Expect`] breaks the contract, and the suite
+    /// says so.
+    struct Overwrites(MemoryStore);
+
+    impl Store for Overwrites {
+        async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
+            self.0.put_flow(flow).await
+        }
+        async fn take_flow(&self, s: &str, o: &str, r: &str) -> Result<FlowTake> {
+            self.0.take_flow(s, o, r).await
+        }
+        async fn registration(&self, i: &str, r: &str) -> Result<Option<Registration>> {
+            self.0.registration(i, r).await
+        }
+        async fn put_registration(&self, r: Registration) -> Result<()> {
+            self.0.put_registration(r).await
+        }
+        async fn remove_registration(&self, i: &str, r: &str) -> Result<()> {
+            self.0.remove_registration(i, r).await
+        }
+        async fn server(&self, i: &str) -> Result<Option<(AuthorizationServer, u64)>> {
+            self.0.server(i).await
+        }
+        async fn put_server(&self, i: &str, s: AuthorizationServer, at: u64) -> Result<()> {
+            self.0.put_server(i, s, at).await
+        }
+        async fn put_provider(&self, o: &str, p: Provider, _: Expect<'_>) -> Result<Put> {
+            let current = self.0.provider(o, &p.key).await?;
+            self.0.put_provider(o, p, current.as_ref().into()).await
+        }
+        async fn provider(&self, o: &str, k: &ResourceKey) -> Result<Option<Provider>> {
+            self.0.provider(o, k).await
+        }
+        async fn provider_for(&self, o: &str, u: &ResourceKey) -> Result<Option<Provider>> {
+            self.0.provider_for(o, u).await
+        }
+        async fn providers(&self, o: &str) -> Result<Vec<Provider>> {
+            self.0.providers(o).await
+        }
+        async fn remove_provider(&self, o: &str, k: &ResourceKey) -> Result<Option<Provider>> {
+            self.0.remove_provider(o, k).await
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "Expect::Nothing over a row conflicts")]
+    fn a_store_without_compare_and_swap_fails_the_contract() {
+        block_on(conformance::check(&Overwrites(MemoryStore::default())));
     }
 }

@@ -5,7 +5,9 @@
 //! [`memory::MemoryStore`] keeps everything in memory (tests, the native
 //! runtime, single-process apps).
 
+pub mod conformance;
 pub mod memory;
+pub mod sql;
 
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
@@ -87,8 +89,45 @@ pub enum FlowTake {
     OtherCallback,
 }
 
-/// Persistence for one deployment's users. Methods are async with no `Send`
-/// bound (wasm runtimes are single-threaded).
+/// What a provider write expects to find under its key: the write happens
+/// only if the row is still as the writer read it, so a write based on a
+/// stale read (a refresh that finished after a removal, a login racing
+/// another) cannot undo a change it did not see.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// No provider under the key.
+    Nothing,
+    /// Exactly this provider (as read before).
+    Exactly(&'a Provider),
+}
+
+impl<'a> From<Option<&'a Provider>> for Expect<'a> {
+    fn from(p: Option<&'a Provider>) -> Self {
+        p.map_or(Expect::Nothing, Expect::Exactly)
+    }
+}
+
+/// What [`Store::put_provider`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Put {
+    /// The provider was written.
+    Written,
+    /// The row was not as expected; nothing was written. What is stored now.
+    Conflict(Option<Box<Provider>>),
+}
+
+/// Persistence for one deployment's users.
+///
+/// The atomicity a runtime relies on is in the signatures:
+/// [`Store::take_flow`] removes a flow only for its owner and its redirect
+/// URI, in one step ([`FlowTake`]); [`Store::put_provider`] is a
+/// compare-and-swap on the provider row ([`Expect`], [`Put`]). Methods are
+/// async with no `Send` bound on the trait (wasm runtimes are
+/// single-threaded); an implementation's futures are `Send` when its own
+/// types are (the memory and SQLite stores' are), and callers that know the
+/// store's type see that. [`conformance::check`] is the test a store must
+/// pass.
 pub trait Store {
     /// Keeps a pending flow until its callback.
     fn put_flow(&self, flow: PendingFlow) -> impl Future<Output = Result<()>>;
@@ -129,8 +168,14 @@ pub trait Store {
         server: AuthorizationServer,
         fetched_at: u64,
     ) -> impl Future<Output = Result<()>>;
-    /// Inserts or replaces `owner`'s provider with the same key.
-    fn put_provider(&self, owner: &str, provider: Provider) -> impl Future<Output = Result<()>>;
+    /// Writes `owner`'s provider under its key if the row is as `expected`
+    /// (compare-and-swap); otherwise writes nothing and returns what is stored.
+    fn put_provider(
+        &self,
+        owner: &str,
+        provider: Provider,
+        expected: Expect<'_>,
+    ) -> impl Future<Output = Result<Put>>;
     /// `owner`'s provider stored exactly under `key`.
     fn provider(
         &self,

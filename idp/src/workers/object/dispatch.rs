@@ -3,14 +3,12 @@
 use super::super::hook::OnAuthSuccess;
 use super::super::http::{entropy, now, random_bytes, WorkerHttp};
 use super::super::protocol::*;
-use super::sql_store::{json, secs, text, CONFIRMATION_LIFETIME_SECS};
 use super::{remote, to_value, CallResult, ProvidersObject};
 use crate::error::Error;
 use crate::flow::{self, LoginStart, Refused};
 use crate::matching::ResourceKey;
-use crate::store::Store;
-use serde::Deserialize;
-use worker::SqlStorageValue;
+use crate::store::sql::{json, secs, text, SqlValue};
+use crate::store::{Expect, Store};
 
 impl<H: OnAuthSuccess> ProvidersObject<H> {
     pub(super) async fn handle(
@@ -24,18 +22,8 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let mut bytes = [0u8; 32];
                 random_bytes(&mut bytes).map_err(|e| remote(Error::Storage(e)))?;
                 let token = crate::encoding::base64url(&bytes);
-                let store = self.store(registry);
-                store
-                    .exec(
-                        "DELETE FROM idp_confirmations WHERE created_at < ?",
-                        vec![secs(now().saturating_sub(CONFIRMATION_LIFETIME_SECS))],
-                    )
-                    .map_err(remote)?;
-                store
-                    .exec(
-                        "INSERT INTO idp_confirmations (token, owner, created_at) VALUES (?, ?, ?)",
-                        vec![text(&token), text(&owner), secs(now())],
-                    )
+                self.store(registry)
+                    .put_confirmation(&token, &owner)
                     .map_err(remote)?;
                 to_value(token)
             }
@@ -134,6 +122,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             Call::McpSessionGet(McpSessionGet { owner, url }) => {
                 let state: Option<McpSessionState> = self
                     .store(None)
+                    .sql
                     .first_data(
                         "SELECT data FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
                         vec![text(&owner), text(&url)],
@@ -148,11 +137,11 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             }) => {
                 let store = self.store(None);
                 match session {
-                    Some(state) => store.exec(
+                    Some(state) => store.sql.exec(
                         "INSERT OR REPLACE INTO idp_mcp_sessions (owner, url, data, updated_at) VALUES (?, ?, ?, ?)",
                         vec![text(&owner), text(&url), json(&state).map_err(remote)?, secs(now())],
                     ),
-                    None => store.exec(
+                    None => store.sql.exec(
                         "DELETE FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
                         vec![text(&owner), text(&url)],
                     ),
@@ -197,7 +186,10 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let store = self.store(registry);
                 let n = providers.len();
                 for p in providers {
-                    store.put_provider(&owner, p).await.map_err(remote)?;
+                    let _ = store
+                        .put_provider(&owner, p, Expect::Nothing)
+                        .await
+                        .map_err(remote)?;
                 }
                 to_value(n)
             }
@@ -229,18 +221,17 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     .map_err(remote)?,
             ),
             Call::KnownIssuers(KnownIssuers { limit }) => {
-                #[derive(Deserialize)]
-                struct IssuerRow {
-                    issuer: String,
-                }
-                let rows: Vec<IssuerRow> = self
+                let rows = self
                     .store(None)
                     .rows(
                         "SELECT issuer FROM idp_servers ORDER BY fetched_at DESC LIMIT ?",
-                        vec![SqlStorageValue::from(i64::try_from(limit).unwrap_or(100))],
+                        vec![SqlValue::Integer(i64::try_from(limit).unwrap_or(100))],
                     )
                     .map_err(remote)?;
-                to_value(rows.into_iter().map(|r| r.issuer).collect::<Vec<_>>())
+                let issuers = rows
+                    .iter()
+                    .filter_map(|r| r.first()?.as_text().map(str::to_owned));
+                to_value(issuers.collect::<Vec<_>>())
             }
             Call::ServerGet(ServerGet { issuer }) => {
                 to_value(self.store(None).server(&issuer).await.map_err(remote)?)

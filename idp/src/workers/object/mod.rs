@@ -2,12 +2,11 @@
 //! providers, pending flows and tokens in SQLite; one more, the registry,
 //! holding the deployment's client registrations and server metadata.
 //!
-//! - [`migrations`]: the schema.
-//! - [`sql_store`]: the engine's store over SQLite.
+//! - [`sql_store`]: the engine's SQL store on the object's SQLite (the schema
+//!   and its migrations are the engine's, [`crate::store::sql`]).
 //! - [`dispatch`]: the answer to each internal call.
 
 mod dispatch;
-mod migrations;
 mod sql_store;
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
@@ -18,10 +17,9 @@ use super::protocol::{
 use crate::error::Error;
 use crate::flow::Refresher;
 use crate::matching::ResourceKey;
-use crate::store::{Provider, Store};
-use migrations::migrate;
+use crate::store::{Expect, Provider, Put, Store};
 use serde::Serialize;
-use sql_store::{storage_err, SqlStore};
+use sql_store::ObjectStore;
 use worker::{Env, Request, Response, State};
 
 /// The Durable Object's behaviour. Declare the class in your Worker (the
@@ -65,7 +63,7 @@ impl<H: OnAuthSuccess> std::fmt::Debug for ProvidersObject<H> {
 type CallResult = std::result::Result<serde_json::Value, RemoteError>;
 
 fn to_value(v: impl Serialize) -> CallResult {
-    serde_json::to_value(v).map_err(|e| RemoteError::from(&storage_err(e)))
+    serde_json::to_value(v).map_err(|e| RemoteError::from(&Error::Storage(e.to_string())))
 }
 
 fn remote(e: Error) -> RemoteError {
@@ -84,7 +82,7 @@ fn remote(e: Error) -> RemoteError {
 impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// Opens the object: applies pending schema migrations.
     pub fn new(state: State, env: Env, hook: H) -> Self {
-        let schema = migrate(&state.storage().sql()).map_err(|e| e.to_string());
+        let schema = crate::store::sql::migrate(&&state.storage().sql());
         Self {
             state,
             env,
@@ -128,9 +126,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         Response::from_json(&reply)
     }
 
-    fn store<'a>(&'a self, registry: Option<&'a str>) -> SqlStore<'a> {
-        SqlStore {
-            sql: self.state.storage().sql(),
+    fn store<'a>(&'a self, registry: Option<&'a str>) -> ObjectStore<'a> {
+        ObjectStore {
+            sql: crate::store::sql::SqlStore::new(self.state.storage().sql()),
             env: &self.env,
             registry,
         }
@@ -138,7 +136,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     async fn named(
         &self,
-        store: &SqlStore<'_>,
+        store: &ObjectStore<'_>,
         owner: &str,
         mut provider: Provider,
     ) -> (ProviderView, Option<String>) {
@@ -160,19 +158,10 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 // Only name and metadata, on the row as it is now (a refresh
                 // or a removal may have happened while the hook ran).
                 let _writes = self.refresher.lock().await;
-                match store.provider(owner, &provider.key).await {
-                    Ok(Some(mut current)) => {
-                        current.name = name;
-                        current.metadata = metadata;
-                        store
-                            .put_provider(owner, current)
-                            .await
-                            .err()
-                            .map(|e| e.to_string())
-                    }
-                    Ok(None) => None,
-                    Err(e) => Some(e.to_string()),
-                }
+                rename(store, owner, &provider.key, name, metadata)
+                    .await
+                    .err()
+                    .map(|e| e.to_string())
             }
             Err(e) => Some(format!(
                 "the app could not finish setting up this connection: {e}"
@@ -184,7 +173,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     async fn refresh_one(
         &self,
         http: &WorkerHttp,
-        store: &SqlStore<'_>,
+        store: &ObjectStore<'_>,
         owner: &str,
         url: String,
     ) -> RefreshOutcome {
@@ -227,4 +216,34 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             Err(e) => outcome(RefreshStatus::Error, None, Some(remote(e))),
         }
     }
+}
+
+/// Sets a provider's name and metadata on the row as it is now, by
+/// compare-and-swap (a refresh or a removal may have happened while the hook
+/// ran; a removed provider stays removed).
+async fn rename(
+    store: &impl Store,
+    owner: &str,
+    key: &ResourceKey,
+    name: String,
+    metadata: serde_json::Value,
+) -> Result<(), Error> {
+    for _ in 0..3 {
+        let Some(current) = store.provider(owner, key).await? else {
+            return Ok(());
+        };
+        let mut next = current.clone();
+        next.name.clone_from(&name);
+        next.metadata.clone_from(&metadata);
+        if store
+            .put_provider(owner, next, Expect::Exactly(&current))
+            .await?
+            == Put::Written
+        {
+            return Ok(());
+        }
+    }
+    Err(Error::Storage(format!(
+        "the provider {key} kept changing while it was named"
+    )))
 }

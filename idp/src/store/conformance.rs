@@ -1,0 +1,338 @@
+//! The test every [`Store`] must pass: run [`check`] on a fresh, empty store.
+//! It runs in this crate against [`super::memory::MemoryStore`] and, natively,
+//! against [`super::sql::SqlStore`] on SQLite (the statements the Durable
+//! Object runs); a third store (Postgres, Redis, ...) passes the same.
+//!
+//! ```
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     let mut f = std::pin::pin!(f);
+//! #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+//! #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+//! # }
+//! use idp::store::{conformance, memory::MemoryStore};
+//! block_on(conformance::check(&MemoryStore::default()));
+//! ```
+//!
+//! A failure panics with the rule that was broken.
+
+use super::{Expect, FlowTake, Grant, Provider, Put, Store};
+use crate::authorize::PendingFlow;
+use crate::discovery::AuthorizationServer;
+use crate::matching::ResourceKey;
+use crate::registration::{Client, Registration};
+use crate::secret::{AccessToken, FlowState, PkceVerifier, RefreshToken};
+use crate::token::TokenSet;
+use url::Url;
+
+fn url(s: &str) -> Url {
+    Url::parse(s).expect("a valid test URL")
+}
+
+fn key(s: &str) -> ResourceKey {
+    ResourceKey::parse(s).expect("a valid test key")
+}
+
+fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
+    PendingFlow {
+        state: FlowState::new(state),
+        verifier: PkceVerifier::new("v".repeat(43)),
+        resource_url: "https://api.example/v1".into(),
+        resource: "https://api.example/v1".into(),
+        issuer: "https://as.example".into(),
+        iss_required: true,
+        client: Client::public("c1"),
+        token_endpoint: url("https://as.example/token"),
+        revocation_endpoint: None,
+        redirect_uri: url(redirect),
+        scope: Some("read".into()),
+        owner: owner.into(),
+        created_at: 1_000,
+    }
+}
+
+fn provider(k: &str, access: &str) -> Provider {
+    Provider {
+        key: key(k),
+        resource_url: k.into(),
+        resource: k.into(),
+        name: "api".into(),
+        metadata: serde_json::json!({"team": "a"}),
+        grant: Some(Grant {
+            issuer: "https://as.example".into(),
+            client: Client::public("c1"),
+            token_endpoint: url("https://as.example/token"),
+            revocation_endpoint: None,
+            tokens: Some(TokenSet {
+                access_token: AccessToken::new(access),
+                refresh_token: Some(RefreshToken::new("rt")),
+                expires_at: Some(5_000),
+                scope: Some("read".into()),
+                issued_at: Some(1_000),
+            }),
+            redirect_uri: Some(url("https://app.example/cb/x")),
+        }),
+        created_at: 1_000,
+    }
+}
+
+fn server() -> AuthorizationServer {
+    let doc = serde_json::json!({
+        "issuer": "https://as.example",
+        "authorization_endpoint": "https://as.example/authorize",
+        "token_endpoint": "https://as.example/token",
+        "code_challenge_methods_supported": ["S256"],
+    });
+    AuthorizationServer {
+        issuer: "https://as.example".into(),
+        authorization_endpoint: url("https://as.example/authorize"),
+        token_endpoint: url("https://as.example/token"),
+        registration_endpoint: None,
+        revocation_endpoint: None,
+        metadata: serde_json::from_value(doc).expect("valid metadata"),
+    }
+}
+
+fn token(p: &Option<Provider>) -> Option<&str> {
+    p.as_ref()
+        .and_then(|p| p.tokens())
+        .map(|t| t.access_token.secret())
+}
+
+/// Checks every rule of the [`Store`] contract on `store`, which must start
+/// empty. Panics with the broken rule.
+pub async fn check<S: Store>(store: &S) {
+    flows(store).await;
+    registrations_and_servers(store).await;
+    providers(store).await;
+}
+
+async fn flows<S: Store>(store: &S) {
+    let cb = "https://app.example/cb/a";
+    store
+        .put_flow(flow("s1", "alice", cb))
+        .await
+        .expect("put_flow");
+    let take = store.take_flow("s1", "bob", cb).await.expect("take_flow");
+    assert!(
+        matches!(take, FlowTake::Missing),
+        "another owner's flow is Missing"
+    );
+    let take = store
+        .take_flow("s1", "alice", "https://app.example/cb/b")
+        .await
+        .expect("take_flow");
+    assert!(
+        matches!(take, FlowTake::OtherCallback),
+        "a flow taken at another redirect URI is OtherCallback"
+    );
+    match store.take_flow("s1", "alice", cb).await.expect("take_flow") {
+        FlowTake::Taken(f) => {
+            assert_eq!(f.owner, "alice");
+            assert_eq!(
+                f.verifier.secret(),
+                "v".repeat(43),
+                "the flow comes back whole"
+            );
+            assert_eq!(f.scope.as_deref(), Some("read"));
+        }
+        other => panic!(
+            "the owner's flow at its redirect URI is Taken after failed attempts, got {other:?}"
+        ),
+    }
+    let again = store.take_flow("s1", "alice", cb).await.expect("take_flow");
+    assert!(matches!(again, FlowTake::Missing), "a flow is taken once");
+    assert!(matches!(
+        store
+            .take_flow("nope", "alice", cb)
+            .await
+            .expect("take_flow"),
+        FlowTake::Missing
+    ));
+}
+
+async fn registrations_and_servers<S: Store>(store: &S) {
+    let reg = Registration {
+        issuer: "https://as.example".into(),
+        redirect_uri: "https://app.example/cb/a".into(),
+        client: Client::public("c1"),
+        secret_expires_at: None,
+    };
+    store
+        .put_registration(reg.clone())
+        .await
+        .expect("put_registration");
+    let got = store
+        .registration("https://as.example", "https://app.example/cb/a")
+        .await
+        .expect("registration");
+    assert_eq!(got, Some(reg.clone()), "a registration comes back");
+    let other = store
+        .registration("https://as.example", "https://app.example/cb/b")
+        .await
+        .expect("registration");
+    assert_eq!(other, None, "registrations are per (issuer, redirect URI)");
+    store
+        .remove_registration("https://as.example", "https://app.example/cb/a")
+        .await
+        .expect("remove_registration");
+    assert_eq!(
+        store
+            .registration("https://as.example", "https://app.example/cb/a")
+            .await
+            .expect("registration"),
+        None,
+        "a removed registration is gone"
+    );
+
+    store
+        .put_server("https://as.example", server(), 1_234)
+        .await
+        .expect("put_server");
+    let (got, at) = store
+        .server("https://as.example")
+        .await
+        .expect("server")
+        .expect("a cached server");
+    assert_eq!(
+        (got, at),
+        (server(), 1_234),
+        "server metadata comes back with its time"
+    );
+    store
+        .put_server("https://as.example", server(), 2_000)
+        .await
+        .expect("put_server");
+    let (_, at) = store.server("https://as.example").await.unwrap().unwrap();
+    assert_eq!(at, 2_000, "put_server replaces");
+    assert_eq!(
+        store.server("https://other.example").await.expect("server"),
+        None
+    );
+}
+
+async fn providers<S: Store>(store: &S) {
+    let api = "https://api.example/v1";
+    let deep = "https://api.example/v1/admin";
+    let first = provider(api, "at-1");
+
+    assert_eq!(
+        store
+            .put_provider("alice", first.clone(), Expect::Nothing)
+            .await
+            .expect("put"),
+        Put::Written
+    );
+    let conflict = store
+        .put_provider("alice", provider(api, "at-x"), Expect::Nothing)
+        .await
+        .expect("put");
+    assert_eq!(
+        conflict,
+        Put::Conflict(Some(Box::new(first.clone()))),
+        "Expect::Nothing over a row conflicts and returns it"
+    );
+    let second = provider(api, "at-2");
+    assert_eq!(
+        store
+            .put_provider("alice", second.clone(), Expect::Exactly(&first))
+            .await
+            .expect("put"),
+        Put::Written,
+        "compare-and-swap on the row read"
+    );
+    // A writer that read `first` before `second` was written must not win.
+    let stale = store
+        .put_provider("alice", provider(api, "at-stale"), Expect::Exactly(&first))
+        .await
+        .expect("put");
+    assert_eq!(stale, Put::Conflict(Some(Box::new(second.clone()))));
+    let stored = store.provider("alice", &key(api)).await.expect("provider");
+    assert_eq!(
+        token(&stored),
+        Some("at-2"),
+        "a conflicting write writes nothing"
+    );
+    assert_eq!(stored, Some(second.clone()), "a provider comes back whole");
+
+    // Owners are separate.
+    assert_eq!(
+        store.provider("bob", &key(api)).await.expect("provider"),
+        None
+    );
+    assert_eq!(
+        store
+            .provider_for("bob", &key("https://api.example/v1/x"))
+            .await
+            .expect("provider_for"),
+        None
+    );
+    assert!(store.providers("bob").await.expect("providers").is_empty());
+
+    // Longest prefix at segment boundaries.
+    let admin = provider(deep, "at-admin");
+    assert_eq!(
+        store
+            .put_provider("alice", admin.clone(), Expect::Nothing)
+            .await
+            .unwrap(),
+        Put::Written
+    );
+    let at = |u: &'static str| async move {
+        let p = store
+            .provider_for("alice", &key(u))
+            .await
+            .expect("provider_for");
+        p.map(|p| p.key.as_str().to_owned())
+    };
+    assert_eq!(
+        at("https://api.example/v1/items/7").await.as_deref(),
+        Some(api)
+    );
+    assert_eq!(
+        at("https://api.example/v1/admin/users").await.as_deref(),
+        Some(deep)
+    );
+    assert_eq!(
+        at("https://api.example/v1/administrator").await.as_deref(),
+        Some(api)
+    );
+    assert_eq!(at("https://api.example/v1").await.as_deref(), Some(api));
+    assert_eq!(
+        at("https://api.example/v10").await,
+        None,
+        "not a segment boundary"
+    );
+    assert_eq!(at("https://api.example/").await, None);
+    assert_eq!(at("https://other.example/v1/x").await, None);
+
+    let list = store.providers("alice").await.expect("providers");
+    let keys: Vec<_> = list.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, [api, deep], "providers are listed by key");
+
+    // Removal returns the row, forgets it, and a writer that read it before
+    // cannot bring it back.
+    let removed = store
+        .remove_provider("alice", &key(api))
+        .await
+        .expect("remove");
+    assert_eq!(removed, Some(second.clone()));
+    assert_eq!(store.provider("alice", &key(api)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .remove_provider("alice", &key(api))
+            .await
+            .expect("remove"),
+        None
+    );
+    let resurrect = store
+        .put_provider("alice", provider(api, "at-3"), Expect::Exactly(&second))
+        .await
+        .unwrap();
+    assert_eq!(
+        resurrect,
+        Put::Conflict(None),
+        "a removed row is not written back"
+    );
+    assert_eq!(store.provider("alice", &key(api)).await.unwrap(), None);
+    assert_eq!(at("https://api.example/v1/items").await, None);
+}
