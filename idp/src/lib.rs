@@ -98,8 +98,8 @@ pub mod workers;
 /// `Request` in your own code is easiest with `use idp::worker;`.)
 ///
 /// ```no_run
-/// use idp::worker::{Env, Request, Response, Result};
-/// use idp::workers::{AppContext, IdpWorker, Session};
+/// use idp::worker::{Env, Request, Response};
+/// use idp::workers::{AppContext, Error, IdpWorker, Session};
 ///
 /// #[idp::idp_worker(name = "My app", version = "1.0.0")]
 /// struct App;
@@ -109,11 +109,8 @@ pub mod workers;
 ///         Session::from_env(env).ok()?.user_id(req)
 ///     }
 ///
-///     async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {
-///         match cx.fetch.get("https://api.example.com/v1/me").await {
-///             Ok(resp) => Ok(resp),
-///             Err(e) => e.to_response(),
-///         }
+///     async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response, Error> {
+///         cx.fetch.get("https://api.example.com/v1/me").await
 ///     }
 /// }
 /// ```

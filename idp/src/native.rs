@@ -24,7 +24,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageCause, StorageError};
 use crate::fetch::{Exchange, Next, Reason};
 use crate::flow::{
     self, Authorization, Entropy, LoginStart, Refresher, Refused, Removal, Settings,
@@ -146,7 +146,7 @@ pub fn entropy() -> Result<Entropy> {
     };
     getrandom::fill(&mut e.verifier)
         .and_then(|()| getrandom::fill(&mut e.state))
-        .map_err(|err| Error::Storage(format!("no randomness available: {err}")))?;
+        .map_err(|err| Error::NoRandomness(err.to_string()))?;
     Ok(e)
 }
 
@@ -469,22 +469,37 @@ impl crate::store::sql::SqlStore<SqliteConnection> {
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let conn = rusqlite::Connection::open(path).map_err(|e| {
-            Error::Storage(format!("could not open SQLite at {}: {e}", path.display()))
+            Error::Storage(StorageError::with_source(
+                StorageCause::Backend,
+                format!("could not open SQLite at {}", path.display()),
+                e,
+            ))
         })?;
         Self::from_connection(conn)
     }
 
     /// A database in memory, for tests.
     pub fn open_in_memory() -> Result<Self> {
-        let conn = rusqlite::Connection::open_in_memory()
-            .map_err(|e| Error::Storage(format!("could not open SQLite in memory: {e}")))?;
+        let conn = rusqlite::Connection::open_in_memory().map_err(|e| {
+            Error::Storage(StorageError::with_source(
+                StorageCause::Backend,
+                "could not open SQLite in memory",
+                e,
+            ))
+        })?;
         Self::from_connection(conn)
     }
 
     fn from_connection(conn: rusqlite::Connection) -> Result<Self> {
         let conn = SqliteConnection(std::sync::Mutex::new(conn));
-        crate::store::sql::migrate(&crate::store::sql::SqlConnection::atomic(&conn))
-            .map_err(|e| Error::Storage(format!("schema migration failed: {e}")))?;
+        crate::store::sql::migrate(&crate::store::sql::SqlConnection::atomic(&conn)).map_err(
+            |e| {
+                Error::storage(
+                    StorageCause::Backend,
+                    format!("schema migration failed: {e}"),
+                )
+            },
+        )?;
         Ok(Self::new(conn))
     }
 }

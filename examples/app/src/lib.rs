@@ -87,15 +87,16 @@ impl IdpWorker for ExampleApp {
         Response::from_html(page::signed_out())
     }
 
-    async fn fetch(&self, req: Request, cx: AppContext<'_>) -> idp::worker::Result<Response> {
+    async fn fetch(
+        &self,
+        req: Request,
+        cx: AppContext<'_>,
+    ) -> Result<Response, idp::workers::Error> {
         let url = req.url()?;
         if url.path() == "/signin" {
-            return sign_in(&url, cx.env);
+            return Ok(sign_in(&url, cx.env)?);
         }
-        match route(req, &cx, &url).await {
-            Ok(resp) => Ok(resp),
-            Err(e) => e.to_response(),
-        }
+        route(req, &cx, &url).await
     }
 }
 

@@ -1,5 +1,5 @@
-use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, IdpWorker, Session};
+use idp::worker::{Env, Request, Response};
+use idp::workers::{AppContext, Error, IdpWorker, Session};
 
 // Exports the `OAuthProviders` Durable Object (one per user, holding their
 // credentials) and the Worker's entry point, with the OAuth routes at /oauth.
@@ -18,13 +18,10 @@ impl IdpWorker for App {
     // resource by its host; implement it to choose a name and metadata.
 
     // Every request except the SDK's routes under /oauth.
-    async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {
+    async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response, Error> {
         // As this user: on 401 the SDK refreshes and retries once; if the user
-        // must (re-)authorize, this answers
+        // must (re-)authorize, the error answers
         // 401 {"error":"authorization_required","reauthorize_url":...}.
-        match cx.fetch.get("https://api.example.com/v1/me").await {
-            Ok(resp) => Ok(resp),
-            Err(e) => e.to_response(),
-        }
+        cx.fetch.get("https://api.example.com/v1/me").await
     }
 }

@@ -1,7 +1,7 @@
 //! A connected grant in use: the `Authorization` for a URL, refresh (one at
 //! a time per provider is the caller's rule) and removal with revocation.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageCause};
 use crate::http::HttpClient;
 use crate::matching::ResourceKey;
 use crate::store::{Expect, Grant, Provider, Put, Store};
@@ -155,10 +155,13 @@ async fn write_tokens(
             Put::Conflict(Some(now)) => return Ok(Some(*now)),
         }
     }
-    Err(Error::Storage(format!(
-        "the provider {} kept changing while its tokens were written",
-        before.key
-    )))
+    Err(Error::storage(
+        StorageCause::Conflict,
+        format!(
+            "the provider {} kept changing while its tokens were written",
+            before.key
+        ),
+    ))
 }
 
 /// What removing a provider did.

@@ -17,7 +17,7 @@ pub use refresher::{RefreshLock, Refresher, Refused, EARLY_REFRESH_PAUSE_SECS};
 
 use crate::authorize::{self, AuthorizationParams, CallbackParams, PendingFlow};
 use crate::discovery;
-use crate::error::{CallbackProblem, Error, Result};
+use crate::error::{CallbackProblem, Error, Result, StorageCause};
 use crate::http::HttpClient;
 use crate::matching::ResourceKey;
 use crate::policy::Policy;
@@ -122,10 +122,13 @@ pub async fn start_login(
                 Put::Written => Ok(LoginStart::Public(Box::new(provider))),
                 // Someone stored a provider meanwhile (a grant, maybe): it stays.
                 Put::Conflict(Some(now)) => Ok(LoginStart::Public(now)),
-                Put::Conflict(None) => Err(Error::Storage(format!(
-                    "the provider {} was removed while it was being stored",
-                    provider.key
-                ))),
+                Put::Conflict(None) => Err(Error::storage(
+                    StorageCause::Conflict,
+                    format!(
+                        "the provider {} was removed while it was being stored",
+                        provider.key
+                    ),
+                )),
             };
         }
         Probe::NeedsAuthorization(c) => c,
@@ -362,9 +365,10 @@ pub async fn finish_login(
         }
     }
     let provider = provider.ok_or_else(|| {
-        Error::Storage(format!(
-            "the provider {key} kept changing while the new grant was stored"
-        ))
+        Error::storage(
+            StorageCause::Conflict,
+            format!("the provider {key} kept changing while the new grant was stored"),
+        )
     })?;
     Ok(provider)
 }

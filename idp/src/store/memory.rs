@@ -3,7 +3,7 @@
 use super::{Expect, FlowTake, Provider, Put, Store};
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageCause};
 use crate::matching::{candidates, ResourceKey};
 use crate::registration::Registration;
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +34,7 @@ impl MemoryStore {
         let mut guard = self
             .inner
             .lock()
-            .map_err(|_| Error::Storage("memory store lock poisoned".into()))?;
+            .map_err(|_| Error::storage(StorageCause::Backend, "memory store lock poisoned"))?;
         Ok(f(&mut guard))
     }
 }

@@ -13,7 +13,7 @@
 use super::{Expect, FlowTake, Provider, Put, Store};
 use crate::authorize::{PendingFlow, FLOW_LIFETIME_SECS};
 use crate::discovery::AuthorizationServer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageCause, StorageError};
 use crate::matching::{candidates, ResourceKey};
 use crate::registration::Registration;
 use serde::de::DeserializeOwned;
@@ -129,23 +129,26 @@ pub fn migrate(db: &impl SqlRun) -> Result<i64, String> {
 }
 
 fn storage(context: &str) -> impl Fn(String) -> Error + '_ {
-    move |e| Error::Storage(format!("{context}: {e}"))
+    move |e| Error::storage(StorageCause::Backend, format!("{context}: {e}"))
 }
 
 /// Encodes a row's `data`.
 pub fn json(value: &impl Serialize) -> Result<SqlValue> {
     serde_json::to_string(value)
         .map(SqlValue::Text)
-        .map_err(|e| Error::Storage(format!("could not encode a row: {e}")))
+        .map_err(|e| {
+            StorageError::with_source(StorageCause::Corrupt, "could not encode a row", e).into()
+        })
 }
 
 /// Decodes a row's `data`.
 pub fn decode<T: DeserializeOwned>(value: &SqlValue) -> Result<T> {
     let text = value
         .as_text()
-        .ok_or_else(|| Error::Storage("a data column is not text".into()))?;
-    serde_json::from_str(text)
-        .map_err(|e| Error::Storage(format!("a stored row is unreadable: {e}")))
+        .ok_or_else(|| Error::storage(StorageCause::Corrupt, "a data column is not text"))?;
+    serde_json::from_str(text).map_err(|e| {
+        StorageError::with_source(StorageCause::Corrupt, "a stored row is unreadable", e).into()
+    })
 }
 
 /// The [`Store`] over a [`SqlConnection`]. See the [module docs](self).

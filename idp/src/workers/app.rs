@@ -1,6 +1,7 @@
 //! The app a `#[idp_worker]` struct describes.
 
 use super::config::Config;
+use super::error::Error;
 use super::fetch::AuthedFetch;
 use super::handler::Handler;
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
@@ -22,8 +23,12 @@ pub trait IdpWorker: Sized + 'static {
     fn user_id(&self, req: &Request, env: &Env) -> Option<String>;
 
     /// Handles a signed-in user's request that is not one of the SDK's routes.
+    ///
+    /// An error is answered with its [`Error::to_response`] (so `?` on an
+    /// [`AuthedFetch`] call answers `authorization_required` with the URL
+    /// that connects the resource); `worker::Error`s convert with `?` too.
     #[allow(async_fn_in_trait)]
-    async fn fetch(&self, req: Request, cx: AppContext<'_>) -> worker::Result<Response>;
+    async fn fetch(&self, req: Request, cx: AppContext<'_>) -> Result<Response, Error>;
 
     /// Handles a request with no signed-in user. The default answers 401.
     #[allow(async_fn_in_trait)]
@@ -111,5 +116,8 @@ pub async fn serve<A: IdpWorker>(
         idp: &handler,
         fetch: handler.fetcher(),
     };
-    app.fetch(req, cx).await
+    match app.fetch(req, cx).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => e.to_response(),
+    }
 }

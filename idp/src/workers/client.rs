@@ -3,9 +3,10 @@
 
 use super::error::Error;
 use super::protocol::{
-    Authorization, AuthorizationReply, CallStats, Envelope, ErrorCode, Find, Op, ProviderView,
-    RegistryOp, Rejected, RemoteError, Reply, Seed, Stats, UserOp, INTERNAL_URL,
+    Authorization, AuthorizationReply, CallStats, Envelope, Find, Op, ProviderView, RegistryOp,
+    Rejected, RemoteError, Reply, Seed, Stats, UserOp, INTERNAL_URL,
 };
+use crate::error::ErrorKind;
 use crate::matching::ResourceKey;
 use crate::store::Provider;
 use worker::{Env, Request};
@@ -28,12 +29,12 @@ async fn call_object<O: Op>(
     timeout_ms: Option<u32>,
     op: O,
 ) -> std::result::Result<O::Reply, RemoteError> {
-    let runtime = |e: worker::Error| RemoteError {
-        code: ErrorCode::Runtime,
-        message: format!("could not reach the {binding} Durable Object: {e}"),
-        reauthorize: false,
-        retryable: true,
-        status: 500,
+    let runtime = |e: worker::Error| {
+        RemoteError::new(
+            ErrorKind::Runtime,
+            format!("could not reach the {binding} Durable Object: {e}"),
+            true,
+        )
     };
     let envelope = Envelope {
         registry: (name != REGISTRY_NAME).then(|| binding.to_owned()),

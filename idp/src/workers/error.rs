@@ -1,6 +1,6 @@
 //! The Workers layer's errors, and the typed "the person must authorize".
 
-use super::protocol::RemoteError;
+use crate::error::{ErrorKind, ErrorReport};
 use serde::{Deserialize, Serialize};
 use worker::Response;
 
@@ -30,7 +30,7 @@ pub enum Error {
     Engine(#[from] crate::Error),
     /// The user's Durable Object answered with an error.
     #[error("{0}")]
-    Remote(RemoteError),
+    Remote(ErrorReport),
     /// The Workers runtime failed.
     #[error("Workers runtime: {0}")]
     Runtime(String),
@@ -56,40 +56,47 @@ impl From<worker::Error> for Error {
     }
 }
 
-impl From<RemoteError> for Error {
-    fn from(e: RemoteError) -> Self {
+impl From<ErrorReport> for Error {
+    fn from(e: ErrorReport) -> Self {
         Error::Remote(e)
     }
 }
 
 impl Error {
-    /// The HTTP status an app would answer with.
-    pub fn status(&self) -> u16 {
+    /// The failure as it is reported: the same [`ErrorReport`] (and so the
+    /// same JSON) whether it happened in the Worker, in the engine, or in the
+    /// user's Durable Object.
+    pub fn report(&self) -> ErrorReport {
         match self {
-            Error::NoUser | Error::AuthorizationRequired(_) => 401,
-            Error::Engine(e) => RemoteError::from(e).status,
-            Error::Remote(e) => e.status,
-            Error::Runtime(_) => 500,
-            Error::NotReplayable(_) => 400,
-            Error::Status { .. } => 502,
+            Error::NoUser => ErrorReport::new(ErrorKind::NoUser, self.to_string(), false),
+            Error::Engine(e) => e.report(),
+            Error::Remote(r) => r.clone(),
+            Error::Runtime(_) => ErrorReport::new(ErrorKind::Runtime, self.to_string(), true),
+            Error::AuthorizationRequired(a) => ErrorReport {
+                resource: Some(a.resource.clone()),
+                reason: Some(a.reason),
+                reauthorize_url: Some(a.reauthorize_url.clone()),
+                ..ErrorReport::new(ErrorKind::AuthorizationRequired, self.to_string(), false)
+            },
+            Error::NotReplayable(_) => {
+                ErrorReport::new(ErrorKind::NotReplayable, self.to_string(), false)
+            }
+            Error::Status { status, .. } => {
+                ErrorReport::new(ErrorKind::Upstream, self.to_string(), *status >= 500)
+            }
         }
     }
 
-    /// A JSON response: `{"error": "authorization_required", "reauthorize_url",
-    /// "reason", "resource"}` for [`Error::AuthorizationRequired`], else
-    /// `{"error": code, "message"}`.
+    /// The HTTP status an app would answer with.
+    pub fn status(&self) -> u16 {
+        self.report().status()
+    }
+
+    /// A JSON response with the [`ErrorReport`]: `{"error": kind, "message",
+    /// "reauthorize", "retryable"}`, plus `"resource"`, `"reason"` and
+    /// `"reauthorize_url"` for [`Error::AuthorizationRequired`].
     pub fn to_response(&self) -> worker::Result<Response> {
-        let body = match self {
-            Error::AuthorizationRequired(a) => serde_json::json!({
-                "error": "authorization_required",
-                "resource": a.resource,
-                "reauthorize_url": a.reauthorize_url,
-                "reason": a.reason,
-            }),
-            Error::NoUser => serde_json::json!({"error": "no_user", "message": self.to_string()}),
-            Error::Remote(e) => serde_json::json!({"error": e.code, "message": e.message}),
-            _ => serde_json::json!({"error": "error", "message": self.to_string()}),
-        };
-        Ok(Response::from_json(&body)?.with_status(self.status()))
+        let report = self.report();
+        Ok(Response::from_json(&report)?.with_status(report.status()))
     }
 }

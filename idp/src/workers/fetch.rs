@@ -201,7 +201,7 @@ impl<'a> AuthedFetch<'a> {
                     let result = match self.stub.rejected(&a.key, token).await {
                         Ok(a) => Ok(Some(a)),
                         Err(Error::Remote(e)) if e.reauthorize => {
-                            Err(if e.code == super::protocol::ErrorCode::Expired {
+                            Err(if e.error == crate::error::ErrorKind::Expired {
                                 Reason::Expired
                             } else {
                                 Reason::Revoked

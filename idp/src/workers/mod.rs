@@ -30,6 +30,7 @@ pub mod pages;
 mod protocol;
 mod session;
 
+pub use crate::error::{ErrorKind, ErrorReport};
 pub use client::ProvidersStub;
 pub use config::{Config, DEFAULT_BINDING};
 pub use error::{AuthorizationRequired, Error, Reason};
@@ -40,9 +41,7 @@ pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
 pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};
 pub use middleware::client_metadata_response;
 pub use object::ProvidersObject;
-pub use protocol::{
-    CallStats, ErrorCode, ProviderView, RefreshOutcome, RefreshStatus, RemoteError, RemoveOutcome,
-};
+pub use protocol::{CallStats, ProviderView, RefreshOutcome, RefreshStatus, RemoveOutcome};
 pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;

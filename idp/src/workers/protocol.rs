@@ -3,7 +3,6 @@
 //! reached over `fetch`). Not a public API.
 
 use crate::discovery::AuthorizationServer;
-use crate::error::Error;
 use crate::flow::Settings;
 use crate::matching::ResourceKey;
 use crate::policy::Policy;
@@ -176,119 +175,8 @@ pub(crate) struct Envelope {
     pub call: Call,
 }
 
-/// What went wrong, as a stable code (its JSON form is the snake_case name,
-/// which the example's API answers as `"error"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// A URL is not one, or not an acceptable one.
-    InvalidUrl,
-    /// A URL is not https (or loopback http in development).
-    InsecureUrl,
-    /// A `WWW-Authenticate` challenge could not be read.
-    BadChallenge,
-    /// Protected resource metadata was refused.
-    ResourceMetadata,
-    /// Discovery failed for a passing reason.
-    DiscoveryUnavailable,
-    /// No usable authorization server metadata.
-    AuthorizationServer,
-    /// No way to get a client at the server.
-    NoClient,
-    /// Dynamic registration failed.
-    Registration,
-    /// The person or the server declined.
-    AuthorizationDenied,
-    /// The callback was refused.
-    Callback,
-    /// Nothing is connected for the URL.
-    NotConnected,
-    /// The person must authorize again.
-    Reauthorize,
-    /// The token expired and cannot be refreshed.
-    Expired,
-    /// The server no longer accepts the grant.
-    Revoked,
-    /// A token request failed.
-    Token,
-    /// A request did not complete.
-    Transport,
-    /// An unexpected status.
-    UnexpectedStatus,
-    /// The URL is neither public nor protected as far as it says.
-    NotAResource,
-    /// An answer could not be used.
-    InvalidResponse,
-    /// The store failed.
-    Storage,
-    /// A login from another site was not confirmed.
-    Confirmation,
-    /// The server does not promise PKCE S256.
-    PkceUnsupported,
-    /// The Durable Object could not be reached.
-    Runtime,
-    /// The internal call could not be read.
-    BadCall,
-}
-
-/// An error as it crosses the object boundary: enough to decide what to show
-/// and whether re-authorization is needed, never a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteError {
-    /// What went wrong.
-    pub code: ErrorCode,
-    /// The engine's message.
-    pub message: String,
-    /// The person must authorize again.
-    pub reauthorize: bool,
-    /// Trying later may work.
-    pub retryable: bool,
-    /// The HTTP status to answer with.
-    pub status: u16,
-}
-
-impl std::fmt::Display for RemoteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<&Error> for RemoteError {
-    fn from(e: &Error) -> Self {
-        let (code, status) = match e {
-            Error::InvalidUrl { .. } => (ErrorCode::InvalidUrl, 400),
-            Error::InsecureUrl { .. } => (ErrorCode::InsecureUrl, 400),
-            Error::Challenge(_) => (ErrorCode::BadChallenge, 400),
-            Error::ResourceMetadata { .. } => (ErrorCode::ResourceMetadata, 400),
-            Error::DiscoveryUnavailable { .. } => (ErrorCode::DiscoveryUnavailable, 502),
-            Error::AuthorizationServer { .. } => (ErrorCode::AuthorizationServer, 400),
-            Error::NoClient { .. } => (ErrorCode::NoClient, 400),
-            Error::Registration { .. } => (ErrorCode::Registration, 502),
-            Error::AuthorizationDenied(_) => (ErrorCode::AuthorizationDenied, 400),
-            Error::Callback(_) => (ErrorCode::Callback, 400),
-            Error::NotConnected { .. } => (ErrorCode::NotConnected, 401),
-            Error::NoRefreshToken { .. } => (ErrorCode::Reauthorize, 401),
-            Error::AuthorizationRequired(_) => (ErrorCode::Reauthorize, 401),
-            Error::Token { .. } if e.requires_reauthorization() => (ErrorCode::Reauthorize, 401),
-            Error::Token { .. } => (ErrorCode::Token, 502),
-            Error::Transport { .. } => (ErrorCode::Transport, 502),
-            Error::UnexpectedStatus { .. } => (ErrorCode::UnexpectedStatus, 400),
-            Error::NotAResource { .. } => (ErrorCode::NotAResource, 400),
-            Error::InvalidResponse { .. } => (ErrorCode::InvalidResponse, 502),
-            Error::Storage(_) => (ErrorCode::Storage, 500),
-            Error::Confirmation => (ErrorCode::Confirmation, 403),
-            Error::PkceUnsupported { .. } => (ErrorCode::PkceUnsupported, 400),
-        };
-        RemoteError {
-            code,
-            message: e.to_string(),
-            reauthorize: e.requires_reauthorization(),
-            retryable: e.is_retryable(),
-            status,
-        }
-    }
-}
+/// An error as it crosses the object boundary: the engine's report.
+pub(crate) type RemoteError = crate::error::ErrorReport;
 
 /// The reply to a [`Call`]: `{"ok": ...}` or `{"err": ...}`.
 #[derive(Debug, Serialize, Deserialize)]

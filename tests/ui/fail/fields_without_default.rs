@@ -1,5 +1,5 @@
-use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, IdpWorker};
+use idp::worker::{Env, Request, Response};
+use idp::workers::{AppContext, Error, IdpWorker};
 
 #[idp::idp_worker]
 struct App {
@@ -12,8 +12,8 @@ impl IdpWorker for App {
         None
     }
 
-    async fn fetch(&self, _req: Request, _cx: AppContext<'_>) -> Result<Response> {
-        Response::ok(self.label.clone())
+    async fn fetch(&self, _req: Request, _cx: AppContext<'_>) -> Result<Response, Error> {
+        Ok(Response::ok(self.label.clone())?)
     }
 }
 

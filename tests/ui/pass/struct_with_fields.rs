@@ -1,5 +1,5 @@
-use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, Connected, IdpWorker, ProviderInfo};
+use idp::worker::{Env, Request, Response};
+use idp::workers::{AppContext, Connected, Error, IdpWorker, ProviderInfo};
 
 #[derive(Default)]
 struct App {
@@ -30,8 +30,8 @@ impl IdpWorker for Other {
         Some("user".into())
     }
 
-    async fn fetch(&self, _req: Request, _cx: AppContext<'_>) -> Result<Response> {
-        Response::ok(App::default().label)
+    async fn fetch(&self, _req: Request, _cx: AppContext<'_>) -> Result<Response, Error> {
+        Ok(Response::ok(App::default().label)?)
     }
 }
 

@@ -1,5 +1,5 @@
-use idp::worker::{Env, Request, Response, Result};
-use idp::workers::{AppContext, IdpWorker};
+use idp::worker::{Env, Request, Response};
+use idp::workers::{AppContext, Error, IdpWorker};
 
 #[idp::idp_worker(
     name = "Demo",
@@ -18,11 +18,8 @@ impl IdpWorker for App {
         req.headers().get("x-user").ok().flatten()
     }
 
-    async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response> {
-        match cx.fetch.get("https://api.example.com/v1").await {
-            Ok(r) => Ok(r),
-            Err(e) => e.to_response(),
-        }
+    async fn fetch(&self, _req: Request, cx: AppContext<'_>) -> Result<Response, Error> {
+        cx.fetch.get("https://api.example.com/v1").await
     }
 }
 

@@ -3,42 +3,44 @@
 use super::super::hook::OnAuthSuccess;
 use super::super::http::{entropy, now, random_bytes, WorkerHttp};
 use super::super::protocol::*;
-use super::{remote, to_value, CallResult, ProvidersObject};
+use super::ProvidersObject;
 use crate::error::Error;
 use crate::flow::{self, LoginStart, Refused};
 use crate::matching::ResourceKey;
 use crate::store::sql::{json, secs, text, SqlValue};
 use crate::store::{Expect, Store};
+use std::future::Future;
 
 impl<H: OnAuthSuccess> ProvidersObject<H> {
+    /// Answers one call with its reply type, serialised.
     pub(super) async fn handle(
         &self,
         registry: Option<&str>,
         http: &WorkerHttp,
         call: Call,
-    ) -> CallResult {
+    ) -> String {
         match call {
-            Call::ConfirmationToken(ConfirmationToken { owner }) => {
+            Call::ConfirmationToken(ConfirmationToken { owner }) => answer::<ConfirmationToken, _>(async {
                 let mut bytes = [0u8; 32];
-                random_bytes(&mut bytes).map_err(|e| remote(Error::Storage(e)))?;
+                random_bytes(&mut bytes).map_err(Error::NoRandomness)?;
                 let token = crate::encoding::base64url(&bytes);
                 self.store(registry)
                     .put_confirmation(&token, &owner)
-                    .map_err(remote)?;
-                to_value(token)
-            }
+                    ?;
+                Ok(token)
+            }).await,
             Call::Login(Login {
                 owner,
                 url,
                 scope,
                 settings,
                 confirmation,
-            }) => {
+            }) => answer::<Login, _>(async {
                 let store = self.store(registry);
                 if let Some(token) = confirmation {
-                    store.spend_confirmation(&token, &owner).map_err(remote)?;
+                    store.spend_confirmation(&token, &owner)?;
                 }
-                let entropy = entropy().map_err(|e| remote(Error::Storage(e)))?;
+                let entropy = entropy().map_err(Error::NoRandomness)?;
                 let writes = self.refresher.lock().await;
                 let start = flow::start_login(
                     http,
@@ -51,51 +53,51 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     entropy,
                 )
                 .await
-                .map_err(remote)?;
+                ?;
                 drop(writes);
                 match start {
-                    LoginStart::Redirect(url) => to_value(LoginReply::Redirect { url: url.into() }),
+                    LoginStart::Redirect(url) => Ok(LoginReply::Redirect { url: url.into() }),
                     LoginStart::Public(p) => {
                         let (provider, hook_error) = self.named(&store, &owner, *p).await;
-                        to_value(LoginReply::Public {
+                        Ok(LoginReply::Public {
                             provider,
                             hook_error,
                         })
                     }
                 }
-            }
+            }).await,
             Call::Callback(Callback {
                 owner,
                 callback_uri,
                 query,
-            }) => {
+            }) => answer::<Callback, _>(async {
                 let store = self.store(registry);
                 let p = {
                     let _writes = self.refresher.lock().await;
                     flow::finish_login(http, &store, &owner, &callback_uri, &query, now())
                         .await
-                        .map_err(remote)?
+                        ?
                 };
                 let (provider, hook_error) = self.named(&store, &owner, p).await;
-                to_value(CallbackReply {
+                Ok(CallbackReply {
                     provider,
                     hook_error,
                 })
-            }
-            Call::Authorization(Authorization { owner, url }) => {
+            }).await,
+            Call::Authorization(Authorization { owner, url }) => answer::<Authorization, _>(async {
                 let store = self.store(registry);
                 let auth = self
                     .refresher
                     .authorization(http, &store, &owner, &url, now())
                     .await
-                    .map_err(remote)?;
-                to_value(auth)
-            }
+                    ?;
+                Ok(auth)
+            }).await,
             Call::Rejected(Rejected {
                 owner,
                 key,
                 fingerprint,
-            }) => {
+            }) => answer::<Rejected, _>(async {
                 let store = self.store(registry);
                 let auth = self
                     .refresher
@@ -108,18 +110,18 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                         now(),
                     )
                     .await
-                    .map_err(remote)?;
-                to_value(auth)
-            }
-            Call::RefreshExpiring(RefreshExpiring { owner, urls }) => {
+                    ?;
+                Ok(auth)
+            }).await,
+            Call::RefreshExpiring(RefreshExpiring { owner, urls }) => answer::<RefreshExpiring, _>(async {
                 let store = self.store(registry);
                 let mut out = Vec::new();
                 for url in urls {
                     out.push(self.refresh_one(http, &store, &owner, url).await);
                 }
-                to_value(out)
-            }
-            Call::McpSessionGet(McpSessionGet { owner, url }) => {
+                Ok(out)
+            }).await,
+            Call::McpSessionGet(McpSessionGet { owner, url }) => answer::<McpSessionGet, _>(async {
                 let state: Option<McpSessionState> = self
                     .store(None)
                     .sql
@@ -127,49 +129,49 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                         "SELECT data FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
                         vec![text(&owner), text(&url)],
                     )
-                    .map_err(remote)?;
-                to_value(state)
-            }
+                    ?;
+                Ok(state)
+            }).await,
             Call::McpSessionPut(McpSessionPut {
                 owner,
                 url,
                 session,
-            }) => {
+            }) => answer::<McpSessionPut, _>(async {
                 let store = self.store(None);
                 match session {
                     Some(state) => store.sql.exec(
                         "INSERT OR REPLACE INTO idp_mcp_sessions (owner, url, data, updated_at) VALUES (?, ?, ?, ?)",
-                        vec![text(&owner), text(&url), json(&state).map_err(remote)?, secs(now())],
+                        vec![text(&owner), text(&url), json(&state)?, secs(now())],
                     ),
                     None => store.sql.exec(
                         "DELETE FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
                         vec![text(&owner), text(&url)],
                     ),
                 }
-                .map_err(remote)?;
-                to_value(())
-            }
-            Call::Providers(Providers { owner }) => {
+                ?;
+                Ok(())
+            }).await,
+            Call::Providers(Providers { owner }) => answer::<Providers, _>(async {
                 let store = self.store(registry);
-                let list = store.providers(&owner).await.map_err(remote)?;
-                to_value(list.iter().map(ProviderView::of).collect::<Vec<_>>())
-            }
-            Call::Find(Find { owner, url }) => {
+                let list = store.providers(&owner).await?;
+                Ok(list.iter().map(ProviderView::of).collect::<Vec<_>>())
+            }).await,
+            Call::Find(Find { owner, url }) => answer::<Find, _>(async {
                 let store = self.store(registry);
-                let key = ResourceKey::parse(&url).map_err(remote)?;
-                let p = store.provider_for(&owner, &key).await.map_err(remote)?;
-                to_value(p.as_ref().map(ProviderView::of))
-            }
-            Call::Remove(Remove { owner, url }) => {
+                let key = ResourceKey::parse(&url)?;
+                let p = store.provider_for(&owner, &key).await?;
+                Ok(p.as_ref().map(ProviderView::of))
+            }).await,
+            Call::Remove(Remove { owner, url }) => answer::<Remove, _>(async {
                 let store = self.store(registry);
-                let key = ResourceKey::parse(&url).map_err(remote)?;
+                let key = ResourceKey::parse(&url)?;
                 let removal = {
                     let _writes = self.refresher.lock().await;
                     flow::remove_provider(http, &store, &owner, &key)
                         .await
-                        .map_err(remote)?
+                        ?
                 };
-                to_value(match removal {
+                Ok(match removal {
                     None => RemoveOutcome {
                         removed: false,
                         revoked: false,
@@ -181,71 +183,91 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                         revocation_error: r.revoked.err().map(|e| e.to_string()),
                     },
                 })
-            }
-            Call::Seed(Seed { owner, providers }) => {
+            }).await,
+            Call::Seed(Seed { owner, providers }) => answer::<Seed, _>(async {
                 let store = self.store(registry);
                 let n = providers.len();
                 for p in providers {
                     let _ = store
                         .put_provider(&owner, p, Expect::Nothing)
                         .await
-                        .map_err(remote)?;
+                        ?;
                 }
-                to_value(n)
-            }
-            Call::Stats(_) => to_value(CallStats {
+                Ok(n)
+            }).await,
+            Call::Stats(_) => answer::<Stats, _>(async { Ok(CallStats {
                 calls: self.calls.get(),
-            }),
+            }) }).await,
             Call::RegistrationGet(RegistrationGet {
                 issuer,
                 redirect_uri,
-            }) => to_value(
+            }) => answer::<RegistrationGet, _>(async { Ok(
                 self.store(None)
                     .registration(&issuer, &redirect_uri)
                     .await
-                    .map_err(remote)?,
-            ),
-            Call::RegistrationPut(RegistrationPut { registration }) => to_value(
+                    ?,
+            ) }).await,
+            Call::RegistrationPut(RegistrationPut { registration }) => answer::<RegistrationPut, _>(async { Ok(
                 self.store(None)
                     .put_registration(registration)
                     .await
-                    .map_err(remote)?,
-            ),
+                    ?,
+            ) }).await,
             Call::RegistrationRemove(RegistrationRemove {
                 issuer,
                 redirect_uri,
-            }) => to_value(
+            }) => answer::<RegistrationRemove, _>(async { Ok(
                 self.store(None)
                     .remove_registration(&issuer, &redirect_uri)
                     .await
-                    .map_err(remote)?,
-            ),
-            Call::KnownIssuers(KnownIssuers { limit }) => {
+                    ?,
+            ) }).await,
+            Call::KnownIssuers(KnownIssuers { limit }) => answer::<KnownIssuers, _>(async {
                 let rows = self
                     .store(None)
                     .rows(
                         "SELECT issuer FROM idp_servers ORDER BY fetched_at DESC LIMIT ?",
                         vec![SqlValue::Integer(i64::try_from(limit).unwrap_or(100))],
                     )
-                    .map_err(remote)?;
+                    ?;
                 let issuers = rows
                     .iter()
                     .filter_map(|r| r.first()?.as_text().map(str::to_owned));
-                to_value(issuers.collect::<Vec<_>>())
-            }
-            Call::ServerGet(ServerGet { issuer }) => {
-                to_value(self.store(None).server(&issuer).await.map_err(remote)?)
-            }
+                Ok(issuers.collect::<Vec<_>>())
+            }).await,
+            Call::ServerGet(ServerGet { issuer }) => answer::<ServerGet, _>(async {
+                Ok(self.store(None).server(&issuer).await?)
+            }).await,
             Call::ServerPut(ServerPut {
                 issuer,
                 server,
                 fetched_at,
-            }) => to_value(
+            }) => answer::<ServerPut, _>(async { Ok(
                 self.store(None)
                     .put_server(&issuer, *server, fetched_at)
                     .await
-                    .map_err(remote)?,
-            ),
+                    ?,
+            ) }).await,
         }
     }
+}
+
+/// Serialises the reply of `O`: the compiler holds each arm to its call's
+/// reply type.
+async fn answer<O: Op, F>(reply: F) -> String
+where
+    F: Future<Output = Result<O::Reply, RemoteError>>,
+{
+    let reply = match reply.await {
+        Ok(v) => Reply::Ok(v),
+        Err(e) => Reply::Err(e),
+    };
+    serde_json::to_string(&reply).unwrap_or_else(|e| {
+        let e = Error::Storage(crate::error::StorageError::with_source(
+            crate::error::StorageCause::Corrupt,
+            "could not encode a reply",
+            e,
+        ));
+        serde_json::to_string(&Reply::<()>::Err(e.report())).unwrap_or_default()
+    })
 }

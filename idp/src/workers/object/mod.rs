@@ -11,14 +11,11 @@ mod sql_store;
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
 use super::http::{now, WorkerHttp};
-use super::protocol::{
-    Envelope, ErrorCode, ProviderView, RefreshOutcome, RefreshStatus, RemoteError, Reply,
-};
+use super::protocol::{Envelope, ProviderView, RefreshOutcome, RefreshStatus, RemoteError, Reply};
 use crate::error::Error;
 use crate::flow::Refresher;
 use crate::matching::ResourceKey;
 use crate::store::{Expect, Provider, Put, Store};
-use serde::Serialize;
 use sql_store::ObjectStore;
 use worker::{Env, Request, Response, State};
 
@@ -60,23 +57,9 @@ impl<H: OnAuthSuccess> std::fmt::Debug for ProvidersObject<H> {
     }
 }
 
-type CallResult = std::result::Result<serde_json::Value, RemoteError>;
-
-fn to_value(v: impl Serialize) -> CallResult {
-    serde_json::to_value(v).map_err(|e| RemoteError::from(&Error::Storage(e.to_string())))
-}
-
+/// An error as the object reports it.
 fn remote(e: Error) -> RemoteError {
-    let mut r = RemoteError::from(&e);
-    // Tell "expired" (no refresh token) from "revoked" (the server refused).
-    if r.reauthorize {
-        r.code = match e {
-            Error::NoRefreshToken { .. } => ErrorCode::Expired,
-            Error::NotConnected { .. } => ErrorCode::NotConnected,
-            _ => ErrorCode::Revoked,
-        };
-    }
-    r
+    e.report()
 }
 
 impl<H: OnAuthSuccess> ProvidersObject<H> {
@@ -97,16 +80,18 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     pub async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         self.calls.set(self.calls.get() + 1);
         let reply = match (&self.schema, req.json::<Envelope>().await) {
-            (Err(e), _) => Err(RemoteError::from(&Error::Storage(format!(
-                "schema migration failed: {e}"
-            )))),
-            (_, Err(e)) => Err(RemoteError {
-                code: ErrorCode::BadCall,
-                message: format!("unreadable internal call: {e}"),
-                reauthorize: false,
-                retryable: false,
-                status: 400,
-            }),
+            (Err(e), _) => error_reply(&Error::storage(
+                crate::error::StorageCause::Backend,
+                format!("schema migration failed: {e}"),
+            )),
+            (_, Err(e)) => {
+                let r = RemoteError::new(
+                    crate::error::ErrorKind::BadCall,
+                    format!("unreadable internal call: {e}"),
+                    false,
+                );
+                serde_json::to_string(&Reply::<()>::Err(r)).unwrap_or_default()
+            }
             (
                 Ok(_),
                 Ok(Envelope {
@@ -119,11 +104,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 self.handle(registry.as_deref(), &http, call).await
             }
         };
-        let reply = match reply {
-            Ok(v) => Reply::Ok(v),
-            Err(e) => Reply::Err(e),
-        };
-        Response::from_json(&reply)
+        let mut resp = Response::ok(reply)?;
+        resp.headers_mut().set("content-type", "application/json")?;
+        Ok(resp)
     }
 
     fn store<'a>(&'a self, registry: Option<&'a str>) -> ObjectStore<'a> {
@@ -243,7 +226,12 @@ async fn rename(
             return Ok(());
         }
     }
-    Err(Error::Storage(format!(
-        "the provider {key} kept changing while it was named"
-    )))
+    Err(Error::storage(
+        crate::error::StorageCause::Conflict,
+        format!("the provider {key} kept changing while it was named"),
+    ))
+}
+
+fn error_reply(e: &Error) -> String {
+    serde_json::to_string(&Reply::<()>::Err(e.report())).unwrap_or_default()
 }

@@ -9,7 +9,7 @@ use super::super::protocol::{
 };
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageCause};
 use crate::matching::ResourceKey;
 use crate::registration::Registration;
 use crate::store::sql::{secs, text, SqlConnection, SqlRun, SqlStore, SqlValue};
@@ -73,7 +73,7 @@ impl ObjectStore<'_> {
     async fn registry_call<O: RegistryOp>(&self, binding: &str, op: O) -> Result<O::Reply> {
         call_registry(self.env, binding, op)
             .await
-            .map_err(|e| Error::Storage(format!("registry: {e}")))
+            .map_err(|e| Error::storage(StorageCause::Unavailable, format!("registry: {e}")))
     }
 
     /// Runs a statement and returns its rows.
@@ -82,7 +82,7 @@ impl ObjectStore<'_> {
             .connection()
             .atomic()
             .run(statement, args)
-            .map_err(|e| Error::Storage(format!("SQL: {e}")))
+            .map_err(|e| Error::storage(StorageCause::Backend, format!("SQL: {e}")))
     }
 
     /// Spends a confirmation token: it must exist for `owner` and be younger
