@@ -251,7 +251,7 @@ async fn run(opts: &Opts) -> Value {
         access_ttl: Some(10),
         ..Default::default()
     });
-    let worker = Worker::start_with(&state_dir("bench"), &[("IDP_BENCH_ROUTES", "true")]);
+    let worker = Worker::start_bench(&state_dir("bench"), &[("IDP_BENCH_ROUTES", "true")]);
 
     // 4. Login round trips.
     println!("==> login round trips");

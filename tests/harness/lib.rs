@@ -170,10 +170,15 @@ impl Worker {
     /// [`Worker::start`] with extra Worker variables (`--var NAME:VALUE`;
     /// `{origin}` in a value becomes the Worker's origin).
     pub fn start_with(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
-        Self::start_once_or_retry(state_dir, vars)
+        Self::start_once_or_retry(None, state_dir, vars)
     }
 
-    fn start_with_once(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
+    /// The example's benchmark build (feature `bench`, `tests/bench/wrangler.toml`).
+    pub fn start_bench(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
+        Self::start_once_or_retry(Some("tests/bench/wrangler.toml"), state_dir, vars)
+    }
+
+    fn start_with_once(config: Option<&str>, state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
         let _one_at_a_time = WORKER_START.lock().unwrap_or_else(|e| e.into_inner());
         let root = repo_root();
         let wrangler = root.join("node_modules/wrangler/bin/wrangler.js");
@@ -203,6 +208,7 @@ impl Worker {
                 "--log-level",
                 "info",
             ])
+            .args(config.iter().flat_map(|c| ["--config", c]))
             .arg("--persist-to")
             .arg(state_dir)
             .args(vars.iter().flat_map(|(k, v)| {
@@ -231,9 +237,13 @@ impl Worker {
     /// [`Worker::start_with`], tried up to three times: wrangler dev on a
     /// machine without internet sometimes exits at start-up while looking up
     /// Cloudflare's hosts.
-    fn start_once_or_retry(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
+    fn start_once_or_retry(
+        config: Option<&str>,
+        state_dir: &Path,
+        vars: &[(&str, &str)],
+    ) -> Worker {
         for attempt in 1..=3 {
-            match std::panic::catch_unwind(|| Self::start_with_once(state_dir, vars)) {
+            match std::panic::catch_unwind(|| Self::start_with_once(config, state_dir, vars)) {
                 Ok(w) => return w,
                 Err(e) if attempt < 3 => {
                     let _ = e;

@@ -23,7 +23,8 @@
 //!   the user's credentials, answering like `/api/fetch`.
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
 //!   lookup (a baseline for benchmarks).
-//! - `/api/debug/{calls,seed,find}`: the benchmark's routes, only when the
+//! - `/api/debug/{calls,seed,find}`: the benchmark's routes, only in a build
+//!   with feature `bench` and when the
 //!   variable `IDP_BENCH_ROUTES` is `true` (the benchmark sets it).
 
 use idp::worker::{Env, Method, Request, Response};
@@ -206,6 +207,7 @@ async fn route(
             })?;
             relay(idp::worker::Fetch::Url(target).send().await?).await?
         }
+        #[cfg(feature = "bench")]
         (_, path) if path.starts_with("/api/debug/") && bench_routes(cx.env) => {
             debug(req, cx, url).await?
         }
@@ -214,8 +216,9 @@ async fn route(
     Ok(resp)
 }
 
-/// Whether the benchmark's routes are on (`IDP_BENCH_ROUTES=true`, set only by
-/// the benchmark command).
+/// Whether the benchmark's routes are on: built with feature `bench` and
+/// `IDP_BENCH_ROUTES=true`, both set only by the benchmark command.
+#[cfg(feature = "bench")]
 fn bench_routes(env: &Env) -> bool {
     env.var("IDP_BENCH_ROUTES")
         .is_ok_and(|v| v.to_string() == "true")
@@ -223,6 +226,7 @@ fn bench_routes(env: &Env) -> bool {
 
 /// The benchmark's routes: the object's call counter, seeding providers, and
 /// the longest-prefix lookup alone.
+#[cfg(feature = "bench")]
 async fn debug(
     mut req: Request,
     cx: &AppContext<'_>,

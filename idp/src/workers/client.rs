@@ -3,11 +3,12 @@
 
 use super::error::Error;
 use super::protocol::{
-    Authorization, AuthorizationReply, CallStats, Envelope, Find, Op, ProviderView, RegistryOp,
-    Rejected, RemoteError, Reply, Seed, Stats, UserOp, INTERNAL_URL,
+    Authorization, AuthorizationReply, Envelope, Find, Op, ProviderView, RegistryOp, Rejected,
+    RemoteError, Reply, UserOp, INTERNAL_URL,
 };
 use crate::error::ErrorKind;
 use crate::matching::ResourceKey;
+#[cfg(feature = "bench")]
 use crate::store::Provider;
 use worker::{Env, Request};
 
@@ -141,17 +142,16 @@ impl ProvidersStub {
     }
 
     /// How many internal calls the user's object has answered since it started
-    /// (for benchmarks).
-    #[doc(hidden)]
-    pub async fn stats(&self) -> Result<CallStats, Error> {
-        self.call(Stats {}).await
+    /// (feature `bench`).
+    #[cfg(feature = "bench")]
+    pub async fn stats(&self) -> Result<super::protocol::CallStats, Error> {
+        self.call(super::protocol::Stats {}).await
     }
 
-    /// Stores providers directly, bypassing the flow (for seeding benchmarks
-    /// and tests).
-    #[doc(hidden)]
+    /// Stores providers directly, bypassing the flow (feature `bench`).
+    #[cfg(feature = "bench")]
     pub async fn seed(&self, providers: Vec<Provider>) -> Result<usize, Error> {
-        self.call(Seed {
+        self.call(super::protocol::Seed {
             owner: self.owner.clone(),
             providers,
         })

@@ -41,7 +41,9 @@ pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
 pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};
 pub use middleware::client_metadata_response;
 pub use object::ProvidersObject;
-pub use protocol::{CallStats, ProviderView, RefreshOutcome, RefreshStatus, RemoveOutcome};
+#[cfg(feature = "bench")]
+pub use protocol::CallStats;
+pub use protocol::{ProviderView, RefreshOutcome, RefreshStatus, RemoveOutcome};
 pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;

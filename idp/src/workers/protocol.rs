@@ -56,13 +56,16 @@ pub(crate) trait RegistryOp: Op {}
 /// Declares each call as a struct with its reply type, and the wire enum
 /// `Call` (`{"op": "<snake_case name>", ...fields}`).
 macro_rules! calls {
-    ($( $kind:ident $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } -> $reply:ty ; )*) => {
+    ($( $kind:ident $(#[$attr:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } -> $reply:ty ; )*) => {
         $(
-            $(#[$doc])*
+            $(#[$attr])*
             #[derive(Debug, Serialize, Deserialize)]
             pub(crate) struct $name { $( $(#[$fdoc])* pub $field: $ty ),* }
+            $(#[$attr])*
             impl Op for $name { type Reply = $reply; }
+            $(#[$attr])*
             impl $kind for $name {}
+            $(#[$attr])*
             impl From<$name> for Call {
                 fn from(op: $name) -> Call { Call::$name(op) }
             }
@@ -70,7 +73,7 @@ macro_rules! calls {
         /// Every call, as it crosses the wire.
         #[derive(Debug, Serialize, Deserialize)]
         #[serde(tag = "op", rename_all = "snake_case")]
-        pub(crate) enum Call { $( $name($name) ),* }
+        pub(crate) enum Call { $( $(#[$attr])* $name($name) ),* }
     };
 }
 
@@ -122,10 +125,12 @@ calls! {
     /// Removes (and revokes) the provider stored for a URL.
     Remove { owner: String, url: String } -> RemoveOutcome;
     UserOp
-    /// Seeds providers directly (benchmarks and tests of lookup scaling).
+    /// Seeds providers directly (benchmarks of lookup scaling).
+    #[cfg(feature = "bench")]
     Seed { owner: String, providers: Vec<Provider> } -> usize;
     UserOp
     /// How many calls this object instance has answered (benchmarks).
+    #[cfg(feature = "bench")]
     Stats {} -> CallStats;
     RegistryOp
     /// A cached registration.
@@ -147,7 +152,9 @@ calls! {
     ServerPut { issuer: String, server: Box<AuthorizationServer>, fetched_at: u64 } -> ();
 }
 
-/// How many internal calls an object instance has answered.
+/// How many internal calls an object instance has answered (feature
+/// `bench`).
+#[cfg(feature = "bench")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallStats {
     /// The count.

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::flow::{self, LoginStart, Refused};
 use crate::matching::ResourceKey;
 use crate::store::sql::{json, secs, text, SqlValue};
-use crate::store::{Expect, Store};
+use crate::store::Store;
 use std::future::Future;
 
 impl<H: OnAuthSuccess> ProvidersObject<H> {
@@ -184,17 +184,19 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     },
                 })
             }).await,
+            #[cfg(feature = "bench")]
             Call::Seed(Seed { owner, providers }) => answer::<Seed, _>(async {
                 let store = self.store(registry);
                 let n = providers.len();
                 for p in providers {
                     let _ = store
-                        .put_provider(&owner, p, Expect::Nothing)
+                        .put_provider(&owner, p, crate::store::Expect::Nothing)
                         .await
                         ?;
                 }
                 Ok(n)
             }).await,
+            #[cfg(feature = "bench")]
             Call::Stats(_) => answer::<Stats, _>(async { Ok(CallStats {
                 calls: self.calls.get(),
             }) }).await,

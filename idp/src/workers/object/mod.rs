@@ -46,6 +46,7 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     /// finishing later, and a spent refresh token never overwrites a rotated
     /// one.
     refresher: Refresher<tokio::sync::Mutex<()>>,
+    #[cfg(feature = "bench")]
     calls: std::cell::Cell<u64>,
 }
 
@@ -72,12 +73,14 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             hook,
             schema,
             refresher: Refresher::default(),
+            #[cfg(feature = "bench")]
             calls: std::cell::Cell::new(0),
         }
     }
 
     /// Answers one internal call.
     pub async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        #[cfg(feature = "bench")]
         self.calls.set(self.calls.get() + 1);
         let reply = match (&self.schema, req.json::<Envelope>().await) {
             (Err(e), _) => error_reply(&Error::storage(
