@@ -16,12 +16,15 @@
 //! | to ... | use |
 //! |---|---|
 //! | run an app on Cloudflare Workers with OAuth for its users | [`idp_worker`] (feature `workers`), then [`workers`]: `Handler`, `AuthedFetch`, `McpClient`, `Session` |
-//! | run the same engine in a Rust program | [`native::NativeIdp`] (feature `native`) |
-//! | connect a resource, finish a callback, get an `Authorization` | [`flow`] |
+//! | run the same engine in a Rust program | [`native::NativeIdp`] (feature `native`; `native::SqliteStore` with feature `sqlite`) |
+//! | send a request as a user: token, refresh and retry, step-up, redirects | `workers::AuthedFetch`, `native::AuthedFetch`; the rules themselves: [`fetch::Exchange`] |
+//! | connect a resource, finish a callback | [`flow`] |
+//! | get an `Authorization`, refreshing once however many callers | [`flow::Refresher`] |
 //! | call an MCP server | [`mcp::Session`] (any runtime), `workers::McpClient` |
 //! | find the provider for a URL | [`matching::ResourceKey`] |
 //! | one protocol step on its own | [`challenge`], [`probe`], [`discovery`], [`registration`], [`pkce`], [`authorize`], [`callback`], [`token`] |
-//! | keep state your own way | [`store::Store`] ([`store::memory::MemoryStore`] in memory) |
+//! | keep state your own way | [`store::Store`] ([`store::memory::MemoryStore`] in memory, [`store::sql::SqlStore`] on any SQLite), checked by [`store::conformance::check`] |
+//! | report an error the same way everywhere | [`Error::report`] → [`error::ErrorReport`] ([`error::ErrorKind`]) |
 //! | sign sessions | [`session::SessionKey`] |
 //!
 //! ```

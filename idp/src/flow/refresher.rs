@@ -68,8 +68,12 @@ impl Refused<'_> {
     }
 }
 
-/// Authorizations for one store's providers, refreshed one at a time. See the
-/// [module docs](self).
+/// Authorizations for one store's providers, refreshed one at a time, with a
+/// lock the runtime provides ([`RefreshLock`]): concurrent callers with the
+/// same stale token cause one token request, and a rotated refresh token is
+/// used once. After an early refresh fails for a passing reason, the
+/// still-valid token is handed out for [`EARLY_REFRESH_PAUSE_SECS`] instead
+/// of every call queueing behind a failing server.
 #[derive(Debug)]
 pub struct Refresher<L> {
     lock: L,
