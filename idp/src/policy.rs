@@ -9,7 +9,7 @@ use url::{Host, Url};
 /// https. With `allow_insecure_loopback`, `http` is also accepted for loopback
 /// hosts (`localhost`, `127.0.0.0/8`, `::1`): for local development and tests
 /// only.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// Accept `http://` for loopback hosts.
     pub allow_insecure_loopback: bool,

@@ -28,8 +28,9 @@ use crate::store::{FlowTake, Grant, Provider, Put, Store};
 use crate::token;
 use url::Url;
 
-/// Deployment-wide settings of the flow.
-#[derive(Debug, Clone)]
+/// Deployment-wide settings of the flow (serialisable: the Workers runtime
+/// sends them to the user's object with each login).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// Which URLs may be used.
     pub policy: Policy,

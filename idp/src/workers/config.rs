@@ -17,14 +17,17 @@ pub const DEFAULT_BINDING: &str = "OAuthProviders";
 /// let config = Config::new("My app", "1.0.0")
 ///     .prefix("/oauth")
 ///     .allow_insecure_loopback(false);
-/// assert_eq!(config.prefix, "/oauth");
+/// assert_eq!(config.prefix.as_str(), "/oauth");
 /// ```
+///
+/// Its invariants are in its field types: the prefix is always normalised
+/// ([`RoutePrefix`]) and a timeout is never zero.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// How the app introduces itself to authorization servers.
     pub client_info: ClientInfo,
     /// Where the middleware's routes live (default `/oauth`).
-    pub prefix: String,
+    pub prefix: RoutePrefix,
     /// The public base URL; defaults to each request's origin.
     pub base_url: Option<Url>,
     /// Pre-registered clients and the client ID metadata document URL.
@@ -45,7 +48,55 @@ pub struct Config {
     /// revocation, and every [`AuthedFetch`](super::AuthedFetch) hop) may take, body included, in
     /// milliseconds; default [`super::DEFAULT_TIMEOUT_MS`] (10 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u32>,
+    pub timeout_ms: Option<std::num::NonZeroU32>,
+}
+
+/// The path the SDK's routes live under: empty (the root) or a leading slash
+/// and no trailing slash, whatever it was made from.
+///
+/// ```
+/// use idp::workers::RoutePrefix;
+/// assert_eq!(RoutePrefix::new("auth/").as_str(), "/auth");
+/// assert_eq!(RoutePrefix::new("/").as_str(), "");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct RoutePrefix(String);
+
+impl RoutePrefix {
+    /// Normalises `prefix`: trims spaces and slashes, then adds one leading
+    /// slash (none for the root).
+    pub fn new(prefix: &str) -> Self {
+        let p = prefix.trim().trim_matches('/');
+        Self(if p.is_empty() {
+            String::new()
+        } else {
+            format!("/{p}")
+        })
+    }
+
+    /// The prefix.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for RoutePrefix {
+    fn from(s: String) -> Self {
+        Self::new(&s)
+    }
+}
+
+impl From<RoutePrefix> for String {
+    fn from(p: RoutePrefix) -> Self {
+        p.0
+    }
+}
+
+impl std::fmt::Display for RoutePrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Config {
@@ -57,7 +108,7 @@ impl Config {
                 version: version.into(),
                 uri: None,
             },
-            prefix: "/oauth".into(),
+            prefix: RoutePrefix::new("/oauth"),
             base_url: None,
             clients: ClientConfig::default(),
             allow_insecure_loopback: false,
@@ -70,7 +121,7 @@ impl Config {
 
     /// Sets the route prefix (leading slash, no trailing slash).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = normalize_prefix(&prefix.into());
+        self.prefix = RoutePrefix::new(&prefix.into());
         self
     }
 
@@ -142,10 +193,8 @@ impl Config {
     /// Sets the timeout of every outbound request, body included (default
     /// 10 s; at least 1 ms).
     pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
-        let ms = u32::try_from(timeout.as_millis())
-            .unwrap_or(u32::MAX)
-            .max(1);
-        self.timeout_ms = Some(ms);
+        let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        self.timeout_ms = Some(std::num::NonZeroU32::new(ms).unwrap_or(std::num::NonZeroU32::MIN));
         self
     }
 
@@ -179,8 +228,7 @@ impl Config {
         if let Some(ms) = env
             .var("IDP_TIMEOUT_MS")
             .ok()
-            .and_then(|v| v.to_string().trim().parse::<u32>().ok())
-            .filter(|ms| *ms > 0)
+            .and_then(|v| v.to_string().trim().parse::<std::num::NonZeroU32>().ok())
         {
             self.timeout_ms = Some(ms);
         }
@@ -270,20 +318,11 @@ pub(crate) fn base_for(config: &Config, request_url: &Url) -> Result<Url, String
 }
 
 /// `{base}{prefix}{path}`: the URL of one of the SDK's routes.
-pub(crate) fn route_url(base: &Url, prefix: &str, path: &str) -> String {
+pub(crate) fn route_url(base: &Url, prefix: &RoutePrefix, path: &str) -> String {
     format!(
         "{}{}{}",
         base.as_str().trim_end_matches('/'),
-        normalize_prefix(prefix),
+        prefix.as_str(),
         path
     )
-}
-
-pub(crate) fn normalize_prefix(p: &str) -> String {
-    let p = p.trim().trim_matches('/');
-    if p.is_empty() {
-        String::new()
-    } else {
-        format!("/{p}")
-    }
 }

@@ -4,12 +4,12 @@
 //! `middleware`.
 
 use super::client::ProvidersStub;
-use super::config::{base_for, normalize_prefix, route_url, Config, DEFAULT_BINDING};
+use super::config::{base_for, route_url, Config, DEFAULT_BINDING};
 use super::error::Error;
 use super::fetch::AuthedFetch;
 use super::protocol::{
     McpSessionGet, McpSessionPut, ProviderView, Providers, RefreshExpiring, RefreshOutcome, Remove,
-    RemoveOutcome, WireSettings,
+    RemoveOutcome,
 };
 use url::Url;
 use worker::Env;
@@ -36,10 +36,8 @@ impl Handler {
     ) -> Result<Self, Error> {
         let base = base_for(config, request_url).map_err(Error::Runtime)?;
         let mut stub = ProvidersStub::new(env, &config.binding, user_id)?;
-        stub.timeout_ms = config.timeout_ms;
-        let mut config = config.clone();
-        // The field is public: normalise whatever was put there.
-        config.prefix = normalize_prefix(&config.prefix);
+        stub.timeout_ms = config.timeout_ms.map(std::num::NonZeroU32::get);
+        let config = config.clone();
         let login = Url::parse(&route_url(&base, &config.prefix, "/login"))
             .map_err(|e| Error::Runtime(format!("base URL and prefix form no URL: {e}")))?;
         Ok(Handler {
@@ -62,7 +60,11 @@ impl Handler {
 
     /// A client that authorizes requests for this user.
     pub fn fetcher(&self) -> AuthedFetch<'_> {
-        AuthedFetch::new(&self.stub, &self.login, self.config.timeout_ms)
+        AuthedFetch::new(
+            &self.stub,
+            &self.login,
+            self.config.timeout_ms.map(std::num::NonZeroU32::get),
+        )
     }
 
     pub(crate) fn route(&self, path: &str) -> String {
@@ -102,10 +104,12 @@ impl Handler {
         super::fetch::login_url(&self.login, resource, scope)
     }
 
-    pub(crate) fn settings(&self) -> WireSettings {
-        WireSettings {
-            allow_insecure_loopback: self.config.allow_insecure_loopback,
-            allow_broader_resource: self.config.allow_broader_resource,
+    pub(crate) fn settings(&self) -> crate::flow::Settings {
+        crate::flow::Settings {
+            policy: crate::policy::Policy {
+                allow_insecure_loopback: self.config.allow_insecure_loopback,
+                allow_broader_resource: self.config.allow_broader_resource,
+            },
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),
             callback_base: self.callback_base(),

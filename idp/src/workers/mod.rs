@@ -32,7 +32,7 @@ mod session;
 
 pub use crate::error::{ErrorKind, ErrorReport};
 pub use client::ProvidersStub;
-pub use config::{Config, DEFAULT_BINDING};
+pub use config::{Config, RoutePrefix, DEFAULT_BINDING};
 pub use error::{AuthorizationRequired, Error, Reason};
 pub use fetch::{AuthedFetch, OutgoingRequest};
 pub use handler::{authorization_for, Handler};

@@ -5,8 +5,7 @@
 use crate::discovery::AuthorizationServer;
 use crate::flow::Settings;
 use crate::matching::ResourceKey;
-use crate::policy::Policy;
-use crate::registration::{ClientConfig, ClientInfo, Registration};
+use crate::registration::Registration;
 use crate::store::Provider;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -14,30 +13,6 @@ use url::Url;
 
 /// The URL every internal call is sent to (the host is never resolved).
 pub(crate) const INTERNAL_URL: &str = "https://idp.internal/call";
-
-/// Deployment settings the Worker sends with a login.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct WireSettings {
-    pub allow_insecure_loopback: bool,
-    pub allow_broader_resource: bool,
-    pub client_info: ClientInfo,
-    pub clients: ClientConfig,
-    pub callback_base: Url,
-}
-
-impl WireSettings {
-    pub(crate) fn to_settings(&self) -> Settings {
-        Settings {
-            policy: Policy {
-                allow_insecure_loopback: self.allow_insecure_loopback,
-                allow_broader_resource: self.allow_broader_resource,
-            },
-            client_info: self.client_info.clone(),
-            clients: self.clients.clone(),
-            callback_base: self.callback_base.clone(),
-        }
-    }
-}
 
 /// One call to an object, with the type of its reply. User calls go to a
 /// user's object ([`UserOp`]), registry calls to the registry ([`RegistryOp`]);
@@ -84,7 +59,7 @@ calls! {
         owner: String,
         url: String,
         scope: Option<String>,
-        settings: Box<WireSettings>,
+        settings: Box<Settings>,
         /// For a login confirmed on the confirmation page: its single-use
         /// token, which the object checks and spends before anything else.
         confirmation: Option<String>,

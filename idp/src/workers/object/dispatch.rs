@@ -45,7 +45,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let start = flow::start_login(
                     http,
                     &store,
-                    &settings.to_settings(),
+                    &settings,
                     &owner,
                     &url,
                     scope.as_deref(),
