@@ -141,6 +141,42 @@ impl fmt::Display for CallbackProblem {
     }
 }
 
+/// Why the person must (re-)authorize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// No provider is connected for the URL.
+    NeverConnected,
+    /// The token expired and cannot be refreshed.
+    Expired,
+    /// The server refused the token or the refresh token.
+    Revoked,
+    /// The token lacks a scope the resource requires.
+    InsufficientScope,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::NeverConnected => "never connected",
+            Reason::Expired => "the token expired and cannot be refreshed",
+            Reason::Revoked => "the server no longer accepts the token",
+            Reason::InsufficientScope => "the token lacks a required scope",
+        })
+    }
+}
+
+/// What to connect (again) so the call can work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reauthorize {
+    /// The resource (the provider's key, or the URL that challenged).
+    pub resource: String,
+    /// The scope to ask for: for a step-up, the union of held and required.
+    pub scope: Option<String>,
+    /// Why.
+    pub reason: Reason,
+}
+
 /// Everything that can go wrong in the engine.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -281,9 +317,9 @@ pub enum Error {
         url: String,
     },
     /// The person must (re-)authorize before this call can work: what to
-    /// connect, with which scope, and why (from [`crate::fetch`]).
+    /// connect, with which scope, and why (from [`crate::fetch`]'s policy).
     #[error("authorization required for {} ({})", .0.resource, .0.reason)]
-    AuthorizationRequired(crate::fetch::Reauthorize),
+    AuthorizationRequired(Reauthorize),
     /// A refresh was needed but no refresh token is held.
     #[error("the token for {resource} expired or was rejected and there is no refresh token")]
     NoRefreshToken {
@@ -607,7 +643,7 @@ pub struct ErrorReport {
     pub resource: Option<String>,
     /// For [`ErrorKind::AuthorizationRequired`]: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<crate::fetch::Reason>,
+    pub reason: Option<Reason>,
     /// For [`ErrorKind::AuthorizationRequired`] in a runtime with a login
     /// route: the URL that connects it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

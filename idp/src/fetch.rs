@@ -37,8 +37,8 @@
 use crate::authorize::{scopes_cover, union_scopes};
 use crate::challenge::BearerChallenge;
 use crate::error::{Error, Result};
+pub use crate::error::{Reason, Reauthorize};
 use crate::flow::Authorization;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// Redirects followed per request.
@@ -46,42 +46,6 @@ pub const MAX_REDIRECTS: usize = 5;
 
 /// Credential headers a redirect to another origin drops, as browsers do.
 pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
-
-/// Why the person must (re-)authorize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// No provider is connected for the URL.
-    NeverConnected,
-    /// The token expired and cannot be refreshed.
-    Expired,
-    /// The server refused the token or the refresh token.
-    Revoked,
-    /// The token lacks a scope the resource requires.
-    InsufficientScope,
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Reason::NeverConnected => "never connected",
-            Reason::Expired => "the token expired and cannot be refreshed",
-            Reason::Revoked => "the server no longer accepts the token",
-            Reason::InsufficientScope => "the token lacks a required scope",
-        })
-    }
-}
-
-/// What to connect (again) so the call can work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reauthorize {
-    /// The resource (the provider's key, or the URL that challenged).
-    pub resource: String,
-    /// The scope to ask for: for a step-up, the union of held and required.
-    pub scope: Option<String>,
-    /// Why.
-    pub reason: Reason,
-}
 
 /// One request to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,132 @@
+//! [`AuthedFetch`]: the native runtime's authed HTTP client, driving the
+//! engine's request policy ([`crate::fetch`]) over reqwest.
+
+use super::{describe, now, MemoryStore, NativeIdp};
+use crate::error::{Error, Result};
+use crate::fetch::{Exchange, Next, Reason};
+use crate::flow::Refused;
+use crate::store::Store;
+use url::Url;
+
+/// Sends requests with a user's credentials, following the engine's request
+/// policy ([`crate::fetch`]): the longest-prefix provider's token is attached
+/// to URLs under its prefix only; on 401 the provider is refreshed once
+/// (shared with concurrent callers) and the request retried; a step-up, a
+/// dead grant or a resource never connected gives
+/// [`Error::AuthorizationRequired`] with what to connect.
+///
+/// ```no_run
+/// # async fn run(idp: idp::native::NativeIdp) -> idp::Result<()> {
+/// let resp = idp.fetch("alice").get("https://api.example.com/v1/me").await?;
+/// match idp.fetch("alice").get("https://api.example.com/v1/me").await {
+///     Ok(resp) => println!("{}", resp.status()),
+///     Err(idp::Error::AuthorizationRequired(r)) => println!("connect {} ({})", r.resource, r.reason),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct AuthedFetch<'a, S: Store = MemoryStore> {
+    pub(super) idp: &'a NativeIdp<S>,
+    pub(super) owner: &'a str,
+}
+
+impl<S: Store> AuthedFetch<'_, S> {
+    /// GETs a URL.
+    pub async fn get(&self, url: &str) -> Result<reqwest::Response> {
+        self.send(reqwest::Request::new(
+            reqwest::Method::GET,
+            reqwest::Url::parse(url).map_err(|e| Error::InvalidUrl {
+                input: url.to_owned(),
+                reason: e.to_string(),
+            })?,
+        ))
+        .await
+    }
+
+    /// Sends a request (its body must be in memory, so it can be retried).
+    /// The request's own `Authorization` is replaced; its `Cookie` and
+    /// `Proxy-Authorization` go to its own origin only.
+    pub async fn send(&self, request: reqwest::Request) -> Result<reqwest::Response> {
+        let url = request.url().as_str().to_owned();
+        let body = match request.body() {
+            None => None,
+            Some(b) => Some(b.as_bytes().map(<[u8]>::to_vec).ok_or_else(|| Error::InvalidResponse {
+                url: request.url().clone(),
+                reason: "a streaming request body cannot be replayed for the retry after a refresh; send the body as bytes".into(),
+            })?),
+        };
+        let idp = self.idp;
+        let auth = idp.authorization(self.owner, &url).await?;
+        let mut exchange = Exchange::new(request.method().as_str(), &url, auth)?;
+        loop {
+            let hop = exchange.hop();
+            let hop_url = Url::parse(hop.url).map_err(|e| Error::InvalidUrl {
+                input: hop.url.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let method = reqwest::Method::from_bytes(hop.method.as_bytes()).map_err(|e| {
+                Error::InvalidUrl {
+                    input: url.clone(),
+                    reason: format!("method: {e}"),
+                }
+            })?;
+            let mut builder = idp.http.client.request(method, hop_url.clone());
+            for (name, value) in request.headers() {
+                if hop.forwards(name.as_str()) {
+                    builder = builder.header(name, value);
+                }
+            }
+            if let Some(h) = hop.authorization {
+                builder = builder.header("authorization", h);
+            }
+            if let (true, Some(b)) = (hop.body, &body) {
+                builder = builder.body(b.clone());
+            }
+            let resp = builder.send().await.map_err(|e| Error::Transport {
+                url: hop_url.clone(),
+                message: describe(&e),
+            })?;
+            let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
+            let next = exchange.answer(
+                resp.status().as_u16(),
+                header("location"),
+                header("www-authenticate"),
+            )?;
+            match next {
+                Next::Send => continue,
+                Next::Done => return Ok(resp),
+                Next::Reauthorize(r) => return Err(Error::AuthorizationRequired(r)),
+                Next::Refresh => {
+                    let (Some(a), Some(token)) =
+                        (exchange.authorization(), exchange.rejected_token())
+                    else {
+                        return Ok(resp);
+                    };
+                    let refreshed = idp
+                        .refresher
+                        .rejected(
+                            &idp.http,
+                            &idp.store,
+                            self.owner,
+                            &a.key,
+                            Refused::Token(token),
+                            now(),
+                        )
+                        .await;
+                    let result = match refreshed {
+                        Ok(a) => Ok(Some(a)),
+                        Err(e @ Error::NoRefreshToken { .. }) if e.requires_reauthorization() => {
+                            Err(Reason::Expired)
+                        }
+                        Err(e) if e.requires_reauthorization() => Err(Reason::Revoked),
+                        Err(e) => return Err(e),
+                    };
+                    if let Next::Reauthorize(r) = exchange.refreshed(result) {
+                        return Err(Error::AuthorizationRequired(r));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! A native runtime (feature `native`): [`ReqwestHttp`] implements the HTTP
+//! trait with `reqwest`, [`MemoryStore`] (re-exported from
+//! [`crate::store::memory`]) keeps providers, flows and
+//! registrations in memory, and [`NativeIdp`] ties them to the system clock and
+//! the OS random source, for Rust programs outside Workers.
+//!
+//! ```no_run
+//! use idp::native::NativeIdp;
+//! use idp::flow::{LoginStart, Settings};
+//! # async fn run() -> idp::Result<()> {
+//! let idp = NativeIdp::new(Settings {
+//!     policy: idp::policy::Policy::STRICT,
+//!     client_info: idp::registration::ClientInfo { name: "My app".into(), version: "1.0".into(), uri: None },
+//!     clients: Default::default(),
+//!     callback_base: "https://app.example/oauth/callback".parse().unwrap(),
+//! });
+//! if let LoginStart::Redirect(url) = idp.connect("alice", "https://api.example.com/v1", None).await? {
+//!     println!("open {url}");
+//! }
+//! // ...later, with the URL the person came back to:
+//! # let back: url::Url = "https://app.example/oauth/callback/x?code=c&state=s".parse().unwrap();
+//! let provider = idp.callback("alice", &back).await?;
+//! let auth = idp.authorization("alice", "https://api.example.com/v1/items").await?;
+//! # Ok(()) }
+//! ```
+
+use crate::error::{Error, Result};
+use crate::flow::{
+    self, Authorization, Entropy, LoginStart, Refresher, Refused, Removal, Settings,
+};
+use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
+use crate::matching::ResourceKey;
+pub use crate::store::memory::MemoryStore;
+pub use fetch::AuthedFetch;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteConnection, SqliteStore};
+
+mod fetch;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+use crate::store::{Provider, Store};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use url::Url;
+
+/// [`HttpClient`] over `reqwest`: no redirects followed, 30 s timeout, bodies
+/// capped at [`MAX_BODY_BYTES`].
+#[derive(Debug, Clone)]
+pub struct ReqwestHttp {
+    pub(super) client: reqwest::Client,
+}
+
+impl Default for ReqwestHttp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReqwestHttp {
+    /// A client with the settings above.
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("reqwest client with static settings");
+        Self { client }
+    }
+}
+
+impl HttpClient for ReqwestHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut builder = self.client.request(method, request.url.as_str());
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let mut resp = builder
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| TransportError::new(describe(&e)))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| TransportError::new(describe(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(TransportError::new(format!(
+                    "response body larger than {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// reqwest's messages can include the URL; ours say it separately, and a URL
+/// the engine builds never carries a secret.
+pub(super) fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "could not read the body"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Seconds since the epoch from the system clock.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Fresh entropy from the operating system.
+pub fn entropy() -> Result<Entropy> {
+    let mut e = Entropy {
+        verifier: [0; 32],
+        state: [0; 32],
+    };
+    getrandom::fill(&mut e.verifier)
+        .and_then(|()| getrandom::fill(&mut e.state))
+        .map_err(|err| Error::NoRandomness(err.to_string()))?;
+    Ok(e)
+}
+
+/// The engine wired to reqwest, a [`Store`] (in memory by default), the system
+/// clock and OS randomness. Refreshes go through one [`Refresher`], so
+/// concurrent callers cause one token request and a rotated refresh token is
+/// used once.
+pub struct NativeIdp<S: Store = MemoryStore> {
+    http: ReqwestHttp,
+    pub(super) store: S,
+    settings: Settings,
+    pub(super) refresher: Refresher<tokio::sync::Mutex<()>>,
+}
+
+impl<S: Store> std::fmt::Debug for NativeIdp<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeIdp")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeIdp<MemoryStore> {
+    /// An engine with an in-memory store.
+    pub fn new(settings: Settings) -> Self {
+        Self::with_store(settings, MemoryStore::default())
+    }
+}
+
+impl<S: Store> NativeIdp<S> {
+    /// An engine over your own store.
+    pub fn with_store(settings: Settings, store: S) -> Self {
+        Self {
+            http: ReqwestHttp::new(),
+            store,
+            settings,
+            refresher: Refresher::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Starts connecting a resource ([`flow::start_login`]).
+    pub async fn connect(
+        &self,
+        owner: &str,
+        resource_url: &str,
+        scope: Option<&str>,
+    ) -> Result<LoginStart> {
+        flow::start_login(
+            &self.http,
+            &self.store,
+            &self.settings,
+            owner,
+            resource_url,
+            scope,
+            now(),
+            entropy()?,
+        )
+        .await
+    }
+
+    /// Finishes a flow from the URL the person was redirected back to
+    /// ([`flow::finish_login`]; its path must be the flow's redirect URI).
+    pub async fn callback(&self, owner: &str, callback_url: &Url) -> Result<Provider> {
+        let mut at = callback_url.clone();
+        let query = at.query().unwrap_or_default().to_owned();
+        at.set_query(None);
+        at.set_fragment(None);
+        let _writes = self.refresher.lock().await;
+        flow::finish_login(&self.http, &self.store, owner, &at, &query, now()).await
+    }
+
+    /// The authorization for a URL, refreshing first when the token expires
+    /// within 5 minutes ([`Refresher::authorization`]).
+    pub async fn authorization(&self, owner: &str, url: &str) -> Result<Option<Authorization>> {
+        self.refresher
+            .authorization(&self.http, &self.store, owner, url, now())
+            .await
+    }
+
+    /// Refreshes after a resource rejected `failed_access_token`; concurrent
+    /// callers with the same failed token share one refresh.
+    pub async fn refresh_rejected(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+        failed_access_token: &str,
+    ) -> Result<Authorization> {
+        self.refresher
+            .rejected(
+                &self.http,
+                &self.store,
+                owner,
+                key,
+                Refused::Token(failed_access_token),
+                now(),
+            )
+            .await
+    }
+
+    /// Removes a provider and revokes its token at the server.
+    pub async fn remove(&self, owner: &str, url: &str) -> Result<Option<Removal>> {
+        flow::remove_provider(&self.http, &self.store, owner, &ResourceKey::parse(url)?).await
+    }
+
+    /// The HTTP client the engine uses.
+    pub fn http(&self) -> &ReqwestHttp {
+        &self.http
+    }
+
+    /// An HTTP client that sends `owner`'s requests with their credentials
+    /// ([`AuthedFetch`]).
+    pub fn fetch<'a>(&'a self, owner: &'a str) -> AuthedFetch<'a, S> {
+        AuthedFetch { idp: self, owner }
+    }
+}
