@@ -40,6 +40,7 @@
 //! The layers and the life of a login and of an authed call are described in
 //! the repository's `ARCHITECTURE.md`.
 #![warn(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
 #![forbid(unsafe_code)]
 
 pub mod authorize;

@@ -57,7 +57,7 @@ impl SqlConnection for SqliteConnection {
     }
 }
 
-/// The [`Store`] on a SQLite file (feature `sqlite`): the statements and
+/// The [`Store`](crate::store::Store) on a SQLite file (feature `sqlite`): the statements and
 /// migrations the Workers Durable Object runs, through `rusqlite`.
 ///
 /// ```
