@@ -268,3 +268,124 @@ async fn tokens_persist_across_a_restart() {
     let (status, body) = alice.fetch(&format!("{api}/items")).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Every `*.sqlite` file under a Worker's state directory, as bytes.
+fn object_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(".sqlite"))
+            {
+                out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Secrets at rest: after connecting, no token the server issued is in the
+/// objects' SQLite files; rotating to a new key keeps every provider usable
+/// and `reencrypt` leaves nothing under the old key; a Worker with the wrong
+/// key answers "connect again" for that provider, and reconnecting works.
+#[tokio::test(flavor = "current_thread")]
+async fn secrets_at_rest_are_sealed_rotated_and_a_wrong_key_means_reconnect() {
+    const OLD: &str = "dev1:ZGV2ZWxvcG1lbnQtb25seS1rZXktMzItYnl0ZXMhISE=";
+    const NEW: &str = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const OTHER: &str = "k9:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
+    let servers = Servers::start(AuthServerOptions::default());
+    let dir = state_dir("at-rest");
+    let api = format!("{}/api", servers.origin);
+    let items = format!("{api}/items");
+
+    let worker = Worker::start(&dir);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 200, "{body}");
+    worker.stop();
+
+    let issued: Vec<String> = reqwest::get(format!("{}/__issued", servers.issuer))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        issued.len() >= 2,
+        "an access and a refresh token: {issued:?}"
+    );
+    let files = object_files(&dir);
+    assert!(!files.is_empty(), "no SQLite files under {}", dir.display());
+    let mut sealed = false;
+    for (path, bytes) in &files {
+        for token in &issued {
+            assert!(
+                !contains(bytes, token),
+                "a token the server issued is in {} in plain text",
+                path.display()
+            );
+        }
+        sealed |= contains(bytes, "idp-enc:1:dev1:");
+    }
+    assert!(sealed, "sealed values are stored");
+
+    // Rotation: the new key first, the old one still listed.
+    let both = format!("{NEW},{OLD}");
+    let worker = Worker::start_with(&dir, &[("IDP_ENCRYPTION_KEYS", &both)]);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(
+        status, 200,
+        "readable with the old key listed second: {body}"
+    );
+    let (status, body) = alice.post_json("/api/reencrypt").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["user_rows"].as_u64().unwrap() >= 1, "{body}");
+    let (_, again) = alice.post_json("/api/reencrypt").await;
+    assert_eq!(
+        again["user_rows"], 0,
+        "nothing left under the old key: {again}"
+    );
+    assert_eq!(again["registry_rows"], 0, "{again}");
+    worker.stop();
+
+    // The old key dropped: everything still works.
+    let worker = Worker::start_with(&dir, &[("IDP_ENCRYPTION_KEYS", NEW)]);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(
+        status, 200,
+        "after re-encryption the old key can go: {body}"
+    );
+    worker.stop();
+
+    // A wrong key: "connect again" for that provider, never garbage sent.
+    let worker = Worker::start_with(&dir, &[("IDP_ENCRYPTION_KEYS", OTHER)]);
+    let alice = App::sign_in(&worker, "alice").await;
+    let before = servers.resource_stats().await;
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "authorization_required", "{body}");
+    let after = servers.resource_stats().await;
+    assert_eq!(
+        before["requests"]["/api/items"], after["requests"]["/api/items"],
+        "no request carried an undecryptable token"
+    );
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "reconnecting works under the new key: {page}");
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -518,6 +518,20 @@ impl App {
         )
     }
 
+    /// POSTs to one of the app's routes and reads its JSON answer.
+    pub async fn post_json(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .browser
+            .client
+            .post(format!("{}{path}", self.origin))
+            .header("sec-fetch-site", "same-origin")
+            .send()
+            .await
+            .expect("app reachable");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn login_path(resource: &str) -> String {
         format!("/oauth/login?url={}", urlencode(resource))
     }

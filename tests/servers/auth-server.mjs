@@ -14,6 +14,8 @@
 // Prints one JSON line {"issuer": ..., "port": ...} when ready.
 // GET /__stats returns request counts by "METHOD path"; POST /__stats clears them.
 // POST /__revoke-grants revokes every grant issued so far, with its tokens.
+// GET /__issued lists every token the token endpoint answered (for tests that
+// search stored state for them).
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -131,10 +133,27 @@ function withoutIss(req, res, path) {
   }
 }
 
+const issued = [];
+function recordIssued(res) {
+  const end = res.end.bind(res);
+  res.end = (body, ...rest) => {
+    try {
+      const doc = JSON.parse(body.toString());
+      for (const k of ['access_token', 'refresh_token', 'id_token']) if (doc[k]) issued.push(doc[k]);
+    } catch {}
+    return end(body, ...rest);
+  };
+}
+
 const callback = provider.callback();
 server.on('request', async (req, res) => {
   const path = new URL(req.url, issuer).pathname;
   if (args['no-iss']) withoutIss(req, res, path);
+  if (path === '/__issued') {
+    res.setHeader('content-type', 'application/json');
+    return res.end(JSON.stringify(issued));
+  }
+  if (path === '/token' && req.method === 'POST') recordIssued(res);
   if (path === '/__stats') {
     if (req.method === 'POST') stats.clear();
     res.setHeader('content-type', 'application/json');

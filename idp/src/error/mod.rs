@@ -326,6 +326,15 @@ pub enum Error {
     /// connect, with which scope, and why (from [`crate::fetch`]'s policy).
     #[error("authorization required for {} ({})", .0.resource, .0.reason)]
     AuthorizationRequired(Reauthorize),
+    /// The stored credentials cannot be decrypted (the key they were sealed
+    /// with is not configured): the person must connect again.
+    #[error("the stored credentials for {resource} cannot be decrypted: {reason}; connect it again (or configure the key in IDP_ENCRYPTION_KEYS)")]
+    Unreadable {
+        /// The resource.
+        resource: String,
+        /// Why they cannot be opened.
+        reason: String,
+    },
     /// A refresh was needed but no refresh token is held.
     #[error("the token for {resource} expired or was rejected and there is no refresh token")]
     NoRefreshToken {
@@ -348,6 +357,7 @@ impl Error {
                 "invalid_grant" | "invalid_client" | "unauthorized_client"
             ),
             Error::NoRefreshToken { .. }
+            | Error::Unreadable { .. }
             | Error::NotConnected { .. }
             | Error::AuthorizationRequired(_) => true,
             _ => false,

@@ -40,6 +40,8 @@ pub enum ErrorKind {
     Expired,
     /// The server no longer accepts the grant.
     Revoked,
+    /// The stored credentials cannot be decrypted with the configured keys.
+    Unreadable,
     /// A token request failed.
     Token,
     /// A request did not complete.
@@ -73,7 +75,7 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         use ErrorKind::*;
         match self {
-            NotConnected | AuthorizationRequired | Expired | Revoked | NoUser => 401,
+            NotConnected | AuthorizationRequired | Expired | Revoked | Unreadable | NoUser => 401,
             Confirmation => 403,
             DiscoveryUnavailable | Registration | Token | Transport | InvalidResponse
             | Upstream => 502,
@@ -129,6 +131,7 @@ impl ErrorReport {
                 ErrorKind::AuthorizationRequired
                     | ErrorKind::Expired
                     | ErrorKind::Revoked
+                    | ErrorKind::Unreadable
                     | ErrorKind::NotConnected
             ),
             retryable,
@@ -141,6 +144,20 @@ impl ErrorReport {
     /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
         self.error.status()
+    }
+
+    /// Why the person must (re-)authorize, when they must: the token expired
+    /// with no way to refresh it, or the grant no longer works.
+    pub fn reauthorization(&self) -> Option<Reason> {
+        if !self.reauthorize {
+            return None;
+        }
+        Some(match (self.error, self.reason) {
+            (_, Some(r)) => r,
+            (ErrorKind::Expired, None) => Reason::Expired,
+            (ErrorKind::NotConnected, None) => Reason::NeverConnected,
+            _ => Reason::Revoked,
+        })
     }
 }
 
@@ -181,6 +198,7 @@ impl Error {
             Error::NotConnected { .. } => ErrorKind::NotConnected,
             Error::AuthorizationRequired(_) => ErrorKind::AuthorizationRequired,
             Error::NoRefreshToken { .. } => ErrorKind::Expired,
+            Error::Unreadable { .. } => ErrorKind::Unreadable,
             Error::Token { .. } if self.requires_reauthorization() => ErrorKind::Revoked,
             Error::Token { .. } => ErrorKind::Token,
             Error::Transport { .. } => ErrorKind::Transport,
@@ -198,9 +216,15 @@ impl Error {
     pub fn report(&self) -> ErrorReport {
         let mut r = ErrorReport::new(self.kind(), self.to_string(), self.is_retryable());
         r.reauthorize = self.requires_reauthorization();
-        if let Error::AuthorizationRequired(a) = self {
-            r.resource = Some(a.resource.clone());
-            r.reason = Some(a.reason);
+        match self {
+            Error::AuthorizationRequired(a) => {
+                r.resource = Some(a.resource.clone());
+                r.reason = Some(a.reason);
+            }
+            Error::NoRefreshToken { resource } | Error::Unreadable { resource, .. } => {
+                r.resource = Some(resource.clone());
+            }
+            _ => {}
         }
         r
     }

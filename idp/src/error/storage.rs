@@ -17,6 +17,8 @@ pub enum StorageCause {
     Conflict,
     /// A shared store (the registry object) could not be reached.
     Unavailable,
+    /// No usable encryption key for secrets at rest.
+    NoKey,
 }
 
 /// A store failure: its cause, what was being done, and the underlying error

@@ -86,8 +86,14 @@ pub async fn refresh_provider(
     let Some(grant) = before.grant.as_ref() else {
         return Ok(None);
     };
-    let no_refresh = || Error::NoRefreshToken {
-        resource: before.resource.clone(),
+    let no_refresh = || match &grant.unreadable {
+        Some(reason) => Error::Unreadable {
+            resource: before.resource.clone(),
+            reason: reason.clone(),
+        },
+        None => Error::NoRefreshToken {
+            resource: before.resource.clone(),
+        },
     };
     let tokens = grant.tokens.as_ref().ok_or_else(no_refresh)?;
     let settled = match reason {

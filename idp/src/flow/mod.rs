@@ -334,6 +334,7 @@ pub async fn finish_login(
         revocation_endpoint: flow.revocation_endpoint.clone(),
         tokens: Some(tokens),
         redirect_uri: Some(flow.redirect_uri.clone()),
+        unreadable: None,
     };
     // Compare-and-swap, so a grant stored by a concurrent login is revoked
     // too, never silently overwritten.
@@ -428,6 +429,7 @@ mod tests {
                     issued_at: Some(0),
                 }),
                 redirect_uri: Some(Url::parse("https://app.example/oauth/callback").unwrap()),
+                unreadable: None,
             }),
             created_at: 0,
         }

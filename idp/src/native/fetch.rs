@@ -3,7 +3,7 @@
 
 use super::{describe, now, MemoryStore, NativeIdp};
 use crate::error::{Error, Result};
-use crate::fetch::{Exchange, Next, Reason};
+use crate::fetch::{Exchange, Next};
 use crate::flow::Refused;
 use crate::store::Store;
 use url::Url;
@@ -57,7 +57,20 @@ impl<S: Store> AuthedFetch<'_, S> {
             })?),
         };
         let idp = self.idp;
-        let auth = idp.authorization(self.owner, &url).await?;
+        let auth = match idp.authorization(self.owner, &url).await {
+            Ok(a) => a,
+            Err(e) => {
+                let report = e.report();
+                let Some(reason) = report.reauthorization() else {
+                    return Err(e);
+                };
+                return Err(Error::AuthorizationRequired(crate::error::Reauthorize {
+                    resource: report.resource.unwrap_or(url),
+                    scope: None,
+                    reason,
+                }));
+            }
+        };
         let mut exchange = Exchange::new(request.method().as_str(), &url, auth)?;
         loop {
             let hop = exchange.hop();
@@ -116,11 +129,10 @@ impl<S: Store> AuthedFetch<'_, S> {
                         .await;
                     let result = match refreshed {
                         Ok(a) => Ok(Some(a)),
-                        Err(e @ Error::NoRefreshToken { .. }) if e.requires_reauthorization() => {
-                            Err(Reason::Expired)
-                        }
-                        Err(e) if e.requires_reauthorization() => Err(Reason::Revoked),
-                        Err(e) => return Err(e),
+                        Err(e) => match e.report().reauthorization() {
+                            Some(reason) => Err(reason),
+                            None => return Err(e),
+                        },
                     };
                     if let Next::Reauthorize(r) = exchange.refreshed(result) {
                         return Err(Error::AuthorizationRequired(r));

@@ -2,6 +2,7 @@
 //! file through `rusqlite`.
 
 use crate::error::{Error, Result, StorageCause, StorageError};
+use crate::store::seal::{Keyring, Random, Sealing};
 use crate::store::sql::{migrate, SqlConnection, SqlRun, SqlStore, SqlValue};
 
 /// A SQLite database for [`SqliteStore`]: a `rusqlite` connection behind a
@@ -63,7 +64,9 @@ impl SqlConnection for SqliteConnection {
 /// ```
 /// # async fn run() -> idp::Result<()> {
 /// use idp::native::{NativeIdp, SqliteStore};
-/// let store = SqliteStore::open_in_memory()?; // or SqliteStore::open("idp.sqlite")?
+/// // Secrets sealed with AES-256-GCM (the key from your secret store):
+/// let keys = idp::store::seal::Keyring::parse("k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=")?;
+/// let store = SqliteStore::open_in_memory()?.with_keys(keys); // or SqliteStore::open("idp.sqlite")?
 /// # let settings: idp::flow::Settings = unimplemented!();
 /// let idp = NativeIdp::with_store(settings, store);
 /// # Ok(()) }
@@ -95,6 +98,14 @@ impl SqlStore<SqliteConnection> {
             ))
         })?;
         Self::from_connection(conn)
+    }
+
+    /// Seals secrets at rest with `keys` (the first encrypts; see
+    /// [`crate::store::seal`]). Without keys they are kept in plain text.
+    pub fn with_keys(self, keys: Keyring) -> Self {
+        let random: Random = |buf| getrandom::fill(buf).map_err(|e| e.to_string());
+        let conn = self.into_connection();
+        Self::with_sealing(conn, Sealing::keyring(keys, random))
     }
 
     fn from_connection(conn: rusqlite::Connection) -> Result<Self> {
@@ -147,6 +158,73 @@ mod tests {
             ]]
         );
         let _ = std::fs::remove_file(&dir);
+    }
+
+    /// Secrets sealed from the first write: the file holds none of them, a
+    /// wrong key reads as "connect again" for that provider only, and
+    /// rotation re-seals every row under the new key.
+    #[test]
+    fn secrets_at_rest_are_sealed_rotated_and_refused_with_a_wrong_key() {
+        use crate::store::{conformance, Expect, Store};
+        const K1: &str = "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
+        const K2: &str = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let path = std::env::temp_dir().join(format!("idp-sealed-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let open = |keys: &str| {
+            SqliteStore::open(&path)
+                .unwrap()
+                .with_keys(Keyring::parse(keys).unwrap())
+        };
+        let store = open(K1);
+        crate::testing::block_on(conformance::check(&store));
+        let mut p = conformance::provider_with("https://secret.example/api", "ACCESS-SECRET-123");
+        if let Some(g) = p.grant.as_mut() {
+            g.tokens.as_mut().unwrap().refresh_token =
+                Some(crate::secret::RefreshToken::new("REFRESH-SECRET-456"));
+            g.client.client_secret = Some(crate::secret::ClientSecret::new("CLIENT-SECRET-789"));
+        }
+        let put = store.put_provider("carol", p.clone(), Expect::Nothing);
+        assert_eq!(
+            crate::testing::block_on(put).unwrap(),
+            crate::store::Put::Written
+        );
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [
+            "ACCESS-SECRET-123",
+            "REFRESH-SECRET-456",
+            "CLIENT-SECRET-789",
+        ] {
+            assert!(!text.contains(secret), "{secret} is in the file");
+        }
+        assert!(text.contains("idp-enc:1:k1:"));
+
+        // Another key only: that provider reads as unreadable, nothing panics.
+        let wrong = open(K2);
+        let got = crate::testing::block_on(wrong.provider("carol", &p.key))
+            .unwrap()
+            .unwrap();
+        let g = got.grant.unwrap();
+        assert!(g.tokens.is_none() && g.client.client_secret.is_none());
+        assert!(g.unreadable.unwrap().contains("\"k1\""));
+        drop(wrong);
+
+        // Rotation: the new key first, the old one still listed.
+        let both = open(&format!("{K2},{K1}"));
+        let got = crate::testing::block_on(both.provider("carol", &p.key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, p, "readable under the rotated list");
+        assert!(both.reseal().unwrap() >= 1);
+        assert_eq!(both.reseal().unwrap(), 0, "nothing left under the old key");
+        drop(both);
+        let only_new = open(K2);
+        let got = crate::testing::block_on(only_new.provider("carol", &p.key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, p, "after re-encryption the old key can go");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -50,6 +50,12 @@ fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
     }
 }
 
+/// A provider under `key` with a confidential-looking grant holding
+/// `access_token`, for tests of a store.
+pub fn provider_with(key: &str, access_token: &str) -> Provider {
+    provider(key, access_token)
+}
+
 fn provider(k: &str, access: &str) -> Provider {
     Provider {
         key: key(k),
@@ -70,6 +76,7 @@ fn provider(k: &str, access: &str) -> Provider {
                 issued_at: Some(1_000),
             }),
             redirect_uri: Some(url("https://app.example/cb/x")),
+            unreadable: None,
         }),
         created_at: 1_000,
     }

@@ -7,6 +7,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod seal;
 pub mod sql;
 
 use crate::authorize::PendingFlow;
@@ -37,6 +38,10 @@ pub struct Grant {
     /// registration the server no longer accepts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<Url>,
+    /// Set by a store whose sealed secrets for this grant could not be
+    /// opened (why; the tokens then read as absent). Never stored.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 /// A connected protected resource.

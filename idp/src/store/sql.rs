@@ -8,8 +8,10 @@
 //! A runtime provides [`SqlConnection`]: a way to run statements with `?`
 //! placeholders, inside a section no other writer can interleave with
 //! ([`SqlConnection::atomic`]). Each row is stored as JSON in a `data`
-//! column, keyed by indexed columns.
+//! column, keyed by indexed columns; its secret fields are sealed as the
+//! store's [`Sealing`] says (see [`super::seal`]).
 
+use super::seal::{Seal, Sealing};
 use super::{Expect, FlowTake, Provider, Put, Store};
 use crate::authorize::{PendingFlow, FLOW_LIFETIME_SECS};
 use crate::discovery::AuthorizationServer;
@@ -18,6 +20,22 @@ use crate::matching::{candidates, ResourceKey};
 use crate::registration::Registration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
+
+/// The secret fields of each table's rows.
+const PROVIDER_SECRETS: &[&str] = &["/grant/tokens", "/grant/client/client_secret"];
+const FLOW_SECRETS: &[&str] = &["/verifier", "/client/client_secret"];
+const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret"];
+
+/// A row's identity, the associated data of its sealed fields.
+fn row_id(table: &str, keys: &[&str]) -> String {
+    let mut s = table.to_owned();
+    for k in keys {
+        s.push('|');
+        s.push_str(k);
+    }
+    s
+}
 
 /// A value bound to a `?` placeholder or read from a column.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,16 +169,131 @@ pub fn decode<T: DeserializeOwned>(value: &SqlValue) -> Result<T> {
     })
 }
 
+fn from_doc<T: DeserializeOwned>(doc: Value) -> Result<T> {
+    serde_json::from_value(doc).map_err(|e| {
+        StorageError::with_source(StorageCause::Corrupt, "a stored row is unreadable", e).into()
+    })
+}
+
 /// The [`Store`] over a [`SqlConnection`]. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct SqlStore<C> {
     conn: C,
+    sealing: Sealing,
 }
 
 impl<C: SqlConnection> SqlStore<C> {
-    /// A store over `conn`, whose schema [`migrate`] has brought up to date.
+    /// A store over `conn`, whose schema [`migrate`] has brought up to date,
+    /// keeping secrets in plain text.
     pub fn new(conn: C) -> Self {
-        Self { conn }
+        Self::with_sealing(conn, Sealing::plaintext())
+    }
+
+    /// A store whose secret fields are kept as `sealing` says.
+    pub fn with_sealing(conn: C, sealing: Sealing) -> Self {
+        Self { conn, sealing }
+    }
+
+    /// The connection back, for a store over it with other settings.
+    pub fn into_connection(self) -> C {
+        self.conn
+    }
+
+    /// How secrets are kept.
+    pub fn sealing(&self) -> &Sealing {
+        &self.sealing
+    }
+
+    fn encode(&self, value: &impl Serialize, id: &str, paths: &[&str]) -> Result<SqlValue> {
+        let mut doc = serde_json::to_value(value).map_err(|e| {
+            StorageError::with_source(StorageCause::Corrupt, "could not encode a row", e)
+        })?;
+        self.sealing.seal(&mut doc, id, paths)?;
+        Ok(SqlValue::Text(doc.to_string()))
+    }
+
+    /// A row's document with its sealed fields opened (those that cannot be
+    /// opened are null), and why any could not.
+    fn open_row(
+        &self,
+        data: &SqlValue,
+        id: &str,
+        paths: &[&str],
+    ) -> Result<(Value, Option<String>)> {
+        let mut doc: Value = decode(data)?;
+        let failed = self.sealing.open(&mut doc, id, paths);
+        Ok((doc, failed))
+    }
+
+    fn decode_provider(&self, owner: &str, key: &str, data: &SqlValue) -> Result<Provider> {
+        let (doc, failed) = self.open_row(
+            data,
+            &row_id("idp_providers", &[owner, key]),
+            PROVIDER_SECRETS,
+        )?;
+        let mut p: Provider = from_doc(doc)?;
+        if let (Some(reason), Some(g)) = (failed, p.grant.as_mut()) {
+            g.tokens = None;
+            g.unreadable = Some(reason);
+        }
+        Ok(p)
+    }
+
+    fn provider_row(db: &impl SqlRun, owner: &str, key: &str) -> Result<Option<SqlValue>> {
+        let rows = db
+            .run(PROVIDER, vec![text(owner), text(key)])
+            .map_err(storage("SQL"))?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()))
+    }
+
+    /// Seals again every row whose secrets are in plain text or under an
+    /// older key than the current one (rows whose secrets cannot be opened
+    /// are left as they are). Returns how many rows were rewritten.
+    pub fn reseal(&self) -> Result<usize> {
+        let db = self.conn.atomic();
+        let mut rewritten = 0;
+        let tables: [(&str, &[&str], &[&str]); 3] = [
+            ("idp_providers", &["owner", "key"], PROVIDER_SECRETS),
+            ("idp_flows", &["state"], FLOW_SECRETS),
+            (
+                "idp_registrations",
+                &["issuer", "redirect_uri"],
+                REGISTRATION_SECRETS,
+            ),
+        ];
+        for (table, keys, paths) in tables {
+            let rows = db
+                .run(
+                    &format!("SELECT {}, data FROM {table}", keys.join(", ")),
+                    vec![],
+                )
+                .map_err(storage("re-encrypting"))?;
+            for row in rows {
+                let Some((data, key_values)) = row.split_last() else {
+                    continue;
+                };
+                let ids: Vec<&str> = key_values.iter().filter_map(SqlValue::as_text).collect();
+                let id = row_id(table, &ids);
+                let (mut doc, failed) = self.open_row(data, &id, paths)?;
+                let stale = decode::<Value>(data)
+                    .map(|d| self.sealing.status(&d, paths) == Seal::Stale)
+                    .unwrap_or(false);
+                if failed.is_some() || !stale {
+                    continue;
+                }
+                self.sealing.seal(&mut doc, &id, paths)?;
+                let filter: Vec<String> = keys.iter().map(|k| format!("{k} = ?")).collect();
+                let mut args = vec![SqlValue::Text(doc.to_string())];
+                args.extend(key_values.iter().cloned());
+                db.run(
+                    &format!("UPDATE {table} SET data = ? WHERE {}", filter.join(" AND ")),
+                    args,
+                )
+                .map_err(storage("re-encrypting"))?;
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
     }
 
     /// The connection, for the runtime's own tables.
@@ -203,6 +336,11 @@ const PROVIDER: &str = "SELECT data FROM idp_providers WHERE owner = ? AND key =
 
 impl<C: SqlConnection> Store for SqlStore<C> {
     async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
+        let data = self.encode(
+            &flow,
+            &row_id("idp_flows", &[flow.state.secret()]),
+            FLOW_SECRETS,
+        )?;
         let db = self.conn.atomic();
         // Expired flows are dropped whenever a new one is stored.
         let expired_before = flow.created_at.saturating_sub(FLOW_LIFETIME_SECS);
@@ -216,7 +354,7 @@ impl<C: SqlConnection> Store for SqlStore<C> {
                 vec![
                     text(flow.state.secret()),
                     text(&flow.owner),
-                    json(&flow).map_err(|e| e.to_string())?,
+                    data,
                     secs(flow.created_at),
                 ],
             )
@@ -227,36 +365,63 @@ impl<C: SqlConnection> Store for SqlStore<C> {
 
     async fn take_flow(&self, state: &str, owner: &str, redirect_uri: &str) -> Result<FlowTake> {
         let db = self.conn.atomic();
-        let flow: Option<PendingFlow> = first_data(
-            &db,
-            "SELECT data FROM idp_flows WHERE state = ? AND owner = ?",
-            vec![text(state), text(owner)],
-        )?;
-        Ok(match flow {
-            None => FlowTake::Missing,
-            Some(f) if f.redirect_uri.as_str() != redirect_uri => FlowTake::OtherCallback,
-            Some(f) => {
-                db.run("DELETE FROM idp_flows WHERE state = ?", vec![text(state)])
-                    .map_err(storage("taking a flow"))?;
-                FlowTake::Taken(Box::new(f))
-            }
-        })
+        let rows = db
+            .run(
+                "SELECT data FROM idp_flows WHERE state = ? AND owner = ?",
+                vec![text(state), text(owner)],
+            )
+            .map_err(storage("SQL"))?;
+        let Some(data) = rows.first().and_then(|r| r.first()) else {
+            return Ok(FlowTake::Missing);
+        };
+        let (doc, failed) = self.open_row(data, &row_id("idp_flows", &[state]), FLOW_SECRETS)?;
+        if let Some(reason) = failed {
+            return Err(Error::storage(
+                StorageCause::NoKey,
+                format!("this authorization's stored secrets cannot be decrypted: {reason}; start it again"),
+            ));
+        }
+        let flow: PendingFlow = from_doc(doc)?;
+        if flow.redirect_uri.as_str() != redirect_uri {
+            return Ok(FlowTake::OtherCallback);
+        }
+        db.run("DELETE FROM idp_flows WHERE state = ?", vec![text(state)])
+            .map_err(storage("taking a flow"))?;
+        Ok(FlowTake::Taken(Box::new(flow)))
     }
 
     async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
-        self.first_data(
-            "SELECT data FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
-            vec![text(issuer), text(redirect_uri)],
-        )
+        let rows = self
+            .conn
+            .atomic()
+            .run(
+                "SELECT data FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
+                vec![text(issuer), text(redirect_uri)],
+            )
+            .map_err(storage("SQL"))?;
+        let Some(data) = rows.first().and_then(|r| r.first()) else {
+            return Ok(None);
+        };
+        let id = row_id("idp_registrations", &[issuer, redirect_uri]);
+        match self.open_row(data, &id, REGISTRATION_SECRETS)? {
+            // A client whose secret cannot be read is registered again.
+            (_, Some(_)) => Ok(None),
+            (doc, None) => from_doc(doc).map(Some),
+        }
     }
 
     async fn put_registration(&self, registration: Registration) -> Result<()> {
+        let id = row_id(
+            "idp_registrations",
+            &[&registration.issuer, &registration.redirect_uri],
+        );
+        let data = self.encode(&registration, &id, REGISTRATION_SECRETS)?;
         self.exec(
             "INSERT OR REPLACE INTO idp_registrations (issuer, redirect_uri, data) VALUES (?, ?, ?)",
             vec![
                 text(&registration.issuer),
                 text(&registration.redirect_uri),
-                json(&registration)?,
+                data,
             ],
         )
     }
@@ -307,11 +472,19 @@ impl<C: SqlConnection> Store for SqlStore<C> {
         provider: Provider,
         expected: Expect<'_>,
     ) -> Result<Put> {
-        let db = self.conn.atomic();
         let key = provider.key.as_str();
+        let data = self.encode(
+            &provider,
+            &row_id("idp_providers", &[owner, key]),
+            PROVIDER_SECRETS,
+        )?;
+        let db = self.conn.atomic();
         // Compared decoded, not as text: rows written by an older version
-        // may serialise differently.
-        let current: Option<Provider> = first_data(&db, PROVIDER, vec![text(owner), text(key)])?;
+        // may serialise differently, and sealing uses fresh nonces.
+        let current = match Self::provider_row(&db, owner, key)? {
+            Some(row) => Some(self.decode_provider(owner, key, &row)?),
+            None => None,
+        };
         let as_expected = match expected {
             Expect::Nothing => current.is_none(),
             Expect::Exactly(e) => current.as_ref() == Some(e),
@@ -321,14 +494,16 @@ impl<C: SqlConnection> Store for SqlStore<C> {
         }
         db.run(
             "INSERT OR REPLACE INTO idp_providers (owner, key, data, updated_at) VALUES (?, ?, ?, ?)",
-            vec![text(owner), text(key), json(&provider)?, secs(provider.created_at)],
+            vec![text(owner), text(key), data, secs(provider.created_at)],
         )
         .map_err(storage("storing a provider"))?;
         Ok(Put::Written)
     }
 
     async fn provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
-        self.first_data(PROVIDER, vec![text(owner), text(key.as_str())])
+        let row = Self::provider_row(&self.conn.atomic(), owner, key.as_str())?;
+        row.map(|data| self.decode_provider(owner, key.as_str(), &data))
+            .transpose()
     }
 
     async fn provider_for(&self, owner: &str, url: &ResourceKey) -> Result<Option<Provider>> {
@@ -337,38 +512,49 @@ impl<C: SqlConnection> Store for SqlStore<C> {
         let placeholders = vec!["?"; keys.len()].join(", ");
         let mut args = vec![text(owner)];
         args.extend(keys.iter().map(|k| text(k.as_str())));
-        self.first_data(
-            &format!(
-                "SELECT data FROM idp_providers WHERE owner = ? AND key IN ({placeholders}) ORDER BY length(key) DESC LIMIT 1"
-            ),
-            args,
-        )
+        let rows = self
+            .conn
+            .atomic()
+            .run(
+                &format!(
+                    "SELECT key, data FROM idp_providers WHERE owner = ? AND key IN ({placeholders}) ORDER BY length(key) DESC LIMIT 1"
+                ),
+                args,
+            )
+            .map_err(storage("SQL"))?;
+        match rows.first().map(Vec::as_slice) {
+            Some([SqlValue::Text(key), data]) => self.decode_provider(owner, key, data).map(Some),
+            _ => Ok(None),
+        }
     }
 
     async fn providers(&self, owner: &str) -> Result<Vec<Provider>> {
         self.conn
             .atomic()
             .run(
-                "SELECT data FROM idp_providers WHERE owner = ? ORDER BY key",
+                "SELECT key, data FROM idp_providers WHERE owner = ? ORDER BY key",
                 vec![text(owner)],
             )
             .map_err(storage("SQL"))?
             .iter()
-            .filter_map(|r| r.first())
-            .map(decode)
+            .filter_map(|r| match r.as_slice() {
+                [SqlValue::Text(key), data] => Some(self.decode_provider(owner, key, data)),
+                _ => None,
+            })
             .collect()
     }
 
     async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
         let db = self.conn.atomic();
-        let p: Option<Provider> = first_data(&db, PROVIDER, vec![text(owner), text(key.as_str())])?;
-        if p.is_some() {
-            db.run(
-                "DELETE FROM idp_providers WHERE owner = ? AND key = ?",
-                vec![text(owner), text(key.as_str())],
-            )
-            .map_err(storage("removing a provider"))?;
-        }
-        Ok(p)
+        let Some(row) = Self::provider_row(&db, owner, key.as_str())? else {
+            return Ok(None);
+        };
+        let p = self.decode_provider(owner, key.as_str(), &row)?;
+        db.run(
+            "DELETE FROM idp_providers WHERE owner = ? AND key = ?",
+            vec![text(owner), text(key.as_str())],
+        )
+        .map_err(storage("removing a provider"))?;
+        Ok(Some(p))
     }
 }

@@ -178,7 +178,19 @@ impl<'a> AuthedFetch<'a> {
     /// Sends a request, authorizing it as described on [`AuthedFetch`] (the
     /// engine's request policy, [`crate::fetch`]).
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
-        let auth = self.stub.authorization(&req.url).await?;
+        let auth = match self.stub.authorization(&req.url).await {
+            Ok(a) => a,
+            // The grant cannot be used (expired with no refresh token, dead,
+            // or sealed under a key no longer configured): connect again.
+            Err(Error::Remote(e)) if e.reauthorization().is_some() => {
+                return Err(self.required(Reauthorize {
+                    resource: e.resource.clone().unwrap_or_else(|| req.url.clone()),
+                    scope: None,
+                    reason: e.reauthorization().unwrap_or(Reason::Revoked),
+                }));
+            }
+            Err(e) => return Err(e),
+        };
         let mut exchange = Exchange::new(method_name(&req.method), &req.url, auth)?;
         loop {
             let response = self.hop(&req, exchange.hop()).await?;
@@ -201,11 +213,7 @@ impl<'a> AuthedFetch<'a> {
                     let result = match self.stub.rejected(&a.key, token).await {
                         Ok(a) => Ok(Some(a)),
                         Err(Error::Remote(e)) if e.reauthorize => {
-                            Err(if e.error == crate::error::ErrorKind::Expired {
-                                Reason::Expired
-                            } else {
-                                Reason::Revoked
-                            })
+                            Err(e.reauthorization().unwrap_or(Reason::Revoked))
                         }
                         Err(e) => return Err(e),
                     };

@@ -8,8 +8,8 @@ use super::config::{base_for, route_url, Config, DEFAULT_BINDING};
 use super::error::Error;
 use super::fetch::AuthedFetch;
 use super::protocol::{
-    McpSessionGet, McpSessionPut, ProviderView, Providers, RefreshExpiring, RefreshOutcome, Remove,
-    RemoveOutcome,
+    McpSessionGet, McpSessionPut, ProviderView, Providers, Reencrypt, Reencrypted, RefreshExpiring,
+    RefreshOutcome, Remove, RemoveOutcome,
 };
 use url::Url;
 use worker::Env;
@@ -194,6 +194,17 @@ impl Handler {
                 url: url.to_owned(),
             })
             .await
+    }
+}
+
+impl Handler {
+    /// Seals again, under the first key of `IDP_ENCRYPTION_KEYS`, this user's
+    /// secrets and the registry's that are in plain text or under an older
+    /// key. With the next write of each row this happens anyway; call this
+    /// for every user after putting a new key first, before dropping the old
+    /// one.
+    pub async fn reencrypt(&self) -> Result<Reencrypted, Error> {
+        self.stub.call(Reencrypt {}).await
     }
 }
 

@@ -40,10 +40,10 @@ pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
 pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};
 pub use middleware::client_metadata_response;
-pub use object::ProvidersObject;
+pub use object::{ProvidersObject, ENCRYPTION_KEYS_VAR};
 #[cfg(feature = "bench")]
 pub use protocol::CallStats;
-pub use protocol::{ProviderView, RefreshOutcome, RefreshStatus, RemoveOutcome};
+pub use protocol::{ProviderView, Reencrypted, RefreshOutcome, RefreshStatus, RemoveOutcome};
 pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;

@@ -107,6 +107,13 @@ calls! {
     /// How many calls this object instance has answered (benchmarks).
     #[cfg(feature = "bench")]
     Stats {} -> CallStats;
+    UserOp
+    /// Seals again this user's secrets (and the registry's) under the current
+    /// key.
+    Reencrypt {} -> Reencrypted;
+    RegistryOp
+    /// Seals again the registry's secrets under the current key.
+    RegistryReencrypt {} -> usize;
     RegistryOp
     /// A cached registration.
     RegistrationGet { issuer: String, redirect_uri: String } -> Option<Registration>;
@@ -134,6 +141,17 @@ calls! {
 pub struct CallStats {
     /// The count.
     pub calls: u64,
+}
+
+/// What [`Handler::reencrypt`](super::Handler::reencrypt) rewrote: rows
+/// whose secrets were in plain text or under an older key, now sealed with
+/// the first key of `IDP_ENCRYPTION_KEYS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reencrypted {
+    /// Rows of the user's object.
+    pub user_rows: usize,
+    /// Rows of the registry (client registrations).
+    pub registry_rows: usize,
 }
 
 /// An MCP session kept for a user and server: the id the server assigned

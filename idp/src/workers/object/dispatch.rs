@@ -200,6 +200,31 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             Call::Stats(_) => answer::<Stats, _>(async { Ok(CallStats {
                 calls: self.calls.get(),
             }) }).await,
+            Call::Reencrypt(Reencrypt {}) => {
+                answer::<Reencrypt, _>(async {
+                    let _writes = self.refresher.lock().await;
+                    let user_rows = self.store(None).sql.reseal()?;
+                    let registry_rows = match registry {
+                        Some(binding) => {
+                            super::super::client::call_registry(
+                                &self.env,
+                                binding,
+                                RegistryReencrypt {},
+                            )
+                            .await?
+                        }
+                        None => 0,
+                    };
+                    Ok(Reencrypted {
+                        user_rows,
+                        registry_rows,
+                    })
+                })
+                .await
+            }
+            Call::RegistryReencrypt(RegistryReencrypt {}) => {
+                answer::<RegistryReencrypt, _>(async { Ok(self.store(None).sql.reseal()?) }).await
+            }
             Call::RegistrationGet(RegistrationGet {
                 issuer,
                 redirect_uri,

@@ -10,11 +10,12 @@ mod dispatch;
 mod sql_store;
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
-use super::http::{now, WorkerHttp};
+use super::http::{now, random_bytes, WorkerHttp};
 use super::protocol::{Envelope, ProviderView, RefreshOutcome, RefreshStatus, RemoteError, Reply};
 use crate::error::Error;
 use crate::flow::Refresher;
 use crate::matching::ResourceKey;
+use crate::store::seal::{Keyring, Sealing};
 use crate::store::{Expect, Provider, Put, Store};
 use sql_store::ObjectStore;
 use worker::{Env, Request, Response, State};
@@ -46,8 +47,46 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     /// finishing later, and a spent refresh token never overwrites a rotated
     /// one.
     refresher: Refresher<tokio::sync::Mutex<()>>,
+    /// How secrets are kept at rest (from `IDP_ENCRYPTION_KEYS`).
+    sealing: Sealing,
     #[cfg(feature = "bench")]
     calls: std::cell::Cell<u64>,
+}
+
+/// The variable (a Workers secret in production) holding the encryption keys.
+pub const ENCRYPTION_KEYS_VAR: &str = "IDP_ENCRYPTION_KEYS";
+
+/// How secrets are kept, from the Worker's variables: sealed with
+/// `IDP_ENCRYPTION_KEYS`; without it, in plain text only in local
+/// development (`IDP_ALLOW_INSECURE_LOOPBACK=true`, with a warning),
+/// otherwise refused with an error that says how to set a key.
+fn sealing_from_env(env: &Env) -> Sealing {
+    let keys = env
+        .secret(ENCRYPTION_KEYS_VAR)
+        .or_else(|_| env.var(ENCRYPTION_KEYS_VAR))
+        .map(|v| v.to_string());
+    match keys {
+        Ok(spec) => match Keyring::parse(&spec) {
+            Ok(k) => Sealing::keyring(k, random_bytes),
+            Err(e) => {
+                worker::console_error!("idp: {e}; tokens will not be stored");
+                Sealing::refuse()
+            }
+        },
+        Err(_) => {
+            let dev = env
+                .var("IDP_ALLOW_INSECURE_LOOPBACK")
+                .is_ok_and(|v| v.to_string().trim().eq_ignore_ascii_case("true"));
+            if dev {
+                worker::console_warn!(
+                    "idp: {ENCRYPTION_KEYS_VAR} is not set: tokens are stored in plain text (allowed only in local development)"
+                );
+                Sealing::plaintext()
+            } else {
+                Sealing::refuse()
+            }
+        }
+    }
 }
 
 impl<H: OnAuthSuccess> std::fmt::Debug for ProvidersObject<H> {
@@ -67,12 +106,14 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// Opens the object: applies pending schema migrations.
     pub fn new(state: State, env: Env, hook: H) -> Self {
         let schema = crate::store::sql::migrate(&&state.storage().sql());
+        let sealing = sealing_from_env(&env);
         Self {
             state,
             env,
             hook,
             schema,
             refresher: Refresher::default(),
+            sealing,
             #[cfg(feature = "bench")]
             calls: std::cell::Cell::new(0),
         }
@@ -114,7 +155,10 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     fn store<'a>(&'a self, registry: Option<&'a str>) -> ObjectStore<'a> {
         ObjectStore {
-            sql: crate::store::sql::SqlStore::new(self.state.storage().sql()),
+            sql: crate::store::sql::SqlStore::with_sealing(
+                self.state.storage().sql(),
+                self.sealing.clone(),
+            ),
             env: &self.env,
             registry,
         }

@@ -1,0 +1,376 @@
+//! Secrets at rest: AES-256-GCM over the secret fields of stored rows
+//! (access and refresh tokens, client secrets, PKCE verifiers), with the
+//! row's identity and the field as associated data, so a ciphertext cannot
+//! be moved to another row or field.
+//!
+//! A [`Keyring`] holds one or more keys with ids; the first encrypts, the
+//! others only decrypt, so rotation is: put a new key first, deploy,
+//! re-encrypt ([`super::sql::SqlStore::reseal`]), drop the old key. Each
+//! sealed value records its key id: `idp-enc:1:{key id}:{base64url(nonce ‖
+//! ciphertext)}`, with a random 96-bit nonce.
+//!
+//! ```
+//! use idp::store::seal::Keyring;
+//! let keys = Keyring::parse("k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=, k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=")?;
+//! assert_eq!(keys.current(), "k2");
+//! # Ok::<(), idp::Error>(())
+//! ```
+
+use crate::error::{Error, Result, StorageCause};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use serde_json::Value;
+use std::sync::Arc;
+
+const PREFIX: &str = "idp-enc:1:";
+
+/// Encryption keys with ids; the first encrypts. `Debug` shows the ids only.
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Vec<(String, Aes256Gcm)>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<_> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("Keyring").field("ids", &ids).finish()
+    }
+}
+
+fn bad_keys(reason: impl std::fmt::Display) -> Error {
+    Error::storage(
+        StorageCause::NoKey,
+        format!("IDP_ENCRYPTION_KEYS is not usable: {reason}; it is a list like `k2:<base64 of 32 random bytes>, k1:<...>`, the first key encrypting (make one with `openssl rand -base64 32`)"),
+    )
+}
+
+impl Keyring {
+    /// Reads `id:base64key` entries separated by commas or whitespace. Ids
+    /// are 1 to 32 ASCII letters, digits, `-` or `_`, unique; keys are 32
+    /// bytes in base64 (standard or URL-safe, padded or not).
+    pub fn parse(spec: &str) -> Result<Self> {
+        let mut keys: Vec<(String, Aes256Gcm)> = Vec::new();
+        for entry in spec.split(|c: char| c == ',' || c.is_whitespace()) {
+            if entry.is_empty() {
+                continue;
+            }
+            let (id, key) = entry
+                .split_once(':')
+                .ok_or_else(|| bad_keys("an entry has no `id:`"))?;
+            let id_ok = (1..=32).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !id_ok {
+                return Err(bad_keys(format!(
+                    "the key id {id:?} is not 1 to 32 letters, digits, - or _"
+                )));
+            }
+            if keys.iter().any(|(k, _)| k == id) {
+                return Err(bad_keys(format!("the key id {id:?} appears twice")));
+            }
+            let trimmed = key.trim_end_matches('=');
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(trimmed)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+                .map_err(|_| bad_keys(format!("the key {id:?} is not base64")))?;
+            let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| {
+                bad_keys(format!("the key {id:?} is {} bytes, not 32", bytes.len()))
+            })?;
+            keys.push((id.to_owned(), cipher));
+        }
+        if keys.is_empty() {
+            return Err(bad_keys("it lists no key"));
+        }
+        Ok(Self { keys })
+    }
+
+    /// The id of the key that encrypts.
+    pub fn current(&self) -> &str {
+        &self.keys[0].0
+    }
+}
+
+/// Fills a buffer with random bytes (the runtime's source).
+pub type Random = fn(&mut [u8]) -> std::result::Result<(), String>;
+
+/// How a store keeps secret fields: sealed with a [`Keyring`], or in plain
+/// text (allowed for development, or refused).
+#[derive(Clone, Debug)]
+pub struct Sealing {
+    keyring: Option<Arc<Keyring>>,
+    random: Option<Random>,
+    refuse_plaintext: bool,
+}
+
+impl Default for Sealing {
+    fn default() -> Self {
+        Self::plaintext()
+    }
+}
+
+/// What a row's secret fields need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seal {
+    /// Sealed with the current key (or nothing to seal).
+    Current,
+    /// Plain text or an older key: seal again on the next write.
+    Stale,
+}
+
+impl Sealing {
+    /// Secrets in plain text (tests, local development).
+    pub fn plaintext() -> Self {
+        Self {
+            keyring: None,
+            random: None,
+            refuse_plaintext: false,
+        }
+    }
+
+    /// Secrets sealed with `keyring`, nonces from `random`.
+    pub fn keyring(keyring: Keyring, random: Random) -> Self {
+        Self {
+            keyring: Some(Arc::new(keyring)),
+            random: Some(random),
+            refuse_plaintext: false,
+        }
+    }
+
+    /// No key and no plain text: a write of a secret fails, saying how to
+    /// configure a key (a deployment that is not local development).
+    pub fn refuse() -> Self {
+        Self {
+            keyring: None,
+            random: None,
+            refuse_plaintext: true,
+        }
+    }
+
+    /// Whether secrets are sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.keyring.is_some()
+    }
+
+    fn seal_str(&self, keyring: &Keyring, aad: &str, plain: &str) -> Result<String> {
+        let (id, cipher) = &keyring.keys[0];
+        let mut nonce = [0u8; 12];
+        let random = self
+            .random
+            .ok_or_else(|| Error::NoRandomness("no random source".into()))?;
+        random(&mut nonce).map_err(Error::NoRandomness)?;
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| Error::storage(StorageCause::Backend, "encryption failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("{PREFIX}{id}:{}", crate::encoding::base64url(&out)))
+    }
+
+    fn open_str(&self, aad: &str, sealed: &str) -> std::result::Result<String, String> {
+        let rest = &sealed[PREFIX.len()..];
+        let (id, data) = rest.split_once(':').ok_or("a sealed value is malformed")?;
+        let keyring = self.keyring.as_ref().ok_or_else(|| {
+            format!("it was encrypted with key {id:?} and IDP_ENCRYPTION_KEYS is not set")
+        })?;
+        let (_, cipher) = keyring.keys.iter().find(|(k, _)| k == id).ok_or_else(|| {
+            format!("it was encrypted with key {id:?}, which IDP_ENCRYPTION_KEYS does not list")
+        })?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(data)
+            .map_err(|_| "a sealed value is malformed".to_owned())?;
+        if bytes.len() < 12 {
+            return Err("a sealed value is malformed".into());
+        }
+        let (nonce, ct) = bytes.split_at(12);
+        let plain = cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .map_err(|_| format!("key {id:?} does not open it (a different key under the same id, or a value moved from another row)"))?;
+        String::from_utf8(plain).map_err(|_| "a sealed value is malformed".into())
+    }
+
+    /// Seals the fields of `doc` at `paths` (JSON pointers) that hold a
+    /// value, with `aad` and the path as associated data.
+    pub(crate) fn seal(&self, doc: &mut Value, aad: &str, paths: &[&str]) -> Result<()> {
+        for path in paths {
+            let Some(v) = doc.pointer_mut(path).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let Some(keyring) = &self.keyring else {
+                if self.refuse_plaintext {
+                    return Err(Error::storage(
+                        StorageCause::NoKey,
+                        "no encryption key is configured, and secrets are not stored in plain text outside local development: set IDP_ENCRYPTION_KEYS (`wrangler secret put IDP_ENCRYPTION_KEYS`, value `k1:` followed by the output of `openssl rand -base64 32`)",
+                    ));
+                }
+                continue;
+            };
+            let plain = serde_json::to_string(v).map_err(|e| {
+                Error::Storage(crate::error::StorageError::with_source(
+                    StorageCause::Corrupt,
+                    "could not encode a secret",
+                    e,
+                ))
+            })?;
+            *v = Value::String(self.seal_str(keyring, &format!("{aad}|{path}"), &plain)?);
+        }
+        Ok(())
+    }
+
+    /// Opens the sealed fields of `doc` at `paths`. A field that cannot be
+    /// opened becomes null; the first reason is returned.
+    pub(crate) fn open(&self, doc: &mut Value, aad: &str, paths: &[&str]) -> Option<String> {
+        let mut failure = None;
+        for path in paths {
+            let Some(v) = doc.pointer_mut(path) else {
+                continue;
+            };
+            let Some(sealed) = v.as_str().filter(|s| s.starts_with(PREFIX)) else {
+                continue;
+            };
+            match self
+                .open_str(&format!("{aad}|{path}"), sealed)
+                .and_then(|plain| {
+                    serde_json::from_str(&plain).map_err(|_| "a sealed value is malformed".into())
+                }) {
+                Ok(value) => *v = value,
+                Err(reason) => {
+                    *v = Value::Null;
+                    failure.get_or_insert(reason);
+                }
+            }
+        }
+        failure
+    }
+
+    /// Whether the fields at `paths` are sealed with the current key.
+    pub(crate) fn status(&self, doc: &Value, paths: &[&str]) -> Seal {
+        let current = self
+            .keyring
+            .as_ref()
+            .map(|k| format!("{PREFIX}{}:", k.current()));
+        for path in paths {
+            let Some(v) = doc.pointer(path).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let sealed_now = match (&current, v.as_str()) {
+                (Some(c), Some(s)) => s.starts_with(c.as_str()),
+                (None, Some(s)) => !s.starts_with(PREFIX),
+                (None, None) => true,
+                (Some(_), None) => false,
+            };
+            if !sealed_now {
+                return Seal::Stale;
+            }
+        }
+        Seal::Current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
+    const K2: &str = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+    fn counter(buf: &mut [u8]) -> std::result::Result<(), String> {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static N: AtomicU8 = AtomicU8::new(0);
+        buf.fill(N.fetch_add(1, Ordering::Relaxed));
+        Ok(())
+    }
+
+    fn sealing(spec: &str) -> Sealing {
+        Sealing::keyring(Keyring::parse(spec).unwrap(), counter)
+    }
+
+    fn doc() -> Value {
+        serde_json::json!({"key": "k", "grant": {"tokens": {"access_token": "AT-SECRET"}, "client": {"client_id": "c"}}})
+    }
+
+    const PATHS: &[&str] = &["/grant/tokens", "/grant/client/client_secret"];
+
+    #[test]
+    fn seals_only_present_secrets_and_opens_them_back() {
+        let s = sealing(K1);
+        let mut d = doc();
+        s.seal(&mut d, "row", PATHS).unwrap();
+        let text = d.to_string();
+        assert!(!text.contains("AT-SECRET"), "{text}");
+        assert!(text.contains("idp-enc:1:k1:"));
+        assert!(d.pointer("/grant/client/client_secret").is_none());
+        assert_eq!(s.status(&d, PATHS), Seal::Current);
+        assert_eq!(s.open(&mut d, "row", PATHS), None);
+        assert_eq!(d, doc());
+    }
+
+    #[test]
+    fn a_value_moved_to_another_row_or_an_unknown_key_does_not_open() {
+        let s = sealing(K1);
+        let mut d = doc();
+        s.seal(&mut d, "row-a", PATHS).unwrap();
+        let mut moved = d.clone();
+        let why = s.open(&mut moved, "row-b", PATHS).unwrap();
+        assert!(why.contains("another row"), "{why}");
+        assert!(moved.pointer("/grant/tokens").unwrap().is_null());
+        let mut other = d.clone();
+        let why = sealing(K2).open(&mut other, "row-a", PATHS).unwrap();
+        assert!(why.contains("does not list"), "{why}");
+        let mut none = d.clone();
+        let why = Sealing::plaintext()
+            .open(&mut none, "row-a", PATHS)
+            .unwrap();
+        assert!(why.contains("not set"), "{why}");
+    }
+
+    #[test]
+    fn rotation_reads_old_keys_and_marks_them_stale() {
+        let mut d = doc();
+        sealing(K1).seal(&mut d, "row", PATHS).unwrap();
+        let both = sealing(&format!("{K2}, {K1}"));
+        assert_eq!(both.status(&d, PATHS), Seal::Stale);
+        assert_eq!(both.open(&mut d, "row", PATHS), None);
+        both.seal(&mut d, "row", PATHS).unwrap();
+        assert!(d.to_string().contains("idp-enc:1:k2:"));
+        assert_eq!(both.status(&d, PATHS), Seal::Current);
+        // Plain text under a keyring is stale too.
+        assert_eq!(both.status(&doc(), PATHS), Seal::Stale);
+    }
+
+    #[test]
+    fn refusing_plaintext_says_how_to_set_a_key() {
+        let e = Sealing::refuse()
+            .seal(&mut doc(), "row", PATHS)
+            .unwrap_err();
+        assert!(e.to_string().contains("IDP_ENCRYPTION_KEYS"), "{e}");
+        // Nothing secret to store: nothing refused.
+        let mut public = serde_json::json!({"key": "k", "grant": null});
+        Sealing::refuse().seal(&mut public, "row", PATHS).unwrap();
+    }
+
+    #[test]
+    fn bad_key_lists_are_refused_with_the_reason() {
+        for (spec, says) in [
+            ("", "no key"),
+            ("k1", "no `id:`"),
+            ("k1:c2hvcnQ=", "not 32"),
+            ("k 1:x", "no `id:`"),
+            ("k1:!!!", "not base64"),
+            (&format!("{K1},{K1}"), "twice"),
+        ] {
+            let e = Keyring::parse(spec).unwrap_err().to_string();
+            assert!(e.contains(says), "{spec}: {e}");
+            assert!(!e.contains("HyAhIiMk"), "no key material in errors: {e}");
+        }
+        let k = Keyring::parse(&format!("{K2},{K1}")).unwrap();
+        assert_eq!(format!("{k:?}"), r#"Keyring { ids: ["k2", "k1"] }"#);
+    }
+}
