@@ -389,3 +389,139 @@ async fn secrets_at_rest_are_sealed_rotated_and_a_wrong_key_means_reconnect() {
     let (status, body) = alice.fetch(&items).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Polls `f` every 250 ms until it is true or `secs` pass.
+async fn wait_until<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    false
+}
+
+/// The object's alarm refreshes a token with no request in flight, so the
+/// next call makes no refresh; a server answering 503 three times is retried
+/// with backoff and recovers; and the audit log tells the whole story in
+/// order: connect, refresh, failed refreshes, refresh, revoked at the server
+/// (needs re-authorization), reconnect (recovered), remove (revoked).
+#[tokio::test(flavor = "current_thread")]
+async fn the_alarm_keeps_tokens_fresh_and_events_tell_the_story() {
+    let servers = Servers::start(AuthServerOptions {
+        access_ttl: Some(20),
+        ..Default::default()
+    });
+    let worker = Worker::start_with(&state_dir("alarm"), &[("IDP_REFRESH_RETRY_SECS", "1")]);
+    let api = format!("{}/api", servers.origin);
+    let items = format!("{api}/items");
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let after_login = servers.auth_count("POST /token").await;
+
+    // No request from us: the alarm refreshes once the token is inside its
+    // margin (half of 20 s).
+    let refreshed = wait_until(30, || async {
+        servers.auth_count("POST /token").await > after_login
+    })
+    .await;
+    assert!(refreshed, "the alarm refreshed with no request in flight");
+    let tokens = servers.auth_count("POST /token").await;
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        tokens,
+        "the next call makes no refresh"
+    );
+
+    // The token endpoint fails three times: retried with backoff, recovered.
+    reqwest::Client::new()
+        .post(format!(
+            "{}/__fail-token?count=3&status=503",
+            servers.issuer
+        ))
+        .send()
+        .await
+        .unwrap();
+    let recovered = wait_until(45, || async {
+        servers.auth_count("POST /token (failed)").await == 3
+            && servers.auth_count("POST /token").await > tokens
+    })
+    .await;
+    assert!(
+        recovered,
+        "three failures then a refresh: {}",
+        servers.auth_stats().await
+    );
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Revoked at the server: the call needs re-authorization.
+    reqwest::Client::new()
+        .post(format!("{}/__revoke-grants", servers.issuer))
+        .send()
+        .await
+        .unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/__revoke-tokens", servers.origin))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "authorization_required", "{body}");
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "reconnected: {page}");
+    let (status, body) = alice
+        .send_json(
+            reqwest::Method::DELETE,
+            &format!("/api/providers?url={}", urlencode(&api)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, log) = alice.json("/api/events").await;
+    assert_eq!(status, 200, "{log}");
+    let mut story: Vec<String> = log
+        .as_array()
+        .expect("a list")
+        .iter()
+        .rev()
+        .map(|e| {
+            assert_eq!(e["user"], "alice", "{e}");
+            assert_eq!(e["resource"], api, "{e}");
+            let text = e.to_string();
+            assert!(!text.contains("eyJ"), "no token in an event: {e}");
+            match (e["event"].as_str().unwrap(), &e["transient"]) {
+                ("refresh_failed", Value::Bool(true)) => "refresh_failed(transient)".to_owned(),
+                (kind, _) => kind.to_owned(),
+            }
+        })
+        .collect();
+    story.dedup();
+    let expected = [
+        "connected",
+        "refreshed",
+        "refresh_failed(transient)",
+        "refreshed",
+        "needs_reauthorization",
+        "connected",
+        "recovered",
+        "removed",
+        "revoked",
+    ];
+    let mut rest = story.iter();
+    for step in expected {
+        assert!(
+            rest.any(|s| s == step),
+            "{step} missing or out of order in {story:?}"
+        );
+    }
+}

@@ -104,6 +104,11 @@ pub fn expand(args: &Args, target: &Target, item: &Item) -> TokenStream {
                 ) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
                     ::idp::__private::object_fetch(&self.inner, req).await
                 }
+
+                #[wasm_bindgen(js_name = alarm)]
+                pub async fn alarm(&self) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
+                    ::idp::__private::object_alarm(&self.inner).await
+                }
             }
 
             /// The Worker's fetch entry point.

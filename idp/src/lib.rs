@@ -150,6 +150,20 @@ pub mod __private {
         .await
     }
 
+    /// The Durable Object's `alarm`, as the generated class exports it.
+    pub async fn object_alarm<H: crate::workers::OnAuthSuccess>(
+        object: &crate::workers::ProvidersObject<H>,
+    ) -> Result<JsValue, JsValue> {
+        std::panic::AssertUnwindSafe(async move {
+            object
+                .alarm()
+                .await
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(JsValue::from)
+        })
+        .await
+    }
+
     /// The Worker's `fetch`, as the generated entry point exports it.
     pub async fn serve<A: crate::workers::IdpWorker>(
         app: A,

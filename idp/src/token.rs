@@ -50,12 +50,16 @@ impl TokenSet {
     /// (or within half its lifetime, for tokens that live less than 10
     /// minutes, so a short-lived token is still used before it is refreshed).
     pub fn needs_refresh(&self, now: u64) -> bool {
-        let Some(expires_at) = self.expires_at else {
-            return false;
-        };
+        self.refresh_due_at().is_some_and(|due| due <= now)
+    }
+
+    /// When [`TokenSet::needs_refresh`] turns true (seconds since the
+    /// epoch); `None` when the expiry is unknown.
+    pub fn refresh_due_at(&self) -> Option<u64> {
+        let expires_at = self.expires_at?;
         let lifetime = self.issued_at.map(|i| expires_at.saturating_sub(i));
         let margin = lifetime.map_or(REFRESH_MARGIN_SECS, |l| REFRESH_MARGIN_SECS.min(l / 2));
-        expires_at <= now.saturating_add(margin)
+        Some(expires_at.saturating_sub(margin))
     }
 
     /// Whether the access token is still valid at `now` (some seconds to

@@ -520,10 +520,15 @@ impl App {
 
     /// POSTs to one of the app's routes and reads its JSON answer.
     pub async fn post_json(&self, path: &str) -> (u16, Value) {
+        self.send_json(reqwest::Method::POST, path).await
+    }
+
+    /// Sends `method` to one of the app's routes and reads its JSON answer.
+    pub async fn send_json(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let resp = self
             .browser
             .client
-            .post(format!("{}{path}", self.origin))
+            .request(method, format!("{}{path}", self.origin))
             .header("sec-fetch-site", "same-origin")
             .send()
             .await

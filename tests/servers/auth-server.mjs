@@ -14,6 +14,8 @@
 // Prints one JSON line {"issuer": ..., "port": ...} when ready.
 // GET /__stats returns request counts by "METHOD path"; POST /__stats clears them.
 // POST /__revoke-grants revokes every grant issued so far, with its tokens.
+// POST /__fail-token?count=N&status=S answers the next N token requests with
+// HTTP S (a server having a bad moment).
 // GET /__issued lists every token the token endpoint answered (for tests that
 // search stored state for them).
 
@@ -134,6 +136,7 @@ function withoutIss(req, res, path) {
 }
 
 const issued = [];
+let failToken = { count: 0, status: 503 };
 function recordIssued(res) {
   const end = res.end.bind(res);
   res.end = (body, ...rest) => {
@@ -152,6 +155,19 @@ server.on('request', async (req, res) => {
   if (path === '/__issued') {
     res.setHeader('content-type', 'application/json');
     return res.end(JSON.stringify(issued));
+  }
+  if (path === '/__fail-token' && req.method === 'POST') {
+    const q = new URL(req.url, issuer).searchParams;
+    failToken = { count: Number(q.get('count') ?? 1), status: Number(q.get('status') ?? 503) };
+    res.setHeader('content-type', 'application/json');
+    return res.end(JSON.stringify(failToken));
+  }
+  if (path === '/token' && req.method === 'POST' && failToken.count > 0) {
+    failToken.count -= 1;
+    count('POST /token (failed)');
+    res.statusCode = failToken.status;
+    res.setHeader('content-type', 'text/plain');
+    return res.end('temporarily unavailable');
   }
   if (path === '/token' && req.method === 'POST') recordIssued(res);
   if (path === '/__stats') {

@@ -21,6 +21,7 @@
 //! - `ANY /api/forward?url=<url>`: forwards this request (method, body and
 //!   headers, but never the caller's cookies or credentials) to the URL with
 //!   the user's credentials, answering like `/api/fetch`.
+//! - `GET /api/events`: the user's audit log (lifecycle events), newest first.
 //! - `POST /api/reencrypt`: seals this user's (and the registry's) secrets
 //!   again under the first key of `IDP_ENCRYPTION_KEYS` (key rotation).
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
@@ -164,6 +165,7 @@ async fn route(
     let resp = match (req.method(), url.path()) {
         (Method::Get, "/") => Response::from_html(page::home(cx.user_id, handler.config()))?,
         (Method::Get, "/api/providers") => Response::from_json(&handler.providers().await?)?,
+        (Method::Get, "/api/events") => Response::from_json(&handler.events().await?)?,
         (Method::Post, "/api/reencrypt") => Response::from_json(&handler.reencrypt().await?)?,
         (Method::Post, "/api/refresh") => {
             let Ok(body) = req.json::<RefreshBody>().await else {

@@ -26,6 +26,8 @@ pub fn home(user: &str, config: &Config) -> String {
 <form action="{login}" method="get"><input type="url" name="url" required placeholder="https://api.example.com/v1"> <button>Connect</button></form>
 <h2>Connected</h2>
 <table><thead><tr><th>Resource</th><th>Name</th><th>Token</th><th>Expires</th><th>MCP tools</th><th></th></tr></thead><tbody id="providers"></tbody></table>
+<h2>Events</h2>
+<table><thead><tr><th>When</th><th>Resource</th><th>Event</th><th>Detail</th></tr></thead><tbody id="events"></tbody></table>
 <h2>Call a URL</h2>
 <form id="call"><input type="url" id="target" required> <button>Call</button></form>
 <pre id="answer"></pre>
@@ -49,6 +51,13 @@ async function load() {{
     button(actions, 'Refresh', async () => {{ await fetch('/api/refresh', {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{urls: [p.resource_url]}})}}); load(); }});
     button(actions, 'Reconnect', () => {{ const u = safeUrl(p.reauthorize_url); if (u) location.href = u; }});
     button(actions, 'Remove', async () => {{ await fetch('/api/providers?url=' + encodeURIComponent(p.resource_url), {{method: 'DELETE'}}); load(); }});
+  }}
+  const events = await (await fetch('/api/events')).json();
+  const log = $('events'); log.textContent = '';
+  for (const e of events.slice(0, 20)) {{
+    const row = log.insertRow();
+    cell(row, new Date(e.at * 1000).toLocaleTimeString()); cell(row, e.resource);
+    cell(row, e.event.replace(/_/g, ' ')); cell(row, e.message || e.reason || '');
   }}
 }}
 $('call').onsubmit = async (e) => {{

@@ -35,6 +35,12 @@ impl DurableObject for OAuthProviders {
     async fn fetch(&self, req: Request) -> Result<Response> {
         self.0.fetch(req).await
     }
+
+    // Refreshes tokens before they lapse, with no request in flight.
+    async fn alarm(&self) -> Result<Response> {
+        self.0.alarm().await?;
+        Response::empty()
+    }
 }
 
 fn idp_config(env: &Env) -> Config {

@@ -13,7 +13,9 @@ mod refresher;
 
 use grant::revocation_target;
 pub use grant::{refresh_provider, remove_provider, Authorization, RefreshReason, Removal};
-pub use refresher::{RefreshLock, Refresher, Refused, EARLY_REFRESH_PAUSE_SECS};
+pub use refresher::{
+    RecordedRefresh, RefreshEvent, RefreshLock, Refresher, Refused, EARLY_REFRESH_PAUSE_SECS,
+};
 
 use crate::authorize::{self, AuthorizationParams, CallbackParams, PendingFlow};
 use crate::discovery;

@@ -68,6 +68,37 @@ impl Refused<'_> {
     }
 }
 
+/// What a refresh did to a grant, as [`Refresher::take_events`] reports it
+/// (for lifecycle events). Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshEvent {
+    /// New tokens were obtained.
+    Refreshed,
+    /// The token request failed; `transient` when trying later may work.
+    Failed {
+        /// Trying later may work.
+        transient: bool,
+        /// What was tried and what came back.
+        message: String,
+    },
+    /// The server said the grant is gone: the tokens were dropped.
+    Dead {
+        /// The server's answer.
+        message: String,
+    },
+}
+
+/// One [`RefreshEvent`], with whose provider it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRefresh {
+    /// The owner.
+    pub owner: String,
+    /// The provider's key.
+    pub key: ResourceKey,
+    /// What happened.
+    pub event: RefreshEvent,
+}
+
 /// Authorizations for one store's providers, refreshed one at a time, with a
 /// lock the runtime provides ([`RefreshLock`]): concurrent callers with the
 /// same stale token cause one token request, and a rotated refresh token is
@@ -79,6 +110,8 @@ pub struct Refresher<L> {
     lock: L,
     /// (owner, key) → until when early refreshes are paused.
     paused: Mutex<HashMap<(String, ResourceKey), u64>>,
+    /// What refreshes did, until the runtime takes it.
+    events: Mutex<Vec<RecordedRefresh>>,
 }
 
 impl<L: RefreshLock + Default> Default for Refresher<L> {
@@ -93,7 +126,64 @@ impl<L: RefreshLock> Refresher<L> {
         Self {
             lock,
             paused: Mutex::new(HashMap::new()),
+            events: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What the refreshes since the last call did, oldest first.
+    pub fn take_events(&self) -> Vec<RecordedRefresh> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// [`refresh_provider`], recording what it did to the grant.
+    async fn refresh(
+        &self,
+        http: &impl HttpClient,
+        store: &impl Store,
+        owner: &str,
+        key: &ResourceKey,
+        reason: RefreshReason<'_>,
+        now: u64,
+    ) -> Result<Option<TokenSet>> {
+        let before = store
+            .provider(owner, key)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.tokens().map(|t| t.access_token.secret().to_owned()));
+        let result = refresh_provider(http, store, owner, key, reason, now).await;
+        let event = match &result {
+            Ok(Some(t)) if before.as_deref() != Some(t.access_token.secret()) => {
+                Some(RefreshEvent::Refreshed)
+            }
+            Ok(_) => None,
+            Err(e @ Error::Token { .. }) if e.requires_reauthorization() => {
+                Some(RefreshEvent::Dead {
+                    message: e.to_string(),
+                })
+            }
+            Err(
+                e @ (Error::Token { .. } | Error::Transport { .. } | Error::InvalidResponse { .. }),
+            ) => Some(RefreshEvent::Failed {
+                transient: e.is_retryable(),
+                message: e.to_string(),
+            }),
+            Err(_) => None,
+        };
+        if let Some(event) = event {
+            let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            // Kept for whoever takes them; a runtime that never does keeps
+            // the last ones only.
+            if events.len() >= 200 {
+                events.remove(0);
+            }
+            events.push(RecordedRefresh {
+                owner: owner.to_owned(),
+                key: key.clone(),
+                event,
+            });
+        }
+        result
     }
 
     /// Takes the lock, for other writes that must not interleave with a
@@ -154,7 +244,7 @@ impl<L: RefreshLock> Refresher<L> {
                     None => RefreshReason::Expiring,
                 };
                 match (
-                    refresh_provider(http, store, owner, &p.key, reason, now).await,
+                    self.refresh(http, store, owner, &p.key, reason, now).await,
                     seen,
                 ) {
                     (Ok(t), _) => {
@@ -201,7 +291,7 @@ impl<L: RefreshLock> Refresher<L> {
             Some(t) if refused.is(t) => RefreshReason::Rejected(t),
             _ => RefreshReason::Expiring,
         };
-        let tokens = refresh_provider(http, store, owner, key, reason, now).await?;
+        let tokens = self.refresh(http, store, owner, key, reason, now).await?;
         self.set_pause(owner, key, None);
         Ok(Authorization::of(key.clone(), tokens.as_ref()))
     }
@@ -217,6 +307,7 @@ impl<L: RefreshLock> Refresher<L> {
         now: u64,
     ) -> Result<Option<TokenSet>> {
         let _one_at_a_time = self.lock.lock().await;
-        refresh_provider(http, store, owner, key, RefreshReason::Expiring, now).await
+        self.refresh(http, store, owner, key, RefreshReason::Expiring, now)
+            .await
     }
 }

@@ -118,6 +118,14 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
         3,
         &["CREATE TABLE IF NOT EXISTS idp_mcp_sessions (owner TEXT NOT NULL, url TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, url))"],
     ),
+    (
+        4,
+        &[
+            "CREATE TABLE IF NOT EXISTS idp_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS idp_refresh_retries (owner TEXT NOT NULL, key TEXT NOT NULL, failures INTEGER NOT NULL, retry_at INTEGER NOT NULL, PRIMARY KEY (owner, key))",
+            "CREATE TABLE IF NOT EXISTS idp_events (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, data TEXT NOT NULL)",
+        ],
+    ),
 ];
 
 /// Applies the migrations not yet applied; the schema version afterwards.

@@ -51,6 +51,15 @@ pub trait IdpWorker: Sized + 'static {
         Ok(ProviderInfo::default_for(connected.resource_url))
     }
 
+    /// Hears a lifecycle event ([`super::Event`]: connected, refreshed, a
+    /// refresh failed, needs re-authorization, recovered, removed, revoked),
+    /// in the user's Durable Object; for example, to email the person when a
+    /// connection breaks. The default does nothing.
+    #[allow(async_fn_in_trait)]
+    async fn on_event(&self, event: &super::Event, env: &Env) {
+        let _ = (event, env);
+    }
+
     /// Adjusts the configuration for a request: add pre-registered clients
     /// (reading secrets from `env`), a client ID metadata document URL, ...
     /// The default returns it unchanged.
@@ -68,6 +77,10 @@ pub struct AppHook<A>(pub A);
 impl<A: IdpWorker> OnAuthSuccess for AppHook<A> {
     async fn on_auth_success(&self, connected: Connected<'_>) -> Result<ProviderInfo, String> {
         IdpWorker::on_auth_success(&self.0, connected).await
+    }
+
+    async fn on_event(&self, event: &super::Event, env: &Env) {
+        IdpWorker::on_event(&self.0, event, env).await;
     }
 }
 

@@ -206,6 +206,16 @@ impl Handler {
     pub async fn reencrypt(&self) -> Result<Reencrypted, Error> {
         self.stub.call(Reencrypt {}).await
     }
+
+    /// This user's audit log, newest first: the last
+    /// [`AUDIT_LOG_LEN`](super::AUDIT_LOG_LEN) lifecycle events.
+    pub async fn events(&self) -> Result<Vec<super::Event>, Error> {
+        self.stub
+            .call(super::protocol::Events {
+                owner: self.stub.owner.clone(),
+            })
+            .await
+    }
 }
 
 /// The `Authorization` header value for `url` for `user_id`, without a

@@ -72,6 +72,14 @@ pub trait OnAuthSuccess: 'static {
     async fn on_auth_success(&self, connected: Connected<'_>) -> Result<ProviderInfo, String> {
         Ok(ProviderInfo::default_for(connected.resource_url))
     }
+
+    /// Hears a lifecycle event ([`super::Event`]), in the user's Durable
+    /// Object, after it is in the audit log: email the person, enqueue work.
+    /// The default does nothing.
+    #[allow(async_fn_in_trait)]
+    async fn on_event(&self, event: &super::Event, env: &worker::Env) {
+        let _ = (event, env);
+    }
 }
 
 /// The default hook.

@@ -19,6 +19,7 @@
 mod client;
 mod config;
 mod error;
+mod events;
 mod fetch;
 mod handler;
 mod hook;
@@ -34,6 +35,7 @@ pub use crate::error::{ErrorKind, ErrorReport};
 pub use client::ProvidersStub;
 pub use config::{Config, RoutePrefix, DEFAULT_BINDING};
 pub use error::{AuthorizationRequired, Error, Reason};
+pub use events::{Event, EventKind, AUDIT_LOG_LEN};
 pub use fetch::{AuthedFetch, OutgoingRequest};
 pub use handler::{authorization_for, Handler};
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};

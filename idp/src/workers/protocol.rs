@@ -108,6 +108,9 @@ calls! {
     #[cfg(feature = "bench")]
     Stats {} -> CallStats;
     UserOp
+    /// The user's audit log, newest first (the last 200 events).
+    Events { owner: String } -> Vec<super::Event>;
+    UserOp
     /// Seals again this user's secrets (and the registry's) under the current
     /// key.
     Reencrypt {} -> Reencrypted;

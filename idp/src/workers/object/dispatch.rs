@@ -1,5 +1,6 @@
 //! The object's answer to each internal call.
 
+use super::super::events::{Event, EventKind};
 use super::super::hook::OnAuthSuccess;
 use super::super::http::{entropy, now, random_bytes, WorkerHttp};
 use super::super::protocol::*;
@@ -78,12 +79,29 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                         .await
                         ?
                 };
+                let resource = p.key.to_string();
+                let recovered = self.was_broken(&owner, &resource);
                 let (provider, hook_error) = self.named(&store, &owner, p).await;
+                let event = |kind| Event {
+                    user: owner.clone(),
+                    resource: resource.clone(),
+                    at: now(),
+                    kind,
+                };
+                let mut events = vec![event(EventKind::Connected)];
+                if recovered {
+                    events.push(event(EventKind::Recovered));
+                }
+                self.record(events).await;
+                if let Err(e) = self.schedule().await {
+                    worker::console_error!("idp: could not set the refresh alarm: {e}");
+                }
                 Ok(CallbackReply {
                     provider,
                     hook_error,
                 })
             }).await,
+            Call::Events(Events { owner }) => answer::<Events, _>(async { Ok(self.events(&owner)?) }).await,
             Call::Authorization(Authorization { owner, url }) => answer::<Authorization, _>(async {
                 let store = self.store(registry);
                 let auth = self
@@ -171,6 +189,19 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                         .await
                         ?
                 };
+                if let Some(r) = &removal {
+                    let event = |kind| Event {
+                        user: owner.clone(),
+                        resource: r.provider.key.to_string(),
+                        at: now(),
+                        kind,
+                    };
+                    let mut events = vec![event(EventKind::Removed)];
+                    if matches!(r.revoked, Ok(true)) {
+                        events.push(event(EventKind::Revoked));
+                    }
+                    self.record(events).await;
+                }
                 Ok(match removal {
                     None => RemoveOutcome {
                         removed: false,

@@ -7,6 +7,7 @@
 //! - [`dispatch`]: the answer to each internal call.
 
 mod dispatch;
+mod lifecycle;
 mod sql_store;
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
@@ -34,6 +35,10 @@ use worker::{Env, Request, Response, State};
 ///     async fn fetch(&self, req: Request) -> worker::Result<Response> {
 ///         self.0.fetch(req).await
 ///     }
+///     async fn alarm(&self) -> worker::Result<Response> {
+///         self.0.alarm().await?;
+///         Response::empty()
+///     }
 /// }
 /// ```
 pub struct ProvidersObject<H: OnAuthSuccess> {
@@ -49,6 +54,8 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     refresher: Refresher<tokio::sync::Mutex<()>>,
     /// How secrets are kept at rest (from `IDP_ENCRYPTION_KEYS`).
     sealing: Sealing,
+    /// Whether this instance stored what the alarm needs to know.
+    remembered: std::cell::Cell<bool>,
     #[cfg(feature = "bench")]
     calls: std::cell::Cell<u64>,
 }
@@ -114,6 +121,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             schema,
             refresher: Refresher::default(),
             sealing,
+            remembered: std::cell::Cell::new(false),
             #[cfg(feature = "bench")]
             calls: std::cell::Cell::new(0),
         }
@@ -144,8 +152,20 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     call,
                 }),
             ) => {
+                if !self.remembered.get() {
+                    // For the alarm, which runs without a call.
+                    if let Some(b) = &registry {
+                        self.remember("registry", b);
+                    }
+                    if let Some(ms) = timeout_ms {
+                        self.remember("timeout_ms", &ms.to_string());
+                    }
+                    self.remembered.set(true);
+                }
                 let http = timeout_ms.map_or_else(WorkerHttp::default, WorkerHttp::with_timeout_ms);
-                self.handle(registry.as_deref(), &http, call).await
+                let reply = self.handle(registry.as_deref(), &http, call).await;
+                self.record_refreshes().await;
+                reply
             }
         };
         let mut resp = Response::ok(reply)?;

@@ -1,0 +1,241 @@
+//! The object's life between requests: lifecycle events and their audit log,
+//! and the alarm that refreshes tokens before they lapse, with no request in
+//! flight (so a cron trigger or a queue consumer finds a valid token after
+//! weeks without traffic).
+
+use super::super::events::{Event, EventKind, AUDIT_LOG_LEN};
+use super::super::hook::OnAuthSuccess;
+use super::super::http::{now, WorkerHttp};
+use super::{ObjectStore, ProvidersObject};
+use crate::error::{Error, Result};
+use crate::flow::RefreshEvent;
+use crate::store::sql::{json, secs, text, SqlValue};
+use crate::store::Store;
+
+/// The first retry of a failed background refresh waits this long (seconds;
+/// `IDP_REFRESH_RETRY_SECS` overrides), doubling each time up to an hour.
+pub(super) const RETRY_BASE_SECS: u64 = 30;
+const RETRY_MAX_SECS: u64 = 3600;
+
+impl<H: OnAuthSuccess> ProvidersObject<H> {
+    /// Adds events to the audit log (the last [`AUDIT_LOG_LEN`] per user are
+    /// kept), then tells the app's hook.
+    pub(super) async fn record(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let store = self.store(None);
+        for e in &events {
+            let written = json(e).and_then(|data| {
+                store.sql.exec(
+                    "INSERT INTO idp_events (owner, data) VALUES (?, ?)",
+                    vec![text(&e.user), data],
+                )?;
+                store.sql.exec(
+                    "DELETE FROM idp_events WHERE owner = ? AND id NOT IN (SELECT id FROM idp_events WHERE owner = ? ORDER BY id DESC LIMIT ?)",
+                    vec![text(&e.user), text(&e.user), secs(AUDIT_LOG_LEN as u64)],
+                )
+            });
+            if let Err(err) = written {
+                worker::console_error!("idp: could not keep an event: {err}");
+            }
+        }
+        for e in &events {
+            self.hook.on_event(e, &self.env).await;
+        }
+    }
+
+    /// Records what the refresher's refreshes did since the last call.
+    pub(super) async fn record_refreshes(&self) {
+        let at = now();
+        let events = self
+            .refresher
+            .take_events()
+            .into_iter()
+            .map(|r| Event {
+                user: r.owner,
+                resource: r.key.to_string(),
+                at,
+                kind: match r.event {
+                    RefreshEvent::Refreshed => EventKind::Refreshed,
+                    RefreshEvent::Failed { transient, message } => {
+                        EventKind::RefreshFailed { transient, message }
+                    }
+                    RefreshEvent::Dead { message } => {
+                        EventKind::NeedsReauthorization { reason: message }
+                    }
+                },
+            })
+            .collect();
+        self.record(events).await;
+    }
+
+    /// The user's audit log, newest first.
+    pub(super) fn events(&self, owner: &str) -> Result<Vec<Event>> {
+        let rows = self.store(None).rows(
+            "SELECT data FROM idp_events WHERE owner = ? ORDER BY id DESC LIMIT ?",
+            vec![text(owner), secs(AUDIT_LOG_LEN as u64)],
+        )?;
+        rows.iter()
+            .filter_map(|r| r.first())
+            .map(crate::store::sql::decode)
+            .collect()
+    }
+
+    /// Whether the last event for (owner, resource) says it needed
+    /// re-authorization.
+    pub(super) fn was_broken(&self, owner: &str, resource: &str) -> bool {
+        self.events(owner)
+            .ok()
+            .and_then(|list| {
+                list.into_iter().find(|e| {
+                    e.resource == resource && !matches!(e.kind, EventKind::RefreshFailed { .. })
+                })
+            })
+            .is_some_and(|e| matches!(e.kind, EventKind::NeedsReauthorization { .. }))
+    }
+
+    /// Remembers a value the alarm needs (the registry binding, the timeout).
+    pub(super) fn remember(&self, name: &str, value: &str) {
+        let _ = self.store(None).sql.exec(
+            "INSERT OR REPLACE INTO idp_meta (name, value) VALUES (?, ?)",
+            vec![text(name), text(value)],
+        );
+    }
+
+    fn recalled(&self, name: &str) -> Option<String> {
+        let rows = self
+            .store(None)
+            .rows(
+                "SELECT value FROM idp_meta WHERE name = ?",
+                vec![text(name)],
+            )
+            .ok()?;
+        rows.first()?.first()?.as_text().map(str::to_owned)
+    }
+
+    fn owners(&self, store: &ObjectStore<'_>) -> Result<Vec<String>> {
+        Ok(store
+            .rows("SELECT DISTINCT owner FROM idp_providers", vec![])?
+            .iter()
+            .filter_map(|r| r.first()?.as_text().map(str::to_owned))
+            .collect())
+    }
+
+    fn retry_at(&self, store: &ObjectStore<'_>, owner: &str, key: &str) -> Option<(u64, u64)> {
+        let rows = store
+            .rows(
+                "SELECT failures, retry_at FROM idp_refresh_retries WHERE owner = ? AND key = ?",
+                vec![text(owner), text(key)],
+            )
+            .ok()?;
+        match rows.first().map(Vec::as_slice) {
+            Some([f, at]) => Some((
+                f.as_integer().and_then(|v| u64::try_from(v).ok())?,
+                at.as_integer().and_then(|v| u64::try_from(v).ok())?,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Sets the alarm for the earliest moment a provider with a refresh token
+    /// needs refreshing (or its next retry), or clears it when none does.
+    pub(super) async fn schedule(&self) -> Result<()> {
+        let store = self.store(None);
+        let mut next: Option<u64> = None;
+        for owner in self.owners(&store)? {
+            for p in store.providers(&owner).await? {
+                let Some(t) = p.tokens().filter(|t| t.refresh_token.is_some()) else {
+                    continue;
+                };
+                let Some(mut due) = t.refresh_due_at() else {
+                    continue;
+                };
+                if let Some((_, retry)) = self.retry_at(&store, &owner, p.key.as_str()) {
+                    due = due.max(retry);
+                }
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        let storage = self.state.storage();
+        let result = match next {
+            Some(t) => {
+                let ms = t.saturating_mul(1000) as f64;
+                storage
+                    .set_alarm(worker::ScheduledTime::new(js_sys::Date::new(&ms.into())))
+                    .await
+            }
+            None => storage.delete_alarm().await,
+        };
+        result
+            .map_err(|e| Error::storage(crate::error::StorageCause::Backend, format!("alarm: {e}")))
+    }
+
+    /// The alarm: refreshes every provider whose token needs it, retries
+    /// passing failures with a capped exponential backoff, stops for a dead
+    /// grant, records the events, and sets the next alarm.
+    pub async fn alarm(&self) -> worker::Result<()> {
+        let registry = self.recalled("registry");
+        let http = self
+            .recalled("timeout_ms")
+            .and_then(|v| v.parse().ok())
+            .map_or_else(WorkerHttp::default, WorkerHttp::with_timeout_ms);
+        let base = self
+            .env
+            .var("IDP_REFRESH_RETRY_SECS")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(RETRY_BASE_SECS);
+        let store = self.store(registry.as_deref());
+        let at = now();
+        for owner in self
+            .owners(&store)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?
+        {
+            let providers = store
+                .providers(&owner)
+                .await
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            for p in providers {
+                let Some(t) = p.tokens().filter(|t| t.refresh_token.is_some()) else {
+                    continue;
+                };
+                let retry = self.retry_at(&store, &owner, p.key.as_str());
+                if !t.needs_refresh(at) || retry.is_some_and(|(_, r)| r > at) {
+                    continue;
+                }
+                let done = self
+                    .refresher
+                    .refresh_expiring(&http, &store, &owner, &p.key, at)
+                    .await;
+                let row = vec![text(&owner), text(p.key.as_str())];
+                let _ = match done {
+                    Err(e) if !e.requires_reauthorization() => {
+                        let failures = retry.map_or(0, |(f, _)| f) + 1;
+                        let wait = base
+                            .saturating_mul(1 << (failures - 1).min(16))
+                            .min(RETRY_MAX_SECS);
+                        let mut args = row;
+                        args.extend([
+                            SqlValue::Integer(i64::try_from(failures).unwrap_or(i64::MAX)),
+                            secs(at.saturating_add(wait)),
+                        ]);
+                        store.sql.exec(
+                            "INSERT OR REPLACE INTO idp_refresh_retries (owner, key, failures, retry_at) VALUES (?, ?, ?, ?)",
+                            args,
+                        )
+                    }
+                    _ => store.sql.exec(
+                        "DELETE FROM idp_refresh_retries WHERE owner = ? AND key = ?",
+                        row,
+                    ),
+                };
+            }
+        }
+        self.record_refreshes().await;
+        self.schedule()
+            .await
+            .map_err(|e| worker::Error::RustError(e.to_string()))
+    }
+}
