@@ -8,16 +8,38 @@ use super::super::hook::OnAuthSuccess;
 use super::super::http::{now, WorkerHttp};
 use super::{ObjectStore, ProvidersObject};
 use crate::error::{Error, Result};
-use crate::flow::RefreshEvent;
+use crate::flow::{RefreshEvent, Refused};
 use crate::store::sql::{json, secs, text, SqlValue};
 use crate::store::Store;
+use crate::token::TokenSet;
 
 /// The first retry of a failed background refresh waits this long (seconds;
 /// `IDP_REFRESH_RETRY_SECS` overrides), doubling each time up to an hour.
 pub(super) const RETRY_BASE_SECS: u64 = 30;
 const RETRY_MAX_SECS: u64 = 3600;
 
+/// When a grant's token should next be refreshed: its refresh margin, or
+/// sooner the keep-alive (`keep_alive` seconds after it was issued, for
+/// servers that expire idle refresh tokens).
+fn due_at(t: &TokenSet, keep_alive: Option<u64>) -> Option<u64> {
+    let keep = keep_alive.and_then(|k| t.issued_at.map(|i| i.saturating_add(k)));
+    match (t.refresh_due_at(), keep) {
+        (Some(d), Some(k)) => Some(d.min(k)),
+        (d, k) => d.or(k),
+    }
+}
+
 impl<H: OnAuthSuccess> ProvidersObject<H> {
+    /// The opt-in keep-alive: `IDP_REFRESH_KEEPALIVE_DAYS` (whole days).
+    fn keep_alive(&self) -> Option<u64> {
+        self.env
+            .var("IDP_REFRESH_KEEPALIVE_DAYS")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+            .filter(|d| *d > 0)
+            .map(|d| d.saturating_mul(86_400))
+    }
+
     /// Adds events to the audit log (the last [`AUDIT_LOG_LEN`] per user are
     /// kept), then tells the app's hook.
     pub(super) async fn record(&self, events: Vec<Event>) {
@@ -142,13 +164,14 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// needs refreshing (or its next retry), or clears it when none does.
     pub(super) async fn schedule(&self) -> Result<()> {
         let store = self.store(None);
+        let keep_alive = self.keep_alive();
         let mut next: Option<u64> = None;
         for owner in self.owners(&store)? {
             for p in store.providers(&owner).await? {
                 let Some(t) = p.tokens().filter(|t| t.refresh_token.is_some()) else {
                     continue;
                 };
-                let Some(mut due) = t.refresh_due_at() else {
+                let Some(mut due) = due_at(t, keep_alive) else {
                     continue;
                 };
                 if let Some((_, retry)) = self.retry_at(&store, &owner, p.key.as_str()) {
@@ -188,6 +211,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             .filter(|s| *s > 0)
             .unwrap_or(RETRY_BASE_SECS);
         let store = self.store(registry.as_deref());
+        let keep_alive = self.keep_alive();
         let at = now();
         for owner in self
             .owners(&store)
@@ -202,13 +226,22 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     continue;
                 };
                 let retry = self.retry_at(&store, &owner, p.key.as_str());
-                if !t.needs_refresh(at) || retry.is_some_and(|(_, r)| r > at) {
+                let due = due_at(t, keep_alive).is_some_and(|d| d <= at);
+                if !due || retry.is_some_and(|(_, r)| r > at) {
                     continue;
                 }
-                let done = self
-                    .refresher
-                    .refresh_expiring(&http, &store, &owner, &p.key, at)
-                    .await;
+                let done = if t.needs_refresh(at) {
+                    self.refresher
+                        .refresh_expiring(&http, &store, &owner, &p.key, at)
+                        .await
+                } else {
+                    // The keep-alive: a refresh of a token still fresh.
+                    let token = t.access_token.secret();
+                    self.refresher
+                        .rejected(&http, &store, &owner, &p.key, Refused::Token(token), at)
+                        .await
+                        .map(|_| None)
+                };
                 let row = vec![text(&owner), text(p.key.as_str())];
                 let _ = match done {
                     Err(e) if !e.requires_reauthorization() => {
