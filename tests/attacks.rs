@@ -245,7 +245,11 @@ async fn connected_at_hostile_with(
     vars: &[(&str, &str)],
 ) -> (Hostile, Worker, App, String) {
     let hostile = Hostile::start();
-    let worker = Worker::start_with(&state_dir(name), vars);
+    // These tests watch what a call does to the grant: no background
+    // refresh in between.
+    let mut vars = vars.to_vec();
+    vars.push(("IDP_BACKGROUND_REFRESH", "off"));
+    let worker = Worker::start_with(&state_dir(name), &vars);
     hostile.configure(config).await;
     let alice = App::sign_in(&worker, "alice").await;
     let resource = format!("{}/r/api", hostile.origin);

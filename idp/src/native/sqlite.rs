@@ -135,9 +135,9 @@ mod tests {
     fn the_schema_migrates_once_and_survives_reopening() {
         let dir = std::env::temp_dir().join(format!("idp-sqlite-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
-        let store = SqliteStore::open(&dir).unwrap();
-        let p = crate::store::sql::text("x");
-        assert_eq!(p, crate::store::sql::SqlValue::Text("x".into()));
+        // Sealed: no test leaves a secret in plain text on disk.
+        let keys = Keyring::parse("k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=").unwrap();
+        let store = SqliteStore::open(&dir).unwrap().with_keys(keys);
         crate::testing::block_on(crate::store::conformance::check(&store));
         drop(store);
         let again = SqliteStore::open(&dir).unwrap();

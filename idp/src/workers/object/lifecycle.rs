@@ -30,6 +30,16 @@ fn due_at(t: &TokenSet, keep_alive: Option<u64>) -> Option<u64> {
 }
 
 impl<H: OnAuthSuccess> ProvidersObject<H> {
+    /// Whether background refresh is on (unless `IDP_BACKGROUND_REFRESH` is
+    /// `off` or `false`: then tokens are refreshed only when used).
+    fn background(&self) -> bool {
+        !self.env.var("IDP_BACKGROUND_REFRESH").is_ok_and(|v| {
+            let v = v.to_string();
+            let v = v.trim();
+            v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("false")
+        })
+    }
+
     /// The opt-in keep-alive: `IDP_REFRESH_KEEPALIVE_DAYS` (whole days).
     fn keep_alive(&self) -> Option<u64> {
         self.env
@@ -163,6 +173,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// Sets the alarm for the earliest moment a provider with a refresh token
     /// needs refreshing (or its next retry), or clears it when none does.
     pub(super) async fn schedule(&self) -> Result<()> {
+        if !self.background() {
+            return Ok(());
+        }
         let store = self.store(None);
         let keep_alive = self.keep_alive();
         let mut next: Option<u64> = None;
@@ -198,6 +211,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// passing failures with a capped exponential backoff, stops for a dead
     /// grant, records the events, and sets the next alarm.
     pub async fn alarm(&self) -> worker::Result<()> {
+        if !self.background() {
+            return self.state.storage().delete_alarm().await;
+        }
         let registry = self.recalled("registry");
         let http = self
             .recalled("timeout_ms")
@@ -270,5 +286,39 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         self.schedule()
             .await
             .map_err(|e| worker::Error::RustError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::AccessToken;
+
+    fn tokens(issued: u64, expires: Option<u64>) -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::new("at"),
+            refresh_token: None,
+            expires_at: expires,
+            scope: None,
+            issued_at: Some(issued),
+        }
+    }
+
+    #[test]
+    fn the_next_refresh_is_the_margin_or_sooner_the_keep_alive() {
+        // One hour tokens: 5 minutes before expiry.
+        assert_eq!(due_at(&tokens(0, Some(3600)), None), Some(3300));
+        // 20 s tokens: half their life.
+        assert_eq!(due_at(&tokens(0, Some(20)), None), Some(10));
+        // A keep-alive sooner than expiry wins; later, it does not.
+        let day = 86_400;
+        assert_eq!(
+            due_at(&tokens(0, Some(30 * day)), Some(7 * day)),
+            Some(7 * day)
+        );
+        assert_eq!(due_at(&tokens(0, Some(3600)), Some(7 * day)), Some(3300));
+        // Unknown expiry: only the keep-alive schedules a refresh.
+        assert_eq!(due_at(&tokens(0, None), None), None);
+        assert_eq!(due_at(&tokens(5, None), Some(day)), Some(5 + day));
     }
 }
