@@ -207,7 +207,8 @@ async fn expired_tokens_refresh_once_under_concurrency() {
         access_ttl: Some(10),
         ..Default::default()
     });
-    let worker = Worker::start(&state_dir("expiry"));
+    // Refresh at call time only: no background refresh in between.
+    let worker = Worker::start_with(&state_dir("expiry"), &[("IDP_BACKGROUND_REFRESH", "off")]);
     let api = format!("{}/api", servers.origin);
     let alice = App::sign_in(&worker, "alice").await;
     let (status, page) = alice.connect(&api).await;
