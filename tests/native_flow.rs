@@ -128,13 +128,14 @@ async fn walks_every_step_against_oidc_provider() {
         scope: scope.clone(),
         owner: "alice".into(),
         created_at: now,
+        rules: Default::default(),
     };
     let authorization_url = authorize::authorization_url(
         &AuthorizationParams {
             authorization_endpoint: &server.authorization_endpoint,
             client: &client,
             redirect_uri: &redirect,
-            resource: &flow.resource,
+            resource: Some(&flow.resource),
             scope: scope.as_deref(),
         },
         &flow.state,

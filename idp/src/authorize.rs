@@ -45,6 +45,9 @@ pub struct PendingFlow {
     pub owner: String,
     /// When the flow began (seconds since the epoch).
     pub created_at: u64,
+    /// What is known about the server's token answers (from a profile).
+    #[serde(default, skip_serializing_if = "crate::token::TokenRules::is_standard")]
+    pub rules: crate::token::TokenRules,
 }
 
 impl PendingFlow {
@@ -126,8 +129,8 @@ pub struct AuthorizationParams<'a> {
     pub client: &'a Client,
     /// The callback URL.
     pub redirect_uri: &'a Url,
-    /// The canonical resource URI (RFC 8707).
-    pub resource: &'a str,
+    /// The canonical resource URI (RFC 8707), unless the server refuses it.
+    pub resource: Option<&'a str>,
     /// The scope, from [`choose_scope`].
     pub scope: Option<&'a str>,
 }
@@ -146,8 +149,10 @@ pub fn authorization_url(
             .append_pair("redirect_uri", p.redirect_uri.as_str())
             .append_pair("code_challenge", &verifier.s256_challenge())
             .append_pair("code_challenge_method", crate::pkce::S256)
-            .append_pair("state", state.secret())
-            .append_pair("resource", p.resource);
+            .append_pair("state", state.secret());
+        if let Some(resource) = p.resource {
+            q.append_pair("resource", resource);
+        }
         if let Some(scope) = p.scope {
             q.append_pair("scope", scope);
         }
@@ -258,6 +263,7 @@ mod tests {
             scope: Some("read".into()),
             owner: "alice".into(),
             created_at: now,
+            rules: Default::default(),
         }
     }
 
@@ -305,7 +311,7 @@ mod tests {
                     .unwrap(),
                 client: &f.client,
                 redirect_uri: &f.redirect_uri,
-                resource: &f.resource,
+                resource: Some(&f.resource),
                 scope: f.scope.as_deref(),
             },
             &f.state,

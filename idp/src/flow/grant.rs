@@ -106,17 +106,30 @@ pub async fn refresh_provider(
     let Some(refresh_token) = tokens.refresh_token.as_ref() else {
         return Err(no_refresh());
     };
-    let result = token::refresh(
-        http,
-        &grant.token_endpoint,
-        &grant.client,
-        refresh_token,
-        &before.resource,
-        now,
-    )
-    .await;
+    let mut rules = grant.rules;
+    let send = |rules: token::TokenRules| {
+        token::refresh_with(
+            http,
+            &grant.token_endpoint,
+            &grant.client,
+            refresh_token,
+            rules
+                .resource_on_refresh()
+                .then_some(before.resource.as_str()),
+            now,
+            rules,
+        )
+    };
+    let mut result = send(rules).await;
+    if rules.resource_on_refresh() && result.as_ref().is_err_and(refused_resource) {
+        // Rule `resource_refused_on_refresh`: a server that refuses RFC 8707
+        // `resource` on refresh gets one retry without it, remembered for
+        // this grant.
+        rules.resource = token::ResourceParam::NotOnRefresh;
+        result = send(rules).await;
+    }
     match result {
-        Ok(new) => match write_tokens(store, owner, before, Some(new)).await? {
+        Ok(new) => match write_tokens(store, owner, before, Some(new), rules).await? {
             Some(p) => Ok(p.tokens().cloned()),
             // Removed while the refresh ran: not brought back.
             None => Err(not_connected()),
@@ -129,10 +142,25 @@ pub async fn refresh_provider(
                         .await?;
                 }
             }
-            write_tokens(store, owner, before, None).await?;
+            let rules = grant.rules;
+            write_tokens(store, owner, before, None, rules).await?;
             Err(e)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Whether a token error says the server refuses the `resource` parameter.
+fn refused_resource(e: &Error) -> bool {
+    match e {
+        Error::Token { oauth: Some(o), .. } => {
+            o.error == "invalid_target"
+                || (o.error == "invalid_request"
+                    && o.error_description
+                        .as_deref()
+                        .is_some_and(|d| d.to_ascii_lowercase().contains("resource")))
+        }
+        _ => false,
     }
 }
 
@@ -145,11 +173,13 @@ async fn write_tokens(
     owner: &str,
     mut before: Provider,
     tokens: Option<TokenSet>,
+    rules: token::TokenRules,
 ) -> Result<Option<Provider>> {
     for _ in 0..3 {
         let mut next = before.clone();
         if let Some(g) = next.grant.as_mut() {
             g.tokens.clone_from(&tokens);
+            g.rules = rules;
         }
         match store
             .put_provider(owner, next.clone(), Expect::Exactly(&before))

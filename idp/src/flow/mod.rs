@@ -221,13 +221,17 @@ pub async fn authorize(
         scope,
         owner: owner.to_owned(),
         created_at: now,
+        rules: Default::default(),
     };
     let url = authorize::authorization_url(
         &AuthorizationParams {
             authorization_endpoint: &server.authorization_endpoint,
             client: &flow.client,
             redirect_uri: &flow.redirect_uri,
-            resource: &flow.resource,
+            resource: flow
+                .rules
+                .resource_on_authorization()
+                .then_some(flow.resource.as_str()),
             scope: flow.scope.as_deref(),
         },
         &flow.state,
@@ -336,6 +340,7 @@ pub async fn finish_login(
         revocation_endpoint: flow.revocation_endpoint.clone(),
         tokens: Some(tokens),
         redirect_uri: Some(flow.redirect_uri.clone()),
+        rules: flow.rules,
         unreadable: None,
     };
     // Compare-and-swap, so a grant stored by a concurrent login is revoked
@@ -431,6 +436,7 @@ mod tests {
                     issued_at: Some(0),
                 }),
                 redirect_uri: Some(Url::parse("https://app.example/oauth/callback").unwrap()),
+                rules: Default::default(),
                 unreadable: None,
             }),
             created_at: 0,
@@ -559,6 +565,7 @@ mod tests {
             scope: None,
             owner: "alice".into(),
             created_at: 1000,
+            rules: Default::default(),
         }
     }
 
@@ -670,6 +677,47 @@ mod tests {
                 .tokens()
                 .is_some());
         }
+    }
+
+    /// Rule `resource_refused_on_refresh`: one retry without `resource`,
+    /// remembered for the grant; the next refresh sends none.
+    #[test]
+    fn a_server_refusing_resource_on_refresh_gets_one_retry_without_it() {
+        let store = store();
+        let refused = serde_json::json!({"error": "invalid_target", "error_description": "resource not allowed"});
+        let fresh = |at: &str| serde_json::json!({"access_token": at, "token_type": "Bearer", "expires_in": 3600});
+        let script = Script::new()
+            .json(TOKEN, 400, refused)
+            .json(TOKEN, 200, fresh("at-2"))
+            .json(TOKEN, 200, fresh("at-3"));
+        let refresh = |failed| {
+            block_on(refresh_provider(
+                &script,
+                &store,
+                "alice",
+                &key(),
+                RefreshReason::Rejected(failed),
+                2000,
+            ))
+        };
+        let t = refresh("old-at").unwrap().unwrap();
+        assert_eq!(t.access_token.secret(), "at-2");
+        let bodies: Vec<String> = script
+            .requests()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        assert!(bodies[0].contains("resource="), "{bodies:?}");
+        assert!(!bodies[1].contains("resource="), "{bodies:?}");
+        let p = block_on(store.provider("alice", &key())).unwrap().unwrap();
+        assert_eq!(
+            p.grant.unwrap().rules.resource,
+            crate::token::ResourceParam::NotOnRefresh
+        );
+        refresh("at-2").unwrap();
+        let third = String::from_utf8_lossy(&script.requests()[2].body).into_owned();
+        assert!(!third.contains("resource="), "remembered: {third}");
+        assert_eq!(script.requests().len(), 3);
     }
 
     #[test]

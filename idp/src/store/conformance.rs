@@ -47,6 +47,7 @@ fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
         scope: Some("read".into()),
         owner: owner.into(),
         created_at: 1_000,
+        rules: Default::default(),
     }
 }
 
@@ -76,6 +77,7 @@ fn provider(k: &str, access: &str) -> Provider {
                 issued_at: Some(1_000),
             }),
             redirect_uri: Some(url("https://app.example/cb/x")),
+            rules: Default::default(),
             unreadable: None,
         }),
         created_at: 1_000,

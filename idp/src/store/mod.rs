@@ -38,6 +38,10 @@ pub struct Grant {
     /// registration the server no longer accepts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<Url>,
+    /// What is known about the server's token answers (from a profile, or
+    /// learned: a server that refused `resource` on refresh).
+    #[serde(default, skip_serializing_if = "crate::token::TokenRules::is_standard")]
+    pub rules: crate::token::TokenRules,
     /// Set by a store whose sealed secrets for this grant could not be
     /// opened (why; the tokens then read as absent). Never stored.
     #[serde(skip)]

@@ -11,6 +11,9 @@ use crate::secret::{AccessToken, AuthorizationCode, RefreshToken};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub mod quirks;
+pub use quirks::{ResourceParam, TokenRules};
+
 /// Tokens are refreshed when they expire within this many seconds (5 minutes).
 pub const REFRESH_MARGIN_SECS: u64 = 300;
 
@@ -112,17 +115,16 @@ fn form_request(
 /// The authorization code exchange request for a pending flow: its token
 /// endpoint, client, verifier, redirect URI and resource.
 pub fn exchange_request(flow: &PendingFlow, code: &AuthorizationCode) -> HttpRequest {
-    form_request(
-        &flow.token_endpoint,
-        &flow.client,
-        vec![
-            ("grant_type", "authorization_code".into()),
-            ("code", code.secret().into()),
-            ("redirect_uri", flow.redirect_uri.to_string()),
-            ("code_verifier", flow.verifier.secret().into()),
-            ("resource", flow.resource.clone()),
-        ],
-    )
+    let mut pairs = vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code.secret().into()),
+        ("redirect_uri", flow.redirect_uri.to_string()),
+        ("code_verifier", flow.verifier.secret().into()),
+    ];
+    if flow.rules.resource_on_authorization() {
+        pairs.push(("resource", flow.resource.clone()));
+    }
+    form_request(&flow.token_endpoint, &flow.client, pairs)
 }
 
 /// The refresh request. `scope`, when given, must not exceed what was granted.
@@ -130,14 +132,16 @@ pub fn refresh_request(
     token_endpoint: &Url,
     client: &Client,
     refresh_token: &RefreshToken,
-    resource: &str,
+    resource: Option<&str>,
     scope: Option<&str>,
 ) -> HttpRequest {
     let mut pairs = vec![
         ("grant_type", "refresh_token".into()),
         ("refresh_token", refresh_token.secret().into()),
-        ("resource", resource.into()),
     ];
+    if let Some(r) = resource {
+        pairs.push(("resource", r.into()));
+    }
     if let Some(s) = scope {
         pairs.push(("scope", s.into()));
     }
@@ -158,18 +162,6 @@ pub fn revocation_request(
     )
 }
 
-#[derive(Deserialize)]
-struct RawToken {
-    access_token: String,
-    token_type: String,
-    #[serde(default)]
-    expires_in: Option<serde_json::Value>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-}
-
 /// Reads a token response. `now` turns `expires_in` into an absolute expiry;
 /// `previous_refresh` is kept when the server returns no new refresh token.
 /// `token_type` must be Bearer (any case).
@@ -179,29 +171,51 @@ pub fn parse_token_response(
     now: u64,
     previous_refresh: Option<&RefreshToken>,
 ) -> Result<TokenSet> {
+    parse_token_response_with(url, resp, now, previous_refresh, &TokenRules::default())
+}
+
+/// [`parse_token_response`] under a server's [`TokenRules`], through every
+/// rule of [`quirks`].
+pub fn parse_token_response_with(
+    url: &Url,
+    resp: &HttpResponse,
+    now: u64,
+    previous_refresh: Option<&RefreshToken>,
+    rules: &TokenRules,
+) -> Result<TokenSet> {
     if !resp.is_success() {
+        let oauth = read_json::<OAuthError>(resp)
+            .ok()
+            .or_else(|| quirks::form_encoded(resp).and_then(|d| quirks::error_in_success(&d)));
         return Err(Error::Token {
             url: url.clone(),
             status: resp.status,
-            oauth: read_json::<OAuthError>(resp).ok().map(Box::new),
+            oauth: oauth.map(Box::new),
         });
     }
     let invalid = |reason: String| Error::InvalidResponse {
         url: url.clone(),
         reason,
     };
-    let raw: RawToken = read_json(resp).map_err(invalid)?;
-    if !raw.token_type.eq_ignore_ascii_case("bearer") {
-        return Err(invalid(format!(
-            "token_type {:?} is not Bearer",
-            raw.token_type
-        )));
-    }
-    if raw.access_token.is_empty() {
-        return Err(invalid("empty access_token".into()));
+    let doc = quirks::token_document(url, resp)?;
+    let text = |k: &str| match doc.get(k) {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let access_token = text("access_token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("no access_token".into()))?;
+    match text("token_type") {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        // A DPoP-bound token cannot be sent as a Bearer token, whatever a
+        // profile says.
+        Some(t) if rules.assume_bearer && !t.eq_ignore_ascii_case("dpop") => {}
+        None if rules.assume_bearer => {}
+        Some(t) => return Err(invalid(format!("token_type {t:?} is not Bearer"))),
+        None => return Err(invalid("no token_type".into())),
     }
     // Some servers send expires_in as a string.
-    let expires_in = match raw.expires_in {
+    let expires_in = match doc.get("expires_in") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Number(n)) => n
             .as_u64()
@@ -210,14 +224,13 @@ pub fn parse_token_response(
         Some(_) => None,
     };
     Ok(TokenSet {
-        access_token: AccessToken::new(raw.access_token),
-        refresh_token: raw
-            .refresh_token
+        access_token: AccessToken::new(access_token),
+        refresh_token: text("refresh_token")
             .filter(|s| !s.is_empty())
             .map(RefreshToken::new)
             .or_else(|| previous_refresh.cloned()),
         expires_at: expires_in.map(|s| now.saturating_add(s)),
-        scope: raw.scope,
+        scope: text("scope").map(|s| quirks::comma_scope(&s)),
         issued_at: Some(now),
     })
 }
@@ -241,7 +254,7 @@ pub async fn exchange_code(
     now: u64,
 ) -> Result<TokenSet> {
     let (url, resp) = send(http, exchange_request(flow, code)).await?;
-    parse_token_response(&url, &resp, now, None)
+    parse_token_response_with(&url, &resp, now, None, &flow.rules)
 }
 
 /// Refreshes ([`refresh_request`] + [`parse_token_response`]), keeping the old
@@ -254,9 +267,32 @@ pub async fn refresh(
     resource: &str,
     now: u64,
 ) -> Result<TokenSet> {
+    refresh_with(
+        http,
+        token_endpoint,
+        client,
+        refresh_token,
+        Some(resource),
+        now,
+        TokenRules::default(),
+    )
+    .await
+}
+
+/// [`refresh`] under a server's [`TokenRules`]; `resource` is sent when
+/// given.
+pub async fn refresh_with(
+    http: &impl HttpClient,
+    token_endpoint: &Url,
+    client: &Client,
+    refresh_token: &RefreshToken,
+    resource: Option<&str>,
+    now: u64,
+    rules: TokenRules,
+) -> Result<TokenSet> {
     let req = refresh_request(token_endpoint, client, refresh_token, resource, None);
     let (url, resp) = send(http, req).await?;
-    parse_token_response(&url, &resp, now, Some(refresh_token))
+    parse_token_response_with(&url, &resp, now, Some(refresh_token), &rules)
 }
 
 /// Revokes a token (RFC 7009). A 200 means revoked or already invalid.
@@ -314,6 +350,7 @@ mod tests {
             scope: None,
             owner: "alice".into(),
             created_at: 0,
+            rules: Default::default(),
         };
         let v = &flow.verifier;
         let req = exchange_request(&flow, &AuthorizationCode::new("the-code"));
@@ -344,7 +381,7 @@ mod tests {
             ClientSecret::new("s:1"),
             AuthMethod::ClientSecretBasic,
         );
-        let req = refresh_request(&ep(), &basic, &rt, "https://api.example", None);
+        let req = refresh_request(&ep(), &basic, &rt, Some("https://api.example"), None);
         assert_eq!(
             req.header("authorization"),
             Some(crate::encoding::basic_credentials("id one", "s:1").as_str())
@@ -355,7 +392,7 @@ mod tests {
         assert_eq!(b["resource"], "https://api.example");
 
         let post = Client::confidential("c", ClientSecret::new("s"), AuthMethod::ClientSecretPost);
-        let b = body(&refresh_request(&ep(), &post, &rt, "r", Some("a b")));
+        let b = body(&refresh_request(&ep(), &post, &rt, Some("r"), Some("a b")));
         assert_eq!(
             (
                 b["client_id"].as_str(),
