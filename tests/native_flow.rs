@@ -129,6 +129,7 @@ async fn walks_every_step_against_oidc_provider() {
         owner: "alice".into(),
         created_at: now,
         rules: Default::default(),
+        profile: None,
     };
     let authorization_url = authorize::authorization_url(
         &AuthorizationParams {
@@ -220,6 +221,7 @@ fn settings() -> Settings {
         client_info: info(),
         clients: ClientConfig::default(),
         callback_base: Url::parse(REDIRECT).unwrap(),
+        profiles: Vec::new(),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct PendingFlow {
     /// What is known about the server's token answers (from a profile).
     #[serde(default, skip_serializing_if = "crate::token::TokenRules::is_standard")]
     pub rules: crate::token::TokenRules,
+    /// The provider profile used, if any ([`crate::profile`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 impl PendingFlow {
@@ -264,6 +267,7 @@ mod tests {
             owner: "alice".into(),
             created_at: now,
             rules: Default::default(),
+            profile: None,
         }
     }
 

@@ -57,6 +57,7 @@ pub mod mcp;
 pub mod pkce;
 pub mod policy;
 pub mod probe;
+pub mod profile;
 pub mod registration;
 pub mod secret;
 pub mod session;

@@ -94,5 +94,6 @@ pub(crate) fn settings() -> crate::flow::Settings {
         },
         clients: Default::default(),
         callback_base: url::Url::parse("https://app.example/oauth/callback").expect("valid"),
+        profiles: Vec::new(),
     }
 }

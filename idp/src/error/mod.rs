@@ -335,6 +335,14 @@ pub enum Error {
         /// Why they cannot be opened.
         reason: String,
     },
+    /// A piece of configuration is not usable.
+    #[error("{name} is not usable: {reason}")]
+    Configuration {
+        /// What was configured (a variable, a profile).
+        name: String,
+        /// Why, naming the field.
+        reason: String,
+    },
     /// A refresh was needed but no refresh token is held.
     #[error("the token for {resource} expired or was rejected and there is no refresh token")]
     NoRefreshToken {

@@ -60,6 +60,8 @@ pub enum ErrorKind {
     PkceUnsupported,
     /// The runtime failed (a Durable Object could not be reached, ...).
     Runtime,
+    /// The deployment's configuration is not usable.
+    Configuration,
     /// An internal call could not be read.
     BadCall,
     /// No signed-in user.
@@ -79,7 +81,7 @@ impl ErrorKind {
             Confirmation => 403,
             DiscoveryUnavailable | Registration | Token | Transport | InvalidResponse
             | Upstream => 502,
-            Storage | Runtime => 500,
+            Storage | Runtime | Configuration => 500,
             InvalidUrl | InsecureUrl | BadChallenge | ResourceMetadata | AuthorizationServer
             | NoClient | AuthorizationDenied | Callback | UnexpectedStatus | NotAResource
             | PkceUnsupported | BadCall | NotReplayable => 400,
@@ -207,6 +209,7 @@ impl Error {
             Error::InvalidResponse { .. } => ErrorKind::InvalidResponse,
             Error::Storage(_) => ErrorKind::Storage,
             Error::NoRandomness(_) => ErrorKind::Runtime,
+            Error::Configuration { .. } => ErrorKind::Configuration,
             Error::Confirmation => ErrorKind::Confirmation,
             Error::PkceUnsupported { .. } => ErrorKind::PkceUnsupported,
         }

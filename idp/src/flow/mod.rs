@@ -43,6 +43,9 @@ pub struct Settings {
     /// Where callbacks arrive (`{base}{prefix}/callback`); each authorization
     /// server gets its own redirect URI under it (see [`crate::callback`]).
     pub callback_base: Url,
+    /// Servers without discovery, by resource prefix ([`crate::profile`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<crate::profile::ProviderProfile>,
 }
 
 impl Settings {
@@ -101,6 +104,13 @@ pub async fn start_login(
     entropy: Entropy,
 ) -> Result<LoginStart> {
     let (key, url) = parse_resource(&settings.policy, resource_url)?;
+    // A server without discovery, described by a profile: no probe.
+    if let Some((profile, prefix)) = crate::profile::find(&settings.profiles, &url) {
+        let (flow, to) =
+            crate::profile::start(settings, profile, &prefix, owner, &url, scope, now, entropy)?;
+        store.put_flow(flow).await?;
+        return Ok(LoginStart::Redirect(to));
+    }
     let challenge = match probe::probe(http, &url).await? {
         Probe::Public => {
             // A resource that answers without credentials never replaces a
@@ -222,6 +232,7 @@ pub async fn authorize(
         owner: owner.to_owned(),
         created_at: now,
         rules: Default::default(),
+        profile: None,
     };
     let url = authorize::authorization_url(
         &AuthorizationParams {
@@ -341,6 +352,7 @@ pub async fn finish_login(
         tokens: Some(tokens),
         redirect_uri: Some(flow.redirect_uri.clone()),
         rules: flow.rules,
+        profile: flow.profile.clone(),
         unreadable: None,
     };
     // Compare-and-swap, so a grant stored by a concurrent login is revoked
@@ -437,6 +449,7 @@ mod tests {
                 }),
                 redirect_uri: Some(Url::parse("https://app.example/oauth/callback").unwrap()),
                 rules: Default::default(),
+                profile: None,
                 unreadable: None,
             }),
             created_at: 0,
@@ -566,6 +579,7 @@ mod tests {
             owner: "alice".into(),
             created_at: 1000,
             rules: Default::default(),
+            profile: None,
         }
     }
 
@@ -733,6 +747,7 @@ mod tests {
             },
             clients: Default::default(),
             callback_base: Url::parse("https://app.example/oauth/callback").unwrap(),
+            profiles: Vec::new(),
         };
         let start = block_on(start_login(
             &script,

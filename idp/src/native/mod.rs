@@ -13,6 +13,7 @@
 //!     client_info: idp::registration::ClientInfo { name: "My app".into(), version: "1.0".into(), uri: None },
 //!     clients: Default::default(),
 //!     callback_base: "https://app.example/oauth/callback".parse().unwrap(),
+//!     profiles: Vec::new(),
 //! });
 //! if let LoginStart::Redirect(url) = idp.connect("alice", "https://api.example.com/v1", None).await? {
 //!     println!("open {url}");

@@ -48,6 +48,7 @@ fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
         owner: owner.into(),
         created_at: 1_000,
         rules: Default::default(),
+        profile: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn provider(k: &str, access: &str) -> Provider {
             }),
             redirect_uri: Some(url("https://app.example/cb/x")),
             rules: Default::default(),
+            profile: None,
             unreadable: None,
         }),
         created_at: 1_000,

@@ -42,6 +42,9 @@ pub struct Grant {
     /// learned: a server that refused `resource` on refresh).
     #[serde(default, skip_serializing_if = "crate::token::TokenRules::is_standard")]
     pub rules: crate::token::TokenRules,
+    /// The provider profile the grant came from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     /// Set by a store whose sealed secrets for this grant could not be
     /// opened (why; the tokens then read as absent). Never stored.
     #[serde(skip)]

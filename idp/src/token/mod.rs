@@ -351,6 +351,7 @@ mod tests {
             owner: "alice".into(),
             created_at: 0,
             rules: Default::default(),
+            profile: None,
         };
         let v = &flow.verifier;
         let req = exchange_request(&flow, &AuthorizationCode::new("the-code"));

@@ -49,6 +49,10 @@ pub struct Config {
     /// milliseconds; default [`super::DEFAULT_TIMEOUT_MS`] (10 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<std::num::NonZeroU32>,
+    /// Servers without discovery ([`crate::profile`]), from
+    /// [`Config::profile`] and `IDP_PROFILES`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<crate::profile::ProviderProfile>,
 }
 
 /// The path the SDK's routes live under: empty (the root) or a leading slash
@@ -116,7 +120,19 @@ impl Config {
             binding: DEFAULT_BINDING.into(),
             return_to: "/".into(),
             timeout_ms: None,
+            profiles: Vec::new(),
         }
+    }
+
+    /// Connects URLs under `profile`'s resources with it: no discovery, its
+    /// endpoints, client and token rules ([`crate::profile`],
+    /// [`crate::profile::builtin`]). Its secret is read from the Worker's
+    /// secret named by `client_secret_name` when the configuration meets
+    /// the environment ([`Config::with_env`]).
+    pub fn profile(mut self, profile: crate::profile::ProviderProfile) -> Self {
+        self.profiles.retain(|p| p.name != profile.name);
+        self.profiles.push(profile);
+        self
     }
 
     /// Sets the route prefix (leading slash, no trailing slash).
@@ -246,6 +262,41 @@ impl Config {
                 Err(e) => worker::console_error!("idp: IDP_PRE_REGISTERED ignored: {e}"),
             }
         }
+        // `IDP_PROFILES`: a JSON list of profiles (secrets by name).
+        let profiles = env.var("IDP_PROFILES").map(|v| v.to_string()).or_else(|_| {
+            env.object_var::<serde_json::Value>("IDP_PROFILES")
+                .map(|v| v.to_string())
+        });
+        if let Ok(json) = profiles {
+            match crate::profile::ProviderProfile::list_from_json(&json) {
+                Ok(list) => {
+                    for p in list {
+                        self = self.profile(p);
+                    }
+                }
+                Err(e) => worker::console_error!("idp: IDP_PROFILES ignored: {e}"),
+            }
+        }
+        self.profiles = std::mem::take(&mut self.profiles)
+            .into_iter()
+            .map(|p| match p.client_secret_name.clone() {
+                Some(name) if p.needs_secret() => {
+                    match env.secret(&name).or_else(|_| env.var(&name)) {
+                        Ok(secret) => p.with_client_secret(crate::secret::ClientSecret::new(
+                            secret.to_string(),
+                        )),
+                        Err(_) => {
+                            worker::console_error!(
+                                "idp: profile {:?}: no secret named {name:?}",
+                                p.name
+                            );
+                            p
+                        }
+                    }
+                }
+                _ => p,
+            })
+            .collect();
         if let Some(u) = env
             .var("IDP_CLIENT_METADATA_URL")
             .ok()

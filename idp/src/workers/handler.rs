@@ -113,6 +113,7 @@ impl Handler {
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),
             callback_base: self.callback_base(),
+            profiles: self.config.profiles.clone(),
         }
     }
 

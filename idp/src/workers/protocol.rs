@@ -233,6 +233,10 @@ pub struct ProviderView {
     /// The URL that connects this resource again (filled in by the Worker).
     #[serde(default)]
     pub reauthorize_url: String,
+    /// The provider profile that served it, when it has no discovery
+    /// ([`crate::profile`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 impl ProviderView {
@@ -247,6 +251,7 @@ impl ProviderView {
             expires_at: tokens.and_then(|t| t.expires_at),
             scope: tokens.and_then(|t| t.scope.clone()),
             reauthorize_url: String::new(),
+            profile: p.grant.as_ref().and_then(|g| g.profile.clone()),
         }
     }
 }

@@ -1,0 +1,422 @@
+//! Provider profiles: APIs that publish no discovery metadata and offer no
+//! dynamic registration (GitHub, Google, Slack, Microsoft Graph, Linear, ...)
+//! are connected from a profile instead: its endpoints, its client, its
+//! scopes and the rules its token answers follow.
+//!
+//! A profile is matched by resource URL prefix, longest first, with the same
+//! rules as stored providers: a URL under one of its `resources` is connected
+//! with it, skipping the probe and discovery. Everything else the discovery
+//! path does stays: PKCE S256, a pending flow kept server-side, its own
+//! callback URL (`{prefix}/callback/{profile name}`), single-flight refresh,
+//! sealing at rest.
+//!
+//! ```
+//! use idp::profile::{builtin, ProviderProfile};
+//! let github = builtin::github("Iv1.abc", "GITHUB_CLIENT_SECRET");
+//! assert_eq!(github.name, "github");
+//! let profiles = vec![github];
+//! let url = url::Url::parse("https://api.github.com/user/repos").unwrap();
+//! let (p, key) = idp::profile::find(&profiles, &url).unwrap();
+//! assert_eq!((p.name.as_str(), key.as_str()), ("github", "https://api.github.com"));
+//! ```
+
+pub mod builtin;
+
+use crate::authorize::{self, AuthorizationParams, PendingFlow};
+use crate::error::{Error, Result};
+use crate::flow::{Entropy, Settings};
+use crate::matching::{candidates, ResourceKey};
+use crate::registration::{AuthMethod, Client};
+use crate::secret::{ClientSecret, FlowState, PkceVerifier};
+use crate::token::TokenRules;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// How a server separates scopes in the authorization request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScopeSeparator {
+    /// `a b` (RFC 6749).
+    #[default]
+    Space,
+    /// `a,b` (Slack, Linear).
+    Comma,
+}
+
+impl ScopeSeparator {
+    fn join(self, scopes: &[String]) -> String {
+        scopes.join(match self {
+            ScopeSeparator::Space => " ",
+            ScopeSeparator::Comma => ",",
+        })
+    }
+}
+
+/// A server without discovery, described.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderProfile {
+    /// Its name: 1 to 40 ASCII letters, digits, `-` or `_`; also the id in
+    /// its callback URL.
+    pub name: String,
+    /// The resource URL prefixes it serves (longest match wins).
+    pub resources: Vec<String>,
+    /// The issuer recorded with its grants (there is no metadata to say).
+    pub issuer: String,
+    /// The authorization endpoint.
+    pub authorization_endpoint: Url,
+    /// The token endpoint.
+    pub token_endpoint: Url,
+    /// An RFC 7009 revocation endpoint, if the server has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<Url>,
+    /// The client registered there.
+    pub client_id: String,
+    /// The name of the secret (a Workers secret) holding the client secret;
+    /// never the secret itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_name: Option<String>,
+    /// How the client authenticates (default `client_secret_post` with a
+    /// secret, `none` without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<AuthMethod>,
+    /// The scopes asked for at every connection (those that get a refresh
+    /// token among them).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// How scopes are separated in the authorization request.
+    #[serde(default)]
+    pub scope_separator: ScopeSeparator,
+    /// The authorization request parameter carrying the scopes (default
+    /// `scope`; Slack's user scopes go in `user_scope`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_param: Option<String>,
+    /// Extra authorization request parameters (for example
+    /// `access_type=offline` and `prompt=consent` at Google).
+    #[serde(default)]
+    pub authorization_params: Vec<(String, String)>,
+    /// What its token answers are like, and where `resource` goes.
+    #[serde(default)]
+    pub rules: TokenRules,
+    /// The resolved client secret: filled by the runtime from
+    /// `client_secret_name`, never read from configuration.
+    #[serde(
+        default,
+        rename = "resolved_client_secret",
+        skip_serializing_if = "Option::is_none"
+    )]
+    client_secret: Option<ClientSecret>,
+}
+
+impl std::fmt::Debug for ProviderProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderProfile")
+            .field("name", &self.name)
+            .field("resources", &self.resources)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret_name", &self.client_secret_name)
+            .field("secret_resolved", &self.client_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderProfile {
+    /// A profile with the required parts; set the rest with the fields.
+    pub fn new(
+        name: impl Into<String>,
+        resources: &[&str],
+        issuer: impl Into<String>,
+        authorization_endpoint: Url,
+        token_endpoint: Url,
+        client_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+            issuer: issuer.into(),
+            authorization_endpoint,
+            token_endpoint,
+            revocation_endpoint: None,
+            client_id: client_id.into(),
+            client_secret_name: None,
+            auth_method: None,
+            scopes: Vec::new(),
+            scope_separator: ScopeSeparator::Space,
+            scope_param: None,
+            authorization_params: Vec::new(),
+            rules: TokenRules::default(),
+            client_secret: None,
+        }
+    }
+
+    /// Reads profiles from JSON (the `IDP_PROFILES` variable): a list of
+    /// objects with this type's fields. An unknown field or a bad value is an
+    /// error that names it.
+    pub fn list_from_json(json: &str) -> Result<Vec<Self>> {
+        let config = |reason: String| Error::Configuration {
+            name: "IDP_PROFILES".into(),
+            reason,
+        };
+        let list: Vec<Self> = serde_json::from_str(json)
+            .map_err(|e| config(format!("not a valid list of profiles: {e}")))?;
+        for p in &list {
+            if p.client_secret.is_some() {
+                return Err(config(format!(
+                    "profile {:?}: secrets are named with client_secret_name, never written inline",
+                    p.name
+                )));
+            }
+            p.check()
+                .map_err(|e| config(format!("profile {:?}: {e}", p.name)))?;
+        }
+        Ok(list)
+    }
+
+    /// Checks the name and the resource prefixes.
+    pub fn check(&self) -> Result<()> {
+        crate::callback::check_id(&self.name).map_err(|e| Error::Configuration {
+            name: format!("profile {:?}", self.name),
+            reason: format!("name: {e}"),
+        })?;
+        if self.resources.is_empty() {
+            return Err(Error::Configuration {
+                name: format!("profile {:?}", self.name),
+                reason: "resources: a profile needs at least one resource prefix".into(),
+            });
+        }
+        for r in &self.resources {
+            ResourceKey::parse(r)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the client secret (resolved from `client_secret_name` by the
+    /// runtime, or given directly natively).
+    pub fn with_client_secret(mut self, secret: ClientSecret) -> Self {
+        self.client_secret = Some(secret);
+        self
+    }
+
+    /// Whether a secret is named but not yet resolved.
+    pub fn needs_secret(&self) -> bool {
+        self.client_secret_name.is_some() && self.client_secret.is_none()
+    }
+
+    /// The client to use.
+    pub fn client(&self) -> Result<Client> {
+        match (&self.client_secret, &self.client_secret_name) {
+            (Some(secret), _) => Ok(Client::confidential(
+                self.client_id.clone(),
+                secret.clone(),
+                self.auth_method.unwrap_or(AuthMethod::ClientSecretPost),
+            )),
+            (None, Some(name)) => Err(Error::NoClient {
+                issuer: format!(
+                    "{} (profile {:?}: the secret {name:?} is not set)",
+                    self.issuer, self.name
+                ),
+            }),
+            (None, None) => Ok(Client::public(self.client_id.clone())),
+        }
+    }
+}
+
+/// The profile serving `url` (longest resource prefix first) and that
+/// prefix as the provider's key.
+pub fn find<'a>(
+    profiles: &'a [ProviderProfile],
+    url: &Url,
+) -> Option<(&'a ProviderProfile, ResourceKey)> {
+    let key = ResourceKey::from_url(url).ok()?;
+    candidates(&key).into_iter().find_map(|candidate| {
+        profiles.iter().find_map(|p| {
+            p.resources
+                .iter()
+                .filter_map(|r| ResourceKey::parse(r).ok())
+                .find(|r| *r == candidate)
+                .map(|r| (p, r))
+        })
+    })
+}
+
+/// The pending flow and authorization URL for connecting `resource_url`
+/// with `profile`, whose prefix `key` covers it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start(
+    settings: &Settings,
+    profile: &ProviderProfile,
+    key: &ResourceKey,
+    owner: &str,
+    resource_url: &Url,
+    scope: Option<&str>,
+    now: u64,
+    entropy: Entropy,
+) -> Result<(PendingFlow, Url)> {
+    for endpoint in [&profile.authorization_endpoint, &profile.token_endpoint]
+        .into_iter()
+        .chain(profile.revocation_endpoint.as_ref())
+    {
+        settings.policy.check(endpoint)?;
+    }
+    let client = profile.client()?;
+    let mut scopes = profile.scopes.clone();
+    for s in scope
+        .unwrap_or_default()
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+    {
+        if !scopes.iter().any(|have| have == s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    let scope = (!scopes.is_empty()).then(|| profile.scope_separator.join(&scopes));
+    let redirect_uri = crate::callback::redirect_uri(&settings.callback_base, &profile.name);
+    let flow = PendingFlow {
+        state: FlowState::from_random(entropy.state),
+        verifier: PkceVerifier::from_random(entropy.verifier),
+        resource_url: resource_url.to_string(),
+        resource: key.to_string(),
+        issuer: profile.issuer.clone(),
+        iss_required: false,
+        client,
+        token_endpoint: profile.token_endpoint.clone(),
+        revocation_endpoint: profile.revocation_endpoint.clone(),
+        redirect_uri,
+        scope,
+        owner: owner.to_owned(),
+        created_at: now,
+        rules: profile.rules,
+        profile: Some(profile.name.clone()),
+    };
+    let mut url = authorize::authorization_url(
+        &AuthorizationParams {
+            authorization_endpoint: &profile.authorization_endpoint,
+            client: &flow.client,
+            redirect_uri: &flow.redirect_uri,
+            resource: flow
+                .rules
+                .resource_on_authorization()
+                .then_some(flow.resource.as_str()),
+            scope: flow
+                .scope
+                .as_deref()
+                .filter(|_| profile.scope_param.is_none()),
+        },
+        &flow.state,
+        &flow.verifier,
+    );
+    if let (Some(param), Some(scope)) = (&profile.scope_param, &flow.scope) {
+        url.query_pairs_mut().append_pair(param, scope);
+    }
+    for (k, v) in &profile.authorization_params {
+        url.query_pairs_mut().append_pair(k, v);
+    }
+    Ok((flow, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_from_json_name_the_bad_field_and_never_take_a_secret_inline() {
+        let good = r#"[{"name": "acme", "resources": ["https://api.acme.example"], "issuer": "https://acme.example",
+            "authorization_endpoint": "https://acme.example/authorize", "token_endpoint": "https://acme.example/token",
+            "client_id": "c", "client_secret_name": "ACME_SECRET", "scope_separator": "comma",
+            "rules": {"assume_bearer": true, "resource": "not_on_refresh"}}]"#;
+        let list = ProviderProfile::list_from_json(good).unwrap();
+        assert_eq!(
+            list[0].rules.resource,
+            crate::token::ResourceParam::NotOnRefresh
+        );
+        for (json, says) in [
+            (
+                good.replace("\"client_id\"", "\"client_idd\""),
+                "client_idd",
+            ),
+            (good.replace("\"comma\"", "\"semicolon\""), "semicolon"),
+            (
+                good.replace(
+                    "ACME_SECRET\"",
+                    "ACME_SECRET\", \"resolved_client_secret\": \"s3cr3t\"",
+                ),
+                "never written inline",
+            ),
+            (good.replace("\"acme\"", "\"a b\""), "name"),
+            (
+                good.replace("[\"https://api.acme.example\"]", "[]"),
+                "resources",
+            ),
+        ] {
+            let e = ProviderProfile::list_from_json(&json)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{says}: {e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_longest_resource_prefix_wins_at_segment_boundaries() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        let mut narrow = builtin::github("a", "S");
+        narrow.name = "narrow".into();
+        narrow.resources = vec!["https://api.github.com/repos".into()];
+        let profiles = vec![builtin::github("a", "S"), narrow];
+        let name = |u: &str| find(&profiles, &url(u)).map(|(p, _)| p.name.clone());
+        assert_eq!(
+            name("https://api.github.com/repos/x").as_deref(),
+            Some("narrow")
+        );
+        assert_eq!(
+            name("https://api.github.com/reposx").as_deref(),
+            Some("github")
+        );
+        assert_eq!(name("https://api.github.com").as_deref(), Some("github"));
+        assert_eq!(name("https://github.com/x"), None);
+    }
+
+    #[test]
+    fn a_profile_login_asks_its_scopes_and_parameters_with_pkce_and_no_probe() {
+        let mut slack = builtin::slack("cid", "S").with_client_secret(ClientSecret::new("sec"));
+        slack.authorization_params = vec![("team".into(), "T1".into())];
+        let settings = Settings {
+            profiles: vec![slack],
+            ..crate::testing::settings()
+        };
+        let script = crate::testing::Script::new();
+        let store = crate::store::memory::MemoryStore::default();
+        let start = crate::testing::block_on(crate::flow::start_login(
+            &script,
+            &store,
+            &settings,
+            "alice",
+            "https://slack.com/api/users.info",
+            Some("chat:write"),
+            1000,
+            Entropy {
+                verifier: [1; 32],
+                state: [2; 32],
+            },
+        ))
+        .unwrap();
+        assert!(script.requests().is_empty(), "no probe, no discovery");
+        let crate::flow::LoginStart::Redirect(to) = start else {
+            panic!()
+        };
+        let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+        assert_eq!(to.path(), "/oauth/v2/authorize");
+        assert_eq!(q["user_scope"], "users:read,chat:write");
+        assert!(
+            !q.contains_key("scope") && !q.contains_key("resource"),
+            "{q:?}"
+        );
+        assert_eq!(q["code_challenge_method"], "S256");
+        assert_eq!(q["team"], "T1");
+        assert_eq!(
+            q["redirect_uri"],
+            "https://app.example/oauth/callback/slack"
+        );
+    }
+}
