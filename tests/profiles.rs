@@ -1,0 +1,141 @@
+//! APIs without discovery, connected through a provider profile
+//! (`IDP_PROFILES`), in workerd, against a local server that bends its token
+//! answers the way GitHub, Slack and others do (`tests/servers/quirks.mjs`):
+//! connect, call through `AuthedFetch`, refresh when the API refuses the
+//! token, and revoke on removal, for each quirk.
+
+use idp_tests::{provider, state_dir, urlencode, App, Process, Worker};
+use serde_json::{json, Value};
+
+async fn post(url: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
+async fn log(origin: &str) -> Value {
+    reqwest::get(format!("{origin}/__log"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
+    let quirks = Process::start("quirks", "node", &["tests/servers/quirks.mjs"]);
+    let origin = quirks.field("origin");
+    let api = format!("{origin}/api");
+    let profiles = json!([{
+        "name": "quirky",
+        "resources": [api],
+        "issuer": origin,
+        "authorization_endpoint": format!("{origin}/oauth/authorize"),
+        "token_endpoint": format!("{origin}/oauth/token"),
+        "revocation_endpoint": format!("{origin}/oauth/revoke"),
+        "client_id": "quirks-app",
+        "client_secret_name": "QUIRKS_SECRET",
+        "scopes": ["repo", "user"],
+        "scope_separator": "comma",
+        "rules": {"assume_bearer": true}
+    }])
+    .to_string();
+    let worker = Worker::start_with(
+        &state_dir("profiles"),
+        &[
+            ("IDP_PROFILES", &profiles),
+            ("QUIRKS_SECRET", "quirks-secret"),
+            ("IDP_BACKGROUND_REFRESH", "off"),
+        ],
+    );
+
+    for (user, quirk) in [
+        // GitHub-shaped: form-encoded answers, comma scopes, errors as 200.
+        ("gh", json!({"format": "form"})),
+        // Slack-shaped: the user's token under authed_user, "ok": false,
+        // and refresh answers without a new refresh token.
+        ("sl", json!({"format": "slack", "refresh_without_rt": true})),
+        // No token_type, no expires_in, and `resource` refused on refresh.
+        (
+            "js",
+            json!({"format": "json", "expires_in": null, "reject_resource_on_refresh": true}),
+        ),
+    ] {
+        post(&format!("{origin}/__config"), quirk.clone()).await;
+        let app = App::sign_in(&worker, user).await;
+        let (status, page) = app.connect(&api).await;
+        assert_eq!(status, 200, "{quirk}: {page}");
+        let scopes = log(&origin).await["scopes"].clone();
+        assert_eq!(scopes.as_array().unwrap().last().unwrap(), "repo user", "{quirk}");
+        let list = app.providers().await;
+        let p = provider(&list, &api).unwrap_or_else(|| panic!("{quirk}: {list:?}"));
+        assert_eq!(p["profile"], "quirky", "{quirk}: {p}");
+        assert_eq!(p["has_token"], true, "{quirk}: {p}");
+        assert_eq!(p["scope"], "repo user", "{quirk}: comma scope read: {p}");
+
+        let items = format!("{api}/items");
+        let (status, body) = app.fetch(&items).await;
+        assert_eq!(status, 200, "{quirk}: {body}");
+
+        // The API stops accepting the token (401 with no challenge, as
+        // GitHub answers): one refresh, and the call succeeds; twice, so a
+        // kept (not rotated) refresh token is used again.
+        for round in 0..2 {
+            let before = log(&origin).await["token_requests"].as_array().unwrap().len();
+            post(&format!("{origin}/__expire"), json!({})).await;
+            let (status, body) = app.fetch(&items).await;
+            assert_eq!(status, 200, "{quirk} round {round}: {body}");
+            let requests = log(&origin).await["token_requests"].clone();
+            let made = &requests.as_array().unwrap()[before..];
+            assert!(
+                !made.is_empty() && made.iter().all(|r| r["grant_type"] == "refresh_token"),
+                "{quirk} round {round}: {made:?}"
+            );
+            if quirk["reject_resource_on_refresh"] == true {
+                // First refresh: refused with `resource`, retried without;
+                // later refreshes send none.
+                let expected: Vec<bool> = if round == 0 { vec![true, false] } else { vec![false] };
+                let sent: Vec<bool> = made.iter().map(|r| !r["resource"].is_null()).collect();
+                assert_eq!(sent, expected, "{quirk} round {round}: {made:?}");
+            } else {
+                assert_eq!(made.len(), 1, "{quirk} round {round}: one refresh: {made:?}");
+            }
+        }
+
+        // Removal revokes at the server.
+        let revoked = log(&origin).await["revoked"].as_u64().unwrap();
+        let (status, body) = app
+            .send_json(
+                reqwest::Method::DELETE,
+                &format!("/api/providers?url={}", urlencode(&api)),
+            )
+            .await;
+        assert_eq!(status, 200, "{quirk}: {body}");
+        assert_eq!(body["revoked"], true, "{quirk}: {body}");
+        assert_eq!(log(&origin).await["revoked"].as_u64().unwrap(), revoked + 1);
+    }
+
+    // A token answer carrying an error (here: a wrong client secret is
+    // answered with HTTP 200 and `error`) fails the login with the server's
+    // words, and stores nothing.
+    post(&format!("{origin}/__config"), json!({"format": "form"})).await;
+    let worker2 = Worker::start_with(
+        &state_dir("profiles-bad-secret"),
+        &[
+            ("IDP_PROFILES", &profiles),
+            ("QUIRKS_SECRET", "not-the-secret"),
+        ],
+    );
+    let app = App::sign_in(&worker2, "mallory").await;
+    let (status, page) = app.connect(&api).await;
+    assert_ne!(status, 200, "{page}");
+    assert!(page.contains("invalid_client"), "{page}");
+    assert!(provider(&app.providers().await, &api).is_none());
+}
