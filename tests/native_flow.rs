@@ -95,6 +95,7 @@ async fn walks_every_step_against_oidc_provider() {
         &info(),
         None,
         &redirect,
+        Some("api:read"),
         now,
     )
     .await

@@ -73,7 +73,11 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
         let (status, page) = app.connect(&api).await;
         assert_eq!(status, 200, "{quirk}: {page}");
         let scopes = log(&origin).await["scopes"].clone();
-        assert_eq!(scopes.as_array().unwrap().last().unwrap(), "repo user", "{quirk}");
+        assert_eq!(
+            scopes.as_array().unwrap().last().unwrap(),
+            "repo user",
+            "{quirk}"
+        );
         let list = app.providers().await;
         let p = provider(&list, &api).unwrap_or_else(|| panic!("{quirk}: {list:?}"));
         assert_eq!(p["profile"], "quirky", "{quirk}: {p}");
@@ -88,7 +92,10 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
         // GitHub answers): one refresh, and the call succeeds; twice, so a
         // kept (not rotated) refresh token is used again.
         for round in 0..2 {
-            let before = log(&origin).await["token_requests"].as_array().unwrap().len();
+            let before = log(&origin).await["token_requests"]
+                .as_array()
+                .unwrap()
+                .len();
             post(&format!("{origin}/__expire"), json!({})).await;
             let (status, body) = app.fetch(&items).await;
             assert_eq!(status, 200, "{quirk} round {round}: {body}");
@@ -101,11 +108,19 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
             if quirk["reject_resource_on_refresh"] == true {
                 // First refresh: refused with `resource`, retried without;
                 // later refreshes send none.
-                let expected: Vec<bool> = if round == 0 { vec![true, false] } else { vec![false] };
+                let expected: Vec<bool> = if round == 0 {
+                    vec![true, false]
+                } else {
+                    vec![false]
+                };
                 let sent: Vec<bool> = made.iter().map(|r| !r["resource"].is_null()).collect();
                 assert_eq!(sent, expected, "{quirk} round {round}: {made:?}");
             } else {
-                assert_eq!(made.len(), 1, "{quirk} round {round}: one refresh: {made:?}");
+                assert_eq!(
+                    made.len(),
+                    1,
+                    "{quirk} round {round}: one refresh: {made:?}"
+                );
             }
         }
 

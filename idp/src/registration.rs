@@ -165,6 +165,11 @@ pub struct Registration {
     /// When the secret expires (seconds since the epoch); `None` for never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_expires_at: Option<u64>,
+    /// The scopes the client registered with (RFC 7591 `scope`), when it
+    /// did: servers that grant only registered scopes need a new
+    /// registration for more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl Registration {
@@ -176,6 +181,26 @@ impl Registration {
             && self
                 .secret_expires_at
                 .is_none_or(|t| t > now.saturating_add(60))
+    }
+
+    /// Whether it was registered for every scope of `scope` (a registration
+    /// that named no scopes is taken to allow any).
+    pub fn covers_scope(&self, scope: Option<&str>) -> bool {
+        match &self.scope {
+            None => true,
+            Some(registered) => crate::authorize::scopes_cover(Some(registered), scope),
+        }
+    }
+}
+
+/// RFC 7591 / OpenID Connect `application_type`: `native` for a loopback
+/// `http` redirect URI (servers refuse loopback redirects for web clients),
+/// `web` otherwise.
+pub fn application_type(redirect_uri: &Url) -> &'static str {
+    if redirect_uri.scheme() == "http" && crate::policy::is_loopback(redirect_uri) {
+        "native"
+    } else {
+        "web"
     }
 }
 
@@ -212,12 +237,17 @@ fn same_url(a: &str, b: &str) -> bool {
 /// metadata document URL when the server accepts those; else a usable cached
 /// registration; else a registration request. [`Error::NoClient`] when the server
 /// offers none of these.
+///
+/// `scope` is what the client will ask for: a cached registration that did
+/// not register all of it is not reused, and a new registration names the
+/// union of both.
 pub fn choose_client(
     server: &AuthorizationServer,
     config: &ClientConfig,
     info: &ClientInfo,
     cached: Option<&Registration>,
     redirect_uri: &Url,
+    scope: Option<&str>,
     now: u64,
 ) -> Result<ClientPlan> {
     if let Some(p) = config.pre_registered_for(&server.issuer) {
@@ -234,18 +264,22 @@ pub fn choose_client(
             ));
         }
     }
-    if let Some(r) = cached.filter(|r| r.usable_for(&server.issuer, redirect_uri.as_str(), now)) {
+    let usable = cached.filter(|r| r.usable_for(&server.issuer, redirect_uri.as_str(), now));
+    if let Some(r) = usable.filter(|r| r.covers_scope(scope)) {
         return Ok(ClientPlan::Ready(
             r.client.clone(),
             ClientSource::CachedRegistration,
         ));
     }
+    // Register (again) for the scopes held so far and the new ones.
+    let scope = crate::authorize::union_scopes(usable.and_then(|r| r.scope.as_deref()), scope);
     match &server.registration_endpoint {
         Some(endpoint) => Ok(ClientPlan::Register(registration_request(
             endpoint,
             info,
             redirect_uri,
             preferred_auth_method(server),
+            scope.as_deref(),
         ))),
         None => Err(Error::NoClient {
             issuer: server.issuer.clone(),
@@ -275,9 +309,11 @@ pub fn registration_request(
     info: &ClientInfo,
     redirect_uri: &Url,
     auth_method: AuthMethod,
+    scope: Option<&str>,
 ) -> HttpRequest {
     let mut body = serde_json::json!({
         "redirect_uris": [redirect_uri.as_str()],
+        "application_type": application_type(redirect_uri),
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": auth_method.as_str(),
@@ -286,6 +322,9 @@ pub fn registration_request(
     });
     if let Some(uri) = &info.uri {
         body["client_uri"] = uri.as_str().into();
+    }
+    if let Some(scope) = scope {
+        body["scope"] = scope.into();
     }
     HttpRequest::post_json(endpoint.clone(), &body)
 }
@@ -299,6 +338,8 @@ struct RegistrationResponse {
     client_secret_expires_at: Option<u64>,
     #[serde(default)]
     token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 /// Reads a registration response, honouring the auth method, secret and secret
@@ -308,6 +349,7 @@ pub fn parse_registration(
     resp: &HttpResponse,
     issuer: &str,
     redirect_uri: &Url,
+    asked_scope: Option<&str>,
 ) -> Result<Registration> {
     if !resp.is_success() {
         return Err(Error::Registration {
@@ -356,6 +398,7 @@ pub fn parse_registration(
             auth_method,
         },
         secret_expires_at: r.client_secret_expires_at.filter(|t| *t != 0),
+        scope: r.scope.or_else(|| asked_scope.map(str::to_owned)),
     })
 }
 
@@ -368,17 +411,22 @@ pub async fn obtain_client(
     info: &ClientInfo,
     cached: Option<&Registration>,
     redirect_uri: &Url,
+    scope: Option<&str>,
     now: u64,
 ) -> Result<(Client, Option<Registration>)> {
-    match choose_client(server, config, info, cached, redirect_uri, now)? {
+    match choose_client(server, config, info, cached, redirect_uri, scope, now)? {
         ClientPlan::Ready(client, _) => Ok((client, None)),
         ClientPlan::Register(req) => {
+            let asked: Option<String> = serde_json::from_slice::<serde_json::Value>(&req.body)
+                .ok()
+                .and_then(|b| b["scope"].as_str().map(str::to_owned));
             let url = req.url.clone();
             let resp = http.send(req).await.map_err(|e| Error::Transport {
                 url: url.clone(),
                 message: e.message,
             })?;
-            let reg = parse_registration(&url, &resp, &server.issuer, redirect_uri)?;
+            let reg =
+                parse_registration(&url, &resp, &server.issuer, redirect_uri, asked.as_deref())?;
             Ok((reg.client.clone(), Some(reg)))
         }
     }
@@ -446,7 +494,7 @@ mod tests {
     fn registration_request_body() {
         let s = server(serde_json::json!({}));
         let ClientPlan::Register(req) =
-            choose_client(&s, &Default::default(), &info(), None, &redirect(), 0).unwrap()
+            choose_client(&s, &Default::default(), &info(), None, &redirect(), None, 0).unwrap()
         else {
             panic!("expected a registration")
         };
@@ -472,7 +520,7 @@ mod tests {
             serde_json::json!({"token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"]}),
         );
         let ClientPlan::Register(req) =
-            choose_client(&s, &Default::default(), &info(), None, &redirect(), 0).unwrap()
+            choose_client(&s, &Default::default(), &info(), None, &redirect(), None, 0).unwrap()
         else {
             panic!()
         };
@@ -487,7 +535,7 @@ mod tests {
             201,
             r#"{"client_id":"c1","client_secret":"s3cr3t","client_secret_expires_at":2000,"token_endpoint_auth_method":"client_secret_post"}"#,
         );
-        let r = parse_registration(&ep, &resp, "https://as.example", &redirect()).unwrap();
+        let r = parse_registration(&ep, &resp, "https://as.example", &redirect(), None).unwrap();
         assert_eq!(r.client.auth_method, AuthMethod::ClientSecretPost);
         assert_eq!(r.client.client_secret.as_ref().unwrap().secret(), "s3cr3t");
         assert_eq!(r.secret_expires_at, Some(2000));
@@ -501,7 +549,7 @@ mod tests {
             201,
             r#"{"client_id":"c2","client_secret":"x","client_secret_expires_at":0}"#,
         );
-        let r = parse_registration(&ep, &resp, "https://as.example", &redirect()).unwrap();
+        let r = parse_registration(&ep, &resp, "https://as.example", &redirect(), None).unwrap();
         assert_eq!(r.client.auth_method, AuthMethod::ClientSecretBasic);
         assert_eq!(r.secret_expires_at, None);
     }
@@ -517,6 +565,7 @@ mod tests {
             ),
             "https://as.example",
             &redirect(),
+            None,
         )
         .unwrap_err();
         assert_eq!(
@@ -535,12 +584,85 @@ mod tests {
                     &ep,
                     &HttpResponse::new(201, body),
                     "https://as.example",
-                    &redirect()
+                    &redirect(),
+                    None,
                 )
                 .is_err(),
                 "{body}"
             );
         }
+    }
+
+    /// A server that grants only registered scopes gets them at
+    /// registration; a cached registration lacking a scope is replaced by
+    /// one for the union; the application type follows the redirect URI.
+    #[test]
+    fn registration_carries_scopes_and_the_application_type() {
+        let ep = Url::parse("https://as.example/register").unwrap();
+        let loopback = Url::parse("http://127.0.0.1:8787/oauth/callback/x").unwrap();
+        let body = |r: &HttpRequest| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap();
+        let req = registration_request(&ep, &info(), &loopback, AuthMethod::None, Some("read"));
+        assert_eq!(body(&req)["application_type"], "native");
+        assert_eq!(body(&req)["scope"], "read");
+        let req = registration_request(&ep, &info(), &redirect(), AuthMethod::None, None);
+        assert_eq!(body(&req)["application_type"], "web");
+        assert!(body(&req).get("scope").is_none());
+
+        let s = server(serde_json::json!({}));
+        let cached = Registration {
+            issuer: "https://as.example".into(),
+            redirect_uri: redirect().to_string(),
+            client: Client::public("c1"),
+            secret_expires_at: None,
+            scope: Some("read".into()),
+        };
+        let plan = |scope| {
+            choose_client(
+                &s,
+                &Default::default(),
+                &info(),
+                Some(&cached),
+                &redirect(),
+                scope,
+                0,
+            )
+            .unwrap()
+        };
+        assert!(matches!(plan(Some("read")), ClientPlan::Ready(..)));
+        let ClientPlan::Register(req) = plan(Some("write")) else {
+            panic!("a registration without `write` is not reused")
+        };
+        assert_eq!(body(&req)["scope"], "read write");
+        // A registration that named no scope is taken to allow any.
+        let open = Registration {
+            scope: None,
+            ..cached.clone()
+        };
+        let reused = choose_client(
+            &s,
+            &Default::default(),
+            &info(),
+            Some(&open),
+            &redirect(),
+            Some("write"),
+            0,
+        );
+        assert!(matches!(reused.unwrap(), ClientPlan::Ready(..)));
+        // What the server answers it registered is recorded, else what was asked.
+        let resp = HttpResponse::new(201, r#"{"client_id":"n","scope":"read write admin"}"#);
+        let r = parse_registration(
+            &ep,
+            &resp,
+            "https://as.example",
+            &redirect(),
+            Some("read write"),
+        )
+        .unwrap();
+        assert_eq!(r.scope.as_deref(), Some("read write admin"));
+        let resp = HttpResponse::new(201, r#"{"client_id":"n"}"#);
+        let r = parse_registration(&ep, &resp, "https://as.example", &redirect(), Some("read"))
+            .unwrap();
+        assert_eq!(r.scope.as_deref(), Some("read"));
     }
 
     #[test]
@@ -560,6 +682,7 @@ mod tests {
             redirect_uri: redirect().to_string(),
             client: Client::public("cached"),
             secret_expires_at: None,
+            scope: None,
         };
         let s = server(serde_json::json!({"client_id_metadata_document_supported": true}));
         let all = ClientConfig {
@@ -568,7 +691,7 @@ mod tests {
             assume_pkce: vec![],
         };
         let plan = |cfg: &ClientConfig, s: &AuthorizationServer, c: Option<&Registration>| {
-            choose_client(s, cfg, &info(), c, &redirect(), 0).unwrap()
+            choose_client(s, cfg, &info(), c, &redirect(), None, 0).unwrap()
         };
         assert!(
             matches!(plan(&all, &s, Some(&cached)), ClientPlan::Ready(c, ClientSource::PreRegistered) if c.client_id == "gh")
@@ -592,8 +715,16 @@ mod tests {
 
         let mut closed = server(serde_json::json!({}));
         closed.registration_endpoint = None;
-        let e =
-            choose_client(&closed, &Default::default(), &info(), None, &redirect(), 0).unwrap_err();
+        let e = choose_client(
+            &closed,
+            &Default::default(),
+            &info(),
+            None,
+            &redirect(),
+            None,
+            0,
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::NoClient { .. }));
     }
 

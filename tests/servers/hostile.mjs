@@ -15,7 +15,8 @@
 // - GET /.well-known/oauth-authorization-server (and openid-configuration):
 //   RFC 8414 metadata, without RFC 9207 `iss` support; without S256 when the
 //   configuration says `no_pkce`.
-// - POST /register: a public client "attacker-client".
+// - POST /register: a public client "attacker-client"; like OpenID Connect
+//   servers, a loopback http redirect URI only for application_type native.
 // - GET /authorize: the mix-up bounce. With `bounce` configured, redirects the
 //   person to the honest server's authorization endpoint with the app's client
 //   id and redirect URI there, copying `state` and `code_challenge` from the
@@ -93,7 +94,14 @@ server.on('request', async (req, res) => {
     return send(res, 200, serverMetadata());
   }
   if (path === '/register' && req.method === 'POST') {
-    await readBody(req);
+    // Like OpenID Connect servers that apply its registration rules: a web
+    // client (the default application_type) may not use a loopback http
+    // redirect URI.
+    const meta = JSON.parse((await readBody(req)) || '{}');
+    const loopbackHttp = (meta.redirect_uris ?? []).some((u) => /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(u));
+    if (loopbackHttp && (meta.application_type ?? 'web') === 'web') {
+      return send(res, 400, { error: 'invalid_redirect_uri', error_description: 'web clients must not use a loopback http redirect URI' });
+    }
     return send(res, 201, { client_id: 'attacker-client', token_endpoint_auth_method: 'none', redirect_uris: [] });
   }
   if (path === '/authorize') {

@@ -194,19 +194,6 @@ pub async fn authorize(
     let cached = store
         .registration(&server.issuer, redirect_uri.as_str())
         .await?;
-    let (client, fresh) = registration::obtain_client(
-        http,
-        &server,
-        &settings.clients,
-        &settings.client_info,
-        cached.as_ref(),
-        &redirect_uri,
-        now,
-    )
-    .await?;
-    if let Some(r) = fresh {
-        store.put_registration(r).await?;
-    }
     let scope = authorize::choose_scope(
         scope,
         challenge.and_then(|c| c.scope.as_deref()),
@@ -215,6 +202,20 @@ pub async fn authorize(
             .as_ref()
             .and_then(|m| m.scopes_supported.as_deref()),
     );
+    let (client, fresh) = registration::obtain_client(
+        http,
+        &server,
+        &settings.clients,
+        &settings.client_info,
+        cached.as_ref(),
+        &redirect_uri,
+        scope.as_deref(),
+        now,
+    )
+    .await?;
+    if let Some(r) = fresh {
+        store.put_registration(r).await?;
+    }
     let flow = PendingFlow {
         state: FlowState::from_random(entropy.state),
         verifier: PkceVerifier::from_random(entropy.verifier),
@@ -465,6 +466,7 @@ mod tests {
             redirect_uri: "https://app.example/oauth/callback".into(),
             client: Client::public("c1"),
             secret_expires_at: None,
+            scope: None,
         }))
         .unwrap();
         store

@@ -167,6 +167,7 @@ async fn registrations_and_servers<S: Store>(store: &S) {
         redirect_uri: "https://app.example/cb/a".into(),
         client: Client::public("c1"),
         secret_expires_at: None,
+        scope: Some("read".into()),
     };
     store
         .put_registration(reg.clone())
