@@ -404,6 +404,7 @@ pub fn parse_registration(
 
 /// Gets a client for a server: [`choose_client`], then registers when needed.
 /// Returns the client and, when it registered, the new registration to cache.
+#[allow(clippy::too_many_arguments)]
 pub async fn obtain_client(
     http: &impl HttpClient,
     server: &AuthorizationServer,
