@@ -129,6 +129,16 @@ impl Config {
     /// [`crate::profile::builtin`]). Its secret is read from the Worker's
     /// secret named by `client_secret_name` when the configuration meets
     /// the environment ([`Config::with_env`]).
+    ///
+    /// ```
+    /// use idp::profile::builtin;
+    /// use idp::workers::Config;
+    ///
+    /// let config = Config::new("My app", "1.0.0")
+    ///     .profile(builtin::github("Iv1.0123456789abcdef", "GITHUB_CLIENT_SECRET"))
+    ///     .profile(builtin::microsoft("common", "00000000-0000-0000-0000-000000000000", "ENTRA_SECRET"));
+    /// assert_eq!(config.profiles.len(), 2);
+    /// ```
     pub fn profile(mut self, profile: crate::profile::ProviderProfile) -> Self {
         self.profiles.retain(|p| p.name != profile.name);
         self.profiles.push(profile);
