@@ -44,6 +44,7 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
         "client_secret_name": "QUIRKS_SECRET",
         "scopes": ["repo", "user"],
         "scope_separator": "comma",
+        "authorization_params": [["access_type", "offline"], ["prompt", "consent"]],
         "rules": {"assume_bearer": true}
     }])
     .to_string();
@@ -53,12 +54,19 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
             ("IDP_PROFILES", &profiles),
             ("QUIRKS_SECRET", "quirks-secret"),
             ("IDP_BACKGROUND_REFRESH", "off"),
+            ("EXAMPLE_PROFILE_ORIGIN", &origin),
         ],
     );
 
     for (user, quirk) in [
         // GitHub-shaped: form-encoded answers, comma scopes, errors as 200.
         ("gh", json!({"format": "form"})),
+        // Google-shaped: standard answers, extra authorization parameters,
+        // refresh answers without a new refresh token.
+        (
+            "go",
+            json!({"format": "google", "refresh_without_rt": true}),
+        ),
         // Slack-shaped: the user's token under authed_user, "ok": false,
         // and refresh answers without a new refresh token.
         ("sl", json!({"format": "slack", "refresh_without_rt": true})),
@@ -136,6 +144,19 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
         assert_eq!(body["revoked"], true, "{quirk}: {body}");
         assert_eq!(log(&origin).await["revoked"].as_u64().unwrap(), revoked + 1);
     }
+
+    // A profile configured in Rust (the example's `configure`), for a
+    // narrower prefix of the same API: the longest prefix wins.
+    post(&format!("{origin}/__config"), json!({"format": "form"})).await;
+    let rust = format!("{api}/rust");
+    let app = App::sign_in(&worker, "rs").await;
+    let (status, page) = app.connect(&rust).await;
+    assert_eq!(status, 200, "{page}");
+    let list = app.providers().await;
+    let p = provider(&list, &rust).unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!(p["profile"], "rust-configured", "{p}");
+    let (status, body) = app.fetch(&format!("{rust}/x")).await;
+    assert_eq!(status, 200, "{body}");
 
     // A token answer carrying an error (here: a wrong client secret is
     // answered with HTTP 200 and `error`) fails the login with the server's

@@ -4,13 +4,14 @@
 //
 // - GET /oauth/authorize: checks client_id, redirect_uri, S256 PKCE and
 //   state, then redirects straight back with a code (no login page). The
-//   scopes asked for (in `scope` or `user_scope`) are recorded.
+//   scopes asked for (in `scope` or `user_scope`) and the last request's
+//   parameters are recorded.
 // - POST /oauth/token: `authorization_code` (checks the client secret in the
 //   body and the PKCE verifier) and `refresh_token`. Answers per `format`:
 //   "form" (application/x-www-form-urlencoded, comma-separated scope, errors
 //   with HTTP 200, like GitHub), "slack" (the user's token under
-//   `authed_user` with token_type "user", errors as `"ok": false`), "json"
-//   (JSON without token_type). Access tokens live `expires_in` seconds (none
+//   `authed_user` with token_type "user", errors as `"ok": false`), "google"
+//   (standard JSON), "json" (JSON without token_type). Access tokens live `expires_in` seconds (none
 //   when null: no expires_in). With `refresh_without_rt` a refresh answer
 //   carries no new refresh token; with `reject_resource_on_refresh` a refresh
 //   that sends `resource` gets 400 invalid_target.
@@ -82,6 +83,7 @@ function issue(res, scope, withRefresh) {
   if (config.format === 'slack') {
     return json(res, 200, { ok: true, app_id: 'A1', team: { id: 'T1' }, authed_user: { id: 'U1', token_type: 'user', ...fields } });
   }
+  if (config.format === 'google') return json(res, 200, { ...fields, scope: scope, token_type: 'Bearer' });
   return json(res, 200, fields); // no token_type
 }
 
@@ -107,6 +109,7 @@ server.on('request', async (req, res) => {
     }
     const scope = (q.get('user_scope') ?? q.get('scope') ?? '').split(/[ ,]/).filter(Boolean).join(' ');
     log.scopes.push(scope);
+    log.authorize = Object.fromEntries(q);
     const code = fresh('code');
     codes.set(code, { challenge: q.get('code_challenge'), redirect_uri: redirect, scope });
     const back = new URL(redirect);

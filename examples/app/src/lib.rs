@@ -30,7 +30,9 @@
 //!   with feature `bench` and when the
 //!   variable `IDP_BENCH_ROUTES` is `true` (the benchmark sets it).
 
+use idp::profile::ProviderProfile;
 use idp::worker::{Env, Method, Request, Response};
+use idp::workers::Config;
 use idp::workers::{
     mcp_provider_info, AppContext, Connected, Handler, IdpWorker, McpClient, McpError,
     ProviderInfo, Session,
@@ -71,6 +73,36 @@ impl IdpWorker for ExampleApp {
                 "public": c.access_token.is_none(),
             }),
         })
+    }
+
+    /// A provider profile configured in Rust, when `EXAMPLE_PROFILE_ORIGIN`
+    /// names an API without discovery (the tests point it at their local
+    /// one); real apps add `idp::profile::builtin::github(..)` and the like.
+    fn configure(&self, config: Config, env: &Env) -> Config {
+        let Ok(origin) = env.var("EXAMPLE_PROFILE_ORIGIN").map(|v| v.to_string()) else {
+            return config;
+        };
+        let url = |path: &str| url::Url::parse(&format!("{origin}{path}"));
+        let (Ok(authorize), Ok(token), Ok(revoke)) = (
+            url("/oauth/authorize"),
+            url("/oauth/token"),
+            url("/oauth/revoke"),
+        ) else {
+            return config;
+        };
+        let mut profile = ProviderProfile::new(
+            "rust-configured",
+            &[&format!("{origin}/api/rust")],
+            origin.clone(),
+            authorize,
+            token,
+            "quirks-app",
+        );
+        profile.client_secret_name = Some("QUIRKS_SECRET".into());
+        profile.revocation_endpoint = Some(revoke);
+        profile.scopes = vec!["repo".into()];
+        profile.rules.assume_bearer = true;
+        config.profile(profile)
     }
 
     fn user_id(&self, req: &Request, env: &Env) -> Option<String> {

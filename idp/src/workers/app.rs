@@ -108,7 +108,10 @@ pub async fn serve<A: IdpWorker>(
     env: Env,
     ctx: worker::Context,
 ) -> worker::Result<Response> {
-    let config = app.configure(config.with_env(&env), &env);
+    // Profiles added by `configure` get their secrets too.
+    let config = app
+        .configure(config.with_env(&env), &env)
+        .resolve_secrets(&env);
     if let Some(resp) = super::middleware::client_metadata_response(&config, &env, &req).await? {
         return Ok(resp);
     }

@@ -124,6 +124,33 @@ impl Config {
         }
     }
 
+    /// Reads the client secrets that profiles name from the Worker's
+    /// secrets (a missing one is reported in the log, and logging in with
+    /// that profile then says which secret is missing).
+    pub fn resolve_secrets(mut self, env: &Env) -> Self {
+        self.profiles = std::mem::take(&mut self.profiles)
+            .into_iter()
+            .map(|p| match p.client_secret_name.clone() {
+                Some(name) if p.needs_secret() => {
+                    match env.secret(&name).or_else(|_| env.var(&name)) {
+                        Ok(secret) => p.with_client_secret(crate::secret::ClientSecret::new(
+                            secret.to_string(),
+                        )),
+                        Err(_) => {
+                            worker::console_error!(
+                                "idp: profile {:?}: no secret named {name:?}",
+                                p.name
+                            );
+                            p
+                        }
+                    }
+                }
+                _ => p,
+            })
+            .collect();
+        self
+    }
+
     /// Connects URLs under `profile`'s resources with it: no discovery, its
     /// endpoints, client and token rules ([`crate::profile`],
     /// [`crate::profile::builtin`]). Its secret is read from the Worker's
@@ -287,26 +314,7 @@ impl Config {
                 Err(e) => worker::console_error!("idp: IDP_PROFILES ignored: {e}"),
             }
         }
-        self.profiles = std::mem::take(&mut self.profiles)
-            .into_iter()
-            .map(|p| match p.client_secret_name.clone() {
-                Some(name) if p.needs_secret() => {
-                    match env.secret(&name).or_else(|_| env.var(&name)) {
-                        Ok(secret) => p.with_client_secret(crate::secret::ClientSecret::new(
-                            secret.to_string(),
-                        )),
-                        Err(_) => {
-                            worker::console_error!(
-                                "idp: profile {:?}: no secret named {name:?}",
-                                p.name
-                            );
-                            p
-                        }
-                    }
-                }
-                _ => p,
-            })
-            .collect();
+        self = self.resolve_secrets(env);
         if let Some(u) = env
             .var("IDP_CLIENT_METADATA_URL")
             .ok()
