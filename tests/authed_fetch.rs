@@ -124,6 +124,15 @@ async fn revocation_reauthorization_step_up_and_redirects() {
         body["scope"].as_str().unwrap().contains("api:write"),
         "{body}"
     );
+    // oidc-provider grants only the scopes a client registered: the client
+    // registered once, and its registration was updated (RFC 7592) for the
+    // new scope rather than replaced.
+    assert_eq!(servers.auth_count("POST /reg").await, 1, "one registration");
+    assert!(
+        servers.auth_count("PUT /reg/:id").await >= 1,
+        "updated for api:write: {}",
+        servers.auth_stats().await
+    );
 
     // Redirects: within the prefix the token goes along; to another origin it does not.
     let other = Process::start(

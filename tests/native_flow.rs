@@ -411,3 +411,57 @@ async fn bad_resources_get_clear_errors() {
 
     assert!(idp.store().providers("carol").await.unwrap().is_empty());
 }
+
+/// oidc-provider grants only the scopes a client registered. Connecting a
+/// second resource that needs more scope updates the registration where the
+/// server takes RFC 7592 updates, and registers again where it does not;
+/// both logins succeed with the new scope.
+#[tokio::test(flavor = "current_thread")]
+async fn a_registration_lacking_a_scope_is_updated_or_replaced() {
+    for management in [true, false] {
+        let servers = Servers::start(idp_tests::AuthServerOptions {
+            no_registration_management: !management,
+            ..Default::default()
+        });
+        let idp = NativeIdp::new(settings());
+        let browser = Browser::new();
+        let origin = &servers.origin;
+        let back = connect(&idp, &browser, "alice", &format!("{origin}/api")).await;
+        idp.callback("alice", &back).await.unwrap();
+        assert_eq!(servers.auth_count("POST /reg").await, 1);
+        let to = match idp
+            .connect(
+                "alice",
+                &format!("{origin}/scoped"),
+                Some("api:read api:write"),
+            )
+            .await
+            .unwrap()
+        {
+            LoginStart::Redirect(to) => to,
+            LoginStart::Public(p) => panic!("public: {p:?}"),
+        };
+        let back = browser.follow_until(to.as_str(), REDIRECT).await;
+        let p = idp.callback("alice", &back).await.unwrap();
+        let scope = p.tokens().unwrap().scope.clone().unwrap_or_default();
+        assert!(
+            scope.contains("api:write"),
+            "management {management}: {scope}"
+        );
+        let (posts, puts) = (
+            servers.auth_count("POST /reg").await,
+            servers.auth_count("PUT /reg/:id").await,
+        );
+        if management {
+            assert_eq!((posts, puts), (1, 1), "updated in place");
+        } else {
+            // oidc-provider still hands out a management URI, but refuses
+            // the update: the client registers again.
+            assert_eq!(
+                (posts, puts),
+                (2, 1),
+                "registered again after a refused update"
+            );
+        }
+    }
+}

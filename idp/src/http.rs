@@ -22,6 +22,8 @@ pub enum Method {
     Head,
     /// POST
     Post,
+    /// PUT (RFC 7592 registration updates)
+    Put,
 }
 
 impl Method {
@@ -31,6 +33,7 @@ impl Method {
             Method::Get => "GET",
             Method::Head => "HEAD",
             Method::Post => "POST",
+            Method::Put => "PUT",
         }
     }
 }

@@ -170,6 +170,18 @@ pub struct Registration {
     /// registration for more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Where and how to update it (RFC 7592), when the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management: Option<Management>,
+}
+
+/// An RFC 7592 registration management endpoint and its access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Management {
+    /// `registration_client_uri`.
+    pub uri: Url,
+    /// `registration_access_token`.
+    pub access_token: crate::secret::RegistrationAccessToken,
 }
 
 impl Registration {
@@ -224,6 +236,10 @@ pub enum ClientPlan {
     /// Send this registration request and pass its response to
     /// [`parse_registration`].
     Register(HttpRequest),
+    /// Send this RFC 7592 update of a cached registration (for more scopes)
+    /// and pass its response to [`parse_registration`]; the cached
+    /// registration's management endpoint is kept when the answer has none.
+    Update(HttpRequest, Box<Management>),
 }
 
 fn same_url(a: &str, b: &str) -> bool {
@@ -271,8 +287,31 @@ pub fn choose_client(
             ClientSource::CachedRegistration,
         ));
     }
-    // Register (again) for the scopes held so far and the new ones.
+    // Register (again) for the scopes held so far and the new ones: by
+    // updating the registration where the server offers RFC 7592.
     let scope = crate::authorize::union_scopes(usable.and_then(|r| r.scope.as_deref()), scope);
+    if let Some((r, m)) = usable.and_then(|r| r.management.as_ref().map(|m| (r, m))) {
+        let mut req = registration_request(
+            &m.uri,
+            info,
+            redirect_uri,
+            r.client.auth_method,
+            scope.as_deref(),
+        );
+        req.method = crate::http::Method::Put;
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
+        body["client_id"] = r.client.client_id.clone().into();
+        if let Some(secret) = &r.client.client_secret {
+            body["client_secret"] = secret.secret().into();
+        }
+        req.body = body.to_string().into_bytes();
+        req.headers.push((
+            "authorization".into(),
+            format!("Bearer {}", m.access_token.secret()),
+        ));
+        return Ok(ClientPlan::Update(req, Box::new(m.clone())));
+    }
     match &server.registration_endpoint {
         Some(endpoint) => Ok(ClientPlan::Register(registration_request(
             endpoint,
@@ -340,6 +379,10 @@ struct RegistrationResponse {
     token_endpoint_auth_method: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    registration_client_uri: Option<Url>,
+    #[serde(default)]
+    registration_access_token: Option<String>,
 }
 
 /// Reads a registration response, honouring the auth method, secret and secret
@@ -399,6 +442,13 @@ pub fn parse_registration(
         },
         secret_expires_at: r.client_secret_expires_at.filter(|t| *t != 0),
         scope: r.scope.or_else(|| asked_scope.map(str::to_owned)),
+        management: match (r.registration_client_uri, r.registration_access_token) {
+            (Some(uri), Some(token)) if !token.is_empty() => Some(Management {
+                uri,
+                access_token: crate::secret::RegistrationAccessToken::new(token),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -418,19 +468,59 @@ pub async fn obtain_client(
     match choose_client(server, config, info, cached, redirect_uri, scope, now)? {
         ClientPlan::Ready(client, _) => Ok((client, None)),
         ClientPlan::Register(req) => {
-            let asked: Option<String> = serde_json::from_slice::<serde_json::Value>(&req.body)
-                .ok()
-                .and_then(|b| b["scope"].as_str().map(str::to_owned));
-            let url = req.url.clone();
-            let resp = http.send(req).await.map_err(|e| Error::Transport {
-                url: url.clone(),
-                message: e.message,
-            })?;
-            let reg =
-                parse_registration(&url, &resp, &server.issuer, redirect_uri, asked.as_deref())?;
+            let reg = send_registration(http, req, &server.issuer, redirect_uri).await?;
             Ok((reg.client.clone(), Some(reg)))
         }
+        ClientPlan::Update(req, management) => {
+            let scope: Option<String> = serde_json::from_slice::<serde_json::Value>(&req.body)
+                .ok()
+                .and_then(|b| b["scope"].as_str().map(str::to_owned));
+            match send_registration(http, req, &server.issuer, redirect_uri).await {
+                Ok(mut reg) => {
+                    reg.management.get_or_insert(*management);
+                    Ok((reg.client.clone(), Some(reg)))
+                }
+                // Some servers hand out a management URI but take no
+                // updates: register again instead.
+                Err(Error::Registration { .. } | Error::InvalidResponse { .. }) => {
+                    let endpoint =
+                        server
+                            .registration_endpoint
+                            .as_ref()
+                            .ok_or_else(|| Error::NoClient {
+                                issuer: server.issuer.clone(),
+                            })?;
+                    let req = registration_request(
+                        endpoint,
+                        info,
+                        redirect_uri,
+                        preferred_auth_method(server),
+                        scope.as_deref(),
+                    );
+                    let reg = send_registration(http, req, &server.issuer, redirect_uri).await?;
+                    Ok((reg.client.clone(), Some(reg)))
+                }
+                Err(e) => Err(e),
+            }
+        }
     }
+}
+
+async fn send_registration(
+    http: &impl HttpClient,
+    req: HttpRequest,
+    issuer: &str,
+    redirect_uri: &Url,
+) -> Result<Registration> {
+    let asked: Option<String> = serde_json::from_slice::<serde_json::Value>(&req.body)
+        .ok()
+        .and_then(|b| b["scope"].as_str().map(str::to_owned));
+    let url = req.url.clone();
+    let resp = http.send(req).await.map_err(|e| Error::Transport {
+        url: url.clone(),
+        message: e.message,
+    })?;
+    parse_registration(&url, &resp, issuer, redirect_uri, asked.as_deref())
 }
 
 /// The client ID metadata document to serve at `client_id` (the URL itself is
@@ -616,6 +706,7 @@ mod tests {
             client: Client::public("c1"),
             secret_expires_at: None,
             scope: Some("read".into()),
+            management: None,
         };
         let plan = |scope| {
             choose_client(
@@ -634,6 +725,38 @@ mod tests {
             panic!("a registration without `write` is not reused")
         };
         assert_eq!(body(&req)["scope"], "read write");
+        // With RFC 7592 management, the registration is updated instead.
+        let managed = Registration {
+            management: Some(Management {
+                uri: Url::parse("https://as.example/register/c1").unwrap(),
+                access_token: crate::secret::RegistrationAccessToken::new("rat-1"),
+            }),
+            ..cached.clone()
+        };
+        let update = choose_client(
+            &s,
+            &Default::default(),
+            &info(),
+            Some(&managed),
+            &redirect(),
+            Some("write"),
+            0,
+        );
+        let ClientPlan::Update(req, _) = update.unwrap() else {
+            panic!("an update")
+        };
+        assert_eq!(req.method, crate::http::Method::Put);
+        assert_eq!(req.url.as_str(), "https://as.example/register/c1");
+        assert_eq!(body(&req)["client_id"], "c1");
+        assert_eq!(body(&req)["scope"], "read write");
+        assert!(req
+            .headers
+            .iter()
+            .any(|(n, v)| n == "authorization" && v == "Bearer rat-1"));
+        assert!(
+            !format!("{managed:?}").contains("rat-1"),
+            "redacted in Debug"
+        );
         // A registration that named no scope is taken to allow any.
         let open = Registration {
             scope: None,
@@ -664,6 +787,16 @@ mod tests {
         let r = parse_registration(&ep, &resp, "https://as.example", &redirect(), Some("read"))
             .unwrap();
         assert_eq!(r.scope.as_deref(), Some("read"));
+        assert_eq!(r.management, None);
+        let resp = HttpResponse::new(
+            201,
+            r#"{"client_id":"n","registration_client_uri":"https://as.example/register/n","registration_access_token":"rat-2"}"#,
+        );
+        let r = parse_registration(&ep, &resp, "https://as.example", &redirect(), None).unwrap();
+        assert_eq!(
+            r.management.unwrap().uri.as_str(),
+            "https://as.example/register/n"
+        );
     }
 
     #[test]
@@ -684,6 +817,7 @@ mod tests {
             client: Client::public("cached"),
             secret_expires_at: None,
             scope: None,
+            management: None,
         };
         let s = server(serde_json::json!({"client_id_metadata_document_supported": true}));
         let all = ClientConfig {

@@ -51,6 +51,11 @@ secret_type!(
     Clone
 );
 secret_type!(
+    /// An RFC 7592 registration access token, to update a registration.
+    RegistrationAccessToken,
+    Clone
+);
+secret_type!(
     /// An authorization code received at the callback.
     AuthorizationCode
 );

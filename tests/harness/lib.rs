@@ -302,6 +302,8 @@ pub struct AuthServerOptions {
     pub access_ttl: Option<u64>,
     /// Behave like a server without RFC 9207: no `iss` on the callback.
     pub no_iss: bool,
+    /// Offer no RFC 7592 registration management.
+    pub no_registration_management: bool,
 }
 
 /// A running authorization server (oidc-provider) and protected API.
@@ -325,6 +327,9 @@ impl Servers {
         let mut args = vec!["tests/servers/auth-server.mjs", "--access-ttl", &ttl];
         if opts.no_iss {
             args.push("--no-iss");
+        }
+        if opts.no_registration_management {
+            args.push("--no-registration-management");
         }
         let auth = Process::start("auth-server", "node", &args);
         let issuer = auth.field("issuer");

@@ -11,6 +11,7 @@
 // callback carries no `iss` and the metadata does not promise one.
 //
 // Usage: node auth-server.mjs [--port N] [--key-file PATH] [--access-ttl SECONDS] [--no-iss]
+//        [--no-registration-management] (no RFC 7592: registrations cannot be updated)
 // Prints one JSON line {"issuer": ..., "port": ...} when ready.
 // GET /__stats returns request counts by "METHOD path"; POST /__stats clears them.
 // POST /__revoke-grants revokes every grant issued so far, with its tokens.
@@ -31,6 +32,7 @@ const { values: args } = parseArgs({
     'key-file': { type: 'string' },
     'access-ttl': { type: 'string', default: '3600' },
     'no-iss': { type: 'boolean', default: false },
+    'no-registration-management': { type: 'boolean', default: false },
   },
 });
 const accessTtl = Number(args['access-ttl']);
@@ -57,6 +59,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true, initialAccessToken: false },
+    registrationManagement: { enabled: !args['no-registration-management'], rotateRegistrationAccessToken: false },
     revocation: { enabled: true },
     introspection: { enabled: true },
     resourceIndicators: {
@@ -184,7 +187,7 @@ server.on('request', async (req, res) => {
     res.setHeader('content-type', 'application/json');
     return res.end(JSON.stringify({ revoked: grantIds.size }));
   }
-  count(`${req.method} ${path.startsWith('/interaction/') ? '/interaction' : path.replace(/^\/auth\/.+/, '/auth/:uid')}`);
+  count(`${req.method} ${path.startsWith('/interaction/') ? '/interaction' : path.replace(/^\/auth\/.+/, '/auth/:uid').replace(/^\/reg\/.+/, '/reg/:id')}`);
   if (req.method === 'GET' && path.startsWith('/interaction/')) {
     try {
       return await interaction(req, res);

@@ -467,6 +467,7 @@ mod tests {
             client: Client::public("c1"),
             secret_expires_at: None,
             scope: None,
+            management: None,
         }))
         .unwrap();
         store

@@ -74,6 +74,7 @@ impl HttpClient for ReqwestHttp {
             Method::Get => reqwest::Method::GET,
             Method::Head => reqwest::Method::HEAD,
             Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
         };
         let mut builder = self.client.request(method, request.url.as_str());
         for (name, value) in &request.headers {

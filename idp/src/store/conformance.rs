@@ -168,6 +168,10 @@ async fn registrations_and_servers<S: Store>(store: &S) {
         client: Client::public("c1"),
         secret_expires_at: None,
         scope: Some("read".into()),
+        management: Some(crate::registration::Management {
+            uri: url("https://as.example/register/c1"),
+            access_token: crate::secret::RegistrationAccessToken::new("rat-1"),
+        }),
     };
     store
         .put_registration(reg.clone())

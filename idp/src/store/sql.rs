@@ -25,7 +25,7 @@ use serde_json::Value;
 /// The secret fields of each table's rows.
 const PROVIDER_SECRETS: &[&str] = &["/grant/tokens", "/grant/client/client_secret"];
 const FLOW_SECRETS: &[&str] = &["/verifier", "/client/client_secret"];
-const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret"];
+const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret", "/management/access_token"];
 
 /// A row's identity, the associated data of its sealed fields.
 fn row_id(table: &str, keys: &[&str]) -> String {

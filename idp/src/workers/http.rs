@@ -37,6 +37,7 @@ pub(crate) fn to_worker_method(m: Method) -> worker::Method {
         Method::Get => worker::Method::Get,
         Method::Head => worker::Method::Head,
         Method::Post => worker::Method::Post,
+        Method::Put => worker::Method::Put,
     }
 }
 
