@@ -189,6 +189,32 @@ pub async fn authorize(
         now,
     )
     .await?;
+    // A discovered server a profile names by issuer (one that publishes
+    // metadata but offers no registration): the profile's client, scopes,
+    // parameters and token rules, with the discovered endpoints.
+    if let Some(known) = settings.profiles.iter().find(|p| p.issuer == server.issuer) {
+        let mut profile = known.clone();
+        profile.authorization_endpoint = server.authorization_endpoint.clone();
+        profile.token_endpoint = server.token_endpoint.clone();
+        profile.revocation_endpoint = server.revocation_endpoint.clone();
+        let key = ResourceKey::parse(&found.resource)?;
+        let (mut flow, to) = crate::profile::start(
+            settings,
+            &profile,
+            &key,
+            owner,
+            resource_url,
+            scope,
+            now,
+            entropy,
+        )?;
+        flow.resource = found.resource;
+        flow.iss_required = server
+            .metadata
+            .authorization_response_iss_parameter_supported;
+        store.put_flow(flow).await?;
+        return Ok(LoginStart::Redirect(to));
+    }
     settings.clients.check_pkce(&server)?;
     let redirect_uri = settings.redirect_uri_for(&server.issuer);
     let cached = store

@@ -5,7 +5,11 @@
 //!
 //! A profile is matched by resource URL prefix, longest first, with the same
 //! rules as stored providers: a URL under one of its `resources` is connected
-//! with it, skipping the probe and discovery. Everything else the discovery
+//! with it, skipping the probe and discovery. A profile is also matched by
+//! issuer: when discovery finds a server with the profile's `issuer` (one
+//! that publishes metadata but offers no registration), the profile's client,
+//! scopes, parameters and token rules are used with the discovered endpoints
+//! (a profile with no `resources` is matched that way only). Everything else the discovery
 //! path does stays: PKCE S256, a pending flow kept server-side, its own
 //! callback URL (`{prefix}/callback/{profile name}`), single-flight refresh,
 //! sealing at rest.
@@ -59,7 +63,9 @@ pub struct ProviderProfile {
     /// Its name: 1 to 40 ASCII letters, digits, `-` or `_`; also the id in
     /// its callback URL.
     pub name: String,
-    /// The resource URL prefixes it serves (longest match wins).
+    /// The resource URL prefixes it serves (longest match wins); may be
+    /// empty for a profile matched by issuer only.
+    #[serde(default)]
     pub resources: Vec<String>,
     /// The issuer recorded with its grants (there is no metadata to say).
     pub issuer: String,
@@ -179,12 +185,6 @@ impl ProviderProfile {
             name: format!("profile {:?}", self.name),
             reason: format!("name: {e}"),
         })?;
-        if self.resources.is_empty() {
-            return Err(Error::Configuration {
-                name: format!("profile {:?}", self.name),
-                reason: "resources: a profile needs at least one resource prefix".into(),
-            });
-        }
         for r in &self.resources {
             ResourceKey::parse(r)?;
         }
@@ -345,8 +345,8 @@ mod tests {
             ),
             (good.replace("\"acme\"", "\"a b\""), "name"),
             (
-                good.replace("[\"https://api.acme.example\"]", "[]"),
-                "resources",
+                good.replace("[\"https://api.acme.example\"]", "[\"not a url\"]"),
+                "not a url",
             ),
         ] {
             let e = ProviderProfile::list_from_json(&json)
@@ -355,6 +355,75 @@ mod tests {
             assert!(e.contains(says), "{says}: {e}");
             assert!(!e.contains("s3cr3t"), "{e}");
         }
+    }
+
+    /// A profile matched by issuer: discovery runs, the profile's client is
+    /// used instead of registering (the server offers none).
+    #[test]
+    fn a_discovered_server_named_by_a_profile_uses_its_client() {
+        let api = "https://api.example/v1";
+        let script = crate::testing::Script::new()
+            .raw(
+                api,
+                crate::http::HttpResponse::new(401, "").with_header(
+                    "www-authenticate",
+                    r#"Bearer resource_metadata="https://api.example/.well-known/oauth-protected-resource/v1""#,
+                ),
+            )
+            .json(
+                "https://api.example/.well-known/oauth-protected-resource/v1",
+                200,
+                serde_json::json!({"resource": api, "authorization_servers": ["https://as.example"]}),
+            )
+            .json(
+                "https://as.example/.well-known/oauth-authorization-server",
+                200,
+                serde_json::json!({"issuer": "https://as.example", "authorization_endpoint": "https://as.example/authorize",
+                    "token_endpoint": "https://as.example/token", "code_challenge_methods_supported": ["S256"]}),
+            );
+        let mut known = ProviderProfile::new(
+            "as-example",
+            &[],
+            "https://as.example",
+            Url::parse("https://unused.example/a").unwrap(),
+            Url::parse("https://unused.example/t").unwrap(),
+            "configured-client",
+        );
+        known.authorization_params = vec![("prompt".into(), "consent".into())];
+        let settings = Settings {
+            profiles: vec![known],
+            ..crate::testing::settings()
+        };
+        let store = crate::store::memory::MemoryStore::default();
+        let start = crate::testing::block_on(crate::flow::start_login(
+            &script,
+            &store,
+            &settings,
+            "alice",
+            api,
+            None,
+            1000,
+            Entropy {
+                verifier: [1; 32],
+                state: [2; 32],
+            },
+        ))
+        .unwrap();
+        let crate::flow::LoginStart::Redirect(to) = start else {
+            panic!("{start:?}")
+        };
+        let q: std::collections::HashMap<_, _> = to.query_pairs().into_owned().collect();
+        assert!(
+            to.as_str().starts_with("https://as.example/authorize?"),
+            "{to}"
+        );
+        assert_eq!(q["client_id"], "configured-client");
+        assert_eq!(q["prompt"], "consent");
+        assert_eq!(q["resource"], api);
+        assert!(script
+            .requests()
+            .iter()
+            .all(|r| !r.url.as_str().contains("register")));
     }
 
     #[test]
