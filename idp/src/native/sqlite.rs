@@ -227,6 +227,61 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// An object written by the previous version (schema 3, secrets in
+    /// plain text) upgrades itself: the migration adds its tables, the
+    /// provider stays readable, and re-encryption seals it.
+    #[test]
+    fn a_database_of_the_previous_schema_upgrades_in_place() {
+        use crate::store::sql::{SqlValue, MIGRATIONS};
+        use crate::store::Store;
+        let path = std::env::temp_dir().join(format!("idp-upgrade-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let p = crate::store::conformance::provider_with("https://old.example/api", "OLD-AT");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute("CREATE TABLE idp_schema (version INTEGER NOT NULL)", [])
+                .unwrap();
+            for (v, statements) in MIGRATIONS.iter().filter(|(v, _)| *v <= 3) {
+                for st in *statements {
+                    conn.execute(st, []).unwrap();
+                }
+                conn.execute("INSERT INTO idp_schema (version) VALUES (?1)", [v])
+                    .unwrap();
+            }
+            // As version 3 wrote it: plain JSON, no sealing, no new fields.
+            let mut doc = serde_json::to_value(&p).unwrap();
+            doc["grant"].as_object_mut().unwrap().remove("rules");
+            conn.execute(
+                "INSERT INTO idp_providers (owner, key, data, updated_at) VALUES ('carol', ?1, ?2, 0)",
+                [p.key.as_str(), &doc.to_string()],
+            )
+            .unwrap();
+        }
+        let keys = Keyring::parse("k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=").unwrap();
+        let store = SqliteStore::open(&path).unwrap().with_keys(keys);
+        let version = SqlRun::run(
+            &SqlConnection::atomic(store.connection()),
+            "SELECT MAX(version) FROM idp_schema",
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            version,
+            vec![vec![SqlValue::Integer(MIGRATIONS.last().unwrap().0)]]
+        );
+        let got = crate::testing::block_on(store.provider("carol", &p.key)).unwrap();
+        assert_eq!(
+            got.as_ref(),
+            Some(&p),
+            "the old row reads as it was written"
+        );
+        assert_eq!(store.reseal().unwrap(), 1, "and is sealed on re-encryption");
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(String::from_utf8_lossy(&bytes).contains("idp-enc:1:k1:"));
+    }
+
     #[test]
     fn native_futures_are_send() {
         fn send<T: Send>(_: T) {}
