@@ -335,3 +335,42 @@ async fn native_authed_fetch_passes_the_same_scenarios() {
         (items.as_str(), Reason::NeverConnected)
     );
 }
+
+/// The opt-in isolate token cache (`IDP_TOKEN_CACHE_SECS`): a token the API
+/// refuses is dropped and refreshed as without it, and a removal through
+/// this isolate leaves nothing cached.
+#[tokio::test(flavor = "current_thread")]
+async fn the_isolate_token_cache_drops_refused_and_removed_credentials() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let worker = Worker::start_with(&state_dir("token-cache"), &[("IDP_TOKEN_CACHE_SECS", "30")]);
+    let api = format!("{}/api", servers.origin);
+    let items = format!("{api}/items");
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    for _ in 0..3 {
+        let (status, body) = alice.fetch(&items).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Revoked at the API: the cached token is refused, dropped, refreshed.
+    post(&format!("{}/__revoke-tokens", servers.origin)).await;
+    let before = servers.auth_count("POST /token").await;
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 200, "refreshed past the cache: {body}");
+    assert_eq!(servers.auth_count("POST /token").await, before + 1);
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 200, "the new token is used: {body}");
+    assert_eq!(servers.auth_count("POST /token").await, before + 1);
+    // Removed through this isolate: the next call is not authorized from
+    // the cache.
+    let (status, body) = alice
+        .send_json(
+            reqwest::Method::DELETE,
+            &format!("/api/providers?url={}", urlencode(&api)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = alice.fetch(&items).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["reason"], "never_connected", "{body}");
+}

@@ -300,6 +300,7 @@ mod tests {
             key: ResourceKey::parse(API).unwrap(),
             header: Some(format!("Bearer {token}")),
             scope: scope.map(str::to_owned),
+            expires_at: None,
         })
     }
 

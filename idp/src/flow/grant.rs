@@ -25,6 +25,9 @@ pub struct Authorization {
     pub header: Option<String>,
     /// The scope the token holds, when the server said.
     pub scope: Option<String>,
+    /// When the token expires (seconds since the epoch), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 impl Authorization {
@@ -34,6 +37,7 @@ impl Authorization {
             key,
             header: tokens.map(TokenSet::authorization_header),
             scope: tokens.and_then(|t| t.scope.clone()),
+            expires_at: tokens.and_then(|t| t.expires_at),
         }
     }
 }
@@ -44,6 +48,7 @@ impl std::fmt::Debug for Authorization {
             .field("key", &self.key)
             .field("header", &self.header.as_ref().map(|_| "[redacted]"))
             .field("scope", &self.scope)
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }

@@ -53,6 +53,11 @@ pub struct Config {
     /// [`Config::profile`] and `IDP_PROFILES`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<crate::profile::ProviderProfile>,
+    /// The opt-in isolate token cache's lifetime in seconds (1 to
+    /// [`super::MAX_TOKEN_CACHE_SECS`]); off when `None`
+    /// ([`Config::token_cache`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_cache_secs: Option<std::num::NonZeroU32>,
 }
 
 /// The path the SDK's routes live under: empty (the root) or a leading slash
@@ -121,7 +126,23 @@ impl Config {
             return_to: "/".into(),
             timeout_ms: None,
             profiles: Vec::new(),
+            token_cache_secs: None,
         }
+    }
+
+    /// Keeps the user's object's answers in this Worker isolate for `ttl`
+    /// (at most 60 s; zero turns it off), so repeated calls skip the Durable
+    /// Object round trip. Off by default. The bound: another isolate may use
+    /// a removed or replaced credential for up to `ttl`; in this isolate an
+    /// entry is dropped on any 401 from its resource, on removal, and when
+    /// its token enters its refresh window. `IDP_TOKEN_CACHE_SECS` sets it
+    /// from the Worker's variables.
+    pub fn token_cache(mut self, ttl: std::time::Duration) -> Self {
+        let secs = u32::try_from(ttl.as_secs())
+            .unwrap_or(u32::MAX)
+            .min(super::MAX_TOKEN_CACHE_SECS);
+        self.token_cache_secs = std::num::NonZeroU32::new(secs);
+        self
     }
 
     /// Reads the client secrets that profiles name from the Worker's
@@ -284,6 +305,13 @@ impl Config {
             .and_then(|v| v.to_string().trim().parse::<std::num::NonZeroU32>().ok())
         {
             self.timeout_ms = Some(ms);
+        }
+        if let Some(secs) = env
+            .var("IDP_TOKEN_CACHE_SECS")
+            .ok()
+            .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+        {
+            self = self.token_cache(std::time::Duration::from_secs(secs));
         }
         // A string, or (from wrangler.toml or `--var`) already JSON.
         let pre_registered = env

@@ -134,6 +134,8 @@ pub struct AuthedFetch<'a> {
     /// `{base}{prefix}/login`, for the URLs that (re-)authorize.
     login: &'a Url,
     timeout_ms: u32,
+    /// The isolate token cache's lifetime, when on.
+    cache_secs: Option<u32>,
 }
 
 /// The URL that connects (or re-connects) `resource` through the login route
@@ -154,7 +156,30 @@ impl<'a> AuthedFetch<'a> {
             stub,
             login,
             timeout_ms: timeout_ms.unwrap_or(super::http::DEFAULT_TIMEOUT_MS),
+            cache_secs: None,
         }
+    }
+
+    /// Uses the isolate token cache for `secs` (none: off).
+    pub(crate) fn with_cache(mut self, secs: Option<u32>) -> Self {
+        self.cache_secs = secs;
+        self
+    }
+
+    /// The object's answer for `url`, from the isolate cache when it is on.
+    async fn authorization(&self, url: &str) -> Result<Option<crate::flow::Authorization>, Error> {
+        let user = &self.stub.owner;
+        let now = super::http::now();
+        if self.cache_secs.is_some() {
+            if let Some(a) = super::cache::lookup(user, url, now) {
+                return Ok(Some(a));
+            }
+        }
+        let auth = self.stub.authorization(url).await?;
+        if let (Some(ttl), Some(a)) = (self.cache_secs, &auth) {
+            super::cache::put(user, a, ttl, now);
+        }
+        Ok(auth)
     }
 
     /// GETs a URL.
@@ -178,7 +203,7 @@ impl<'a> AuthedFetch<'a> {
     /// Sends a request, authorizing it as described on [`AuthedFetch`] (the
     /// engine's request policy, [`crate::fetch`]).
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
-        let auth = match self.stub.authorization(&req.url).await {
+        let auth = match self.authorization(&req.url).await {
             Ok(a) => a,
             // The grant cannot be used (expired with no refresh token, dead,
             // or sealed under a key no longer configured): connect again.
@@ -203,21 +228,38 @@ impl<'a> AuthedFetch<'a> {
             match next {
                 Next::Send => {}
                 Next::Done => return Ok(response),
-                Next::Reauthorize(r) => return Err(self.required(r)),
+                Next::Reauthorize(r) => {
+                    if matches!(r.reason, Reason::Revoked | Reason::Expired) {
+                        if let Some(a) = exchange.authorization() {
+                            super::cache::forget(&self.stub.owner, &a.key);
+                        }
+                    }
+                    return Err(self.required(r));
+                }
                 Next::Refresh => {
                     let (Some(a), Some(token)) =
                         (exchange.authorization(), exchange.rejected_token())
                     else {
                         return Ok(response);
                     };
+                    // The resource refused the token: never hand it out again.
+                    super::cache::forget(&self.stub.owner, &a.key);
                     let result = match self.stub.rejected(&a.key, token).await {
-                        Ok(a) => Ok(Some(a)),
+                        Ok(a) => {
+                            if let Some(ttl) = self.cache_secs {
+                                super::cache::put(&self.stub.owner, &a, ttl, super::http::now());
+                            }
+                            Ok(Some(a))
+                        }
                         Err(Error::Remote(e)) if e.reauthorize => {
                             Err(e.reauthorization().unwrap_or(Reason::Revoked))
                         }
                         Err(e) => return Err(e),
                     };
                     if let Next::Reauthorize(r) = exchange.refreshed(result) {
+                        if let Some(a) = exchange.authorization() {
+                            super::cache::forget(&self.stub.owner, &a.key);
+                        }
                         return Err(self.required(r));
                     }
                 }

@@ -65,6 +65,7 @@ impl Handler {
             &self.login,
             self.config.timeout_ms.map(std::num::NonZeroU32::get),
         )
+        .with_cache(self.config.token_cache_secs.map(std::num::NonZeroU32::get))
     }
 
     pub(crate) fn route(&self, path: &str) -> String {
@@ -189,6 +190,9 @@ impl Handler {
     /// Removes the provider stored for `url` (exactly), revoking its token at the
     /// server when it has a revocation endpoint.
     pub async fn remove(&self, url: &str) -> Result<RemoveOutcome, Error> {
+        if let Ok(key) = crate::matching::ResourceKey::parse(url) {
+            super::cache::forget(&self.stub.owner, &key);
+        }
         self.stub
             .call(Remove {
                 owner: self.stub.owner.clone(),

@@ -16,6 +16,7 @@
 //! - [`Session`]: a signed session cookie, so the user id is not something a
 //!   request can simply claim.
 
+mod cache;
 mod client;
 mod config;
 mod error;
@@ -32,6 +33,7 @@ mod protocol;
 mod session;
 
 pub use crate::error::{ErrorKind, ErrorReport};
+pub use cache::MAX_TOKEN_CACHE_SECS;
 pub use client::ProvidersStub;
 pub use config::{Config, RoutePrefix, DEFAULT_BINDING};
 pub use error::{AuthorizationRequired, Error, Reason};
