@@ -352,6 +352,27 @@ async fn the_isolate_token_cache_drops_refused_and_removed_credentials() {
         let (status, body) = alice.fetch(&items).await;
         assert_eq!(status, 200, "{body}");
     }
+    // The API redirects to another origin: the cached token stays home.
+    let other = Process::start(
+        "other-origin-cache",
+        "node",
+        &[
+            "tests/servers/resource-server.mjs",
+            "--issuer",
+            &servers.issuer,
+        ],
+    );
+    let other_origin = other.field("origin");
+    let outside = format!(
+        "{api}/redirect?to={}",
+        urlencode(&format!("{other_origin}/echo"))
+    );
+    let (status, body) = alice.fetch(&outside).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["headers"].get("authorization").is_none(),
+        "token leaked: {body}"
+    );
     // Revoked at the API: the cached token is refused, dropped, refreshed.
     post(&format!("{}/__revoke-tokens", servers.origin)).await;
     let before = servers.auth_count("POST /token").await;

@@ -140,17 +140,21 @@ impl Exchange {
 
     /// The request to send now.
     pub fn hop(&self) -> Hop<'_> {
-        let authorization = self.auth.as_ref().and_then(|a| {
-            let h = a.header.as_deref()?;
-            a.key.covers_request(&self.hop_url).then_some(h)
-        });
         Hop {
             url: &self.hop_url,
             method: &self.hop_method,
             body: self.body,
-            authorization,
+            authorization: self.hop_authorization(),
             caller_credentials: same_origin(&self.hop_url, &self.url),
         }
+    }
+
+    /// The header for the current hop: only under the provider's prefix.
+    fn hop_authorization(&self) -> Option<&str> {
+        self.auth.as_ref().and_then(|a| {
+            let h = a.header.as_deref()?;
+            a.key.covers_request(&self.hop_url).then_some(h)
+        })
     }
 
     /// Reads the answer to [`Exchange::hop`]: its status, `Location` and
@@ -161,7 +165,7 @@ impl Exchange {
         location: Option<&str>,
         www_authenticate: Option<&str>,
     ) -> Result<Next> {
-        let authorized = self.hop().authorization.is_some();
+        let authorized = self.hop_authorization().is_some();
         if let (301 | 302 | 303 | 307 | 308, Some(loc)) = (status, location) {
             return self.redirect(status, loc);
         }

@@ -442,11 +442,15 @@ pub fn parse_registration(
         },
         secret_expires_at: r.client_secret_expires_at.filter(|t| *t != 0),
         scope: r.scope.or_else(|| asked_scope.map(str::to_owned)),
+        // Only on the registration endpoint's own origin: a server cannot
+        // have the client's secret and the token sent anywhere else.
         management: match (r.registration_client_uri, r.registration_access_token) {
-            (Some(uri), Some(token)) if !token.is_empty() => Some(Management {
-                uri,
-                access_token: crate::secret::RegistrationAccessToken::new(token),
-            }),
+            (Some(uri), Some(token)) if !token.is_empty() && uri.origin() == endpoint.origin() => {
+                Some(Management {
+                    uri,
+                    access_token: crate::secret::RegistrationAccessToken::new(token),
+                })
+            }
             _ => None,
         },
     })
@@ -797,6 +801,13 @@ mod tests {
             r.management.unwrap().uri.as_str(),
             "https://as.example/register/n"
         );
+        // A management URI on another origin is not used.
+        let resp = HttpResponse::new(
+            201,
+            r#"{"client_id":"n","registration_client_uri":"https://collector.example/n","registration_access_token":"rat-2"}"#,
+        );
+        let r = parse_registration(&ep, &resp, "https://as.example", &redirect(), None).unwrap();
+        assert_eq!(r.management, None);
     }
 
     #[test]

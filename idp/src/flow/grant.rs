@@ -81,6 +81,21 @@ pub async fn refresh_provider(
     reason: RefreshReason<'_>,
     now: u64,
 ) -> Result<Option<TokenSet>> {
+    refresh_traced(http, store, owner, key, reason, now)
+        .await
+        .map(|(tokens, _)| tokens)
+}
+
+/// [`refresh_provider`], also saying whether new tokens were obtained (for
+/// lifecycle events; `false` when the stored tokens already answered).
+pub(super) async fn refresh_traced(
+    http: &impl HttpClient,
+    store: &impl Store,
+    owner: &str,
+    key: &ResourceKey,
+    reason: RefreshReason<'_>,
+    now: u64,
+) -> Result<(Option<TokenSet>, bool)> {
     let not_connected = || Error::NotConnected {
         url: key.to_string(),
     };
@@ -89,7 +104,7 @@ pub async fn refresh_provider(
         .await?
         .ok_or_else(not_connected)?;
     let Some(grant) = before.grant.as_ref() else {
-        return Ok(None);
+        return Ok((None, false));
     };
     let no_refresh = || match &grant.unreadable {
         Some(reason) => Error::Unreadable {
@@ -106,7 +121,7 @@ pub async fn refresh_provider(
         RefreshReason::Rejected(failed) => tokens.access_token.secret() != failed,
     };
     if settled {
-        return Ok(Some(tokens.clone()));
+        return Ok((Some(tokens.clone()), false));
     }
     let Some(refresh_token) = tokens.refresh_token.as_ref() else {
         return Err(no_refresh());
@@ -135,7 +150,7 @@ pub async fn refresh_provider(
     }
     match result {
         Ok(new) => match write_tokens(store, owner, before, Some(new), rules).await? {
-            Some(p) => Ok(p.tokens().cloned()),
+            Some(p) => Ok((p.tokens().cloned(), true)),
             // Removed while the refresh ran: not brought back.
             None => Err(not_connected()),
         },

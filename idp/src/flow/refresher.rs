@@ -6,7 +6,7 @@
 //! still-valid token for [`EARLY_REFRESH_PAUSE_SECS`] instead of making every
 //! call queue behind a failing server.
 
-use super::grant::{refresh_provider, Authorization, RefreshReason};
+use super::grant::{refresh_traced, Authorization, RefreshReason};
 use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::matching::ResourceKey;
@@ -135,7 +135,7 @@ impl<L: RefreshLock> Refresher<L> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// [`refresh_provider`], recording what it did to the grant.
+    /// [`super::refresh_provider`], recording what it did to the grant.
     async fn refresh(
         &self,
         http: &impl HttpClient,
@@ -145,18 +145,10 @@ impl<L: RefreshLock> Refresher<L> {
         reason: RefreshReason<'_>,
         now: u64,
     ) -> Result<Option<TokenSet>> {
-        let before = store
-            .provider(owner, key)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|p| p.tokens().map(|t| t.access_token.secret().to_owned()));
-        let result = refresh_provider(http, store, owner, key, reason, now).await;
+        let result = refresh_traced(http, store, owner, key, reason, now).await;
         let event = match &result {
-            Ok(Some(t)) if before.as_deref() != Some(t.access_token.secret()) => {
-                Some(RefreshEvent::Refreshed)
-            }
-            Ok(_) => None,
+            Ok((_, true)) => Some(RefreshEvent::Refreshed),
+            Ok((_, false)) => None,
             Err(e @ Error::Token { .. }) if e.requires_reauthorization() => {
                 Some(RefreshEvent::Dead {
                     message: e.to_string(),
@@ -170,6 +162,7 @@ impl<L: RefreshLock> Refresher<L> {
             }),
             Err(_) => None,
         };
+        let result = result.map(|(tokens, _)| tokens);
         if let Some(event) = event {
             let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
             // Kept for whoever takes them; a runtime that never does keeps

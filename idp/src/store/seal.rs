@@ -98,10 +98,13 @@ pub type Random = fn(&mut [u8]) -> std::result::Result<(), String>;
 /// How a store keeps secret fields: sealed with a [`Keyring`], or in plain
 /// text (allowed for development, or refused).
 #[derive(Clone, Debug)]
-pub struct Sealing {
-    keyring: Option<Arc<Keyring>>,
-    random: Option<Random>,
-    refuse_plaintext: bool,
+pub struct Sealing(Mode);
+
+#[derive(Clone, Debug)]
+enum Mode {
+    Plaintext,
+    Refuse,
+    Keys(Arc<Keyring>, Random),
 }
 
 impl Default for Sealing {
@@ -122,43 +125,35 @@ pub(crate) enum Seal {
 impl Sealing {
     /// Secrets in plain text (tests, local development).
     pub fn plaintext() -> Self {
-        Self {
-            keyring: None,
-            random: None,
-            refuse_plaintext: false,
-        }
+        Self(Mode::Plaintext)
     }
 
     /// Secrets sealed with `keyring`, nonces from `random`.
     pub fn keyring(keyring: Keyring, random: Random) -> Self {
-        Self {
-            keyring: Some(Arc::new(keyring)),
-            random: Some(random),
-            refuse_plaintext: false,
-        }
+        Self(Mode::Keys(Arc::new(keyring), random))
     }
 
     /// No key and no plain text: a write of a secret fails, saying how to
     /// configure a key (a deployment that is not local development).
     pub fn refuse() -> Self {
-        Self {
-            keyring: None,
-            random: None,
-            refuse_plaintext: true,
-        }
+        Self(Mode::Refuse)
     }
 
     /// Whether secrets are sealed.
     pub fn is_sealed(&self) -> bool {
-        self.keyring.is_some()
+        self.keys().is_some()
     }
 
-    fn seal_str(&self, keyring: &Keyring, aad: &str, plain: &str) -> Result<String> {
+    fn keys(&self) -> Option<&Keyring> {
+        match &self.0 {
+            Mode::Keys(k, _) => Some(k),
+            _ => None,
+        }
+    }
+
+    fn seal_str(keyring: &Keyring, random: Random, aad: &str, plain: &str) -> Result<String> {
         let (id, cipher) = &keyring.keys[0];
         let mut nonce = [0u8; 12];
-        let random = self
-            .random
-            .ok_or_else(|| Error::NoRandomness("no random source".into()))?;
         random(&mut nonce).map_err(Error::NoRandomness)?;
         let sealed = cipher
             .encrypt(
@@ -177,7 +172,7 @@ impl Sealing {
     fn open_str(&self, aad: &str, sealed: &str) -> std::result::Result<String, String> {
         let rest = &sealed[PREFIX.len()..];
         let (id, data) = rest.split_once(':').ok_or("a sealed value is malformed")?;
-        let keyring = self.keyring.as_ref().ok_or_else(|| {
+        let keyring = self.keys().ok_or_else(|| {
             format!("it was encrypted with key {id:?} and IDP_ENCRYPTION_KEYS is not set")
         })?;
         let (_, cipher) = keyring.keys.iter().find(|(k, _)| k == id).ok_or_else(|| {
@@ -203,14 +198,15 @@ impl Sealing {
             let Some(v) = doc.pointer_mut(path).filter(|v| !v.is_null()) else {
                 continue;
             };
-            let Some(keyring) = &self.keyring else {
-                if self.refuse_plaintext {
+            let (keyring, random) = match &self.0 {
+                Mode::Keys(k, r) => (k, *r),
+                Mode::Plaintext => continue,
+                Mode::Refuse => {
                     return Err(Error::storage(
                         StorageCause::NoKey,
                         "no encryption key is configured, and secrets are not stored in plain text outside local development: set IDP_ENCRYPTION_KEYS (`wrangler secret put IDP_ENCRYPTION_KEYS`, value `k1:` followed by the output of `openssl rand -base64 32`)",
                     ));
                 }
-                continue;
             };
             let plain = serde_json::to_string(v).map_err(|e| {
                 Error::Storage(crate::error::StorageError::with_source(
@@ -219,7 +215,12 @@ impl Sealing {
                     e,
                 ))
             })?;
-            *v = Value::String(self.seal_str(keyring, &format!("{aad}|{path}"), &plain)?);
+            *v = Value::String(Self::seal_str(
+                keyring,
+                random,
+                &format!("{aad}|{path}"),
+                &plain,
+            )?);
         }
         Ok(())
     }
@@ -252,10 +253,7 @@ impl Sealing {
 
     /// Whether the fields at `paths` are sealed with the current key.
     pub(crate) fn status(&self, doc: &Value, paths: &[&str]) -> Seal {
-        let current = self
-            .keyring
-            .as_ref()
-            .map(|k| format!("{PREFIX}{}:", k.current()));
+        let current = self.keys().map(|k| format!("{PREFIX}{}:", k.current()));
         for path in paths {
             let Some(v) = doc.pointer(path).filter(|v| !v.is_null()) else {
                 continue;

@@ -168,15 +168,16 @@ impl<'a> AuthedFetch<'a> {
 
     /// The object's answer for `url`, from the isolate cache when it is on.
     async fn authorization(&self, url: &str) -> Result<Option<crate::flow::Authorization>, Error> {
+        let Some(ttl) = self.cache_secs else {
+            return self.stub.authorization(url).await;
+        };
         let user = &self.stub.owner;
         let now = super::http::now();
-        if self.cache_secs.is_some() {
-            if let Some(a) = super::cache::lookup(user, url, now) {
-                return Ok(Some(a));
-            }
+        if let Some(a) = super::cache::lookup(user, url, now) {
+            return Ok(Some(a));
         }
         let auth = self.stub.authorization(url).await?;
-        if let (Some(ttl), Some(a)) = (self.cache_secs, &auth) {
+        if let Some(a) = &auth {
             super::cache::put(user, a, ttl, now);
         }
         Ok(auth)

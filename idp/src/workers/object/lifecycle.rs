@@ -79,10 +79,13 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     /// Records what the refresher's refreshes did since the last call.
     pub(super) async fn record_refreshes(&self) {
+        // Every call ends here: nothing more than a look when nothing happened.
+        let taken = self.refresher.take_events();
+        if taken.is_empty() {
+            return;
+        }
         let at = now();
-        let events = self
-            .refresher
-            .take_events()
+        let events = taken
             .into_iter()
             .map(|r| Event {
                 user: r.owner,
