@@ -94,6 +94,29 @@ async fn connect_call_match_remove_and_refuse_bad_input() {
         (p["public"].clone(), p["has_token"].clone()),
         (Value::Bool(true), Value::Bool(false))
     );
+
+    // Listed a page at a time: the same providers, in the same order, each once.
+    let all: Vec<Value> = list.iter().map(|p| p["resource_url"].clone()).collect();
+    assert!(all.len() >= 3, "{all:?}");
+    let (mut paged, mut after) = (Vec::new(), String::new());
+    loop {
+        let mut path = "/api/providers?limit=2".to_owned();
+        if !after.is_empty() {
+            path.push_str(&format!("&after={}", urlencode(&after)));
+        }
+        let (status, page) = alice.json(&path).await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["providers"].as_array().expect("a page").clone();
+        assert!(items.len() <= 2, "{page}");
+        paged.extend(items.iter().map(|p| p["resource_url"].clone()));
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all, "pages cover the list in order");
+    let (status, _) = alice.json("/api/providers?limit=x").await;
+    assert_eq!(status, 400);
     let (status, body) = alice
         .fetch(&format!("{}/public/feed", servers.origin))
         .await;

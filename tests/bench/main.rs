@@ -6,6 +6,10 @@
 //! briefly (the test command does, so it cannot rot). No figure fails the run:
 //! each is printed beside its target.
 
+mod cold;
+mod scale;
+mod size;
+
 use idp::matching::ResourceKey;
 use idp::store::Provider;
 use idp_tests::{
@@ -19,6 +23,16 @@ struct Opts {
 }
 
 fn main() {
+    // `bench --size-profile <wasm> <symbols>`: the code-size profile of a
+    // build, as JSON (how tests/bench/size-baseline.json was made).
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, wasm, symbols] = args.as_slice() {
+        if flag == "--size-profile" {
+            let profile = size::profile(wasm.as_ref(), symbols.as_ref());
+            println!("{}", serde_json::to_string_pretty(&profile).expect("JSON"));
+            return;
+        }
+    }
     let opts = Opts {
         quick: std::env::args().any(|a| a == "--quick"),
     };
@@ -36,14 +50,14 @@ fn main() {
 }
 
 /// One row of the table: a figure, its target, whether it is met.
-struct Row {
+pub(crate) struct Row {
     name: String,
     value: String,
     target: String,
     met: Option<bool>,
 }
 
-fn row(name: &str, value: impl ToString, target: &str, met: Option<bool>) -> Row {
+pub(crate) fn row(name: &str, value: impl ToString, target: &str, met: Option<bool>) -> Row {
     Row {
         name: name.into(),
         value: value.to_string(),
@@ -97,7 +111,7 @@ fn machine() -> Value {
 
 /// Latencies of a closed loop: `concurrency` clients each sending requests
 /// back to back for `duration`.
-async fn load(
+pub(crate) async fn load(
     client: &reqwest::Client,
     url: &str,
     concurrency: usize,
@@ -132,7 +146,7 @@ async fn load(
     (all, errors, elapsed)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -243,7 +257,13 @@ async fn run(opts: &Opts) -> Value {
         "<= 250 KB",
         Some(gz <= 250_000),
     ));
-    report["size"] = json!({ "bytes": bytes, "gzip_bytes": gz, "target_gzip_bytes": 250_000 });
+    let now = size::profile(&wasm, &repo_root().join("target/worker/app-build.symbols"));
+    let before: Value = serde_json::from_str(size::BASELINE).expect("size baseline JSON");
+    size::print(&before, &now);
+    report["size"] = json!({
+        "bytes": bytes, "gzip_bytes": gz, "target_gzip_bytes": 250_000,
+        "profile": now, "profile_before": before,
+    });
 
     println!("==> starting servers and the Worker");
     let servers = Servers::start(AuthServerOptions::default());
@@ -403,6 +423,10 @@ async fn run(opts: &Opts) -> Value {
         "p50_ratio": ratio, "rps_ratio": p_rps / a_rps, "object_round_trips_per_call": round_trips,
     });
 
+    // 2a. One busy user at 1, 8 and 64 concurrent callers.
+    println!("==> one busy user");
+    report["busy_user"] = scale::busy_user(&mut rows, &worker, &alice, &items, opts.quick).await;
+
     // 2b. Hot path with the opt-in isolate token cache (30 s).
     println!("==> hot path with the isolate token cache");
     let cached = Worker::start_bench(
@@ -542,6 +566,8 @@ async fn run(opts: &Opts) -> Value {
         "<= 1.2",
         Some(scale <= 1.2),
     ));
+    println!("==> listing 10,000 providers");
+    report["listing"] = scale::listing(&mut rows, &worker, &lookups[2].0, sizes[2]).await;
     report["lookup"] = json!({ "median_ms": medians.iter().map(|(n, m)| json!({"providers": n, "median_ms": m})).collect::<Vec<_>>(), "ratio_10000_to_10": scale });
 
     // 5. Refresh under concurrency.
@@ -578,6 +604,16 @@ async fn run(opts: &Opts) -> Value {
     ));
     report["refresh_concurrency"] = json!({ "calls": 50, "token_requests": token_requests, "succeeded": succeeded, "grant_survived": survived });
 
+    // 5b. Many users, each connecting once and calling.
+    let users = if opts.quick { 40 } else { 1000 };
+    println!("==> {users} users connect and call");
+    report["many_users"] = scale::many_users(&mut rows, &worker, &api, &items, users).await;
+    worker.stop();
+
+    // 5c. Cold start against a hello-world Worker.
+    println!("==> cold start");
+    report["cold_start"] = cold::cold_start(&mut rows, opts.quick, &items).await;
+
     // 6. Side by side: the MCP TypeScript SDK's client auth, same servers.
     println!("==> MCP TypeScript SDK (auth() + withOAuth) against the same servers");
     let other = Servers::start(AuthServerOptions::default());
@@ -594,6 +630,7 @@ async fn run(opts: &Opts) -> Value {
             "--origin",
             &other.origin,
         ])
+        .args(["--seconds", if opts.quick { "2" } else { "8" }])
         .args([
             "--short-issuer",
             &other_short.issuer,
@@ -616,6 +653,18 @@ async fn run(opts: &Opts) -> Value {
         "MCP SDK: repeat login requests",
         n(&sdk["repeat_login"]),
         &format!("idp: {second_resource}"),
+        None,
+    ));
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    rows.push(row(
+        "MCP SDK: withOAuth per call p50 ms (wrapper / token by hand)",
+        format!(
+            "{:.2} / {:.2} = {:.2}",
+            f(&sdk["per_call"]["with_oauth_p50_ms"]),
+            f(&sdk["per_call"]["by_hand_p50_ms"]),
+            f(&sdk["per_call"]["p50_ratio"])
+        ),
+        &format!("idp same-work ratio: {same_work_ratio:.2}"),
         None,
     ));
     rows.push(row(

@@ -2,12 +2,16 @@
 // (`auth()` and the `withOAuth` fetch wrapper, with an in-memory client
 // provider), run against the same local authorization server and API.
 //
-// Usage: node mcp-sdk.mjs --issuer URL --origin URL --short-issuer URL --short-origin URL [--calls 50]
-// Prints one JSON object: outbound requests for a first and a repeat login,
-// and for concurrent calls on an expired token: token requests, successes and
-// whether the grant survived.
+// Usage: node mcp-sdk.mjs --issuer URL --origin URL --short-issuer URL --short-origin URL
+//          [--calls 50] [--seconds 4]
+// Prints one JSON object: outbound requests for a first and a repeat login;
+// the per-call cost of `withOAuth` (8 callers back to back against the API,
+// interleaved with the same requests carrying the same token set by hand);
+// and for concurrent calls on an expired token: token requests, successes
+// and whether the grant survived.
 
 import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
 import { auth, extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
 import { withOAuth } from '@modelcontextprotocol/sdk/client/middleware.js';
 
@@ -18,6 +22,7 @@ const { values: args } = parseArgs({
     'short-issuer': { type: 'string' },
     'short-origin': { type: 'string' },
     calls: { type: 'string', default: '50' },
+    seconds: { type: 'string', default: '4' },
   },
 });
 const REDIRECT = 'http://127.0.0.1:9/callback';
@@ -109,6 +114,46 @@ const firstLogin = await countedLogin(provider, args.issuer, args.origin, `${arg
 provider.saved = undefined;
 const repeatLogin = await countedLogin(provider, args.issuer, args.origin, `${args.origin}/v1`);
 
+// Per-call cost of the fetch wrapper: `withOAuth` against the same request
+// with the same token attached by hand (equal work at the API).
+async function closedLoop(call, callers, ms) {
+  const latencies = [];
+  const end = performance.now() + ms;
+  await Promise.all(Array.from({ length: callers }, async () => {
+    while (performance.now() < end) {
+      const t = performance.now();
+      const res = await call();
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`a call answered ${res.status}`);
+      latencies.push(performance.now() - t);
+    }
+  }));
+  return latencies;
+}
+const p50 = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const callProvider = new MemoryProvider();
+const callApi = `${args.origin}/api`;
+await login(callProvider, callApi);
+const wrapped = withOAuth(callProvider, callApi)(fetch);
+const byHand = () => fetch(`${callApi}/items`, {
+  headers: { authorization: `Bearer ${callProvider.saved.access_token}` },
+});
+const rounds = 4;
+const slice = (Number(args.seconds) * 1000) / rounds / 2;
+const [viaWrapper, viaHand] = [[], []];
+await closedLoop(() => wrapped(`${callApi}/items`), 2, 300);
+for (let i = 0; i < rounds; i += 1) {
+  viaWrapper.push(...(await closedLoop(() => wrapped(`${callApi}/items`), 8, slice)));
+  viaHand.push(...(await closedLoop(byHand, 8, slice)));
+}
+const perCall = {
+  callers: 8,
+  with_oauth_p50_ms: p50(viaWrapper),
+  by_hand_p50_ms: p50(viaHand),
+  p50_ratio: p50(viaWrapper) / p50(viaHand),
+  requests: viaWrapper.length + viaHand.length,
+};
+
 // Concurrent calls on an expired token, through the SDK's fetch wrapper.
 const shortProvider = new MemoryProvider();
 const api = `${args['short-origin']}/api`;
@@ -134,5 +179,6 @@ try {
 console.log(JSON.stringify({
   first_login: firstLogin,
   repeat_login: repeatLogin,
+  per_call: perCall,
   concurrent: { calls: n, token_requests: tokenRequests, succeeded, grant_survived: survived },
 }));

@@ -158,7 +158,12 @@ pub struct Worker {
     pub log: PathBuf,
     /// Where the Durable Object SQLite files live.
     pub state_dir: PathBuf,
+    /// From starting wrangler to the first answer (polled every 20 ms).
+    pub ready_after: Duration,
 }
+
+/// The request that tells a started Worker is ready: a path and its status.
+const APP_PROBE: (&str, u16) = ("/api/providers", 401);
 
 impl Worker {
     /// Builds (through wrangler's build command) and starts the example, and
@@ -170,15 +175,31 @@ impl Worker {
     /// [`Worker::start`] with extra Worker variables (`--var NAME:VALUE`;
     /// `{origin}` in a value becomes the Worker's origin).
     pub fn start_with(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
-        Self::start_once_or_retry(None, state_dir, vars)
+        Self::start_once_or_retry(None, state_dir, vars, APP_PROBE)
     }
 
     /// The example's benchmark build (feature `bench`, `tests/bench/wrangler.toml`).
     pub fn start_bench(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
-        Self::start_once_or_retry(Some("tests/bench/wrangler.toml"), state_dir, vars)
+        Self::start_once_or_retry(
+            Some("tests/bench/wrangler.toml"),
+            state_dir,
+            vars,
+            APP_PROBE,
+        )
     }
 
-    fn start_with_once(config: Option<&str>, state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
+    /// Another Worker (its wrangler config, relative to the repository), ready
+    /// when `GET probe.0` answers `probe.1`.
+    pub fn start_config(config: &str, state_dir: &Path, probe: (&str, u16)) -> Worker {
+        Self::start_once_or_retry(Some(config), state_dir, &[], probe)
+    }
+
+    fn start_with_once(
+        config: Option<&str>,
+        state_dir: &Path,
+        vars: &[(&str, &str)],
+        probe: (&str, u16),
+    ) -> Worker {
         let _one_at_a_time = WORKER_START.lock().unwrap_or_else(|e| e.into_inner());
         let root = repo_root();
         let wrangler = root.join("node_modules/wrangler/bin/wrangler.js");
@@ -224,13 +245,16 @@ impl Worker {
             .process_group(0)
             .spawn()
             .expect("start wrangler dev");
+        let started = Instant::now();
         let mut worker = Worker {
             child,
             origin: format!("http://127.0.0.1:{port}"),
             log,
             state_dir: state_dir.to_path_buf(),
+            ready_after: Duration::ZERO,
         };
-        worker.wait_ready(Duration::from_secs(600));
+        worker.wait_ready(Duration::from_secs(600), probe);
+        worker.ready_after = started.elapsed();
         worker
     }
 
@@ -241,9 +265,11 @@ impl Worker {
         config: Option<&str>,
         state_dir: &Path,
         vars: &[(&str, &str)],
+        probe: (&str, u16),
     ) -> Worker {
         for attempt in 1..=3 {
-            match std::panic::catch_unwind(|| Self::start_with_once(config, state_dir, vars)) {
+            match std::panic::catch_unwind(|| Self::start_with_once(config, state_dir, vars, probe))
+            {
                 Ok(w) => return w,
                 Err(e) if attempt < 3 => {
                     let _ = e;
@@ -255,21 +281,58 @@ impl Worker {
         unreachable!()
     }
 
-    fn wait_ready(&mut self, limit: Duration) {
+    fn wait_ready(&mut self, limit: Duration, (path, expected): (&str, u16)) {
         let deadline = Instant::now() + limit;
-        let probe = format!("{}/api/providers", self.origin);
+        let probe = format!("{}{path}", self.origin);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let text = std::fs::read_to_string(&self.log).unwrap_or_default();
                 panic!("wrangler dev exited ({status}) before it was ready; its log:\n{text}");
             }
-            if status_of(&probe) == Some(401) {
+            if status_of(&probe) == Some(expected) {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(20));
         }
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         panic!("wrangler dev did not answer within {limit:?}; its log:\n{text}");
+    }
+
+    /// The process id of wrangler (workerd runs in its process group).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The resident memory of the workerd processes wrangler started, in
+    /// bytes (Linux; 0 elsewhere).
+    pub fn workerd_rss(&self) -> u64 {
+        let group = self.child.id().to_string();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        dir.flatten()
+            .filter_map(|e| {
+                std::fs::read_to_string(e.path().join("stat"))
+                    .ok()
+                    .map(|s| (e, s))
+            })
+            .filter(|(_, stat)| {
+                // pid (comm) state ppid pgrp ...
+                let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+                stat.contains("(workerd)") && after.split(' ').nth(2) == Some(group.as_str())
+            })
+            .filter_map(|(e, _)| {
+                let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+                let kb: u64 = status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
+                Some(kb * 1024)
+            })
+            .sum()
     }
 
     /// Stops wrangler and workerd (by process group).

@@ -7,7 +7,8 @@
 //!   ([`idp::workers::Session`], key `IDP_SESSION_KEY`) and redirects to `/`.
 //! - `GET /` the page: providers, connect form, refresh and remove, a call box.
 //! - `GET /oauth/login?url=<resource>[&scope=]`, `GET /oauth/callback`: the SDK.
-//! - `GET /api/providers`, `POST /api/refresh {"urls": [...]}`,
+//! - `GET /api/providers[?limit=N[&after=<resource>]]` (all, or one page
+//!   `{"providers": [...], "next": <resource or null>}`), `POST /api/refresh {"urls": [...]}`,
 //!   `DELETE /api/providers?url=<resource>`.
 //! - `GET /api/fetch?url=<url>`: calls the URL with the user's credentials and
 //!   answers with the upstream status and body, or 401
@@ -196,7 +197,17 @@ async fn route(
     let handler: &Handler = cx.idp;
     let resp = match (req.method(), url.path()) {
         (Method::Get, "/") => Response::from_html(page::home(cx.user_id, handler.config()))?,
-        (Method::Get, "/api/providers") => Response::from_json(&handler.providers().await?)?,
+        (Method::Get, "/api/providers") => match query(url, "limit") {
+            // `?limit=N[&after=<resource>]`: one page, `{"providers", "next"}`.
+            Some(limit) => {
+                let Ok(limit) = limit.parse::<u32>() else {
+                    return Ok(json_error(400, "invalid_limit", "limit is a number")?);
+                };
+                let after = query(url, "after");
+                Response::from_json(&handler.providers_page(after.as_deref(), limit).await?)?
+            }
+            None => Response::from_json(&handler.providers().await?)?,
+        },
         (Method::Get, "/api/events") => Response::from_json(&handler.events().await?)?,
         (Method::Post, "/api/reencrypt") => Response::from_json(&handler.reencrypt().await?)?,
         (Method::Post, "/api/refresh") => {

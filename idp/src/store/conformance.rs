@@ -324,6 +324,28 @@ async fn providers<S: Store>(store: &S) {
     let list = store.providers("alice").await.expect("providers");
     let keys: Vec<_> = list.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, [api, deep], "providers are listed by key");
+    let page = |after: Option<ResourceKey>, limit| {
+        let after = after.clone();
+        async move {
+            let list = store
+                .providers_page("alice", after.as_ref(), limit)
+                .await
+                .expect("providers_page");
+            list.into_iter().map(|p| p.key).collect::<Vec<_>>()
+        }
+    };
+    let first_page = page(None, 1).await;
+    assert_eq!(
+        first_page.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        [api]
+    );
+    let next = page(first_page.last().cloned(), 10).await;
+    assert_eq!(
+        next.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        [deep],
+        "the next page starts after the last key"
+    );
+    assert!(page(next.last().cloned(), 10).await.is_empty());
 
     // Removal returns the row, forgets it, and a writer that read it before
     // cannot bring it back.

@@ -200,8 +200,27 @@ pub trait Store {
         owner: &str,
         url: &ResourceKey,
     ) -> impl Future<Output = Result<Option<Provider>>>;
-    /// All of `owner`'s providers.
+    /// All of `owner`'s providers, ordered by key.
     fn providers(&self, owner: &str) -> impl Future<Output = Result<Vec<Provider>>>;
+    /// Up to `limit` of `owner`'s providers whose key sorts after `after`,
+    /// ordered by key: one page of [`Store::providers`]. The default reads
+    /// them all and slices; a store with an index should answer from it.
+    fn providers_page(
+        &self,
+        owner: &str,
+        after: Option<&ResourceKey>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Provider>>> {
+        async move {
+            let mut all = self.providers(owner).await?;
+            all.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(all
+                .into_iter()
+                .filter(|p| after.is_none_or(|a| p.key > *a))
+                .take(limit)
+                .collect())
+        }
+    }
     /// Removes and returns `owner`'s provider under `key`.
     fn remove_provider(
         &self,

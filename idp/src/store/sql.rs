@@ -552,6 +552,32 @@ impl<C: SqlConnection> Store for SqlStore<C> {
             .collect()
     }
 
+    async fn providers_page(
+        &self,
+        owner: &str,
+        after: Option<&ResourceKey>,
+        limit: usize,
+    ) -> Result<Vec<Provider>> {
+        let after = after.map(ResourceKey::as_str).unwrap_or("");
+        self.conn
+            .atomic()
+            .run(
+                "SELECT key, data FROM idp_providers WHERE owner = ? AND key > ? ORDER BY key LIMIT ?",
+                vec![
+                    text(owner),
+                    text(after),
+                    SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+                ],
+            )
+            .map_err(storage("SQL"))?
+            .iter()
+            .filter_map(|r| match r.as_slice() {
+                [SqlValue::Text(key), data] => Some(self.decode_provider(owner, key, data)),
+                _ => None,
+            })
+            .collect()
+    }
+
     async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
         let db = self.conn.atomic();
         let Some(row) = Self::provider_row(&db, owner, key.as_str())? else {

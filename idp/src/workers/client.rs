@@ -3,8 +3,8 @@
 
 use super::error::Error;
 use super::protocol::{
-    Authorization, AuthorizationReply, Envelope, Find, Op, ProviderView, RegistryOp, Rejected,
-    RemoteError, Reply, UserOp, INTERNAL_URL,
+    Authorization, AuthorizationReply, Call, Envelope, Find, Op, ProviderView, RegistryOp,
+    Rejected, RemoteError, Reply, UserOp, INTERNAL_URL,
 };
 use crate::error::ErrorKind;
 use crate::matching::ResourceKey;
@@ -30,33 +30,49 @@ async fn call_object<O: Op>(
     timeout_ms: Option<u32>,
     op: O,
 ) -> std::result::Result<O::Reply, RemoteError> {
-    let runtime = |e: worker::Error| {
-        RemoteError::new(
-            ErrorKind::Runtime,
-            format!("could not reach the {binding} Durable Object: {e}"),
-            true,
-        )
-    };
+    let body = exchange(env, binding, name, timeout_ms, op.into()).await?;
+    match serde_json::from_str::<Reply<O::Reply>>(&body) {
+        Ok(Reply::Ok(v)) => Ok(v),
+        Ok(Reply::Err(e)) => Err(e),
+        Err(e) => Err(unreachable_object(binding, &e)),
+    }
+}
+
+fn unreachable_object(binding: &str, e: &dyn std::fmt::Display) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Runtime,
+        format!("could not reach the {binding} Durable Object: {e}"),
+        true,
+    )
+}
+
+/// The part of [`call_object`] that does not depend on the call's type (one
+/// copy in the bundle, not one per call): sends the envelope, returns the
+/// reply's text.
+async fn exchange(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    timeout_ms: Option<u32>,
+    call: Call,
+) -> std::result::Result<String, RemoteError> {
+    let runtime = |e: worker::Error| unreachable_object(binding, &e);
     let envelope = Envelope {
         registry: (name != REGISTRY_NAME).then(|| binding.to_owned()),
         timeout_ms,
-        call: op.into(),
+        call,
     };
     let stub = env
         .durable_object(binding)
         .and_then(|ns| ns.id_from_name(name).and_then(|id| id.get_stub()))
         .map_err(runtime)?;
-    let body = serde_json::to_string(&envelope)
-        .map_err(|e| runtime(worker::Error::RustError(e.to_string())))?;
+    let body = serde_json::to_string(&envelope).map_err(|e| unreachable_object(binding, &e))?;
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post)
         .with_body(Some(body.into()));
     let req = Request::new_with_init(INTERNAL_URL, &init).map_err(runtime)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(runtime)?;
-    match resp.json::<Reply<O::Reply>>().await.map_err(runtime)? {
-        Reply::Ok(v) => Ok(v),
-        Reply::Err(e) => Err(e),
-    }
+    resp.text().await.map_err(runtime)
 }
 
 /// A call to the deployment's registry object under `binding`.

@@ -8,8 +8,8 @@ use super::config::{base_for, route_url, Config, DEFAULT_BINDING};
 use super::error::Error;
 use super::fetch::AuthedFetch;
 use super::protocol::{
-    McpSessionGet, McpSessionPut, ProviderView, Providers, Reencrypt, Reencrypted, RefreshExpiring,
-    RefreshOutcome, Remove, RemoveOutcome,
+    McpSessionGet, McpSessionPut, ProviderView, Providers, ProvidersPage, Reencrypt, Reencrypted,
+    RefreshExpiring, RefreshOutcome, Remove, RemoveOutcome,
 };
 use url::Url;
 use worker::Env;
@@ -163,12 +163,60 @@ impl Handler {
             .await
     }
 
-    /// The user's providers, with re-authorize URLs; never tokens or secrets.
+    /// The user's providers ordered by resource URL, with re-authorize URLs;
+    /// never tokens or secrets. A user with many providers is better listed
+    /// a page at a time with [`Handler::providers_page`].
     pub async fn providers(&self) -> Result<Vec<ProviderView>, Error> {
+        self.list(None, None).await
+    }
+
+    /// One page of the user's providers: at most `limit` (1 to
+    /// [`MAX_PAGE`](Self::MAX_PAGE)), those whose resource URL sorts after
+    /// `after` (the previous page's [`ProvidersPage::next`]; `None` for the
+    /// first page).
+    ///
+    /// ```no_run
+    /// # async fn all(handler: &idp::workers::Handler) -> Result<(), idp::workers::Error> {
+    /// let mut after = None;
+    /// loop {
+    ///     let page = handler.providers_page(after.as_deref(), 100).await?;
+    ///     for p in &page.providers {
+    ///         println!("{}", p.resource_url);
+    ///     }
+    ///     match page.next {
+    ///         Some(next) => after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn providers_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<ProvidersPage, Error> {
+        let limit = limit.clamp(1, Self::MAX_PAGE);
+        let providers = self.list(after, Some(limit)).await?;
+        let next = (providers.len() == limit as usize)
+            .then(|| providers.last().map(|p| p.resource_url.clone()))
+            .flatten();
+        Ok(ProvidersPage { providers, next })
+    }
+
+    /// The largest page [`Handler::providers_page`] returns.
+    pub const MAX_PAGE: u32 = 500;
+
+    async fn list(
+        &self,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Vec<ProviderView>, Error> {
         let mut list: Vec<ProviderView> = self
             .stub
             .call(Providers {
                 owner: self.stub.owner.clone(),
+                after: after.map(str::to_owned),
+                limit,
             })
             .await?;
         for p in &mut list {

@@ -47,7 +47,9 @@ pub use middleware::client_metadata_response;
 pub use object::{ProvidersObject, ENCRYPTION_KEYS_VAR};
 #[cfg(feature = "bench")]
 pub use protocol::CallStats;
-pub use protocol::{ProviderView, Reencrypted, RefreshOutcome, RefreshStatus, RemoveOutcome};
+pub use protocol::{
+    ProviderView, ProvidersPage, Reencrypted, RefreshOutcome, RefreshStatus, RemoveOutcome,
+};
 pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;

@@ -169,9 +169,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 ?;
                 Ok(())
             }).await,
-            Call::Providers(Providers { owner }) => answer::<Providers, _>(async {
+            Call::Providers(Providers { owner, after, limit }) => answer::<Providers, _>(async {
                 let store = self.store(registry);
-                let list = store.providers(&owner).await?;
+                let list = match limit {
+                    None => store.providers(&owner).await?,
+                    Some(limit) => {
+                        let after = after.as_deref().map(ResourceKey::parse).transpose()?;
+                        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                        store.providers_page(&owner, after.as_ref(), limit).await?
+                    }
+                };
                 Ok(list.iter().map(ProviderView::of).collect::<Vec<_>>())
             }).await,
             Call::Find(Find { owner, url }) => answer::<Find, _>(async {

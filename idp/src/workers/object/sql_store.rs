@@ -229,6 +229,15 @@ impl Store for ObjectStore<'_> {
         self.sql.providers(owner).await
     }
 
+    async fn providers_page(
+        &self,
+        owner: &str,
+        after: Option<&ResourceKey>,
+        limit: usize,
+    ) -> Result<Vec<Provider>> {
+        self.sql.providers_page(owner, after, limit).await
+    }
+
     async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
         self.sql.remove_provider(owner, key).await
     }
