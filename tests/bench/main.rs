@@ -33,6 +33,12 @@ fn main() {
             return;
         }
     }
+    // `bench --readme`: the README's performance section from the last
+    // report (scripts/bench-readme).
+    if args.get(1).map(String::as_str) == Some("--readme") {
+        write_readme();
+        return;
+    }
     let opts = Opts {
         quick: std::env::args().any(|a| a == "--quick"),
     };
@@ -47,6 +53,47 @@ fn main() {
     std::fs::write(&path, serde_json::to_string_pretty(&report).expect("JSON"))
         .expect("write report");
     println!("\nwritten: {}", path.display());
+}
+
+/// Rewrites the README's performance section from `target/bench/report.json`
+/// and keeps that report as `docs/bench-report.json` (which `tests/readme.rs`
+/// checks the section against).
+fn write_readme() {
+    use idp_tests::report;
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("target/bench/report.json"))
+        .expect("target/bench/report.json: run scripts/bench first");
+    let parsed: Value = serde_json::from_str(&text).expect("report JSON");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let updated = report::replace_section(&readme, &report::render(&parsed))
+        .expect("README.md has the bench markers");
+    std::fs::write(root.join("docs/bench-report.json"), text).expect("docs/bench-report.json");
+    std::fs::write(root.join("README.md"), updated).expect("README.md");
+    println!("README.md: performance section written from target/bench/report.json");
+}
+
+/// `YYYY-MM-DD` (UTC) and the runtime's versions, for the report.
+fn provenance() -> (String, String) {
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let version = |package: &str| {
+        std::fs::read_to_string(repo_root().join(format!("node_modules/{package}/package.json")))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".into())
+    };
+    (
+        date,
+        format!(
+            "wrangler {} / workerd {}, everything on 127.0.0.1",
+            version("wrangler"),
+            version("workerd")
+        ),
+    )
 }
 
 /// One row of the table: a figure, its target, whether it is met.
@@ -231,7 +278,9 @@ fn synthetic_providers(n: usize) -> Vec<Provider> {
 
 async fn run(opts: &Opts) -> Value {
     let mut rows = Vec::new();
-    let mut report = json!({ "quick": opts.quick, "machine": machine() });
+    let (date, runtime) = provenance();
+    let mut report =
+        json!({ "quick": opts.quick, "machine": machine(), "date": date, "runtime": runtime });
 
     // 1. Size.
     println!("==> building the example (release)");

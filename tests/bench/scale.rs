@@ -5,7 +5,6 @@
 use crate::{load, percentile, row, Row};
 use idp_tests::{join_all, urlencode, App, Worker};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// One user's authed calls at 1, 8 and 64 concurrent callers, beside the
@@ -50,7 +49,7 @@ pub async fn busy_user(
 
 /// `n` users, `parallel` at a time, each signing in, connecting `api` once
 /// and calling `items`: the run's time, workerd's memory before and after,
-/// and the users' objects' storage.
+/// and the size of each user's object's database.
 pub async fn many_users(
     rows: &mut Vec<Row>,
     worker: &Worker,
@@ -60,10 +59,10 @@ pub async fn many_users(
 ) -> Value {
     let parallel = 8;
     let rss_before = worker.workerd_rss();
-    let objects_before = object_files(&worker.state_dir);
     let start = Instant::now();
     let mut failures = 0;
     let mut connect_ms = Vec::new();
+    let mut database = Vec::new();
     for batch in (0..n).collect::<Vec<_>>().chunks(parallel) {
         let results = join_all(
             batch
@@ -74,22 +73,24 @@ pub async fn many_users(
                     let (status, _) = user.connect(api).await;
                     let took = t.elapsed();
                     let (called, _) = user.fetch(items).await;
-                    (status == 200 && called == 200, took)
+                    let (_, stats) = user.json("/api/debug/calls").await;
+                    let bytes = stats["database_bytes"].as_u64().unwrap_or(0);
+                    (status == 200 && called == 200, took, bytes)
                 })
                 .collect(),
         )
         .await;
-        for (ok, took) in results {
+        for (ok, took, bytes) in results {
             failures += usize::from(!ok);
             connect_ms.push(took);
+            database.push(bytes);
         }
     }
     let took = start.elapsed();
     connect_ms.sort();
     let rss_after = worker.workerd_rss();
-    let objects_after = object_files(&worker.state_dir);
-    let new_objects = objects_after.0.saturating_sub(objects_before.0).max(1);
-    let per_user = objects_after.1.saturating_sub(objects_before.1) / new_objects as u64;
+    database.sort_unstable();
+    let per_user = database.get(database.len() / 2).copied().unwrap_or(0);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     rows.push(row(
         &format!("{n} users connect once and call: total s, login p50 ms, failures"),
@@ -108,7 +109,7 @@ pub async fn many_users(
         None,
     ));
     rows.push(row(
-        "  storage per user object (SQLite file, bytes)",
+        "  database size of a user's object, median (bytes)",
         per_user,
         "-",
         None,
@@ -117,33 +118,8 @@ pub async fn many_users(
         "users": n, "parallel": parallel, "seconds": took.as_secs_f64(), "failures": failures,
         "login_p50_ms": percentile(&connect_ms, 0.5),
         "workerd_rss_bytes_before": rss_before, "workerd_rss_bytes_after": rss_after,
-        "object_files": new_objects, "storage_bytes_per_user": per_user,
+        "database_bytes_per_user_median": per_user,
     })
-}
-
-/// The Durable Object SQLite files under a wrangler state directory: how
-/// many, and their total size (with their write-ahead logs).
-fn object_files(dir: &Path) -> (usize, u64) {
-    fn walk(dir: &Path, out: &mut (usize, u64)) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-                continue;
-            }
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-            if name.ends_with(".sqlite") {
-                out.0 += 1;
-                out.1 += size;
-            } else if name.ends_with(".sqlite-wal") || name.ends_with(".sqlite-shm") {
-                out.1 += size;
-            }
-        }
-    }
-    let mut out = (0, 0);
-    walk(&dir.join("v3/do"), &mut out);
-    out
 }
 
 /// Listing a user's 10,000 providers: all in one reply, and one page.

@@ -127,7 +127,7 @@ pub fn profile(wasm: &Path, symbols: &Path) -> Value {
         *by_crate.entry(crate_of(&name(*i))).or_default() += len;
     }
     let mut crates: Vec<(String, u64)> = by_crate.into_iter().collect();
-    crates.sort_by(|a, b| b.1.cmp(&a.1));
+    crates.sort_by_key(|c| std::cmp::Reverse(c.1));
     let strip_hash = |n: String| match n.rfind("::h") {
         Some(k) if n.len() - k == 19 => n[..k].to_owned(),
         _ => n,

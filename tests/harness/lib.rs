@@ -4,6 +4,8 @@
 //! The servers are Node programs in `tests/servers/`, run from the repository's
 //! own `node_modules` (installed by `npm ci`).
 
+pub mod report;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;

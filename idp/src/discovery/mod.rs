@@ -115,7 +115,16 @@ pub(crate) fn read_json<T: DeserializeOwned>(
     if resp.body.len() > MAX_BODY_BYTES {
         return Err(format!("body larger than {MAX_BODY_BYTES} bytes"));
     }
-    serde_json::from_slice(&resp.body).map_err(|e| {
+    // `from_str`, like every other JSON read in the crate: one instance of
+    // the parser and of each type's decoder in the bundle.
+    let text = std::str::from_utf8(&resp.body).map_err(|_| {
+        let ct = resp.header("content-type").unwrap_or("none");
+        format!(
+            "body is not UTF-8 JSON (content-type {ct}, {} bytes)",
+            resp.body.len()
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| {
         let ct = resp.header("content-type").unwrap_or("none");
         if e.is_data() {
             format!("JSON does not have the expected fields ({e})")

@@ -146,6 +146,9 @@ calls! {
 pub struct CallStats {
     /// The count.
     pub calls: u64,
+    /// The size of the object's SQLite database in bytes (what storage is
+    /// billed on).
+    pub database_bytes: u64,
 }
 
 /// What [`Handler::reencrypt`](super::Handler::reencrypt) rewrote: rows

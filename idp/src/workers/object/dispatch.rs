@@ -237,6 +237,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             #[cfg(feature = "bench")]
             Call::Stats(_) => answer::<Stats, _>(async { Ok(CallStats {
                 calls: self.calls.get(),
+                database_bytes: self.state.storage().sql().database_size() as u64,
             }) }).await,
             Call::Reencrypt(Reencrypt {}) => {
                 answer::<Reencrypt, _>(async {

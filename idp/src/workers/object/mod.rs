@@ -131,7 +131,13 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     pub async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         #[cfg(feature = "bench")]
         self.calls.set(self.calls.get() + 1);
-        let reply = match (&self.schema, req.json::<Envelope>().await) {
+        // Read as text and decoded by serde_json: `Request::json` decodes
+        // through serde-wasm-bindgen, a second decoder for every call type.
+        let envelope = match req.text().await {
+            Ok(text) => serde_json::from_str::<Envelope>(&text).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let reply = match (&self.schema, envelope) {
             (Err(e), _) => error_reply(&Error::storage(
                 crate::error::StorageCause::Backend,
                 format!("schema migration failed: {e}"),
