@@ -96,10 +96,27 @@ fn function_sizes(wasm: &[u8]) -> Option<Vec<(u64, usize)>> {
     Some(out)
 }
 
-/// The crate a symbol's name starts with.
+/// The crate a symbol's name starts with (the entry futures apart); for `<T as Trait>::f` where `T` is
+/// a primitive (`<f64 as core::fmt::Display>::fmt`), the trait's.
 fn crate_of(symbol: &str) -> String {
-    let s = symbol.trim_start_matches('<').trim_start_matches('&');
-    let s = s.trim_start_matches("mut ").trim_start_matches("dyn ");
+    // The Worker's and the object's entry futures, with everything they
+    // await inlined: named after the wrapper that polls them.
+    if symbol.contains("future_to_promise::{{closure}}")
+        || symbol.contains("AssertUnwindSafe<F> as core::future")
+    {
+        return "(entry futures, inlined)".to_owned();
+    }
+    let clean = |s: &str| {
+        s.trim_start_matches(['<', '&'])
+            .trim_start_matches("mut ")
+            .trim_start_matches("dyn ")
+            .to_owned()
+    };
+    let s = clean(symbol);
+    let s = match s.split_once(" as ") {
+        Some((ty, rest)) if !ty.contains("::") => clean(rest),
+        _ => s,
+    };
     match s.find("::") {
         Some(n) => s[..n].split('[').next().unwrap_or("").to_owned(),
         None => "(glue and shims)".to_owned(),
