@@ -743,3 +743,46 @@ async fn a_url_that_turned_public_keeps_the_grant() {
         "Bearer attacker-at-1"
     );
 }
+
+/// RFC 7592: a server whose registration answer names a management URI on
+/// another origin cannot make the victim's Worker send an authenticated
+/// update (the client's metadata and a bearer token) there. When a later
+/// login needs more scope, the client registers again at the server's own
+/// endpoint instead.
+#[tokio::test(flavor = "current_thread")]
+async fn a_management_uri_on_another_origin_receives_nothing() {
+    // The third party the hostile server points at: it logs every request.
+    let third_party = Hostile::start();
+    let (hostile, _worker, alice, resource) = connected_at_hostile(
+        "management",
+        serde_json::json!({
+            "token_mode": "tokens",
+            "scopes": ["read"],
+            "management_uri": format!("{}/r/echo/register/attacker-client", third_party.origin),
+        }),
+    )
+    .await;
+    // A second resource asks for a scope the cached registration lacks.
+    hostile
+        .configure(serde_json::json!({"scopes": ["read", "write"]}))
+        .await;
+    let other = format!("{}/r/other", hostile.origin);
+    let (status, page) = alice.connect(&other).await;
+    assert_eq!(status, 200, "{page}");
+
+    // What the attacker's chosen third party got: nothing.
+    let seen = third_party.log().await;
+    assert_eq!(seen["requests"], serde_json::json!([]), "{seen}");
+    assert!(seen["echo"].is_null(), "{seen}");
+    // The client registered again at the server's own endpoint, for both
+    // scopes, and the victim keeps both connections.
+    let log = hostile.log().await;
+    let registrations = log["registrations"].as_array().cloned().unwrap_or_default();
+    assert_eq!(registrations.len(), 2, "{log}");
+    assert_eq!(registrations[1]["scope"], "read write", "{log}");
+    let list = alice.providers().await;
+    for r in [&resource, &other] {
+        let p = provider(&list, r).unwrap_or_else(|| panic!("{r} not connected: {list:?}"));
+        assert_eq!(p["has_token"], true, "{p}");
+    }
+}

@@ -17,6 +17,9 @@
 //   configuration says `no_pkce`.
 // - POST /register: a public client "attacker-client"; like OpenID Connect
 //   servers, a loopback http redirect URI only for application_type native.
+//   With `management_uri` configured, the answer names it as the RFC 7592
+//   registration_client_uri, with a registration access token. Logged in
+//   `registrations`.
 // - GET /authorize: the mix-up bounce. With `bounce` configured, redirects the
 //   person to the honest server's authorization endpoint with the app's client
 //   id and redirect URI there, copying `state` and `code_challenge` from the
@@ -102,7 +105,13 @@ server.on('request', async (req, res) => {
     if (loopbackHttp && (meta.application_type ?? 'web') === 'web') {
       return send(res, 400, { error: 'invalid_redirect_uri', error_description: 'web clients must not use a loopback http redirect URI' });
     }
-    return send(res, 201, { client_id: 'attacker-client', token_endpoint_auth_method: 'none', redirect_uris: [] });
+    (log.registrations ??= []).push(meta);
+    const answer = { client_id: 'attacker-client', token_endpoint_auth_method: 'none', redirect_uris: [] };
+    if (config.management_uri) {
+      answer.registration_client_uri = config.management_uri;
+      answer.registration_access_token = 'attacker-registration-token';
+    }
+    return send(res, 201, answer);
   }
   if (path === '/authorize') {
     const q = url.searchParams;
