@@ -549,3 +549,70 @@ async fn the_alarm_keeps_tokens_fresh_and_events_tell_the_story() {
         );
     }
 }
+
+/// Variables that cannot be used stop the Worker from running with part of
+/// its configuration dropped: every request is answered 500
+/// `configuration`, which names no value, and the Worker's log names each
+/// variable and why, never quoting what it held.
+#[tokio::test(flavor = "current_thread")]
+async fn unusable_variables_are_refused_loudly_and_never_quoted() {
+    let worker = Worker::start_expecting(
+        &state_dir("bad-config"),
+        &[
+            ("IDP_TIMEOUT_MS", "soon"),
+            (
+                "IDP_PROFILES",
+                r#"[{"name": "acme", "resources": "hunter2-not-a-list"}]"#,
+            ),
+        ],
+        ("/api/providers", 500),
+    );
+    let client = reqwest::Client::new();
+    for path in [
+        "/signin?user=alice",
+        "/api/providers",
+        "/oauth/login?url=http%3A%2F%2F127.0.0.1%3A1%2Fapi",
+    ] {
+        let resp = client
+            .get(format!("{}{path}", worker.origin))
+            .send()
+            .await
+            .expect("reachable");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 500, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
+        assert_eq!(v["error"], "configuration", "{body}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("2 problems, listed in the Worker's log")),
+            "{body}"
+        );
+        assert!(
+            !body.contains("hunter2") && !body.contains("soon"),
+            "{body}"
+        );
+    }
+    // wrangler writes the Worker's console output a moment later.
+    let read_log = || std::fs::read_to_string(&worker.log).unwrap_or_default();
+    let mut log = read_log();
+    for _ in 0..50 {
+        if log.contains("idp: configuration: IDP_PROFILES") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        log = read_log();
+    }
+    assert!(
+        log.contains("IDP_TIMEOUT_MS is not a positive whole number"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "IDP_PROFILES: not a valid list of profiles: a value has the wrong type or form"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("hunter2"), "the log quotes a value: {log}");
+}

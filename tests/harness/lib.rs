@@ -190,6 +190,12 @@ impl Worker {
         )
     }
 
+    /// [`Worker::start_with`], ready when `GET probe.0` answers `probe.1`
+    /// (for a Worker that answers every request with an error).
+    pub fn start_expecting(state_dir: &Path, vars: &[(&str, &str)], probe: (&str, u16)) -> Worker {
+        Self::start_once_or_retry(None, state_dir, vars, probe)
+    }
+
     /// Another Worker (its wrangler config, relative to the repository), ready
     /// when `GET probe.0` answers `probe.1`.
     pub fn start_config(config: &str, state_dir: &Path, probe: (&str, u16)) -> Worker {

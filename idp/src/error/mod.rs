@@ -402,8 +402,74 @@ impl Error {
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a JSON document (configuration) could not be read, never quoting a
+/// value from it: serde's messages about a value's type or form quote the
+/// value, which may be a secret written where it does not belong. Messages
+/// about fields (names from the schema) are kept whole.
+pub(crate) fn json_reason(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let about_a_field = ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| message.starts_with(p));
+    if about_a_field {
+        return message;
+    }
+    // "unknown variant `x`, expected ...": keep what was expected.
+    if let Some(expected) = message
+        .strip_prefix("unknown variant `")
+        .and_then(|rest| rest.split_once("`, "))
+        .map(|(_, expected)| expected)
+    {
+        let expected = expected.split(" at line ").next().unwrap_or(expected);
+        return format!(
+            "unknown variant at line {} column {}, {expected}",
+            e.line(),
+            e.column()
+        );
+    }
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Eof => "the JSON ends too early",
+        serde_json::error::Category::Data => "a value has the wrong type or form",
+        serde_json::error::Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_reasons_name_fields_and_never_quote_values() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Entry {
+            client_id: String,
+            port: u16,
+        }
+        let reason = |json: &str| {
+            super::json_reason(&serde_json::from_str::<Entry>(json).expect_err("invalid"))
+        };
+        let r = reason(r#"{"client_id": "a", "port": "hunter2-secret"}"#);
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(
+            r.starts_with("a value has the wrong type or form at line 1"),
+            "{r}"
+        );
+        let r = reason(r#"{"client_id": "a", "port": 1, "sekret": "x"}"#);
+        assert!(r.starts_with("unknown field `sekret`"), "{r}");
+        assert!(reason(r#"{"client_id": "a""#).starts_with("the JSON ends too early"));
+        assert!(reason("{hunter2}").starts_with("not valid JSON"));
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Mode {
+            Fast,
+        }
+        let e = serde_json::from_str::<Mode>(r#""hunter2""#).expect_err("invalid");
+        let r = super::json_reason(&e);
+        assert_eq!(r, "unknown variant at line 1 column 9, expected `Fast`");
+    }
+
     use super::*;
 
     fn token_err(status: u16, code: Option<&str>) -> Error {

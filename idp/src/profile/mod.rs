@@ -164,8 +164,12 @@ impl ProviderProfile {
             name: "IDP_PROFILES".into(),
             reason,
         };
-        let list: Vec<Self> = serde_json::from_str(json)
-            .map_err(|e| config(format!("not a valid list of profiles: {e}")))?;
+        let list: Vec<Self> = serde_json::from_str(json).map_err(|e| {
+            config(format!(
+                "not a valid list of profiles: {}",
+                crate::error::json_reason(&e)
+            ))
+        })?;
         for p in &list {
             if p.client_secret.is_some() {
                 return Err(config(format!(
@@ -335,7 +339,10 @@ mod tests {
                 good.replace("\"client_id\"", "\"client_idd\""),
                 "client_idd",
             ),
-            (good.replace("\"comma\"", "\"semicolon\""), "semicolon"),
+            (
+                good.replace("\"comma\"", "\"semicolon\""),
+                "unknown variant at line 3 column 97, expected `space` or `comma`",
+            ),
             (
                 good.replace(
                     "ACME_SECRET\"",

@@ -58,6 +58,10 @@ pub struct Config {
     /// ([`Config::token_cache`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_cache_secs: Option<std::num::NonZeroU32>,
+    /// What [`Config::with_env`] and [`Config::resolve_secrets`] could not
+    /// use ([`Config::problems`]).
+    #[serde(skip)]
+    problems: Vec<String>,
 }
 
 /// The path the SDK's routes live under: empty (the root) or a leading slash
@@ -127,6 +131,35 @@ impl Config {
             timeout_ms: None,
             profiles: Vec::new(),
             token_cache_secs: None,
+            problems: Vec::new(),
+        }
+    }
+
+    /// What the Worker's variables and secrets held that could not be used,
+    /// one line each, naming the variable and why (never quoting a value):
+    /// an unparseable `IDP_BASE_URL`, `IDP_TIMEOUT_MS`,
+    /// `IDP_TOKEN_CACHE_SECS` or `IDP_CLIENT_METADATA_URL`, a bad
+    /// `IDP_PRE_REGISTERED` or `IDP_PROFILES` list, a profile's missing
+    /// secret. While any is left, the generated Worker answers every request
+    /// with a `configuration` error (500) listing them, rather than run with
+    /// part of its configuration silently dropped.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// An error when there are [`Config::problems`]: it counts them and
+    /// points at the Worker's log (where the generated Worker writes each),
+    /// so a visitor learns nothing about the configuration.
+    pub fn check(&self) -> Result<(), crate::Error> {
+        match self.problems.len() {
+            0 => Ok(()),
+            n => Err(crate::Error::Configuration {
+                name: "the Worker's configuration".into(),
+                reason: format!(
+                    "{n} problem{}, listed in the Worker's log",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }),
         }
     }
 
@@ -146,9 +179,9 @@ impl Config {
     }
 
     /// Reads the client secrets that profiles name from the Worker's
-    /// secrets (a missing one is reported in the log, and logging in with
-    /// that profile then says which secret is missing).
+    /// secrets (a missing one is one of the [`Config::problems`]).
     pub fn resolve_secrets(mut self, env: &Env) -> Self {
+        let mut missing = Vec::new();
         self.profiles = std::mem::take(&mut self.profiles)
             .into_iter()
             .map(|p| match p.client_secret_name.clone() {
@@ -158,10 +191,10 @@ impl Config {
                             secret.to_string(),
                         )),
                         Err(_) => {
-                            worker::console_error!(
-                                "idp: profile {:?}: no secret named {name:?}",
+                            missing.push(format!(
+                                "profile {:?}: no secret named {name:?} (wrangler secret put {name})",
                                 p.name
-                            );
+                            ));
                             p
                         }
                     }
@@ -169,7 +202,16 @@ impl Config {
                 _ => p,
             })
             .collect();
+        for m in missing {
+            self.problem(m);
+        }
         self
+    }
+
+    fn problem(&mut self, line: String) {
+        if !self.problems.contains(&line) {
+            self.problems.push(line);
+        }
     }
 
     /// Connects URLs under `profile`'s resources with it: no discovery, its
@@ -286,32 +328,30 @@ impl Config {
     /// "client_secret_name": "AS_EXAMPLE_SECRET", "auth_method":
     /// "client_secret_basic", "callback_id": "as-example"}]`, where the
     /// secret is named (a Workers secret), never written inline; only
-    /// `issuer` and `client_id` are required. A bad list is reported in the
-    /// log and ignored.
+    /// `issuer` and `client_id` are required. A value that cannot be used is
+    /// one of the [`Config::problems`].
     pub fn with_env(mut self, env: &Env) -> Self {
         if let Ok(v) = env.var("IDP_ALLOW_INSECURE_LOOPBACK") {
             self.allow_insecure_loopback = v.to_string().trim().eq_ignore_ascii_case("true");
         }
-        if let Some(u) = env
-            .var("IDP_BASE_URL")
-            .ok()
-            .and_then(|v| Url::parse(&v.to_string()).ok())
-        {
-            self.base_url = Some(u);
+        let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
+        if let Some(v) = var("IDP_BASE_URL") {
+            match Url::parse(v.trim()) {
+                Ok(u) => self.base_url = Some(u),
+                Err(e) => self.problem(format!("IDP_BASE_URL is not a URL ({e})")),
+            }
         }
-        if let Some(ms) = env
-            .var("IDP_TIMEOUT_MS")
-            .ok()
-            .and_then(|v| v.to_string().trim().parse::<std::num::NonZeroU32>().ok())
-        {
-            self.timeout_ms = Some(ms);
+        if let Some(v) = var("IDP_TIMEOUT_MS") {
+            match v.trim().parse::<std::num::NonZeroU32>() {
+                Ok(ms) => self.timeout_ms = Some(ms),
+                Err(_) => self.problem("IDP_TIMEOUT_MS is not a positive whole number".into()),
+            }
         }
-        if let Some(secs) = env
-            .var("IDP_TOKEN_CACHE_SECS")
-            .ok()
-            .and_then(|v| v.to_string().trim().parse::<u64>().ok())
-        {
-            self = self.token_cache(std::time::Duration::from_secs(secs));
+        if let Some(v) = var("IDP_TOKEN_CACHE_SECS") {
+            match v.trim().parse::<u64>() {
+                Ok(secs) => self = self.token_cache(std::time::Duration::from_secs(secs)),
+                Err(_) => self.problem("IDP_TOKEN_CACHE_SECS is not a whole number".into()),
+            }
         }
         // A string, or (from wrangler.toml or `--var`) already JSON.
         let pre_registered = env
@@ -324,7 +364,7 @@ impl Config {
         if let Ok(json) = pre_registered {
             match pre_registered_from_json(&json, env) {
                 Ok(list) => self.clients.pre_registered.extend(list),
-                Err(e) => worker::console_error!("idp: IDP_PRE_REGISTERED ignored: {e}"),
+                Err(e) => self.problem(format!("IDP_PRE_REGISTERED: {e}")),
             }
         }
         // `IDP_PROFILES`: a JSON list of profiles (secrets by name).
@@ -339,16 +379,18 @@ impl Config {
                         self = self.profile(p);
                     }
                 }
-                Err(e) => worker::console_error!("idp: IDP_PROFILES ignored: {e}"),
+                Err(crate::Error::Configuration { reason, .. }) => {
+                    self.problem(format!("IDP_PROFILES: {reason}"))
+                }
+                Err(e) => self.problem(format!("IDP_PROFILES: {e}")),
             }
         }
         self = self.resolve_secrets(env);
-        if let Some(u) = env
-            .var("IDP_CLIENT_METADATA_URL")
-            .ok()
-            .and_then(|v| Url::parse(&v.to_string()).ok())
-        {
-            self.clients.metadata_document_url = Some(u);
+        if let Some(v) = var("IDP_CLIENT_METADATA_URL") {
+            match Url::parse(v.trim()) {
+                Ok(u) => self.clients.metadata_document_url = Some(u),
+                Err(e) => self.problem(format!("IDP_CLIENT_METADATA_URL is not a URL ({e})")),
+            }
         }
         self
     }
@@ -369,8 +411,8 @@ struct PreRegisteredVar {
 }
 
 fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredClient>, String> {
-    let entries: Vec<PreRegisteredVar> =
-        serde_json::from_str(json).map_err(|e| format!("not a valid list: {e}"))?;
+    let entries: Vec<PreRegisteredVar> = serde_json::from_str(json)
+        .map_err(|e| format!("not a valid list: {}", crate::error::json_reason(&e)))?;
     entries
         .into_iter()
         .map(|e| {
