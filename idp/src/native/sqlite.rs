@@ -148,14 +148,14 @@ mod tests {
         )
         .unwrap();
         let last = crate::store::sql::MIGRATIONS.last().unwrap().0;
+        assert_eq!(last, crate::store::sql::SCHEMA.0);
         assert_eq!(
             rows,
             vec![vec![
-                crate::store::sql::SqlValue::Integer(
-                    i64::try_from(crate::store::sql::MIGRATIONS.len()).unwrap()
-                ),
+                crate::store::sql::SqlValue::Integer(1),
                 crate::store::sql::SqlValue::Integer(last)
-            ]]
+            ]],
+            "a new database starts at the schema's version, and opening it again changes nothing"
         );
         let _ = std::fs::remove_file(&dir);
     }
@@ -280,6 +280,75 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         assert!(String::from_utf8_lossy(&bytes).contains("idp-enc:1:k1:"));
+    }
+
+    /// A new database is the compact schema: 11 pages (one B-tree per
+    /// table); one built by every migration since version 1 has the same
+    /// tables, columns and keys (in 20 pages).
+    #[test]
+    fn a_new_database_is_compact_and_matches_the_migrated_one() {
+        use crate::store::sql::MIGRATIONS;
+        let migrated = rusqlite::Connection::open_in_memory().unwrap();
+        migrated
+            .execute("CREATE TABLE idp_schema (version INTEGER NOT NULL)", [])
+            .unwrap();
+        for (v, statements) in MIGRATIONS {
+            for st in *statements {
+                migrated.execute(st, []).unwrap();
+            }
+            migrated
+                .execute("INSERT INTO idp_schema (version) VALUES (?1)", [v])
+                .unwrap();
+        }
+        let fresh = {
+            let conn = std::sync::Mutex::new(rusqlite::Connection::open_in_memory().unwrap());
+            migrate(&conn.lock().unwrap()).unwrap();
+            conn.into_inner().unwrap()
+        };
+        let pages = |c: &rusqlite::Connection| -> i64 {
+            c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(pages(&fresh), 11);
+        // 10 tables, 9 key indexes and the schema page.
+        assert_eq!(pages(&migrated), 20);
+        let shape = |c: &rusqlite::Connection| -> Vec<(String, String)> {
+            let mut tables = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'idp_%' ORDER BY name")
+                .unwrap();
+            let names: Vec<String> = tables
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            names
+                .into_iter()
+                .map(|t| {
+                    let mut cols = c
+                        .prepare(&format!(
+                            "SELECT name, type, \"notnull\", pk FROM pragma_table_info('{t}')"
+                        ))
+                        .unwrap();
+                    let cols: Vec<String> = cols
+                        .query_map([], |r| {
+                            // A key is NOT NULL in a WITHOUT ROWID table
+                            // (a rowid table's lone text key allows NULL,
+                            // which no statement ever writes).
+                            let pk = r.get::<_, i64>(3)?;
+                            let not_null = pk > 0 || r.get::<_, i64>(2)? == 1;
+                            Ok(format!(
+                                "{} {} not_null={not_null} pk={pk}",
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                            ))
+                        })
+                        .unwrap()
+                        .map(Result::unwrap)
+                        .collect();
+                    (t, cols.join(", "))
+                })
+                .collect()
+        };
+        assert_eq!(shape(&fresh), shape(&migrated));
     }
 
     #[test]
