@@ -34,7 +34,9 @@ pub fn render(report: &Value) -> String {
         text(&m["os"]),
         text(&report["runtime"]),
     ));
-    out.push_str("| measure | value | target | met |\n|---|---|---|---|\n");
+    out.push_str(
+        "| measure | value | target | met | what limits it |\n|---|---|---|---|---|\n",
+    );
     for r in report["rows"].as_array().into_iter().flatten() {
         let met = match r["met"] {
             Value::Bool(true) => "yes",
@@ -42,10 +44,11 @@ pub fn render(report: &Value) -> String {
             _ => "",
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {met} |\n",
+            "| {} | {} | {} | {met} | {} |\n",
             text(&r["measure"]).trim().replace('|', "/"),
             text(&r["value"]).replace('|', "/"),
             text(&r["target"]).replace('|', "/"),
+            text(&r["limit"]).replace('|', "/"),
         ));
     }
     let size = &report["size"];
