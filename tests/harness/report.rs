@@ -34,9 +34,7 @@ pub fn render(report: &Value) -> String {
         text(&m["os"]),
         text(&report["runtime"]),
     ));
-    out.push_str(
-        "| measure | value | target | met | what limits it |\n|---|---|---|---|---|\n",
-    );
+    out.push_str("| measure | value | target | met | what limits it |\n|---|---|---|---|---|\n");
     for r in report["rows"].as_array().into_iter().flatten() {
         let met = match r["met"] {
             Value::Bool(true) => "yes",

@@ -10,7 +10,7 @@ use crate::error::ErrorKind;
 use crate::matching::ResourceKey;
 #[cfg(feature = "bench")]
 use crate::store::Provider;
-use worker::{Env, Request};
+use worker::Env;
 
 /// The name of the object that holds deployment-wide registrations.
 pub(crate) const REGISTRY_NAME: &str = "idp:v1:registry";
@@ -67,10 +67,10 @@ async fn exchange(
         .and_then(|ns| ns.id_from_name(name).and_then(|id| id.get_stub()))
         .map_err(runtime)?;
     let body = serde_json::to_string(&envelope).map_err(|e| unreachable_object(binding, &e))?;
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post)
-        .with_body(Some(body.into()));
-    let req = Request::new_with_init(INTERNAL_URL, &init).map_err(runtime)?;
+    let headers = worker::Headers::new();
+    let body = wasm_bindgen::JsValue::from(body);
+    let req = super::http::new_request(INTERNAL_URL, "POST", &headers, Some(&body), false)
+        .map_err(runtime)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(runtime)?;
     resp.text().await.map_err(runtime)
 }

@@ -6,7 +6,7 @@ use super::error::{AuthorizationRequired, Error};
 use crate::fetch::{Exchange, Hop, Next, Reason, Reauthorize};
 use serde::de::DeserializeOwned;
 use url::Url;
-use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{Fetch, Headers, Method, Request, Response};
 
 /// Headers [`OutgoingRequest::from_request`] never forwards: the incoming
 /// caller's credentials, and connection-level headers.
@@ -287,18 +287,17 @@ impl<'a> AuthedFetch<'a> {
         if let Some(h) = hop.authorization {
             headers.set("authorization", h)?;
         }
-        let method = Method::from(hop.method.to_owned());
-        let mut init = RequestInit::new();
-        init.with_method(method)
-            .with_headers(headers)
-            .with_redirect(RequestRedirect::Manual);
-        if let (true, Some(b)) = (hop.body, &req.body) {
-            init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
-        }
+        let body = match (hop.body, &req.body) {
+            (true, Some(b)) => Some(wasm_bindgen::JsValue::from(js_sys::Uint8Array::from(
+                b.as_slice(),
+            ))),
+            _ => None,
+        };
         let timeout_ms = self.timeout_ms;
         let signal =
             super::http::timeout_signal(timeout_ms).map_err(|e| Error::Runtime(e.message))?;
-        Fetch::Request(Request::new_with_init(hop.url, &init)?)
+        let request = super::http::new_request(hop.url, hop.method, &headers, body.as_ref(), true)?;
+        Fetch::Request(request)
             .send_with_signal(&signal)
             .await
             .map_err(|e| {

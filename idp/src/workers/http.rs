@@ -2,7 +2,7 @@
 
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
 use wasm_bindgen::JsCast;
-use worker::{Fetch, Headers, Request, RequestInit, RequestRedirect};
+use worker::{Fetch, Headers, Request};
 
 /// How long an outbound request may take, answer and body included: 10 s.
 pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
@@ -57,6 +57,31 @@ pub(crate) fn timeout_signal(ms: u32) -> Result<worker::AbortSignal, TransportEr
     ))
 }
 
+/// A request built on the runtime's own `RequestInit`. `worker::RequestInit`
+/// also carries Cloudflare's `cf` options, whose encoder is about 12 KB of
+/// wasm the SDK never uses.
+pub(crate) fn new_request(
+    url: &str,
+    method: &str,
+    headers: &Headers,
+    body: Option<&wasm_bindgen::JsValue>,
+    manual_redirect: bool,
+) -> worker::Result<Request> {
+    use worker::worker_sys::web_sys;
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers.0);
+    if manual_redirect {
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+    }
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    web_sys::Request::new_with_str_and_init(url, &init)
+        .map(Request::from)
+        .map_err(worker::Error::from)
+}
+
 /// Reads a body as a stream, failing once it passes `cap` bytes.
 pub(crate) async fn read_capped(
     resp: &mut worker::Response,
@@ -87,19 +112,21 @@ impl HttpClient for WorkerHttp {
         for (name, value) in &request.headers {
             headers.append(name, value).map_err(fail)?;
         }
-        let mut init = RequestInit::new();
-        init.with_method(to_worker_method(request.method))
-            .with_headers(headers)
-            .with_redirect(RequestRedirect::Manual);
-        if !request.body.is_empty() {
-            init.with_body(Some(
-                js_sys::Uint8Array::from(request.body.as_slice()).into(),
-            ));
-        }
+        let body = (!request.body.is_empty()).then(|| {
+            wasm_bindgen::JsValue::from(js_sys::Uint8Array::from(request.body.as_slice()))
+        });
         let timed_out =
             || TransportError::new(format!("no complete answer within {} ms", self.timeout_ms));
         let signal = timeout_signal(self.timeout_ms)?;
-        let req = Request::new_with_init(request.url.as_str(), &init).map_err(fail)?;
+        let method = to_worker_method(request.method);
+        let req = new_request(
+            request.url.as_str(),
+            method.as_ref(),
+            &headers,
+            body.as_ref(),
+            true,
+        )
+        .map_err(fail)?;
         let mut resp = Fetch::Request(req)
             .send_with_signal(&signal)
             .await
