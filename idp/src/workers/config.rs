@@ -353,26 +353,14 @@ impl Config {
                 Err(_) => self.problem("IDP_TOKEN_CACHE_SECS is not a whole number".into()),
             }
         }
-        // A string, or (from wrangler.toml or `--var`) already JSON.
-        let pre_registered = env
-            .var("IDP_PRE_REGISTERED")
-            .map(|v| v.to_string())
-            .or_else(|_| {
-                env.object_var::<serde_json::Value>("IDP_PRE_REGISTERED")
-                    .map(|v| v.to_string())
-            });
-        if let Ok(json) = pre_registered {
+        if let Some(json) = json_var(env, "IDP_PRE_REGISTERED") {
             match pre_registered_from_json(&json, env) {
                 Ok(list) => self.clients.pre_registered.extend(list),
                 Err(e) => self.problem(format!("IDP_PRE_REGISTERED: {e}")),
             }
         }
         // `IDP_PROFILES`: a JSON list of profiles (secrets by name).
-        let profiles = env.var("IDP_PROFILES").map(|v| v.to_string()).or_else(|_| {
-            env.object_var::<serde_json::Value>("IDP_PROFILES")
-                .map(|v| v.to_string())
-        });
-        if let Ok(json) = profiles {
+        if let Some(json) = json_var(env, "IDP_PROFILES") {
             match crate::profile::ProviderProfile::list_from_json(&json) {
                 Ok(list) => {
                     for p in list {
@@ -394,6 +382,18 @@ impl Config {
         }
         self
     }
+}
+
+/// A variable holding JSON, as text: a string (a secret, `--var`), or a list
+/// or object from `wrangler.toml`. Read without `Env::object_var`, whose
+/// decoder (serde-wasm-bindgen) would be a second one in the bundle.
+fn json_var(env: &Env, name: &str) -> Option<String> {
+    let v = js_sys::Reflect::get(env, &wasm_bindgen::JsValue::from_str(name)).ok()?;
+    if v.is_undefined() || v.is_null() {
+        return None;
+    }
+    v.as_string()
+        .or_else(|| js_sys::JSON::stringify(&v).ok()?.as_string())
 }
 
 /// One entry of `IDP_PRE_REGISTERED`.
