@@ -560,6 +560,7 @@ async fn unusable_variables_are_refused_loudly_and_never_quoted() {
         &state_dir("bad-config"),
         &[
             ("IDP_TIMEOUT_MS", "soon"),
+            ("IDP_ALLOW_INSECURE_LOOPBACK", "maybe"),
             (
                 "IDP_PROFILES",
                 r#"[{"name": "acme", "resources": "hunter2-not-a-list"}]"#,
@@ -586,7 +587,7 @@ async fn unusable_variables_are_refused_loudly_and_never_quoted() {
         assert!(
             v["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("2 problems, listed in the Worker's log")),
+                .is_some_and(|m| m.contains("3 problems, listed in the Worker's log")),
             "{body}"
         );
         assert!(

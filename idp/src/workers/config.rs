@@ -331,10 +331,15 @@ impl Config {
     /// `issuer` and `client_id` are required. A value that cannot be used is
     /// one of the [`Config::problems`].
     pub fn with_env(mut self, env: &Env) -> Self {
-        if let Ok(v) = env.var("IDP_ALLOW_INSECURE_LOOPBACK") {
-            self.allow_insecure_loopback = v.to_string().trim().eq_ignore_ascii_case("true");
+        // As text whether wrangler.toml wrote a string, a number or a boolean.
+        let var = |name: &str| json_var(env, name);
+        if let Some(v) = var("IDP_ALLOW_INSECURE_LOOPBACK") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "true" => self.allow_insecure_loopback = true,
+                "false" | "" => self.allow_insecure_loopback = false,
+                _ => self.problem("IDP_ALLOW_INSECURE_LOOPBACK is neither true nor false".into()),
+            }
         }
-        let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
         if let Some(v) = var("IDP_BASE_URL") {
             match Url::parse(v.trim()) {
                 Ok(u) => self.base_url = Some(u),
@@ -384,9 +389,10 @@ impl Config {
     }
 }
 
-/// A variable holding JSON, as text: a string (a secret, `--var`), or a list
-/// or object from `wrangler.toml`. Read without `Env::object_var`, whose
-/// decoder (serde-wasm-bindgen) would be a second one in the bundle.
+/// A variable as text: a string (a secret, `--var`) as it is; a number,
+/// boolean, list or object from `wrangler.toml` as JSON. Read without
+/// `Env::object_var`, whose decoder (serde-wasm-bindgen) would be a second
+/// one in the bundle.
 fn json_var(env: &Env, name: &str) -> Option<String> {
     let v = js_sys::Reflect::get(env, &wasm_bindgen::JsValue::from_str(name)).ok()?;
     if v.is_undefined() || v.is_null() {
