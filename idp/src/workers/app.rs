@@ -112,10 +112,7 @@ pub async fn serve<A: IdpWorker>(
     let config = app
         .configure(config.with_env(&env), &env)
         .resolve_secrets(&env);
-    if let Err(e) = config.check() {
-        for p in config.problems() {
-            worker::console_error!("idp: configuration: {p}");
-        }
+    if let Err(e) = config.refuse_problems() {
         return super::Error::from(e).to_response();
     }
     if let Some(resp) = super::middleware::client_metadata_response(&config, &env, &req).await? {

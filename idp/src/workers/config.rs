@@ -138,11 +138,13 @@ impl Config {
     /// What the Worker's variables and secrets held that could not be used,
     /// one line each, naming the variable and why (never quoting a value):
     /// an unparseable `IDP_BASE_URL`, `IDP_TIMEOUT_MS`,
-    /// `IDP_TOKEN_CACHE_SECS` or `IDP_CLIENT_METADATA_URL`, a bad
+    /// `IDP_TOKEN_CACHE_SECS` or `IDP_CLIENT_METADATA_URL`, an
+    /// `IDP_ALLOW_INSECURE_LOOPBACK` neither true nor false, a bad
     /// `IDP_PRE_REGISTERED` or `IDP_PROFILES` list, a profile's missing
     /// secret. While any is left, the generated Worker answers every request
-    /// with a `configuration` error (500) listing them, rather than run with
-    /// part of its configuration silently dropped.
+    /// with a `configuration` error (500) that counts them and writes each to
+    /// its log, and [`Handler::new`](super::Handler::new) refuses the
+    /// configuration, rather than run with part of it silently dropped.
     pub fn problems(&self) -> &[String] {
         &self.problems
     }
@@ -206,6 +208,15 @@ impl Config {
             self.problem(m);
         }
         self
+    }
+
+    /// [`Config::check`], writing each problem to the log first.
+    pub(crate) fn refuse_problems(&self) -> Result<(), crate::Error> {
+        self.check().inspect_err(|_| {
+            for p in &self.problems {
+                worker::console_error!("idp: configuration: {p}");
+            }
+        })
     }
 
     fn problem(&mut self, line: String) {

@@ -27,13 +27,17 @@ pub struct Handler {
 
 impl Handler {
     /// A handler for `user_id` (required: an empty id is [`Error::NoUser`]).
-    /// The base URL is the configured one or `request_url`'s origin.
+    /// The base URL is the configured one or `request_url`'s origin. A
+    /// configuration with [`Config::problems`] is refused (each is written to
+    /// the log): a Worker wired by hand does not run with part of its
+    /// configuration dropped either.
     pub fn new(
         env: &Env,
         config: &Config,
         user_id: &str,
         request_url: &Url,
     ) -> Result<Self, Error> {
+        config.refuse_problems()?;
         let base = base_for(config, request_url).map_err(Error::Runtime)?;
         let mut stub = ProvidersStub::new(env, &config.binding, user_id)?;
         stub.timeout_ms = config.timeout_ms.map(std::num::NonZeroU32::get);
