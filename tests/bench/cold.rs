@@ -37,9 +37,9 @@ fn startup(wasm: &Path, eager: bool, samples: usize) -> Option<(f64, f64)> {
     Some((median(&mut compile), median(&mut instantiate)))
 }
 
-/// The cold-start rows. `state` is a state directory where `user` has
-/// connected `items`' API, so the restarted Worker's first authed call finds
-/// a stored token.
+/// The cold-start rows. A user connects the API of `items` in a Worker of
+/// its own, which is then restarted over the same storage, so the new
+/// isolate's first authed call finds a stored token.
 pub async fn cold_start(rows: &mut Vec<Row>, quick: bool, items: &str) -> Value {
     println!("==> building the hello-world Worker");
     let status = std::process::Command::new(repo_root().join("scripts/build-worker"))
