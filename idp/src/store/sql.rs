@@ -579,19 +579,8 @@ impl<C: SqlConnection> Store for SqlStore<C> {
     }
 
     async fn providers(&self, owner: &str) -> Result<Vec<Provider>> {
-        self.conn
-            .atomic()
-            .run(
-                "SELECT key, data FROM idp_providers WHERE owner = ? ORDER BY key",
-                vec![text(owner)],
-            )
-            .map_err(storage("SQL"))?
-            .iter()
-            .filter_map(|r| match r.as_slice() {
-                [SqlValue::Text(key), data] => Some(self.decode_provider(owner, key, data)),
-                _ => None,
-            })
-            .collect()
+        // Every key sorts after the empty one.
+        self.providers_page(owner, None, usize::MAX).await
     }
 
     async fn providers_page(
