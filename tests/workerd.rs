@@ -293,6 +293,64 @@ async fn tokens_persist_across_a_restart() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// The split deployment: the Worker's script has the routes and no Durable
+/// Object class, the objects' script the class and no entry point; a user
+/// connects, calls and refreshes through both, and the credentials live in
+/// the objects' script's storage.
+#[tokio::test(flavor = "current_thread")]
+async fn a_split_deployment_serves_from_two_scripts() {
+    // Access tokens live 10 s: a refresh happens in the objects' script.
+    let servers = Servers::start(AuthServerOptions {
+        access_ttl: Some(10),
+        ..Default::default()
+    });
+    let dir = state_dir("split");
+    let worker = Worker::start_split(&dir);
+    let api = format!("{}/api", servers.origin);
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let glue = |d: &str| {
+        std::fs::read_to_string(root.join(format!("examples/app/{d}/index.js"))).unwrap()
+    };
+    let (front, objects) = (glue("build-split-worker"), glue("build-split-objects"));
+    assert!(!front.contains("oauthproviders_fetch"), "no class in the Worker's script");
+    assert!(objects.contains("oauthproviders_fetch"), "the class in the objects' script");
+    assert!(front.contains("prototype.fetch"), "the entry point in the Worker's script");
+    assert!(!objects.contains("prototype.fetch"), "no entry point in the objects' script");
+
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let list = alice.providers().await;
+    let p = provider(&list, &api).expect("provider listed");
+    assert_eq!(p["has_token"], true);
+    assert_eq!(p["name"], "127.0.0.1/api", "named by the hook, in the objects' script");
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization"], true);
+
+    // After expiry (refreshed by the object's alarm or at the call).
+    let before = servers.auth_count("POST /token").await;
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(servers.auth_count("POST /token").await > before, "refreshed");
+
+    // The credentials are in the objects' script's storage, sealed.
+    let files = object_files(&dir);
+    assert!(
+        files.iter().any(|(path, _)| path
+            .to_string_lossy()
+            .contains("idp-example-split-objects-OAuthProviders")),
+        "{:?}",
+        files.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    assert!(
+        files.iter().any(|(_, bytes)| contains(bytes, "idp-enc:1:")),
+        "sealed with the objects' script's key"
+    );
+}
+
 /// Every `*.sqlite` file under a Worker's state directory, as bytes.
 fn object_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

@@ -62,6 +62,7 @@ pub fn expand(args: &Args, target: &Target, item: &Item) -> TokenStream {
 
             const _: fn() = || { #requires };
 
+            #[allow(dead_code)]
             fn __idp_config() -> ::idp::workers::Config {
                 let config = ::idp::workers::Config::new(#name, #version)
                     .prefix(#prefix)
@@ -71,54 +72,60 @@ pub fn expand(args: &Args, target: &Target, item: &Item) -> TokenStream {
                 config
             }
 
+            #[allow(dead_code)]
             fn __idp_app() -> #ident {
                 #build
             }
 
-            /// The Durable Object class holding each user's credentials.
-            #[wasm_bindgen(js_name = #class, wasm_bindgen = #wb)]
-            pub struct __IdpProvidersObject {
-                inner: ::idp::workers::ProvidersObject<::idp::workers::AppHook<#ident>>,
-            }
+            // Each half stays out of the other script of a split deployment.
+            ::idp::__idp_objects! {
+                /// The Durable Object class holding each user's credentials.
+                #[wasm_bindgen(js_name = #class, wasm_bindgen = #wb)]
+                pub struct __IdpProvidersObject {
+                    inner: ::idp::workers::ProvidersObject<::idp::workers::AppHook<#ident>>,
+                }
 
-            #[wasm_bindgen(js_class = #class, wasm_bindgen = #wb, wasm_bindgen_futures = #wbf, js_sys = #js)]
-            impl __IdpProvidersObject {
-                #[wasm_bindgen(constructor)]
-                pub fn new(
-                    state: #sys::DurableObjectState,
-                    env: ::idp::__private::worker::Env,
-                ) -> Self {
-                    Self {
-                        inner: ::idp::workers::ProvidersObject::new(
-                            ::idp::__private::worker::durable::State::from(state),
-                            env,
-                            ::idp::workers::AppHook(__idp_app()),
-                        ),
+                #[wasm_bindgen(js_class = #class, wasm_bindgen = #wb, wasm_bindgen_futures = #wbf, js_sys = #js)]
+                impl __IdpProvidersObject {
+                    #[wasm_bindgen(constructor)]
+                    pub fn new(
+                        state: #sys::DurableObjectState,
+                        env: ::idp::__private::worker::Env,
+                    ) -> Self {
+                        Self {
+                            inner: ::idp::workers::ProvidersObject::new(
+                                ::idp::__private::worker::durable::State::from(state),
+                                env,
+                                ::idp::workers::AppHook(__idp_app()),
+                            ),
+                        }
+                    }
+
+                    #[wasm_bindgen(js_name = fetch)]
+                    pub async fn fetch(
+                        &self,
+                        req: #sys::web_sys::Request,
+                    ) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
+                        ::idp::__private::object_fetch(&self.inner, req).await
+                    }
+
+                    #[wasm_bindgen(js_name = alarm)]
+                    pub async fn alarm(&self) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
+                        ::idp::__private::object_alarm(&self.inner).await
                     }
                 }
-
-                #[wasm_bindgen(js_name = fetch)]
-                pub async fn fetch(
-                    &self,
-                    req: #sys::web_sys::Request,
-                ) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
-                    ::idp::__private::object_fetch(&self.inner, req).await
-                }
-
-                #[wasm_bindgen(js_name = alarm)]
-                pub async fn alarm(&self) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
-                    ::idp::__private::object_alarm(&self.inner).await
-                }
             }
 
-            /// The Worker's fetch entry point.
-            #[wasm_bindgen(js_name = fetch, wasm_bindgen = #wb, wasm_bindgen_futures = #wbf, js_sys = #js)]
-            pub async fn __idp_worker_fetch(
-                req: #sys::web_sys::Request,
-                env: ::idp::__private::worker::Env,
-                ctx: #sys::Context,
-            ) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
-                ::idp::__private::serve(__idp_app(), __idp_config(), req, env, ctx).await
+            ::idp::__idp_entry! {
+                /// The Worker's fetch entry point.
+                #[wasm_bindgen(js_name = fetch, wasm_bindgen = #wb, wasm_bindgen_futures = #wbf, js_sys = #js)]
+                pub async fn __idp_worker_fetch(
+                    req: #sys::web_sys::Request,
+                    env: ::idp::__private::worker::Env,
+                    ctx: #sys::Context,
+                ) -> ::core::result::Result<#wb::JsValue, #wb::JsValue> {
+                    ::idp::__private::serve(__idp_app(), __idp_config(), req, env, ctx).await
+                }
             }
         };
     }

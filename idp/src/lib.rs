@@ -126,6 +126,50 @@ pub use idp_macros::idp_worker;
 #[cfg(feature = "workers")]
 pub use worker;
 
+/// `#[idp_worker]`'s Durable Object class: kept unless this build is only the
+/// Worker's script of a split deployment (feature `worker-script`).
+#[cfg(all(
+    feature = "workers",
+    any(feature = "objects-script", not(feature = "worker-script"))
+))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __idp_objects {
+    ($($item:tt)*) => { $($item)* };
+}
+
+#[cfg(all(
+    feature = "workers",
+    not(any(feature = "objects-script", not(feature = "worker-script")))
+))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __idp_objects {
+    ($($item:tt)*) => {};
+}
+
+/// `#[idp_worker]`'s entry point: kept unless this build is only the objects'
+/// script of a split deployment (feature `objects-script`).
+#[cfg(all(
+    feature = "workers",
+    any(feature = "worker-script", not(feature = "objects-script"))
+))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __idp_entry {
+    ($($item:tt)*) => { $($item)* };
+}
+
+#[cfg(all(
+    feature = "workers",
+    not(any(feature = "worker-script", not(feature = "objects-script")))
+))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __idp_entry {
+    ($($item:tt)*) => {};
+}
+
 #[cfg(feature = "workers")]
 #[doc(hidden)]
 pub mod __private {

@@ -177,13 +177,28 @@ impl Worker {
     /// [`Worker::start`] with extra Worker variables (`--var NAME:VALUE`;
     /// `{origin}` in a value becomes the Worker's origin).
     pub fn start_with(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
-        Self::start_once_or_retry(None, state_dir, vars, APP_PROBE)
+        Self::start_once_or_retry(&[], state_dir, vars, APP_PROBE)
+    }
+
+    /// The example as a split deployment (`examples/app/split/`): the Worker's
+    /// script, and the objects' script that defines the Durable Object class,
+    /// in one `wrangler dev`.
+    pub fn start_split(state_dir: &Path) -> Worker {
+        Self::start_once_or_retry(
+            &[
+                "examples/app/split/worker.toml",
+                "examples/app/split/objects.toml",
+            ],
+            state_dir,
+            &[],
+            APP_PROBE,
+        )
     }
 
     /// The example's benchmark build (feature `bench`, `tests/bench/wrangler.toml`).
     pub fn start_bench(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
         Self::start_once_or_retry(
-            Some("tests/bench/wrangler.toml"),
+            &["tests/bench/wrangler.toml"],
             state_dir,
             vars,
             APP_PROBE,
@@ -193,17 +208,17 @@ impl Worker {
     /// [`Worker::start_with`], ready when `GET probe.0` answers `probe.1`
     /// (for a Worker that answers every request with an error).
     pub fn start_expecting(state_dir: &Path, vars: &[(&str, &str)], probe: (&str, u16)) -> Worker {
-        Self::start_once_or_retry(None, state_dir, vars, probe)
+        Self::start_once_or_retry(&[], state_dir, vars, probe)
     }
 
     /// Another Worker (its wrangler config, relative to the repository), ready
     /// when `GET probe.0` answers `probe.1`.
     pub fn start_config(config: &str, state_dir: &Path, probe: (&str, u16)) -> Worker {
-        Self::start_once_or_retry(Some(config), state_dir, &[], probe)
+        Self::start_once_or_retry(&[config], state_dir, &[], probe)
     }
 
     fn start_with_once(
-        config: Option<&str>,
+        configs: &[&str],
         state_dir: &Path,
         vars: &[(&str, &str)],
         probe: (&str, u16),
@@ -237,7 +252,7 @@ impl Worker {
                 "--log-level",
                 "info",
             ])
-            .args(config.iter().flat_map(|c| ["--config", c]))
+            .args(configs.iter().flat_map(|c| ["--config", c]))
             .arg("--persist-to")
             .arg(state_dir)
             .args(vars.iter().flat_map(|(k, v)| {
@@ -270,13 +285,13 @@ impl Worker {
     /// machine without internet sometimes exits at start-up while looking up
     /// Cloudflare's hosts.
     fn start_once_or_retry(
-        config: Option<&str>,
+        configs: &[&str],
         state_dir: &Path,
         vars: &[(&str, &str)],
         probe: (&str, u16),
     ) -> Worker {
         for attempt in 1..=3 {
-            match std::panic::catch_unwind(|| Self::start_with_once(config, state_dir, vars, probe))
+            match std::panic::catch_unwind(|| Self::start_with_once(configs, state_dir, vars, probe))
             {
                 Ok(w) => return w,
                 Err(e) if attempt < 3 => {
