@@ -309,14 +309,25 @@ async fn a_split_deployment_serves_from_two_scripts() {
     let api = format!("{}/api", servers.origin);
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let glue = |d: &str| {
-        std::fs::read_to_string(root.join(format!("examples/app/{d}/index.js"))).unwrap()
-    };
+    let glue =
+        |d: &str| std::fs::read_to_string(root.join(format!("examples/app/{d}/index.js"))).unwrap();
     let (front, objects) = (glue("build-split-worker"), glue("build-split-objects"));
-    assert!(!front.contains("oauthproviders_fetch"), "no class in the Worker's script");
-    assert!(objects.contains("oauthproviders_fetch"), "the class in the objects' script");
-    assert!(front.contains("prototype.fetch"), "the entry point in the Worker's script");
-    assert!(!objects.contains("prototype.fetch"), "no entry point in the objects' script");
+    assert!(
+        !front.contains("oauthproviders_fetch"),
+        "no class in the Worker's script"
+    );
+    assert!(
+        objects.contains("oauthproviders_fetch"),
+        "the class in the objects' script"
+    );
+    assert!(
+        front.contains("prototype.fetch"),
+        "the entry point in the Worker's script"
+    );
+    assert!(
+        !objects.contains("prototype.fetch"),
+        "no entry point in the objects' script"
+    );
 
     let alice = App::sign_in(&worker, "alice").await;
     let (status, page) = alice.connect(&api).await;
@@ -324,7 +335,10 @@ async fn a_split_deployment_serves_from_two_scripts() {
     let list = alice.providers().await;
     let p = provider(&list, &api).expect("provider listed");
     assert_eq!(p["has_token"], true);
-    assert_eq!(p["name"], "127.0.0.1/api", "named by the hook, in the objects' script");
+    assert_eq!(
+        p["name"], "127.0.0.1/api",
+        "named by the hook, in the objects' script"
+    );
     let (status, body) = alice.fetch(&format!("{api}/items")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["authorization"], true);
@@ -334,7 +348,10 @@ async fn a_split_deployment_serves_from_two_scripts() {
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
     let (status, body) = alice.fetch(&format!("{api}/items")).await;
     assert_eq!(status, 200, "{body}");
-    assert!(servers.auth_count("POST /token").await > before, "refreshed");
+    assert!(
+        servers.auth_count("POST /token").await > before,
+        "refreshed"
+    );
 
     // The credentials are in the objects' script's storage, sealed.
     let files = object_files(&dir);

@@ -98,6 +98,15 @@ pub mod workers;
 /// Pre-registered clients and other settings that need secrets go in
 /// [`workers::IdpWorker::configure`].
 ///
+/// **A split deployment.** By default one script exports both, and every
+/// place that loads it (where the Worker answers, where an object runs) loads
+/// all the code. Built twice, once with idp's feature `worker-script` (the
+/// entry point only) and once with `objects-script` (the class only), each
+/// script carries its half: the Worker's binding names the objects' script
+/// (`script_name`), which holds the class's migrations and the
+/// `IDP_ENCRYPTION_KEYS` secret. The example app has both configurations
+/// (`examples/app/split/`); `docs/deploy.md` walks through it.
+///
 /// Your crate needs no dependency besides `idp`: the expansion reaches
 /// `worker` and `wasm-bindgen` through `idp`. (Naming `worker` types such as
 /// `Request` in your own code is easiest with `use idp::worker;`.)

@@ -197,12 +197,7 @@ impl Worker {
 
     /// The example's benchmark build (feature `bench`, `tests/bench/wrangler.toml`).
     pub fn start_bench(state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
-        Self::start_once_or_retry(
-            &["tests/bench/wrangler.toml"],
-            state_dir,
-            vars,
-            APP_PROBE,
-        )
+        Self::start_once_or_retry(&["tests/bench/wrangler.toml"], state_dir, vars, APP_PROBE)
     }
 
     /// [`Worker::start_with`], ready when `GET probe.0` answers `probe.1`
@@ -291,8 +286,9 @@ impl Worker {
         probe: (&str, u16),
     ) -> Worker {
         for attempt in 1..=3 {
-            match std::panic::catch_unwind(|| Self::start_with_once(configs, state_dir, vars, probe))
-            {
+            match std::panic::catch_unwind(|| {
+                Self::start_with_once(configs, state_dir, vars, probe)
+            }) {
                 Ok(w) => return w,
                 Err(e) if attempt < 3 => {
                     let _ = e;
