@@ -347,7 +347,7 @@ async fn run(opts: &Opts) -> Value {
     ));
     rows.push(
         row(
-            "bundle size gzip",
+            "bundle size gzip, one script (the default)",
             format!("{} KB", gz / 1000),
             "<= 250 KB",
             Some(gz <= 250_000),
