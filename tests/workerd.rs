@@ -368,6 +368,38 @@ async fn a_split_deployment_serves_from_two_scripts() {
     );
 }
 
+/// A split deployment whose objects' script has no `IDP_ENCRYPTION_KEYS`
+/// and is not in local development (the Worker's script is): the objects
+/// refuse to keep any secret, the person is told which secret to set, and
+/// nothing is stored in plain text.
+#[tokio::test(flavor = "current_thread")]
+async fn objects_without_a_key_outside_development_store_no_secret() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let dir = state_dir("split-no-key");
+    let worker = Worker::start_split_with("tests/split/objects-without-key.toml", &dir);
+    let api = format!("{}/api", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.get(&App::login_path(&api)).await;
+    assert_eq!(status, 500, "{page}");
+    assert!(
+        page.contains("no encryption key is configured")
+            && page.contains("set IDP_ENCRYPTION_KEYS"),
+        "says which secret to set: {page}"
+    );
+    // The person was not sent to the server with a flow that cannot finish,
+    // and a second try is refused the same way.
+    let (status, _) = alice.get(&App::login_path(&api)).await;
+    assert_eq!(status, 500);
+    assert!(alice.providers().await.is_empty());
+    for (path, bytes) in object_files(&dir) {
+        assert!(
+            !contains(&bytes, "client_secret\":\"") && !contains(&bytes, "verifier\":\""),
+            "a secret in plain text in {}",
+            path.display()
+        );
+    }
+}
+
 /// Every `*.sqlite` file under a Worker's state directory, as bytes.
 fn object_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

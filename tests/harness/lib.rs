@@ -184,11 +184,13 @@ impl Worker {
     /// script, and the objects' script that defines the Durable Object class,
     /// in one `wrangler dev`.
     pub fn start_split(state_dir: &Path) -> Worker {
+        Self::start_split_with("examples/app/split/objects.toml", state_dir)
+    }
+
+    /// [`Worker::start_split`] with another config for the objects' script.
+    pub fn start_split_with(objects: &str, state_dir: &Path) -> Worker {
         Self::start_once_or_retry(
-            &[
-                "examples/app/split/worker.toml",
-                "examples/app/split/objects.toml",
-            ],
+            &["examples/app/split/worker.toml", objects],
             state_dir,
             &[],
             APP_PROBE,
