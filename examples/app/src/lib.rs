@@ -137,6 +137,13 @@ impl IdpWorker for ExampleApp {
     }
 }
 
+/// A JSON request body, or `None` if it is not one. Read as text and decoded
+/// by serde_json, like everything in idp: `Request::json` decodes through
+/// serde-wasm-bindgen, a second decoder for each type in the bundle.
+async fn read_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Option<T> {
+    serde_json::from_str(&req.text().await.ok()?).ok()
+}
+
 fn json_error(status: u16, error: &str, message: &str) -> idp::worker::Result<Response> {
     Ok(
         Response::from_json(&serde_json::json!({ "error": error, "message": message }))?
@@ -211,7 +218,7 @@ async fn route(
         (Method::Get, "/api/events") => Response::from_json(&handler.events().await?)?,
         (Method::Post, "/api/reencrypt") => Response::from_json(&handler.reencrypt().await?)?,
         (Method::Post, "/api/refresh") => {
-            let Ok(body) = req.json::<RefreshBody>().await else {
+            let Some(body) = read_json::<RefreshBody>(&mut req).await else {
                 return Ok(json_error(
                     400,
                     "invalid_body",
@@ -284,7 +291,13 @@ async fn debug(
     Ok(match (req.method(), url.path()) {
         (Method::Get, "/api/debug/calls") => Response::from_json(&stub.stats().await?)?,
         (Method::Post, "/api/debug/seed") => {
-            let providers: Vec<idp::store::Provider> = req.json().await?;
+            let Some(providers) = read_json::<Vec<idp::store::Provider>>(&mut req).await else {
+                return Ok(json_error(
+                    400,
+                    "invalid_body",
+                    "expected a list of providers",
+                )?);
+            };
             Response::from_json(&stub.seed(providers).await?)?
         }
         (Method::Get, "/api/debug/find") => {
@@ -311,7 +324,7 @@ async fn mcp_relay(
         #[serde(default)]
         params: Option<serde_json::Value>,
     }
-    let Ok(message) = req.json::<Message>().await else {
+    let Some(message) = read_json::<Message>(&mut req).await else {
         return Ok(json_error(
             400,
             "invalid_body",
