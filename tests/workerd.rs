@@ -382,7 +382,7 @@ async fn objects_without_a_key_outside_development_store_no_secret() {
     let (status, page) = alice.get(&App::login_path(&api)).await;
     assert_eq!(status, 500, "{page}");
     assert!(
-        page.contains("no encryption key is configured")
+        page.contains("storage failed: in the registry object: no encryption key is configured")
             && page.contains("set IDP_ENCRYPTION_KEYS"),
         "says which secret to set: {page}"
     );

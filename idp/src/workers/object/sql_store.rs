@@ -71,9 +71,17 @@ pub(super) struct ObjectStore<'a> {
 
 impl ObjectStore<'_> {
     async fn registry_call<O: RegistryOp>(&self, binding: &str, op: O) -> Result<O::Reply> {
-        call_registry(self.env, binding, op)
-            .await
-            .map_err(|e| Error::storage(StorageCause::Unavailable, format!("registry: {e}")))
+        call_registry(self.env, binding, op).await.map_err(|e| {
+            // The registry's own report already says "storage failed".
+            let reason = e
+                .message
+                .strip_prefix("storage failed: ")
+                .unwrap_or(&e.message);
+            Error::storage(
+                StorageCause::Unavailable,
+                format!("in the registry object: {reason}"),
+            )
+        })
     }
 
     /// Runs a statement and returns its rows.
