@@ -366,6 +366,23 @@ async fn a_split_deployment_serves_from_two_scripts() {
         files.iter().any(|(_, bytes)| contains(bytes, "idp-enc:1:")),
         "sealed with the objects' script's key"
     );
+    // Two objects (alice's and the registry); only the registry has the
+    // registry's tables.
+    let objects_with = |table: &str| {
+        let mut stems: Vec<String> = files
+            .iter()
+            .filter(|(_, bytes)| contains(bytes, table))
+            .map(|(path, _)| {
+                let p = path.to_string_lossy();
+                p.trim_end_matches("-wal").trim_end_matches("-shm").to_owned()
+            })
+            .collect();
+        stems.sort();
+        stems.dedup();
+        stems.len()
+    };
+    assert_eq!(objects_with("idp_providers"), 2);
+    assert_eq!(objects_with("idp_servers"), 1, "registry tables in the registry only");
 }
 
 /// A split deployment whose objects' script has no `IDP_ENCRYPTION_KEYS`

@@ -282,9 +282,10 @@ mod tests {
         assert!(String::from_utf8_lossy(&bytes).contains("idp-enc:1:k1:"));
     }
 
-    /// A new database is the compact schema: 11 pages (one B-tree per
-    /// table); one built by every migration since version 1 has the same
-    /// tables, columns and keys (in 20 pages).
+    /// A new database is the compact schema: 9 pages (one B-tree per table,
+    /// no registry tables until the registry is used); one built by every
+    /// migration since version 1 has the same tables, columns and keys once
+    /// the registry's are made (in 20 pages).
     #[test]
     fn a_new_database_is_compact_and_matches_the_migrated_one() {
         use crate::store::sql::MIGRATIONS;
@@ -308,6 +309,10 @@ mod tests {
         let pages = |c: &rusqlite::Connection| -> i64 {
             c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap()
         };
+        assert_eq!(pages(&fresh), 9);
+        for st in crate::store::sql::REGISTRY_SCHEMA {
+            fresh.execute(st, []).unwrap();
+        }
         assert_eq!(pages(&fresh), 11);
         // 10 tables, 9 key indexes and the schema page.
         assert_eq!(pages(&migrated), 20);
@@ -349,6 +354,37 @@ mod tests {
                 .collect()
         };
         assert_eq!(shape(&fresh), shape(&migrated));
+    }
+
+    /// The registry's tables appear when the registry is first used; before
+    /// that every statement about them still answers (empty, nothing to
+    /// re-encrypt).
+    #[test]
+    fn registry_tables_are_made_on_first_use() {
+        use crate::store::Store;
+        let store = SqliteStore::open_in_memory().unwrap();
+        let tables = |s: &SqliteStore| -> i64 {
+            s.connection()
+                .atomic()
+                .run(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('idp_servers', 'idp_registrations')",
+                    vec![],
+                )
+                .unwrap()[0][0]
+                .as_integer()
+                .unwrap()
+        };
+        assert_eq!(tables(&store), 0);
+        assert_eq!(store.reseal().unwrap(), 0);
+        assert_eq!(tables(&store), 0, "re-encrypting does not make them");
+        assert!(store.known_issuers(10).unwrap().is_empty());
+        assert_eq!(tables(&store), 2);
+        let server = crate::store::conformance::server();
+        crate::testing::block_on(store.put_server(&server.issuer, server.clone(), 7)).unwrap();
+        assert_eq!(
+            store.known_issuers(10).unwrap(),
+            vec![server.issuer.clone()]
+        );
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn provider(k: &str, access: &str) -> Provider {
     }
 }
 
-fn server() -> AuthorizationServer {
+pub(crate) fn server() -> AuthorizationServer {
     let doc = serde_json::json!({
         "issuer": "https://as.example",
         "authorization_endpoint": "https://as.example/authorize",

@@ -104,12 +104,10 @@ pub trait SqlConnection {
 /// no `AUTOINCREMENT` table. An empty database is 11 pages (45 KB) instead
 /// of the 20 the migrations below leave.
 pub const SCHEMA: (i64, &[&str]) = (
-    5,
+    6,
     &[
         "CREATE TABLE IF NOT EXISTS idp_providers (owner TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS idp_flows (state TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_registrations (issuer TEXT NOT NULL, redirect_uri TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (issuer, redirect_uri)) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at INTEGER NOT NULL) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS idp_confirmations (token TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS idp_mcp_sessions (owner TEXT NOT NULL, url TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, url)) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS idp_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -117,6 +115,21 @@ pub const SCHEMA: (i64, &[&str]) = (
         "CREATE TABLE IF NOT EXISTS idp_events (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL)",
     ],
 );
+
+/// The tables of client registrations and server metadata, created by the
+/// first statement that uses them (from version 6 on): in a Worker only the
+/// registry object does, so a user's object does not carry them empty.
+pub const REGISTRY_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS idp_registrations (issuer TEXT NOT NULL, redirect_uri TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (issuer, redirect_uri)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at INTEGER NOT NULL) WITHOUT ROWID",
+];
+
+fn registry_tables(db: &impl SqlRun) -> Result<()> {
+    for statement in REGISTRY_SCHEMA {
+        db.run(statement, vec![]).map_err(storage("SQL"))?;
+    }
+    Ok(())
+}
 
 /// The schema's history, as versioned migrations applied in order to a
 /// database written by an earlier version (a new one starts at [`SCHEMA`];
@@ -154,6 +167,9 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
     // SQL API does not give its callers, so a failure half-way could lose
     // rows; keeping them cannot.
     (5, &[]),
+    // From version 6 a new database creates the registry's tables when it
+    // first uses them (REGISTRY_SCHEMA); older ones keep theirs.
+    (6, &[]),
 ];
 
 /// Creates [`SCHEMA`] in a new database, or applies the [`MIGRATIONS`] an
@@ -296,6 +312,22 @@ impl<C: SqlConnection> SqlStore<C> {
         Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()))
     }
 
+    /// The issuers whose metadata is stored, most recently fetched first.
+    pub fn known_issuers(&self, limit: usize) -> Result<Vec<String>> {
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        let rows = db
+            .run(
+                "SELECT issuer FROM idp_servers ORDER BY fetched_at DESC LIMIT ?",
+                vec![SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX))],
+            )
+            .map_err(storage("SQL"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.first()?.as_text().map(str::to_owned))
+            .collect())
+    }
+
     /// Seals again every row whose secrets are in plain text or under an
     /// older key than the current one (rows whose secrets cannot be opened
     /// are left as they are). Returns how many rows were rewritten.
@@ -312,6 +344,15 @@ impl<C: SqlConnection> SqlStore<C> {
             ),
         ];
         for (table, keys, paths) in tables {
+            let exists = db
+                .run(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    vec![text(table)],
+                )
+                .map_err(storage("re-encrypting"))?;
+            if exists.is_empty() {
+                continue;
+            }
             let rows = db
                 .run(
                     &format!("SELECT {}, data FROM {table}", keys.join(", ")),
@@ -441,9 +482,9 @@ impl<C: SqlConnection> Store for SqlStore<C> {
     }
 
     async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
-        let rows = self
-            .conn
-            .atomic()
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        let rows = db
             .run(
                 "SELECT data FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
                 vec![text(issuer), text(redirect_uri)],
@@ -466,7 +507,9 @@ impl<C: SqlConnection> Store for SqlStore<C> {
             &[&registration.issuer, &registration.redirect_uri],
         );
         let data = self.encode(&registration, &id, REGISTRATION_SECRETS)?;
-        self.exec(
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        db.run(
             "INSERT OR REPLACE INTO idp_registrations (issuer, redirect_uri, data) VALUES (?, ?, ?)",
             vec![
                 text(&registration.issuer),
@@ -474,19 +517,25 @@ impl<C: SqlConnection> Store for SqlStore<C> {
                 data,
             ],
         )
+        .map(drop)
+        .map_err(storage("SQL"))
     }
 
     async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
-        self.exec(
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        db.run(
             "DELETE FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
             vec![text(issuer), text(redirect_uri)],
         )
+        .map(drop)
+        .map_err(storage("SQL"))
     }
 
     async fn server(&self, issuer: &str) -> Result<Option<(AuthorizationServer, u64)>> {
-        let rows = self
-            .conn
-            .atomic()
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        let rows = db
             .run(
                 "SELECT data, fetched_at FROM idp_servers WHERE issuer = ?",
                 vec![text(issuer)],
@@ -510,10 +559,15 @@ impl<C: SqlConnection> Store for SqlStore<C> {
         server: AuthorizationServer,
         fetched_at: u64,
     ) -> Result<()> {
-        self.exec(
+        let data = json(&server)?;
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        db.run(
             "INSERT OR REPLACE INTO idp_servers (issuer, data, fetched_at) VALUES (?, ?, ?)",
-            vec![text(issuer), json(&server)?, secs(fetched_at)],
+            vec![text(issuer), data, secs(fetched_at)],
         )
+        .map(drop)
+        .map_err(storage("SQL"))
     }
 
     async fn put_provider(

@@ -8,7 +8,7 @@ use super::ProvidersObject;
 use crate::error::Error;
 use crate::flow::{self, LoginStart, Refused};
 use crate::matching::ResourceKey;
-use crate::store::sql::{json, secs, text, SqlValue};
+use crate::store::sql::{json, secs, text};
 use crate::store::Store;
 use std::future::Future;
 
@@ -289,17 +289,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     ?,
             ) }).await,
             Call::KnownIssuers(KnownIssuers { limit }) => answer::<KnownIssuers, _>(async {
-                let rows = self
-                    .store(None)
-                    .rows(
-                        "SELECT issuer FROM idp_servers ORDER BY fetched_at DESC LIMIT ?",
-                        vec![SqlValue::Integer(i64::try_from(limit).unwrap_or(100))],
-                    )
-                    ?;
-                let issuers = rows
-                    .iter()
-                    .filter_map(|r| r.first()?.as_text().map(str::to_owned));
-                Ok(issuers.collect::<Vec<_>>())
+                Ok(self.store(None).sql.known_issuers(limit)?)
             }).await,
             Call::ServerGet(ServerGet { issuer }) => answer::<ServerGet, _>(async {
                 Ok(self.store(None).server(&issuer).await?)
