@@ -374,7 +374,9 @@ async fn a_split_deployment_serves_from_two_scripts() {
             .filter(|(_, bytes)| contains(bytes, table))
             .map(|(path, _)| {
                 let p = path.to_string_lossy();
-                p.trim_end_matches("-wal").trim_end_matches("-shm").to_owned()
+                p.trim_end_matches("-wal")
+                    .trim_end_matches("-shm")
+                    .to_owned()
             })
             .collect();
         stems.sort();
@@ -382,7 +384,11 @@ async fn a_split_deployment_serves_from_two_scripts() {
         stems.len()
     };
     assert_eq!(objects_with("idp_providers"), 2);
-    assert_eq!(objects_with("idp_servers"), 1, "registry tables in the registry only");
+    assert_eq!(
+        objects_with("idp_servers"),
+        1,
+        "registry tables in the registry only"
+    );
 }
 
 /// A split deployment whose objects' script has no `IDP_ENCRYPTION_KEYS`
