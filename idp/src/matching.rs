@@ -147,6 +147,24 @@ impl ResourceKey {
     }
 }
 
+/// Whether one of `prefixes` (resource URL prefixes, as configured for a
+/// client or profile) covers `url` by [`ResourceKey::covers_request`]. A
+/// prefix that is not a URL covers nothing.
+///
+/// ```
+/// use idp::matching::prefixes_cover;
+/// let prefixes = vec!["https://api.example/v1".to_owned()];
+/// assert!(prefixes_cover(&prefixes, "https://api.example/v1/items"));
+/// assert!(!prefixes_cover(&prefixes, "https://api.example/v10"));
+/// assert!(!prefixes_cover(&prefixes, "https://evil.example/v1"));
+/// ```
+pub fn prefixes_cover(prefixes: &[String], url: &str) -> bool {
+    prefixes
+        .iter()
+        .filter_map(|p| ResourceKey::parse(p).ok())
+        .any(|p| p.covers_request(url))
+}
+
 /// The key of `url` once `%2F`, `%5C` and `%2E` in its path are decoded (as
 /// some servers and proxies do); `None` when its path has none of them.
 pub fn decoded_separators(url: &str) -> Option<Result<ResourceKey>> {

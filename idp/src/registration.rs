@@ -98,6 +98,64 @@ pub struct PreRegisteredClient {
     /// issuer's derived id ([`crate::callback::callback_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_id: Option<String>,
+    /// The resource URL prefixes this client is for (longest-prefix rules,
+    /// as for providers). A resource outside them whose metadata names this
+    /// issuer is refused ([`Error::ClientNotAllowedForResource`]): the app's
+    /// client is never lent to a resource the app did not name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Use this client for any resource whose metadata names the issuer.
+    /// Only for a server that binds every token to the `resource` it was
+    /// asked for (RFC 8707 audience-restricted tokens), so a token got for
+    /// one resource is refused everywhere else; at a server that ignores
+    /// `resource` (most social and enterprise providers), any resource could
+    /// get the person's token for the provider's own APIs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_resource: bool,
+}
+
+impl PreRegisteredClient {
+    /// A client for `issuer`, used for the resources under `resources`.
+    pub fn new(issuer: impl Into<String>, client: Client, resources: &[&str]) -> Self {
+        Self {
+            issuer: issuer.into(),
+            client,
+            callback_id: None,
+            resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+            any_resource: false,
+        }
+    }
+
+    /// Checks the callback id and the resources: each a URL, and at least
+    /// one unless [`PreRegisteredClient::any_resource`] (a client for no
+    /// resource would never be used).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if let Some(id) = &self.callback_id {
+            crate::callback::check_id(id).map_err(|e| format!("callback_id: {e}"))?;
+        }
+        for r in &self.resources {
+            crate::matching::ResourceKey::parse(r).map_err(|e| format!("resources: {e}"))?;
+        }
+        if self.resources.is_empty() && !self.any_resource {
+            return Err("names no resources, so it would never be used: list the API prefixes it is for in `resources` (or set `any_resource` for a server that binds every token to the resource it was asked for)".into());
+        }
+        Ok(())
+    }
+
+    /// Whether this client may be used to connect every one of `urls` (the
+    /// URL being connected and the resource its metadata names).
+    pub fn allows(&self, urls: &[&str]) -> bool {
+        client_allows(&self.resources, self.any_resource, urls)
+    }
+}
+
+/// Whether a client the app owns, configured for `resources` (or for any
+/// resource), may be used for every one of `urls`.
+pub(crate) fn client_allows(resources: &[String], any_resource: bool, urls: &[&str]) -> bool {
+    any_resource
+        || urls
+            .iter()
+            .all(|u| crate::matching::prefixes_cover(resources, u))
 }
 
 /// How the app gets a client identity.
@@ -112,6 +170,18 @@ pub struct ClientConfig {
     /// callback URL of each authorization server the deployment has used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_document_url: Option<Url>,
+    /// Issuers at which the metadata document may be used although they do
+    /// not send RFC 9207 `iss` (`"*"` for every such server). Without `iss`,
+    /// a server that accepts the document cannot be told apart in the
+    /// callback: the document is one client at every server, so an
+    /// attacker's server that bounces the person to an honest one makes the
+    /// honest server send its code to the attacker's callback URL (RFC 9700
+    /// §4.4 mix-up). By default the document is used only at servers that
+    /// promise `iss` (and the callback then requires it), and only their
+    /// callback URLs are listed in it; list a server here only when you
+    /// trust every server you allow with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata_document_without_iss: Vec<String>,
     /// Issuers known to support PKCE S256 although their metadata does not
     /// say so (without it, such servers are refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -144,6 +214,31 @@ impl ClientConfig {
         }
     }
 
+    /// Whether the metadata document may be used at a server: it accepts
+    /// such documents, and it promises RFC 9207 `iss` or is listed in
+    /// [`ClientConfig::metadata_document_without_iss`].
+    pub fn metadata_document_usable(&self, server: &AuthorizationServer) -> bool {
+        self.metadata_document_url.is_some()
+            && server.metadata.client_id_metadata_document_supported
+            && self.metadata_document_lists(&DocumentIssuer {
+                issuer: server.issuer.clone(),
+                iss: server
+                    .metadata
+                    .authorization_response_iss_parameter_supported,
+            })
+    }
+
+    /// Whether the metadata document lists the callback URL of a server
+    /// that accepts it: one that promises `iss` (whose callbacks require
+    /// it), or one trusted without it.
+    pub fn metadata_document_lists(&self, server: &DocumentIssuer) -> bool {
+        server.iss
+            || self
+                .metadata_document_without_iss
+                .iter()
+                .any(|i| i == "*" || same_url(i, &server.issuer))
+    }
+
     /// The callback id of an issuer: the configured readable one, else the
     /// derived one.
     pub fn callback_id(&self, issuer: &str) -> String {
@@ -151,6 +246,17 @@ impl ClientConfig {
             .and_then(|p| p.callback_id.clone())
             .unwrap_or_else(|| crate::callback::callback_id(issuer))
     }
+}
+
+/// A server that accepts client ID metadata documents, as the registry
+/// knows it: what decides whether the document lists its callback URL
+/// ([`ClientConfig::metadata_document_lists`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentIssuer {
+    /// The issuer.
+    pub issuer: String,
+    /// Whether it promises RFC 9207 `iss` in its callbacks.
+    pub iss: bool,
 }
 
 /// A dynamic registration, cacheable per (issuer, redirect URI).
@@ -273,7 +379,7 @@ pub fn choose_client(
         ));
     }
     if let Some(url) = &config.metadata_document_url {
-        if server.metadata.client_id_metadata_document_supported {
+        if config.metadata_document_usable(server) {
             return Ok(ClientPlan::Ready(
                 Client::public(url.as_str()),
                 ClientSource::MetadataDocument,
@@ -821,6 +927,8 @@ mod tests {
                 AuthMethod::ClientSecretPost,
             ),
             callback_id: None,
+            resources: vec!["https://api.example".into()],
+            any_resource: false,
         };
         let cached = Registration {
             issuer: "https://as.example".into(),
@@ -830,11 +938,12 @@ mod tests {
             scope: None,
             management: None,
         };
-        let s = server(serde_json::json!({"client_id_metadata_document_supported": true}));
+        let s = server(serde_json::json!({"client_id_metadata_document_supported": true,
+            "authorization_response_iss_parameter_supported": true}));
         let all = ClientConfig {
             pre_registered: vec![pre],
             metadata_document_url: Some(cimd.clone()),
-            assume_pkce: vec![],
+            ..Default::default()
         };
         let plan = |cfg: &ClientConfig, s: &AuthorizationServer, c: Option<&Registration>| {
             choose_client(s, cfg, &info(), c, &redirect(), None, 0).unwrap()
@@ -872,6 +981,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, Error::NoClient { .. }));
+    }
+
+    /// RFC 9700 §4.4 with one client at every server: the document is used
+    /// only where the callback can be told apart by `iss`, or where the
+    /// deployment trusts the server without it.
+    #[test]
+    fn the_metadata_document_is_used_only_where_iss_binds_the_callback() {
+        let cimd = Url::parse("https://app.example/client.json").unwrap();
+        let without_iss = server(serde_json::json!({"client_id_metadata_document_supported": true}));
+        let with_iss = server(serde_json::json!({"client_id_metadata_document_supported": true,
+            "authorization_response_iss_parameter_supported": true}));
+        let config = ClientConfig {
+            metadata_document_url: Some(cimd),
+            ..Default::default()
+        };
+        assert!(config.metadata_document_usable(&with_iss));
+        assert!(!config.metadata_document_usable(&without_iss));
+        let plan = choose_client(&without_iss, &config, &info(), None, &redirect(), None, 0).unwrap();
+        assert!(matches!(plan, ClientPlan::Register(_)), "{plan:?}");
+        let listed = |iss| DocumentIssuer {
+            issuer: "https://as.example".into(),
+            iss,
+        };
+        assert!(config.metadata_document_lists(&listed(true)));
+        assert!(!config.metadata_document_lists(&listed(false)));
+
+        for trusted in ["https://as.example/", "*"] {
+            let config = ClientConfig {
+                metadata_document_without_iss: vec![trusted.into()],
+                ..config.clone()
+            };
+            assert!(config.metadata_document_usable(&without_iss), "{trusted}");
+            assert!(config.metadata_document_lists(&listed(false)), "{trusted}");
+        }
+        let elsewhere = ClientConfig {
+            metadata_document_without_iss: vec!["https://other.example".into()],
+            ..config.clone()
+        };
+        assert!(!elsewhere.metadata_document_usable(&without_iss));
+        let none = ClientConfig {
+            metadata_document_url: None,
+            ..config
+        };
+        assert!(!none.metadata_document_usable(&with_iss));
     }
 
     #[test]

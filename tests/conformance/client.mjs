@@ -155,6 +155,9 @@ async function startOwnApp(issuer) {
     issuer,
     client_id: context.client_id,
     client_secret_name: 'CONFORMANCE_CLIENT_SECRET',
+    // The app's client serves only the resources named for it: here the
+    // scenario's server, whose metadata may name its origin or a path.
+    resources: [new URL(serverUrl).origin],
   };
   const child = spawn(process.execPath, [
     path.join(root, 'node_modules/wrangler/bin/wrangler.js'), 'dev',
@@ -164,6 +167,7 @@ async function startOwnApp(issuer) {
     '--var', `IDP_PRE_REGISTERED:${JSON.stringify([entry])}`,
     '--var', `CONFORMANCE_CLIENT_SECRET:${context.client_secret}`,
     '--var', `IDP_CLIENT_METADATA_URL:${process.env.IDP_CLIENT_METADATA_URL ?? ''}`,
+    '--var', `IDP_METADATA_DOCUMENT_WITHOUT_ISS:${process.env.IDP_METADATA_DOCUMENT_WITHOUT_ISS ?? ''}`,
   ], { cwd: root, stdio: 'ignore', detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' } });
   ownApp = child;
   const origin = `http://127.0.0.1:${port}`;

@@ -233,6 +233,16 @@ pub enum Error {
         /// The issuer.
         issuer: String,
     },
+    /// The app's own client at `issuer` (a provider profile, a pre-registered
+    /// client) is configured for other resources: a resource whose metadata
+    /// names that issuer does not get it.
+    #[error("the app's client at {issuer} is not for {resource}: it is configured for other resources (add the resource's prefix to the client's `resources`, or set `any_resource` for a server that binds every token to the resource it was asked for)")]
+    ClientNotAllowedForResource {
+        /// The resource being connected.
+        resource: String,
+        /// The issuer its metadata named.
+        issuer: String,
+    },
     /// Dynamic client registration failed.
     #[error(
         "client registration at {url} failed: {}",

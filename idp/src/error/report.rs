@@ -26,6 +26,8 @@ pub enum ErrorKind {
     AuthorizationServer,
     /// No way to get a client at the server.
     NoClient,
+    /// The app's own client at the server is for other resources.
+    ClientNotAllowedForResource,
     /// Dynamic registration failed.
     Registration,
     /// The person or the server declined.
@@ -78,7 +80,7 @@ impl ErrorKind {
         use ErrorKind::*;
         match self {
             NotConnected | AuthorizationRequired | Expired | Revoked | Unreadable | NoUser => 401,
-            Confirmation => 403,
+            Confirmation | ClientNotAllowedForResource => 403,
             DiscoveryUnavailable | Registration | Token | Transport | InvalidResponse
             | Upstream => 502,
             Storage | Runtime | Configuration => 500,
@@ -194,6 +196,7 @@ impl Error {
             Error::DiscoveryUnavailable { .. } => ErrorKind::DiscoveryUnavailable,
             Error::AuthorizationServer { .. } => ErrorKind::AuthorizationServer,
             Error::NoClient { .. } => ErrorKind::NoClient,
+            Error::ClientNotAllowedForResource { .. } => ErrorKind::ClientNotAllowedForResource,
             Error::Registration { .. } => ErrorKind::Registration,
             Error::AuthorizationDenied(_) => ErrorKind::AuthorizationDenied,
             Error::Callback(_) => ErrorKind::Callback,

@@ -189,10 +189,21 @@ pub async fn authorize(
         now,
     )
     .await?;
+    // The app's own clients (a profile's, a pre-registered one) serve only
+    // the resources the app named for them: a resource whose metadata names
+    // their issuer does not borrow them.
+    let connected = [resource_url.as_str(), found.resource.as_str()];
+    let refuse = || Error::ClientNotAllowedForResource {
+        resource: resource_url.to_string(),
+        issuer: server.issuer.clone(),
+    };
     // A discovered server a profile names by issuer (one that publishes
     // metadata but offers no registration): the profile's client, scopes,
     // parameters and token rules, with the discovered endpoints.
     if let Some(known) = settings.profiles.iter().find(|p| p.issuer == server.issuer) {
+        if !registration::client_allows(&known.resources, known.any_resource, &connected) {
+            return Err(refuse());
+        }
         let mut profile = known.clone();
         profile.authorization_endpoint = server.authorization_endpoint.clone();
         profile.token_endpoint = server.token_endpoint.clone();
@@ -214,6 +225,11 @@ pub async fn authorize(
             .authorization_response_iss_parameter_supported;
         store.put_flow(flow).await?;
         return Ok(LoginStart::Redirect(to));
+    }
+    if let Some(own) = settings.clients.pre_registered_for(&server.issuer) {
+        if !own.allows(&connected) {
+            return Err(refuse());
+        }
     }
     settings.clients.check_pkce(&server)?;
     let redirect_uri = settings.redirect_uri_for(&server.issuer);

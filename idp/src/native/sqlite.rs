@@ -381,10 +381,33 @@ mod tests {
         assert_eq!(tables(&store), 2);
         let server = crate::store::conformance::server();
         crate::testing::block_on(store.put_server(&server.issuer, server.clone(), 7)).unwrap();
+        assert_eq!(tables(&store), 2);
+        assert!(
+            store.known_issuers(10).unwrap().is_empty(),
+            "a server that takes no metadata document is not listed"
+        );
+        let mut cimd = server.clone();
+        cimd.issuer = "https://cimd.example".into();
+        cimd.metadata.client_id_metadata_document_supported = true;
+        let mut with_iss = cimd.clone();
+        with_iss.issuer = "https://iss.example".into();
+        with_iss.metadata.authorization_response_iss_parameter_supported = true;
+        for (s, at) in [(&cimd, 8), (&with_iss, 9)] {
+            crate::testing::block_on(store.put_server(&s.issuer, s.clone(), at)).unwrap();
+        }
+        let listed = |issuer: &str, iss| crate::registration::DocumentIssuer {
+            issuer: issuer.into(),
+            iss,
+        };
         assert_eq!(
             store.known_issuers(10).unwrap(),
-            vec![server.issuer.clone()]
+            vec![
+                listed("https://iss.example", true),
+                listed("https://cimd.example", false)
+            ],
+            "most recent first, with whether each promises iss"
         );
+        assert_eq!(store.known_issuers(1).unwrap().len(), 1);
     }
 
     #[test]

@@ -63,10 +63,19 @@ pub struct ProviderProfile {
     /// Its name: 1 to 40 ASCII letters, digits, `-` or `_`; also the id in
     /// its callback URL.
     pub name: String,
-    /// The resource URL prefixes it serves (longest match wins); may be
-    /// empty for a profile matched by issuer only.
+    /// The resource URL prefixes it serves (longest match wins). Its client
+    /// is used for these and nothing else, unless `any_resource` is set.
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Also use this profile's client for any other resource whose RFC 9728
+    /// metadata names its `issuer` (with the discovered endpoints). Only for
+    /// a server that binds every token to the `resource` it was asked for
+    /// (RFC 8707 audience-restricted tokens): at a server that ignores
+    /// `resource`, any resource naming it would get the person's token for
+    /// the provider's own APIs. Without it, such a resource is refused with
+    /// [`Error::ClientNotAllowedForResource`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_resource: bool,
     /// The issuer recorded with its grants (there is no metadata to say).
     pub issuer: String,
     /// The authorization endpoint.
@@ -119,6 +128,7 @@ impl std::fmt::Debug for ProviderProfile {
         f.debug_struct("ProviderProfile")
             .field("name", &self.name)
             .field("resources", &self.resources)
+            .field("any_resource", &self.any_resource)
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field("client_secret_name", &self.client_secret_name)
@@ -140,6 +150,7 @@ impl ProviderProfile {
         Self {
             name: name.into(),
             resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+            any_resource: false,
             issuer: issuer.into(),
             authorization_endpoint,
             token_endpoint,
@@ -191,6 +202,12 @@ impl ProviderProfile {
         })?;
         for r in &self.resources {
             ResourceKey::parse(r)?;
+        }
+        if self.resources.is_empty() && !self.any_resource {
+            return Err(Error::Configuration {
+                name: format!("profile {:?}", self.name),
+                reason: "names no resources, so its client would serve nothing: list the API prefixes it is for in `resources` (or set `any_resource` for a server that binds every token to the resource it was asked for)".into(),
+            });
         }
         Ok(())
     }
@@ -364,21 +381,22 @@ mod tests {
         }
     }
 
-    /// A profile matched by issuer: discovery runs, the profile's client is
-    /// used instead of registering (the server offers none).
-    #[test]
-    fn a_discovered_server_named_by_a_profile_uses_its_client() {
-        let api = "https://api.example/v1";
-        let script = crate::testing::Script::new()
+    /// An API at `api` whose RFC 9728 metadata names `https://as.example`,
+    /// a server that publishes metadata and offers no registration.
+    fn naming_as_example(api: &str) -> crate::testing::Script {
+        let origin = Url::parse(api).unwrap().origin().ascii_serialization();
+        let path = Url::parse(api).unwrap().path().to_owned();
+        let prm = format!("{origin}/.well-known/oauth-protected-resource{path}");
+        crate::testing::Script::new()
             .raw(
                 api,
                 crate::http::HttpResponse::new(401, "").with_header(
                     "www-authenticate",
-                    r#"Bearer resource_metadata="https://api.example/.well-known/oauth-protected-resource/v1""#,
+                    &format!(r#"Bearer resource_metadata="{prm}""#),
                 ),
             )
             .json(
-                "https://api.example/.well-known/oauth-protected-resource/v1",
+                &prm,
                 200,
                 serde_json::json!({"resource": api, "authorization_servers": ["https://as.example"]}),
             )
@@ -387,25 +405,19 @@ mod tests {
                 200,
                 serde_json::json!({"issuer": "https://as.example", "authorization_endpoint": "https://as.example/authorize",
                     "token_endpoint": "https://as.example/token", "code_challenge_methods_supported": ["S256"]}),
-            );
-        let mut known = ProviderProfile::new(
-            "as-example",
-            &[],
-            "https://as.example",
-            Url::parse("https://unused.example/a").unwrap(),
-            Url::parse("https://unused.example/t").unwrap(),
-            "configured-client",
-        );
-        known.authorization_params = vec![("prompt".into(), "consent".into())];
-        let settings = Settings {
-            profiles: vec![known],
-            ..crate::testing::settings()
-        };
+            )
+    }
+
+    fn login(
+        script: &crate::testing::Script,
+        settings: &Settings,
+        api: &str,
+    ) -> Result<crate::flow::LoginStart> {
         let store = crate::store::memory::MemoryStore::default();
-        let start = crate::testing::block_on(crate::flow::start_login(
-            &script,
+        crate::testing::block_on(crate::flow::start_login(
+            script,
             &store,
-            &settings,
+            settings,
             "alice",
             api,
             None,
@@ -415,7 +427,34 @@ mod tests {
                 state: [2; 32],
             },
         ))
-        .unwrap();
+    }
+
+    fn issuer_profile(any_resource: bool) -> ProviderProfile {
+        let mut known = ProviderProfile::new(
+            "as-example",
+            &["https://api.example/v1"],
+            "https://as.example",
+            Url::parse("https://unused.example/a").unwrap(),
+            Url::parse("https://unused.example/t").unwrap(),
+            "configured-client",
+        );
+        known.any_resource = any_resource;
+        known.authorization_params = vec![("prompt".into(), "consent".into())];
+        known
+    }
+
+    /// A profile matched by issuer (`any_resource`): discovery runs, the
+    /// profile's client is used instead of registering (the server offers
+    /// none).
+    #[test]
+    fn a_discovered_server_named_by_a_profile_uses_its_client() {
+        let api = "https://other.example/v1";
+        let script = naming_as_example(api);
+        let settings = Settings {
+            profiles: vec![issuer_profile(true)],
+            ..crate::testing::settings()
+        };
+        let start = login(&script, &settings, api).unwrap();
         let crate::flow::LoginStart::Redirect(to) = start else {
             panic!("{start:?}")
         };
@@ -431,6 +470,92 @@ mod tests {
             .requests()
             .iter()
             .all(|r| !r.url.as_str().contains("register")));
+    }
+
+    /// A resource outside a profile's prefixes that names its issuer does
+    /// not borrow the profile's client, and no authorization URL is made.
+    #[test]
+    fn a_resource_naming_a_profiles_issuer_does_not_borrow_its_client() {
+        let api = "https://hostile.example/mcp";
+        let settings = Settings {
+            profiles: vec![issuer_profile(false)],
+            ..crate::testing::settings()
+        };
+        let e = login(&naming_as_example(api), &settings, api).unwrap_err();
+        assert!(
+            matches!(&e, Error::ClientNotAllowedForResource { resource, issuer }
+                if resource == api && issuer == "https://as.example"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.kind(),
+            crate::error::ErrorKind::ClientNotAllowedForResource
+        );
+        assert!(e.to_string().contains(api), "{e}");
+    }
+
+    /// The same for a pre-registered client: used under its `resources`
+    /// (and with `any_resource` anywhere), refused elsewhere.
+    #[test]
+    fn a_pre_registered_client_serves_only_its_resources() {
+        let pre = |any_resource| {
+            let mut c = crate::registration::PreRegisteredClient::new(
+                "https://as.example",
+                Client::public("app-at-as"),
+                &["https://api.example/v1"],
+            );
+            c.any_resource = any_resource;
+            c
+        };
+        let settings = |any_resource| {
+            let mut s = crate::testing::settings();
+            s.clients.pre_registered = vec![pre(any_resource)];
+            s
+        };
+        let client_id = |start: crate::flow::LoginStart| match start {
+            crate::flow::LoginStart::Redirect(to) => to
+                .query_pairs()
+                .find(|(k, _)| k == "client_id")
+                .map(|(_, v)| v.into_owned()),
+            other => panic!("{other:?}"),
+        };
+        let own = "https://api.example/v1/items";
+        assert_eq!(
+            client_id(login(&naming_as_example(own), &settings(false), own).unwrap()).as_deref(),
+            Some("app-at-as")
+        );
+        for hostile in ["https://hostile.example/mcp", "https://api.example/v10"] {
+            let e = login(&naming_as_example(hostile), &settings(false), hostile).unwrap_err();
+            assert!(
+                matches!(e, Error::ClientNotAllowedForResource { .. }),
+                "{hostile}: {e:?}"
+            );
+        }
+        let anywhere = "https://hostile.example/mcp";
+        assert_eq!(
+            client_id(login(&naming_as_example(anywhere), &settings(true), anywhere).unwrap())
+                .as_deref(),
+            Some("app-at-as")
+        );
+    }
+
+    #[test]
+    fn a_client_for_no_resource_is_a_configuration_problem() {
+        let mut p = issuer_profile(false);
+        p.resources.clear();
+        assert!(p.check().unwrap_err().to_string().contains("any_resource"));
+        p.any_resource = true;
+        p.check().unwrap();
+        let mut c = crate::registration::PreRegisteredClient::new(
+            "https://as.example",
+            Client::public("x"),
+            &[],
+        );
+        assert!(c.check().unwrap_err().contains("resources"));
+        c.resources = vec!["not a url".into()];
+        assert!(c.check().is_err());
+        c.resources = vec!["https://api.example".into()];
+        c.check().unwrap();
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::authorize::{PendingFlow, FLOW_LIFETIME_SECS};
 use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result, StorageCause, StorageError};
 use crate::matching::{candidates, ResourceKey};
-use crate::registration::Registration;
+use crate::registration::{DocumentIssuer, Registration};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -313,19 +313,30 @@ impl<C: SqlConnection> SqlStore<C> {
         Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()))
     }
 
-    /// The issuers whose metadata is stored, most recently fetched first.
-    pub fn known_issuers(&self, limit: usize) -> Result<Vec<String>> {
+    /// The stored servers that accept client ID metadata documents, most
+    /// recently fetched first, with whether each promises `iss`.
+    pub fn known_issuers(&self, limit: usize) -> Result<Vec<DocumentIssuer>> {
         let db = self.conn.atomic();
         registry_tables(&db)?;
         let rows = db
             .run(
-                "SELECT issuer FROM idp_servers ORDER BY fetched_at DESC LIMIT ?",
+                "SELECT issuer, json_extract(data, '$.metadata.authorization_response_iss_parameter_supported') FROM idp_servers \
+                 WHERE json_extract(data, '$.metadata.client_id_metadata_document_supported') = 1 ORDER BY fetched_at DESC LIMIT ?",
                 vec![SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX))],
             )
             .map_err(storage("SQL"))?;
         Ok(rows
             .iter()
-            .filter_map(|r| r.first()?.as_text().map(str::to_owned))
+            .filter_map(|r| {
+                Some(DocumentIssuer {
+                    issuer: r.first()?.as_text()?.to_owned(),
+                    iss: match r.get(1) {
+                        Some(SqlValue::Integer(n)) => *n == 1,
+                        Some(SqlValue::Real(n)) => *n > 0.5,
+                        _ => false,
+                    },
+                })
+            })
             .collect())
     }
 

@@ -241,6 +241,9 @@ impl Config {
     /// assert_eq!(config.profiles.len(), 2);
     /// ```
     pub fn profile(mut self, profile: crate::profile::ProviderProfile) -> Self {
+        if let Err(e) = profile.check() {
+            self.problem(e.to_string());
+        }
         self.profiles.retain(|p| p.name != profile.name);
         self.profiles.push(profile);
         self
@@ -258,32 +261,33 @@ impl Config {
         self
     }
 
-    /// Adds a pre-registered client for an issuer.
-    pub fn pre_registered(mut self, issuer: impl Into<String>, client: Client) -> Self {
-        self.clients.pre_registered.push(PreRegisteredClient {
-            issuer: issuer.into(),
-            client,
-            callback_id: None,
-        });
+    /// Adds a client registered in advance at an authorization server, for
+    /// the resources it names ([`PreRegisteredClient::new`]; its
+    /// `callback_id` gives a readable callback URL,
+    /// `{base}{prefix}/callback/{callback_id}`). A client that names no
+    /// resources (and not `any_resource`), a resource that is not a URL or a
+    /// bad callback id is one of the [`Config::problems`].
+    ///
+    /// ```
+    /// use idp::registration::{Client, PreRegisteredClient};
+    /// let mut acme = PreRegisteredClient::new(
+    ///     "https://login.acme.example",
+    ///     Client::public("idp-app"),
+    ///     &["https://api.acme.example"],
+    /// );
+    /// acme.callback_id = Some("acme".into());
+    /// let config = idp::workers::Config::new("my-app", "1.0").pre_registered(acme);
+    /// assert!(config.problems().is_empty());
+    /// ```
+    pub fn pre_registered(mut self, client: PreRegisteredClient) -> Self {
+        if let Err(reason) = client.check() {
+            self.problem(format!(
+                "the pre-registered client for {}: {reason}",
+                client.issuer
+            ));
+        }
+        self.clients.pre_registered.push(client);
         self
-    }
-
-    /// Adds a pre-registered client whose callback URL uses a readable id:
-    /// `{base}{prefix}/callback/{callback_id}` (for example `github`). An id
-    /// that is not 1 to 40 ASCII letters, digits, `-` or `_` is an error.
-    pub fn pre_registered_with_callback(
-        mut self,
-        issuer: impl Into<String>,
-        client: Client,
-        callback_id: &str,
-    ) -> Result<Self, crate::Error> {
-        crate::callback::check_id(callback_id)?;
-        self.clients.pre_registered.push(PreRegisteredClient {
-            issuer: issuer.into(),
-            client,
-            callback_id: Some(callback_id.to_owned()),
-        });
-        Ok(self)
     }
 
     /// Uses a client ID metadata document at `url`, the client id at servers
@@ -300,6 +304,15 @@ impl Config {
     /// whole host and receive tokens meant for the others.
     pub fn allow_broader_resource(mut self, allow: bool) -> Self {
         self.allow_broader_resource = allow;
+        self
+    }
+
+    /// Uses the client ID metadata document at a server that accepts it but
+    /// does not send RFC 9207 `iss` (`"*"` for every such server); see
+    /// [`ClientConfig::metadata_document_without_iss`](crate::registration::ClientConfig::metadata_document_without_iss)
+    /// for the mix-up risk this takes.
+    pub fn metadata_document_without_iss(mut self, issuer: impl Into<String>) -> Self {
+        self.clients.metadata_document_without_iss.push(issuer.into());
         self
     }
 
@@ -333,13 +346,18 @@ impl Config {
 
     /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
     /// allow), `IDP_BASE_URL`, `IDP_TIMEOUT_MS`, `IDP_CLIENT_METADATA_URL`
-    /// (see [`Config::metadata_document_url`]) and `IDP_PRE_REGISTERED`, a
+    /// (see [`Config::metadata_document_url`]),
+    /// `IDP_METADATA_DOCUMENT_WITHOUT_ISS` (issuers, comma-separated, or
+    /// `*`: see [`ClientConfig::metadata_document_without_iss`](crate::registration::ClientConfig::metadata_document_without_iss))
+    /// and `IDP_PRE_REGISTERED`, a
     /// JSON list of clients configured in advance:
     /// `[{"issuer": "https://as.example", "client_id": "...",
     /// "client_secret_name": "AS_EXAMPLE_SECRET", "auth_method":
-    /// "client_secret_basic", "callback_id": "as-example"}]`, where the
-    /// secret is named (a Workers secret), never written inline; only
-    /// `issuer` and `client_id` are required. A value that cannot be used is
+    /// "client_secret_basic", "callback_id": "as-example", "resources":
+    /// ["https://api.example"]}]`, where the secret is named (a Workers
+    /// secret), never written inline; `issuer`, `client_id` and `resources`
+    /// (or `"any_resource": true`, see [`PreRegisteredClient::any_resource`])
+    /// are required. A value that cannot be used is
     /// one of the [`Config::problems`].
     pub fn with_env(mut self, env: &Env) -> Self {
         // As text whether wrangler.toml wrote a string, a number or a boolean.
@@ -390,6 +408,14 @@ impl Config {
             }
         }
         self = self.resolve_secrets(env);
+        if let Some(v) = var("IDP_METADATA_DOCUMENT_WITHOUT_ISS") {
+            self.clients.metadata_document_without_iss = v
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         if let Some(v) = var("IDP_CLIENT_METADATA_URL") {
             match Url::parse(v.trim()) {
                 Ok(u) => self.clients.metadata_document_url = Some(u),
@@ -425,6 +451,10 @@ struct PreRegisteredVar {
     auth_method: Option<crate::registration::AuthMethod>,
     #[serde(default)]
     callback_id: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+    #[serde(default)]
+    any_resource: bool,
 }
 
 fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredClient>, String> {
@@ -433,9 +463,6 @@ fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredCl
     entries
         .into_iter()
         .map(|e| {
-            if let Some(id) = &e.callback_id {
-                crate::callback::check_id(id).map_err(|err| format!("callback_id: {err}"))?;
-            }
             let secret = match &e.client_secret_name {
                 Some(name) => Some(
                     env.secret(name)
@@ -454,11 +481,17 @@ fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredCl
                 ),
                 None => Client::public(e.client_id),
             };
-            Ok(PreRegisteredClient {
+            let entry = PreRegisteredClient {
                 issuer: e.issuer,
                 client,
                 callback_id: e.callback_id,
-            })
+                resources: e.resources,
+                any_resource: e.any_resource,
+            };
+            entry
+                .check()
+                .map_err(|reason| format!("the client for {}: {reason}", entry.issuer))?;
+            Ok(entry)
         })
         .collect()
 }

@@ -199,8 +199,11 @@ const MAX_DOCUMENT_ISSUERS: usize = 100;
 /// Serves the client ID metadata document at the configured URL when `req`
 /// asks for it on this Worker. Its client id is that URL at every server; its
 /// `redirect_uris` are the callback URL of each authorization server the
-/// deployment has used (kept by the registry object; the server fetching the
-/// document was used before it did) and the base callback URL. Authorization
+/// deployment has used that accepts the document and promises RFC 9207
+/// `iss` or is trusted without it
+/// ([`ClientConfig::metadata_document_without_iss`](crate::registration::ClientConfig::metadata_document_without_iss);
+/// kept by the registry object; the server fetching the document was used
+/// before it did), of each pre-registered client, and the base callback URL. Authorization
 /// servers fetch it without a session, so this runs before the user is known
 /// (the `#[idp_worker]` entry point calls it first).
 pub async fn client_metadata_response(
@@ -230,11 +233,15 @@ pub async fn client_metadata_response(
     )
     .await
     .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    // Only the callbacks of servers that send `iss` (or are trusted without
+    // it): a server without `iss` listed here would let an attacker's server
+    // have an honest one send its code to the attacker's callback URL.
     let mut redirect_uris = vec![callback_base.clone()];
-    for issuer in issuers
+    let listed = issuers
         .iter()
-        .chain(config.clients.pre_registered.iter().map(|p| &p.issuer))
-    {
+        .filter(|i| config.clients.metadata_document_lists(i))
+        .map(|i| &i.issuer);
+    for issuer in listed.chain(config.clients.pre_registered.iter().map(|p| &p.issuer)) {
         let uri =
             crate::callback::redirect_uri(&callback_base, &config.clients.callback_id(issuer));
         if !redirect_uris.contains(&uri) {

@@ -133,7 +133,7 @@ calls! {
     ServerGet { issuer: String } -> Option<(AuthorizationServer, u64)>;
     RegistryOp
     /// The issuers with cached metadata, most recently fetched first.
-    KnownIssuers { limit: usize } -> Vec<String>;
+    KnownIssuers { limit: usize } -> Vec<crate::registration::DocumentIssuer>;
     RegistryOp
     /// Caches server metadata.
     ServerPut { issuer: String, server: Box<AuthorizationServer>, fetched_at: u64 } -> ();
