@@ -2,7 +2,10 @@
 //! page (`tests/servers/hostile.mjs`), asserting what the attacker got
 //! (nothing) and what the victim kept (everything).
 
-use idp_tests::{provider, state_dir, urlencode, App, AuthServerOptions, Hostile, Servers, Worker};
+use idp_tests::{
+    free_port, provider, state_dir, urlencode, App, AuthServerOptions, CimdServer, Hostile, Servers,
+    Worker,
+};
 use serde_json::Value;
 
 /// The query parameters of a URL.
@@ -400,10 +403,12 @@ async fn relayed_upstream_html_is_sandboxed() {
 
 /// Authorization servers fetch the client ID metadata document without any
 /// session: it is served to anyone, and lists the callback URL of each
-/// authorization server the deployment has used.
+/// authorization server the deployment has used that accepts the document
+/// and promises RFC 9207 `iss`, and of no other.
 #[tokio::test(flavor = "current_thread")]
 async fn the_client_metadata_document_is_served_without_a_session() {
     let servers = Servers::start(AuthServerOptions::default());
+    let cimd = CimdServer::start(true);
     let worker = Worker::start_with(
         &state_dir("cimd"),
         &[("IDP_CLIENT_METADATA_URL", "{origin}/oauth/client.json")],
@@ -416,17 +421,24 @@ async fn the_client_metadata_document_is_served_without_a_session() {
         doc["redirect_uris"],
         serde_json::json!([format!("{}/oauth/callback", worker.origin)])
     );
-    // After a login at a server, its own callback URL is listed.
+    // After logins at a server that takes the document and one that does
+    // not, the first one's callback URL is listed.
     let alice = App::sign_in(&worker, "alice").await;
     let (status, page) = alice.connect(&format!("{}/api", servers.origin)).await;
     assert_eq!(status, 200, "{page}");
+    let (status, page) = alice.connect(&format!("{}/api", cimd.origin)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(cimd.log().await["authorizations"][0]["client_id"], url);
     let doc: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-    let id = idp::callback::callback_id(&servers.issuer);
     let listed = doc["redirect_uris"].to_string();
-    assert!(
-        listed.contains(&format!("{}/oauth/callback/{id}", worker.origin)),
-        "{listed}"
-    );
+    for (issuer, expected) in [(&cimd.origin, true), (&servers.issuer, false)] {
+        let id = idp::callback::callback_id(issuer);
+        assert_eq!(
+            listed.contains(&format!("{}/oauth/callback/{id}", worker.origin)),
+            expected,
+            "{issuer}: {listed}"
+        );
+    }
 }
 
 /// A URL whose path hides `..%2F` or `%2E%2E` leaves the provider's prefix
@@ -785,4 +797,217 @@ async fn a_management_uri_on_another_origin_receives_nothing() {
         let p = provider(&list, r).unwrap_or_else(|| panic!("{r} not connected: {list:?}"));
         assert_eq!(p["has_token"], true, "{p}");
     }
+}
+
+/// A hostile resource whose RFC 9728 metadata names an authorization server
+/// at which the app has its own client (pre-registered for one API): the
+/// victim who connects it is not sent to that server with the app's client,
+/// so no token of theirs is issued for, stored under or sent to the hostile
+/// resource; the app says which client was refused, and the victim's grant
+/// at the real API is untouched.
+#[tokio::test(flavor = "current_thread")]
+async fn a_hostile_resource_does_not_borrow_the_apps_client() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let api = format!("{}/api", servers.origin);
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/oauth/callback/honest");
+    let client_id = servers.register_client(&callback).await;
+    let pre_registered = serde_json::json!([{
+        "issuer": servers.issuer,
+        "client_id": client_id,
+        "callback_id": "honest",
+        "resources": [api],
+    }])
+    .to_string();
+    let worker = Worker::start_on(
+        port,
+        &state_dir("borrowed-client"),
+        &[("IDP_PRE_REGISTERED", &pre_registered)],
+    );
+    let hostile = Hostile::start();
+
+    // The victim connects the real API with the app's client there.
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let before = alice.providers().await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(
+        servers.auth_count("POST /reg").await,
+        1,
+        "the app used its pre-registered client (the one registration is the operator's)"
+    );
+    let authorizations = servers.auth_count("GET /auth").await;
+    assert!(authorizations >= 1);
+
+    // The hostile resource names the same server.
+    hostile
+        .configure(serde_json::json!({ "as_override": servers.issuer }))
+        .await;
+    let steal = format!("{}/r/steal", hostile.origin);
+    let resp = alice
+        .browser
+        .get(format!("{}{}", worker.origin, App::login_path(&steal)))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    let page = resp.text().await.unwrap();
+    assert_eq!(
+        location, None,
+        "the victim is sent nowhere with the app's client"
+    );
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains(&servers.issuer), "names the issuer: {page}");
+    assert!(page.contains("/r/steal"), "names the resource: {page}");
+
+    // What the attacker got: nothing.
+    assert_eq!(
+        servers.auth_count("GET /auth").await,
+        authorizations,
+        "no authorization request reached the server"
+    );
+    let log = hostile.log().await;
+    assert!(log["authorizations"].is_null(), "{log}");
+    assert!(log["token_requests"].as_array().unwrap().is_empty(), "{log}");
+    let (status, body) = alice.fetch(&steal).await;
+    assert_ne!(status, 200, "{body}");
+    assert!(hostile.log().await["authorizations"].is_null());
+
+    // What the victim kept: everything.
+    assert_eq!(alice.providers().await, before);
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Follows every redirect from `start` as the person's browser would (the
+/// app's cookie only to the app) until a page answers: its URL, status and
+/// text.
+async fn walk(app: &App, start: &str) -> (String, u16, String) {
+    let mut current = url::Url::parse(start).unwrap();
+    for _ in 0..20 {
+        let resp = app.browser.get(current.clone()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        match resp.headers().get("location") {
+            Some(l) if (300..400).contains(&status) => {
+                current = current.join(l.to_str().unwrap()).unwrap();
+            }
+            _ => return (current.to_string(), status, resp.text().await.unwrap()),
+        }
+    }
+    panic!("more than 20 redirects from {start}");
+}
+
+/// RFC 9700 §4.4 through a client ID metadata document, which is the app's
+/// client at every server: the attacker's server bounces the victim to an
+/// honest server that accepts the document but sends no `iss`, with the
+/// app's client id and the attacker's own callback URL. The document lists
+/// no callback of a server that neither promises `iss` nor is trusted
+/// without it, so the honest server refuses; an attacker that claims `iss`
+/// to be listed gets a flow that requires it, and its callback is refused.
+/// Neither the honest code nor the PKCE verifier reaches the attacker.
+#[tokio::test(flavor = "current_thread")]
+async fn mix_up_through_a_metadata_document_gets_nothing() {
+    let honest = CimdServer::start(false);
+    let worker = Worker::start_with(
+        &state_dir("cimd-mixup"),
+        &[
+            ("IDP_CLIENT_METADATA_URL", "{origin}/oauth/client.json"),
+            ("IDP_METADATA_DOCUMENT_WITHOUT_ISS", &honest.origin),
+        ],
+    );
+    let api = format!("{}/api", honest.origin);
+    let document = format!("{}/oauth/client.json", worker.origin);
+    let callback = format!("{}/oauth/callback", worker.origin);
+
+    // The victim's grant at the honest server, made with the document (the
+    // deployment trusts that server without `iss`).
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let log = honest.log().await;
+    assert_eq!(log["authorizations"][0]["client_id"], document, "{log}");
+    assert_eq!(log["tokens"], 1);
+    let before = alice.providers().await;
+
+    for claims_iss in [false, true] {
+        // A new attacker each time: server metadata is cached per issuer.
+        let hostile = Hostile::start();
+        hostile
+            .configure(serde_json::json!({
+                "token_mode": "tokens",
+                "cimd": true,
+                "claims_iss": claims_iss,
+                "bounce": {
+                    "authorization_endpoint": format!("{}/authorize", honest.origin),
+                    "client_id": document,
+                    "redirect_uri": null,
+                    "resource": api,
+                },
+            }))
+            .await;
+        let target = format!(
+            "{}/r/{}",
+            hostile.origin,
+            if claims_iss { "claims-iss" } else { "mcp" }
+        );
+        let start = format!("{}{}", worker.origin, App::login_path(&target));
+        let (at, status, page) = walk(&alice, &start).await;
+        let sent = hostile.log().await["authorize"].clone();
+        assert!(
+            sent["redirect_uri"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(&callback)),
+            "the attacker learnt its own callback URL: {sent}"
+        );
+        let doc: Value = reqwest::get(&document).await.unwrap().json().await.unwrap();
+        let listed = doc["redirect_uris"].to_string();
+        let refusal = honest.log().await["authorizations"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["refused"]
+            .clone();
+        if claims_iss {
+            // Listed, as a server that promised `iss`: the honest server
+            // sends the code, and the callback, which requires `iss`, refuses.
+            assert_eq!(refusal, Value::Null);
+            assert!(at.starts_with(&callback), "{at}");
+            assert_eq!(status, 400, "{page}");
+            assert!(page.to_lowercase().contains("iss"), "{page}");
+        } else {
+            // Not listed: the honest server refuses the attacker's callback
+            // URL, and the app never presented the document at the attacker.
+            assert!(
+                !listed.contains(sent["redirect_uri"].as_str().unwrap()),
+                "{listed}"
+            );
+            assert_ne!(sent["client_id"], document.as_str(), "{sent}");
+            assert_eq!(status, 400, "{at}: {page}");
+            assert!(at.starts_with(&honest.origin), "{at}");
+            assert!(
+                refusal.as_str().is_some_and(|r| r.contains("redirect_uri")),
+                "{refusal}"
+            );
+        }
+        // What the attacker got: nothing at its token endpoint.
+        let log = hostile.log().await;
+        assert_eq!(
+            log["token_requests"],
+            Value::Array(vec![]),
+            "no code or verifier reached the attacker ({claims_iss})"
+        );
+        assert_eq!(honest.log().await["tokens"], 1, "no token was issued");
+    }
+
+    // What the victim kept: the same providers, and the grant still works.
+    let after = alice.providers().await;
+    assert_eq!(before, after);
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorization"], true);
 }

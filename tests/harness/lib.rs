@@ -180,6 +180,12 @@ impl Worker {
         Self::start_once_or_retry(&[], state_dir, vars, APP_PROBE)
     }
 
+    /// [`Worker::start_with`] on a port chosen before (so its callback URLs
+    /// can be registered at a server before it starts).
+    pub fn start_on(port: u16, state_dir: &Path, vars: &[(&str, &str)]) -> Worker {
+        Self::start_once_or_retry_on(Some(port), &[], state_dir, vars, APP_PROBE)
+    }
+
     /// The example as a split deployment (`examples/app/split/`): the Worker's
     /// script, and the objects' script that defines the Durable Object class,
     /// in one `wrangler dev`.
@@ -215,6 +221,7 @@ impl Worker {
     }
 
     fn start_with_once(
+        port: Option<u16>,
         configs: &[&str],
         state_dir: &Path,
         vars: &[(&str, &str)],
@@ -228,7 +235,7 @@ impl Worker {
             "wrangler is not installed: run `npm ci` (the README's test command does)"
         );
         std::fs::create_dir_all(state_dir).expect("state dir");
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let log = log_dir().join(format!("wrangler-{}-{port}.log", std::process::id()));
         let out = std::fs::File::create(&log).expect("wrangler log");
         let err = out.try_clone().expect("wrangler log");
@@ -287,9 +294,19 @@ impl Worker {
         vars: &[(&str, &str)],
         probe: (&str, u16),
     ) -> Worker {
+        Self::start_once_or_retry_on(None, configs, state_dir, vars, probe)
+    }
+
+    fn start_once_or_retry_on(
+        port: Option<u16>,
+        configs: &[&str],
+        state_dir: &Path,
+        vars: &[(&str, &str)],
+        probe: (&str, u16),
+    ) -> Worker {
         for attempt in 1..=3 {
             match std::panic::catch_unwind(|| {
-                Self::start_with_once(configs, state_dir, vars, probe)
+                Self::start_with_once(port, configs, state_dir, vars, probe)
             }) {
                 Ok(w) => return w,
                 Err(e) if attempt < 3 => {
@@ -449,6 +466,30 @@ impl Servers {
             + self
                 .auth_count("GET /.well-known/openid-configuration")
                 .await
+    }
+
+    /// Registers a public client at the authorization server (RFC 7591)
+    /// for `redirect_uri`, as an operator registers the app in advance;
+    /// returns its client id.
+    pub async fn register_client(&self, redirect_uri: &str) -> String {
+        let meta = get_json(&format!("{}/.well-known/openid-configuration", self.issuer)).await;
+        let endpoint = meta["registration_endpoint"].as_str().expect("registration endpoint");
+        let resp = reqwest::Client::new()
+            .post(endpoint)
+            .json(&serde_json::json!({
+                "client_name": "the app, registered in advance",
+                "redirect_uris": [redirect_uri],
+                "application_type": "native",
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            }))
+            .send()
+            .await
+            .expect("registration endpoint reachable");
+        assert_eq!(resp.status().as_u16(), 201, "registration");
+        let body: serde_json::Value = resp.json().await.expect("registration answer");
+        body["client_id"].as_str().expect("client_id").to_owned()
     }
 
     /// What the resource server saw.
@@ -675,6 +716,37 @@ impl App {
             .follow_until(to.as_str(), &format!("{}/oauth/callback", self.origin))
             .await
             .to_string()
+    }
+}
+
+/// An honest authorization server that knows clients only by their client
+/// ID metadata documents, with its API at `{origin}/api`
+/// (`tests/servers/cimd-server.mjs`).
+#[derive(Debug)]
+pub struct CimdServer {
+    /// The process.
+    pub process: Process,
+    /// Its issuer and origin, `http://127.0.0.1:PORT`.
+    pub origin: String,
+}
+
+impl CimdServer {
+    /// Starts it on a free loopback port; `iss`: it sends RFC 9207 `iss`.
+    pub fn start(iss: bool) -> CimdServer {
+        require_node_modules();
+        let mut args = vec!["tests/servers/cimd-server.mjs"];
+        if iss {
+            args.push("--iss");
+        }
+        let process = Process::start("cimd-server", "node", &args);
+        let origin = process.field("origin");
+        CimdServer { process, origin }
+    }
+
+    /// Its authorization requests (`client_id`, `redirect_uri`, why it
+    /// refused) and how many tokens it issued.
+    pub async fn log(&self) -> Value {
+        get_json(&format!("{}/__log", self.origin)).await
     }
 }
 

@@ -13,8 +13,9 @@
 //   <origin>/r/<name>, or the configured `broad_resource` for name "broad";
 //   its authorization server is this one, or the configured `as_override`.
 // - GET /.well-known/oauth-authorization-server (and openid-configuration):
-//   RFC 8414 metadata, without RFC 9207 `iss` support; without S256 when the
-//   configuration says `no_pkce`.
+//   RFC 8414 metadata, without RFC 9207 `iss` support (it claims it with
+//   `claims_iss`); without S256 when the configuration says `no_pkce`;
+//   accepting client ID metadata documents with `cimd`.
 // - POST /register: a public client "attacker-client"; like OpenID Connect
 //   servers, a loopback http redirect URI only for application_type native.
 //   With `management_uri` configured, the answer names it as the RFC 7592
@@ -23,7 +24,9 @@
 // - GET /authorize: the mix-up bounce. With `bounce` configured, redirects the
 //   person to the honest server's authorization endpoint with the app's client
 //   id and redirect URI there, copying `state` and `code_challenge` from the
-//   app's request (what RFC 9700 §4.4 describes). Otherwise answers a code.
+//   app's request (what RFC 9700 §4.4 describes); a `redirect_uri` of null
+//   keeps the one the app sent here (the attacker's own callback URL, which
+//   a client ID metadata document may list). Otherwise answers a code.
 // - POST /token: logs the form it was sent (the code and PKCE verifier an
 //   attacker wants) and answers per `token_mode`: "error" (400 invalid_grant),
 //   "tokens" (a token set living `expires_in` seconds), "slow_tokens" (the
@@ -71,6 +74,8 @@ function serverMetadata() {
     token_endpoint_auth_methods_supported: ['none'],
   };
   if (!config.no_pkce) doc.code_challenge_methods_supported = ['S256'];
+  if (config.cimd) doc.client_id_metadata_document_supported = true;
+  if (config.claims_iss) doc.authorization_response_iss_parameter_supported = true;
   return doc;
 }
 
@@ -121,7 +126,7 @@ server.on('request', async (req, res) => {
       const to = new URL(b.authorization_endpoint);
       to.searchParams.set('response_type', 'code');
       to.searchParams.set('client_id', b.client_id);
-      to.searchParams.set('redirect_uri', b.redirect_uri);
+      to.searchParams.set('redirect_uri', b.redirect_uri ?? q.get('redirect_uri'));
       to.searchParams.set('state', q.get('state') ?? '');
       to.searchParams.set('code_challenge', q.get('code_challenge') ?? '');
       to.searchParams.set('code_challenge_method', 'S256');
