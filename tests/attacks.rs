@@ -3,8 +3,8 @@
 //! (nothing) and what the victim kept (everything).
 
 use idp_tests::{
-    free_port, provider, state_dir, urlencode, App, AuthServerOptions, CimdServer, Hostile, Servers,
-    Worker,
+    free_port, provider, state_dir, urlencode, App, AuthServerOptions, CimdServer, Hostile,
+    Servers, Worker,
 };
 use serde_json::Value;
 
@@ -873,7 +873,10 @@ async fn a_hostile_resource_does_not_borrow_the_apps_client() {
     );
     let log = hostile.log().await;
     assert!(log["authorizations"].is_null(), "{log}");
-    assert!(log["token_requests"].as_array().unwrap().is_empty(), "{log}");
+    assert!(
+        log["token_requests"].as_array().unwrap().is_empty(),
+        "{log}"
+    );
     let (status, body) = alice.fetch(&steal).await;
     assert_ne!(status, 200, "{body}");
     assert!(hostile.log().await["authorizations"].is_null());

@@ -938,8 +938,10 @@ mod tests {
             scope: None,
             management: None,
         };
-        let s = server(serde_json::json!({"client_id_metadata_document_supported": true,
-            "authorization_response_iss_parameter_supported": true}));
+        let s = server(
+            serde_json::json!({"client_id_metadata_document_supported": true,
+            "authorization_response_iss_parameter_supported": true}),
+        );
         let all = ClientConfig {
             pre_registered: vec![pre],
             metadata_document_url: Some(cimd.clone()),
@@ -989,16 +991,20 @@ mod tests {
     #[test]
     fn the_metadata_document_is_used_only_where_iss_binds_the_callback() {
         let cimd = Url::parse("https://app.example/client.json").unwrap();
-        let without_iss = server(serde_json::json!({"client_id_metadata_document_supported": true}));
-        let with_iss = server(serde_json::json!({"client_id_metadata_document_supported": true,
-            "authorization_response_iss_parameter_supported": true}));
+        let without_iss =
+            server(serde_json::json!({"client_id_metadata_document_supported": true}));
+        let with_iss = server(
+            serde_json::json!({"client_id_metadata_document_supported": true,
+            "authorization_response_iss_parameter_supported": true}),
+        );
         let config = ClientConfig {
             metadata_document_url: Some(cimd),
             ..Default::default()
         };
         assert!(config.metadata_document_usable(&with_iss));
         assert!(!config.metadata_document_usable(&without_iss));
-        let plan = choose_client(&without_iss, &config, &info(), None, &redirect(), None, 0).unwrap();
+        let plan =
+            choose_client(&without_iss, &config, &info(), None, &redirect(), None, 0).unwrap();
         assert!(matches!(plan, ClientPlan::Register(_)), "{plan:?}");
         let listed = |iss| DocumentIssuer {
             issuer: "https://as.example".into(),

@@ -473,7 +473,9 @@ impl Servers {
     /// returns its client id.
     pub async fn register_client(&self, redirect_uri: &str) -> String {
         let meta = get_json(&format!("{}/.well-known/openid-configuration", self.issuer)).await;
-        let endpoint = meta["registration_endpoint"].as_str().expect("registration endpoint");
+        let endpoint = meta["registration_endpoint"]
+            .as_str()
+            .expect("registration endpoint");
         let resp = reqwest::Client::new()
             .post(endpoint)
             .json(&serde_json::json!({

@@ -391,7 +391,9 @@ mod tests {
         cimd.metadata.client_id_metadata_document_supported = true;
         let mut with_iss = cimd.clone();
         with_iss.issuer = "https://iss.example".into();
-        with_iss.metadata.authorization_response_iss_parameter_supported = true;
+        with_iss
+            .metadata
+            .authorization_response_iss_parameter_supported = true;
         for (s, at) in [(&cimd, 8), (&with_iss, 9)] {
             crate::testing::block_on(store.put_server(&s.issuer, s.clone(), at)).unwrap();
         }

@@ -312,7 +312,9 @@ impl Config {
     /// [`ClientConfig::metadata_document_without_iss`](crate::registration::ClientConfig::metadata_document_without_iss)
     /// for the mix-up risk this takes.
     pub fn metadata_document_without_iss(mut self, issuer: impl Into<String>) -> Self {
-        self.clients.metadata_document_without_iss.push(issuer.into());
+        self.clients
+            .metadata_document_without_iss
+            .push(issuer.into());
         self
     }
 
