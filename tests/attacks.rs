@@ -1014,3 +1014,122 @@ async fn mix_up_through_a_metadata_document_gets_nothing() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["authorization"], true);
 }
+
+/// A session cookie as the app's sign-in route sets it: `idp_session=...`.
+async fn session_cookie(worker: &Worker, user: &str) -> String {
+    let signin = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/signin?user={user}", worker.origin))
+        .send()
+        .await
+        .unwrap();
+    let cookie = signin.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// Cookie tossing: a page on a sibling origin (or a network attacker on
+/// plain http) plants the attacker's own valid session cookie with a
+/// narrower path, so the victim's browser sends two session cookies, the
+/// attacker's first. Such a request is nobody's: the victim's login starts
+/// nothing (in the attacker's account or anywhere), and both accounts stay
+/// as they were. Over https the cookie is `__Host-idp_session`, which a
+/// sibling origin cannot set at all (unit tests in `workers::session`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_tossed_session_cookie_signs_nobody_in() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let worker = Worker::start(&state_dir("cookie-toss"));
+    let api = format!("{}/api", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let before = alice.providers().await;
+    let authorizations = servers.auth_count("GET /auth").await;
+
+    let victims = session_cookie(&worker, "alice").await;
+    let mallorys = session_cookie(&worker, "mallory").await;
+    let tossed = format!("{mallorys}; {victims}");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{}{}", worker.origin, App::login_path(&api)))
+        .header("cookie", &tossed)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers().get("location").is_none(),
+        "the login went nowhere: {:?}",
+        resp.headers().get("location")
+    );
+    let resp = client
+        .get(format!("{}/api/providers", worker.origin))
+        .header("cookie", &tossed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        401,
+        "two session cookies are nobody"
+    );
+
+    // What the attacker got: no flow, no grant in their account.
+    assert_eq!(servers.auth_count("GET /auth").await, authorizations);
+    let resp = client
+        .get(format!("{}/api/providers", worker.origin))
+        .header("cookie", &mallorys)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap(), serde_json::json!([]));
+    // What the victim kept: everything, with one cookie as before.
+    assert_eq!(alice.providers().await, before);
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The isolate token cache keeps longest-prefix matching: with providers at
+/// `/r/api` (a token) and `/r/api/team` (another, public provider), the
+/// cached answer for `/r/api` is never used under `/r/api/team`, so that
+/// provider's URLs never receive the broader provider's token.
+#[tokio::test(flavor = "current_thread")]
+async fn the_token_cache_never_answers_for_a_narrower_provider() {
+    let (hostile, _worker, alice, resource) = connected_at_hostile_with(
+        "cache-prefix",
+        serde_json::json!({"token_mode": "tokens"}),
+        &[("IDP_TOKEN_CACHE_SECS", "60")],
+    )
+    .await;
+    let team = format!("{resource}/team");
+    hostile
+        .configure(serde_json::json!({"public_paths": ["/r/api/team"]}))
+        .await;
+    let (status, page) = alice.get(&App::login_path(&team)).await;
+    assert_eq!(status, 200, "a public URL is connected at once: {page}");
+    let providers = alice.providers().await;
+    assert_eq!(provider(&providers, &team).unwrap()["public"], true);
+
+    // The broader provider's answer is cached by this call...
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    // ...and not used for the narrower provider's URLs.
+    for _ in 0..3 {
+        let (status, body) = alice.fetch(&format!("{team}/members")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let seen = hostile.log().await["public_seen"].clone();
+    let seen = seen.as_array().expect("the public provider was called");
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|s| s["authorization"].is_null()),
+        "no token under the narrower provider: {seen:?}"
+    );
+    // The broader provider still gets its token.
+    let (status, _) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200);
+}

@@ -305,6 +305,7 @@ mod tests {
             header: Some(format!("Bearer {token}")),
             scope: scope.map(str::to_owned),
             expires_at: None,
+            narrower: Vec::new(),
         })
     }
 

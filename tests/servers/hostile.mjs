@@ -32,6 +32,8 @@
 //   "tokens" (a token set living `expires_in` seconds), "slow_tokens" (the
 //   same after `slow_ms`), "html" (a 200 HTML page), "slow" (never answers
 //   within `slow_ms`), "huge" (an endless body).
+// - Paths listed in `public_paths` (and under them) answer 200 without a
+//   token; what they were sent is logged in `public_seen`.
 // - POST /__config merges JSON into the configuration; GET /__log returns
 //   {"requests": [...], "token_requests": [...]}; POST /__log clears it.
 //
@@ -183,6 +185,10 @@ server.on('request', async (req, res) => {
     const name = path.split('/')[2];
     const auth = req.headers.authorization ?? null;
     if (auth) (log.authorizations ??= []).push(auth);
+    if (config.public_paths?.some((p) => path === p || path.startsWith(`${p}/`))) {
+      (log.public_seen ??= []).push({ path, authorization: auth });
+      return send(res, 200, { public: true, path });
+    }
     if (name === 'echo') {
       log.echo = { method: req.method, headers: req.headers, body: await readBody(req) };
       return send(res, 200, { echoed: true });

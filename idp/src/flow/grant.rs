@@ -28,6 +28,11 @@ pub struct Authorization {
     /// When the token expires (seconds since the epoch), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The owner's other providers under `key`, when a runtime that keeps
+    /// answers filled them in (the Workers isolate cache): a URL under one
+    /// of them belongs to that provider, so this answer is not for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub narrower: Vec<ResourceKey>,
 }
 
 impl Authorization {
@@ -38,7 +43,14 @@ impl Authorization {
             header: tokens.map(TokenSet::authorization_header),
             scope: tokens.and_then(|t| t.scope.clone()),
             expires_at: tokens.and_then(|t| t.expires_at),
+            narrower: Vec::new(),
         }
+    }
+
+    /// Whether this answer is the one for `url`: `url` is under its key and
+    /// under none of the narrower providers it names.
+    pub fn serves(&self, url: &str) -> bool {
+        self.key.covers_request(url) && !self.narrower.iter().any(|k| k.covers_request(url))
     }
 }
 
@@ -49,6 +61,7 @@ impl std::fmt::Debug for Authorization {
             .field("header", &self.header.as_ref().map(|_| "[redacted]"))
             .field("scope", &self.scope)
             .field("expires_at", &self.expires_at)
+            .field("narrower", &self.narrower)
             .finish()
     }
 }

@@ -437,6 +437,29 @@ fn first_data<T: DeserializeOwned>(
 
 const PROVIDER: &str = "SELECT data FROM idp_providers WHERE owner = ? AND key = ?";
 
+impl<C: SqlConnection> SqlStore<C> {
+    /// The keys of `owner`'s providers strictly under `key` (a range of the
+    /// primary key: `key/` up to `key0`, `0` being the byte after `/`).
+    pub fn keys_under(&self, owner: &str, key: &ResourceKey) -> Result<Vec<ResourceKey>> {
+        let db = self.conn.atomic();
+        let rows = db
+            .run(
+                "SELECT key FROM idp_providers WHERE owner = ? AND key > ? AND key < ?",
+                vec![
+                    text(owner),
+                    text(&format!("{}/", key.as_str())),
+                    text(&format!("{}0", key.as_str())),
+                ],
+            )
+            .map_err(storage("SQL"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| ResourceKey::parse(r.first()?.as_text()?).ok())
+            .filter(|k| key.covers(k) && k != key)
+            .collect())
+    }
+}
+
 impl<C: SqlConnection> Store for SqlStore<C> {
     async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
         let data = self.encode(

@@ -32,13 +32,16 @@ thread_local! {
     static CACHE: RefCell<HashMap<String, Vec<Entry>>> = RefCell::new(HashMap::new());
 }
 
-/// The cached answer for `url` (the longest key covering it), if fresh.
+/// The cached answer for `url`, if fresh: one whose provider is the
+/// longest of the user's provider prefixes covering `url` (an answer for
+/// `https://h` is not used under another provider at `https://h/team`,
+/// cached or not: [`Authorization::serves`]).
 pub(crate) fn lookup(user: &str, url: &str, now: u64) -> Option<Authorization> {
     CACHE.with(|c| {
         let c = c.borrow();
         c.get(user)?
             .iter()
-            .filter(|e| e.until > now && e.auth.key.covers_request(url))
+            .filter(|e| e.until > now && e.auth.serves(url))
             .max_by_key(|e| e.auth.key.as_str().len())
             .map(|e| e.auth.clone())
     })
@@ -87,7 +90,34 @@ mod tests {
             header: Some("Bearer t".into()),
             scope: None,
             expires_at,
+            narrower: Vec::new(),
         }
+    }
+
+    /// With providers at `https://h` and `https://h/team`, an answer for
+    /// `https://h` is never used under `https://h/team`, whether or not the
+    /// narrower provider's answer is cached.
+    #[test]
+    fn an_answer_is_used_only_where_its_provider_is_the_longest_prefix() {
+        let mut root = auth("https://h.example", None);
+        root.narrower = vec![ResourceKey::parse("https://h.example/team").unwrap()];
+        put("n", &root, 30, 1000);
+        let got = |url: &str| lookup("n", url, 1001).map(|a| a.key.to_string());
+        assert_eq!(
+            got("https://h.example/x").as_deref(),
+            Some("https://h.example")
+        );
+        assert_eq!(got("https://h.example/team/x"), None);
+        assert_eq!(got("https://h.example/team"), None);
+        assert_eq!(
+            got("https://h.example/teams").as_deref(),
+            Some("https://h.example")
+        );
+        put("n", &auth("https://h.example/team", None), 30, 1000);
+        assert_eq!(
+            got("https://h.example/team/x").as_deref(),
+            Some("https://h.example/team")
+        );
     }
 
     #[test]

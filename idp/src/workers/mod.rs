@@ -50,7 +50,7 @@ pub use protocol::CallStats;
 pub use protocol::{
     ProviderView, ProvidersPage, Reencrypted, RefreshOutcome, RefreshStatus, RemoveOutcome,
 };
-pub use session::{Session, SESSION_COOKIE, SESSION_KEY_VAR};
+pub use session::{cookie_name, Session, HOST_SESSION_COOKIE, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;
 pub use app::{serve, AppContext, AppHook, IdpWorker};

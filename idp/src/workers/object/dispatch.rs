@@ -104,11 +104,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             Call::Events(Events { owner }) => answer::<Events, _>(async { Ok(self.events(&owner)?) }).await,
             Call::Authorization(Authorization { owner, url }) => answer::<Authorization, _>(async {
                 let store = self.store(registry);
-                let auth = self
+                let mut auth = self
                     .refresher
                     .authorization(http, &store, &owner, &url, now())
                     .await
                     ?;
+                // For the Worker's isolate cache: the providers this answer
+                // must not be reused under.
+                if let Some(a) = auth.as_mut() {
+                    a.narrower = store.sql.keys_under(&owner, &a.key)?;
+                }
                 Ok(auth)
             }).await,
             Call::Rejected(Rejected {
@@ -117,7 +122,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 fingerprint,
             }) => answer::<Rejected, _>(async {
                 let store = self.store(registry);
-                let auth = self
+                let mut auth = self
                     .refresher
                     .rejected(
                         http,
@@ -129,6 +134,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     )
                     .await
                     ?;
+                auth.narrower = store.sql.keys_under(&owner, &auth.key)?;
                 Ok(auth)
             }).await,
             Call::RefreshExpiring(RefreshExpiring { owner, urls }) => answer::<RefreshExpiring, _>(async {
