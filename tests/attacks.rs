@@ -1133,3 +1133,50 @@ async fn the_token_cache_never_answers_for_a_narrower_provider() {
     let (status, _) = alice.fetch(&format!("{resource}/items")).await;
     assert_eq!(status, 200);
 }
+
+/// Server-side request forgery: resource metadata that names an
+/// authorization server at an address the policy refuses, and an authed
+/// call redirected to one, make the app send nothing there, and the error
+/// says what was refused without anything from the target. The targets are
+/// spellings of 0.0.0.0 on the attacker's own port (a regression would only
+/// reach this machine); every private, loopback and metadata range in every
+/// spelling is covered by `policy`'s unit tests, the property tests in
+/// `idp/tests/properties.rs` and the native client's connect-time check.
+#[tokio::test(flavor = "current_thread")]
+async fn metadata_and_redirects_to_refused_addresses_reach_nothing() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("ssrf"));
+    let alice = App::sign_in(&worker, "alice").await;
+    let port = hostile.origin.rsplit(':').next().unwrap().to_owned();
+    let targets = [
+        format!("https://0.0.0.0:{port}/ssrf-a"),
+        format!("https://0:{port}/ssrf-b"),
+        format!("https://[::]:{port}/ssrf-c"),
+        format!("https://[::ffff:0.0.0.0]:{port}/ssrf-d"),
+    ];
+    for (i, target) in targets.iter().enumerate() {
+        hostile
+            .configure(serde_json::json!({ "as_override": target }))
+            .await;
+        let resource = format!("{}/r/ssrf{i}", hostile.origin);
+        let (status, page) = alice.get(&App::login_path(&resource)).await;
+        assert!((400..500).contains(&status), "{target}: {status} {page}");
+        assert!(page.contains("refused to contact"), "{target}: {page}");
+    }
+    hostile
+        .configure(serde_json::json!({ "public": ["redir"], "redirect_to": targets[0] }))
+        .await;
+    let (status, body) = alice.fetch(&format!("{}/r/redir", hostile.origin)).await;
+    assert!(status >= 400, "{status}: {body}");
+    assert_eq!(body["error"], "blocked_address", "{body}");
+
+    let log = hostile.log().await;
+    let reached: Vec<_> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.as_str().unwrap().contains("/ssrf-"))
+        .collect();
+    assert!(reached.is_empty(), "{reached:?}");
+    assert_eq!(alice.providers().await, Vec::<Value>::new());
+}

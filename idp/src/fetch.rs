@@ -39,6 +39,7 @@ use crate::challenge::BearerChallenge;
 use crate::error::{Error, Result};
 pub use crate::error::{Reason, Reauthorize};
 use crate::flow::Authorization;
+use crate::policy::Policy;
 use url::Url;
 
 /// Redirects followed per request.
@@ -104,6 +105,7 @@ pub struct Exchange {
     body: bool,
     redirects: usize,
     retried: bool,
+    policy: Option<Policy>,
 }
 
 impl Exchange {
@@ -124,7 +126,18 @@ impl Exchange {
             body: true,
             redirects: 0,
             retried: false,
+            policy: None,
         })
+    }
+
+    /// Holds every hop, the first one and each redirect, to `policy`
+    /// ([`Policy::check`]): a hop it refuses ends the call with its error
+    /// before anything is sent there. Both runtimes set their deployment's
+    /// policy.
+    pub fn with_policy(mut self, policy: Policy) -> Result<Self> {
+        policy.check(&Url::parse(&self.url).expect("checked in new"))?;
+        self.policy = Some(policy);
+        Ok(self)
     }
 
     /// The authorization in use.
@@ -252,6 +265,9 @@ impl Exchange {
                 url: Url::parse(&self.hop_url).expect("hop URLs are parsed"),
                 reason: format!("redirect to a {} URL", next.scheme()),
             });
+        }
+        if let Some(policy) = &self.policy {
+            policy.check(&next)?;
         }
         if status == 303 || (matches!(status, 301 | 302) && self.hop_method == "POST") {
             self.hop_method = "GET".into();
@@ -431,5 +447,36 @@ mod tests {
         // A 3xx without Location is an answer.
         let mut e = ex(None);
         assert_eq!(e.answer(304, None, None).unwrap(), Next::Done);
+    }
+
+    /// With the deployment's policy, no hop goes to a private or metadata
+    /// address, the first one or a redirect, however it is spelt.
+    #[test]
+    fn every_hop_passes_the_address_policy() {
+        let strict = Policy::STRICT;
+        let mut e = ex(auth("t", None)).with_policy(strict).unwrap();
+        for to in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://2852039166/",
+            "https://[::ffff:10.0.0.1]/",
+            "http://127.0.0.1:8080/",
+        ] {
+            let err = e.answer(302, Some(to), None).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::BlockedAddress { .. } | Error::InsecureUrl { .. }
+                ),
+                "{to}: {err:?}"
+            );
+        }
+        assert!(e
+            .answer(302, Some("https://api.example.com/v1/next"), None)
+            .is_ok());
+        let first = Exchange::new("GET", "https://10.0.0.7/admin", None).unwrap();
+        assert!(matches!(
+            first.with_policy(strict),
+            Err(Error::BlockedAddress { .. })
+        ));
     }
 }

@@ -228,7 +228,7 @@ pub fn longest_match<'a>(key: &ResourceKey, stored: &'a [ResourceKey]) -> Option
         .max_by_key(|s| s.as_str().len())
 }
 
-fn redact_userinfo(url: &Url) -> String {
+pub(crate) fn redact_userinfo(url: &Url) -> String {
     let mut u = url.clone();
     let _ = u.set_username("");
     let _ = u.set_password(None);

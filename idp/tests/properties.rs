@@ -136,3 +136,97 @@ proptest! {
         }
     }
 }
+
+/// Every spelling the `url` crate accepts for an IPv4 address: dotted,
+/// one decimal number, hex, octal octets, and IPv4-mapped IPv6.
+fn spellings(a: std::net::Ipv4Addr) -> Vec<String> {
+    let n = u32::from(a);
+    let [b0, b1, b2, b3] = a.octets();
+    vec![
+        a.to_string(),
+        n.to_string(),
+        format!("0x{n:x}"),
+        format!("0{b0:o}.0{b1:o}.0{b2:o}.0{b3:o}"),
+        format!("[::ffff:{a}]"),
+        format!("[::ffff:{:x}:{:x}]", n >> 16, n & 0xffff),
+    ]
+}
+
+fn in_range(base: [u8; 4], prefix: u32) -> impl Strategy<Value = std::net::Ipv4Addr> {
+    any::<u32>().prop_map(move |r| {
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
+        std::net::Ipv4Addr::from((u32::from_be_bytes(base) & mask) | (r & !mask))
+    })
+}
+
+/// The private, loopback, link-local and other special IPv4 ranges.
+fn special_v4() -> impl Strategy<Value = std::net::Ipv4Addr> {
+    prop_oneof![
+        in_range([0, 0, 0, 0], 8),
+        in_range([10, 0, 0, 0], 8),
+        in_range([100, 64, 0, 0], 10),
+        in_range([127, 0, 0, 0], 8),
+        in_range([169, 254, 0, 0], 16),
+        in_range([172, 16, 0, 0], 12),
+        in_range([192, 168, 0, 0], 16),
+        in_range([198, 18, 0, 0], 15),
+        in_range([224, 0, 0, 0], 4),
+        in_range([240, 0, 0, 0], 4),
+    ]
+}
+
+proptest! {
+    /// No address of a private or special range is contacted under the
+    /// strict policy, in any spelling, and none but loopback in development.
+    #[test]
+    fn special_addresses_are_refused_in_every_spelling(a in special_v4()) {
+        for host in spellings(a) {
+            let url = format!("https://{host}/x");
+            prop_assert!(idp::policy::Policy::STRICT.parse(&url).is_err(), "{url}");
+            if !a.is_loopback() {
+                prop_assert!(idp::policy::Policy::LOOPBACK_DEV.parse(&url).is_err(), "{url}");
+            }
+        }
+    }
+
+    /// Special IPv6 ranges: unique-local, link-local, multicast, and
+    /// addresses that embed a special IPv4 one.
+    #[test]
+    fn special_v6_addresses_are_refused(
+        first in prop_oneof![0xfc00u16..=0xfdff, 0xfe80u16..=0xfebf, 0xff00u16..=0xffff],
+        rest in any::<[u16; 7]>(),
+        v4 in special_v4(),
+    ) {
+        let mut s = [first, 0, 0, 0, 0, 0, 0, 0];
+        s[1..].copy_from_slice(&rest);
+        let a = std::net::Ipv6Addr::from(s);
+        prop_assert!(idp::policy::Policy::STRICT.parse(&format!("https://[{a}]/")).is_err(), "{a}");
+        let n = u32::from(v4);
+        for embedded in [
+            format!("[64:ff9b::{:x}:{:x}]", n >> 16, n & 0xffff),
+            format!("[2002:{:x}:{:x}::1]", n >> 16, n & 0xffff),
+        ] {
+            let url = format!("https://{embedded}/");
+            prop_assert!(idp::policy::Policy::STRICT.parse(&url).is_err(), "{url}");
+        }
+    }
+
+    /// Public addresses pass, in every spelling.
+    #[test]
+    fn public_addresses_pass(a in any::<u32>().prop_map(std::net::Ipv4Addr::from)) {
+        prop_assume!(idp::policy::reach_v4(a) == idp::policy::Reach::Public);
+        let [b0, b1, ..] = a.octets();
+        // Outside every special range by construction of the check above;
+        // spot-check it against the standard library's own view.
+        prop_assert!(!a.is_private() && !a.is_loopback() && !a.is_link_local() && !a.is_multicast() && b0 != 0);
+        prop_assert!(!(b0 == 100 && (64..128).contains(&b1)));
+        for host in spellings(a) {
+            let url = format!("https://{host}/x");
+            prop_assert!(idp::policy::Policy::STRICT.parse(&url).is_ok(), "{url}");
+        }
+    }
+}

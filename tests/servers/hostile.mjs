@@ -32,6 +32,7 @@
 //   "tokens" (a token set living `expires_in` seconds), "slow_tokens" (the
 //   same after `slow_ms`), "html" (a 200 HTML page), "slow" (never answers
 //   within `slow_ms`), "huge" (an endless body).
+// - GET /r/redir: with `redirect_to` configured, a 302 there.
 // - Paths listed in `public_paths` (and under them) answer 200 without a
 //   token; what they were sent is logged in `public_seen`.
 // - POST /__config merges JSON into the configuration; GET /__log returns
@@ -188,6 +189,10 @@ server.on('request', async (req, res) => {
     if (config.public_paths?.some((p) => path === p || path.startsWith(`${p}/`))) {
       (log.public_seen ??= []).push({ path, authorization: auth });
       return send(res, 200, { public: true, path });
+    }
+    if (name === 'redir' && config.redirect_to) {
+      res.writeHead(302, { location: config.redirect_to });
+      return res.end();
     }
     if (name === 'echo') {
       log.echo = { method: req.method, headers: req.headers, body: await readBody(req) };

@@ -201,6 +201,16 @@ pub enum Error {
         /// The refused URL.
         url: String,
     },
+    /// A URL whose host is an address the [`Policy`](crate::policy::Policy)
+    /// keeps the SDK away from (private, loopback, link-local, ...): nothing
+    /// was sent to it.
+    #[error("refused to contact {url}: its host is {reason}; nothing was sent (a deployment that needs a private API sets allow_private_addresses)")]
+    BlockedAddress {
+        /// The refused URL.
+        url: String,
+        /// What its address is.
+        reason: &'static str,
+    },
     /// A `WWW-Authenticate` header could not be parsed.
     #[error("malformed WWW-Authenticate header: {0}")]
     Challenge(#[from] ChallengeError),

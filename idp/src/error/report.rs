@@ -16,6 +16,8 @@ pub enum ErrorKind {
     InvalidUrl,
     /// A URL is not https (or loopback http in development).
     InsecureUrl,
+    /// A URL's host is a private, loopback or otherwise off-limits address.
+    BlockedAddress,
     /// A `WWW-Authenticate` challenge could not be read.
     BadChallenge,
     /// Protected resource metadata was refused.
@@ -84,9 +86,9 @@ impl ErrorKind {
             DiscoveryUnavailable | Registration | Token | Transport | InvalidResponse
             | Upstream => 502,
             Storage | Runtime | Configuration => 500,
-            InvalidUrl | InsecureUrl | BadChallenge | ResourceMetadata | AuthorizationServer
-            | NoClient | AuthorizationDenied | Callback | UnexpectedStatus | NotAResource
-            | PkceUnsupported | BadCall | NotReplayable => 400,
+            InvalidUrl | InsecureUrl | BlockedAddress | BadChallenge | ResourceMetadata
+            | AuthorizationServer | NoClient | AuthorizationDenied | Callback
+            | UnexpectedStatus | NotAResource | PkceUnsupported | BadCall | NotReplayable => 400,
         }
     }
 }
@@ -191,6 +193,7 @@ impl Error {
         match self {
             Error::InvalidUrl { .. } => ErrorKind::InvalidUrl,
             Error::InsecureUrl { .. } => ErrorKind::InsecureUrl,
+            Error::BlockedAddress { .. } => ErrorKind::BlockedAddress,
             Error::Challenge(_) => ErrorKind::BadChallenge,
             Error::ResourceMetadata { .. } => ErrorKind::ResourceMetadata,
             Error::DiscoveryUnavailable { .. } => ErrorKind::DiscoveryUnavailable,

@@ -71,7 +71,8 @@ impl<S: Store> AuthedFetch<'_, S> {
                 }));
             }
         };
-        let mut exchange = Exchange::new(request.method().as_str(), &url, auth)?;
+        let mut exchange = Exchange::new(request.method().as_str(), &url, auth)?
+            .with_policy(idp.settings.policy)?;
         loop {
             let hop = exchange.hop();
             let hop_url = Url::parse(hop.url).map_err(|e| Error::InvalidUrl {

@@ -31,6 +31,7 @@ use crate::flow::{
 };
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
 use crate::matching::ResourceKey;
+use crate::policy::Policy;
 pub use crate::store::memory::MemoryStore;
 pub use fetch::AuthedFetch;
 #[cfg(feature = "sqlite")]
@@ -44,10 +45,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use url::Url;
 
 /// [`HttpClient`] over `reqwest`: no redirects followed, 30 s timeout, bodies
-/// capped at [`MAX_BODY_BYTES`].
+/// capped at [`MAX_BODY_BYTES`], and every address it connects to allowed
+/// by its [`Policy`]: an IP literal before anything is sent, a name by what
+/// it resolves to, when it connects (so a name that resolves to a private
+/// address is refused however it is spelt).
 #[derive(Debug, Clone)]
 pub struct ReqwestHttp {
     pub(super) client: reqwest::Client,
+    policy: Policy,
 }
 
 impl Default for ReqwestHttp {
@@ -57,19 +62,70 @@ impl Default for ReqwestHttp {
 }
 
 impl ReqwestHttp {
-    /// A client with the settings above.
+    /// A client with the settings above, under [`Policy::STRICT`].
     pub fn new() -> Self {
+        Self::with_policy(Policy::STRICT)
+    }
+
+    /// A client with the settings above, under `policy`.
+    pub fn with_policy(policy: Policy) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
+            .dns_resolver(std::sync::Arc::new(PolicyResolver(policy)))
             .build()
             .expect("reqwest client with static settings");
-        Self { client }
+        Self { client, policy }
     }
+
+    /// Whether `url`'s host, when an IP literal, may be contacted (names are
+    /// checked when they resolve).
+    pub(super) fn allows(&self, url: &Url) -> Result<(), TransportError> {
+        match url.host() {
+            Some(h) if !self.policy.allows(crate::policy::reach_host(&h)) => {
+                Err(TransportError::new(format!(
+                    "refused: the host {h} is an address the policy keeps the SDK away from; nothing was sent"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Resolves names as the system does, and keeps only the addresses the
+/// policy allows: a name with none left is refused before connecting.
+struct PolicyResolver(Policy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let allowed = allowed_addrs(&policy, &host, resolved)?;
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The addresses of `host` that `policy` allows; none is an error.
+fn allowed_addrs(
+    policy: &Policy,
+    host: &str,
+    resolved: impl Iterator<Item = std::net::SocketAddr>,
+) -> Result<Vec<std::net::SocketAddr>, String> {
+    let allowed: Vec<_> = resolved.filter(|a| policy.allows_ip(a.ip())).collect();
+    if allowed.is_empty() {
+        return Err(format!(
+            "{host} resolves to no address the policy allows (private, loopback, link-local or reserved); nothing was sent"
+        ));
+    }
+    Ok(allowed)
 }
 
 impl HttpClient for ReqwestHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.allows(&request.url)?;
         let method = match request.method {
             Method::Get => reqwest::Method::GET,
             Method::Head => reqwest::Method::HEAD,
@@ -188,7 +244,7 @@ impl<S: Store> NativeIdp<S> {
     /// An engine over your own store.
     pub fn with_store(settings: Settings, store: S) -> Self {
         Self {
-            http: ReqwestHttp::new(),
+            http: ReqwestHttp::with_policy(settings.policy),
             store,
             settings,
             refresher: Refresher::default(),
@@ -273,5 +329,53 @@ impl<S: Store> NativeIdp<S> {
     /// ([`AuthedFetch`]).
     pub fn fetch<'a>(&'a self, owner: &'a str) -> AuthedFetch<'a, S> {
         AuthedFetch { idp: self, owner }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_connected_only_to_the_addresses_the_policy_allows() {
+        let at = |ip: &str| std::net::SocketAddr::new(ip.parse().unwrap(), 443);
+        let mixed = [
+            at("10.0.0.1"),
+            at("93.184.215.14"),
+            at("::ffff:169.254.169.254"),
+        ];
+        assert_eq!(
+            allowed_addrs(&Policy::STRICT, "h", mixed.into_iter()).unwrap(),
+            vec![at("93.184.215.14")]
+        );
+        let private = [at("10.0.0.1"), at("fd00::1"), at("127.0.0.1")];
+        let e = allowed_addrs(&Policy::STRICT, "rebind.example", private.into_iter()).unwrap_err();
+        assert!(e.contains("rebind.example"), "{e}");
+        let dev = allowed_addrs(&Policy::LOOPBACK_DEV, "h", private.into_iter()).unwrap();
+        assert_eq!(dev, vec![at("127.0.0.1")]);
+    }
+
+    /// Under the strict policy a request to a loopback address is refused
+    /// before anything is sent: the listener never sees a connection.
+    #[test]
+    fn a_refused_address_receives_nothing() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let http = ReqwestHttp::with_policy(Policy::STRICT);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for url in [
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://2130706433:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+        ] {
+            let req = HttpRequest::get_json(Url::parse(&url).unwrap());
+            let e = rt.block_on(http.send(req)).unwrap_err();
+            assert!(e.message.contains("nothing was sent"), "{url}: {e:?}");
+        }
+        assert!(listener.accept().is_err(), "no connection was made");
     }
 }

@@ -40,6 +40,10 @@ pub struct Config {
     /// [`crate::policy::Policy::allow_broader_resource`] for the risk).
     #[serde(default)]
     pub allow_broader_resource: bool,
+    /// Let servers and resources on private and loopback addresses be
+    /// reached (see [`crate::policy::Policy`] for the risk).
+    #[serde(default)]
+    pub allow_private_addresses: bool,
     /// The Durable Object binding (default `OAuthProviders`).
     pub binding: String,
     /// Where pages link back to (default `/`).
@@ -126,6 +130,7 @@ impl Config {
             clients: ClientConfig::default(),
             allow_insecure_loopback: false,
             allow_broader_resource: false,
+            allow_private_addresses: false,
             binding: DEFAULT_BINDING.into(),
             return_to: "/".into(),
             timeout_ms: None,
@@ -307,6 +312,17 @@ impl Config {
         self
     }
 
+    /// Lets the SDK reach private and loopback addresses (a deployment that
+    /// needs a private API). Every resource and server a person connects can
+    /// then make the SDK send requests into that network; link-local (cloud
+    /// metadata), multicast and reserved addresses stay refused.
+    /// `IDP_ALLOW_PRIVATE_ADDRESSES=true` sets it from the Worker's
+    /// variables.
+    pub fn allow_private_addresses(mut self, allow: bool) -> Self {
+        self.allow_private_addresses = allow;
+        self
+    }
+
     /// Uses the client ID metadata document at a server that accepts it but
     /// does not send RFC 9207 `iss` (`"*"` for every such server); see
     /// [`ClientConfig::metadata_document_without_iss`](crate::registration::ClientConfig::metadata_document_without_iss)
@@ -369,6 +385,13 @@ impl Config {
                 "true" => self.allow_insecure_loopback = true,
                 "false" | "" => self.allow_insecure_loopback = false,
                 _ => self.problem("IDP_ALLOW_INSECURE_LOOPBACK is neither true nor false".into()),
+            }
+        }
+        if let Some(v) = var("IDP_ALLOW_PRIVATE_ADDRESSES") {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "true" => self.allow_private_addresses = true,
+                "false" | "" => self.allow_private_addresses = false,
+                _ => self.problem("IDP_ALLOW_PRIVATE_ADDRESSES is neither true nor false".into()),
             }
         }
         if let Some(v) = var("IDP_BASE_URL") {

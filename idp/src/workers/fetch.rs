@@ -136,6 +136,8 @@ pub struct AuthedFetch<'a> {
     timeout_ms: u32,
     /// The isolate token cache's lifetime, when on.
     cache_secs: Option<u32>,
+    /// Which hops may be sent at all.
+    policy: crate::policy::Policy,
 }
 
 /// The URL that connects (or re-connects) `resource` through the login route
@@ -157,7 +159,14 @@ impl<'a> AuthedFetch<'a> {
             login,
             timeout_ms: timeout_ms.unwrap_or(super::http::DEFAULT_TIMEOUT_MS),
             cache_secs: None,
+            policy: crate::policy::Policy::STRICT,
         }
+    }
+
+    /// Holds every hop to `policy` (the deployment's, [`crate::policy`]).
+    pub(crate) fn with_policy(mut self, policy: crate::policy::Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Uses the isolate token cache for `secs` (none: off).
@@ -217,7 +226,8 @@ impl<'a> AuthedFetch<'a> {
             }
             Err(e) => return Err(e),
         };
-        let mut exchange = Exchange::new(method_name(&req.method), &req.url, auth)?;
+        let mut exchange =
+            Exchange::new(method_name(&req.method), &req.url, auth)?.with_policy(self.policy)?;
         loop {
             let response = self.hop(&req, exchange.hop()).await?;
             let header = |n: &str| response.headers().get(n).ok().flatten();

@@ -70,6 +70,16 @@ impl Handler {
             self.config.timeout_ms.map(std::num::NonZeroU32::get),
         )
         .with_cache(self.config.token_cache_secs.map(std::num::NonZeroU32::get))
+        .with_policy(self.policy())
+    }
+
+    /// The deployment's address policy ([`crate::policy::Policy`]).
+    pub(crate) fn policy(&self) -> crate::policy::Policy {
+        crate::policy::Policy {
+            allow_insecure_loopback: self.config.allow_insecure_loopback,
+            allow_broader_resource: self.config.allow_broader_resource,
+            allow_private_addresses: self.config.allow_private_addresses,
+        }
     }
 
     pub(crate) fn route(&self, path: &str) -> String {
@@ -111,10 +121,7 @@ impl Handler {
 
     pub(crate) fn settings(&self) -> crate::flow::Settings {
         crate::flow::Settings {
-            policy: crate::policy::Policy {
-                allow_insecure_loopback: self.config.allow_insecure_loopback,
-                allow_broader_resource: self.config.allow_broader_resource,
-            },
+            policy: self.policy(),
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),
             callback_base: self.callback_base(),
