@@ -363,7 +363,7 @@ async fn a_split_deployment_serves_from_two_scripts() {
         files.iter().map(|(p, _)| p).collect::<Vec<_>>()
     );
     assert!(
-        files.iter().any(|(_, bytes)| contains(bytes, "idp-enc:1:")),
+        files.iter().any(|(_, bytes)| contains(bytes, "idp-enc:2:")),
         "sealed with the objects' script's key"
     );
     // Two objects (alice's and the registry); only the registry has the
@@ -492,7 +492,7 @@ async fn secrets_at_rest_are_sealed_rotated_and_a_wrong_key_means_reconnect() {
                 path.display()
             );
         }
-        sealed |= contains(bytes, "idp-enc:1:dev1:");
+        sealed |= contains(bytes, "idp-enc:2:dev1:");
     }
     assert!(sealed, "sealed values are stored");
 

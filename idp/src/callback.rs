@@ -2,7 +2,7 @@
 //!
 //! Every issuer gets its own redirect URI, `{callback base}/{id}`, where `id` is
 //! a short, stable name of the issuer: a readable one configured with a
-//! pre-registered client (`github`), or the first 64 bits of SHA-256 of the
+//! pre-registered client (`github`), or the first 128 bits of SHA-256 of the
 //! issuer identifier in base64url. A pending flow records the redirect URI it
 //! was sent with, and a callback that arrives on any other URI is refused
 //! before the code goes anywhere. So an attacker's server that bounces the
@@ -16,7 +16,7 @@
 //!
 //! let base = Url::parse("https://app.example/oauth/callback").unwrap();
 //! let id = callback_id("https://as.example");
-//! assert_eq!(id.len(), 11);
+//! assert_eq!(id.len(), 22);
 //! assert_eq!(id, callback_id("https://as.example"), "stable");
 //! assert_ne!(id, callback_id("https://evil.example"));
 //! assert_eq!(
@@ -32,13 +32,15 @@ use url::Url;
 /// The longest readable callback id a configuration may set.
 pub const MAX_ID_LEN: usize = 40;
 
-/// The derived callback id of an issuer: base64url of the first 8 bytes of
+/// The derived callback id of an issuer: base64url of the first 16 bytes of
 /// SHA-256 over the issuer URL in its parsed form, so `https://as.example`
-/// and `https://as.example/` name one server (11 characters).
+/// and `https://as.example/` name one server (22 characters). 128 bits: an
+/// attacker who could make its own issuer's id equal an honest server's
+/// would share that server's callback URL, the mix-up defence.
 pub fn callback_id(issuer: &str) -> String {
     let normal = Url::parse(issuer).map_or_else(|_| issuer.to_owned(), String::from);
     let digest = Sha256::digest(normal.as_bytes());
-    crate::encoding::base64url(&digest[..8])
+    crate::encoding::base64url(&digest[..16])
 }
 
 /// Checks a readable id from configuration: 1 to [`MAX_ID_LEN`] characters

@@ -198,7 +198,7 @@ mod tests {
         ] {
             assert!(!text.contains(secret), "{secret} is in the file");
         }
-        assert!(text.contains("idp-enc:1:k1:"));
+        assert!(text.contains("idp-enc:2:k1:"));
 
         // Another key only: that provider reads as unreadable, nothing panics.
         let wrong = open(K2);
@@ -279,7 +279,7 @@ mod tests {
         drop(store);
         let bytes = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_file(&path);
-        assert!(String::from_utf8_lossy(&bytes).contains("idp-enc:1:k1:"));
+        assert!(String::from_utf8_lossy(&bytes).contains("idp-enc:2:k1:"));
     }
 
     /// A new database is the compact schema: 9 pages (one B-tree per table,

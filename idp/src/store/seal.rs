@@ -6,8 +6,12 @@
 //! A [`Keyring`] holds one or more keys with ids; the first encrypts, the
 //! others only decrypt, so rotation is: put a new key first, deploy,
 //! re-encrypt ([`super::sql::SqlStore::reseal`]), drop the old key. Each
-//! sealed value records its key id: `idp-enc:1:{key id}:{base64url(nonce ‖
-//! ciphertext)}`, with a random 96-bit nonce.
+//! sealed value records its key id: `idp-enc:2:{key id}:{base64url(nonce ‖
+//! ciphertext)}`, with a random 96-bit nonce. Its associated data is the
+//! table, the row's key columns and the field's path, each prefixed with its
+//! length, so no two rows or fields share it. Values of format 1 (the same
+//! fields joined with `|`, which a `|` inside a key could make ambiguous)
+//! are still opened, and re-encrypting rewrites them in format 2.
 //!
 //! ```
 //! use idp::store::seal::Keyring;
@@ -23,7 +27,47 @@ use base64::Engine as _;
 use serde_json::Value;
 use std::sync::Arc;
 
-const PREFIX: &str = "idp-enc:1:";
+/// What every sealed value starts with (then its format, `1:` or `2:`).
+const PREFIX: &str = "idp-enc:";
+/// The format written now.
+const CURRENT: &str = "idp-enc:2:";
+/// The first format: `|`-joined associated data.
+const V1: &str = "idp-enc:1:";
+
+/// Which row a sealed value belongs to: its table and key columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RowId(Vec<String>);
+
+impl RowId {
+    pub(crate) fn new(table: &str, keys: &[&str]) -> Self {
+        Self(
+            std::iter::once(table)
+                .chain(keys.iter().copied())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// The associated data of a field: each part prefixed with its length
+    /// (4 bytes, big-endian).
+    fn aad(&self, path: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in self.0.iter().map(String::as_str).chain([path]) {
+            let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+
+    /// Format 1's associated data: the parts joined with `|`.
+    fn aad_v1(&self, path: &str) -> Vec<u8> {
+        let mut s = self.0.join("|");
+        s.push('|');
+        s.push_str(path);
+        s.into_bytes()
+    }
+}
 
 /// Encryption keys with ids; the first encrypts. `Debug` shows the ids only.
 #[derive(Clone)]
@@ -151,7 +195,7 @@ impl Sealing {
         }
     }
 
-    fn seal_str(keyring: &Keyring, random: Random, aad: &str, plain: &str) -> Result<String> {
+    fn seal_str(keyring: &Keyring, random: Random, aad: &[u8], plain: &str) -> Result<String> {
         let (id, cipher) = &keyring.keys[0];
         let mut nonce = [0u8; 12];
         random(&mut nonce).map_err(Error::NoRandomness)?;
@@ -160,17 +204,31 @@ impl Sealing {
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: plain.as_bytes(),
-                    aad: aad.as_bytes(),
+                    aad,
                 },
             )
             .map_err(|_| Error::storage(StorageCause::Backend, "encryption failed"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
-        Ok(format!("{PREFIX}{id}:{}", crate::encoding::base64url(&out)))
+        Ok(format!(
+            "{CURRENT}{id}:{}",
+            crate::encoding::base64url(&out)
+        ))
     }
 
-    fn open_str(&self, aad: &str, sealed: &str) -> std::result::Result<String, String> {
-        let rest = &sealed[PREFIX.len()..];
+    fn open_str(
+        &self,
+        row: &RowId,
+        path: &str,
+        sealed: &str,
+    ) -> std::result::Result<String, String> {
+        let (aad, rest) = if let Some(rest) = sealed.strip_prefix(CURRENT) {
+            (row.aad(path), rest)
+        } else if let Some(rest) = sealed.strip_prefix(V1) {
+            (row.aad_v1(path), rest)
+        } else {
+            return Err("a sealed value has an unknown format".into());
+        };
         let (id, data) = rest.split_once(':').ok_or("a sealed value is malformed")?;
         let keyring = self.keys().ok_or_else(|| {
             format!("it was encrypted with key {id:?} and IDP_ENCRYPTION_KEYS is not set")
@@ -186,14 +244,14 @@ impl Sealing {
         }
         let (nonce, ct) = bytes.split_at(12);
         let plain = cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
             .map_err(|_| format!("key {id:?} does not open it (a different key under the same id, or a value moved from another row)"))?;
         String::from_utf8(plain).map_err(|_| "a sealed value is malformed".into())
     }
 
     /// Seals the fields of `doc` at `paths` (JSON pointers) that hold a
-    /// value, with `aad` and the path as associated data.
-    pub(crate) fn seal(&self, doc: &mut Value, aad: &str, paths: &[&str]) -> Result<()> {
+    /// value, with the row and the path as associated data.
+    pub(crate) fn seal(&self, doc: &mut Value, row: &RowId, paths: &[&str]) -> Result<()> {
         for path in paths {
             let Some(v) = doc.pointer_mut(path).filter(|v| !v.is_null()) else {
                 continue;
@@ -215,19 +273,14 @@ impl Sealing {
                     e,
                 ))
             })?;
-            *v = Value::String(Self::seal_str(
-                keyring,
-                random,
-                &format!("{aad}|{path}"),
-                &plain,
-            )?);
+            *v = Value::String(Self::seal_str(keyring, random, &row.aad(path), &plain)?);
         }
         Ok(())
     }
 
     /// Opens the sealed fields of `doc` at `paths`. A field that cannot be
     /// opened becomes null; the first reason is returned.
-    pub(crate) fn open(&self, doc: &mut Value, aad: &str, paths: &[&str]) -> Option<String> {
+    pub(crate) fn open(&self, doc: &mut Value, row: &RowId, paths: &[&str]) -> Option<String> {
         let mut failure = None;
         for path in paths {
             let Some(v) = doc.pointer_mut(path) else {
@@ -236,11 +289,9 @@ impl Sealing {
             let Some(sealed) = v.as_str().filter(|s| s.starts_with(PREFIX)) else {
                 continue;
             };
-            match self
-                .open_str(&format!("{aad}|{path}"), sealed)
-                .and_then(|plain| {
-                    serde_json::from_str(&plain).map_err(|_| "a sealed value is malformed".into())
-                }) {
+            match self.open_str(row, path, sealed).and_then(|plain| {
+                serde_json::from_str(&plain).map_err(|_| "a sealed value is malformed".into())
+            }) {
                 Ok(value) => *v = value,
                 Err(reason) => {
                     *v = Value::Null;
@@ -253,7 +304,7 @@ impl Sealing {
 
     /// Whether the fields at `paths` are sealed with the current key.
     pub(crate) fn status(&self, doc: &Value, paths: &[&str]) -> Seal {
-        let current = self.keys().map(|k| format!("{PREFIX}{}:", k.current()));
+        let current = self.keys().map(|k| format!("{CURRENT}{}:", k.current()));
         for path in paths {
             let Some(v) = doc.pointer(path).filter(|v| !v.is_null()) else {
                 continue;
@@ -300,13 +351,13 @@ mod tests {
     fn seals_only_present_secrets_and_opens_them_back() {
         let s = sealing(K1);
         let mut d = doc();
-        s.seal(&mut d, "row", PATHS).unwrap();
+        s.seal(&mut d, &RowId::new("row", &[]), PATHS).unwrap();
         let text = d.to_string();
         assert!(!text.contains("AT-SECRET"), "{text}");
-        assert!(text.contains("idp-enc:1:k1:"));
+        assert!(text.contains("idp-enc:2:k1:"));
         assert!(d.pointer("/grant/client/client_secret").is_none());
         assert_eq!(s.status(&d, PATHS), Seal::Current);
-        assert_eq!(s.open(&mut d, "row", PATHS), None);
+        assert_eq!(s.open(&mut d, &RowId::new("row", &[]), PATHS), None);
         assert_eq!(d, doc());
     }
 
@@ -314,17 +365,21 @@ mod tests {
     fn a_value_moved_to_another_row_or_an_unknown_key_does_not_open() {
         let s = sealing(K1);
         let mut d = doc();
-        s.seal(&mut d, "row-a", PATHS).unwrap();
+        s.seal(&mut d, &RowId::new("row-a", &[]), PATHS).unwrap();
         let mut moved = d.clone();
-        let why = s.open(&mut moved, "row-b", PATHS).unwrap();
+        let why = s
+            .open(&mut moved, &RowId::new("row-b", &[]), PATHS)
+            .unwrap();
         assert!(why.contains("another row"), "{why}");
         assert!(moved.pointer("/grant/tokens").unwrap().is_null());
         let mut other = d.clone();
-        let why = sealing(K2).open(&mut other, "row-a", PATHS).unwrap();
+        let why = sealing(K2)
+            .open(&mut other, &RowId::new("row-a", &[]), PATHS)
+            .unwrap();
         assert!(why.contains("does not list"), "{why}");
         let mut none = d.clone();
         let why = Sealing::plaintext()
-            .open(&mut none, "row-a", PATHS)
+            .open(&mut none, &RowId::new("row-a", &[]), PATHS)
             .unwrap();
         assert!(why.contains("not set"), "{why}");
     }
@@ -332,12 +387,14 @@ mod tests {
     #[test]
     fn rotation_reads_old_keys_and_marks_them_stale() {
         let mut d = doc();
-        sealing(K1).seal(&mut d, "row", PATHS).unwrap();
+        sealing(K1)
+            .seal(&mut d, &RowId::new("row", &[]), PATHS)
+            .unwrap();
         let both = sealing(&format!("{K2}, {K1}"));
         assert_eq!(both.status(&d, PATHS), Seal::Stale);
-        assert_eq!(both.open(&mut d, "row", PATHS), None);
-        both.seal(&mut d, "row", PATHS).unwrap();
-        assert!(d.to_string().contains("idp-enc:1:k2:"));
+        assert_eq!(both.open(&mut d, &RowId::new("row", &[]), PATHS), None);
+        both.seal(&mut d, &RowId::new("row", &[]), PATHS).unwrap();
+        assert!(d.to_string().contains("idp-enc:2:k2:"));
         assert_eq!(both.status(&d, PATHS), Seal::Current);
         // Plain text under a keyring is stale too.
         assert_eq!(both.status(&doc(), PATHS), Seal::Stale);
@@ -346,12 +403,14 @@ mod tests {
     #[test]
     fn refusing_plaintext_says_how_to_set_a_key() {
         let e = Sealing::refuse()
-            .seal(&mut doc(), "row", PATHS)
+            .seal(&mut doc(), &RowId::new("row", &[]), PATHS)
             .unwrap_err();
         assert!(e.to_string().contains("IDP_ENCRYPTION_KEYS"), "{e}");
         // Nothing secret to store: nothing refused.
         let mut public = serde_json::json!({"key": "k", "grant": null});
-        Sealing::refuse().seal(&mut public, "row", PATHS).unwrap();
+        Sealing::refuse()
+            .seal(&mut public, &RowId::new("row", &[]), PATHS)
+            .unwrap();
     }
 
     #[test]
@@ -370,5 +429,48 @@ mod tests {
         }
         let k = Keyring::parse(&format!("{K2},{K1}")).unwrap();
         assert_eq!(format!("{k:?}"), r#"Keyring { ids: ["k2", "k1"] }"#);
+    }
+
+    /// A `|` inside a key no longer makes two rows share associated data:
+    /// a value sealed for (`a|b`, `c`) does not open as (`a`, `b|c`).
+    #[test]
+    fn associated_data_is_unambiguous() {
+        let s = sealing(K1);
+        let mut d = serde_json::json!({"grant": {"tokens": {"access_token": "at"}}});
+        s.seal(&mut d, &RowId::new("t", &["a|b", "c"]), PATHS)
+            .unwrap();
+        let mut moved = d.clone();
+        assert!(s
+            .open(&mut moved, &RowId::new("t", &["a", "b|c"]), PATHS)
+            .is_some());
+        assert!(d["grant"]["tokens"]
+            .as_str()
+            .unwrap()
+            .starts_with("idp-enc:2:k1:"));
+        assert_eq!(s.open(&mut d, &RowId::new("t", &["a|b", "c"]), PATHS), None);
+        assert_eq!(d["grant"]["tokens"]["access_token"], "at");
+    }
+
+    /// Values of format 1 still open, and count as stale so re-encrypting
+    /// rewrites them.
+    #[test]
+    fn format_1_values_open_and_are_stale() {
+        let s = sealing(K1);
+        let row = RowId::new("t", &["a"]);
+        let Mode::Keys(keyring, random) = &s.0 else {
+            unreachable!()
+        };
+        let old = Sealing::seal_str(
+            keyring,
+            *random,
+            &row.aad_v1("/grant/tokens"),
+            r#"{"access_token":"at"}"#,
+        )
+        .unwrap()
+        .replacen(CURRENT, V1, 1);
+        let mut d = serde_json::json!({"grant": {"tokens": old}});
+        assert_eq!(s.status(&d, PATHS), Seal::Stale);
+        assert_eq!(s.open(&mut d, &row, PATHS), None);
+        assert_eq!(d["grant"]["tokens"]["access_token"], "at");
     }
 }

@@ -11,7 +11,7 @@
 //! column, keyed by indexed columns; its secret fields are sealed as the
 //! store's [`Sealing`] says (see [`super::seal`]).
 
-use super::seal::{Seal, Sealing};
+use super::seal::{RowId, Seal, Sealing};
 use super::{Expect, FlowTake, Provider, Put, Store};
 use crate::authorize::{PendingFlow, FLOW_LIFETIME_SECS};
 use crate::discovery::AuthorizationServer;
@@ -28,13 +28,8 @@ const FLOW_SECRETS: &[&str] = &["/verifier", "/client/client_secret"];
 const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret", "/management/access_token"];
 
 /// A row's identity, the associated data of its sealed fields.
-fn row_id(table: &str, keys: &[&str]) -> String {
-    let mut s = table.to_owned();
-    for k in keys {
-        s.push('|');
-        s.push_str(k);
-    }
-    s
+fn row_id(table: &str, keys: &[&str]) -> RowId {
+    RowId::new(table, keys)
 }
 
 /// A value bound to a `?` placeholder or read from a column.
@@ -271,7 +266,7 @@ impl<C: SqlConnection> SqlStore<C> {
         &self.sealing
     }
 
-    fn encode(&self, value: &impl Serialize, id: &str, paths: &[&str]) -> Result<SqlValue> {
+    fn encode(&self, value: &impl Serialize, id: &RowId, paths: &[&str]) -> Result<SqlValue> {
         let mut doc = serde_json::to_value(value).map_err(|e| {
             StorageError::with_source(StorageCause::Corrupt, "could not encode a row", e)
         })?;
@@ -284,7 +279,7 @@ impl<C: SqlConnection> SqlStore<C> {
     fn open_row(
         &self,
         data: &SqlValue,
-        id: &str,
+        id: &RowId,
         paths: &[&str],
     ) -> Result<(Value, Option<String>)> {
         let mut doc: Value = decode(data)?;
