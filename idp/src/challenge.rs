@@ -112,6 +112,11 @@ struct Parser<'a> {
     i: usize,
 }
 
+/// The most parameters one challenge may carry: the duplicate check stays
+/// bounded, so parsing is linear in the header's length however many
+/// parameters a server sends.
+pub const MAX_PARAMS: usize = 64;
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -233,6 +238,12 @@ impl Parser<'_> {
                 }
                 v
             };
+            if c.params.len() == MAX_PARAMS {
+                return Err(ChallengeError {
+                    at: name_at,
+                    what: "more than 64 parameters in one challenge",
+                });
+            }
             if c.params.iter().any(|(n, _)| *n == name) {
                 return Err(ChallengeError {
                     at: name_at,
@@ -425,6 +436,17 @@ mod tests {
             let s = String::from_utf8(bytes).unwrap();
             let _ = parse([s.as_str()]);
         }
+    }
+
+    /// Thousands of parameters are refused after the 64th, instead of each
+    /// being compared with every earlier one; 64 are fine.
+    #[test]
+    fn thousands_of_parameters_are_cut_off() {
+        let many: Vec<String> = (0..5000).map(|i| format!("p{i}=v")).collect();
+        let e = parse([format!("Bearer {}", many.join(", ")).as_str()]).unwrap_err();
+        assert!(e.to_string().contains("64 parameters"), "{e}");
+        let ok = parse([format!("Bearer {}", many[..MAX_PARAMS].join(", ")).as_str()]).unwrap();
+        assert_eq!(ok[0].params.len(), MAX_PARAMS);
     }
 
     #[test]

@@ -322,8 +322,12 @@ async fn authorization_server(
         }
     }
     let server = match issuers.first() {
+        // Not cached: what the looser 2025-03-26 rules accept (default
+        // endpoints when every well-known URL is missing, an issuer with a
+        // path on the origin) holds for this resource, and must not answer
+        // deployment-wide for another resource that names the same origin.
         Some(origin) if legacy => {
-            discovery::discover_legacy_authorization_server(http, policy, origin).await?
+            return discovery::discover_legacy_authorization_server(http, policy, origin).await;
         }
         _ => discovery::discover_authorization_server(http, policy, issuers).await?,
     };
@@ -457,6 +461,53 @@ async fn revoke_replaced(http: &impl HttpClient, old: &Grant, new: &PendingFlow)
 
 #[cfg(test)]
 mod tests {
+
+    /// A server synthesized for a resource without any metadata (the
+    /// 2025-03-26 default endpoints) serves that login only: it is not kept
+    /// in the deployment-wide cache for other resources naming the origin.
+    #[test]
+    fn a_synthesized_legacy_server_is_not_cached() {
+        let api = "https://legacy.example/mcp";
+        let mut script = crate::testing::Script::new().raw(
+            api,
+            crate::http::HttpResponse::new(401, "").with_header("www-authenticate", "Bearer"),
+        );
+        for missing in [
+            "https://legacy.example/.well-known/oauth-protected-resource/mcp",
+            "https://legacy.example/.well-known/oauth-protected-resource",
+            "https://legacy.example/.well-known/oauth-authorization-server",
+            "https://legacy.example/.well-known/openid-configuration",
+        ] {
+            script = script.status(missing, 404);
+        }
+        script = script.json(
+            "https://legacy.example/register",
+            201,
+            serde_json::json!({"client_id": "c", "token_endpoint_auth_method": "none"}),
+        );
+        let store = crate::store::memory::MemoryStore::default();
+        let start = crate::testing::block_on(start_login(
+            &script,
+            &store,
+            &crate::testing::settings(),
+            "alice",
+            api,
+            None,
+            1000,
+            Entropy {
+                verifier: [1; 32],
+                state: [2; 32],
+            },
+        ));
+        assert!(
+            matches!(&start, Ok(LoginStart::Redirect(to)) if to.as_str().starts_with("https://legacy.example/authorize?")),
+            "{start:?}"
+        );
+        let cached = crate::testing::block_on(store.server("https://legacy.example/")).unwrap();
+        assert_eq!(cached, None);
+        let cached = crate::testing::block_on(store.server("https://legacy.example")).unwrap();
+        assert_eq!(cached, None);
+    }
     use super::*;
     use crate::registration::{Client, Registration};
     use crate::secret::{AccessToken, RefreshToken};

@@ -159,6 +159,32 @@ async fn flows<S: Store>(store: &S) {
             .expect("take_flow"),
         FlowTake::Missing
     ));
+    // A flow that expired before another one started is gone: pending flows
+    // do not pile up.
+    store
+        .put_flow(flow("old", "alice", cb))
+        .await
+        .expect("put_flow");
+    let mut later = flow("new", "alice", cb);
+    later.created_at += crate::authorize::FLOW_LIFETIME_SECS + 1;
+    store.put_flow(later).await.expect("put_flow");
+    assert!(
+        matches!(
+            store
+                .take_flow("old", "alice", cb)
+                .await
+                .expect("take_flow"),
+            FlowTake::Missing
+        ),
+        "an expired flow is purged when a later one is stored"
+    );
+    assert!(matches!(
+        store
+            .take_flow("new", "alice", cb)
+            .await
+            .expect("take_flow"),
+        FlowTake::Taken(_)
+    ));
 }
 
 async fn registrations_and_servers<S: Store>(store: &S) {

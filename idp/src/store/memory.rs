@@ -42,6 +42,9 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
         self.with(|i| {
+            // Flows that have expired by the new one's start are dropped, as
+            // the SQL store does: they could never be finished.
+            i.flows.retain(|_, f| !f.expired(flow.created_at));
             i.flows.insert(flow.state.secret().to_owned(), flow);
         })
     }

@@ -395,9 +395,9 @@ impl Config {
             }
         }
         if let Some(v) = var("IDP_BASE_URL") {
-            match Url::parse(v.trim()) {
+            match public_url("IDP_BASE_URL", &v) {
                 Ok(u) => self.base_url = Some(u),
-                Err(e) => self.problem(format!("IDP_BASE_URL is not a URL ({e})")),
+                Err(p) => self.problem(p),
             }
         }
         if let Some(v) = var("IDP_TIMEOUT_MS") {
@@ -442,12 +442,25 @@ impl Config {
                 .collect();
         }
         if let Some(v) = var("IDP_CLIENT_METADATA_URL") {
-            match Url::parse(v.trim()) {
+            match public_url("IDP_CLIENT_METADATA_URL", &v) {
                 Ok(u) => self.clients.metadata_document_url = Some(u),
-                Err(e) => self.problem(format!("IDP_CLIENT_METADATA_URL is not a URL ({e})")),
+                Err(p) => self.problem(p),
             }
         }
         self
+    }
+}
+
+/// A URL the app is reached at: https, or http on a loopback host (local
+/// development); anything else is a configuration problem, named.
+fn public_url(name: &str, value: &str) -> Result<Url, String> {
+    let url = Url::parse(value.trim()).map_err(|e| format!("{name} is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if crate::policy::is_loopback(&url) => Ok(url),
+        _ => Err(format!(
+            "{name} must be https (plain http only on a loopback host, for local development)"
+        )),
     }
 }
 
@@ -539,4 +552,29 @@ pub(crate) fn route_url(base: &Url, prefix: &RoutePrefix, path: &str) -> String 
         prefix.as_str(),
         path
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_url;
+
+    #[test]
+    fn the_apps_own_urls_are_https_off_loopback() {
+        for ok in [
+            "https://app.example",
+            "http://127.0.0.1:8787",
+            "http://localhost:8787/oauth/client.json",
+        ] {
+            assert!(public_url("IDP_BASE_URL", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://app.example",
+            "http://10.0.0.1",
+            "ftp://app.example",
+            "nonsense",
+        ] {
+            let e = public_url("IDP_BASE_URL", bad).unwrap_err();
+            assert!(e.starts_with("IDP_BASE_URL"), "{bad}: {e}");
+        }
+    }
 }

@@ -131,6 +131,14 @@ fn cookie(url: &Url, value: &str, max_age: u64) -> String {
     )
 }
 
+fn secure(url: &Url) -> &'static str {
+    if url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,13 +177,5 @@ mod tests {
             Some("alice")
         );
         assert_eq!(session.user_id_from(&url, &alice, 100), None, "expired");
-    }
-}
-
-fn secure(url: &Url) -> &'static str {
-    if url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
     }
 }
