@@ -1180,3 +1180,47 @@ async fn metadata_and_redirects_to_refused_addresses_reach_nothing() {
     assert!(reached.is_empty(), "{reached:?}");
     assert_eq!(alice.providers().await, Vec::<Value>::new());
 }
+
+/// A hostile MCP server streams an endless answer: the app reads it through
+/// its body cap (`IDP_MAX_BODY_BYTES`, here 1 MiB), stops there and answers
+/// an error, and the person's object and the app keep working.
+#[tokio::test(flavor = "current_thread")]
+async fn an_endless_mcp_answer_is_cut_at_the_body_cap() {
+    let (hostile, worker, alice, resource) = connected_at_hostile_with(
+        "endless-mcp",
+        serde_json::json!({"token_mode": "tokens"}),
+        &[("IDP_MAX_BODY_BYTES", "1048576")],
+    )
+    .await;
+    let endless = format!("{}/r/endless", hostile.origin);
+    let resp = alice
+        .browser
+        .client()
+        .post(format!(
+            "{}/api/mcp?url={}",
+            worker.origin,
+            urlencode(&endless)
+        ))
+        .header("sec-fetch-site", "same-origin")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "invalid_response", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 1048576 bytes"),
+        "{body}"
+    );
+    assert!(hostile.log().await["endless"].as_u64().unwrap() >= 1);
+    // The app and the person's grant are as they were.
+    let providers = alice.providers().await;
+    assert!(provider(&providers, &resource).is_some());
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -33,6 +33,7 @@
 //   same after `slow_ms`), "html" (a 200 HTML page), "slow" (never answers
 //   within `slow_ms`), "huge" (an endless body).
 // - GET /r/redir: with `redirect_to` configured, a 302 there.
+// - /r/endless: public, and its answer is 64 MiB of JSON, streamed.
 // - Paths listed in `public_paths` (and under them) answer 200 without a
 //   token; what they were sent is logged in `public_seen`.
 // - POST /__config merges JSON into the configuration; GET /__log returns
@@ -189,6 +190,24 @@ server.on('request', async (req, res) => {
     if (config.public_paths?.some((p) => path === p || path.startsWith(`${p}/`))) {
       (log.public_seen ??= []).push({ path, authorization: auth });
       return send(res, 200, { public: true, path });
+    }
+    if (name === 'endless') {
+      // An MCP server (or any API) whose answer never ends: 64 MiB of JSON
+      // string, streamed.
+      log.endless = (log.endless ?? 0) + 1;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"jsonrpc":"2.0","id":1,"result":{"x":"');
+      const chunk = 'A'.repeat(64 * 1024);
+      let sent = 0;
+      const pump = () => {
+        while (sent < 64 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return res.once('drain', pump);
+        }
+        res.end('"}}');
+      };
+      res.on('close', () => { sent = Infinity; });
+      return pump();
     }
     if (name === 'redir' && config.redirect_to) {
       res.writeHead(302, { location: config.redirect_to });

@@ -26,7 +26,8 @@
 //! - `POST /api/reencrypt`: seals this user's (and the registry's) secrets
 //!   again under the first key of `IDP_ENCRYPTION_KEYS` (key rotation).
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
-//!   lookup (a baseline for benchmarks).
+//!   lookup and no address policy (a baseline for benchmarks): only in a
+//!   build with feature `bench` and when `IDP_BENCH_ROUTES` is `true`.
 //! - `/api/debug/{calls,seed,find}`: the benchmark's routes, only in a build
 //!   with feature `bench` and when the
 //!   variable `IDP_BENCH_ROUTES` is `true` (the benchmark sets it).
@@ -252,7 +253,8 @@ async fn route(
             let out = idp::workers::OutgoingRequest::forward(req, target).await?;
             relay(cx.fetch.send(out).await?).await?
         }
-        (Method::Get, "/api/plain-fetch") => {
+        #[cfg(feature = "bench")]
+        (Method::Get, "/api/plain-fetch") if bench_routes(cx.env) => {
             let Some(target) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
@@ -384,14 +386,19 @@ async fn mcp_relay(
     Ok(resp)
 }
 
-/// Answers with an upstream response's status, content type and body. The
+/// Answers with an upstream response's status, content type and body,
+/// streamed through as it arrives (never held whole in the isolate). The
 /// upstream is not this app: its content is never run as a page of the app's
 /// origin (`content-security-policy: sandbox`, no sniffing, no framing).
-async fn relay(mut upstream: Response) -> idp::worker::Result<Response> {
+async fn relay(upstream: Response) -> idp::worker::Result<Response> {
     let status = upstream.status_code();
     let content_type = upstream.headers().get("content-type")?;
-    let body = upstream.bytes().await?;
-    let mut resp = Response::from_bytes(body)?.with_status(status);
+    let body = match upstream.body() {
+        idp::worker::ResponseBody::Stream(s) => idp::worker::ResponseBody::Stream(s.clone()),
+        idp::worker::ResponseBody::Body(b) => idp::worker::ResponseBody::Body(b.clone()),
+        idp::worker::ResponseBody::Empty => idp::worker::ResponseBody::Empty,
+    };
+    let mut resp = Response::from_body(body)?.with_status(status);
     let headers = resp.headers_mut();
     if let Some(ct) = content_type {
         headers.set("content-type", &ct)?;

@@ -53,6 +53,14 @@ pub struct Config {
     /// milliseconds; default [`super::DEFAULT_TIMEOUT_MS`] (10 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<std::num::NonZeroU32>,
+    /// The most bytes of a response body the SDK reads for the app (an MCP
+    /// server's answers, [`AuthedFetch::get_json`](super::AuthedFetch::get_json),
+    /// [`AuthedFetch::read_body`](super::AuthedFetch::read_body)), streamed
+    /// and cut there whatever `Content-Length` says; default
+    /// [`super::DEFAULT_MAX_BODY_BYTES`] (8 MiB). OAuth answers have their
+    /// own cap of [`crate::http::MAX_BODY_BYTES`] (1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<std::num::NonZeroU32>,
     /// Servers without discovery ([`crate::profile`]), from
     /// [`Config::profile`] and `IDP_PROFILES`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -134,6 +142,7 @@ impl Config {
             binding: DEFAULT_BINDING.into(),
             return_to: "/".into(),
             timeout_ms: None,
+            max_body_bytes: None,
             profiles: Vec::new(),
             token_cache_secs: None,
             problems: Vec::new(),
@@ -356,6 +365,15 @@ impl Config {
         self
     }
 
+    /// Sets the most bytes of a response body the SDK reads for the app
+    /// (see [`Config::max_body_bytes`](Config#structfield.max_body_bytes);
+    /// at least 1). `IDP_MAX_BODY_BYTES` sets it from the Worker's variables.
+    pub fn max_body_bytes(mut self, bytes: u32) -> Self {
+        self.max_body_bytes =
+            Some(std::num::NonZeroU32::new(bytes).unwrap_or(std::num::NonZeroU32::MIN));
+        self
+    }
+
     /// Sets the Durable Object binding name.
     pub fn binding(mut self, binding: impl Into<String>) -> Self {
         self.binding = binding.into();
@@ -404,6 +422,12 @@ impl Config {
             match v.trim().parse::<std::num::NonZeroU32>() {
                 Ok(ms) => self.timeout_ms = Some(ms),
                 Err(_) => self.problem("IDP_TIMEOUT_MS is not a positive whole number".into()),
+            }
+        }
+        if let Some(v) = var("IDP_MAX_BODY_BYTES") {
+            match v.trim().parse::<std::num::NonZeroU32>() {
+                Ok(n) => self.max_body_bytes = Some(n),
+                Err(_) => self.problem("IDP_MAX_BODY_BYTES is not a positive whole number".into()),
             }
         }
         if let Some(v) = var("IDP_TOKEN_CACHE_SECS") {

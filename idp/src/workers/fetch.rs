@@ -138,6 +138,8 @@ pub struct AuthedFetch<'a> {
     cache_secs: Option<u32>,
     /// Which hops may be sent at all.
     policy: crate::policy::Policy,
+    /// The most body bytes read for the app.
+    body_limit: usize,
 }
 
 /// The URL that connects (or re-connects) `resource` through the login route
@@ -160,7 +162,31 @@ impl<'a> AuthedFetch<'a> {
             timeout_ms: timeout_ms.unwrap_or(super::http::DEFAULT_TIMEOUT_MS),
             cache_secs: None,
             policy: crate::policy::Policy::STRICT,
+            body_limit: super::DEFAULT_MAX_BODY_BYTES,
         }
+    }
+
+    /// Reads at most `bytes` of a body for the app.
+    pub(crate) fn with_body_limit(mut self, bytes: Option<u32>) -> Self {
+        if let Some(b) = bytes {
+            self.body_limit = b as usize;
+        }
+        self
+    }
+
+    /// Reads the body of `resp` (an answer from `url`) through the body cap
+    /// ([`Config::max_body_bytes`](super::Config#structfield.max_body_bytes)):
+    /// streamed, and refused once it passes the cap, whatever
+    /// `Content-Length` says.
+    pub async fn read_body(&self, resp: &mut Response, url: &str) -> Result<Vec<u8>, Error> {
+        super::http::read_capped(resp, self.body_limit)
+            .await
+            .map_err(|reason| {
+                Error::Engine(crate::Error::InvalidResponse {
+                    url: url::Url::parse(url).unwrap_or_else(|_| self.login.clone()),
+                    reason,
+                })
+            })
     }
 
     /// Holds every hop to `policy` (the deployment's, [`crate::policy`]).
@@ -207,7 +233,13 @@ impl<'a> AuthedFetch<'a> {
                 status,
             });
         }
-        Ok(resp.json().await?)
+        let body = self.read_body(&mut resp, url).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::Engine(crate::Error::InvalidResponse {
+                url: url::Url::parse(url).unwrap_or_else(|_| self.login.clone()),
+                reason: format!("not the JSON expected: {}", crate::error::json_reason(&e)),
+            })
+        })
     }
 
     /// Sends a request, authorizing it as described on [`AuthedFetch`] (the

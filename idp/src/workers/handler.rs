@@ -71,6 +71,7 @@ impl Handler {
         )
         .with_cache(self.config.token_cache_secs.map(std::num::NonZeroU32::get))
         .with_policy(self.policy())
+        .with_body_limit(self.config.max_body_bytes.map(std::num::NonZeroU32::get))
     }
 
     /// The deployment's address policy ([`crate::policy::Policy`]).

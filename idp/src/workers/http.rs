@@ -7,6 +7,10 @@ use worker::{Fetch, Headers, Request};
 /// How long an outbound request may take, answer and body included: 10 s.
 pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 
+/// The most bytes of a response body the SDK reads for the app by default
+/// (MCP answers, `AuthedFetch::get_json`, `AuthedFetch::read_body`): 8 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+
 /// Sends engine requests with `fetch`, never following redirects. Every
 /// request is aborted after its timeout (default [`DEFAULT_TIMEOUT_MS`]),
 /// and a body is read as a stream and cut at [`MAX_BODY_BYTES`] whatever

@@ -198,7 +198,7 @@ impl<'a> McpClient<'a> {
         let mut resp = self.fetch.send(out).await?;
         let status = resp.status_code();
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let body = resp.bytes().await.map_err(WorkersError::from)?;
+        let body = self.fetch.read_body(&mut resp, req.url.as_str()).await?;
         Ok(HttpResponse {
             status,
             headers,

@@ -41,7 +41,7 @@ pub use events::{Event, EventKind, AUDIT_LOG_LEN};
 pub use fetch::{AuthedFetch, OutgoingRequest};
 pub use handler::{authorization_for, Handler};
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
-pub use http::{now, WorkerHttp, DEFAULT_TIMEOUT_MS};
+pub use http::{now, WorkerHttp, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT_MS};
 pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};
 pub use middleware::client_metadata_response;
 pub use object::{ProvidersObject, ENCRYPTION_KEYS_VAR};
