@@ -1224,3 +1224,45 @@ async fn an_endless_mcp_answer_is_cut_at_the_body_cap() {
     let (status, body) = alice.fetch(&format!("{resource}/items")).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A request made for a user outside any request of theirs (a cron trigger,
+/// a queue consumer: `idp::workers::Background`) follows redirects by hand
+/// like `AuthedFetch`: a redirect from under the provider's prefix to
+/// another path of the same origin carries no token there.
+#[tokio::test(flavor = "current_thread")]
+async fn a_background_call_keeps_the_token_inside_its_prefix_across_redirects() {
+    let (hostile, _worker, alice, resource) = connected_at_hostile(
+        "background-redirect",
+        serde_json::json!({"token_mode": "tokens"}),
+    )
+    .await;
+    hostile
+        .configure(serde_json::json!({
+            "public": ["leak"],
+            "redirects": {"/r/api/hop": "/r/leak/here"},
+        }))
+        .await;
+    let (status, body) = alice
+        .json(&format!(
+            "/api/background-fetch?url={}",
+            urlencode(&format!("{resource}/hop"))
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let hops = hostile.log().await["hops"].clone();
+    let at = |p: &str| {
+        hops.as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["path"] == p)
+            .unwrap_or_else(|| panic!("no hop to {p}: {hops}"))["authorization"]
+            .clone()
+    };
+    assert!(
+        at("/r/api/hop")
+            .as_str()
+            .is_some_and(|a| a.starts_with("Bearer attacker-at-")),
+        "the token goes under its prefix: {hops}"
+    );
+    assert_eq!(at("/r/leak/here"), Value::Null, "and nowhere else: {hops}");
+}

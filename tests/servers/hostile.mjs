@@ -33,6 +33,8 @@
 //   same after `slow_ms`), "html" (a 200 HTML page), "slow" (never answers
 //   within `slow_ms`), "huge" (an endless body).
 // - GET /r/redir: with `redirect_to` configured, a 302 there.
+// - Every request under /r/ is logged in `hops` with its Authorization;
+//   a path in `redirects` answers 302 to the location given.
 // - /r/endless: public, and its answer is 64 MiB of JSON, streamed.
 // - Paths listed in `public_paths` (and under them) answer 200 without a
 //   token; what they were sent is logged in `public_seen`.
@@ -187,6 +189,11 @@ server.on('request', async (req, res) => {
     const name = path.split('/')[2];
     const auth = req.headers.authorization ?? null;
     if (auth) (log.authorizations ??= []).push(auth);
+    (log.hops ??= []).push({ path, authorization: auth });
+    if (config.redirects?.[path]) {
+      res.writeHead(302, { location: config.redirects[path] });
+      return res.end();
+    }
     if (config.public_paths?.some((p) => path === p || path.startsWith(`${p}/`))) {
       (log.public_seen ??= []).push({ path, authorization: auth });
       return send(res, 200, { public: true, path });

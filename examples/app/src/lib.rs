@@ -25,6 +25,8 @@
 //! - `GET /api/events`: the user's audit log (lifecycle events), newest first.
 //! - `POST /api/reencrypt`: seals this user's (and the registry's) secrets
 //!   again under the first key of `IDP_ENCRYPTION_KEYS` (key rotation).
+//! - `GET /api/background-fetch?url=<url>`: the same call as a background
+//!   job makes it (`idp::workers::Background`, no handler).
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
 //!   lookup and no address policy (a baseline for benchmarks): only in a
 //!   build with feature `bench` and when `IDP_BENCH_ROUTES` is `true`.
@@ -239,6 +241,15 @@ async fn route(
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
             relay(cx.fetch.get(&target).await?).await?
+        }
+        (Method::Get, "/api/background-fetch") => {
+            // What a cron trigger or queue consumer does for a user
+            // (`idp::workers::Background`), reached here for the tests.
+            let Some(target) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+            };
+            let as_user = idp::workers::Background::new(cx.env, cx.user_id)?;
+            relay(as_user.fetch().get(&target).await?).await?
         }
         (Method::Post, "/api/mcp") => {
             let Some(target) = query(url, "url") else {

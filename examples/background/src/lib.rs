@@ -2,7 +2,7 @@
 //! each user, with no request from that user in flight.
 //!
 //! The user's Durable Object keeps every token fresh with its own alarm, so
-//! `authorization_for` finds a valid token even after weeks without traffic.
+//! `Background` finds a valid token even after weeks without traffic.
 //! When a grant no longer works, the answer is an error that says so (the
 //! user must connect again; `IdpWorker::on_event` heard
 //! `NeedsReauthorization` when it happened), and the job is dropped rather
@@ -20,9 +20,9 @@
 //! ```
 
 use idp::worker::{Env, Request, Response};
-use idp::workers::{authorization_for, AppContext, Error, IdpWorker, Session};
+use idp::workers::{AppContext, Background, Error, IdpWorker, Session};
 use serde::Deserialize;
-use worker::{event, Context, Fetch, Headers, MessageBatch, MessageExt, RequestInit};
+use worker::{event, Context, MessageBatch, MessageExt};
 
 /// The API the jobs call.
 const API: &str = "https://api.example.com/v1/items";
@@ -42,20 +42,13 @@ impl IdpWorker for App {
     }
 }
 
-/// Calls the API as `user`: `Ok(None)` when the user connected nothing for
-/// it.
-async fn call_as(env: &Env, user: &str, url: &str) -> Result<Option<u16>, Error> {
-    let Some(header) = authorization_for(env, user, url).await? else {
-        return Ok(None);
-    };
-    let headers = Headers::new();
-    headers.set("authorization", &header)?;
-    let mut init = RequestInit::new();
-    init.with_headers(headers);
-    let resp = Fetch::Request(Request::new_with_init(url, &init)?)
-        .send()
-        .await?;
-    Ok(Some(resp.status_code()))
+/// Calls the API as `user`, with every rule an in-request call has
+/// (redirects by hand, the token only under its provider's prefix, one
+/// refresh and retry); a user who must connect (again) is an error whose
+/// report says `reauthorize`.
+async fn call_as(env: &Env, user: &str, url: &str) -> Result<u16, Error> {
+    let resp = Background::new(env, user)?.fetch().get(url).await?;
+    Ok(resp.status_code())
 }
 
 /// Every 30 minutes: the API for each user listed in `SYNC_USERS`
@@ -68,7 +61,7 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
         .unwrap_or_default();
     for user in users.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         match call_as(&env, user, API).await {
-            Ok(status) => worker::console_log!("sync {user}: {status:?}"),
+            Ok(status) => worker::console_log!("sync {user}: {status}"),
             Err(e) => worker::console_error!("sync {user}: {e}"),
         }
     }

@@ -321,6 +321,15 @@ impl Config {
         self
     }
 
+    /// The address policy every request the SDK sends is held to.
+    pub fn policy(&self) -> crate::policy::Policy {
+        crate::policy::Policy {
+            allow_insecure_loopback: self.allow_insecure_loopback,
+            allow_broader_resource: self.allow_broader_resource,
+            allow_private_addresses: self.allow_private_addresses,
+        }
+    }
+
     /// Lets the SDK reach private and loopback addresses (a deployment that
     /// needs a private API). Every resource and server a person connects can
     /// then make the SDK send requests into that network; link-local (cloud

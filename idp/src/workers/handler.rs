@@ -76,11 +76,7 @@ impl Handler {
 
     /// The deployment's address policy ([`crate::policy::Policy`]).
     pub(crate) fn policy(&self) -> crate::policy::Policy {
-        crate::policy::Policy {
-            allow_insecure_loopback: self.config.allow_insecure_loopback,
-            allow_broader_resource: self.config.allow_broader_resource,
-            allow_private_addresses: self.config.allow_private_addresses,
-        }
+        self.config.policy()
     }
 
     pub(crate) fn route(&self, path: &str) -> String {
@@ -132,7 +128,9 @@ impl Handler {
 
     /// The `Authorization` header value for `url`: the longest-prefix
     /// provider's token (refreshed first when within 5 minutes of expiry);
-    /// `None` for a public provider or when none matches.
+    /// `None` for a public provider or when none matches. Send it only to
+    /// `url`, with redirects not followed; [`Handler::fetcher`] sends
+    /// requests with every per-hop rule built in.
     pub async fn authorization_for(&self, url: &str) -> Result<Option<String>, Error> {
         Ok(self.stub.authorization(url).await?.and_then(|a| a.header))
     }
@@ -283,9 +281,74 @@ impl Handler {
     }
 }
 
+/// Authorized requests as one user from code with no request of theirs in
+/// flight (a cron trigger, a queue consumer), with every rule of
+/// [`AuthedFetch`](super::AuthedFetch): redirects followed by hand, the
+/// token only on hops under its provider's prefix, the address policy on
+/// every hop, one refresh and retry on a 401, bodies read through the cap.
+/// Prefer it to a raw header from [`authorization_for`].
+///
+/// Its configuration is the Worker's variables (`IDP_*`) over the defaults,
+/// or the one given to [`Background::with_config`]; re-authorization URLs
+/// in its errors start at `IDP_BASE_URL` (`https://app.invalid` without it).
+///
+/// ```no_run
+/// # async fn job(env: &idp::worker::Env) -> Result<(), idp::workers::Error> {
+/// let as_alice = idp::workers::Background::new(env, "alice")?;
+/// let resp = as_alice.fetch().get("https://api.example.com/v1/items").await?;
+/// # let _ = resp; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Background {
+    stub: ProvidersStub,
+    login: url::Url,
+    config: Config,
+}
+
+impl Background {
+    /// As `user_id`, configured by the Worker's variables.
+    pub fn new(env: &Env, user_id: &str) -> Result<Self, Error> {
+        Self::with_config(env, &Config::new("", "").with_env(env), user_id)
+    }
+
+    /// As `user_id`, with the app's configuration.
+    pub fn with_config(env: &Env, config: &Config, user_id: &str) -> Result<Self, Error> {
+        let base = config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| url::Url::parse("https://app.invalid").expect("a valid URL"));
+        let login = url::Url::parse(&route_url(&base, &config.prefix, "/login"))
+            .map_err(|e| Error::Runtime(format!("the login route's URL: {e}")))?;
+        let mut stub = ProvidersStub::new(env, &config.binding, user_id)?;
+        stub.timeout_ms = config.timeout_ms.map(std::num::NonZeroU32::get);
+        Ok(Self {
+            stub,
+            login,
+            config: config.clone(),
+        })
+    }
+
+    /// The user's authorized requests.
+    pub fn fetch(&self) -> AuthedFetch<'_> {
+        AuthedFetch::new(
+            &self.stub,
+            &self.login,
+            self.config.timeout_ms.map(std::num::NonZeroU32::get),
+        )
+        .with_policy(self.config.policy())
+        .with_body_limit(self.config.max_body_bytes.map(std::num::NonZeroU32::get))
+    }
+}
+
 /// The `Authorization` header value for `url` for `user_id`, without a
 /// handler (binding `OAuthProviders`). `None` for a public provider or when
 /// none matches.
+///
+/// A bare header knows nothing of where it may go: send it only to `url`
+/// itself, with redirects not followed (`redirect: manual`), since a
+/// redirect would carry it to paths outside its provider (and, on older
+/// compatibility dates, to other origins). [`Background`] sends requests
+/// with those rules built in.
 pub async fn authorization_for(
     env: &Env,
     user_id: &str,
