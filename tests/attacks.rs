@@ -710,6 +710,8 @@ async fn forwarding_never_leaks_the_callers_credentials() {
         .header("authorization", "Basic YWxpY2U6cGFzc3dvcmQ=")
         .header("proxy-authorization", "Basic cHJveHk6c2VjcmV0")
         .header("x-request-id", "abc-123")
+        .header("x-api-key", "the-callers-own-key")
+        .header("x-forwarded-for", "10.0.0.1")
         .header("content-type", "application/json")
         .body(r#"{"hello":"world"}"#)
         .send()
@@ -725,6 +727,13 @@ async fn forwarding_never_leaks_the_callers_credentials() {
         assert!(echo["headers"].get(leaked).is_none(), "{leaked}: {echo}");
     }
     assert!(!echo.to_string().contains("idp_session"), "{echo}");
+    // Only the headers an upstream needs are forwarded (an allowlist).
+    for unlisted in ["x-api-key", "x-forwarded-for"] {
+        assert!(
+            echo["headers"].get(unlisted).is_none(),
+            "{unlisted}: {echo}"
+        );
+    }
 }
 
 /// A resource that answers without credentials at login time (it turned
@@ -1265,4 +1274,48 @@ async fn a_background_call_keeps_the_token_inside_its_prefix_across_redirects() 
         "the token goes under its prefix: {hops}"
     );
     assert_eq!(at("/r/leak/here"), Value::Null, "and nowhere else: {hops}");
+}
+
+/// A page on another site links to (or navigates the top window to) the
+/// app's credentialed routes: the Worker sends nothing with the person's
+/// token, and answers 403 `cross_site`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_cross_site_navigation_makes_no_credentialed_call() {
+    let (hostile, worker, alice, resource) = connected_at_hostile(
+        "cross-site-fetch",
+        serde_json::json!({"token_mode": "tokens"}),
+    )
+    .await;
+    let before = hostile.log().await["authorizations"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let target = urlencode(&format!("{resource}/items"));
+    for (route, site, origin) in [
+        ("/api/fetch", Some("cross-site"), None),
+        ("/api/fetch", Some("same-site"), None),
+        ("/api/forward", Some("cross-site"), None),
+        ("/api/fetch", None, Some("https://evil.example")),
+    ] {
+        let mut req = alice
+            .browser
+            .client()
+            .get(format!("{}{route}?url={target}", worker.origin));
+        if let Some(site) = site {
+            req = req.header("sec-fetch-site", site);
+        }
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{route} {site:?} {origin:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "cross_site", "{body}");
+    }
+    let after = hostile.log().await["authorizations"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(before, after, "no request carried the person's token");
+    // The app's own pages still can.
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
 }

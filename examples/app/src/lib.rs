@@ -205,6 +205,20 @@ async fn route(
     url: &url::Url,
 ) -> Result<Response, idp::workers::Error> {
     let handler: &Handler = cx.idp;
+    // Routes that send requests with the person's credentials answer only
+    // the app's own pages: a link or form on another site must not make the
+    // Worker send the person's token anywhere.
+    let credentialed = matches!(
+        url.path(),
+        "/api/fetch" | "/api/forward" | "/api/mcp" | "/api/background-fetch"
+    );
+    if credentialed && handler.is_cross_site(&req) {
+        return Ok(json_error(
+            403,
+            "cross_site",
+            "this route acts with your credentials and answers only this app's own pages",
+        )?);
+    }
     let resp = match (req.method(), url.path()) {
         (Method::Get, "/") => Response::from_html(page::home(cx.user_id, handler.config()))?,
         (Method::Get, "/api/providers") => match query(url, "limit") {

@@ -10,6 +10,23 @@ use worker::{Fetch, Headers, Method, Request, Response};
 
 /// Headers [`OutgoingRequest::from_request`] never forwards: the incoming
 /// caller's credentials, and connection-level headers.
+/// The headers [`OutgoingRequest::forward`] passes on.
+pub const FORWARDED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "content-language",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "range",
+    "last-event-id",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "x-request-id",
+];
+
 const NOT_FORWARDED: &[&str] = &[
     "authorization",
     "cookie",
@@ -98,11 +115,15 @@ impl OutgoingRequest {
         })
     }
 
-    /// Reads a Workers request as [`OutgoingRequest::from_request`] does, to
-    /// send it to `url` instead (a proxy route: method, safe headers and body
-    /// are kept).
+    /// Reads a Workers request to send it to `url` instead (a proxy route):
+    /// its method and body, and only the headers of [`FORWARDED_HEADERS`]
+    /// (content negotiation, conditional requests, the MCP session): a
+    /// proxy passes what the upstream needs to answer, never whatever the
+    /// caller's browser or a page added.
     pub async fn forward(req: Request, url: impl Into<String>) -> Result<Self, Error> {
         let mut out = Self::from_request(req).await?;
+        out.headers
+            .retain(|(n, _)| FORWARDED_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)));
         out.url = url.into();
         Ok(out)
     }

@@ -129,6 +129,22 @@ impl Handler {
     /// Whether the browser says the request comes from this app's origin:
     /// `Sec-Fetch-Site: same-origin`, or without that header an `Origin` or
     /// else `Referer` on the app's origin. No header at all is not same-origin.
+    /// Whether the browser says `req` comes from another site: a
+    /// `Sec-Fetch-Site` of `cross-site` or `same-site`, or (without it) an
+    /// `Origin` other than the app's. An app refuses such requests on routes
+    /// that act with the person's credentials (a link or a form on another
+    /// site must not make the Worker send the person's token anywhere).
+    /// Requests that say nothing (a client that is not a browser) pass.
+    pub fn is_cross_site(&self, req: &Request) -> bool {
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        if let Some(site) = header("sec-fetch-site") {
+            let site = site.trim().to_ascii_lowercase();
+            return site == "cross-site" || site == "same-site";
+        }
+        let ours = self.base.origin();
+        header("origin").is_some_and(|o| Url::parse(&o).map_or(true, |u| u.origin() != ours))
+    }
+
     fn same_origin(&self, req: &Request) -> bool {
         let header = |name: &str| req.headers().get(name).ok().flatten();
         if let Some(site) = header("sec-fetch-site") {
