@@ -1319,3 +1319,69 @@ async fn a_cross_site_navigation_makes_no_credentialed_call() {
     let (status, body) = alice.fetch(&format!("{resource}/items")).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The example is safe to deploy as it stands: reached on a host that is
+/// not loopback (as a deployment is), it signs nobody in while the local
+/// development keys of `wrangler.toml` are in place, and says which to
+/// replace; with real secrets it still offers no password-less sign-in.
+/// Loopback keeps both for local development.
+#[tokio::test(flavor = "current_thread")]
+async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |worker: &Worker, path: &str, host: Option<&str>| {
+        let mut req = client.get(format!("{}{path}", worker.origin));
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        req.send()
+    };
+    let dev = Worker::start(&state_dir("deploy-dev"));
+    // A valid session made with the development key, as anyone can make it.
+    let cookie = session_cookie(&dev, "alice").await;
+    let resp = get(&dev, "/signin?user=mallory", Some("app.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "development_settings", "{body}");
+    for named in ["IDP_SESSION_KEY", "IDP_ENCRYPTION_KEYS", "IDP_ALLOW_INSECURE_LOOPBACK"] {
+        assert!(body["message"].as_str().unwrap().contains(named), "{body}");
+    }
+    let resp = client
+        .get(format!("{}/api/providers", dev.origin))
+        .header("host", "app.example.com")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500, "the development key signs nobody in");
+    // On loopback, local development works as before.
+    let resp = get(&dev, "/signin?user=alice", None).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    dev.stop();
+
+    let deployed = Worker::start_with(
+        &state_dir("deploy-real"),
+        &[
+            ("IDP_SESSION_KEY", "a-real-secret-of-at-least-32-bytes-for-this-test"),
+            ("IDP_ENCRYPTION_KEYS", "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4="),
+            ("IDP_ALLOW_INSECURE_LOOPBACK", "false"),
+        ],
+    );
+    let resp = get(&deployed, "/signin?user=mallory", Some("app.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404, "no password-less sign-in");
+    assert!(resp.headers().get("set-cookie").is_none());
+    let resp = client
+        .get(format!("{}/api/providers", deployed.origin))
+        .header("host", "app.example.com")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "a development-key session is nobody");
+}

@@ -110,6 +110,11 @@ impl IdpWorker for ExampleApp {
     }
 
     fn user_id(&self, req: &Request, env: &Env) -> Option<String> {
+        // Off loopback, nobody is signed in while development settings are
+        // left in place (`anonymous` then says what to set).
+        if !on_loopback(req) && !development_settings(env).is_empty() {
+            return None;
+        }
         Session::from_env(env)
             .ok()?
             .user_id(req)
@@ -118,7 +123,30 @@ impl IdpWorker for ExampleApp {
 
     async fn anonymous(&self, req: Request, env: &Env) -> idp::worker::Result<Response> {
         let url = req.url()?;
+        if !on_loopback(&req) {
+            let left = development_settings(env);
+            if !left.is_empty() {
+                return json_error(
+                    500,
+                    "development_settings",
+                    &format!(
+                        "this deployment still has the example's local development settings ({}): set real secrets (wrangler secret put IDP_SESSION_KEY, IDP_ENCRYPTION_KEYS) and remove IDP_ALLOW_INSECURE_LOOPBACK",
+                        left.join(", ")
+                    ),
+                );
+            }
+        }
         if url.path() == "/signin" {
+            // Password-less sign-in is a stand-in for local development: a
+            // deployment puts real sign-in in front (Cloudflare Access, or
+            // the app's own) and reads the user from it in `user_id`.
+            if !on_loopback(&req) {
+                return json_error(
+                    404,
+                    "not_found",
+                    "password-less sign-in exists only on loopback: put real sign-in in front of the app",
+                );
+            }
             return sign_in(&url, env);
         }
         if url.path().starts_with("/api/") {
@@ -158,6 +186,44 @@ fn query(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// The session key this file's `wrangler.toml` ships for local development.
+const DEV_SESSION_KEY: &str = "local-development-only-not-a-secret-0123456789";
+/// The encryption key `wrangler.toml` ships for local development.
+const DEV_ENCRYPTION_KEY: &str = "dev1:ZGV2ZWxvcG1lbnQtb25seS1rZXktMzItYnl0ZXMhISE=";
+
+/// Whether the request reached the Worker on a loopback host (local
+/// development with `wrangler dev`).
+fn on_loopback(req: &Request) -> bool {
+    req.url().is_ok_and(|u| {
+        u.host()
+            .is_some_and(|h| idp::policy::reach_host(&h) == idp::policy::Reach::Loopback)
+    })
+}
+
+/// Which of the example's local development settings are still in place.
+fn development_settings(env: &Env) -> Vec<&'static str> {
+    let text = |name: &str| {
+        env.secret(name)
+            .map(|v| v.to_string())
+            .or_else(|_| env.var(name).map(|v| v.to_string()))
+            .unwrap_or_default()
+    };
+    let mut left = Vec::new();
+    if text("IDP_SESSION_KEY") == DEV_SESSION_KEY {
+        left.push("IDP_SESSION_KEY");
+    }
+    if text("IDP_ENCRYPTION_KEYS").contains(DEV_ENCRYPTION_KEY) {
+        left.push("IDP_ENCRYPTION_KEYS");
+    }
+    if text("IDP_ALLOW_INSECURE_LOOPBACK")
+        .trim()
+        .eq_ignore_ascii_case("true")
+    {
+        left.push("IDP_ALLOW_INSECURE_LOOPBACK");
+    }
+    left
 }
 
 fn valid_user(id: &str) -> bool {
