@@ -1347,7 +1347,11 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
     assert_eq!(resp.status().as_u16(), 500);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "development_settings", "{body}");
-    for named in ["IDP_SESSION_KEY", "IDP_ENCRYPTION_KEYS", "IDP_ALLOW_INSECURE_LOOPBACK"] {
+    for named in [
+        "IDP_SESSION_KEY",
+        "IDP_ENCRYPTION_KEYS",
+        "IDP_ALLOW_INSECURE_LOOPBACK",
+    ] {
         assert!(body["message"].as_str().unwrap().contains(named), "{body}");
     }
     let resp = client
@@ -1357,7 +1361,11 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 500, "the development key signs nobody in");
+    assert_eq!(
+        resp.status().as_u16(),
+        500,
+        "the development key signs nobody in"
+    );
     // On loopback, local development works as before.
     let resp = get(&dev, "/signin?user=alice", None).await.unwrap();
     assert_eq!(resp.status().as_u16(), 302);
@@ -1366,8 +1374,14 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
     let deployed = Worker::start_with(
         &state_dir("deploy-real"),
         &[
-            ("IDP_SESSION_KEY", "a-real-secret-of-at-least-32-bytes-for-this-test"),
-            ("IDP_ENCRYPTION_KEYS", "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4="),
+            (
+                "IDP_SESSION_KEY",
+                "a-real-secret-of-at-least-32-bytes-for-this-test",
+            ),
+            (
+                "IDP_ENCRYPTION_KEYS",
+                "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=",
+            ),
             ("IDP_ALLOW_INSECURE_LOOPBACK", "false"),
         ],
     );
@@ -1383,5 +1397,9 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 401, "a development-key session is nobody");
+    assert_eq!(
+        resp.status().as_u16(),
+        401,
+        "a development-key session is nobody"
+    );
 }

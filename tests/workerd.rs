@@ -498,7 +498,11 @@ async fn secrets_at_rest_are_sealed_rotated_and_a_wrong_key_means_reconnect() {
 
     // Rotation: the new key first, the old one still listed.
     let both = format!("{NEW},{OLD}");
-    let worker = Worker::start_with(&dir, &[("IDP_ENCRYPTION_KEYS", &both)]);
+    const ADMIN: &str = "the-operators-token-of-32-bytes-or-more";
+    let worker = Worker::start_with(
+        &dir,
+        &[("IDP_ENCRYPTION_KEYS", &both), ("IDP_ADMIN_TOKEN", ADMIN)],
+    );
     let alice = App::sign_in(&worker, "alice").await;
     let (status, body) = alice.fetch(&items).await;
     assert_eq!(
@@ -513,7 +517,42 @@ async fn secrets_at_rest_are_sealed_rotated_and_a_wrong_key_means_reconnect() {
         again["user_rows"], 0,
         "nothing left under the old key: {again}"
     );
-    assert_eq!(again["registry_rows"], 0, "{again}");
+    assert!(
+        again.get("registry_rows").is_none(),
+        "a user never re-encrypts the registry: {again}"
+    );
+    // The registry is the operator's: with the admin token only.
+    let admin = |token: Option<&'static str>| {
+        let mut req =
+            reqwest::Client::new().post(format!("{}/admin/reencrypt-registry", worker.origin));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(admin(None).await.0, 401);
+    assert_eq!(
+        admin(Some("not-the-operators-token-but-long-enough"))
+            .await
+            .0,
+        401
+    );
+    let (status, body) = admin(Some(ADMIN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["registry_rows"].as_u64().unwrap() >= 1, "{body}");
+    let (_, body) = admin(Some(ADMIN)).await;
+    assert_eq!(
+        body["registry_rows"], 0,
+        "nothing left under the old key: {body}"
+    );
+    let (status, _) = alice.post_json("/admin/reencrypt-registry").await;
+    assert_eq!(status, 404, "not a route for a signed-in user");
     worker.stop();
 
     // The old key dropped: everything still works.

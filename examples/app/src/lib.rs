@@ -23,8 +23,12 @@
 //!   headers, but never the caller's cookies or credentials) to the URL with
 //!   the user's credentials, answering like `/api/fetch`.
 //! - `GET /api/events`: the user's audit log (lifecycle events), newest first.
-//! - `POST /api/reencrypt`: seals this user's (and the registry's) secrets
-//!   again under the first key of `IDP_ENCRYPTION_KEYS` (key rotation).
+//! - `POST /api/reencrypt`: seals this user's secrets again under the first
+//!   key of `IDP_ENCRYPTION_KEYS` (key rotation).
+//! - `POST /admin/reencrypt-registry`: the same for the deployment-wide
+//!   registry, for the operator only (`Authorization: Bearer
+//!   <IDP_ADMIN_TOKEN>`, a secret of 32 bytes or more; without it the route
+//!   does not exist).
 //! - `GET /api/background-fetch?url=<url>`: the same call as a background
 //!   job makes it (`idp::workers::Background`, no handler).
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
@@ -136,6 +140,9 @@ impl IdpWorker for ExampleApp {
                 );
             }
         }
+        if url.path() == "/admin/reencrypt-registry" && req.method() == Method::Post {
+            return reencrypt_registry(&req, env).await;
+        }
         if url.path() == "/signin" {
             // Password-less sign-in is a stand-in for local development: a
             // deployment puts real sign-in in front (Cloudflare Access, or
@@ -186,6 +193,44 @@ fn query(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// `POST /admin/reencrypt-registry`: the operator re-encrypts the
+/// deployment-wide registry (`idp::workers::reencrypt_registry`), with
+/// `Authorization: Bearer <IDP_ADMIN_TOKEN>`; without that secret set the
+/// route does not exist. No user can reach it with a session.
+async fn reencrypt_registry(req: &Request, env: &Env) -> idp::worker::Result<Response> {
+    let token = env
+        .secret("IDP_ADMIN_TOKEN")
+        .map(|s| s.to_string())
+        .or_else(|_| env.var("IDP_ADMIN_TOKEN").map(|v| v.to_string()));
+    let Ok(expected) = token else {
+        return json_error(404, "not_found", "no such route");
+    };
+    let given = req
+        .headers()
+        .get("authorization")?
+        .unwrap_or_default()
+        .strip_prefix("Bearer ")
+        .unwrap_or_default()
+        .to_owned();
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if expected.len() < 32 || !same {
+        return json_error(
+            401,
+            "not_the_operator",
+            "give Authorization: Bearer <IDP_ADMIN_TOKEN>",
+        );
+    }
+    match idp::workers::reencrypt_registry(env, idp::workers::DEFAULT_BINDING).await {
+        Ok(rows) => Response::from_json(&serde_json::json!({ "registry_rows": rows })),
+        Err(e) => e.to_response(),
+    }
 }
 
 /// The session key this file's `wrangler.toml` ships for local development.

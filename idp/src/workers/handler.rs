@@ -340,6 +340,18 @@ impl Background {
     }
 }
 
+/// Seals the deployment-wide registry's secrets (client secrets and
+/// registration access tokens of dynamic registrations) again under the
+/// first key of `IDP_ENCRYPTION_KEYS`; returns how many rows were
+/// rewritten. An operator's action, never a user's: call it from an admin
+/// route you protect, or a cron trigger, after putting a new key first
+/// (each user's own rows: [`Handler::reencrypt`]).
+pub async fn reencrypt_registry(env: &Env, binding: &str) -> Result<usize, Error> {
+    super::client::call_registry(env, binding, super::protocol::RegistryReencrypt {})
+        .await
+        .map_err(Error::from)
+}
+
 /// The `Authorization` header value for `url` for `user_id`, without a
 /// handler (binding `OAuthProviders`). `None` for a public provider or when
 /// none matches.

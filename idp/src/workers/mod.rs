@@ -39,7 +39,7 @@ pub use config::{Config, RoutePrefix, DEFAULT_BINDING};
 pub use error::{AuthorizationRequired, Error, Reason};
 pub use events::{Event, EventKind, AUDIT_LOG_LEN};
 pub use fetch::{AuthedFetch, OutgoingRequest, FORWARDED_HEADERS};
-pub use handler::{authorization_for, Background, Handler};
+pub use handler::{authorization_for, reencrypt_registry, Background, Handler};
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT_MS};
 pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};

@@ -153,13 +153,12 @@ pub struct CallStats {
 
 /// What [`Handler::reencrypt`](super::Handler::reencrypt) rewrote: rows
 /// whose secrets were in plain text or under an older key, now sealed with
-/// the first key of `IDP_ENCRYPTION_KEYS`.
+/// the first key of `IDP_ENCRYPTION_KEYS`. The deployment-wide registry is
+/// the operator's to re-encrypt ([`reencrypt_registry`](super::reencrypt_registry)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reencrypted {
     /// Rows of the user's object.
     pub user_rows: usize,
-    /// Rows of the registry (client registrations).
-    pub registry_rows: usize,
 }
 
 /// An MCP session kept for a user and server: the id the server assigned

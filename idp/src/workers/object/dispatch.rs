@@ -249,21 +249,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 answer::<Reencrypt, _>(async {
                     let _writes = self.refresher.lock().await;
                     let user_rows = self.store(None).sql.reseal()?;
-                    let registry_rows = match registry {
-                        Some(binding) => {
-                            super::super::client::call_registry(
-                                &self.env,
-                                binding,
-                                RegistryReencrypt {},
-                            )
-                            .await?
-                        }
-                        None => 0,
-                    };
-                    Ok(Reencrypted {
-                        user_rows,
-                        registry_rows,
-                    })
+                    Ok(Reencrypted { user_rows })
                 })
                 .await
             }
