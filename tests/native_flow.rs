@@ -39,8 +39,8 @@ async fn call(url: &str, authorization: Option<&str>) -> (u16, serde_json::Value
 #[tokio::test(flavor = "current_thread")]
 async fn walks_every_step_against_oidc_provider() {
     let servers = Servers::start(Default::default());
-    let http = ReqwestHttp::new();
     let policy = Policy::LOOPBACK_DEV;
+    let http = ReqwestHttp::with_policy(policy);
     let api = format!("{}/api/items", servers.origin);
     let api_url = Url::parse(&api).unwrap();
     let redirect = Url::parse(REDIRECT).unwrap();
