@@ -1403,3 +1403,48 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
         "a development-key session is nobody"
     );
 }
+
+/// One user varies `scope` to make the app register again and again at a
+/// server (and to fill the deployment-wide registry): after the hourly
+/// allowance of registry writes, logins are refused with 429
+/// `rate_limited`, and the server sees no more registrations. Another user
+/// is not affected.
+#[tokio::test(flavor = "current_thread")]
+async fn one_user_cannot_make_unbounded_registrations() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("registry-cap"));
+    let mallory = App::sign_in(&worker, "mallory").await;
+    let resource = format!("{}/r/api", hostile.origin);
+    let mut refused = None;
+    for i in 0..40 {
+        let path = format!("{}&scope=s{i}", App::login_path(&resource));
+        let resp = mallory
+            .browser
+            .get(format!("{}{path}", worker.origin))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        if status != 302 {
+            refused = Some((i, status, resp.text().await.unwrap()));
+            break;
+        }
+    }
+    let (at, status, page) = refused.expect("the allowance ran out");
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("30"), "{page}");
+    assert!(at <= 30, "refused at login {at}");
+    let registrations = hostile.log().await["registrations"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(registrations <= 30, "{registrations} registrations");
+    // Another user still connects.
+    let alice = App::sign_in(&worker, "alice").await;
+    let resp = alice
+        .browser
+        .get(format!("{}{}", worker.origin, App::login_path(&resource)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+}

@@ -211,6 +211,16 @@ pub enum Error {
         /// What its address is.
         reason: &'static str,
     },
+    /// A limit on what one user may make the deployment do was reached.
+    #[error("{what}: at most {limit} an hour for one user; try again in {retry_after_secs} s")]
+    RateLimited {
+        /// What was limited.
+        what: String,
+        /// The limit per hour.
+        limit: u32,
+        /// When the next hour's allowance starts.
+        retry_after_secs: u64,
+    },
     /// A `WWW-Authenticate` header could not be parsed.
     #[error("malformed WWW-Authenticate header: {0}")]
     Challenge(#[from] ChallengeError),
@@ -396,7 +406,9 @@ impl Error {
     /// `temporarily_unavailable`, `slow_down`.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport { .. } | Error::DiscoveryUnavailable { .. } => true,
+            Error::Transport { .. }
+            | Error::DiscoveryUnavailable { .. }
+            | Error::RateLimited { .. } => true,
             Error::Token { status, oauth, .. } | Error::Registration { status, oauth, .. } => {
                 *status >= 500
                     || *status == 429

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     InsecureUrl,
     /// A URL's host is a private, loopback or otherwise off-limits address.
     BlockedAddress,
+    /// One user reached a limit on what they may make the deployment do.
+    RateLimited,
     /// A `WWW-Authenticate` challenge could not be read.
     BadChallenge,
     /// Protected resource metadata was refused.
@@ -83,6 +85,7 @@ impl ErrorKind {
         match self {
             NotConnected | AuthorizationRequired | Expired | Revoked | Unreadable | NoUser => 401,
             Confirmation | ClientNotAllowedForResource => 403,
+            RateLimited => 429,
             DiscoveryUnavailable | Registration | Token | Transport | InvalidResponse
             | Upstream => 502,
             Storage | Runtime | Configuration => 500,
@@ -194,6 +197,7 @@ impl Error {
             Error::InvalidUrl { .. } => ErrorKind::InvalidUrl,
             Error::InsecureUrl { .. } => ErrorKind::InsecureUrl,
             Error::BlockedAddress { .. } => ErrorKind::BlockedAddress,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::Challenge(_) => ErrorKind::BadChallenge,
             Error::ResourceMetadata { .. } => ErrorKind::ResourceMetadata,
             Error::DiscoveryUnavailable { .. } => ErrorKind::DiscoveryUnavailable,

@@ -44,7 +44,7 @@ pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT_MS};
 pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};
 pub use middleware::client_metadata_response;
-pub use object::{ProvidersObject, ENCRYPTION_KEYS_VAR};
+pub use object::{ProvidersObject, ENCRYPTION_KEYS_VAR, REGISTRY_WRITES_PER_HOUR};
 #[cfg(feature = "bench")]
 pub use protocol::CallStats;
 pub use protocol::{

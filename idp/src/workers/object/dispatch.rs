@@ -281,7 +281,14 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     ?,
             ) }).await,
             Call::KnownIssuers(KnownIssuers { limit }) => answer::<KnownIssuers, _>(async {
-                Ok(self.store(None).sql.known_issuers(limit)?)
+                if let Some((l, list)) = self.document.borrow().as_ref() {
+                    if *l == limit {
+                        return Ok(list.clone());
+                    }
+                }
+                let list = self.store(None).sql.known_issuers(limit)?;
+                *self.document.borrow_mut() = Some((limit, list.clone()));
+                Ok(list)
             }).await,
             Call::ServerGet(ServerGet { issuer }) => answer::<ServerGet, _>(async {
                 Ok(self.store(None).server(&issuer).await?)
@@ -290,12 +297,10 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 issuer,
                 server,
                 fetched_at,
-            }) => answer::<ServerPut, _>(async { Ok(
-                self.store(None)
-                    .put_server(&issuer, *server, fetched_at)
-                    .await
-                    ?,
-            ) }).await,
+            }) => answer::<ServerPut, _>(async {
+                self.document.borrow_mut().take();
+                Ok(self.store(None).put_server(&issuer, *server, fetched_at).await?)
+            }).await,
         }
     }
 }

@@ -9,6 +9,7 @@
 mod dispatch;
 mod lifecycle;
 mod sql_store;
+pub use sql_store::REGISTRY_WRITES_PER_HOUR;
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
 use super::http::{now, random_bytes, WorkerHttp};
@@ -56,6 +57,10 @@ pub struct ProvidersObject<H: OnAuthSuccess> {
     sealing: Sealing,
     /// Whether this instance stored what the alarm needs to know.
     remembered: std::cell::Cell<bool>,
+    /// The registry's answer to `KnownIssuers` (with the limit asked), kept
+    /// until the next `ServerPut`: the client ID metadata document, fetched
+    /// by anyone without a session, does not scan the registry each time.
+    document: std::cell::RefCell<Option<(usize, Vec<crate::registration::DocumentIssuer>)>>,
     #[cfg(feature = "bench")]
     calls: std::cell::Cell<u64>,
 }
@@ -122,6 +127,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             refresher: Refresher::default(),
             sealing,
             remembered: std::cell::Cell::new(false),
+            document: std::cell::RefCell::new(None),
             #[cfg(feature = "bench")]
             calls: std::cell::Cell::new(0),
         }

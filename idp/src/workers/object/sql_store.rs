@@ -16,6 +16,13 @@ use crate::store::sql::{secs, text, SqlConnection, SqlRun, SqlStore, SqlValue};
 use crate::store::{Expect, FlowTake, Provider, Put, Store};
 use worker::{Env, SqlStorage, SqlStorageValue};
 
+/// How many writes one user's logins may make to the deployment-wide
+/// registry in an hour (server metadata, client registrations): one user
+/// cannot fill the client ID metadata document with servers of their own,
+/// or make the app register again and again at an honest server by varying
+/// `scope`.
+pub const REGISTRY_WRITES_PER_HOUR: u32 = 30;
+
 /// How long a confirmation page's token can be used: 10 minutes.
 pub(super) const CONFIRMATION_LIFETIME_SECS: u64 = 600;
 
@@ -95,6 +102,39 @@ impl ObjectStore<'_> {
 
     /// Spends a confirmation token: it must exist for `owner` and be younger
     /// than 10 minutes; it is deleted either way.
+    /// Counts one write to the registry against this user's hourly
+    /// allowance ([`REGISTRY_WRITES_PER_HOUR`], kept in `idp_meta`), or
+    /// refuses it.
+    fn count_registry_write(&self, what: &str) -> Result<()> {
+        let now = now();
+        let window = now - now % 3600;
+        let rows = self.rows(
+            "SELECT value FROM idp_meta WHERE name = 'registry_writes'",
+            vec![],
+        )?;
+        let (start, count) = rows
+            .first()
+            .and_then(|r| r.first()?.as_text().map(str::to_owned))
+            .and_then(|v| {
+                let (a, b) = v.split_once(' ')?;
+                Some((a.parse::<u64>().ok()?, b.parse::<u32>().ok()?))
+            })
+            .unwrap_or((window, 0));
+        let count = if start == window { count } else { 0 };
+        if count >= REGISTRY_WRITES_PER_HOUR {
+            return Err(Error::RateLimited {
+                what: format!("this user's logins made too many {what} and other registry writes"),
+                limit: REGISTRY_WRITES_PER_HOUR,
+                retry_after_secs: window + 3600 - now,
+            });
+        }
+        self.rows(
+            "INSERT OR REPLACE INTO idp_meta (name, value) VALUES ('registry_writes', ?)",
+            vec![text(&format!("{window} {}", count + 1))],
+        )?;
+        Ok(())
+    }
+
     pub(super) fn spend_confirmation(&self, token: &str, owner: &str) -> Result<()> {
         let rows = self.rows(
             "SELECT created_at FROM idp_confirmations WHERE token = ? AND owner = ?",
@@ -159,6 +199,7 @@ impl Store for ObjectStore<'_> {
     async fn put_registration(&self, registration: Registration) -> Result<()> {
         match self.registry {
             Some(b) => {
+                self.count_registry_write("client registrations")?;
                 self.registry_call(b, RegistrationPut { registration })
                     .await
             }
@@ -201,6 +242,7 @@ impl Store for ObjectStore<'_> {
     ) -> Result<()> {
         match self.registry {
             Some(b) => {
+                self.count_registry_write("new authorization server metadata")?;
                 let (issuer, server) = (issuer.into(), Box::new(server));
                 self.registry_call(
                     b,
