@@ -1341,21 +1341,51 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
     let dev = Worker::start(&state_dir("deploy-dev"));
     // A valid session made with the development key, as anyone can make it.
     let cookie = session_cookie(&dev, "alice").await;
+    // The SDK itself serves nothing off loopback with the development switch
+    // on (with it, a missing key would mean tokens in plain text).
     let resp = get(&dev, "/signin?user=mallory", Some("app.example.com"))
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 500);
     let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "configuration", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("IDP_ALLOW_INSECURE_LOOPBACK"),
+        "{body}"
+    );
+    let resp = client
+        .get(format!("{}/api/providers", dev.origin))
+        .header("host", "app.example.com")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500, "nobody is signed in there");
+    // On loopback, local development works as before.
+    let resp = get(&dev, "/signin?user=alice", None).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    dev.stop();
+
+    // The switch removed, the development keys still in place: the example
+    // names them, and signs nobody in.
+    let keys_left = Worker::start_with(
+        &state_dir("deploy-keys"),
+        &[("IDP_ALLOW_INSECURE_LOOPBACK", "false")],
+    );
+    let resp = get(&keys_left, "/signin?user=mallory", Some("app.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "development_settings", "{body}");
-    for named in [
-        "IDP_SESSION_KEY",
-        "IDP_ENCRYPTION_KEYS",
-        "IDP_ALLOW_INSECURE_LOOPBACK",
-    ] {
+    for named in ["IDP_SESSION_KEY", "IDP_ENCRYPTION_KEYS"] {
         assert!(body["message"].as_str().unwrap().contains(named), "{body}");
     }
     let resp = client
-        .get(format!("{}/api/providers", dev.origin))
+        .get(format!("{}/api/providers", keys_left.origin))
         .header("host", "app.example.com")
         .header("cookie", &cookie)
         .send()
@@ -1366,10 +1396,7 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
         500,
         "the development key signs nobody in"
     );
-    // On loopback, local development works as before.
-    let resp = get(&dev, "/signin?user=alice", None).await.unwrap();
-    assert_eq!(resp.status().as_u16(), 302);
-    dev.stop();
+    keys_left.stop();
 
     let deployed = Worker::start_with(
         &state_dir("deploy-real"),

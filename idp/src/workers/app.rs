@@ -115,6 +115,9 @@ pub async fn serve<A: IdpWorker>(
     if let Err(e) = config.refuse_problems() {
         return super::Error::from(e).to_response();
     }
+    if let Err(e) = config.refuse_development_off_loopback(&req.url()?) {
+        return super::Error::from(e).to_response();
+    }
     if let Some(resp) = super::middleware::client_metadata_response(&config, &env, &req).await? {
         return Ok(resp);
     }

@@ -233,6 +233,24 @@ impl Config {
         })
     }
 
+    /// Refuses to serve a request that reached the Worker on a host that is
+    /// not loopback while `allow_insecure_loopback` is on: that setting is
+    /// for local development, and with it a missing `IDP_ENCRYPTION_KEYS`
+    /// means tokens in plain text. A deployment that left it on answers
+    /// every request with this `configuration` error instead.
+    pub fn refuse_development_off_loopback(&self, request_url: &Url) -> Result<(), crate::Error> {
+        if !self.allow_insecure_loopback || crate::policy::is_loopback(request_url) {
+            return Ok(());
+        }
+        worker::console_error!(
+            "idp: configuration: IDP_ALLOW_INSECURE_LOOPBACK is on, but a request reached the Worker on a host that is not loopback"
+        );
+        Err(crate::Error::Configuration {
+            name: "IDP_ALLOW_INSECURE_LOOPBACK".into(),
+            reason: "it is for local development only, and this request came to a host that is not loopback: remove it from the deployment (and set IDP_ENCRYPTION_KEYS)".into(),
+        })
+    }
+
     fn problem(&mut self, line: String) {
         if !self.problems.contains(&line) {
             self.problems.push(line);
