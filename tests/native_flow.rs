@@ -8,7 +8,7 @@ use idp::flow::{LoginStart, Settings};
 use idp::native::{self, NativeIdp, ReqwestHttp};
 use idp::policy::Policy;
 use idp::probe::{self, Probe};
-use idp::registration::{obtain_client, AuthMethod, ClientConfig, ClientInfo};
+use idp::registration::{obtain_client, AuthMethod, ClientConfig, ClientInfo, ClientRequest};
 use idp::secret::{FlowState, PkceVerifier};
 use idp::store::Store;
 use idp::token;
@@ -93,9 +93,11 @@ async fn walks_every_step_against_oidc_provider() {
         &server,
         &ClientConfig::default(),
         &info(),
-        None,
-        &redirect,
-        Some("api:read"),
+        &ClientRequest {
+            cached: None,
+            redirect_uri: &redirect,
+            scope: Some("api:read"),
+        },
         now,
     )
     .await

@@ -562,19 +562,33 @@ pub fn parse_registration(
     })
 }
 
+/// What a client is wanted for: the redirect URI and scope it will be used
+/// with, and the registration cached for them, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientRequest<'a> {
+    /// The cached registration at this server for `redirect_uri`.
+    pub cached: Option<&'a Registration>,
+    /// The redirect URI the flow will use.
+    pub redirect_uri: &'a Url,
+    /// The scope it will ask for.
+    pub scope: Option<&'a str>,
+}
+
 /// Gets a client for a server: [`choose_client`], then registers when needed.
 /// Returns the client and, when it registered, the new registration to cache.
-#[allow(clippy::too_many_arguments)]
 pub async fn obtain_client(
     http: &impl HttpClient,
     server: &AuthorizationServer,
     config: &ClientConfig,
     info: &ClientInfo,
-    cached: Option<&Registration>,
-    redirect_uri: &Url,
-    scope: Option<&str>,
+    request: &ClientRequest<'_>,
     now: u64,
 ) -> Result<(Client, Option<Registration>)> {
+    let ClientRequest {
+        cached,
+        redirect_uri,
+        scope,
+    } = *request;
     match choose_client(server, config, info, cached, redirect_uri, scope, now)? {
         ClientPlan::Ready(client, _) => Ok((client, None)),
         ClientPlan::Register(req) => {

@@ -70,6 +70,45 @@ impl std::fmt::Debug for Entropy {
     }
 }
 
+/// What one engine call runs with, built once per call by the runtime: the
+/// HTTP client, the store, the deployment's settings and the time of the
+/// call (randomness, needed by logins only, is passed to them).
+///
+/// ```
+/// # use idp::flow::{Engine, Settings};
+/// # fn f(http: &idp::native::ReqwestHttp, store: &idp::store::memory::MemoryStore, settings: &Settings) {
+/// let cx = Engine { http, store, settings, now: idp::native::now() };
+/// # let _ = cx; }
+/// ```
+#[derive(Debug)]
+pub struct Engine<'a, H, S> {
+    /// Sends every request.
+    pub http: &'a H,
+    /// Keeps flows, providers, registrations and server metadata.
+    pub store: &'a S,
+    /// The deployment's settings.
+    pub settings: &'a Settings,
+    /// Seconds since the epoch.
+    pub now: u64,
+}
+
+impl<H, S> Clone for Engine<'_, H, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H, S> Copy for Engine<'_, H, S> {}
+
+/// Who is connecting, and for which scope beyond what the resource asks.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginRequest<'a> {
+    /// The user.
+    pub owner: &'a str,
+    /// Scope asked for explicitly (space- or comma-separated), if any.
+    pub scope: Option<&'a str>,
+}
+
 /// How connecting a resource began.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginStart {
@@ -92,22 +131,24 @@ fn parse_resource(policy: &Policy, input: &str) -> Result<(ResourceKey, Url)> {
 /// Starts connecting `resource_url` for `owner`: probes it; stores it as public
 /// on 2xx; on 401 discovers its authorization server, gets a client (caching a
 /// new registration), stores a [`PendingFlow`] and returns the authorization URL.
-#[allow(clippy::too_many_arguments)]
-pub async fn start_login(
-    http: &impl HttpClient,
-    store: &impl Store,
-    settings: &Settings,
-    owner: &str,
+pub async fn start_login<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    req: LoginRequest<'_>,
     resource_url: &str,
-    scope: Option<&str>,
-    now: u64,
     entropy: Entropy,
 ) -> Result<LoginStart> {
+    let Engine {
+        http,
+        store,
+        settings,
+        now,
+    } = *cx;
+    let LoginRequest { owner, .. } = req;
     let (key, url) = parse_resource(&settings.policy, resource_url)?;
     // A server without discovery, described by a profile: no probe.
     if let Some((profile, prefix)) = crate::profile::find(&settings.profiles, &url) {
         let (flow, to) =
-            crate::profile::start(settings, profile, &prefix, owner, &url, scope, now, entropy)?;
+            crate::profile::start(settings, profile, &prefix, req, &url, now, entropy)?;
         store.put_flow(flow).await?;
         return Ok(LoginStart::Redirect(to));
     }
@@ -146,35 +187,26 @@ pub async fn start_login(
         }
         Probe::NeedsAuthorization(c) => c,
     };
-    authorize(
-        http,
-        store,
-        settings,
-        owner,
-        &url,
-        challenge.as_ref(),
-        scope,
-        now,
-        entropy,
-    )
-    .await
+    authorize(cx, req, &url, challenge.as_ref(), entropy).await
 }
 
 /// Discovery, client and pending flow for a resource known to need
 /// authorization (also used for re-authorization and step-up, where the
 /// challenge is already in hand).
-#[allow(clippy::too_many_arguments)]
-pub async fn authorize(
-    http: &impl HttpClient,
-    store: &impl Store,
-    settings: &Settings,
-    owner: &str,
+pub async fn authorize<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    req: LoginRequest<'_>,
     resource_url: &Url,
     challenge: Option<&crate::challenge::BearerChallenge>,
-    scope: Option<&str>,
-    now: u64,
     entropy: Entropy,
 ) -> Result<LoginStart> {
+    let Engine {
+        http,
+        store,
+        settings,
+        now,
+    } = *cx;
+    let LoginRequest { owner, scope } = req;
     let policy = &settings.policy;
     let found = discovery::discover_resource(http, policy, resource_url, challenge).await?;
     // Without resource metadata the resource's origin is the server (the
@@ -209,16 +241,8 @@ pub async fn authorize(
         profile.token_endpoint = server.token_endpoint.clone();
         profile.revocation_endpoint = server.revocation_endpoint.clone();
         let key = ResourceKey::parse(&found.resource)?;
-        let (mut flow, to) = crate::profile::start(
-            settings,
-            &profile,
-            &key,
-            owner,
-            resource_url,
-            scope,
-            now,
-            entropy,
-        )?;
+        let (mut flow, to) =
+            crate::profile::start(settings, &profile, &key, req, resource_url, now, entropy)?;
         flow.resource = found.resource;
         flow.iss_required = server
             .metadata
@@ -249,9 +273,11 @@ pub async fn authorize(
         &server,
         &settings.clients,
         &settings.client_info,
-        cached.as_ref(),
-        &redirect_uri,
-        scope.as_deref(),
+        &registration::ClientRequest {
+            cached: cached.as_ref(),
+            redirect_uri: &redirect_uri,
+            scope: scope.as_deref(),
+        },
         now,
     )
     .await?;
@@ -487,13 +513,17 @@ mod tests {
         );
         let store = crate::store::memory::MemoryStore::default();
         let start = crate::testing::block_on(start_login(
-            &script,
-            &store,
-            &crate::testing::settings(),
-            "alice",
+            &crate::flow::Engine {
+                http: &script,
+                store: &store,
+                settings: &crate::testing::settings(),
+                now: 1000,
+            },
+            crate::flow::LoginRequest {
+                owner: "alice",
+                scope: None,
+            },
             api,
-            None,
-            1000,
             Entropy {
                 verifier: [1; 32],
                 state: [2; 32],
@@ -846,13 +876,17 @@ mod tests {
             profiles: Vec::new(),
         };
         let start = block_on(start_login(
-            &script,
-            &store,
-            &settings,
-            "alice",
+            &crate::flow::Engine {
+                http: &script,
+                store: &store,
+                settings: &settings,
+                now: 10,
+            },
+            crate::flow::LoginRequest {
+                owner: "alice",
+                scope: None,
+            },
             "https://api.example/v1",
-            None,
-            10,
             Entropy {
                 verifier: [1; 32],
                 state: [2; 32],

@@ -27,7 +27,7 @@
 
 use crate::error::{Error, Result};
 use crate::flow::{
-    self, Authorization, Entropy, LoginStart, Refresher, Refused, Removal, Settings,
+    self, Authorization, Entropy, LoginRequest, LoginStart, Refresher, Refused, Removal, Settings,
 };
 use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError, MAX_BODY_BYTES};
 use crate::matching::ResourceKey;
@@ -251,6 +251,16 @@ impl<S: Store> NativeIdp<S> {
         }
     }
 
+    /// The engine's context for one call, at the system clock's time.
+    fn engine(&self) -> flow::Engine<'_, ReqwestHttp, S> {
+        flow::Engine {
+            http: &self.http,
+            store: &self.store,
+            settings: &self.settings,
+            now: now(),
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
@@ -263,17 +273,8 @@ impl<S: Store> NativeIdp<S> {
         resource_url: &str,
         scope: Option<&str>,
     ) -> Result<LoginStart> {
-        flow::start_login(
-            &self.http,
-            &self.store,
-            &self.settings,
-            owner,
-            resource_url,
-            scope,
-            now(),
-            entropy()?,
-        )
-        .await
+        let cx = self.engine();
+        flow::start_login(&cx, LoginRequest { owner, scope }, resource_url, entropy()?).await
     }
 
     /// Finishes a flow from the URL the person was redirected back to

@@ -263,17 +263,16 @@ pub fn find<'a>(
 
 /// The pending flow and authorization URL for connecting `resource_url`
 /// with `profile`, whose prefix `key` covers it.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     settings: &Settings,
     profile: &ProviderProfile,
     key: &ResourceKey,
-    owner: &str,
+    req: crate::flow::LoginRequest<'_>,
     resource_url: &Url,
-    scope: Option<&str>,
     now: u64,
     entropy: Entropy,
 ) -> Result<(PendingFlow, Url)> {
+    let crate::flow::LoginRequest { owner, scope } = req;
     for endpoint in [&profile.authorization_endpoint, &profile.token_endpoint]
         .into_iter()
         .chain(profile.revocation_endpoint.as_ref())
@@ -415,13 +414,17 @@ mod tests {
     ) -> Result<crate::flow::LoginStart> {
         let store = crate::store::memory::MemoryStore::default();
         crate::testing::block_on(crate::flow::start_login(
-            script,
-            &store,
-            settings,
-            "alice",
+            &crate::flow::Engine {
+                http: script,
+                store: &store,
+                settings,
+                now: 1000,
+            },
+            crate::flow::LoginRequest {
+                owner: "alice",
+                scope: None,
+            },
             api,
-            None,
-            1000,
             Entropy {
                 verifier: [1; 32],
                 state: [2; 32],
@@ -589,13 +592,17 @@ mod tests {
         let script = crate::testing::Script::new();
         let store = crate::store::memory::MemoryStore::default();
         let start = crate::testing::block_on(crate::flow::start_login(
-            &script,
-            &store,
-            &settings,
-            "alice",
+            &crate::flow::Engine {
+                http: &script,
+                store: &store,
+                settings: &settings,
+                now: 1000,
+            },
+            crate::flow::LoginRequest {
+                owner: "alice",
+                scope: Some("chat:write"),
+            },
             "https://slack.com/api/users.info",
-            Some("chat:write"),
-            1000,
             Entropy {
                 verifier: [1; 32],
                 state: [2; 32],

@@ -43,18 +43,17 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 }
                 let entropy = entropy().map_err(Error::NoRandomness)?;
                 let writes = self.refresher.lock().await;
-                let start = flow::start_login(
+                let cx = flow::Engine {
                     http,
-                    &store,
-                    &settings,
-                    &owner,
-                    &url,
-                    scope.as_deref(),
-                    now(),
-                    entropy,
-                )
-                .await
-                ?;
+                    store: &store,
+                    settings: &settings,
+                    now: now(),
+                };
+                let req = flow::LoginRequest {
+                    owner: &owner,
+                    scope: scope.as_deref(),
+                };
+                let start = flow::start_login(&cx, req, &url, entropy).await?;
                 drop(writes);
                 match start {
                     LoginStart::Redirect(url) => Ok(LoginReply::Redirect { url: url.into() }),
