@@ -108,7 +108,7 @@ async fn walks_every_step_against_oidc_provider() {
 
     // 5. The authorization URL, with PKCE S256, state and resource.
     let entropy = native::entropy().unwrap();
-    let scope = authorize::choose_scope(
+    let scope = idp::scope::choose_scope(
         None,
         challenge.scope.as_deref(),
         found
@@ -155,7 +155,7 @@ async fn walks_every_step_against_oidc_provider() {
     let code = authorize::validate_callback(params, &flow, native::now()).unwrap();
 
     // 7. Code exchange.
-    let tokens = token::exchange_code(&http, &flow, &code, native::now())
+    let tokens = token::exchange_code(&http, &flow.code_grant(), &code, native::now())
         .await
         .unwrap();
     let first_refresh = tokens.refresh_token.clone().expect("a refresh token");

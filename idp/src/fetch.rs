@@ -34,12 +34,12 @@
 //! # Ok::<(), idp::Error>(())
 //! ```
 
-use crate::authorize::{scopes_cover, union_scopes};
 use crate::challenge::BearerChallenge;
 use crate::error::{Error, Result};
 pub use crate::error::{Reason, Reauthorize};
 use crate::flow::Authorization;
 use crate::policy::Policy;
+use crate::scope::{scopes_cover, union_scopes};
 use url::Url;
 
 /// Redirects followed per request.

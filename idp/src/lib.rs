@@ -46,6 +46,7 @@
 pub mod authorize;
 pub mod callback;
 pub mod challenge;
+pub mod client;
 pub mod discovery;
 mod encoding;
 pub mod error;
@@ -59,6 +60,7 @@ pub mod policy;
 pub mod probe;
 pub mod profile;
 pub mod registration;
+pub mod scope;
 pub mod secret;
 pub mod session;
 pub mod store;

@@ -8,70 +8,7 @@ use crate::secret::ClientSecret;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// How the client authenticates at the token and revocation endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    /// A public client: `client_id` in the body, no secret.
-    None,
-    /// HTTP Basic with the form-encoded id and secret.
-    ClientSecretBasic,
-    /// `client_id` and `client_secret` in the body.
-    ClientSecretPost,
-}
-
-impl AuthMethod {
-    /// The RFC 7591 name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::None => "none",
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretPost => "client_secret_post",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Self> {
-        [Self::None, Self::ClientSecretBasic, Self::ClientSecretPost]
-            .into_iter()
-            .find(|m| m.as_str() == name)
-    }
-}
-
-/// A client identity usable at one authorization server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Client {
-    /// The client id (for a metadata document client, its https URL).
-    pub client_id: String,
-    /// The secret, for confidential clients.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<ClientSecret>,
-    /// How to authenticate.
-    pub auth_method: AuthMethod,
-}
-
-impl Client {
-    /// A public client (auth method `none`).
-    pub fn public(client_id: impl Into<String>) -> Self {
-        Self {
-            client_id: client_id.into(),
-            client_secret: None,
-            auth_method: AuthMethod::None,
-        }
-    }
-
-    /// A confidential client with a secret.
-    pub fn confidential(
-        client_id: impl Into<String>,
-        secret: ClientSecret,
-        auth_method: AuthMethod,
-    ) -> Self {
-        Self {
-            client_id: client_id.into(),
-            client_secret: Some(secret),
-            auth_method,
-        }
-    }
-}
+pub use crate::client::{AuthMethod, Client};
 
 /// The app as it introduces itself to authorization servers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,7 +243,7 @@ impl Registration {
     pub fn covers_scope(&self, scope: Option<&str>) -> bool {
         match &self.scope {
             None => true,
-            Some(registered) => crate::authorize::scopes_cover(Some(registered), scope),
+            Some(registered) => crate::scope::scopes_cover(Some(registered), scope),
         }
     }
 }
@@ -395,7 +332,7 @@ pub fn choose_client(
     }
     // Register (again) for the scopes held so far and the new ones: by
     // updating the registration where the server offers RFC 7592.
-    let scope = crate::authorize::union_scopes(usable.and_then(|r| r.scope.as_deref()), scope);
+    let scope = crate::scope::union_scopes(usable.and_then(|r| r.scope.as_deref()), scope);
     if let Some((r, m)) = usable.and_then(|r| r.management.as_ref().map(|m| (r, m))) {
         let mut req = registration_request(
             &m.uri,

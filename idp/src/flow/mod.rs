@@ -9,6 +9,7 @@
 //! provider.
 
 mod grant;
+mod profiled;
 mod refresher;
 
 use grant::revocation_target;
@@ -147,8 +148,7 @@ pub async fn start_login<H: HttpClient, S: Store>(
     let (key, url) = parse_resource(&settings.policy, resource_url)?;
     // A server without discovery, described by a profile: no probe.
     if let Some((profile, prefix)) = crate::profile::find(&settings.profiles, &url) {
-        let (flow, to) =
-            crate::profile::start(settings, profile, &prefix, req, &url, now, entropy)?;
+        let (flow, to) = profiled::start(settings, profile, &prefix, req, &url, now, entropy)?;
         store.put_flow(flow).await?;
         return Ok(LoginStart::Redirect(to));
     }
@@ -242,7 +242,7 @@ pub async fn authorize<H: HttpClient, S: Store>(
         profile.revocation_endpoint = server.revocation_endpoint.clone();
         let key = ResourceKey::parse(&found.resource)?;
         let (mut flow, to) =
-            crate::profile::start(settings, &profile, &key, req, resource_url, now, entropy)?;
+            profiled::start(settings, &profile, &key, req, resource_url, now, entropy)?;
         flow.resource = found.resource;
         flow.iss_required = server
             .metadata
@@ -260,7 +260,7 @@ pub async fn authorize<H: HttpClient, S: Store>(
     let cached = store
         .registration(&server.issuer, redirect_uri.as_str())
         .await?;
-    let scope = authorize::choose_scope(
+    let scope = crate::scope::choose_scope(
         scope,
         challenge.and_then(|c| c.scope.as_deref()),
         found
@@ -404,7 +404,7 @@ pub async fn finish_login(
         }
     };
     let code = authorize::validate_callback(params, &flow, now)?;
-    let tokens = token::exchange_code(http, &flow, &code, now).await;
+    let tokens = token::exchange_code(http, &flow.code_grant(), &code, now).await;
     let tokens = match tokens {
         Ok(t) => t,
         Err(e) => {

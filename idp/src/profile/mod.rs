@@ -26,12 +26,10 @@
 
 pub mod builtin;
 
-use crate::authorize::{self, AuthorizationParams, PendingFlow};
 use crate::error::{Error, Result};
-use crate::flow::{Entropy, Settings};
 use crate::matching::{candidates, ResourceKey};
 use crate::registration::{AuthMethod, Client};
-use crate::secret::{ClientSecret, FlowState, PkceVerifier};
+use crate::secret::ClientSecret;
 use crate::token::TokenRules;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -48,7 +46,7 @@ pub enum ScopeSeparator {
 }
 
 impl ScopeSeparator {
-    fn join(self, scopes: &[String]) -> String {
+    pub(crate) fn join(self, scopes: &[String]) -> String {
         scopes.join(match self {
             ScopeSeparator::Space => " ",
             ScopeSeparator::Comma => ",",
@@ -261,83 +259,10 @@ pub fn find<'a>(
     })
 }
 
-/// The pending flow and authorization URL for connecting `resource_url`
-/// with `profile`, whose prefix `key` covers it.
-pub(crate) fn start(
-    settings: &Settings,
-    profile: &ProviderProfile,
-    key: &ResourceKey,
-    req: crate::flow::LoginRequest<'_>,
-    resource_url: &Url,
-    now: u64,
-    entropy: Entropy,
-) -> Result<(PendingFlow, Url)> {
-    let crate::flow::LoginRequest { owner, scope } = req;
-    for endpoint in [&profile.authorization_endpoint, &profile.token_endpoint]
-        .into_iter()
-        .chain(profile.revocation_endpoint.as_ref())
-    {
-        settings.policy.check(endpoint)?;
-    }
-    let client = profile.client()?;
-    let mut scopes = profile.scopes.clone();
-    for s in scope
-        .unwrap_or_default()
-        .split([' ', ','])
-        .filter(|s| !s.is_empty())
-    {
-        if !scopes.iter().any(|have| have == s) {
-            scopes.push(s.to_owned());
-        }
-    }
-    let scope = (!scopes.is_empty()).then(|| profile.scope_separator.join(&scopes));
-    let redirect_uri = crate::callback::redirect_uri(&settings.callback_base, &profile.name);
-    let flow = PendingFlow {
-        state: FlowState::from_random(entropy.state),
-        verifier: PkceVerifier::from_random(entropy.verifier),
-        resource_url: resource_url.to_string(),
-        resource: key.to_string(),
-        issuer: profile.issuer.clone(),
-        iss_required: false,
-        client,
-        token_endpoint: profile.token_endpoint.clone(),
-        revocation_endpoint: profile.revocation_endpoint.clone(),
-        redirect_uri,
-        scope,
-        owner: owner.to_owned(),
-        created_at: now,
-        rules: profile.rules,
-        profile: Some(profile.name.clone()),
-    };
-    let mut url = authorize::authorization_url(
-        &AuthorizationParams {
-            authorization_endpoint: &profile.authorization_endpoint,
-            client: &flow.client,
-            redirect_uri: &flow.redirect_uri,
-            resource: flow
-                .rules
-                .resource_on_authorization()
-                .then_some(flow.resource.as_str()),
-            scope: flow
-                .scope
-                .as_deref()
-                .filter(|_| profile.scope_param.is_none()),
-        },
-        &flow.state,
-        &flow.verifier,
-    );
-    if let (Some(param), Some(scope)) = (&profile.scope_param, &flow.scope) {
-        url.query_pairs_mut().append_pair(param, scope);
-    }
-    for (k, v) in &profile.authorization_params {
-        url.query_pairs_mut().append_pair(k, v);
-    }
-    Ok((flow, url))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::{Entropy, Settings};
 
     #[test]
     fn profiles_from_json_name_the_bad_field_and_never_take_a_secret_inline() {

@@ -1,13 +1,12 @@
 //! Token requests and responses: code exchange, refresh (RFC 6749 §4.1.3, §6,
 //! RFC 7636, RFC 8707) and revocation (RFC 7009).
 
-use crate::authorize::PendingFlow;
+use crate::client::{AuthMethod, Client};
 use crate::discovery::read_json;
 use crate::encoding::{basic_credentials, form};
 use crate::error::{Error, OAuthError, Result};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
-use crate::registration::{AuthMethod, Client};
-use crate::secret::{AccessToken, AuthorizationCode, RefreshToken};
+use crate::secret::{AccessToken, AuthorizationCode, PkceVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -112,19 +111,37 @@ fn form_request(
     req
 }
 
-/// The authorization code exchange request for a pending flow: its token
-/// endpoint, client, verifier, redirect URI and resource.
-pub fn exchange_request(flow: &PendingFlow, code: &AuthorizationCode) -> HttpRequest {
+/// What the authorization code exchange needs from a pending login
+/// ([`PendingFlow::code_grant`](crate::authorize::PendingFlow::code_grant)).
+#[derive(Debug, Clone, Copy)]
+pub struct CodeGrant<'a> {
+    /// Where the code is exchanged.
+    pub token_endpoint: &'a Url,
+    /// The client the code was issued to.
+    pub client: &'a Client,
+    /// The redirect URI of the authorization request.
+    pub redirect_uri: &'a Url,
+    /// The PKCE verifier.
+    pub verifier: &'a PkceVerifier,
+    /// The resource (RFC 8707).
+    pub resource: &'a str,
+    /// The server's token rules.
+    pub rules: &'a TokenRules,
+}
+
+/// The authorization code exchange request: token endpoint, client,
+/// verifier, redirect URI and resource.
+pub fn exchange_request(grant: &CodeGrant<'_>, code: &AuthorizationCode) -> HttpRequest {
     let mut pairs = vec![
         ("grant_type", "authorization_code".into()),
         ("code", code.secret().into()),
-        ("redirect_uri", flow.redirect_uri.to_string()),
-        ("code_verifier", flow.verifier.secret().into()),
+        ("redirect_uri", grant.redirect_uri.to_string()),
+        ("code_verifier", grant.verifier.secret().into()),
     ];
-    if flow.rules.resource_on_authorization() {
-        pairs.push(("resource", flow.resource.clone()));
+    if grant.rules.resource_on_authorization() {
+        pairs.push(("resource", grant.resource.to_owned()));
     }
-    form_request(&flow.token_endpoint, &flow.client, pairs)
+    form_request(grant.token_endpoint, grant.client, pairs)
 }
 
 /// The refresh request. `scope`, when given, must not exceed what was granted.
@@ -249,12 +266,12 @@ async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Url, HttpResp
 /// Exchanges a code ([`exchange_request`] + [`parse_token_response`]).
 pub async fn exchange_code(
     http: &impl HttpClient,
-    flow: &PendingFlow,
+    grant: &CodeGrant<'_>,
     code: &AuthorizationCode,
     now: u64,
 ) -> Result<TokenSet> {
-    let (url, resp) = send(http, exchange_request(flow, code)).await?;
-    parse_token_response_with(&url, &resp, now, None, &flow.rules)
+    let (url, resp) = send(http, exchange_request(grant, code)).await?;
+    parse_token_response_with(&url, &resp, now, None, grant.rules)
 }
 
 /// Refreshes ([`refresh_request`] + [`parse_token_response`]), keeping the old
@@ -336,7 +353,7 @@ mod tests {
 
     #[test]
     fn exchange_with_public_client() {
-        let flow = PendingFlow {
+        let flow = crate::authorize::PendingFlow {
             state: crate::secret::FlowState::new("st"),
             verifier: crate::secret::PkceVerifier::from_random([3; 32]),
             resource_url: "https://api.example/v1/x".into(),
@@ -354,7 +371,7 @@ mod tests {
             profile: None,
         };
         let v = &flow.verifier;
-        let req = exchange_request(&flow, &AuthorizationCode::new("the-code"));
+        let req = exchange_request(&flow.code_grant(), &AuthorizationCode::new("the-code"));
         let b = body(&req);
         assert_eq!(b["grant_type"], "authorization_code");
         assert_eq!(b["code"], "the-code");

@@ -1,0 +1,135 @@
+//! The import graph of `idp/src` between top-level modules: no cycles, and
+//! no edge from the engine to a runtime (`native`, `workers`). ARCHITECTURE.md
+//! shows the graph this test holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const RUNTIMES: [&str; 2] = ["native", "workers"];
+
+/// `crate::name` references in code (comments and test modules left out).
+fn references(source: &str) -> BTreeSet<String> {
+    let code = source
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for line in code.lines() {
+        let line = line.trim_start();
+        if line.starts_with("//") {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(&root).unwrap();
+            let top = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if matches!(top.as_str(), "lib" | "testing" | "encoding") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            let deps = graph.entry(top.clone()).or_default();
+            for r in references(&source) {
+                if r != top && !matches!(r.as_str(), "testing" | "encoding" | "__private") {
+                    deps.insert(r);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle of the graph, as the path that closes it, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        m: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if done.contains(m) {
+            return None;
+        }
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_owned());
+            return Some(cycle);
+        }
+        path.push(m.to_owned());
+        for d in graph.get(m).into_iter().flatten() {
+            if let Some(c) = visit(d, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|m| visit(m, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_engine_imports_no_runtime_and_no_module_imports_itself_back() {
+    let graph = graph();
+    assert!(graph.len() > 10, "{graph:?}");
+    for (module, deps) in &graph {
+        if !RUNTIMES.contains(&module.as_str()) {
+            for runtime in RUNTIMES {
+                assert!(
+                    !deps.contains(runtime),
+                    "{module} imports the runtime {runtime}"
+                );
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {}", cycle.join(" -> "));
+    }
+}
+
+#[test]
+fn a_cycle_is_found() {
+    let edge = |a: &str, b: &str| (a.to_owned(), BTreeSet::from([b.to_owned()]));
+    let cyclic = BTreeMap::from([edge("a", "b"), edge("b", "c"), edge("c", "a")]);
+    assert_eq!(find_cycle(&cyclic).unwrap().len(), 4);
+    let acyclic = BTreeMap::from([edge("a", "b"), edge("b", "c")]);
+    assert_eq!(find_cycle(&acyclic), None);
+    assert!(references("use crate::flow::X; // crate::native").contains("flow"));
+    assert!(!references("// use crate::native::X").contains("native"));
+}
