@@ -1,6 +1,7 @@
-//! The import graph of `idp/src` between top-level modules: no cycles, and
-//! no edge from the engine to a runtime (`native`, `workers`). ARCHITECTURE.md
-//! shows the graph this test holds.
+//! The layout of `idp/src`: the import graph between top-level modules has
+//! no cycle and no edge from the engine to a runtime (`native`, `workers`),
+//! as ARCHITECTURE.md shows it, and every file is one a reader can hold (at
+//! most 500 lines of code, test modules aside).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -132,4 +133,40 @@ fn a_cycle_is_found() {
     assert_eq!(find_cycle(&acyclic), None);
     assert!(references("use crate::flow::X; // crate::native").contains("flow"));
     assert!(!references("// use crate::native::X").contains("native"));
+}
+
+/// Every source file, with its lines of code (not blank, not a comment,
+/// before its test module).
+fn code_lines() -> Vec<(std::path::PathBuf, usize)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                let code = source
+                    .split("#[cfg(test)]\nmod tests")
+                    .next()
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("//"))
+                    .count();
+                out.push((path, code));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_file_is_one_a_reader_can_hold() {
+    let files = code_lines();
+    assert!(files.len() > 20);
+    let long: Vec<_> = files.iter().filter(|(_, n)| *n > 500).collect();
+    assert!(long.is_empty(), "over 500 lines of code: {long:?}");
 }

@@ -22,6 +22,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+mod schema;
+mod values;
+
+pub(crate) use schema::registry_tables;
+pub use schema::{migrate, MIGRATIONS, REGISTRY_SCHEMA, SCHEMA};
+use values::from_doc;
+pub use values::{decode, json, secs, text, SqlConnection, SqlRun, SqlValue};
+
 /// The secret fields of each table's rows.
 const PROVIDER_SECRETS: &[&str] = &["/grant/tokens", "/grant/client/client_secret"];
 const FLOW_SECRETS: &[&str] = &["/verifier", "/client/client_secret"];
@@ -32,209 +40,8 @@ fn row_id(table: &str, keys: &[&str]) -> RowId {
     RowId::new(table, keys)
 }
 
-/// A value bound to a `?` placeholder or read from a column.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlValue {
-    /// NULL.
-    Null,
-    /// An integer.
-    Integer(i64),
-    /// A float (JavaScript SQLite drivers may answer integers as floats).
-    Real(f64),
-    /// Text.
-    Text(String),
-}
-
-impl SqlValue {
-    /// The text, if it is text.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            SqlValue::Text(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The integer, if it is one (or a float with no fraction).
-    pub fn as_integer(&self) -> Option<i64> {
-        match self {
-            SqlValue::Integer(i) => Some(*i),
-            #[allow(clippy::cast_possible_truncation)]
-            SqlValue::Real(f) if f.fract() == 0.0 => Some(*f as i64),
-            _ => None,
-        }
-    }
-}
-
-/// Seconds since the epoch as an SQL integer.
-pub fn secs(t: u64) -> SqlValue {
-    SqlValue::Integer(i64::try_from(t).unwrap_or(i64::MAX))
-}
-
-/// Text as an SQL value.
-pub fn text(s: &str) -> SqlValue {
-    SqlValue::Text(s.to_owned())
-}
-
-/// Runs statements on one SQLite database.
-pub trait SqlRun {
-    /// Runs one statement with `?` placeholders; the rows it returns, each
-    /// as its column values in order. The error says what the database said.
-    fn run(&self, statement: &str, args: Vec<SqlValue>) -> Result<Vec<Vec<SqlValue>>, String>;
-}
-
-/// A SQLite database as a runtime holds it.
-pub trait SqlConnection {
-    /// Statements run through this are not interleaved with other writers'.
-    type Atomic<'a>: SqlRun
-    where
-        Self: 'a;
-    /// Enters a section no other writer can interleave with (a lock, or
-    /// nothing where the runtime is single-threaded and the section has no
-    /// `.await`).
-    fn atomic(&self) -> Self::Atomic<'_>;
-}
-
-/// The schema a new database starts with: the latest version's tables, each
-/// one B-tree (`WITHOUT ROWID` on its primary key, so no separate index), and
-/// no `AUTOINCREMENT` table; the registry's tables ([`REGISTRY_SCHEMA`])
-/// come with their first use. An empty database is 9 pages (37 KB), 11 with
-/// the registry's tables, instead of the 20 the migrations below leave.
-pub const SCHEMA: (i64, &[&str]) = (
-    6,
-    &[
-        "CREATE TABLE IF NOT EXISTS idp_providers (owner TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_flows (state TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_confirmations (token TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_mcp_sessions (owner TEXT NOT NULL, url TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, url)) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_refresh_retries (owner TEXT NOT NULL, key TEXT NOT NULL, failures INTEGER NOT NULL, retry_at INTEGER NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_events (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL)",
-    ],
-);
-
-/// The tables of client registrations and server metadata, created by the
-/// first statement that uses them (from version 6 on): in a Worker only the
-/// registry object does, so a user's object does not carry them empty.
-pub const REGISTRY_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS idp_registrations (issuer TEXT NOT NULL, redirect_uri TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (issuer, redirect_uri)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at INTEGER NOT NULL) WITHOUT ROWID",
-];
-
-fn registry_tables(db: &impl SqlRun) -> Result<()> {
-    for statement in REGISTRY_SCHEMA {
-        db.run(statement, vec![]).map_err(storage("SQL"))?;
-    }
-    Ok(())
-}
-
-/// The schema's history, as versioned migrations applied in order to a
-/// database written by an earlier version (a new one starts at [`SCHEMA`];
-/// the last version here is always [`SCHEMA`]'s).
-pub const MIGRATIONS: &[(i64, &[&str])] = &[
-    (
-        1,
-        &[
-            "CREATE TABLE IF NOT EXISTS idp_providers (owner TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key))",
-            "CREATE TABLE IF NOT EXISTS idp_flows (state TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS idp_registrations (issuer TEXT NOT NULL, redirect_uri TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (issuer, redirect_uri))",
-            "CREATE TABLE IF NOT EXISTS idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at INTEGER NOT NULL)",
-        ],
-    ),
-    (
-        2,
-        &["CREATE TABLE IF NOT EXISTS idp_confirmations (token TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL)"],
-    ),
-    (
-        3,
-        &["CREATE TABLE IF NOT EXISTS idp_mcp_sessions (owner TEXT NOT NULL, url TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, url))"],
-    ),
-    (
-        4,
-        &[
-            "CREATE TABLE IF NOT EXISTS idp_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS idp_refresh_retries (owner TEXT NOT NULL, key TEXT NOT NULL, failures INTEGER NOT NULL, retry_at INTEGER NOT NULL, PRIMARY KEY (owner, key))",
-            "CREATE TABLE IF NOT EXISTS idp_events (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, data TEXT NOT NULL)",
-        ],
-    ),
-    // Databases created from version 5 on start at SCHEMA, whose tables are
-    // one B-tree each. Older ones keep their tables: the same columns and
-    // keys, with a separate index for each key, which every statement uses
-    // alike. Rebuilding them would need a transaction the Durable Object's
-    // SQL API does not give its callers, so a failure half-way could lose
-    // rows; keeping them cannot.
-    (5, &[]),
-    // From version 6 a new database creates the registry's tables when it
-    // first uses them (REGISTRY_SCHEMA); older ones keep theirs.
-    (6, &[]),
-];
-
-/// Creates [`SCHEMA`] in a new database, or applies the [`MIGRATIONS`] an
-/// older one has not had; the schema version afterwards.
-pub fn migrate(db: &impl SqlRun) -> Result<i64, String> {
-    db.run(
-        "CREATE TABLE IF NOT EXISTS idp_schema (version INTEGER NOT NULL)",
-        vec![],
-    )?;
-    let current = db
-        .run("SELECT MAX(version) FROM idp_schema", vec![])?
-        .first()
-        .and_then(|r| r.first())
-        .and_then(SqlValue::as_integer)
-        .unwrap_or(0);
-    if current == 0 {
-        for statement in SCHEMA.1 {
-            db.run(statement, vec![])?;
-        }
-        db.run(
-            "INSERT INTO idp_schema (version) VALUES (?)",
-            vec![SqlValue::Integer(SCHEMA.0)],
-        )?;
-        return Ok(SCHEMA.0);
-    }
-    let mut version = current;
-    for (v, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        for statement in *statements {
-            db.run(statement, vec![])?;
-        }
-        db.run(
-            "INSERT INTO idp_schema (version) VALUES (?)",
-            vec![SqlValue::Integer(*v)],
-        )?;
-        version = *v;
-    }
-    Ok(version)
-}
-
 fn storage(context: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::storage(StorageCause::Backend, format!("{context}: {e}"))
-}
-
-/// Encodes a row's `data`.
-pub fn json(value: &impl Serialize) -> Result<SqlValue> {
-    serde_json::to_string(value)
-        .map(SqlValue::Text)
-        .map_err(|e| {
-            StorageError::with_source(StorageCause::Corrupt, "could not encode a row", e).into()
-        })
-}
-
-/// Decodes a row's `data`.
-pub fn decode<T: DeserializeOwned>(value: &SqlValue) -> Result<T> {
-    let text = value
-        .as_text()
-        .ok_or_else(|| Error::storage(StorageCause::Corrupt, "a data column is not text"))?;
-    serde_json::from_str(text).map_err(|e| {
-        StorageError::with_source(StorageCause::Corrupt, "a stored row is unreadable", e).into()
-    })
-}
-
-fn from_doc<T: DeserializeOwned>(doc: Value) -> Result<T> {
-    // Through text rather than `from_value`: the decoders the crate already
-    // has for text serve, instead of a second copy for `Value` (smaller wasm;
-    // a row is a few hundred bytes).
-    serde_json::from_str(&doc.to_string()).map_err(|e| {
-        StorageError::with_source(StorageCause::Corrupt, "a stored row is unreadable", e).into()
-    })
 }
 
 /// The [`Store`] over a [`SqlConnection`]. See the [module docs](self).
