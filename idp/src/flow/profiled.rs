@@ -6,6 +6,7 @@ use crate::authorize::{self, AuthorizationParams, PendingFlow};
 use crate::error::Result;
 use crate::matching::ResourceKey;
 use crate::profile::ProviderProfile;
+use crate::scope::Scope;
 use crate::secret::{FlowState, PkceVerifier};
 use url::Url;
 
@@ -28,17 +29,9 @@ pub(super) fn start(
         settings.policy.check(endpoint)?;
     }
     let client = profile.client()?;
-    let mut scopes = profile.scopes.clone();
-    for s in scope
-        .unwrap_or_default()
-        .split([' ', ','])
-        .filter(|s| !s.is_empty())
-    {
-        if !scopes.iter().any(|have| have == s) {
-            scopes.push(s.to_owned());
-        }
-    }
-    let scope = (!scopes.is_empty()).then(|| profile.scope_separator.join(&scopes));
+    let scopes = Scope::from_values(profile.scopes.iter().map(String::as_str))
+        .union(&Scope::parse_list(scope.unwrap_or_default()));
+    let scope = (!scopes.is_empty()).then(|| profile.scope_separator.join(scopes.values()));
     let redirect_uri = crate::callback::redirect_uri(&settings.callback_base, &profile.name);
     let flow = PendingFlow {
         state: FlowState::from_random(entropy.state),
