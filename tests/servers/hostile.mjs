@@ -85,6 +85,24 @@ function serverMetadata() {
   return doc;
 }
 
+// Answers 200 with a JSON body of 64 MiB: `head`, a string of `A`s, `tail`,
+// streamed as the client reads it and stopped when it goes away.
+function endless(res, head, tail) {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.write(head);
+  const chunk = 'A'.repeat(64 * 1024);
+  let sent = 0;
+  const pump = () => {
+    while (sent < 64 * 1024 * 1024) {
+      sent += chunk.length;
+      if (!res.write(chunk)) return res.once('drain', pump);
+    }
+    res.end(tail);
+  };
+  res.on('close', () => { sent = Infinity; });
+  return pump();
+}
+
 server.on('request', async (req, res) => {
   const url = new URL(req.url, origin);
   const path = url.pathname;
@@ -160,21 +178,8 @@ server.on('request', async (req, res) => {
         return setTimeout(() => send(res, 200, { access_token: `attacker-at-${log.token_requests.length}`, token_type: 'Bearer', expires_in: config.expires_in ?? 3600, refresh_token: 'attacker-rt' }), config.slow_ms);
       case 'slow':
         return setTimeout(() => send(res, 503, { error: 'temporarily_unavailable' }), config.slow_ms);
-      case 'huge': {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.write('{"access_token":"');
-        const chunk = 'A'.repeat(64 * 1024);
-        let sent = 0;
-        const pump = () => {
-          while (sent < 64 * 1024 * 1024) {
-            sent += chunk.length;
-            if (!res.write(chunk)) return res.once('drain', pump);
-          }
-          res.end('"}');
-        };
-        res.on('close', () => { sent = Infinity; });
-        return pump();
-      }
+      case 'huge':
+        return endless(res, '{"access_token":"', '"}');
       default:
         return send(res, 400, { error: 'invalid_grant' });
     }
@@ -202,19 +207,7 @@ server.on('request', async (req, res) => {
       // An MCP server (or any API) whose answer never ends: 64 MiB of JSON
       // string, streamed.
       log.endless = (log.endless ?? 0) + 1;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.write('{"jsonrpc":"2.0","id":1,"result":{"x":"');
-      const chunk = 'A'.repeat(64 * 1024);
-      let sent = 0;
-      const pump = () => {
-        while (sent < 64 * 1024 * 1024) {
-          sent += chunk.length;
-          if (!res.write(chunk)) return res.once('drain', pump);
-        }
-        res.end('"}}');
-      };
-      res.on('close', () => { sent = Infinity; });
-      return pump();
+      return endless(res, '{"jsonrpc":"2.0","id":1,"result":{"x":"', '"}}');
     }
     if (name === 'redir' && config.redirect_to) {
       res.writeHead(302, { location: config.redirect_to });

@@ -50,6 +50,22 @@ macro_rules! calls {
         #[derive(Debug, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub(crate) enum Call { $( $(#[$attr])* $name($name) ),* }
+
+        impl Call {
+            /// Answers the call with the object: one line per call, each
+            /// call by its own [`Answer`](super::object::Answer).
+            #[allow(unused_doc_comments)]
+            pub(crate) async fn answer_with<H: super::OnAuthSuccess>(
+                self,
+                object: &super::object::ProvidersObject<H>,
+                cx: &super::object::Cx<'_>,
+            ) -> String {
+                use super::object::{reply, Answer};
+                match self {
+                    $( $(#[$attr])* Call::$name(op) => reply::<$name>(op.answer(object, cx).await), )*
+                }
+            }
+        }
     };
 }
 

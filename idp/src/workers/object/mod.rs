@@ -7,6 +7,11 @@
 //! - [`dispatch`]: the answer to each internal call.
 
 mod dispatch;
+mod login;
+mod providers;
+mod registry;
+mod upkeep;
+pub(crate) use dispatch::{reply, Answer, Cx};
 mod lifecycle;
 mod sql_store;
 pub use sql_store::REGISTRY_WRITES_PER_HOUR;

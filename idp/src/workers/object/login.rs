@@ -1,0 +1,112 @@
+//! Logins: the confirmation token, starting a login, its callback.
+
+use super::super::events::{Event, EventKind};
+use super::super::hook::OnAuthSuccess;
+use super::super::http::entropy;
+use super::super::http::now;
+use super::super::http::random_bytes;
+use super::super::protocol::*;
+use super::dispatch::{Answer, Cx};
+use super::ProvidersObject;
+use crate::error::Error;
+use crate::flow;
+use crate::flow::LoginStart;
+
+impl Answer for ConfirmationToken {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let ConfirmationToken { owner } = self;
+        let mut bytes = [0u8; 32];
+        random_bytes(&mut bytes).map_err(Error::NoRandomness)?;
+        let token = crate::encoding::base64url(&bytes);
+        o.store(cx.registry).put_confirmation(&token, &owner)?;
+        Ok(token)
+    }
+}
+
+impl Answer for Login {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Login {
+            owner,
+            url,
+            scope,
+            settings,
+            confirmation,
+        } = self;
+        let store = o.store(cx.registry);
+        if let Some(token) = confirmation {
+            store.spend_confirmation(&token, &owner)?;
+        }
+        let entropy = entropy().map_err(Error::NoRandomness)?;
+        let writes = o.refresher.lock().await;
+        let engine = flow::Engine {
+            http: cx.http,
+            store: &store,
+            settings: &settings,
+            now: now(),
+        };
+        let req = flow::LoginRequest {
+            owner: &owner,
+            scope: scope.as_deref(),
+        };
+        let start = flow::start_login(&engine, req, &url, entropy).await?;
+        drop(writes);
+        match start {
+            LoginStart::Redirect(url) => Ok(LoginReply::Redirect { url: url.into() }),
+            LoginStart::Public(p) => {
+                let (provider, hook_error) = o.named(&store, &owner, *p).await;
+                Ok(LoginReply::Public {
+                    provider,
+                    hook_error,
+                })
+            }
+        }
+    }
+}
+
+impl Answer for Callback {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Callback {
+            owner,
+            callback_uri,
+            query,
+        } = self;
+        let store = o.store(cx.registry);
+        let p = {
+            let _writes = o.refresher.lock().await;
+            flow::finish_login(cx.http, &store, &owner, &callback_uri, &query, now()).await?
+        };
+        let resource = p.key.to_string();
+        let recovered = o.was_broken(&owner, &resource);
+        let (provider, hook_error) = o.named(&store, &owner, p).await;
+        let event = |kind| Event {
+            user: owner.clone(),
+            resource: resource.clone(),
+            at: now(),
+            kind,
+        };
+        let mut events = vec![event(EventKind::Connected)];
+        if recovered {
+            events.push(event(EventKind::Recovered));
+        }
+        o.record(events).await;
+        if let Err(e) = o.schedule().await {
+            worker::console_error!("idp: could not set the refresh alarm: {e}");
+        }
+        Ok(CallbackReply {
+            provider,
+            hook_error,
+        })
+    }
+}

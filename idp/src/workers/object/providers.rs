@@ -1,0 +1,212 @@
+//! A user's providers: authorizations, refreshes, the list, lookup, removal, MCP sessions and the audit log.
+
+use super::super::events::{Event, EventKind};
+use super::super::hook::OnAuthSuccess;
+use super::super::http::now;
+use super::super::protocol::*;
+use super::dispatch::{Answer, Cx};
+use super::ProvidersObject;
+use crate::flow;
+use crate::flow::Refused;
+use crate::matching::ResourceKey;
+use crate::store::sql::json;
+use crate::store::sql::secs;
+use crate::store::sql::text;
+use crate::store::Store;
+
+impl Answer for Authorization {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Authorization { owner, url } = self;
+        let store = o.store(cx.registry);
+        let mut auth = o
+            .refresher
+            .authorization(cx.http, &store, &owner, &url, now())
+            .await?;
+        // For the Worker's isolate cache: the providers this answer
+        // must not be reused under.
+        if let Some(a) = auth.as_mut() {
+            a.narrower = store.sql.keys_under(&owner, &a.key)?;
+        }
+        Ok(auth)
+    }
+}
+
+impl Answer for Rejected {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Rejected {
+            owner,
+            key,
+            fingerprint,
+        } = self;
+        let store = o.store(cx.registry);
+        let mut auth = o
+            .refresher
+            .rejected(
+                cx.http,
+                &store,
+                &owner,
+                &key,
+                Refused::Fingerprint(&fingerprint),
+                now(),
+            )
+            .await?;
+        auth.narrower = store.sql.keys_under(&owner, &auth.key)?;
+        Ok(auth)
+    }
+}
+
+impl Answer for RefreshExpiring {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let RefreshExpiring { owner, urls } = self;
+        let store = o.store(cx.registry);
+        let mut out = Vec::new();
+        for url in urls {
+            out.push(o.refresh_one(cx.http, &store, &owner, url).await);
+        }
+        Ok(out)
+    }
+}
+
+impl Answer for Providers {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Providers {
+            owner,
+            after,
+            limit,
+        } = self;
+        let store = o.store(cx.registry);
+        let list = match limit {
+            None => store.providers(&owner).await?,
+            Some(limit) => {
+                let after = after.as_deref().map(ResourceKey::parse).transpose()?;
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                store.providers_page(&owner, after.as_ref(), limit).await?
+            }
+        };
+        Ok(list.iter().map(ProviderView::of).collect::<Vec<_>>())
+    }
+}
+
+impl Answer for Find {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Find { owner, url } = self;
+        let store = o.store(cx.registry);
+        let key = ResourceKey::parse(&url)?;
+        let p = store.provider_for(&owner, &key).await?;
+        Ok(p.as_ref().map(ProviderView::of))
+    }
+}
+
+impl Answer for Remove {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Remove { owner, url } = self;
+        let store = o.store(cx.registry);
+        let key = ResourceKey::parse(&url)?;
+        let removal = {
+            let _writes = o.refresher.lock().await;
+            flow::remove_provider(cx.http, &store, &owner, &key).await?
+        };
+        if let Some(r) = &removal {
+            let event = |kind| Event {
+                user: owner.clone(),
+                resource: r.provider.key.to_string(),
+                at: now(),
+                kind,
+            };
+            let mut events = vec![event(EventKind::Removed)];
+            if matches!(r.revoked, Ok(true)) {
+                events.push(event(EventKind::Revoked));
+            }
+            o.record(events).await;
+        }
+        Ok(match removal {
+            None => RemoveOutcome {
+                removed: false,
+                revoked: false,
+                revocation_error: None,
+            },
+            Some(r) => RemoveOutcome {
+                removed: true,
+                revoked: r.revoked.as_ref().is_ok_and(|b| *b),
+                revocation_error: r.revoked.err().map(|e| e.to_string()),
+            },
+        })
+    }
+}
+
+impl Answer for Events {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        _cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let Events { owner } = self;
+        Ok(o.events(&owner)?)
+    }
+}
+
+impl Answer for McpSessionGet {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        _cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let McpSessionGet { owner, url } = self;
+        let state: Option<McpSessionState> = o.store(None).sql.first_data(
+            "SELECT data FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
+            vec![text(&owner), text(&url)],
+        )?;
+        Ok(state)
+    }
+}
+
+impl Answer for McpSessionPut {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        _cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let McpSessionPut {
+            owner,
+            url,
+            session,
+        } = self;
+        let store = o.store(None);
+        match session {
+            Some(state) => store.sql.exec(
+                "INSERT OR REPLACE INTO idp_mcp_sessions (owner, url, data, updated_at) VALUES (?, ?, ?, ?)",
+                vec![text(&owner), text(&url), json(&state)?, secs(now())],
+            ),
+            None => store.sql.exec(
+                "DELETE FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
+                vec![text(&owner), text(&url)],
+            ),
+        }
+        ?;
+        Ok(())
+    }
+}
