@@ -10,7 +10,7 @@ use idp::policy::Policy;
 use idp::probe::{self, Probe};
 use idp::registration::{obtain_client, AuthMethod, ClientConfig, ClientInfo, ClientRequest};
 use idp::secret::{FlowState, PkceVerifier};
-use idp::store::Store;
+use idp::store::UserStore;
 use idp::token;
 use idp_tests::{join_all, Browser, Servers};
 use url::Url;

@@ -487,6 +487,7 @@ async fn revoke_replaced(http: &impl HttpClient, old: &Grant, new: &PendingFlow)
 
 #[cfg(test)]
 mod tests {
+    use crate::store::{RegistryStore, UserStore};
 
     /// A server synthesized for a resource without any metadata (the
     /// 2025-03-26 default endpoints) serves that login only: it is not kept

@@ -165,7 +165,7 @@ mod tests {
     /// rotation re-seals every row under the new key.
     #[test]
     fn secrets_at_rest_are_sealed_rotated_and_refused_with_a_wrong_key() {
-        use crate::store::{conformance, Expect, Store};
+        use crate::store::{conformance, Expect, UserStore};
         const K1: &str = "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
         const K2: &str = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let path = std::env::temp_dir().join(format!("idp-sealed-{}", std::process::id()));
@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn a_database_of_the_previous_schema_upgrades_in_place() {
         use crate::store::sql::{SqlValue, MIGRATIONS};
-        use crate::store::Store;
+        use crate::store::UserStore;
         let path = std::env::temp_dir().join(format!("idp-upgrade-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let p = crate::store::conformance::provider_with("https://old.example/api", "OLD-AT");
@@ -361,7 +361,7 @@ mod tests {
     /// re-encrypt).
     #[test]
     fn registry_tables_are_made_on_first_use() {
-        use crate::store::Store;
+        use crate::store::RegistryStore;
         let store = SqliteStore::open_in_memory().unwrap();
         let tables = |s: &SqliteStore| -> i64 {
             s.connection()

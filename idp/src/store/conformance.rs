@@ -15,7 +15,7 @@
 //!
 //! A failure panics with the rule that was broken.
 
-use super::{Expect, FlowTake, Grant, Provider, Put, Store};
+use super::{Expect, FlowTake, Grant, Provider, Put, RegistryStore, Store, UserStore};
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
 use crate::matching::ResourceKey;
@@ -112,12 +112,26 @@ fn token(p: &Option<Provider>) -> Option<&str> {
 /// Checks every rule of the [`Store`] contract on `store`, which must start
 /// empty. Panics with the broken rule.
 pub async fn check<S: Store>(store: &S) {
+    check_user(store).await;
+    check_registry(store).await;
+}
+
+/// The contract of a [`UserStore`]: flows taken once, by their owner, at
+/// their redirect URI, expired ones purged; providers written by
+/// compare-and-swap, matched by the longest prefix, paged and removed.
+pub async fn check_user<S: UserStore>(store: &S) {
     flows(store).await;
-    registrations_and_servers(store).await;
     providers(store).await;
 }
 
-async fn flows<S: Store>(store: &S) {
+/// The contract of a [`RegistryStore`]: registrations per (issuer,
+/// redirect URI) kept whole and forgotten on demand, server metadata with
+/// when it was fetched.
+pub async fn check_registry<S: RegistryStore>(store: &S) {
+    registrations_and_servers(store).await;
+}
+
+async fn flows<S: UserStore>(store: &S) {
     let cb = "https://app.example/cb/a";
     store
         .put_flow(flow("s1", "alice", cb))
@@ -187,7 +201,7 @@ async fn flows<S: Store>(store: &S) {
     ));
 }
 
-async fn registrations_and_servers<S: Store>(store: &S) {
+async fn registrations_and_servers<S: RegistryStore>(store: &S) {
     let reg = Registration {
         issuer: "https://as.example".into(),
         redirect_uri: "https://app.example/cb/a".into(),
@@ -252,7 +266,7 @@ async fn registrations_and_servers<S: Store>(store: &S) {
     );
 }
 
-async fn providers<S: Store>(store: &S) {
+async fn providers<S: UserStore>(store: &S) {
     let api = "https://api.example/v1";
     let deep = "https://api.example/v1/admin";
     let first = provider(api, "at-1");

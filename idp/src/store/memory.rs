@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the [`Store`] in memory, behind one mutex.
 
-use super::{Expect, FlowTake, Provider, Put, Store};
+use super::{Expect, FlowTake, Provider, Put, RegistryStore, UserStore};
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result, StorageCause};
@@ -39,7 +39,7 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
+impl UserStore for MemoryStore {
     async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
         self.with(|i| {
             // Flows that have expired by the new one's start are dropped, as
@@ -60,43 +60,6 @@ impl Store for MemoryStore {
             i.flows
                 .remove(state)
                 .map_or(FlowTake::Missing, |f| FlowTake::Taken(Box::new(f)))
-        })
-    }
-
-    async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
-        self.with(|i| {
-            i.registrations
-                .get(&(issuer.to_owned(), redirect_uri.to_owned()))
-                .cloned()
-        })
-    }
-
-    async fn put_registration(&self, r: Registration) -> Result<()> {
-        self.with(|i| {
-            i.registrations
-                .insert((r.issuer.clone(), r.redirect_uri.clone()), r);
-        })
-    }
-
-    async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
-        self.with(|i| {
-            i.registrations
-                .remove(&(issuer.to_owned(), redirect_uri.to_owned()));
-        })
-    }
-
-    async fn server(&self, issuer: &str) -> Result<Option<(AuthorizationServer, u64)>> {
-        self.with(|i| i.servers.get(issuer).cloned())
-    }
-
-    async fn put_server(
-        &self,
-        issuer: &str,
-        server: AuthorizationServer,
-        fetched_at: u64,
-    ) -> Result<()> {
-        self.with(|i| {
-            i.servers.insert(issuer.to_owned(), (server, fetched_at));
         })
     }
 
@@ -141,6 +104,45 @@ impl Store for MemoryStore {
     }
 }
 
+impl RegistryStore for MemoryStore {
+    async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
+        self.with(|i| {
+            i.registrations
+                .get(&(issuer.to_owned(), redirect_uri.to_owned()))
+                .cloned()
+        })
+    }
+
+    async fn put_registration(&self, r: Registration) -> Result<()> {
+        self.with(|i| {
+            i.registrations
+                .insert((r.issuer.clone(), r.redirect_uri.clone()), r);
+        })
+    }
+
+    async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
+        self.with(|i| {
+            i.registrations
+                .remove(&(issuer.to_owned(), redirect_uri.to_owned()));
+        })
+    }
+
+    async fn server(&self, issuer: &str) -> Result<Option<(AuthorizationServer, u64)>> {
+        self.with(|i| i.servers.get(issuer).cloned())
+    }
+
+    async fn put_server(
+        &self,
+        issuer: &str,
+        server: AuthorizationServer,
+        fetched_at: u64,
+    ) -> Result<()> {
+        self.with(|i| {
+            i.servers.insert(issuer.to_owned(), (server, fetched_at));
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,27 +158,12 @@ mod tests {
     /// says so.
     struct Overwrites(MemoryStore);
 
-    impl Store for Overwrites {
+    impl UserStore for Overwrites {
         async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
             self.0.put_flow(flow).await
         }
         async fn take_flow(&self, s: &str, o: &str, r: &str) -> Result<FlowTake> {
             self.0.take_flow(s, o, r).await
-        }
-        async fn registration(&self, i: &str, r: &str) -> Result<Option<Registration>> {
-            self.0.registration(i, r).await
-        }
-        async fn put_registration(&self, r: Registration) -> Result<()> {
-            self.0.put_registration(r).await
-        }
-        async fn remove_registration(&self, i: &str, r: &str) -> Result<()> {
-            self.0.remove_registration(i, r).await
-        }
-        async fn server(&self, i: &str) -> Result<Option<(AuthorizationServer, u64)>> {
-            self.0.server(i).await
-        }
-        async fn put_server(&self, i: &str, s: AuthorizationServer, at: u64) -> Result<()> {
-            self.0.put_server(i, s, at).await
         }
         async fn put_provider(&self, o: &str, p: Provider, _: Expect<'_>) -> Result<Put> {
             let current = self.0.provider(o, &p.key).await?;
@@ -193,6 +180,24 @@ mod tests {
         }
         async fn remove_provider(&self, o: &str, k: &ResourceKey) -> Result<Option<Provider>> {
             self.0.remove_provider(o, k).await
+        }
+    }
+
+    impl RegistryStore for Overwrites {
+        async fn registration(&self, i: &str, r: &str) -> Result<Option<Registration>> {
+            self.0.registration(i, r).await
+        }
+        async fn put_registration(&self, r: Registration) -> Result<()> {
+            self.0.put_registration(r).await
+        }
+        async fn remove_registration(&self, i: &str, r: &str) -> Result<()> {
+            self.0.remove_registration(i, r).await
+        }
+        async fn server(&self, i: &str) -> Result<Option<(AuthorizationServer, u64)>> {
+            self.0.server(i).await
+        }
+        async fn put_server(&self, i: &str, s: AuthorizationServer, at: u64) -> Result<()> {
+            self.0.put_server(i, s, at).await
         }
     }
 

@@ -129,18 +129,18 @@ pub enum Put {
     Conflict(Option<Box<Provider>>),
 }
 
-/// Persistence for one deployment's users.
+/// Persistence of one user's state: pending flows and providers.
 ///
 /// The atomicity a runtime relies on is in the signatures:
-/// [`Store::take_flow`] removes a flow only for its owner and its redirect
-/// URI, in one step ([`FlowTake`]); [`Store::put_provider`] is a
+/// [`UserStore::take_flow`] removes a flow only for its owner and its
+/// redirect URI, in one step ([`FlowTake`]); [`UserStore::put_provider`] is a
 /// compare-and-swap on the provider row ([`Expect`], [`Put`]). Methods are
 /// async with no `Send` bound on the trait (wasm runtimes are
 /// single-threaded); an implementation's futures are `Send` when its own
 /// types are (the memory and SQLite stores' are), and callers that know the
-/// store's type see that. [`conformance::check`] is the test a store must
-/// pass.
-pub trait Store {
+/// store's type see that. [`conformance::check_user`] is the test such a
+/// store must pass.
+pub trait UserStore {
     /// Keeps a pending flow until its callback.
     fn put_flow(&self, flow: PendingFlow) -> impl Future<Output = Result<()>>;
     /// Removes and returns the flow with this state if `owner` started it and
@@ -152,6 +152,59 @@ pub trait Store {
         owner: &str,
         redirect_uri: &str,
     ) -> impl Future<Output = Result<FlowTake>>;
+    /// Writes `owner`'s provider under its key if the row is as `expected`
+    /// (compare-and-swap); otherwise writes nothing and returns what is stored.
+    fn put_provider(
+        &self,
+        owner: &str,
+        provider: Provider,
+        expected: Expect<'_>,
+    ) -> impl Future<Output = Result<Put>>;
+    /// `owner`'s provider stored exactly under `key`.
+    fn provider(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+    ) -> impl Future<Output = Result<Option<Provider>>>;
+    /// `owner`'s provider with the longest key covering `url`.
+    fn provider_for(
+        &self,
+        owner: &str,
+        url: &ResourceKey,
+    ) -> impl Future<Output = Result<Option<Provider>>>;
+    /// All of `owner`'s providers, ordered by key.
+    fn providers(&self, owner: &str) -> impl Future<Output = Result<Vec<Provider>>>;
+    /// Up to `limit` of `owner`'s providers whose key sorts after `after`,
+    /// ordered by key: one page of [`UserStore::providers`]. The default reads
+    /// them all and slices; a store with an index should answer from it.
+    fn providers_page(
+        &self,
+        owner: &str,
+        after: Option<&ResourceKey>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Provider>>> {
+        async move {
+            let mut all = self.providers(owner).await?;
+            all.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(all
+                .into_iter()
+                .filter(|p| after.is_none_or(|a| p.key > *a))
+                .take(limit)
+                .collect())
+        }
+    }
+    /// Removes and returns `owner`'s provider under `key`.
+    fn remove_provider(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+    ) -> impl Future<Output = Result<Option<Provider>>>;
+}
+
+/// Persistence shared by a whole deployment: client registrations and
+/// authorization server metadata (on Workers, the registry object's).
+/// [`conformance::check_registry`] is the test such a store must pass.
+pub trait RegistryStore {
     /// A cached registration for (issuer, redirect URI).
     fn registration(
         &self,
@@ -180,51 +233,11 @@ pub trait Store {
         server: AuthorizationServer,
         fetched_at: u64,
     ) -> impl Future<Output = Result<()>>;
-    /// Writes `owner`'s provider under its key if the row is as `expected`
-    /// (compare-and-swap); otherwise writes nothing and returns what is stored.
-    fn put_provider(
-        &self,
-        owner: &str,
-        provider: Provider,
-        expected: Expect<'_>,
-    ) -> impl Future<Output = Result<Put>>;
-    /// `owner`'s provider stored exactly under `key`.
-    fn provider(
-        &self,
-        owner: &str,
-        key: &ResourceKey,
-    ) -> impl Future<Output = Result<Option<Provider>>>;
-    /// `owner`'s provider with the longest key covering `url`.
-    fn provider_for(
-        &self,
-        owner: &str,
-        url: &ResourceKey,
-    ) -> impl Future<Output = Result<Option<Provider>>>;
-    /// All of `owner`'s providers, ordered by key.
-    fn providers(&self, owner: &str) -> impl Future<Output = Result<Vec<Provider>>>;
-    /// Up to `limit` of `owner`'s providers whose key sorts after `after`,
-    /// ordered by key: one page of [`Store::providers`]. The default reads
-    /// them all and slices; a store with an index should answer from it.
-    fn providers_page(
-        &self,
-        owner: &str,
-        after: Option<&ResourceKey>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Provider>>> {
-        async move {
-            let mut all = self.providers(owner).await?;
-            all.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok(all
-                .into_iter()
-                .filter(|p| after.is_none_or(|a| p.key > *a))
-                .take(limit)
-                .collect())
-        }
-    }
-    /// Removes and returns `owner`'s provider under `key`.
-    fn remove_provider(
-        &self,
-        owner: &str,
-        key: &ResourceKey,
-    ) -> impl Future<Output = Result<Option<Provider>>>;
 }
+
+/// Everything the engine keeps: a [`UserStore`] and a [`RegistryStore`]
+/// (one type may be both, as every store here is). [`conformance::check`]
+/// runs both checks.
+pub trait Store: UserStore + RegistryStore {}
+
+impl<T: UserStore + RegistryStore> Store for T {}

@@ -12,7 +12,7 @@
 //! store's [`Sealing`] says (see [`super::seal`]).
 
 use super::seal::{RowId, Seal, Sealing};
-use super::{Expect, FlowTake, Provider, Put, Store};
+use super::{Expect, FlowTake, Provider, Put, RegistryStore, UserStore};
 use crate::authorize::{PendingFlow, FLOW_LIFETIME_SECS};
 use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result, StorageCause, StorageError};
@@ -262,7 +262,7 @@ impl<C: SqlConnection> SqlStore<C> {
     }
 }
 
-impl<C: SqlConnection> Store for SqlStore<C> {
+impl<C: SqlConnection> UserStore for SqlStore<C> {
     async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
         let data = self.encode(
             &flow,
@@ -316,95 +316,6 @@ impl<C: SqlConnection> Store for SqlStore<C> {
         db.run("DELETE FROM idp_flows WHERE state = ?", vec![text(state)])
             .map_err(storage("taking a flow"))?;
         Ok(FlowTake::Taken(Box::new(flow)))
-    }
-
-    async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
-        let db = self.conn.atomic();
-        registry_tables(&db)?;
-        let rows = db
-            .run(
-                "SELECT data FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
-                vec![text(issuer), text(redirect_uri)],
-            )
-            .map_err(storage("SQL"))?;
-        let Some(data) = rows.first().and_then(|r| r.first()) else {
-            return Ok(None);
-        };
-        let id = row_id("idp_registrations", &[issuer, redirect_uri]);
-        match self.open_row(data, &id, REGISTRATION_SECRETS)? {
-            // A client whose secret cannot be read is registered again.
-            (_, Some(_)) => Ok(None),
-            (doc, None) => from_doc(doc).map(Some),
-        }
-    }
-
-    async fn put_registration(&self, registration: Registration) -> Result<()> {
-        let id = row_id(
-            "idp_registrations",
-            &[&registration.issuer, &registration.redirect_uri],
-        );
-        let data = self.encode(&registration, &id, REGISTRATION_SECRETS)?;
-        let db = self.conn.atomic();
-        registry_tables(&db)?;
-        db.run(
-            "INSERT OR REPLACE INTO idp_registrations (issuer, redirect_uri, data) VALUES (?, ?, ?)",
-            vec![
-                text(&registration.issuer),
-                text(&registration.redirect_uri),
-                data,
-            ],
-        )
-        .map(drop)
-        .map_err(storage("SQL"))
-    }
-
-    async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
-        let db = self.conn.atomic();
-        registry_tables(&db)?;
-        db.run(
-            "DELETE FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
-            vec![text(issuer), text(redirect_uri)],
-        )
-        .map(drop)
-        .map_err(storage("SQL"))
-    }
-
-    async fn server(&self, issuer: &str) -> Result<Option<(AuthorizationServer, u64)>> {
-        let db = self.conn.atomic();
-        registry_tables(&db)?;
-        let rows = db
-            .run(
-                "SELECT data, fetched_at FROM idp_servers WHERE issuer = ?",
-                vec![text(issuer)],
-            )
-            .map_err(storage("SQL"))?;
-        match rows.first().map(Vec::as_slice) {
-            Some([data, fetched_at]) => Ok(Some((
-                decode(data)?,
-                fetched_at
-                    .as_integer()
-                    .and_then(|t| u64::try_from(t).ok())
-                    .unwrap_or(0),
-            ))),
-            _ => Ok(None),
-        }
-    }
-
-    async fn put_server(
-        &self,
-        issuer: &str,
-        server: AuthorizationServer,
-        fetched_at: u64,
-    ) -> Result<()> {
-        let data = json(&server)?;
-        let db = self.conn.atomic();
-        registry_tables(&db)?;
-        db.run(
-            "INSERT OR REPLACE INTO idp_servers (issuer, data, fetched_at) VALUES (?, ?, ?)",
-            vec![text(issuer), data, secs(fetched_at)],
-        )
-        .map(drop)
-        .map_err(storage("SQL"))
     }
 
     async fn put_provider(
@@ -512,5 +423,96 @@ impl<C: SqlConnection> Store for SqlStore<C> {
         )
         .map_err(storage("removing a provider"))?;
         Ok(Some(p))
+    }
+}
+
+impl<C: SqlConnection> RegistryStore for SqlStore<C> {
+    async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        let rows = db
+            .run(
+                "SELECT data FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
+                vec![text(issuer), text(redirect_uri)],
+            )
+            .map_err(storage("SQL"))?;
+        let Some(data) = rows.first().and_then(|r| r.first()) else {
+            return Ok(None);
+        };
+        let id = row_id("idp_registrations", &[issuer, redirect_uri]);
+        match self.open_row(data, &id, REGISTRATION_SECRETS)? {
+            // A client whose secret cannot be read is registered again.
+            (_, Some(_)) => Ok(None),
+            (doc, None) => from_doc(doc).map(Some),
+        }
+    }
+
+    async fn put_registration(&self, registration: Registration) -> Result<()> {
+        let id = row_id(
+            "idp_registrations",
+            &[&registration.issuer, &registration.redirect_uri],
+        );
+        let data = self.encode(&registration, &id, REGISTRATION_SECRETS)?;
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        db.run(
+            "INSERT OR REPLACE INTO idp_registrations (issuer, redirect_uri, data) VALUES (?, ?, ?)",
+            vec![
+                text(&registration.issuer),
+                text(&registration.redirect_uri),
+                data,
+            ],
+        )
+        .map(drop)
+        .map_err(storage("SQL"))
+    }
+
+    async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        db.run(
+            "DELETE FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
+            vec![text(issuer), text(redirect_uri)],
+        )
+        .map(drop)
+        .map_err(storage("SQL"))
+    }
+
+    async fn server(&self, issuer: &str) -> Result<Option<(AuthorizationServer, u64)>> {
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        let rows = db
+            .run(
+                "SELECT data, fetched_at FROM idp_servers WHERE issuer = ?",
+                vec![text(issuer)],
+            )
+            .map_err(storage("SQL"))?;
+        match rows.first().map(Vec::as_slice) {
+            Some([data, fetched_at]) => Ok(Some((
+                decode(data)?,
+                fetched_at
+                    .as_integer()
+                    .and_then(|t| u64::try_from(t).ok())
+                    .unwrap_or(0),
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn put_server(
+        &self,
+        issuer: &str,
+        server: AuthorizationServer,
+        fetched_at: u64,
+    ) -> Result<()> {
+        let data = json(&server)?;
+        let db = self.conn.atomic();
+        registry_tables(&db)?;
+        db.run(
+            "INSERT OR REPLACE INTO idp_servers (issuer, data, fetched_at) VALUES (?, ?, ?)",
+            vec![text(issuer), data, secs(fetched_at)],
+        )
+        .map(drop)
+        .map_err(storage("SQL"))
     }
 }

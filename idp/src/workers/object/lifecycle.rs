@@ -10,7 +10,7 @@ use super::{ObjectStore, ProvidersObject};
 use crate::error::{Error, Result};
 use crate::flow::{RefreshEvent, Refused};
 use crate::store::sql::{json, secs, text, SqlValue};
-use crate::store::Store;
+use crate::store::UserStore;
 use crate::token::TokenSet;
 
 /// The first retry of a failed background refresh waits this long (seconds;

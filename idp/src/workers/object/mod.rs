@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::flow::Refresher;
 use crate::matching::ResourceKey;
 use crate::store::seal::{Keyring, Sealing};
-use crate::store::{Expect, Provider, Put, Store};
+use crate::store::{Expect, Provider, Put, Store, UserStore};
 use sql_store::ObjectStore;
 use worker::{Env, Request, Response, State};
 

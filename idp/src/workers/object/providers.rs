@@ -12,7 +12,7 @@ use crate::matching::ResourceKey;
 use crate::store::sql::json;
 use crate::store::sql::secs;
 use crate::store::sql::text;
-use crate::store::Store;
+use crate::store::UserStore;
 
 impl Answer for Authorization {
     async fn answer<H: OnAuthSuccess>(

@@ -4,7 +4,7 @@ use super::super::hook::OnAuthSuccess;
 use super::super::protocol::*;
 use super::dispatch::{Answer, Cx};
 use super::ProvidersObject;
-use crate::store::Store;
+use crate::store::RegistryStore;
 
 impl Answer for RegistrationGet {
     async fn answer<H: OnAuthSuccess>(

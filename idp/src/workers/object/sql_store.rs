@@ -13,7 +13,7 @@ use crate::error::{Error, Result, StorageCause};
 use crate::matching::ResourceKey;
 use crate::registration::Registration;
 use crate::store::sql::{secs, text, SqlConnection, SqlRun, SqlStore, SqlValue};
-use crate::store::{Expect, FlowTake, Provider, Put, Store};
+use crate::store::{Expect, FlowTake, Provider, Put, RegistryStore, UserStore};
 use worker::{Env, SqlStorage, SqlStorageValue};
 
 /// How many writes one user's logins may make to the deployment-wide
@@ -170,7 +170,7 @@ impl ObjectStore<'_> {
     }
 }
 
-impl Store for ObjectStore<'_> {
+impl UserStore for ObjectStore<'_> {
     async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
         self.sql.put_flow(flow).await
     }
@@ -179,6 +179,42 @@ impl Store for ObjectStore<'_> {
         self.sql.take_flow(state, owner, redirect_uri).await
     }
 
+    async fn put_provider(
+        &self,
+        owner: &str,
+        provider: Provider,
+        expected: Expect<'_>,
+    ) -> Result<Put> {
+        self.sql.put_provider(owner, provider, expected).await
+    }
+
+    async fn provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
+        self.sql.provider(owner, key).await
+    }
+
+    async fn provider_for(&self, owner: &str, url: &ResourceKey) -> Result<Option<Provider>> {
+        self.sql.provider_for(owner, url).await
+    }
+
+    async fn providers(&self, owner: &str) -> Result<Vec<Provider>> {
+        self.sql.providers(owner).await
+    }
+
+    async fn providers_page(
+        &self,
+        owner: &str,
+        after: Option<&ResourceKey>,
+        limit: usize,
+    ) -> Result<Vec<Provider>> {
+        self.sql.providers_page(owner, after, limit).await
+    }
+
+    async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
+        self.sql.remove_provider(owner, key).await
+    }
+}
+
+impl RegistryStore for ObjectStore<'_> {
     async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
         match self.registry {
             Some(b) => {
@@ -256,39 +292,5 @@ impl Store for ObjectStore<'_> {
             }
             None => self.sql.put_server(issuer, server, fetched_at).await,
         }
-    }
-
-    async fn put_provider(
-        &self,
-        owner: &str,
-        provider: Provider,
-        expected: Expect<'_>,
-    ) -> Result<Put> {
-        self.sql.put_provider(owner, provider, expected).await
-    }
-
-    async fn provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
-        self.sql.provider(owner, key).await
-    }
-
-    async fn provider_for(&self, owner: &str, url: &ResourceKey) -> Result<Option<Provider>> {
-        self.sql.provider_for(owner, url).await
-    }
-
-    async fn providers(&self, owner: &str) -> Result<Vec<Provider>> {
-        self.sql.providers(owner).await
-    }
-
-    async fn providers_page(
-        &self,
-        owner: &str,
-        after: Option<&ResourceKey>,
-        limit: usize,
-    ) -> Result<Vec<Provider>> {
-        self.sql.providers_page(owner, after, limit).await
-    }
-
-    async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
-        self.sql.remove_provider(owner, key).await
     }
 }

@@ -5,7 +5,7 @@ use super::super::protocol::*;
 use super::dispatch::{Answer, Cx};
 use super::ProvidersObject;
 #[cfg(feature = "bench")]
-use crate::store::Store;
+use crate::store::UserStore;
 
 impl Answer for Reencrypt {
     async fn answer<H: OnAuthSuccess>(
