@@ -1,4 +1,4 @@
-//! [`MemoryStore`]: the [`Store`] in memory, behind one mutex.
+//! [`MemoryStore`]: the [`Store`](crate::store::Store) in memory, behind one mutex.
 
 use super::{Expect, FlowTake, Provider, Put, RegistryStore, UserStore};
 use crate::authorize::PendingFlow;
@@ -17,7 +17,7 @@ struct Inner {
     providers: HashMap<String, BTreeMap<ResourceKey, Provider>>,
 }
 
-/// An in-memory [`Store`]: everything is lost when the process ends.
+/// An in-memory [`Store`](crate::store::Store): everything is lost when the process ends.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,

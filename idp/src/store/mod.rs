@@ -88,7 +88,7 @@ impl Provider {
     }
 }
 
-/// What [`Store::take_flow`] found.
+/// What [`Store::take_flow`](crate::store::UserStore::take_flow) found.
 #[derive(Debug)]
 pub enum FlowTake {
     /// The flow, now removed from the store.
@@ -119,7 +119,7 @@ impl<'a> From<Option<&'a Provider>> for Expect<'a> {
     }
 }
 
-/// What [`Store::put_provider`] did.
+/// What [`Store::put_provider`](crate::store::UserStore::put_provider) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Put {

@@ -1,4 +1,4 @@
-//! [`SqlStore`]: the [`Store`] over SQLite, written once for every SQLite a
+//! [`SqlStore`]: the [`Store`](crate::store::Store) over SQLite, written once for every SQLite a
 //! runtime has. The Workers runtime runs it on a Durable Object's storage;
 //! [`crate::native::SqliteStore`] (feature `sqlite`) on a file with
 //! `rusqlite`. Both run the same statements and the same migrations, so the
@@ -44,7 +44,7 @@ fn storage(context: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::storage(StorageCause::Backend, format!("{context}: {e}"))
 }
 
-/// The [`Store`] over a [`SqlConnection`]. See the [module docs](self).
+/// The [`Store`](crate::store::Store) over a [`SqlConnection`]. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct SqlStore<C> {
     conn: C,
