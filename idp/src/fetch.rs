@@ -35,7 +35,7 @@
 //! ```
 
 use crate::challenge::BearerChallenge;
-use crate::error::{Error, Result};
+use crate::error::{Error, OAuthErrorCode, Result};
 pub use crate::error::{Reason, Reauthorize};
 use crate::flow::Authorization;
 use crate::policy::Policy;
@@ -191,7 +191,10 @@ impl Exchange {
                     let asks_more = c.scope.is_some()
                         && held.is_some()
                         && !scopes_cover(held, c.scope.as_deref());
-                    if c.error.as_deref() == Some("insufficient_scope") || asks_more {
+                    if c.error.as_deref().map(OAuthErrorCode::parse)
+                        == Some(OAuthErrorCode::InsufficientScope)
+                        || asks_more
+                    {
                         return Ok(self.step_up(c));
                     }
                 }
@@ -212,7 +215,12 @@ impl Exchange {
                 }))
             }
             403 if authorized => match &challenge {
-                Some(c) if c.error.as_deref() == Some("insufficient_scope") => Ok(self.step_up(c)),
+                Some(c)
+                    if c.error.as_deref().map(OAuthErrorCode::parse)
+                        == Some(OAuthErrorCode::InsufficientScope) =>
+                {
+                    Ok(self.step_up(c))
+                }
                 _ => Ok(Next::Done),
             },
             _ => Ok(Next::Done),

@@ -25,6 +25,92 @@ pub struct OAuthError {
     pub error_uri: Option<String>,
 }
 
+/// The OAuth error codes idp acts on (RFC 6749 §4.1.2.1, §5.2; RFC 6750
+/// §3.1), read from an error's `error` string; any other is [`Other`](OAuthErrorCode::Other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OAuthErrorCode {
+    /// `invalid_request`.
+    InvalidRequest,
+    /// `invalid_client`: the server does not know (or no longer accepts) the client.
+    InvalidClient,
+    /// `invalid_grant`: the code or refresh token is dead.
+    InvalidGrant,
+    /// `unauthorized_client`.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `invalid_scope`.
+    InvalidScope,
+    /// `access_denied`: the person (or the server) declined.
+    AccessDenied,
+    /// `temporarily_unavailable`.
+    TemporarilyUnavailable,
+    /// `slow_down` (RFC 8628).
+    SlowDown,
+    /// `invalid_token` (RFC 6750).
+    InvalidToken,
+    /// `insufficient_scope` (RFC 6750).
+    InsufficientScope,
+    /// Any other code.
+    Other,
+}
+
+impl OAuthErrorCode {
+    const NAMES: [(&'static str, OAuthErrorCode); 11] = [
+        ("invalid_request", Self::InvalidRequest),
+        ("invalid_client", Self::InvalidClient),
+        ("invalid_grant", Self::InvalidGrant),
+        ("unauthorized_client", Self::UnauthorizedClient),
+        ("unsupported_grant_type", Self::UnsupportedGrantType),
+        ("invalid_scope", Self::InvalidScope),
+        ("access_denied", Self::AccessDenied),
+        ("temporarily_unavailable", Self::TemporarilyUnavailable),
+        ("slow_down", Self::SlowDown),
+        ("invalid_token", Self::InvalidToken),
+        ("insufficient_scope", Self::InsufficientScope),
+    ];
+
+    /// The code an `error` string names (exactly, as RFC 6749 writes it).
+    ///
+    /// ```
+    /// use idp::error::OAuthErrorCode;
+    /// assert_eq!(OAuthErrorCode::parse("invalid_grant"), OAuthErrorCode::InvalidGrant);
+    /// assert_eq!(OAuthErrorCode::parse("bad_verification_code"), OAuthErrorCode::Other);
+    /// ```
+    pub fn parse(error: &str) -> Self {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == error)
+            .map_or(Self::Other, |(_, c)| *c)
+    }
+
+    /// The grant or client is gone: the person must authorize again.
+    pub fn is_dead_grant(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidGrant | Self::InvalidClient | Self::UnauthorizedClient
+        )
+    }
+
+    /// The server does not accept the client (any more).
+    pub fn is_client_rejected(self) -> bool {
+        matches!(self, Self::InvalidClient | Self::UnauthorizedClient)
+    }
+
+    /// Trying again later may work.
+    pub fn is_transient(self) -> bool {
+        matches!(self, Self::TemporarilyUnavailable | Self::SlowDown)
+    }
+}
+
+impl OAuthError {
+    /// Its code, as one of those idp acts on.
+    pub fn code(&self) -> OAuthErrorCode {
+        OAuthErrorCode::parse(&self.error)
+    }
+}
+
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.error)?;
@@ -390,10 +476,7 @@ impl Error {
             // Only the server's own word that the grant or client is dead:
             // an HTML page, a bare 400 or 401, a 5xx or an unreadable body
             // says nothing about the grant, and the tokens are kept.
-            Error::Token { oauth: Some(e), .. } => matches!(
-                e.error.as_str(),
-                "invalid_grant" | "invalid_client" | "unauthorized_client"
-            ),
+            Error::Token { oauth: Some(e), .. } => e.code().is_dead_grant(),
             Error::NoRefreshToken { .. }
             | Error::Unreadable { .. }
             | Error::NotConnected { .. }
@@ -412,9 +495,7 @@ impl Error {
             Error::Token { status, oauth, .. } | Error::Registration { status, oauth, .. } => {
                 *status >= 500
                     || *status == 429
-                    || oauth.as_ref().is_some_and(|e| {
-                        matches!(e.error.as_str(), "temporarily_unavailable" | "slow_down")
-                    })
+                    || oauth.as_ref().is_some_and(|e| e.code().is_transient())
             }
             Error::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
             _ => false,
@@ -426,7 +507,7 @@ impl Error {
     pub fn client_rejected(&self) -> bool {
         matches!(
             self,
-            Error::Token { oauth: Some(e), .. } if matches!(e.error.as_str(), "invalid_client" | "unauthorized_client")
+            Error::Token { oauth: Some(e), .. } if e.code().is_client_rejected()
         )
     }
 }
