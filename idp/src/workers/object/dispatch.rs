@@ -5,14 +5,14 @@
 use super::super::hook::OnAuthSuccess;
 use super::super::http::WorkerHttp;
 use super::super::protocol::{Call, Op, RemoteError, Reply};
-use super::ProvidersObject;
+use super::{ProvidersObject, Role};
 use crate::error::Error;
 
 /// What every call is answered with besides the object: the registry
 /// binding (for a user's object), and the HTTP client of this request.
 pub(crate) struct Cx<'a> {
-    /// The binding of the registry object, when this is a user's object.
-    pub registry: Option<&'a str>,
+    /// Which role the object plays.
+    pub role: Role<'a>,
     /// Sends every request, with this request's timeout.
     pub http: &'a WorkerHttp,
 }
@@ -35,7 +35,8 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         http: &WorkerHttp,
         call: Call,
     ) -> String {
-        call.answer_with(self, &Cx { registry, http }).await
+        let role = Role::of(registry);
+        call.answer_with(self, &Cx { role, http }).await
     }
 }
 

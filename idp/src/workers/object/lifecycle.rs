@@ -6,6 +6,7 @@
 use super::super::events::{Event, EventKind, AUDIT_LOG_LEN};
 use super::super::hook::OnAuthSuccess;
 use super::super::http::{now, WorkerHttp};
+use super::Role;
 use super::{ObjectStore, ProvidersObject};
 use crate::error::{Error, Result};
 use crate::flow::{RefreshEvent, Refused};
@@ -56,7 +57,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         if events.is_empty() {
             return;
         }
-        let store = self.store(None);
+        let store = self.local();
         for e in &events {
             let written = json(e).and_then(|data| {
                 store.sql.exec(
@@ -107,7 +108,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     /// The user's audit log, newest first.
     pub(super) fn events(&self, owner: &str) -> Result<Vec<Event>> {
-        let rows = self.store(None).rows(
+        let rows = self.local().rows(
             "SELECT data FROM idp_events WHERE owner = ? ORDER BY id DESC LIMIT ?",
             vec![text(owner), secs(AUDIT_LOG_LEN as u64)],
         )?;
@@ -132,7 +133,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     /// Remembers a value the alarm needs (the registry binding, the timeout).
     pub(super) fn remember(&self, name: &str, value: &str) {
-        let _ = self.store(None).sql.exec(
+        let _ = self.local().sql.exec(
             "INSERT OR REPLACE INTO idp_meta (name, value) VALUES (?, ?)",
             vec![text(name), text(value)],
         );
@@ -140,7 +141,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     fn recalled(&self, name: &str) -> Option<String> {
         let rows = self
-            .store(None)
+            .local()
             .rows(
                 "SELECT value FROM idp_meta WHERE name = ?",
                 vec![text(name)],
@@ -179,7 +180,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         if !self.background() {
             return Ok(());
         }
-        let store = self.store(None);
+        let store = self.local();
         let keep_alive = self.keep_alive();
         let mut next: Option<u64> = None;
         for owner in self.owners(&store)? {
@@ -229,7 +230,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             .and_then(|v| v.to_string().trim().parse::<u64>().ok())
             .filter(|s| *s > 0)
             .unwrap_or(RETRY_BASE_SECS);
-        let store = self.store(registry.as_deref());
+        let store = self.store(Role::of(registry.as_deref()));
         let keep_alive = self.keep_alive();
         let at = now();
         for owner in self

@@ -22,7 +22,7 @@ impl Answer for ConfirmationToken {
         let mut bytes = [0u8; 32];
         random_bytes(&mut bytes).map_err(Error::NoRandomness)?;
         let token = crate::encoding::base64url(&bytes);
-        o.store(cx.registry).put_confirmation(&token, &owner)?;
+        o.store(cx.role).put_confirmation(&token, &owner)?;
         Ok(token)
     }
 }
@@ -40,7 +40,7 @@ impl Answer for Login {
             settings,
             confirmation,
         } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         if let Some(token) = confirmation {
             store.spend_confirmation(&token, &owner)?;
         }
@@ -82,7 +82,7 @@ impl Answer for Callback {
             callback_uri,
             query,
         } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let p = {
             let _writes = o.refresher.lock().await;
             flow::finish_login(cx.http, &store, &owner, &callback_uri, &query, now()).await?

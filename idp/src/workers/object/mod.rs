@@ -14,6 +14,7 @@ mod upkeep;
 pub(crate) use dispatch::{reply, Answer, Cx};
 mod lifecycle;
 mod sql_store;
+pub(crate) use sql_store::Role;
 pub use sql_store::REGISTRY_WRITES_PER_HOUR;
 
 use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
@@ -190,15 +191,22 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         Ok(resp)
     }
 
-    fn store<'a>(&'a self, registry: Option<&'a str>) -> ObjectStore<'a> {
+    /// The store as `role` sees it.
+    fn store<'a>(&'a self, role: Role<'a>) -> ObjectStore<'a> {
         ObjectStore {
             sql: crate::store::sql::SqlStore::with_sealing(
                 self.state.storage().sql(),
                 self.sealing.clone(),
             ),
             env: &self.env,
-            registry,
+            role,
         }
+    }
+
+    /// The store of this object's own tables (registry calls answered
+    /// locally).
+    fn local(&self) -> ObjectStore<'_> {
+        self.store(Role::Registry)
     }
 
     async fn named(

@@ -21,7 +21,7 @@ impl Answer for Authorization {
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let Authorization { owner, url } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let mut auth = o
             .refresher
             .authorization(cx.http, &store, &owner, &url, now())
@@ -46,7 +46,7 @@ impl Answer for Rejected {
             key,
             fingerprint,
         } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let mut auth = o
             .refresher
             .rejected(
@@ -70,7 +70,7 @@ impl Answer for RefreshExpiring {
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let RefreshExpiring { owner, urls } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let mut out = Vec::new();
         for url in urls {
             out.push(o.refresh_one(cx.http, &store, &owner, url).await);
@@ -90,7 +90,7 @@ impl Answer for Providers {
             after,
             limit,
         } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let list = match limit {
             None => store.providers(&owner).await?,
             Some(limit) => {
@@ -110,7 +110,7 @@ impl Answer for Find {
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let Find { owner, url } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let key = ResourceKey::parse(&url)?;
         let p = store.provider_for(&owner, &key).await?;
         Ok(p.as_ref().map(ProviderView::of))
@@ -124,7 +124,7 @@ impl Answer for Remove {
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let Remove { owner, url } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let key = ResourceKey::parse(&url)?;
         let removal = {
             let _writes = o.refresher.lock().await;
@@ -176,7 +176,7 @@ impl Answer for McpSessionGet {
         _cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let McpSessionGet { owner, url } = self;
-        let state: Option<McpSessionState> = o.store(None).sql.first_data(
+        let state: Option<McpSessionState> = o.local().sql.first_data(
             "SELECT data FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
             vec![text(&owner), text(&url)],
         )?;
@@ -195,7 +195,7 @@ impl Answer for McpSessionPut {
             url,
             session,
         } = self;
-        let store = o.store(None);
+        let store = o.local();
         match session {
             Some(state) => store.sql.exec(
                 "INSERT OR REPLACE INTO idp_mcp_sessions (owner, url, data, updated_at) VALUES (?, ?, ?, ?)",

@@ -3,7 +3,7 @@
 use super::super::hook::OnAuthSuccess;
 use super::super::protocol::*;
 use super::dispatch::{Answer, Cx};
-use super::ProvidersObject;
+use super::{ProvidersObject, Role};
 use crate::store::RegistryStore;
 
 impl Answer for RegistrationGet {
@@ -16,7 +16,9 @@ impl Answer for RegistrationGet {
             issuer,
             redirect_uri,
         } = self;
-        Ok(o.store(None).registration(&issuer, &redirect_uri).await?)
+        Ok(o.store(Role::Registry)
+            .registration(&issuer, &redirect_uri)
+            .await?)
     }
 }
 
@@ -27,7 +29,9 @@ impl Answer for RegistrationPut {
         _cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let RegistrationPut { registration } = self;
-        Ok(o.store(None).put_registration(registration).await?)
+        Ok(o.store(Role::Registry)
+            .put_registration(registration)
+            .await?)
     }
 }
 
@@ -41,7 +45,7 @@ impl Answer for RegistrationRemove {
             issuer,
             redirect_uri,
         } = self;
-        Ok(o.store(None)
+        Ok(o.store(Role::Registry)
             .remove_registration(&issuer, &redirect_uri)
             .await?)
     }
@@ -59,7 +63,7 @@ impl Answer for KnownIssuers {
                 return Ok(list.clone());
             }
         }
-        let list = o.store(None).sql.known_issuers(limit)?;
+        let list = o.store(Role::Registry).sql.known_issuers(limit)?;
         *o.document.borrow_mut() = Some((limit, list.clone()));
         Ok(list)
     }
@@ -72,7 +76,7 @@ impl Answer for ServerGet {
         _cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let ServerGet { issuer } = self;
-        Ok(o.store(None).server(&issuer).await?)
+        Ok(o.store(Role::Registry).server(&issuer).await?)
     }
 }
 
@@ -88,7 +92,7 @@ impl Answer for ServerPut {
             fetched_at,
         } = self;
         o.document.borrow_mut().take();
-        Ok(o.store(None)
+        Ok(o.store(Role::Registry)
             .put_server(&issuer, *server, fetched_at)
             .await?)
     }
@@ -101,6 +105,6 @@ impl Answer for RegistryReencrypt {
         _cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let RegistryReencrypt {} = self;
-        Ok(o.store(None).sql.reseal()?)
+        Ok(o.store(Role::Registry).sql.reseal()?)
     }
 }

@@ -67,13 +67,35 @@ impl SqlConnection for SqlStorage {
     }
 }
 
-/// A [`Store`] over the object's SQLite. Registrations and server metadata go
-/// to the registry object when `registry` names the binding; locally otherwise
-/// (that is, in the registry itself).
+/// Which role an object plays: a user's, whose registrations and server
+/// metadata live in the registry object, or the deployment's registry, which
+/// keeps them itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role<'a> {
+    /// A user's object; `registry` is the registry object's binding.
+    User {
+        /// The binding.
+        registry: &'a str,
+    },
+    /// The registry object (also what an object that serves only its own
+    /// tables is).
+    Registry,
+}
+
+impl<'a> Role<'a> {
+    /// The role an internal call names: a user's object when it carries
+    /// the registry's binding.
+    pub(crate) fn of(registry: Option<&'a str>) -> Self {
+        registry.map_or(Role::Registry, |registry| Role::User { registry })
+    }
+}
+
+/// A [`Store`] over the object's SQLite, as its [`Role`] says: a user's
+/// object forwards registrations and server metadata to the registry object.
 pub(super) struct ObjectStore<'a> {
     pub(super) sql: SqlStore<SqlStorage>,
     pub(super) env: &'a Env,
-    pub(super) registry: Option<&'a str>,
+    pub(super) role: Role<'a>,
 }
 
 impl ObjectStore<'_> {
@@ -216,8 +238,8 @@ impl UserStore for ObjectStore<'_> {
 
 impl RegistryStore for ObjectStore<'_> {
     async fn registration(&self, issuer: &str, redirect_uri: &str) -> Result<Option<Registration>> {
-        match self.registry {
-            Some(b) => {
+        match self.role {
+            Role::User { registry: b } => {
                 let (issuer, redirect_uri) = (issuer.into(), redirect_uri.into());
                 self.registry_call(
                     b,
@@ -228,24 +250,24 @@ impl RegistryStore for ObjectStore<'_> {
                 )
                 .await
             }
-            None => self.sql.registration(issuer, redirect_uri).await,
+            Role::Registry => self.sql.registration(issuer, redirect_uri).await,
         }
     }
 
     async fn put_registration(&self, registration: Registration) -> Result<()> {
-        match self.registry {
-            Some(b) => {
+        match self.role {
+            Role::User { registry: b } => {
                 self.count_registry_write("client registrations")?;
                 self.registry_call(b, RegistrationPut { registration })
                     .await
             }
-            None => self.sql.put_registration(registration).await,
+            Role::Registry => self.sql.put_registration(registration).await,
         }
     }
 
     async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
-        match self.registry {
-            Some(b) => {
+        match self.role {
+            Role::User { registry: b } => {
                 let (issuer, redirect_uri) = (issuer.into(), redirect_uri.into());
                 self.registry_call(
                     b,
@@ -256,17 +278,17 @@ impl RegistryStore for ObjectStore<'_> {
                 )
                 .await
             }
-            None => self.sql.remove_registration(issuer, redirect_uri).await,
+            Role::Registry => self.sql.remove_registration(issuer, redirect_uri).await,
         }
     }
 
     async fn server(&self, issuer: &str) -> Result<Option<(AuthorizationServer, u64)>> {
-        match self.registry {
-            Some(b) => {
+        match self.role {
+            Role::User { registry: b } => {
                 let issuer = issuer.into();
                 self.registry_call(b, ServerGet { issuer }).await
             }
-            None => self.sql.server(issuer).await,
+            Role::Registry => self.sql.server(issuer).await,
         }
     }
 
@@ -276,8 +298,8 @@ impl RegistryStore for ObjectStore<'_> {
         server: AuthorizationServer,
         fetched_at: u64,
     ) -> Result<()> {
-        match self.registry {
-            Some(b) => {
+        match self.role {
+            Role::User { registry: b } => {
                 self.count_registry_write("new authorization server metadata")?;
                 let (issuer, server) = (issuer.into(), Box::new(server));
                 self.registry_call(
@@ -290,7 +312,7 @@ impl RegistryStore for ObjectStore<'_> {
                 )
                 .await
             }
-            None => self.sql.put_server(issuer, server, fetched_at).await,
+            Role::Registry => self.sql.put_server(issuer, server, fetched_at).await,
         }
     }
 }

@@ -15,7 +15,7 @@ impl Answer for Reencrypt {
     ) -> Result<Self::Reply, RemoteError> {
         let Reencrypt {} = self;
         let _writes = o.refresher.lock().await;
-        let user_rows = o.store(None).sql.reseal()?;
+        let user_rows = o.local().sql.reseal()?;
         Ok(Reencrypted { user_rows })
     }
 }
@@ -28,7 +28,7 @@ impl Answer for Seed {
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let Seed { owner, providers } = self;
-        let store = o.store(cx.registry);
+        let store = o.store(cx.role);
         let n = providers.len();
         for p in providers {
             let _ = store
