@@ -122,13 +122,17 @@ impl ProvidersStub {
     /// The `Authorization` for a URL from the longest-prefix provider
     /// (refreshed when within 5 minutes of expiry). `None` when no provider
     /// matches.
+    /// The `Authorization` for `url`; with `narrower`, the answer names the
+    /// owner's providers under its key (what the isolate cache needs).
     pub(crate) async fn authorization(
         &self,
         url: &str,
+        narrower: bool,
     ) -> Result<Option<AuthorizationReply>, Error> {
         self.call(Authorization {
             owner: self.owner.clone(),
             url: url.to_owned(),
+            narrower,
         })
         .await
     }
@@ -139,11 +143,13 @@ impl ProvidersStub {
         &self,
         key: &ResourceKey,
         access_token: &str,
+        narrower: bool,
     ) -> Result<AuthorizationReply, Error> {
         self.call(Rejected {
             owner: self.owner.clone(),
             key: key.clone(),
             fingerprint: crate::token::fingerprint(access_token),
+            narrower,
         })
         .await
     }

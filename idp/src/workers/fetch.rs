@@ -225,14 +225,14 @@ impl<'a> AuthedFetch<'a> {
     /// The object's answer for `url`, from the isolate cache when it is on.
     async fn authorization(&self, url: &str) -> Result<Option<crate::flow::Authorization>, Error> {
         let Some(ttl) = self.cache_secs else {
-            return self.stub.authorization(url).await;
+            return self.stub.authorization(url, false).await;
         };
         let user = &self.stub.owner;
         let now = super::http::now();
         if let Some(a) = super::cache::lookup(user, url, now) {
             return Ok(Some(a));
         }
-        let auth = self.stub.authorization(url).await?;
+        let auth = self.stub.authorization(url, true).await?;
         if let Some(a) = &auth {
             super::cache::put(user, a, ttl, now);
         }
@@ -308,7 +308,8 @@ impl<'a> AuthedFetch<'a> {
                     };
                     // The resource refused the token: never hand it out again.
                     super::cache::forget(&self.stub.owner, &a.key);
-                    let result = match self.stub.rejected(&a.key, token).await {
+                    let cached = self.cache_secs.is_some();
+                    let result = match self.stub.rejected(&a.key, token, cached).await {
                         Ok(a) => {
                             if let Some(ttl) = self.cache_secs {
                                 super::cache::put(&self.stub.owner, &a, ttl, super::http::now());

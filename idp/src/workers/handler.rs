@@ -132,7 +132,11 @@ impl Handler {
     /// `url`, with redirects not followed; [`Handler::fetcher`] sends
     /// requests with every per-hop rule built in.
     pub async fn authorization_for(&self, url: &str) -> Result<Option<String>, Error> {
-        Ok(self.stub.authorization(url).await?.and_then(|a| a.header))
+        Ok(self
+            .stub
+            .authorization(url, false)
+            .await?
+            .and_then(|a| a.header))
     }
 
     /// An MCP client for the server at `url`, as this user, continuing the
@@ -367,5 +371,5 @@ pub async fn authorization_for(
     url: &str,
 ) -> Result<Option<String>, Error> {
     let stub = ProvidersStub::new(env, DEFAULT_BINDING, user_id)?;
-    Ok(stub.authorization(url).await?.and_then(|a| a.header))
+    Ok(stub.authorization(url, false).await?.and_then(|a| a.header))
 }

@@ -94,10 +94,23 @@ calls! {
     } -> CallbackReply;
     UserOp
     /// The `Authorization` for a URL (refreshed when near expiry).
-    Authorization { owner: String, url: String } -> Option<AuthorizationReply>;
+    Authorization {
+        owner: String,
+        url: String,
+        /// Name the providers under the answer's key (for the isolate cache).
+        #[serde(default)]
+        narrower: bool,
+    } -> Option<AuthorizationReply>;
     UserOp
     /// The resource rejected the token whose fingerprint is given.
-    Rejected { owner: String, key: ResourceKey, fingerprint: String } -> AuthorizationReply;
+    Rejected {
+        owner: String,
+        key: ResourceKey,
+        fingerprint: String,
+        /// Name the providers under the answer's key (for the isolate cache).
+        #[serde(default)]
+        narrower: bool,
+    } -> AuthorizationReply;
     UserOp
     /// Refreshes the providers serving these URLs when near expiry.
     RefreshExpiring { owner: String, urls: Vec<String> } -> Vec<RefreshOutcome>;

@@ -20,15 +20,19 @@ impl Answer for Authorization {
         o: &ProvidersObject<H>,
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
-        let Authorization { owner, url } = self;
+        let Authorization {
+            owner,
+            url,
+            narrower,
+        } = self;
         let store = o.store(cx.role);
         let mut auth = o
             .refresher
             .authorization(cx.http, &store, &owner, &url, now())
             .await?;
-        // For the Worker's isolate cache: the providers this answer
-        // must not be reused under.
-        if let Some(a) = auth.as_mut() {
+        // For the Worker's isolate cache (only when it is on): the
+        // providers this answer must not be reused under.
+        if let Some(a) = auth.as_mut().filter(|_| narrower) {
             a.narrower = store.sql.keys_under(&owner, &a.key)?;
         }
         Ok(auth)
@@ -45,6 +49,7 @@ impl Answer for Rejected {
             owner,
             key,
             fingerprint,
+            narrower,
         } = self;
         let store = o.store(cx.role);
         let mut auth = o
@@ -58,7 +63,9 @@ impl Answer for Rejected {
                 now(),
             )
             .await?;
-        auth.narrower = store.sql.keys_under(&owner, &auth.key)?;
+        if narrower {
+            auth.narrower = store.sql.keys_under(&owner, &auth.key)?;
+        }
         Ok(auth)
     }
 }
