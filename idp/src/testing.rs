@@ -97,3 +97,31 @@ pub(crate) fn settings() -> crate::flow::Settings {
         profiles: Vec::new(),
     }
 }
+
+/// `alice` starts connecting `url` (with `scope`) at `now`, with fixed
+/// randomness: the login fixture in one line.
+#[allow(dead_code)]
+pub(crate) fn start_login(
+    http: &Script,
+    store: &crate::store::memory::MemoryStore,
+    settings: &crate::flow::Settings,
+    url: &str,
+    scope: Option<&str>,
+    now: u64,
+) -> crate::error::Result<crate::flow::LoginStart> {
+    let engine = crate::flow::Engine {
+        http,
+        store,
+        settings,
+        now,
+    };
+    let req = crate::flow::LoginRequest {
+        owner: "alice",
+        scope,
+    };
+    let entropy = crate::flow::Entropy {
+        verifier: [1; 32],
+        state: [2; 32],
+    };
+    block_on(crate::flow::start_login(&engine, req, url, entropy))
+}

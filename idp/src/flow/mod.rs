@@ -513,23 +513,14 @@ mod tests {
             serde_json::json!({"client_id": "c", "token_endpoint_auth_method": "none"}),
         );
         let store = crate::store::memory::MemoryStore::default();
-        let start = crate::testing::block_on(start_login(
-            &crate::flow::Engine {
-                http: &script,
-                store: &store,
-                settings: &crate::testing::settings(),
-                now: 1000,
-            },
-            crate::flow::LoginRequest {
-                owner: "alice",
-                scope: None,
-            },
+        let start = crate::testing::start_login(
+            &script,
+            &store,
+            &crate::testing::settings(),
             api,
-            Entropy {
-                verifier: [1; 32],
-                state: [2; 32],
-            },
-        ));
+            None,
+            1000,
+        );
         assert!(
             matches!(&start, Ok(LoginStart::Redirect(to)) if to.as_str().starts_with("https://legacy.example/authorize?")),
             "{start:?}"
@@ -876,23 +867,14 @@ mod tests {
             callback_base: Url::parse("https://app.example/oauth/callback").unwrap(),
             profiles: Vec::new(),
         };
-        let start = block_on(start_login(
-            &crate::flow::Engine {
-                http: &script,
-                store: &store,
-                settings: &settings,
-                now: 10,
-            },
-            crate::flow::LoginRequest {
-                owner: "alice",
-                scope: None,
-            },
+        let start = crate::testing::start_login(
+            &script,
+            &store,
+            &settings,
             "https://api.example/v1",
-            Entropy {
-                verifier: [1; 32],
-                state: [2; 32],
-            },
-        ))
+            None,
+            10,
+        )
         .unwrap();
         assert!(matches!(start, LoginStart::Public(p) if p.grant.is_some()));
         assert_eq!(

@@ -262,7 +262,7 @@ pub fn find<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{Entropy, Settings};
+    use crate::flow::Settings;
 
     #[test]
     fn profiles_from_json_name_the_bad_field_and_never_take_a_secret_inline() {
@@ -338,23 +338,7 @@ mod tests {
         api: &str,
     ) -> Result<crate::flow::LoginStart> {
         let store = crate::store::memory::MemoryStore::default();
-        crate::testing::block_on(crate::flow::start_login(
-            &crate::flow::Engine {
-                http: script,
-                store: &store,
-                settings,
-                now: 1000,
-            },
-            crate::flow::LoginRequest {
-                owner: "alice",
-                scope: None,
-            },
-            api,
-            Entropy {
-                verifier: [1; 32],
-                state: [2; 32],
-            },
-        ))
+        crate::testing::start_login(script, &store, settings, api, None, 1000)
     }
 
     fn issuer_profile(any_resource: bool) -> ProviderProfile {
@@ -516,23 +500,14 @@ mod tests {
         };
         let script = crate::testing::Script::new();
         let store = crate::store::memory::MemoryStore::default();
-        let start = crate::testing::block_on(crate::flow::start_login(
-            &crate::flow::Engine {
-                http: &script,
-                store: &store,
-                settings: &settings,
-                now: 1000,
-            },
-            crate::flow::LoginRequest {
-                owner: "alice",
-                scope: Some("chat:write"),
-            },
+        let start = crate::testing::start_login(
+            &script,
+            &store,
+            &settings,
             "https://slack.com/api/users.info",
-            Entropy {
-                verifier: [1; 32],
-                state: [2; 32],
-            },
-        ))
+            Some("chat:write"),
+            1000,
+        )
         .unwrap();
         assert!(script.requests().is_empty(), "no probe, no discovery");
         let crate::flow::LoginStart::Redirect(to) = start else {
