@@ -69,7 +69,7 @@ async fn walks_every_step_against_oidc_provider() {
     assert_eq!(found.resource, format!("{}/api", servers.origin));
     assert_eq!(
         found.authorization_servers,
-        [Url::parse(&servers.issuer).unwrap()]
+        [idp::issuer::Issuer::parse(&servers.issuer).unwrap()]
     );
 
     // 3. Server metadata, with the issuer checked.

@@ -176,7 +176,8 @@ pub fn validate_callback(
         return Err(Error::Callback(CallbackProblem::Expired));
     }
     match &params.iss {
-        Some(iss) if !issuer_eq(iss, &flow.issuer) => {
+        // RFC 9207 §2.4: simple string comparison, no normalization.
+        Some(iss) if *iss != flow.issuer => {
             return Err(Error::Callback(CallbackProblem::IssuerMismatch {
                 expected: flow.issuer.clone(),
                 found: iss.clone(),
@@ -191,10 +192,6 @@ pub fn validate_callback(
     params
         .code
         .ok_or(Error::Callback(CallbackProblem::MissingCode))
-}
-
-fn issuer_eq(a: &str, b: &str) -> bool {
-    a == b || matches!((Url::parse(a), Url::parse(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 #[cfg(test)]
@@ -267,6 +264,28 @@ mod tests {
             ok("code=abc&state=st&iss=https%3A%2F%2Fevil.example").unwrap_err(),
             Error::Callback(CallbackProblem::IssuerMismatch { .. })
         ));
+        // Compared as text (RFC 9207 §2.4): a variant that only matches
+        // after URL normalization is a mismatch, and the response's `error`
+        // is not believed.
+        for variant in [
+            "https://as.example/",
+            "HTTPS://as.example",
+            "https://as.example:443",
+        ] {
+            let q = String::from_utf8(crate::encoding::form(&[
+                ("error", "access_denied"),
+                ("state", "st"),
+                ("iss", variant),
+            ]))
+            .unwrap();
+            assert!(
+                matches!(
+                    ok(&q).unwrap_err(),
+                    Error::Callback(CallbackProblem::IssuerMismatch { .. })
+                ),
+                "{variant}"
+            );
+        }
         assert_eq!(
             ok("code=abc&state=zz&iss=https://as.example").unwrap_err(),
             Error::Callback(CallbackProblem::UnknownState)

@@ -53,6 +53,7 @@ pub mod error;
 pub mod fetch;
 pub mod flow;
 pub mod http;
+pub mod issuer;
 pub mod matching;
 pub mod mcp;
 pub mod pkce;

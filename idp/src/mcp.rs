@@ -28,6 +28,34 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 /// The header naming the negotiated protocol version.
 pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 
+/// The header naming the method of a request (revision 2026-07-28).
+pub const METHOD_HEADER: &str = "mcp-method";
+
+/// The header naming the tool, prompt or resource a request is about
+/// (revision 2026-07-28).
+pub const NAME_HEADER: &str = "mcp-name";
+
+/// The revision without `initialize` or sessions: every request carries its
+/// version and the client's description in `_meta`, and `server/discover`
+/// tells what the server speaks.
+pub const STATELESS_PROTOCOL_VERSION: &str = "2026-07-28";
+
+/// The revision idp announces in `initialize` to servers of the earlier
+/// revisions.
+pub const LEGACY_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Whether `version` is a revision without `initialize` and sessions
+/// (2026-07-28 or later: revisions are dates, so they order as text).
+pub fn is_stateless(version: &str) -> bool {
+    version.len() == 10 && version >= STATELESS_PROTOCOL_VERSION
+}
+
+/// The method that asks a server which revisions it speaks.
+pub const DISCOVER: &str = "server/discover";
+
+/// The prefix of the `_meta` keys the protocol reserves.
+const META: &str = "io.modelcontextprotocol/";
+
 /// Why a response could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -132,13 +160,111 @@ pub fn result_of(reply: Value) -> Result<Value, RpcError> {
     }
 }
 
+fn client_info() -> Value {
+    json!({"name": "idp", "version": env!("CARGO_PKG_VERSION")})
+}
+
 /// The `initialize` parameters idp sends.
 pub fn initialize_params() -> Value {
     json!({
-        "protocolVersion": crate::probe::MCP_PROTOCOL_VERSION,
+        "protocolVersion": LEGACY_PROTOCOL_VERSION,
         "capabilities": {},
-        "clientInfo": {"name": "idp", "version": env!("CARGO_PKG_VERSION")},
+        "clientInfo": client_info(),
     })
+}
+
+/// `params` with the `_meta` every request of a stateless revision carries
+/// (protocol version, client description and capabilities); keys the caller
+/// set are kept.
+pub fn with_request_meta(params: Value, version: &str) -> Value {
+    let mut params = match params {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    let meta = params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !meta.is_object() {
+        *meta = Value::Object(Default::default());
+    }
+    if let Value::Object(m) = meta {
+        m.entry(format!("{META}protocolVersion"))
+            .or_insert_with(|| json!(version));
+        m.entry(format!("{META}clientInfo"))
+            .or_insert_with(client_info);
+        m.entry(format!("{META}clientCapabilities"))
+            .or_insert_with(|| json!({}));
+    }
+    Value::Object(params)
+}
+
+/// The name a request is about, for the `Mcp-Name` header: the tool or
+/// prompt of `tools/call` and `prompts/get`, the URI of `resources/read`.
+fn name_of<'a>(method: &str, params: &'a Value) -> Option<&'a str> {
+    let key = match method {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" => "uri",
+        _ => return None,
+    };
+    params.get(key).and_then(Value::as_str)
+}
+
+/// The server's description in a `server/discover` or `initialize` result:
+/// (name, version).
+pub fn server_info(result: &Value) -> (String, String) {
+    let info = result
+        .get("serverInfo")
+        .or_else(|| result.get("_meta")?.get(format!("{META}serverInfo")))
+        .cloned()
+        .unwrap_or_default();
+    let text = |k: &str| {
+        info.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (text("name"), text("version"))
+}
+
+/// How a `server/discover` answer ends the negotiation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Discovered {
+    /// The server speaks this stateless revision; its `server/discover` result.
+    Stateless(String, Value),
+    /// The server does not: an earlier revision, reached with `initialize`.
+    Legacy,
+}
+
+/// Reads the answer to `server/discover` (request `id`, sent with
+/// [`STATELESS_PROTOCOL_VERSION`]): a result names the revisions the server
+/// supports; any other error but 401 and 403 (which the caller handles as
+/// authorization) means a server of an earlier revision.
+pub fn read_discover(id: u64, resp: &HttpResponse) -> Result<Discovered, McpError> {
+    if matches!(resp.status, 401 | 403) {
+        return Err(McpError::Status(resp.status));
+    }
+    if !resp.is_success() {
+        return Ok(Discovered::Legacy);
+    }
+    let reply = match response_for(resp.header("content-type"), &resp.body, &json!(id)) {
+        Ok(Some(r)) => r,
+        _ => return Ok(Discovered::Legacy),
+    };
+    let Ok(result) = result_of(reply) else {
+        return Ok(Discovered::Legacy);
+    };
+    let supported: Vec<&str> = result
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if supported.is_empty() || supported.contains(&STATELESS_PROTOCOL_VERSION) {
+        return Ok(Discovered::Stateless(
+            STATELESS_PROTOCOL_VERSION.to_owned(),
+            result,
+        ));
+    }
+    Ok(Discovered::Legacy)
 }
 
 /// One client's conversation with one MCP server: ids, the session the
@@ -164,6 +290,7 @@ pub struct Session {
     session_id: Option<String>,
     protocol_version: Option<String>,
     next_id: u64,
+    discover_id: Option<u64>,
 }
 
 impl Session {
@@ -174,6 +301,7 @@ impl Session {
             session_id: None,
             protocol_version: None,
             next_id: 1,
+            discover_id: None,
         }
     }
 
@@ -210,36 +338,79 @@ impl Session {
         self.session_id = None;
     }
 
-    fn post(&self, message: &Value) -> HttpRequest {
+    /// Whether the agreed revision is a stateless one (no session, `_meta`
+    /// on every request).
+    pub fn is_stateless(&self) -> bool {
+        self.protocol_version.as_deref().is_some_and(is_stateless)
+    }
+
+    fn post(&self, message: &Value, version: Option<&str>) -> HttpRequest {
         let mut req = HttpRequest::post_json(self.url.clone(), message);
         req.headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("accept"));
         req.headers.push(("accept".into(), MCP_ACCEPT.into()));
-        if let Some(s) = &self.session_id {
+        let stateless = version.is_some_and(is_stateless);
+        if let (Some(s), false) = (&self.session_id, stateless) {
             req.headers.push((SESSION_HEADER.into(), s.clone()));
         }
-        if let Some(v) = &self.protocol_version {
+        if let Some(v) = version {
             req.headers
-                .push((PROTOCOL_VERSION_HEADER.into(), v.clone()));
+                .push((PROTOCOL_VERSION_HEADER.into(), v.to_owned()));
+        }
+        if stateless {
+            if let Some(method) = message.get("method").and_then(Value::as_str) {
+                req.headers.push((METHOD_HEADER.into(), method.to_owned()));
+                if let Some(name) = name_of(method, &message["params"]) {
+                    req.headers.push((NAME_HEADER.into(), name.to_owned()));
+                }
+            }
         }
         req
     }
 
-    /// A request: its id and the HTTP request that carries it.
+    fn message(
+        &self,
+        id: Option<u64>,
+        method: &str,
+        params: Option<Value>,
+        version: Option<&str>,
+    ) -> HttpRequest {
+        let mut message = json!({"jsonrpc": "2.0", "method": method});
+        if let Some(id) = id {
+            message["id"] = json!(id);
+        }
+        let params = match version.filter(|v| is_stateless(v)) {
+            Some(v) => Some(with_request_meta(params.unwrap_or_else(|| json!({})), v)),
+            None => params,
+        };
+        if let Some(p) = params {
+            message["params"] = p;
+        }
+        self.post(&message, version)
+    }
+
+    /// A request: its id and the HTTP request that carries it (for a
+    /// stateless revision, with `_meta`, `Mcp-Method` and `Mcp-Name`). A
+    /// `server/discover` is always sent for [`STATELESS_PROTOCOL_VERSION`];
+    /// its result, read with [`Session::read`], agrees on that revision.
     pub fn request(&mut self, method: &str, params: Value) -> (u64, HttpRequest) {
         let id = self.next_id;
         self.next_id += 1;
-        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        (id, self.post(&message))
+        let version = if method == DISCOVER {
+            self.discover_id = Some(id);
+            Some(STATELESS_PROTOCOL_VERSION.to_owned())
+        } else {
+            self.protocol_version.clone()
+        };
+        (
+            id,
+            self.message(Some(id), method, Some(params), version.as_deref()),
+        )
     }
 
     /// A notification.
     pub fn notification(&self, method: &str, params: Option<Value>) -> HttpRequest {
-        let mut message = json!({"jsonrpc": "2.0", "method": method});
-        if let Some(p) = params {
-            message["params"] = p;
-        }
-        self.post(&message)
+        self.message(None, method, params, self.protocol_version.as_deref())
     }
 
     /// Reads the answer to the request with `id` (`None` for a
@@ -251,7 +422,7 @@ impl Session {
         id: Option<u64>,
         resp: &HttpResponse,
     ) -> Result<Option<Value>, McpError> {
-        if let Some(s) = resp.header(SESSION_HEADER) {
+        if let (Some(s), false) = (resp.header(SESSION_HEADER), self.is_stateless()) {
             self.session_id = Some(s.to_owned());
         }
         if !resp.is_success() {
@@ -264,6 +435,10 @@ impl Session {
             .map_err(|e| McpError::Protocol(e.to_string()))?
             .ok_or_else(|| McpError::Protocol(format!("the answer held no response to id {id}")))?;
         let result = result_of(reply)?;
+        if self.discover_id == Some(id) {
+            self.protocol_version = Some(STATELESS_PROTOCOL_VERSION.to_owned());
+            self.session_id = None;
+        }
         if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
             if result.get("serverInfo").is_some() {
                 self.protocol_version = Some(v.to_owned());
@@ -299,6 +474,28 @@ impl Session {
             .await
             .map_err(|e| McpError::Transport(e.message))?;
         self.read(None, &resp).map(|_| ())
+    }
+
+    /// Agrees on a revision: `server/discover` for the stateless one, and
+    /// for a server of an earlier revision `initialize`; returns that
+    /// result (with `serverInfo`, in `_meta` for `server/discover`).
+    pub async fn connect(&mut self, http: &impl HttpClient) -> Result<Value, McpError> {
+        let (id, req) = self.request(DISCOVER, json!({}));
+        let resp = http
+            .send(req)
+            .await
+            .map_err(|e| McpError::Transport(e.message))?;
+        match read_discover(id, &resp)? {
+            Discovered::Stateless(version, result) => {
+                self.protocol_version = Some(version);
+                self.session_id = None;
+                Ok(result)
+            }
+            Discovered::Legacy => {
+                self.discover_id = None;
+                self.initialize(http).await
+            }
+        }
     }
 
     /// `initialize` then `notifications/initialized`: the `initialize`

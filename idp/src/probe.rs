@@ -50,28 +50,23 @@ pub fn classify(url: &Url, resp: &HttpResponse) -> Result<Probe> {
 }
 
 /// The MCP protocol version the `initialize` probe announces.
-pub const MCP_PROTOCOL_VERSION: &str = "2025-11-25";
+pub const MCP_PROTOCOL_VERSION: &str = crate::mcp::LEGACY_PROTOCOL_VERSION;
 
-/// A `POST` of an MCP `initialize` message without credentials.
+/// A `POST` of an MCP `server/discover` message without credentials, as a
+/// client of revision 2026-07-28 opens (version header, `_meta`,
+/// `Mcp-Method`).
+pub fn discover_request(url: &Url) -> HttpRequest {
+    crate::mcp::Session::new(url.clone())
+        .request(crate::mcp::DISCOVER, serde_json::json!({}))
+        .1
+}
+
+/// A `POST` of an MCP `initialize` message without credentials, as a client
+/// of the earlier revisions opens.
 pub fn initialize_request(url: &Url) -> HttpRequest {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": MCP_PROTOCOL_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "idp", "version": env!("CARGO_PKG_VERSION")},
-        },
-    });
-    let mut req = HttpRequest::post_json(url.clone(), &body);
-    req.headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("accept"));
-    req.headers.push((
-        "accept".into(),
-        "application/json, text/event-stream".into(),
-    ));
-    req
+    crate::mcp::Session::new(url.clone())
+        .request("initialize", crate::mcp::initialize_params())
+        .1
 }
 
 /// Whether a status means "not this way, try another": a 4xx other than 401.
@@ -104,8 +99,15 @@ pub async fn probe(http: &impl HttpClient, url: &Url) -> Result<Probe> {
     if !try_another(resp.status) {
         return classify(url, &resp);
     }
-    let resp = send(initialize_request(url)).await?;
-    tried.push(format!("POST (MCP initialize) -> HTTP {}", resp.status));
+    let mut resp = send(discover_request(url)).await?;
+    tried.push(format!(
+        "POST (MCP server/discover) -> HTTP {}",
+        resp.status
+    ));
+    if try_another(resp.status) {
+        resp = send(initialize_request(url)).await?;
+        tried.push(format!("POST (MCP initialize) -> HTTP {}", resp.status));
+    }
     let initialized = resp.is_success();
     if !initialized && !try_another(resp.status) {
         return classify(url, &resp);
@@ -196,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn an_mcp_server_that_only_answers_post_is_probed_with_initialize() {
+    fn an_mcp_server_that_only_answers_post_is_probed_with_discover() {
         let url = Url::parse("https://mcp.example/mcp").unwrap();
         let challenge = r#"Bearer resource_metadata="https://mcp.example/.well-known/oauth-protected-resource/mcp", scope="files:read""#;
         let script = Script::new().status("https://mcp.example/mcp", 404).raw(
@@ -215,8 +217,36 @@ mod tests {
             Some("application/json, text/event-stream")
         );
         let body: serde_json::Value = serde_json::from_slice(&reqs[1].body).unwrap();
-        assert_eq!(body["method"], "initialize");
+        assert_eq!(body["method"], "server/discover");
+        assert_eq!(reqs[1].header("mcp-protocol-version"), Some("2026-07-28"));
+        assert_eq!(reqs[1].header("mcp-method"), Some("server/discover"));
+        assert_eq!(
+            body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+            "2026-07-28"
+        );
         assert!(reqs.iter().all(|r| r.header("authorization").is_none()));
+    }
+
+    #[test]
+    fn a_server_of_an_earlier_revision_is_probed_with_initialize() {
+        let url = Url::parse("https://mcp.example/mcp").unwrap();
+        let challenge = r#"Bearer scope="files:read""#;
+        let script = Script::new()
+            .status("https://mcp.example/mcp", 404)
+            .status("https://mcp.example/mcp", 400)
+            .raw(
+                "https://mcp.example/mcp",
+                HttpResponse::new(401, "").with_header("www-authenticate", challenge),
+            );
+        let Probe::NeedsAuthorization(Some(c)) = block_on(probe(&script, &url)).unwrap() else {
+            panic!("expected a challenge");
+        };
+        assert_eq!(c.scope.as_deref(), Some("files:read"));
+        let reqs = script.requests();
+        let body: serde_json::Value = serde_json::from_slice(&reqs[2].body).unwrap();
+        assert_eq!(body["method"], "initialize");
+        assert_eq!(body["params"]["protocolVersion"], "2025-11-25");
+        assert_eq!(reqs[2].header("mcp-protocol-version"), None);
     }
 
     #[test]

@@ -624,7 +624,7 @@ mod tests {
         let meta: ServerMetadata = serde_json::from_value(doc).unwrap();
         crate::discovery::check_server_metadata(
             meta,
-            &Url::parse("https://as.example").unwrap(),
+            &crate::issuer::Issuer::parse("https://as.example").unwrap(),
             &Default::default(),
         )
         .unwrap()

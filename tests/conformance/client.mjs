@@ -1,7 +1,8 @@
 // The client command for the MCP conformance suite: an MCP client made of
 // the example app. It signs in to the app (running in workerd), connects the
 // scenario's server through the app's OAuth routes like a browser would,
-// then initializes, lists tools and calls each one through `/api/mcp`,
+// then agrees on a revision (`server/discover`, else `initialize`), lists
+// tools and calls each one through `/api/mcp`,
 // following `authorization_required` answers (re-authorization, step-up) at
 // most twice per call.
 //
@@ -194,13 +195,23 @@ try {
   }
   await signIn();
   await connect(`${app}/oauth/login?url=${encodeURIComponent(serverUrl)}`);
-  const init = await mcp('initialize', {
-    protocolVersion: '2025-11-25',
-    capabilities: {},
-    clientInfo: { name: 'idp-conformance-client', version: '0.1.0' },
+  // Revision 2026-07-28 first (`server/discover`, no session); a server
+  // of an earlier revision answers it with an error: `initialize` then.
+  const discovered = await mcp('server/discover', {}).catch((e) => {
+    log('server/discover:', e.message, '- initializing');
+    return null;
   });
-  log('initialized', init?.serverInfo?.name ?? '');
-  await mcp('notifications/initialized', undefined, { notification: true });
+  if (discovered) {
+    log('discovered', discovered?._meta?.['io.modelcontextprotocol/serverInfo']?.name ?? '');
+  } else {
+    const init = await mcp('initialize', {
+      protocolVersion: '2025-11-25',
+      capabilities: {},
+      clientInfo: { name: 'idp-conformance-client', version: '0.1.0' },
+    });
+    log('initialized', init?.serverInfo?.name ?? '');
+    await mcp('notifications/initialized', undefined, { notification: true });
+  }
   const { tools = [] } = (await mcp('tools/list', {})) ?? {};
   log('tools', tools.map((t) => t.name).join(', '));
   for (const tool of tools) {

@@ -31,9 +31,9 @@ pub async fn discover_legacy_authorization_server(
             Err(e) => Outcome::Transport(e.message),
             Ok(resp) if !resp.is_success() => Outcome::Status(resp.status),
             Ok(resp) => match read_json::<ServerMetadata>(&resp).and_then(|doc| {
-                let declared = Url::parse(&doc.issuer)
+                let declared = crate::issuer::Issuer::parse(&doc.issuer)
                     .map_err(|e| format!("its issuer is not a URL ({e})"))?;
-                if declared.origin() != origin.origin() {
+                if declared.url().origin() != origin.origin() {
                     return Err(format!(
                         "its issuer {:?} is not on {}",
                         doc.issuer,

@@ -10,6 +10,7 @@ pub use legacy::discover_legacy_authorization_server;
 use crate::challenge::BearerChallenge;
 use crate::error::{Attempt, Error, Outcome, Result};
 use crate::http::{HttpClient, HttpRequest, HttpResponse, MAX_BODY_BYTES};
+use crate::issuer::Issuer;
 use crate::matching::ResourceKey;
 use crate::pkce::S256;
 use crate::policy::Policy;
@@ -41,8 +42,9 @@ pub struct ResourceDiscovery {
     pub resource: String,
     /// The metadata document, if one was found.
     pub metadata: Option<ProtectedResourceMetadata>,
-    /// Candidate issuers, in the order to try them.
-    pub authorization_servers: Vec<Url>,
+    /// Candidate issuers, in the order to try them, as the metadata gives
+    /// them.
+    pub authorization_servers: Vec<Issuer>,
 }
 
 /// The metadata URLs to try for a resource, in order: the challenge's
@@ -205,7 +207,7 @@ pub async fn discover_resource(
         })?;
         let mut servers = Vec::new();
         for s in &doc.authorization_servers {
-            match Url::parse(s) {
+            match Issuer::parse(s) {
                 Ok(u) => servers.push(u),
                 Err(e) => {
                     return Err(Error::ResourceMetadata {
@@ -236,9 +238,11 @@ pub async fn discover_resource(
     Ok(ResourceDiscovery {
         resource: key.as_str().to_owned(),
         metadata: None,
-        authorization_servers: vec![Url::parse(key.origin()).map_err(|e| Error::InvalidUrl {
-            input: key.origin().to_owned(),
-            reason: e.to_string(),
+        authorization_servers: vec![Issuer::parse(key.origin()).map_err(|e| {
+            Error::InvalidUrl {
+                input: key.origin().to_owned(),
+                reason: e.to_string(),
+            }
         })?],
     })
 }
@@ -322,17 +326,14 @@ pub fn server_metadata_urls(issuer: &Url) -> Vec<Url> {
         .collect()
 }
 
-fn same_issuer(expected: &Url, found: &str) -> bool {
-    Url::parse(found).is_ok_and(|f| &f == expected)
-}
-
-/// Checks a served document for the issuer it was fetched for.
+/// Checks a served document for the issuer it was fetched for: its
+/// `issuer` must be that identifier exactly (RFC 8414 §3.3).
 pub fn check_server_metadata(
     doc: ServerMetadata,
-    issuer: &Url,
+    issuer: &Issuer,
     policy: &Policy,
 ) -> std::result::Result<AuthorizationServer, String> {
-    if !same_issuer(issuer, &doc.issuer) {
+    if !issuer.is(&doc.issuer) {
         return Err(format!(
             "its issuer is {:?}, not the {:?} it was fetched for",
             doc.issuer,
@@ -369,18 +370,18 @@ pub const MAX_AUTHORIZATION_SERVERS: usize = 3;
 pub async fn discover_authorization_server(
     http: &impl HttpClient,
     policy: &Policy,
-    issuers: &[Url],
+    issuers: &[Issuer],
 ) -> Result<AuthorizationServer> {
     let mut attempts = Vec::new();
     for issuer in issuers.iter().take(MAX_AUTHORIZATION_SERVERS) {
-        if let Err(e) = policy.check(issuer) {
+        if let Err(e) = policy.check(issuer.url()) {
             attempts.push(Attempt {
-                url: issuer.clone(),
+                url: issuer.url().clone(),
                 outcome: Outcome::Skipped(e.to_string()),
             });
             continue;
         }
-        for url in server_metadata_urls(issuer) {
+        for url in server_metadata_urls(issuer.url()) {
             let outcome = match http.send(HttpRequest::get_json(url.clone())).await {
                 Err(e) => Outcome::Transport(e.message),
                 Ok(resp) if !resp.is_success() => Outcome::Status(resp.status),
@@ -401,6 +402,10 @@ pub async fn discover_authorization_server(
 mod tests {
     use super::*;
     use crate::testing::{block_on, Script};
+
+    fn issuer(s: &str) -> Issuer {
+        Issuer::parse(s).unwrap()
+    }
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
@@ -546,7 +551,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.metadata, None);
         assert_eq!(d.resource, "https://api.example.com/v1");
-        assert_eq!(d.authorization_servers, [url("https://api.example.com")]);
+        assert_eq!(d.authorization_servers, [issuer("https://api.example.com")]);
     }
 
     #[test]
@@ -703,9 +708,9 @@ mod tests {
                 as_doc("https://as3.example"),
             );
         let issuers = [
-            url("https://as.example"),
-            url("https://as2.example"),
-            url("https://as3.example"),
+            issuer("https://as.example"),
+            issuer("https://as2.example"),
+            issuer("https://as3.example"),
         ];
         let s = block_on(discover_authorization_server(
             &script,
@@ -734,7 +739,7 @@ mod tests {
         doc["token_endpoint"] = "http://as.example/token".into();
         let e = check_server_metadata(
             serde_json::from_value(doc).unwrap(),
-            &url("https://as.example"),
+            &issuer("https://as.example"),
             &Policy::STRICT,
         )
         .unwrap_err();
@@ -748,7 +753,7 @@ mod tests {
         let e = block_on(discover_authorization_server(
             &script,
             &Policy::STRICT,
-            &[url("https://as.example")],
+            &[issuer("https://as.example")],
         ))
         .unwrap_err();
         assert!(e.to_string().contains("authorization_endpoint"), "{e}");
@@ -756,7 +761,7 @@ mod tests {
         let e = block_on(discover_authorization_server(
             &script,
             &Policy::STRICT,
-            &[url("http://as.example")],
+            &[issuer("http://as.example")],
         ))
         .unwrap_err();
         assert!(e.to_string().contains("must use https"), "{e}");
@@ -775,7 +780,7 @@ mod tests {
             .remove("code_challenge_methods_supported");
         let s = check_server_metadata(
             serde_json::from_value(doc).unwrap(),
-            &url("http://127.0.0.1:9000"),
+            &issuer("http://127.0.0.1:9000"),
             &Policy::LOOPBACK_DEV,
         )
         .unwrap();

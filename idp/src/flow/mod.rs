@@ -331,7 +331,7 @@ async fn authorization_server(
     http: &impl HttpClient,
     store: &impl Store,
     policy: &Policy,
-    issuers: &[Url],
+    issuers: &[crate::issuer::Issuer],
     legacy: bool,
     now: u64,
 ) -> Result<discovery::AuthorizationServer> {
@@ -340,6 +340,7 @@ async fn authorization_server(
             let fresh =
                 now < fetched_at.saturating_add(SERVER_METADATA_TTL_SECS) && now >= fetched_at;
             if fresh
+                && issuer.is(&server.issuer)
                 && policy.check(&server.token_endpoint).is_ok()
                 && policy.check(&server.authorization_endpoint).is_ok()
             {
@@ -353,15 +354,13 @@ async fn authorization_server(
         // path on the origin) holds for this resource, and must not answer
         // deployment-wide for another resource that names the same origin.
         Some(origin) if legacy => {
-            return discovery::discover_legacy_authorization_server(http, policy, origin).await;
+            return discovery::discover_legacy_authorization_server(http, policy, origin.url())
+                .await;
         }
         _ => discovery::discover_authorization_server(http, policy, issuers).await?,
     };
     // Cache under the listed URL that matched (the document's issuer equals it).
-    if let Some(listed) = issuers
-        .iter()
-        .find(|i| Url::parse(&server.issuer).is_ok_and(|s| &s == *i))
-    {
+    if let Some(listed) = issuers.iter().find(|i| i.is(&server.issuer)) {
         store
             .put_server(listed.as_str(), server.clone(), now)
             .await?;

@@ -151,7 +151,9 @@ impl Handler {
             })
             .await?;
         if let Some(state) = kept {
-            client = client.with_session(state.id);
+            if let Some(id) = state.id {
+                client = client.with_session(id);
+            }
             if let Some(v) = state.protocol_version {
                 client = client.with_protocol_version(v);
             }
@@ -162,12 +164,14 @@ impl Handler {
     /// Keeps `client`'s session for (user, server), or forgets it when the
     /// client has none, so the next [`Handler::mcp`] continues it.
     pub async fn keep_mcp_session(&self, client: &super::McpClient<'_>) -> Result<(), Error> {
-        let session = client
-            .session_id()
-            .map(|id| super::protocol::McpSessionState {
-                id,
-                protocol_version: client.protocol_version(),
-            });
+        let id = client.session_id();
+        let stateless = client
+            .protocol_version()
+            .is_some_and(|v| crate::mcp::is_stateless(&v));
+        let session = (id.is_some() || stateless).then(|| super::protocol::McpSessionState {
+            id,
+            protocol_version: client.protocol_version(),
+        });
         self.stub
             .call(McpSessionPut {
                 owner: self.stub.owner.clone(),

@@ -55,11 +55,14 @@ pub struct ServerInfo {
 
 impl ServerInfo {
     fn of(init: &Value) -> Self {
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let (name, version) = crate::mcp::server_info(init);
         ServerInfo {
-            name: text(&init["serverInfo"]["name"]),
-            version: text(&init["serverInfo"]["version"]),
-            protocol_version: text(&init["protocolVersion"]),
+            name,
+            version,
+            protocol_version: init["protocolVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 }
@@ -71,7 +74,7 @@ impl ServerInfo {
 /// use idp::workers::McpClient;
 ///
 /// let mcp = McpClient::new(cx.fetch, "https://mcp.example.com/mcp")?;
-/// let server = mcp.initialize().await?;
+/// let server = mcp.connect().await?;
 /// let tools = mcp.list_tools().await?;
 /// let result = mcp.call_tool(&tools[0].name, serde_json::json!({})).await?;
 /// # let _ = (server, result); Ok(()) }
@@ -127,7 +130,27 @@ impl<'a> McpClient<'a> {
         self.session.borrow().url().to_string()
     }
 
-    /// `initialize`, then `notifications/initialized`.
+    /// Agrees on a revision with the server: `server/discover` (revision
+    /// 2026-07-28, no session), else `initialize` for a server of an
+    /// earlier revision; returns what the server says of itself.
+    pub async fn connect(&self) -> Result<ServerInfo, McpError> {
+        match self.request(crate::mcp::DISCOVER, json!({})).await {
+            Ok(result) => {
+                let mut info = ServerInfo::of(&result);
+                info.protocol_version = self.protocol_version().unwrap_or_default();
+                Ok(info)
+            }
+            // Authorization and transport failures are the caller's, as
+            // for any request; any other error means an earlier revision.
+            Err(e @ McpError::Request(_))
+            | Err(e @ McpError::Mcp(crate::mcp::McpError::Status(401 | 403)))
+            | Err(e @ McpError::Mcp(crate::mcp::McpError::Transport(_))) => Err(e),
+            Err(McpError::Mcp(_)) => self.initialize().await,
+        }
+    }
+
+    /// `initialize`, then `notifications/initialized` (revisions before
+    /// 2026-07-28; [`McpClient::connect`] chooses).
     pub async fn initialize(&self) -> Result<ServerInfo, McpError> {
         let init = self
             .request("initialize", crate::mcp::initialize_params())
@@ -241,10 +264,7 @@ pub async fn mcp_provider_info(c: &super::Connected<'_>) -> Result<super::Provid
         http.send(req)
     };
     let mut session = Session::new(url);
-    let init = session
-        .initialize(&authed)
-        .await
-        .map_err(|e| e.to_string())?;
+    let init = session.connect(&authed).await.map_err(|e| e.to_string())?;
     let server = ServerInfo::of(&init);
     if server.name.is_empty() {
         return Err("no serverInfo.name in the initialize answer".into());

@@ -194,7 +194,9 @@ pub struct Reencrypted {
 /// and the protocol version agreed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct McpSessionState {
-    pub id: String,
+    /// The session the server assigned (none in a stateless revision).
+    #[serde(default)]
+    pub id: Option<String>,
     pub protocol_version: Option<String>,
 }
 
