@@ -162,3 +162,73 @@ async fn an_mcp_server_is_connected_described_and_called() {
     assert_eq!(body["result"]["content"][0]["text"], "demo-user");
     assert_eq!(servers.auth_count("POST /token").await, before + 1);
 }
+
+/// A server of revision 2026-07-28 (stateless: no `initialize`, no session,
+/// the version and the client's description on every request): connected
+/// and described through `server/discover`, then called through the relay
+/// with no session, each request carrying what the revision asks (the
+/// server refuses any request without it).
+#[tokio::test(flavor = "current_thread")]
+async fn a_stateless_mcp_server_is_discovered_and_called_without_a_session() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let worker = Worker::start(&state_dir("mcp-2026"));
+    let server = format!("{}/v2026/mcp", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+
+    let (status, page) = alice.connect(&server).await;
+    assert_eq!(status, 200, "{page}");
+    let list = alice.providers().await;
+    // Kept under the resource its metadata names.
+    let p = provider(&list, &format!("{}/v2026", servers.origin)).expect("listed");
+    assert_eq!(p["name"], "Demo MCP 2026", "{p}");
+    assert_eq!(
+        p["metadata"]["mcp"]["protocol_version"], "2026-07-28",
+        "{p}"
+    );
+    assert_eq!(p["metadata"]["mcp"]["tools"], json!(["echo", "whoami"]));
+
+    let (status, sid, body) = mcp(
+        &alice,
+        &server,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["supportedVersions"], json!(["2026-07-28"]));
+    assert_eq!(sid, None, "no session in this revision");
+    // No session header, yet the relay keeps the revision agreed.
+    let (status, _, body) = mcp(
+        &alice,
+        &server,
+        None,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["content"][0]["text"], "demo-user");
+    let (status, _, body) = mcp(
+        &alice,
+        &server,
+        None,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["result"]["content"][0]["text"].clone()),
+        (200, json!("hi")),
+        "{body}"
+    );
+    let (status, _, body) = mcp(
+        &alice,
+        &server,
+        None,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "nope"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (200, json!(-32602)),
+        "{body}"
+    );
+}

@@ -608,4 +608,72 @@ event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\ndata: \"result\":{\"n\":1}
             McpError::Status(401)
         );
     }
+
+    #[test]
+    fn connect_agrees_on_the_stateless_revision_or_falls_back_to_initialize() {
+        use crate::testing::{block_on, Script};
+        let url = "https://mcp.example/mcp";
+        let discovered = r#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"],"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"s","version":"2"}}}}"#;
+        let script = Script::new()
+            .raw(
+                url,
+                HttpResponse::new(200, discovered)
+                    .with_header("content-type", "application/json")
+                    .with_header("mcp-session-id", "ignored"),
+            )
+            .raw(
+                url,
+                HttpResponse::new(200, r#"{"jsonrpc":"2.0","id":2,"result":{}}"#)
+                    .with_header("content-type", "application/json"),
+            );
+        let mut s = Session::new(url.parse().unwrap());
+        let result = block_on(s.connect(&script)).unwrap();
+        assert_eq!(server_info(&result), ("s".into(), "2".into()));
+        assert_eq!(s.protocol_version(), Some(STATELESS_PROTOCOL_VERSION));
+        assert_eq!(s.session_id(), None);
+        block_on(s.call(
+            &script,
+            "tools/call",
+            json!({"name": "echo", "arguments": {}}),
+        ))
+        .unwrap();
+        let reqs = script.requests();
+        let call = &reqs[1];
+        assert_eq!(call.header(PROTOCOL_VERSION_HEADER), Some("2026-07-28"));
+        assert_eq!(call.header(METHOD_HEADER), Some("tools/call"));
+        assert_eq!(call.header(NAME_HEADER), Some("echo"));
+        assert_eq!(call.header(SESSION_HEADER), None);
+        let body: Value = serde_json::from_slice(&call.body).unwrap();
+        assert_eq!(
+            body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"],
+            "2026-07-28"
+        );
+        assert!(body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"].is_object());
+
+        // A server of an earlier revision refuses `server/discover`.
+        let legacy = Script::new()
+            .status(url, 400)
+            .raw(
+                url,
+                HttpResponse::new(
+                    200,
+                    r#"{"jsonrpc":"2.0","id":2,"result":{"protocolVersion":"2025-11-25","serverInfo":{"name":"old","version":"1"}}}"#,
+                )
+                .with_header("content-type", "application/json")
+                .with_header("mcp-session-id", "abc"),
+            )
+            .raw(url, HttpResponse::new(202, ""));
+        let mut s = Session::new(url.parse().unwrap());
+        let result = block_on(s.connect(&legacy)).unwrap();
+        assert_eq!(server_info(&result).0, "old");
+        assert_eq!(s.protocol_version(), Some("2025-11-25"));
+        assert_eq!(s.session_id(), Some("abc"));
+        // An authorization answer is the caller's, not a revision's.
+        let refused = Script::new().status(url, 401);
+        let mut s = Session::new(url.parse().unwrap());
+        assert_eq!(
+            block_on(s.connect(&refused)).unwrap_err(),
+            McpError::Status(401)
+        );
+    }
 }

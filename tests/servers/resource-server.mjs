@@ -14,6 +14,13 @@
 //                 protected like /api (even `initialize`): tools `echo` and
 //                 `whoami`; `initialize` assigns an Mcp-Session-Id that later
 //                 requests must carry; `tools/call` answers as an event stream.
+// - POST /v2026/mcp: the same tools as an MCP server of revision 2026-07-28
+//                 (stateless; resource <origin>/v2026): no `initialize` or session; every request
+//                 must carry MCP-Protocol-Version equal to its
+//                 `_meta["io.modelcontextprotocol/protocolVersion"]`,
+//                 `clientCapabilities` in `_meta`, and Mcp-Method (and
+//                 Mcp-Name for tools/call) equal to the body's, or it
+//                 answers 400; `server/discover` names the revision.
 // - POST /__revoke-tokens: every access token accepted so far is refused from
 //   now on (as a resource server learns of revocation, e.g. by introspection).
 // - /.well-known/oauth-protected-resource/<prefix>: RFC 9728 metadata.
@@ -46,7 +53,7 @@ await new Promise((resolve) => server.listen(Number(args.port), '127.0.0.1', res
 const { port } = server.address();
 const origin = `http://127.0.0.1:${port}`;
 
-const PROTECTED = ['api', 'v1', 'scoped', 'bad-metadata', 'other-resource', 'mcp'];
+const PROTECTED = ['api', 'v1', 'scoped', 'bad-metadata', 'other-resource', 'mcp', 'v2026'];
 const stats = { requests: {}, last_authorization: {} };
 const seenJti = new Set();
 const revokedJti = new Set();
@@ -128,6 +135,7 @@ server.on('request', async (req, res) => {
     return send(res, 401, { error: 'unauthorized' }, { 'www-authenticate': `Bearer ${parts.join(', ')}` });
   }
   if (prefix === 'mcp') return mcp(req, res, payload);
+  if (path === '/v2026/mcp') return mcp2026(req, res, payload);
   const scopes = String(payload.scope ?? '').split(' ');
   if (prefix === 'scoped' && !scopes.includes('api:write')) {
     // /scoped/.../write401 says so with a 401, as some servers do.
@@ -190,6 +198,50 @@ async function mcp(req, res, payload) {
     res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1 } })}\n\n`);
     res.write(`event: message\ndata: ${JSON.stringify(reply(result))}\n\n`);
     return res.end();
+  }
+  return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: `no method ${msg.method}` } });
+}
+
+const STATELESS = '2026-07-28';
+async function mcp2026(req, res, payload) {
+  if (req.method !== 'POST') return send(res, 405, { error: 'method_not_allowed' });
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  let msg;
+  try {
+    msg = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    return send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error' } });
+  }
+  const fail = (code, message) => send(res, 400, { jsonrpc: '2.0', id: msg.id ?? null, error: { code, message } });
+  const version = req.headers['mcp-protocol-version'];
+  const meta = msg.params?._meta ?? {};
+  if (!version) return fail(-32020, 'Missing MCP-Protocol-Version header');
+  if (meta['io.modelcontextprotocol/protocolVersion'] !== version) return fail(-32020, 'MCP-Protocol-Version does not match _meta');
+  if (!meta['io.modelcontextprotocol/clientCapabilities']) return fail(-32602, 'missing _meta clientCapabilities');
+  if (version !== STATELESS) return fail(-32022, 'Unsupported protocol version');
+  if (req.headers['mcp-method'] !== msg.method) return fail(-32001, 'Mcp-Method does not match the body');
+  if (req.headers['mcp-session-id']) return fail(-32001, 'no sessions in this revision');
+  const reply = (result) => send(res, 200, { jsonrpc: '2.0', id: msg.id, result: { resultType: 'complete', ...result } });
+  if (msg.method === 'server/discover') {
+    return reply({
+      supportedVersions: [STATELESS],
+      capabilities: { tools: {} },
+      _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'Demo MCP 2026', version: '2.0.0' } },
+    });
+  }
+  if (msg.method === 'tools/list') {
+    return reply({ tools: [
+      { name: 'echo', description: 'Echoes its text', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
+      { name: 'whoami', description: 'The token subject', inputSchema: { type: 'object' } },
+    ] });
+  }
+  if (msg.method === 'tools/call') {
+    const { name, arguments: args = {} } = msg.params ?? {};
+    if (req.headers['mcp-name'] !== name) return fail(-32001, 'Mcp-Name does not match the tool');
+    if (name === 'echo') return reply({ content: [{ type: 'text', text: String(args.text ?? '') }] });
+    if (name === 'whoami') return reply({ content: [{ type: 'text', text: String(payload.sub) }] });
+    return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32602, message: `unknown tool ${name}` } });
   }
   return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: `no method ${msg.method}` } });
 }

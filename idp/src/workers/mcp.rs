@@ -265,7 +265,8 @@ pub async fn mcp_provider_info(c: &super::Connected<'_>) -> Result<super::Provid
     };
     let mut session = Session::new(url);
     let init = session.connect(&authed).await.map_err(|e| e.to_string())?;
-    let server = ServerInfo::of(&init);
+    let mut server = ServerInfo::of(&init);
+    server.protocol_version = session.protocol_version().unwrap_or_default().to_owned();
     if server.name.is_empty() {
         return Err("no serverInfo.name in the initialize answer".into());
     }
