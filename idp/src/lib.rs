@@ -64,6 +64,7 @@ pub mod registration;
 pub mod scope;
 pub mod secret;
 pub mod session;
+pub mod settings;
 pub mod store;
 pub mod token;
 

@@ -84,8 +84,8 @@ impl HttpClient for Script {
 
 /// Strict settings for a test deployment at `https://app.example`.
 #[allow(dead_code)]
-pub(crate) fn settings() -> crate::flow::Settings {
-    crate::flow::Settings {
+pub(crate) fn settings() -> crate::settings::Settings {
+    crate::settings::Settings {
         policy: crate::policy::Policy::STRICT,
         client_info: crate::registration::ClientInfo {
             name: "t".into(),
@@ -104,7 +104,7 @@ pub(crate) fn settings() -> crate::flow::Settings {
 pub(crate) fn start_login(
     http: &Script,
     store: &crate::store::memory::MemoryStore,
-    settings: &crate::flow::Settings,
+    settings: &crate::settings::Settings,
     url: &str,
     scope: Option<&str>,
     now: u64,
@@ -119,7 +119,7 @@ pub(crate) fn start_login(
         owner: "alice",
         scope,
     };
-    let entropy = crate::flow::Entropy {
+    let entropy = crate::settings::Entropy {
         verifier: [1; 32],
         state: [2; 32],
     };

@@ -25,51 +25,12 @@ use crate::http::HttpClient;
 use crate::matching::ResourceKey;
 use crate::policy::Policy;
 use crate::probe::{self, Probe};
-use crate::registration::{self, ClientConfig, ClientInfo};
+use crate::registration;
 use crate::secret::{FlowState, PkceVerifier};
+pub use crate::settings::{Entropy, Settings};
 use crate::store::{FlowTake, Grant, Provider, Put, Store};
 use crate::token;
 use url::Url;
-
-/// Deployment-wide settings of the flow (serialisable: the Workers runtime
-/// sends them to the user's object with each login).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Settings {
-    /// Which URLs may be used.
-    pub policy: Policy,
-    /// How the app introduces itself.
-    pub client_info: ClientInfo,
-    /// Pre-registered clients and the client ID metadata document URL.
-    pub clients: ClientConfig,
-    /// Where callbacks arrive (`{base}{prefix}/callback`); each authorization
-    /// server gets its own redirect URI under it (see [`crate::callback`]).
-    pub callback_base: Url,
-    /// Servers without discovery, by resource prefix ([`crate::profile`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub profiles: Vec<crate::profile::ProviderProfile>,
-}
-
-impl Settings {
-    /// The redirect URI used with `issuer`: `{callback_base}/{callback id}`.
-    pub fn redirect_uri_for(&self, issuer: &str) -> Url {
-        crate::callback::redirect_uri(&self.callback_base, &self.clients.callback_id(issuer))
-    }
-}
-
-/// Fresh random bytes for one authorization request.
-#[derive(Clone, Copy)]
-pub struct Entropy {
-    /// For the PKCE verifier.
-    pub verifier: [u8; 32],
-    /// For the state.
-    pub state: [u8; 32],
-}
-
-impl std::fmt::Debug for Entropy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Entropy([redacted])")
-    }
-}
 
 /// What one engine call runs with, built once per call by the runtime: the
 /// HTTP client, the store, the deployment's settings and the time of the

@@ -262,7 +262,7 @@ pub fn find<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Settings;
+    use crate::settings::Settings;
 
     #[test]
     fn profiles_from_json_name_the_bad_field_and_never_take_a_secret_inline() {

@@ -116,8 +116,8 @@ impl Handler {
         super::fetch::login_url(&self.login, resource, scope)
     }
 
-    pub(crate) fn settings(&self) -> crate::flow::Settings {
-        crate::flow::Settings {
+    pub(crate) fn settings(&self) -> crate::settings::Settings {
+        crate::settings::Settings {
             policy: self.policy(),
             client_info: self.config.client_info.clone(),
             clients: self.config.clients.clone(),

@@ -183,8 +183,8 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
 }
 
 /// Fresh entropy for one authorization request.
-pub(crate) fn entropy() -> Result<crate::flow::Entropy, String> {
-    let mut e = crate::flow::Entropy {
+pub(crate) fn entropy() -> Result<crate::settings::Entropy, String> {
+    let mut e = crate::settings::Entropy {
         verifier: [0; 32],
         state: [0; 32],
     };

@@ -3,9 +3,9 @@
 //! reached over `fetch`). Not a public API.
 
 use crate::discovery::AuthorizationServer;
-use crate::flow::Settings;
 use crate::matching::ResourceKey;
 use crate::registration::Registration;
+use crate::settings::Settings;
 use crate::store::Provider;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
