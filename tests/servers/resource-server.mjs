@@ -153,16 +153,38 @@ server.on('request', async (req, res) => {
 });
 
 const mcpSessions = new Set();
-async function mcp(req, res, payload) {
-  if (req.method !== 'POST') return send(res, 405, { error: 'method_not_allowed' });
+const TOOLS = [
+  { name: 'echo', description: 'Echoes its text', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
+  { name: 'whoami', description: 'The token subject', inputSchema: { type: 'object' } },
+];
+
+// The result of a tool call, or null for an unknown tool.
+function callTool(name, args, payload) {
+  if (name === 'echo') return { content: [{ type: 'text', text: String(args.text ?? '') }] };
+  if (name === 'whoami') return { content: [{ type: 'text', text: String(payload.sub) }] };
+  return null;
+}
+
+// The JSON-RPC message of a POST, or null once a 405 or a parse error has
+// been answered.
+async function readMessage(req, res) {
+  if (req.method !== 'POST') {
+    send(res, 405, { error: 'method_not_allowed' });
+    return null;
+  }
   const chunks = [];
   for await (const c of req) chunks.push(c);
-  let msg;
   try {
-    msg = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    return send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error' } });
+    send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error' } });
+    return null;
   }
+}
+
+async function mcp(req, res, payload) {
+  const msg = await readMessage(req, res);
+  if (!msg) return;
   const reply = (result) => ({ jsonrpc: '2.0', id: msg.id, result });
   if (msg.method === 'initialize') {
     const sid = `s-${mcpSessions.size + 1}-${Date.now()}`;
@@ -180,19 +202,10 @@ async function mcp(req, res, payload) {
     res.writeHead(202);
     return res.end();
   }
-  if (msg.method === 'tools/list') {
-    return send(res, 200, reply({ tools: [
-      { name: 'echo', description: 'Echoes its text', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
-      { name: 'whoami', description: 'The token subject', inputSchema: { type: 'object' } },
-    ] }));
-  }
+  if (msg.method === 'tools/list') return send(res, 200, reply({ tools: TOOLS }));
   if (msg.method === 'tools/call') {
     const { name, arguments: args = {} } = msg.params ?? {};
-    const result = name === 'echo'
-      ? { content: [{ type: 'text', text: String(args.text ?? '') }] }
-      : name === 'whoami'
-        ? { content: [{ type: 'text', text: String(payload.sub) }] }
-        : null;
+    const result = callTool(name, args, payload);
     if (!result) return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32602, message: `unknown tool ${name}` } });
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     res.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1 } })}\n\n`);
@@ -204,15 +217,8 @@ async function mcp(req, res, payload) {
 
 const STATELESS = '2026-07-28';
 async function mcp2026(req, res, payload) {
-  if (req.method !== 'POST') return send(res, 405, { error: 'method_not_allowed' });
-  const chunks = [];
-  for await (const c of req) chunks.push(c);
-  let msg;
-  try {
-    msg = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    return send(res, 400, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error' } });
-  }
+  const msg = await readMessage(req, res);
+  if (!msg) return;
   const fail = (code, message) => send(res, 400, { jsonrpc: '2.0', id: msg.id ?? null, error: { code, message } });
   const version = req.headers['mcp-protocol-version'];
   const meta = msg.params?._meta ?? {};
@@ -230,17 +236,12 @@ async function mcp2026(req, res, payload) {
       _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'Demo MCP 2026', version: '2.0.0' } },
     });
   }
-  if (msg.method === 'tools/list') {
-    return reply({ tools: [
-      { name: 'echo', description: 'Echoes its text', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
-      { name: 'whoami', description: 'The token subject', inputSchema: { type: 'object' } },
-    ] });
-  }
+  if (msg.method === 'tools/list') return reply({ tools: TOOLS });
   if (msg.method === 'tools/call') {
     const { name, arguments: args = {} } = msg.params ?? {};
     if (req.headers['mcp-name'] !== name) return fail(-32001, 'Mcp-Name does not match the tool');
-    if (name === 'echo') return reply({ content: [{ type: 'text', text: String(args.text ?? '') }] });
-    if (name === 'whoami') return reply({ content: [{ type: 'text', text: String(payload.sub) }] });
+    const result = callTool(name, args, payload);
+    if (result) return reply(result);
     return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32602, message: `unknown tool ${name}` } });
   }
   return send(res, 200, { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: `no method ${msg.method}` } });
