@@ -274,6 +274,10 @@ pub struct ServerMetadata {
     /// Client authentication methods at the revocation endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// The grant types the server offers (RFC 8414; absent: the server did
+    /// not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types_supported: Option<Vec<String>>,
     /// RFC 9207: the server sends `iss` on the authorization response.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,

@@ -339,6 +339,15 @@ pub enum Error {
         /// The issuer.
         issuer: String,
     },
+    /// Connecting as the app (client credentials) needs a confidential
+    /// client of the app's own at the resource's issuer.
+    #[error("the app has no client of its own at {issuer} to connect {resource} as itself: configure a pre-registered client with a secret (client_secret_basic or client_secret_post) for that issuer, with the resource among its `resources`")]
+    NoAppClient {
+        /// The issuer the resource's metadata names.
+        issuer: String,
+        /// The resource being connected.
+        resource: String,
+    },
     /// The app's own client at `issuer` (a provider profile, a pre-registered
     /// client) is configured for other resources: a resource whose metadata
     /// names that issuer does not get it.

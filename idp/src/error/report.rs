@@ -203,6 +203,7 @@ impl Error {
             Error::DiscoveryUnavailable { .. } => ErrorKind::DiscoveryUnavailable,
             Error::AuthorizationServer { .. } => ErrorKind::AuthorizationServer,
             Error::NoClient { .. } => ErrorKind::NoClient,
+            Error::NoAppClient { .. } => ErrorKind::NoClient,
             Error::ClientNotAllowedForResource { .. } => ErrorKind::ClientNotAllowedForResource,
             Error::Registration { .. } => ErrorKind::Registration,
             Error::AuthorizationDenied(_) => ErrorKind::AuthorizationDenied,

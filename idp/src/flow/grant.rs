@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, StorageCause};
 use crate::http::HttpClient;
 use crate::matching::ResourceKey;
-use crate::store::{Expect, Grant, Provider, Put, Store};
+use crate::store::{Expect, Grant, GrantKind, Provider, Put, Store};
 use crate::token::{self, TokenSet};
 
 /// What to revoke of a token set: the refresh token when there is one (which
@@ -99,6 +99,16 @@ pub async fn refresh_provider(
         .map(|(tokens, _)| tokens)
 }
 
+/// Whether `tokens` already answer a refresh asked for `reason`: not near
+/// expiry, or not the token the resource rejected (someone refreshed
+/// meanwhile).
+fn settled(tokens: &TokenSet, reason: RefreshReason<'_>, now: u64) -> bool {
+    match reason {
+        RefreshReason::Expiring => !tokens.needs_refresh(now),
+        RefreshReason::Rejected(failed) => tokens.access_token.secret() != failed,
+    }
+}
+
 /// [`refresh_provider`], also saying whether new tokens were obtained (for
 /// lifecycle events; `false` when the stored tokens already answered).
 pub(super) async fn refresh_traced(
@@ -128,12 +138,28 @@ pub(super) async fn refresh_traced(
             resource: before.resource.clone(),
         },
     };
+    if let (GrantKind::ClientCredentials { scope }, None) = (&grant.kind, &grant.unreadable) {
+        // The app's own grant: new tokens are asked for as the first were.
+        if let Some(tokens) = grant.tokens.as_ref().filter(|t| settled(t, reason, now)) {
+            return Ok((Some(tokens.clone()), false));
+        }
+        let new = token::client_credentials(
+            http,
+            &grant.token_endpoint,
+            &grant.client,
+            Some(before.resource.as_str()),
+            scope.as_deref(),
+            now,
+        )
+        .await?;
+        let rules = grant.rules;
+        return match write_tokens(store, owner, before, Some(new), rules).await? {
+            Some(p) => Ok((p.tokens().cloned(), true)),
+            None => Err(not_connected()),
+        };
+    }
     let tokens = grant.tokens.as_ref().ok_or_else(no_refresh)?;
-    let settled = match reason {
-        RefreshReason::Expiring => !tokens.needs_refresh(now),
-        RefreshReason::Rejected(failed) => tokens.access_token.secret() != failed,
-    };
-    if settled {
+    if settled(tokens, reason, now) {
         return Ok((Some(tokens.clone()), false));
     }
     let Some(refresh_token) = tokens.refresh_token.as_ref() else {

@@ -9,11 +9,13 @@
 //! provider.
 
 mod grant;
+mod machine;
 mod profiled;
 mod refresher;
 
 use grant::revocation_target;
 pub use grant::{refresh_provider, remove_provider, Authorization, RefreshReason, Removal};
+pub use machine::connect_as_app;
 pub use refresher::{
     RecordedRefresh, RefreshEvent, RefreshLock, Refresher, Refused, EARLY_REFRESH_PAUSE_SECS,
 };
@@ -386,6 +388,7 @@ pub async fn finish_login(
         redirect_uri: Some(flow.redirect_uri.clone()),
         rules: flow.rules,
         profile: flow.profile.clone(),
+        kind: Default::default(),
         unreadable: None,
     };
     // Compare-and-swap, so a grant stored by a concurrent login is revoked
@@ -526,6 +529,7 @@ mod tests {
                 redirect_uri: Some(Url::parse("https://app.example/oauth/callback").unwrap()),
                 rules: Default::default(),
                 profile: None,
+                kind: Default::default(),
                 unreadable: None,
             }),
             created_at: 0,

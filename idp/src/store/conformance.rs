@@ -80,6 +80,7 @@ fn provider(k: &str, access: &str) -> Provider {
             redirect_uri: Some(url("https://app.example/cb/x")),
             rules: Default::default(),
             profile: None,
+            kind: Default::default(),
             unreadable: None,
         }),
         created_at: 1_000,

@@ -45,10 +45,38 @@ pub struct Grant {
     /// The provider profile the grant came from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// How the tokens were obtained, and so how new ones are: a person's
+    /// authorization (refreshed with the refresh token) or the app's own
+    /// client credentials (asked again when they expire).
+    #[serde(default, skip_serializing_if = "GrantKind::is_authorization_code")]
+    pub kind: GrantKind,
     /// Set by a store whose sealed secrets for this grant could not be
     /// opened (why; the tokens then read as absent). Never stored.
     #[serde(skip)]
     pub unreadable: Option<String>,
+}
+
+/// How a grant's tokens were obtained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "grant")]
+pub enum GrantKind {
+    /// A person authorized the app (authorization code with PKCE).
+    #[default]
+    AuthorizationCode,
+    /// The app connected as itself (RFC 6749 §4.4); new tokens are asked
+    /// for with the same client and scope, with no person involved.
+    ClientCredentials {
+        /// The scope asked for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+    },
+}
+
+impl GrantKind {
+    /// Whether this is the default kind (a person's authorization).
+    pub fn is_authorization_code(&self) -> bool {
+        matches!(self, GrantKind::AuthorizationCode)
+    }
 }
 
 /// A connected protected resource.

@@ -165,6 +165,40 @@ pub fn refresh_request(
     form_request(token_endpoint, client, pairs)
 }
 
+/// The client credentials request (RFC 6749 §4.4): the app asks for a
+/// token as itself, with its client authentication, for `resource`
+/// (RFC 8707) and `scope` when given.
+pub fn client_credentials_request(
+    token_endpoint: &Url,
+    client: &Client,
+    resource: Option<&str>,
+    scope: Option<&str>,
+) -> HttpRequest {
+    let mut pairs = vec![("grant_type", "client_credentials".into())];
+    if let Some(r) = resource {
+        pairs.push(("resource", r.into()));
+    }
+    if let Some(s) = scope {
+        pairs.push(("scope", s.into()));
+    }
+    form_request(token_endpoint, client, pairs)
+}
+
+/// Gets tokens with the client credentials grant
+/// ([`client_credentials_request`] + [`parse_token_response`]).
+pub async fn client_credentials(
+    http: &impl HttpClient,
+    token_endpoint: &Url,
+    client: &Client,
+    resource: Option<&str>,
+    scope: Option<&str>,
+    now: u64,
+) -> Result<TokenSet> {
+    let req = client_credentials_request(token_endpoint, client, resource, scope);
+    let (url, resp) = send(http, req).await?;
+    parse_token_response_with(&url, &resp, now, None, &TokenRules::default())
+}
+
 /// The RFC 7009 revocation request for a refresh or access token.
 pub fn revocation_request(
     revocation_endpoint: &Url,

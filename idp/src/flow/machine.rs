@@ -1,0 +1,340 @@
+//! Connecting as the app itself (the MCP client credentials extension,
+//! RFC 6749 §4.4): no person and no browser. The resource is probed and
+//! discovered as for a login; the app's own confidential client at the
+//! issuer (pre-registered, configured for the resource) asks the token
+//! endpoint for a token; the grant is stored under the workload's owner
+//! like any other, and new tokens are asked for the same way when these
+//! expire ([`super::refresh_provider`]).
+
+use super::{authorization_server, parse_resource, Engine};
+use crate::client::AuthMethod;
+use crate::discovery;
+use crate::error::{Error, Result, StorageCause};
+use crate::http::HttpClient;
+use crate::probe::{self, Probe};
+use crate::store::{Grant, GrantKind, Provider, Put, Store};
+use crate::token;
+
+/// Connects `resource_url` for `owner` (a workload, not a person) with the
+/// client credentials grant, asking for `scope` (else the challenge's, else
+/// the resource's `scopes_supported`, else none), and stores the grant. A
+/// public resource is stored as public.
+///
+/// Refused before any token request: a resource outside the app's client's
+/// `resources` ([`Error::ClientNotAllowedForResource`]), an issuer without
+/// a confidential client of the app's ([`Error::NoAppClient`]), and a
+/// server whose metadata lists grant types without `client_credentials`.
+pub async fn connect_as_app<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    owner: &str,
+    resource_url: &str,
+    scope: Option<&str>,
+) -> Result<Provider> {
+    let Engine {
+        http,
+        store,
+        settings,
+        now,
+    } = *cx;
+    let policy = &settings.policy;
+    let (public_key, url) = parse_resource(policy, resource_url)?;
+    let challenge = match probe::probe(http, &url).await? {
+        Probe::Public => {
+            // As for a login: a public answer never replaces a stored grant.
+            if let Some(stored) = store.provider(owner, &public_key).await? {
+                if stored.grant.is_some() {
+                    return Ok(stored);
+                }
+            }
+            let provider = Provider {
+                name: Provider::default_name(&public_key),
+                key: public_key,
+                resource_url: url.to_string(),
+                resource: url.to_string(),
+                metadata: serde_json::Value::Null,
+                grant: None,
+                created_at: now,
+            };
+            return put(store, owner, provider).await;
+        }
+        Probe::NeedsAuthorization(c) => c,
+    };
+    let found = discovery::discover_resource(http, policy, &url, challenge.as_ref()).await?;
+    let key = crate::matching::ResourceKey::parse(&found.resource)?;
+    let legacy = found.metadata.is_none();
+    let server = authorization_server(
+        http,
+        store,
+        policy,
+        &found.authorization_servers,
+        legacy,
+        now,
+    )
+    .await?;
+    let connected = [url.as_str(), found.resource.as_str()];
+    let no_client = || Error::NoAppClient {
+        issuer: server.issuer.clone(),
+        resource: url.to_string(),
+    };
+    let own = settings
+        .clients
+        .pre_registered_for(&server.issuer)
+        .ok_or_else(no_client)?;
+    if !own.allows(&connected) {
+        return Err(Error::ClientNotAllowedForResource {
+            resource: url.to_string(),
+            issuer: server.issuer.clone(),
+        });
+    }
+    if own.client.auth_method == AuthMethod::None || own.client.client_secret.is_none() {
+        return Err(no_client());
+    }
+    if let Some(grants) = &server.metadata.grant_types_supported {
+        if !grants.iter().any(|g| g == "client_credentials") {
+            return Err(Error::InvalidResponse {
+                url: server.token_endpoint.clone(),
+                reason: format!(
+                    "{} does not offer the client credentials grant (grant_types_supported: {grants:?})",
+                    server.issuer
+                ),
+            });
+        }
+    }
+    let scope = crate::scope::choose_scope(
+        scope,
+        challenge.as_ref().and_then(|c| c.scope.as_deref()),
+        found
+            .metadata
+            .as_ref()
+            .and_then(|m| m.scopes_supported.as_deref()),
+    );
+    let tokens = token::client_credentials(
+        http,
+        &server.token_endpoint,
+        &own.client,
+        Some(&found.resource),
+        scope.as_deref(),
+        now,
+    )
+    .await?;
+    let grant = Grant {
+        issuer: server.issuer.clone(),
+        client: own.client.clone(),
+        token_endpoint: server.token_endpoint.clone(),
+        revocation_endpoint: server.revocation_endpoint.clone(),
+        tokens: Some(tokens),
+        redirect_uri: None,
+        rules: Default::default(),
+        profile: None,
+        kind: GrantKind::ClientCredentials { scope },
+        unreadable: None,
+    };
+    let provider = Provider {
+        name: Provider::default_name(&key),
+        key,
+        resource_url: url.to_string(),
+        resource: found.resource,
+        metadata: serde_json::Value::Null,
+        grant: Some(grant),
+        created_at: now,
+    };
+    put(store, owner, provider).await
+}
+
+/// Stores `provider` for `owner`, keeping the name and metadata of the one
+/// it replaces (compare-and-swap, a few tries).
+async fn put(store: &impl Store, owner: &str, mut provider: Provider) -> Result<Provider> {
+    for _ in 0..3 {
+        let previous = store.provider(owner, &provider.key).await?;
+        if let Some(p) = &previous {
+            provider.name.clone_from(&p.name);
+            provider.metadata.clone_from(&p.metadata);
+        }
+        if store
+            .put_provider(owner, provider.clone(), previous.as_ref().into())
+            .await?
+            == Put::Written
+        {
+            return Ok(provider);
+        }
+    }
+    Err(Error::storage(
+        StorageCause::Conflict,
+        format!(
+            "the provider {} kept changing while it was stored",
+            provider.key
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Client;
+    use crate::flow::{refresh_provider, RefreshReason};
+    use crate::http::HttpResponse;
+    use crate::matching::ResourceKey;
+    use crate::registration::PreRegisteredClient;
+    use crate::secret::ClientSecret;
+    use crate::store::memory::MemoryStore;
+    use crate::store::UserStore;
+    use crate::testing::{block_on, settings, Script};
+    use serde_json::json;
+
+    const API: &str = "https://api.example/v1";
+
+    fn server(script: Script, grants: serde_json::Value) -> Script {
+        script
+            .raw(
+                API,
+                HttpResponse::new(401, "").with_header(
+                    "www-authenticate",
+                    r#"Bearer resource_metadata="https://api.example/.well-known/oauth-protected-resource/v1", scope="read""#,
+                ),
+            )
+            .json(
+                "https://api.example/.well-known/oauth-protected-resource/v1",
+                200,
+                json!({"resource": API, "authorization_servers": ["https://as.example"]}),
+            )
+            .json(
+                "https://as.example/.well-known/oauth-authorization-server",
+                200,
+                json!({
+                    "issuer": "https://as.example",
+                    "authorization_endpoint": "https://as.example/authorize",
+                    "token_endpoint": "https://as.example/token",
+                    "grant_types_supported": grants,
+                }),
+            )
+    }
+
+    fn token(access: &str) -> serde_json::Value {
+        json!({"access_token": access, "token_type": "Bearer", "expires_in": 600, "scope": "read"})
+    }
+
+    fn app_settings(resources: &[&str]) -> crate::settings::Settings {
+        let mut s = settings();
+        let client = Client::confidential(
+            "app",
+            ClientSecret::new("s3cret"),
+            crate::client::AuthMethod::ClientSecretBasic,
+        );
+        s.clients.pre_registered = vec![PreRegisteredClient::new(
+            "https://as.example",
+            client,
+            resources,
+        )];
+        s
+    }
+
+    #[test]
+    fn the_app_connects_as_itself_and_asks_again_when_rejected() {
+        let script = server(Script::new(), json!(["client_credentials"]))
+            .json("https://as.example/token", 200, token("t1"))
+            .json("https://as.example/token", 200, token("t2"));
+        let store = MemoryStore::default();
+        let settings = app_settings(&[API]);
+        let cx = Engine {
+            http: &script,
+            store: &store,
+            settings: &settings,
+            now: 1_000,
+        };
+        let p = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap();
+        assert_eq!(p.tokens().unwrap().access_token.secret(), "t1");
+        let grant = p.grant.as_ref().unwrap();
+        assert_eq!(
+            grant.kind,
+            GrantKind::ClientCredentials {
+                scope: Some("read".into())
+            }
+        );
+        let reqs = script.requests();
+        let token_req = reqs.last().unwrap();
+        let body = String::from_utf8(token_req.body.clone()).unwrap();
+        assert!(body.contains("grant_type=client_credentials"), "{body}");
+        assert!(
+            body.contains("resource=https%3A%2F%2Fapi.example%2Fv1"),
+            "{body}"
+        );
+        assert!(body.contains("scope=read"), "{body}");
+        assert!(
+            !body.contains("s3cret"),
+            "the secret goes in the Basic header"
+        );
+        assert!(token_req
+            .header("authorization")
+            .unwrap()
+            .starts_with("Basic "));
+
+        // Rejected by the resource: the grant is asked for again (no refresh
+        // token, no person), and stored.
+        let key = ResourceKey::parse(API).unwrap();
+        let new = block_on(refresh_provider(
+            &script,
+            &store,
+            "app:jobs",
+            &key,
+            RefreshReason::Rejected("t1"),
+            1_100,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(new.access_token.secret(), "t2");
+        let kept = block_on(store.provider("app:jobs", &key)).unwrap().unwrap();
+        assert_eq!(kept.tokens().unwrap().access_token.secret(), "t2");
+        assert_eq!(script.requests().len(), reqs.len() + 1);
+    }
+
+    #[test]
+    fn refused_before_any_token_request() {
+        // A resource outside the app's client's resources.
+        let script = server(Script::new(), json!(["client_credentials"]));
+        let store = MemoryStore::default();
+        let settings = app_settings(&["https://api.example/other"]);
+        let cx = Engine {
+            http: &script,
+            store: &store,
+            settings: &settings,
+            now: 1_000,
+        };
+        let e = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap_err();
+        assert!(
+            matches!(e, Error::ClientNotAllowedForResource { .. }),
+            "{e}"
+        );
+        // No client of the app's at the issuer.
+        let script = server(Script::new(), json!(["client_credentials"]));
+        let plain = crate::testing::settings();
+        let cx = Engine {
+            http: &script,
+            store: &store,
+            settings: &plain,
+            now: 1_000,
+        };
+        let e = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap_err();
+        assert!(matches!(e, Error::NoAppClient { .. }), "{e}");
+        // A server that does not offer the grant.
+        let script = server(Script::new(), json!(["authorization_code"]));
+        let store = MemoryStore::default();
+        let settings = app_settings(&[API]);
+        let cx = Engine {
+            http: &script,
+            store: &store,
+            settings: &settings,
+            now: 1_000,
+        };
+        let e = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap_err();
+        assert!(e.to_string().contains("client credentials"), "{e}");
+        assert!(script
+            .requests()
+            .iter()
+            .all(|r| r.url.as_str() != "https://as.example/token"));
+        assert!(
+            block_on(store.provider("app:jobs", &ResourceKey::parse(API).unwrap()))
+                .unwrap()
+                .is_none()
+        );
+    }
+}
