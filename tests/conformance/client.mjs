@@ -149,7 +149,11 @@ async function issuerOf(url) {
   throw new Error(`no resource metadata for ${url}`);
 }
 
-async function startOwnApp(issuer) {
+// The operator's token of a scenario's own app (its /admin/app routes act
+// as the app itself, with no person).
+const ADMIN_TOKEN = `conformance-operator-${'x'.repeat(32)}`;
+
+async function startOwnApp(issuer, extra = {}) {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const port = await freePort();
   const entry = {
@@ -159,6 +163,7 @@ async function startOwnApp(issuer) {
     // The app's client serves only the resources named for it: here the
     // scenario's server, whose metadata may name its origin or a path.
     resources: [new URL(serverUrl).origin],
+    ...extra,
   };
   const child = spawn(process.execPath, [
     path.join(root, 'node_modules/wrangler/bin/wrangler.js'), 'dev',
@@ -169,6 +174,7 @@ async function startOwnApp(issuer) {
     '--var', `CONFORMANCE_CLIENT_SECRET:${context.client_secret}`,
     '--var', `IDP_CLIENT_METADATA_URL:${process.env.IDP_CLIENT_METADATA_URL ?? ''}`,
     '--var', `IDP_METADATA_DOCUMENT_WITHOUT_ISS:${process.env.IDP_METADATA_DOCUMENT_WITHOUT_ISS ?? ''}`,
+    '--var', `IDP_ADMIN_TOKEN:${ADMIN_TOKEN}`,
   ], { cwd: root, stdio: 'ignore', detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' } });
   ownApp = child;
   const origin = `http://127.0.0.1:${port}`;
@@ -188,7 +194,48 @@ function stopOwnApp() {
   }
 }
 
+// The client credentials scenarios: the app connects the server as itself
+// (`POST /admin/app/connect`), then talks MCP as itself
+// (`POST /admin/app/mcp`), with no person and no browser.
+async function asApp() {
+  const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  const connected = await fetch(`${app}/admin/app/connect?url=${encodeURIComponent(serverUrl)}`, {
+    method: 'POST', headers: auth,
+  });
+  const text = await connected.text();
+  if (connected.status !== 200) throw new Error(`connecting as the app failed (${connected.status}): ${text}`);
+  log('connected as the app');
+  let version = null;
+  const call = async (method, params) => {
+    const headers = { ...auth, 'content-type': 'application/json' };
+    if (version) headers['mcp-protocol-version'] = version;
+    if (session) headers['mcp-session-id'] = session;
+    const resp = await fetch(`${app}/admin/app/mcp?url=${encodeURIComponent(serverUrl)}`, {
+      method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: nextId++, method, params }),
+    });
+    version = resp.headers.get('mcp-protocol-version') ?? version;
+    session = resp.headers.get('mcp-session-id') ?? session;
+    const body = await resp.json().catch(() => ({}));
+    if (resp.status !== 200 || body.error) throw new Error(`${method}: HTTP ${resp.status} ${JSON.stringify(body)}`);
+    return body.result;
+  };
+  const discovered = await call('server/discover', {}).catch(() => null);
+  if (!discovered) {
+    await call('initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'idp-conformance-client', version: '0.1.0' } });
+  }
+  const { tools = [] } = (await call('tools/list', {})) ?? {};
+  for (const tool of tools) await call('tools/call', { name: tool.name, arguments: argumentsFor(tool) });
+  log('called', tools.length, 'tools as the app');
+}
+
 try {
+  if (scenario.startsWith('auth/client-credentials') && context.client_secret) {
+    app = await startOwnApp(await issuerOf(serverUrl), { auth_method: 'client_secret_basic' });
+    log('own app with the machine client at', app);
+    await asApp();
+    stopOwnApp();
+    process.exit(0);
+  }
   if (context.client_id && context.client_secret) {
     app = await startOwnApp(await issuerOf(serverUrl));
     log('own app with the pre-registered client at', app);

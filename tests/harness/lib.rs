@@ -472,13 +472,8 @@ impl Servers {
     /// for `redirect_uri`, as an operator registers the app in advance;
     /// returns its client id.
     pub async fn register_client(&self, redirect_uri: &str) -> String {
-        let meta = get_json(&format!("{}/.well-known/openid-configuration", self.issuer)).await;
-        let endpoint = meta["registration_endpoint"]
-            .as_str()
-            .expect("registration endpoint");
-        let resp = reqwest::Client::new()
-            .post(endpoint)
-            .json(&serde_json::json!({
+        let body = self
+            .register(serde_json::json!({
                 "client_name": "the app, registered in advance",
                 "redirect_uris": [redirect_uri],
                 "application_type": "native",
@@ -486,12 +481,47 @@ impl Servers {
                 "grant_types": ["authorization_code", "refresh_token"],
                 "response_types": ["code"],
             }))
+            .await;
+        body["client_id"].as_str().expect("client_id").to_owned()
+    }
+
+    /// Registers a client with `metadata` (RFC 7591): the server's answer.
+    async fn register(&self, metadata: serde_json::Value) -> serde_json::Value {
+        let meta = get_json(&format!("{}/.well-known/openid-configuration", self.issuer)).await;
+        let endpoint = meta["registration_endpoint"]
+            .as_str()
+            .expect("registration endpoint");
+        let resp = reqwest::Client::new()
+            .post(endpoint)
+            .json(&metadata)
             .send()
             .await
             .expect("registration endpoint reachable");
         assert_eq!(resp.status().as_u16(), 201, "registration");
-        let body: serde_json::Value = resp.json().await.expect("registration answer");
-        body["client_id"].as_str().expect("client_id").to_owned()
+        resp.json().await.expect("registration answer")
+    }
+
+    /// Registers a machine client (the client credentials grant,
+    /// `client_secret_basic`), as an operator would in advance: its id and
+    /// secret.
+    pub async fn register_machine_client(&self) -> (String, String) {
+        let body = self
+            .register(serde_json::json!({
+                "client_name": "the app itself",
+                "redirect_uris": [],
+                "response_types": [],
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "scope": "api:read",
+            }))
+            .await;
+        (
+            body["client_id"].as_str().expect("client_id").to_owned(),
+            body["client_secret"]
+                .as_str()
+                .expect("client_secret")
+                .to_owned(),
+        )
     }
 
     /// What the resource server saw.

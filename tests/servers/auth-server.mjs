@@ -58,6 +58,9 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },
   features: {
     devInteractions: { enabled: false },
+    // Machine clients (the app as itself): tokens for a `resource`, JWTs
+    // with that audience, as for people.
+    clientCredentials: { enabled: true },
     registration: { enabled: true, initialAccessToken: false },
     registrationManagement: { enabled: !args['no-registration-management'], rotateRegistrationAccessToken: false },
     revocation: { enabled: true },

@@ -29,6 +29,11 @@
 //!   registry, for the operator only (`Authorization: Bearer
 //!   <IDP_ADMIN_TOKEN>`, a secret of 32 bytes or more; without it the route
 //!   does not exist).
+//! - `POST /admin/app/connect?url=&scope=`, `POST /admin/app/fetch?url=`,
+//!   `POST /admin/app/mcp?url=`: the app as itself (its workload `app`, or
+//!   `?workload=`), for the operator only as above: connects a resource
+//!   with the client credentials grant (the app's pre-registered client for
+//!   its issuer), GETs a URL, sends one MCP message, with no person.
 //! - `GET /api/background-fetch?url=<url>`: the same call as a background
 //!   job makes it (`idp::workers::Background`, no handler).
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
@@ -143,6 +148,21 @@ impl IdpWorker for ExampleApp {
         if url.path() == "/admin/reencrypt-registry" && req.method() == Method::Post {
             return reencrypt_registry(&req, env).await;
         }
+        if url.path().starts_with("/admin/app/") && req.method() == Method::Post {
+            if let Err(refused) = operator(&req, env) {
+                return refused;
+            }
+            let config = self
+                .configure(
+                    Config::new("idp example app", env!("CARGO_PKG_VERSION")).with_env(env),
+                    env,
+                )
+                .resolve_secrets(env);
+            return match as_app(req, env, &config, &url).await {
+                Ok(resp) => Ok(resp),
+                Err(e) => e.to_response(),
+            };
+        }
         if url.path() == "/signin" {
             // Password-less sign-in is a stand-in for local development: a
             // deployment puts real sign-in in front (Cloudflare Access, or
@@ -195,21 +215,23 @@ fn query(url: &url::Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// `POST /admin/reencrypt-registry`: the operator re-encrypts the
-/// deployment-wide registry (`idp::workers::reencrypt_registry`), with
-/// `Authorization: Bearer <IDP_ADMIN_TOKEN>`; without that secret set the
-/// route does not exist. No user can reach it with a session.
-async fn reencrypt_registry(req: &Request, env: &Env) -> idp::worker::Result<Response> {
+/// Whether the request comes from the operator: `Authorization: Bearer
+/// <IDP_ADMIN_TOKEN>` (a secret of at least 32 characters), compared in
+/// constant time. Without that secret set, the operator's routes do not
+/// exist (404). No user can reach them with a session.
+fn operator(req: &Request, env: &Env) -> Result<(), idp::worker::Result<Response>> {
     let token = env
         .secret("IDP_ADMIN_TOKEN")
         .map(|s| s.to_string())
         .or_else(|_| env.var("IDP_ADMIN_TOKEN").map(|v| v.to_string()));
     let Ok(expected) = token else {
-        return json_error(404, "not_found", "no such route");
+        return Err(json_error(404, "not_found", "no such route"));
     };
     let given = req
         .headers()
-        .get("authorization")?
+        .get("authorization")
+        .ok()
+        .flatten()
         .unwrap_or_default()
         .strip_prefix("Bearer ")
         .unwrap_or_default()
@@ -221,11 +243,53 @@ async fn reencrypt_registry(req: &Request, env: &Env) -> idp::worker::Result<Res
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
     if expected.len() < 32 || !same {
-        return json_error(
+        return Err(json_error(
             401,
             "not_the_operator",
             "give Authorization: Bearer <IDP_ADMIN_TOKEN>",
-        );
+        ));
+    }
+    Ok(())
+}
+
+/// The operator's routes acting as the app itself (its workload `app`, or
+/// `?workload=`), with no person: `POST /admin/app/connect?url=&scope=`
+/// connects a resource with the client credentials grant;
+/// `POST /admin/app/fetch?url=` GETs a URL as the app;
+/// `POST /admin/app/mcp?url=` sends one MCP message (the body) as the app.
+async fn as_app(
+    req: Request,
+    env: &Env,
+    config: &Config,
+    url: &url::Url,
+) -> Result<Response, idp::workers::Error> {
+    let workload = query(url, "workload").unwrap_or_else(|| "app".into());
+    let app = idp::workers::Background::app(env, config, &workload)?;
+    let Some(target) = query(url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
+    };
+    match url.path() {
+        "/admin/app/connect" => {
+            let scope = query(url, "scope");
+            let provider = app.connect_as_app(&target, scope.as_deref()).await?;
+            Ok(Response::from_json(&provider)?)
+        }
+        "/admin/app/fetch" => Ok(relay(app.fetch().get(&target).await?).await?),
+        "/admin/app/mcp" => {
+            let mcp = McpClient::new(app.fetch(), &target);
+            mcp_exchange(req, mcp, None).await
+        }
+        _ => Ok(json_error(404, "not_found", "no such route")?),
+    }
+}
+
+/// `POST /admin/reencrypt-registry`: the operator re-encrypts the
+/// deployment-wide registry (`idp::workers::reencrypt_registry`), with
+/// `Authorization: Bearer <IDP_ADMIN_TOKEN>`; without that secret set the
+/// route does not exist. No user can reach it with a session.
+async fn reencrypt_registry(req: &Request, env: &Env) -> idp::worker::Result<Response> {
+    if let Err(refused) = operator(req, env) {
+        return refused;
     }
     match idp::workers::reencrypt_registry(env, idp::workers::DEFAULT_BINDING).await {
         Ok(rows) => Response::from_json(&serde_json::json!({ "registry_rows": rows })),
@@ -447,11 +511,29 @@ async fn debug(
 }
 
 /// `POST /api/mcp`: one JSON-RPC message to an MCP server, as the user,
-/// through [`McpClient`].
+/// through [`McpClient`], continuing the session (or the stateless revision)
+/// kept for this user and server unless the caller names a session.
 async fn mcp_relay(
-    mut req: Request,
+    req: Request,
     cx: &AppContext<'_>,
     target: String,
+) -> Result<Response, idp::workers::Error> {
+    let explicit = req.headers().get(idp::mcp::SESSION_HEADER)?;
+    let made = match &explicit {
+        Some(sid) => McpClient::new(cx.fetch, &target).map(|m| m.with_session(sid.clone())),
+        None => cx.idp.mcp(&target).await,
+    };
+    mcp_exchange(req, made, explicit.is_none().then_some(cx.idp)).await
+}
+
+/// Sends the request's JSON-RPC message (its body) through `made`, honouring
+/// the caller's `Mcp-Protocol-Version`, and answers with the server's
+/// result or error, the session and the revision agreed (as headers). With
+/// `keeper`, a changed session or revision is kept for the next call.
+async fn mcp_exchange(
+    mut req: Request,
+    made: Result<McpClient<'_>, McpError>,
+    keeper: Option<&Handler>,
 ) -> Result<Response, idp::workers::Error> {
     use idp::mcp::{PROTOCOL_VERSION_HEADER, SESSION_HEADER};
     #[derive(Deserialize)]
@@ -468,12 +550,6 @@ async fn mcp_relay(
             "invalid_body",
             "the body must be one JSON-RPC request or notification",
         )?);
-    };
-    // The session kept for this user and server, unless the caller names one.
-    let explicit = req.headers().get(SESSION_HEADER)?;
-    let made = match &explicit {
-        Some(sid) => McpClient::new(cx.fetch, &target).map(|m| m.with_session(sid.clone())),
-        None => cx.idp.mcp(&target).await,
     };
     let mut mcp = match made {
         Ok(m) => m,
@@ -513,11 +589,16 @@ async fn mcp_relay(
         Err(McpError::Request(e)) => return Err(e),
         Err(e) => json_error(502, "mcp", &e.to_string())?,
     };
-    if explicit.is_none() && (mcp.session_id(), mcp.protocol_version()) != before {
-        cx.idp.keep_mcp_session(&mcp).await?;
+    if let Some(keeper) = keeper {
+        if (mcp.session_id(), mcp.protocol_version()) != before {
+            keeper.keep_mcp_session(&mcp).await?;
+        }
     }
     if let Some(s) = mcp.session_id() {
         resp.headers_mut().set(SESSION_HEADER, &s)?;
+    }
+    if let Some(v) = mcp.protocol_version() {
+        resp.headers_mut().set(PROTOCOL_VERSION_HEADER, &v)?;
     }
     Ok(resp)
 }

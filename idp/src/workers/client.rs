@@ -20,6 +20,12 @@ pub(crate) fn user_object_name(user_id: &str) -> String {
     format!("idp:v1:user:{user_id}")
 }
 
+/// The name of the object of the app's workload `name` (a name space apart
+/// from users', so no user id reaches it).
+pub(crate) fn app_object_name(name: &str) -> String {
+    format!("idp:v1:app:{name}")
+}
+
 /// Sends one internal call to the object `name` of `binding` and reads its
 /// reply. Calls to a user's object carry the binding so it can reach the
 /// registry; calls to the registry do not.
@@ -91,32 +97,56 @@ pub struct ProvidersStub {
     binding: String,
     pub(crate) owner: String,
     pub(crate) timeout_ms: Option<u32>,
+    object: String,
 }
 
 impl ProvidersStub {
     /// The stub for `user_id`'s object under `binding`.
     pub fn new(env: &Env, binding: &str, user_id: &str) -> Result<Self, Error> {
-        if user_id.trim().is_empty() {
+        Self::named(
+            env,
+            binding,
+            user_id,
+            user_id.to_owned(),
+            user_object_name(user_id),
+        )
+    }
+
+    /// The stub for the object of the app's own workload `name` (a job, a
+    /// service): the credentials the app holds as itself, kept apart from
+    /// every user's ([`crate::flow::connect_as_app`]).
+    pub fn for_app(env: &Env, binding: &str, name: &str) -> Result<Self, Error> {
+        Self::named(
+            env,
+            binding,
+            name,
+            format!("app:{name}"),
+            app_object_name(name),
+        )
+    }
+
+    fn named(
+        env: &Env,
+        binding: &str,
+        id: &str,
+        owner: String,
+        object: String,
+    ) -> Result<Self, Error> {
+        if id.trim().is_empty() {
             return Err(Error::NoUser);
         }
         Ok(Self {
             env: env.clone(),
             binding: binding.to_owned(),
-            owner: user_id.to_owned(),
+            owner,
             timeout_ms: None,
+            object,
         })
     }
 
     /// One call to the user's object, answered with its reply type.
     pub(crate) async fn call<O: UserOp>(&self, op: O) -> Result<O::Reply, Error> {
-        Ok(call_object(
-            &self.env,
-            &self.binding,
-            &user_object_name(&self.owner),
-            self.timeout_ms,
-            op,
-        )
-        .await?)
+        Ok(call_object(&self.env, &self.binding, &self.object, self.timeout_ms, op).await?)
     }
 
     /// The `Authorization` for a URL from the longest-prefix provider

@@ -339,6 +339,18 @@ impl Config {
         self
     }
 
+    /// The engine's settings for this configuration, with callbacks under
+    /// `callback_base`.
+    pub(crate) fn settings(&self, callback_base: url::Url) -> crate::settings::Settings {
+        crate::settings::Settings {
+            policy: self.policy(),
+            client_info: self.client_info.clone(),
+            clients: self.clients.clone(),
+            callback_base,
+            profiles: self.profiles.clone(),
+        }
+    }
+
     /// The address policy every request the SDK sends is held to.
     pub fn policy(&self) -> crate::policy::Policy {
         crate::policy::Policy {

@@ -117,13 +117,7 @@ impl Handler {
     }
 
     pub(crate) fn settings(&self) -> crate::settings::Settings {
-        crate::settings::Settings {
-            policy: self.policy(),
-            client_info: self.config.client_info.clone(),
-            clients: self.config.clients.clone(),
-            callback_base: self.callback_base(),
-            profiles: self.config.profiles.clone(),
-        }
+        self.config.settings(self.callback_base())
     }
 
     /// The `Authorization` header value for `url`: the longest-prefix
@@ -334,6 +328,58 @@ impl Background {
             login,
             config: config.clone(),
         })
+    }
+
+    /// As the app itself, for its workload `name` (a job, a service): the
+    /// credentials the app holds in its own name, in an object of their own
+    /// (never a user's). Connect resources with
+    /// [`Background::connect_as_app`]; requests through
+    /// [`Background::fetch`] carry those tokens, asked for again when they
+    /// expire or are refused.
+    ///
+    /// ```no_run
+    /// # async fn job(env: &idp::worker::Env, config: &idp::workers::Config) -> Result<(), idp::workers::Error> {
+    /// let app = idp::workers::Background::app(env, config, "nightly-sync")?;
+    /// app.connect_as_app("https://mcp.example.com/mcp", None).await?;
+    /// let resp = app.fetch().get("https://mcp.example.com/mcp/health").await?;
+    /// # let _ = resp; Ok(()) }
+    /// ```
+    pub fn app(env: &Env, config: &Config, name: &str) -> Result<Self, Error> {
+        let mut me = Self::with_config(env, config, "app")?;
+        me.stub = ProvidersStub::for_app(env, &config.binding, name)?;
+        me.stub.timeout_ms = config.timeout_ms.map(std::num::NonZeroU32::get);
+        Ok(me)
+    }
+
+    /// Connects `url` as the app (the client credentials grant, with the
+    /// app's pre-registered confidential client for the resource's issuer,
+    /// asking for `scope` or what the resource names); the provider as the
+    /// app's `on_auth_success` named it. No person and no browser.
+    pub async fn connect_as_app(
+        &self,
+        url: &str,
+        scope: Option<&str>,
+    ) -> Result<ProviderView, Error> {
+        let callback_base = self
+            .login
+            .join("callback")
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        let reply = self
+            .stub
+            .call(super::protocol::ConnectAsApp {
+                owner: self.stub.owner.clone(),
+                url: url.to_owned(),
+                scope: scope.map(str::to_owned),
+                settings: Box::new(self.config.settings(callback_base)),
+            })
+            .await?;
+        if let Some(e) = &reply.hook_error {
+            worker::console_warn!(
+                "on_auth_success failed for {}: {e}",
+                reply.provider.resource_url
+            );
+        }
+        Ok(reply.provider)
     }
 
     /// The user's authorized requests.

@@ -82,6 +82,15 @@ calls! {
         confirmation: Option<String>,
     } -> LoginReply;
     UserOp
+    /// Connects a resource as the app itself (client credentials): for the
+    /// object of one of the app's workloads.
+    ConnectAsApp {
+        owner: String,
+        url: String,
+        scope: Option<String>,
+        settings: Box<Settings>,
+    } -> CallbackReply;
+    UserOp
     /// A single-use token for the confirmation page (10 minutes).
     ConfirmationToken { owner: String } -> String;
     UserOp

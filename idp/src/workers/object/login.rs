@@ -71,6 +71,36 @@ impl Answer for Login {
     }
 }
 
+impl Answer for ConnectAsApp {
+    async fn answer<H: OnAuthSuccess>(
+        self,
+        o: &ProvidersObject<H>,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Reply, RemoteError> {
+        let ConnectAsApp {
+            owner,
+            url,
+            scope,
+            settings,
+        } = self;
+        let store = o.store(cx.role);
+        let writes = o.refresher.lock().await;
+        let engine = flow::Engine {
+            http: cx.http,
+            store: &store,
+            settings: &settings,
+            now: now(),
+        };
+        let provider = flow::connect_as_app(&engine, &owner, &url, scope.as_deref()).await?;
+        drop(writes);
+        let (provider, hook_error) = o.named(&store, &owner, provider).await;
+        Ok(CallbackReply {
+            provider,
+            hook_error,
+        })
+    }
+}
+
 impl Answer for Callback {
     async fn answer<H: OnAuthSuccess>(
         self,
