@@ -467,3 +467,66 @@ async fn a_registration_lacking_a_scope_is_updated_or_replaced() {
         }
     }
 }
+
+/// The app as itself, natively: the client credentials grant with a machine
+/// client registered in advance at oidc-provider; the token works at the
+/// API, and once refused, concurrent callers share one new grant.
+#[tokio::test(flavor = "current_thread")]
+async fn the_app_connects_as_itself_natively() {
+    use idp::registration::{Client, PreRegisteredClient};
+    let servers = Servers::start(Default::default());
+    let (client_id, secret) = servers.register_machine_client().await;
+    let origin = &servers.origin;
+    let api = format!("{origin}/api");
+    let mut settings = settings();
+    settings.clients.pre_registered = vec![PreRegisteredClient::new(
+        servers.issuer.clone(),
+        Client::confidential(
+            client_id,
+            idp::secret::ClientSecret::new(secret),
+            AuthMethod::ClientSecretBasic,
+        ),
+        &[&api],
+    )];
+    let idp = NativeIdp::new(settings);
+    let before = servers.auth_count("POST /token").await;
+    let provider = idp
+        .connect_as_app("app:sync", &format!("{api}/items"), None)
+        .await
+        .unwrap();
+    assert_eq!(provider.key.as_str(), api);
+    assert_eq!(servers.auth_count("POST /token").await, before + 1);
+    assert_eq!(
+        servers.auth_count("GET /auth").await,
+        0,
+        "no person involved"
+    );
+    let auth = idp
+        .authorization("app:sync", &format!("{api}/items"))
+        .await
+        .unwrap()
+        .unwrap();
+    let header = auth.header.unwrap();
+    let (status, body) = call(&format!("{api}/items"), Some(&header)).await;
+    assert_eq!((status, body["aud"].clone()), (200, serde_json::json!(api)));
+
+    let failed = header.trim_start_matches("Bearer ").to_owned();
+    let calls = (0..4)
+        .map(|_| idp.refresh_rejected("app:sync", &provider.key, &failed))
+        .collect();
+    let fresh: Vec<String> = join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().header.unwrap())
+        .collect();
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        before + 2,
+        "one new grant"
+    );
+    assert!(fresh.iter().all(|h| *h == fresh[0] && *h != header));
+    assert!(
+        idp.authorization("alice", &api).await.unwrap().is_none(),
+        "not anyone else's"
+    );
+}

@@ -277,6 +277,20 @@ impl<S: Store> NativeIdp<S> {
         flow::start_login(&cx, LoginRequest { owner, scope }, resource_url, entropy()?).await
     }
 
+    /// Connects a resource as the app itself, for `owner` (a workload's
+    /// name): the client credentials grant with the app's pre-registered
+    /// confidential client ([`flow::connect_as_app`]). Its tokens are asked
+    /// for again the same way when they expire or are refused.
+    pub async fn connect_as_app(
+        &self,
+        owner: &str,
+        resource_url: &str,
+        scope: Option<&str>,
+    ) -> Result<Provider> {
+        let _writes = self.refresher.lock().await;
+        flow::connect_as_app(&self.engine(), owner, resource_url, scope).await
+    }
+
     /// Finishes a flow from the URL the person was redirected back to
     /// ([`flow::finish_login`]; its path must be the flow's redirect URI).
     pub async fn callback(&self, owner: &str, callback_url: &Url) -> Result<Provider> {
