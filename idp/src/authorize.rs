@@ -113,6 +113,81 @@ pub fn authorization_url(
     url
 }
 
+/// The authorization request of a pending flow, as a builder: the flow
+/// gives client, redirect URI, PKCE S256, state, `resource` (unless its
+/// rules say the server refuses it) and scope; a provider may want the
+/// scope under another parameter name and extra parameters.
+///
+/// ```
+/// # fn f(flow: &idp::authorize::PendingFlow, endpoint: &url::Url) {
+/// use idp::authorize::AuthorizationRequest;
+/// let url = AuthorizationRequest::new(endpoint, flow)
+///     .param("access_type", "offline")
+///     .url();
+/// assert!(url.query().unwrap().contains("code_challenge_method=S256"));
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct AuthorizationRequest<'a> {
+    endpoint: &'a Url,
+    flow: &'a PendingFlow,
+    scope_param: Option<&'a str>,
+    extra: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> AuthorizationRequest<'a> {
+    /// The request for `flow` at the server's authorization `endpoint`.
+    pub fn new(endpoint: &'a Url, flow: &'a PendingFlow) -> Self {
+        Self {
+            endpoint,
+            flow,
+            scope_param: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Sends the scope under `name` instead of `scope` (a provider quirk).
+    pub fn scope_param(mut self, name: &'a str) -> Self {
+        self.scope_param = Some(name);
+        self
+    }
+
+    /// Adds a parameter after the standard ones.
+    pub fn param(mut self, name: &'a str, value: &'a str) -> Self {
+        self.extra.push((name, value));
+        self
+    }
+
+    /// The URL to send the person to.
+    pub fn url(&self) -> Url {
+        let flow = self.flow;
+        let mut url = authorization_url(
+            &AuthorizationParams {
+                authorization_endpoint: self.endpoint,
+                client: &flow.client,
+                redirect_uri: &flow.redirect_uri,
+                resource: flow
+                    .rules
+                    .resource_on_authorization()
+                    .then_some(flow.resource.as_str()),
+                scope: flow.scope.as_deref().filter(|_| self.scope_param.is_none()),
+            },
+            &flow.state,
+            &flow.verifier,
+        );
+        {
+            let mut q = url.query_pairs_mut();
+            if let (Some(name), Some(scope)) = (self.scope_param, &flow.scope) {
+                q.append_pair(name, scope);
+            }
+            for (k, v) in &self.extra {
+                q.append_pair(k, v);
+            }
+        }
+        url
+    }
+}
+
 /// The parameters of a redirect back to the app.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CallbackParams {

@@ -20,7 +20,7 @@ pub use refresher::{
     RecordedRefresh, RefreshEvent, RefreshLock, Refresher, Refused, EARLY_REFRESH_PAUSE_SECS,
 };
 
-use crate::authorize::{self, AuthorizationParams, CallbackParams, PendingFlow};
+use crate::authorize::{self, AuthorizationRequest, CallbackParams, PendingFlow};
 use crate::discovery;
 use crate::error::{CallbackProblem, Error, Result, StorageCause};
 use crate::http::HttpClient;
@@ -247,41 +247,64 @@ pub async fn authorize<H: HttpClient, S: Store>(
     if let Some(r) = fresh {
         store.put_registration(r).await?;
     }
-    let flow = PendingFlow {
-        state: FlowState::from_random(entropy.state),
-        verifier: PkceVerifier::from_random(entropy.verifier),
-        resource_url: resource_url.to_string(),
-        resource: found.resource,
+    let flow = Resolved {
+        issuer: server.issuer.clone(),
         iss_required: server
             .metadata
             .authorization_response_iss_parameter_supported,
-        issuer: server.issuer.clone(),
         client,
         token_endpoint: server.token_endpoint.clone(),
         revocation_endpoint: server.revocation_endpoint.clone(),
         redirect_uri,
+        resource: found.resource,
         scope,
-        owner: owner.to_owned(),
-        created_at: now,
         rules: Default::default(),
         profile: None,
-    };
-    let url = authorize::authorization_url(
-        &AuthorizationParams {
-            authorization_endpoint: &server.authorization_endpoint,
-            client: &flow.client,
-            redirect_uri: &flow.redirect_uri,
-            resource: flow
-                .rules
-                .resource_on_authorization()
-                .then_some(flow.resource.as_str()),
-            scope: flow.scope.as_deref(),
-        },
-        &flow.state,
-        &flow.verifier,
-    );
+    }
+    .pending(owner, resource_url, now, entropy);
+    let url = AuthorizationRequest::new(&server.authorization_endpoint, &flow).url();
     store.put_flow(flow).await?;
     Ok(LoginStart::Redirect(url))
+}
+
+/// What a login resolved to, from discovery or a provider profile: the
+/// server, the client, and what to ask for. The pending login is built from
+/// it in one place.
+pub(super) struct Resolved {
+    issuer: String,
+    iss_required: bool,
+    client: crate::client::Client,
+    token_endpoint: Url,
+    revocation_endpoint: Option<Url>,
+    redirect_uri: Url,
+    resource: String,
+    scope: Option<String>,
+    rules: token::TokenRules,
+    profile: Option<String>,
+}
+
+impl Resolved {
+    /// The pending login of `owner` for `resource_url`, with fresh state
+    /// and PKCE verifier from `entropy`.
+    fn pending(self, owner: &str, resource_url: &Url, now: u64, entropy: Entropy) -> PendingFlow {
+        PendingFlow {
+            state: FlowState::from_random(entropy.state),
+            verifier: PkceVerifier::from_random(entropy.verifier),
+            resource_url: resource_url.to_string(),
+            resource: self.resource,
+            issuer: self.issuer,
+            iss_required: self.iss_required,
+            client: self.client,
+            token_endpoint: self.token_endpoint,
+            revocation_endpoint: self.revocation_endpoint,
+            redirect_uri: self.redirect_uri,
+            scope: self.scope,
+            owner: owner.to_owned(),
+            created_at: now,
+            rules: self.rules,
+            profile: self.profile,
+        }
+    }
 }
 
 /// How long checked authorization server metadata is reused: 1 hour.
