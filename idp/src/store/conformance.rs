@@ -123,6 +123,41 @@ pub async fn check<S: Store>(store: &S) {
 pub async fn check_user<S: UserStore>(store: &S) {
     flows(store).await;
     providers(store).await;
+    app_grants(store).await;
+}
+
+/// A grant the app holds as itself comes back with its kind and scope, so
+/// it is asked for again rather than refreshed.
+async fn app_grants<S: UserStore>(store: &S) {
+    let api = "https://machine.example/v1";
+    let mut p = provider(api, "at-app");
+    if let Some(g) = p.grant.as_mut() {
+        g.kind = crate::store::GrantKind::ClientCredentials {
+            scope: Some("read".into()),
+        };
+        g.redirect_uri = None;
+        if let Some(t) = g.tokens.as_mut() {
+            t.refresh_token = None;
+        }
+    }
+    store
+        .put_provider("app:jobs", p.clone(), Expect::Nothing)
+        .await
+        .expect("put");
+    let back = store
+        .provider("app:jobs", &key(api))
+        .await
+        .expect("provider")
+        .expect("stored");
+    assert_eq!(back, p, "an app grant comes back whole, with its kind");
+    assert!(
+        store
+            .provider("alice", &key(api))
+            .await
+            .expect("provider")
+            .is_none(),
+        "and only for its owner"
+    );
 }
 
 /// The contract of a [`RegistryStore`]: registrations per (issuer,
