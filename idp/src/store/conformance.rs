@@ -140,10 +140,13 @@ async fn app_grants<S: UserStore>(store: &S) {
             t.refresh_token = None;
         }
     }
-    store
-        .put_provider("app:jobs", p.clone(), Expect::Nothing)
-        .await
-        .expect("put");
+    assert_eq!(
+        store
+            .put_provider("app:jobs", p.clone(), Expect::Nothing)
+            .await
+            .expect("put"),
+        Put::Written
+    );
     let back = store
         .provider("app:jobs", &key(api))
         .await
