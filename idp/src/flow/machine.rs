@@ -6,9 +6,8 @@
 //! like any other, and new tokens are asked for the same way when these
 //! expire ([`super::refresh_provider`]).
 
-use super::{authorization_server, parse_resource, Engine};
+use super::{discover, parse_resource, Engine};
 use crate::client::AuthMethod;
-use crate::discovery;
 use crate::error::{Error, Result, StorageCause};
 use crate::http::HttpClient;
 use crate::probe::{self, Probe};
@@ -59,18 +58,8 @@ pub async fn connect_as_app<H: HttpClient, S: Store>(
         }
         Probe::NeedsAuthorization(c) => c,
     };
-    let found = discovery::discover_resource(http, policy, &url, challenge.as_ref()).await?;
+    let (found, server) = discover(cx, &url, challenge.as_ref()).await?;
     let key = crate::matching::ResourceKey::parse(&found.resource)?;
-    let legacy = found.metadata.is_none();
-    let server = authorization_server(
-        http,
-        store,
-        policy,
-        &found.authorization_servers,
-        legacy,
-        now,
-    )
-    .await?;
     let connected = [url.as_str(), found.resource.as_str()];
     let no_client = || Error::NoAppClient {
         issuer: server.issuer.clone(),

@@ -170,20 +170,7 @@ pub async fn authorize<H: HttpClient, S: Store>(
         now,
     } = *cx;
     let LoginRequest { owner, scope } = req;
-    let policy = &settings.policy;
-    let found = discovery::discover_resource(http, policy, resource_url, challenge).await?;
-    // Without resource metadata the resource's origin is the server (the
-    // MCP specification of 2025-03-26), with its looser discovery.
-    let legacy = found.metadata.is_none();
-    let server = authorization_server(
-        http,
-        store,
-        policy,
-        &found.authorization_servers,
-        legacy,
-        now,
-    )
-    .await?;
+    let (found, server) = discover(cx, resource_url, challenge).await?;
     // The app's own clients (a profile's, a pre-registered one) serve only
     // the resources the app named for them: a resource whose metadata names
     // their issuer does not borrow them.
@@ -305,6 +292,30 @@ impl Resolved {
             profile: self.profile,
         }
     }
+}
+
+/// Discovers a protected resource and its authorization server (cached
+/// metadata first): what every way of connecting starts from.
+async fn discover<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    resource_url: &Url,
+    challenge: Option<&crate::challenge::BearerChallenge>,
+) -> Result<(discovery::ResourceDiscovery, discovery::AuthorizationServer)> {
+    let policy = &cx.settings.policy;
+    let found = discovery::discover_resource(cx.http, policy, resource_url, challenge).await?;
+    // Without resource metadata the resource's origin is the server (the
+    // MCP specification of 2025-03-26), with its looser discovery.
+    let legacy = found.metadata.is_none();
+    let server = authorization_server(
+        cx.http,
+        cx.store,
+        policy,
+        &found.authorization_servers,
+        legacy,
+        cx.now,
+    )
+    .await?;
+    Ok((found, server))
 }
 
 /// How long checked authorization server metadata is reused: 1 hour.
