@@ -170,3 +170,46 @@ fn every_file_is_one_a_reader_can_hold() {
     let long: Vec<_> = files.iter().filter(|(_, n)| *n > 500).collect();
     assert!(long.is_empty(), "over 500 lines of code: {long:?}");
 }
+
+/// Statements on the schema's tables in a file's code (tests aside).
+fn table_statements(source: &str) -> usize {
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    [
+        "\"SELECT ",
+        "\"INSERT ",
+        "\"DELETE ",
+        "\"UPDATE ",
+        "\"CREATE ",
+    ]
+    .iter()
+    .map(|k| code.matches(k).filter(|_| code.contains("idp_")).count())
+    .sum()
+}
+
+#[test]
+fn every_statement_on_a_table_lives_beside_the_statement_that_creates_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let beside = root.join("store/sql/tables.rs");
+    assert!(table_statements(&std::fs::read_to_string(&beside).unwrap()) > 20);
+    // The schema's own version table and the migrations' older layouts.
+    let allowed = [beside, root.join("store/sql/schema.rs")];
+    let mut stack = vec![root.clone()];
+    let mut elsewhere = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !allowed.contains(&path) {
+                let n = table_statements(&std::fs::read_to_string(&path).unwrap());
+                if n > 0 {
+                    elsewhere.push((path, n));
+                }
+            }
+        }
+    }
+    assert!(
+        elsewhere.is_empty(),
+        "statements outside store/sql/tables.rs: {elsewhere:?}"
+    );
+}

@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 mod schema;
+pub mod tables;
 mod values;
 
 pub(crate) use schema::registry_tables;
@@ -110,7 +111,7 @@ impl<C: SqlConnection> SqlStore<C> {
 
     fn provider_row(db: &impl SqlRun, owner: &str, key: &str) -> Result<Option<SqlValue>> {
         let rows = db
-            .run(PROVIDER, vec![text(owner), text(key)])
+            .run(tables::providers::GET, vec![text(owner), text(key)])
             .map_err(storage("SQL"))?;
         Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()))
     }
@@ -122,8 +123,7 @@ impl<C: SqlConnection> SqlStore<C> {
         registry_tables(&db)?;
         let rows = db
             .run(
-                "SELECT issuer, json_extract(data, '$.metadata.authorization_response_iss_parameter_supported') FROM idp_servers \
-                 WHERE json_extract(data, '$.metadata.client_id_metadata_document_supported') = 1 ORDER BY fetched_at DESC LIMIT ?",
+                tables::servers::DOCUMENT_ISSUERS,
                 vec![SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX))],
             )
             .map_err(storage("SQL"))?;
@@ -159,19 +159,13 @@ impl<C: SqlConnection> SqlStore<C> {
         ];
         for (table, keys, paths) in tables {
             let exists = db
-                .run(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                    vec![text(table)],
-                )
+                .run(tables::sealed::EXISTS, vec![text(table)])
                 .map_err(storage("re-encrypting"))?;
             if exists.is_empty() {
                 continue;
             }
             let rows = db
-                .run(
-                    &format!("SELECT {}, data FROM {table}", keys.join(", ")),
-                    vec![],
-                )
+                .run(&tables::sealed::every_row(table, keys), vec![])
                 .map_err(storage("re-encrypting"))?;
             for row in rows {
                 let Some((data, key_values)) = row.split_last() else {
@@ -187,14 +181,10 @@ impl<C: SqlConnection> SqlStore<C> {
                     continue;
                 }
                 self.sealing.seal(&mut doc, &id, paths)?;
-                let filter: Vec<String> = keys.iter().map(|k| format!("{k} = ?")).collect();
                 let mut args = vec![SqlValue::Text(doc.to_string())];
                 args.extend(key_values.iter().cloned());
-                db.run(
-                    &format!("UPDATE {table} SET data = ? WHERE {}", filter.join(" AND ")),
-                    args,
-                )
-                .map_err(storage("re-encrypting"))?;
+                db.run(&tables::sealed::rewrite(table, keys), args)
+                    .map_err(storage("re-encrypting"))?;
                 rewritten += 1;
             }
         }
@@ -237,8 +227,6 @@ fn first_data<T: DeserializeOwned>(
     }
 }
 
-const PROVIDER: &str = "SELECT data FROM idp_providers WHERE owner = ? AND key = ?";
-
 impl<C: SqlConnection> SqlStore<C> {
     /// The keys of `owner`'s providers strictly under `key` (a range of the
     /// primary key: `key/` up to `key0`, `0` being the byte after `/`).
@@ -246,7 +234,7 @@ impl<C: SqlConnection> SqlStore<C> {
         let db = self.conn.atomic();
         let rows = db
             .run(
-                "SELECT key FROM idp_providers WHERE owner = ? AND key > ? AND key < ?",
+                tables::providers::KEYS_BETWEEN,
                 vec![
                     text(owner),
                     text(&format!("{}/", key.as_str())),
@@ -272,32 +260,26 @@ impl<C: SqlConnection> UserStore for SqlStore<C> {
         let db = self.conn.atomic();
         // Expired flows are dropped whenever a new one is stored.
         let expired_before = flow.created_at.saturating_sub(FLOW_LIFETIME_SECS);
-        db.run(
-            "DELETE FROM idp_flows WHERE created_at < ?",
-            vec![secs(expired_before)],
-        )
-        .and_then(|_| {
-            db.run(
-                "INSERT OR REPLACE INTO idp_flows (state, owner, data, created_at) VALUES (?, ?, ?, ?)",
-                vec![
-                    text(flow.state.secret()),
-                    text(&flow.owner),
-                    data,
-                    secs(flow.created_at),
-                ],
-            )
-        })
-        .map(drop)
-        .map_err(storage("storing a flow"))
+        db.run(tables::flows::EXPIRE, vec![secs(expired_before)])
+            .and_then(|_| {
+                db.run(
+                    tables::flows::PUT,
+                    vec![
+                        text(flow.state.secret()),
+                        text(&flow.owner),
+                        data,
+                        secs(flow.created_at),
+                    ],
+                )
+            })
+            .map(drop)
+            .map_err(storage("storing a flow"))
     }
 
     async fn take_flow(&self, state: &str, owner: &str, redirect_uri: &str) -> Result<FlowTake> {
         let db = self.conn.atomic();
         let rows = db
-            .run(
-                "SELECT data FROM idp_flows WHERE state = ? AND owner = ?",
-                vec![text(state), text(owner)],
-            )
+            .run(tables::flows::GET, vec![text(state), text(owner)])
             .map_err(storage("SQL"))?;
         let Some(data) = rows.first().and_then(|r| r.first()) else {
             return Ok(FlowTake::Missing);
@@ -313,7 +295,7 @@ impl<C: SqlConnection> UserStore for SqlStore<C> {
         if flow.redirect_uri.as_str() != redirect_uri {
             return Ok(FlowTake::OtherCallback);
         }
-        db.run("DELETE FROM idp_flows WHERE state = ?", vec![text(state)])
+        db.run(tables::flows::DELETE, vec![text(state)])
             .map_err(storage("taking a flow"))?;
         Ok(FlowTake::Taken(Box::new(flow)))
     }
@@ -345,7 +327,7 @@ impl<C: SqlConnection> UserStore for SqlStore<C> {
             return Ok(Put::Conflict(current.map(Box::new)));
         }
         db.run(
-            "INSERT OR REPLACE INTO idp_providers (owner, key, data, updated_at) VALUES (?, ?, ?, ?)",
+            tables::providers::PUT,
             vec![text(owner), text(key), data, secs(provider.created_at)],
         )
         .map_err(storage("storing a provider"))?;
@@ -361,18 +343,12 @@ impl<C: SqlConnection> UserStore for SqlStore<C> {
     async fn provider_for(&self, owner: &str, url: &ResourceKey) -> Result<Option<Provider>> {
         // One indexed probe per path segment, longest first.
         let keys = candidates(url);
-        let placeholders = vec!["?"; keys.len()].join(", ");
         let mut args = vec![text(owner)];
         args.extend(keys.iter().map(|k| text(k.as_str())));
         let rows = self
             .conn
             .atomic()
-            .run(
-                &format!(
-                    "SELECT key, data FROM idp_providers WHERE owner = ? AND key IN ({placeholders}) ORDER BY length(key) DESC LIMIT 1"
-                ),
-                args,
-            )
+            .run(&tables::providers::longest_of(keys.len()), args)
             .map_err(storage("SQL"))?;
         match rows.first().map(Vec::as_slice) {
             Some([SqlValue::Text(key), data]) => self.decode_provider(owner, key, data).map(Some),
@@ -395,7 +371,7 @@ impl<C: SqlConnection> UserStore for SqlStore<C> {
         self.conn
             .atomic()
             .run(
-                "SELECT key, data FROM idp_providers WHERE owner = ? AND key > ? ORDER BY key LIMIT ?",
+                tables::providers::PAGE,
                 vec![
                     text(owner),
                     text(after),
@@ -418,7 +394,7 @@ impl<C: SqlConnection> UserStore for SqlStore<C> {
         };
         let p = self.decode_provider(owner, key.as_str(), &row)?;
         db.run(
-            "DELETE FROM idp_providers WHERE owner = ? AND key = ?",
+            tables::providers::DELETE,
             vec![text(owner), text(key.as_str())],
         )
         .map_err(storage("removing a provider"))?;
@@ -432,7 +408,7 @@ impl<C: SqlConnection> RegistryStore for SqlStore<C> {
         registry_tables(&db)?;
         let rows = db
             .run(
-                "SELECT data FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
+                tables::registrations::GET,
                 vec![text(issuer), text(redirect_uri)],
             )
             .map_err(storage("SQL"))?;
@@ -456,7 +432,7 @@ impl<C: SqlConnection> RegistryStore for SqlStore<C> {
         let db = self.conn.atomic();
         registry_tables(&db)?;
         db.run(
-            "INSERT OR REPLACE INTO idp_registrations (issuer, redirect_uri, data) VALUES (?, ?, ?)",
+            tables::registrations::PUT,
             vec![
                 text(&registration.issuer),
                 text(&registration.redirect_uri),
@@ -471,7 +447,7 @@ impl<C: SqlConnection> RegistryStore for SqlStore<C> {
         let db = self.conn.atomic();
         registry_tables(&db)?;
         db.run(
-            "DELETE FROM idp_registrations WHERE issuer = ? AND redirect_uri = ?",
+            tables::registrations::DELETE,
             vec![text(issuer), text(redirect_uri)],
         )
         .map(drop)
@@ -482,10 +458,7 @@ impl<C: SqlConnection> RegistryStore for SqlStore<C> {
         let db = self.conn.atomic();
         registry_tables(&db)?;
         let rows = db
-            .run(
-                "SELECT data, fetched_at FROM idp_servers WHERE issuer = ?",
-                vec![text(issuer)],
-            )
+            .run(tables::servers::GET, vec![text(issuer)])
             .map_err(storage("SQL"))?;
         match rows.first().map(Vec::as_slice) {
             Some([data, fetched_at]) => Ok(Some((
@@ -509,7 +482,7 @@ impl<C: SqlConnection> RegistryStore for SqlStore<C> {
         let db = self.conn.atomic();
         registry_tables(&db)?;
         db.run(
-            "INSERT OR REPLACE INTO idp_servers (issuer, data, fetched_at) VALUES (?, ?, ?)",
+            tables::servers::PUT,
             vec![text(issuer), data, secs(fetched_at)],
         )
         .map(drop)

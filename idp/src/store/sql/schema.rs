@@ -2,6 +2,7 @@
 //! on first use, and the migrations that bring older databases to it.
 
 use super::storage;
+use super::tables;
 use super::values::{SqlRun, SqlValue};
 use crate::error::Result;
 
@@ -13,23 +14,20 @@ use crate::error::Result;
 pub const SCHEMA: (i64, &[&str]) = (
     6,
     &[
-        "CREATE TABLE IF NOT EXISTS idp_providers (owner TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_flows (state TEXT PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_confirmations (token TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_mcp_sessions (owner TEXT NOT NULL, url TEXT NOT NULL, data TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (owner, url)) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_refresh_retries (owner TEXT NOT NULL, key TEXT NOT NULL, failures INTEGER NOT NULL, retry_at INTEGER NOT NULL, PRIMARY KEY (owner, key)) WITHOUT ROWID",
-        "CREATE TABLE IF NOT EXISTS idp_events (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, data TEXT NOT NULL)",
+        tables::providers::CREATE,
+        tables::flows::CREATE,
+        tables::confirmations::CREATE,
+        tables::mcp_sessions::CREATE,
+        tables::meta::CREATE,
+        tables::refresh_retries::CREATE,
+        tables::events::CREATE,
     ],
 );
 
 /// The tables of client registrations and server metadata, created by the
 /// first statement that uses them (from version 6 on): in a Worker only the
 /// registry object does, so a user's object does not carry them empty.
-pub const REGISTRY_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS idp_registrations (issuer TEXT NOT NULL, redirect_uri TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (issuer, redirect_uri)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at INTEGER NOT NULL) WITHOUT ROWID",
-];
+pub const REGISTRY_SCHEMA: &[&str] = &[tables::registrations::CREATE, tables::servers::CREATE];
 
 pub(crate) fn registry_tables(db: &impl SqlRun) -> Result<()> {
     for statement in REGISTRY_SCHEMA {

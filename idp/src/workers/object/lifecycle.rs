@@ -10,6 +10,7 @@ use super::Role;
 use super::{ObjectStore, ProvidersObject};
 use crate::error::{Error, Result};
 use crate::flow::{RefreshEvent, Refused};
+use crate::store::sql::tables;
 use crate::store::sql::{json, secs, text, SqlValue};
 use crate::store::UserStore;
 use crate::token::TokenSet;
@@ -60,12 +61,11 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         let store = self.local();
         for e in &events {
             let written = json(e).and_then(|data| {
+                store
+                    .sql
+                    .exec(tables::events::PUT, vec![text(&e.user), data])?;
                 store.sql.exec(
-                    "INSERT INTO idp_events (owner, data) VALUES (?, ?)",
-                    vec![text(&e.user), data],
-                )?;
-                store.sql.exec(
-                    "DELETE FROM idp_events WHERE owner = ? AND id NOT IN (SELECT id FROM idp_events WHERE owner = ? ORDER BY id DESC LIMIT ?)",
+                    tables::events::TRIM,
                     vec![text(&e.user), text(&e.user), secs(AUDIT_LOG_LEN as u64)],
                 )
             });
@@ -109,7 +109,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// The user's audit log, newest first.
     pub(super) fn events(&self, owner: &str) -> Result<Vec<Event>> {
         let rows = self.local().rows(
-            "SELECT data FROM idp_events WHERE owner = ? ORDER BY id DESC LIMIT ?",
+            tables::events::NEWEST,
             vec![text(owner), secs(AUDIT_LOG_LEN as u64)],
         )?;
         rows.iter()
@@ -133,26 +133,23 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     /// Remembers a value the alarm needs (the registry binding, the timeout).
     pub(super) fn remember(&self, name: &str, value: &str) {
-        let _ = self.local().sql.exec(
-            "INSERT OR REPLACE INTO idp_meta (name, value) VALUES (?, ?)",
-            vec![text(name), text(value)],
-        );
+        let _ = self
+            .local()
+            .sql
+            .exec(tables::meta::PUT, vec![text(name), text(value)]);
     }
 
     fn recalled(&self, name: &str) -> Option<String> {
         let rows = self
             .local()
-            .rows(
-                "SELECT value FROM idp_meta WHERE name = ?",
-                vec![text(name)],
-            )
+            .rows(tables::meta::GET, vec![text(name)])
             .ok()?;
         rows.first()?.first()?.as_text().map(str::to_owned)
     }
 
     fn owners(&self, store: &ObjectStore<'_>) -> Result<Vec<String>> {
         Ok(store
-            .rows("SELECT DISTINCT owner FROM idp_providers", vec![])?
+            .rows(tables::providers::OWNERS, vec![])?
             .iter()
             .filter_map(|r| r.first()?.as_text().map(str::to_owned))
             .collect())
@@ -160,10 +157,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     fn retry_at(&self, store: &ObjectStore<'_>, owner: &str, key: &str) -> Option<(u64, u64)> {
         let rows = store
-            .rows(
-                "SELECT failures, retry_at FROM idp_refresh_retries WHERE owner = ? AND key = ?",
-                vec![text(owner), text(key)],
-            )
+            .rows(tables::refresh_retries::GET, vec![text(owner), text(key)])
             .ok()?;
         match rows.first().map(Vec::as_slice) {
             Some([f, at]) => Some((
@@ -274,15 +268,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                             SqlValue::Integer(i64::try_from(failures).unwrap_or(i64::MAX)),
                             secs(at.saturating_add(wait)),
                         ]);
-                        store.sql.exec(
-                            "INSERT OR REPLACE INTO idp_refresh_retries (owner, key, failures, retry_at) VALUES (?, ?, ?, ?)",
-                            args,
-                        )
+                        store.sql.exec(tables::refresh_retries::PUT, args)
                     }
-                    _ => store.sql.exec(
-                        "DELETE FROM idp_refresh_retries WHERE owner = ? AND key = ?",
-                        row,
-                    ),
+                    _ => store.sql.exec(tables::refresh_retries::DELETE, row),
                 };
             }
         }

@@ -11,6 +11,7 @@ use crate::flow::Refused;
 use crate::matching::ResourceKey;
 use crate::store::sql::json;
 use crate::store::sql::secs;
+use crate::store::sql::tables;
 use crate::store::sql::text;
 use crate::store::UserStore;
 
@@ -183,10 +184,10 @@ impl Answer for McpSessionGet {
         _cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let McpSessionGet { owner, url } = self;
-        let state: Option<McpSessionState> = o.local().sql.first_data(
-            "SELECT data FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
-            vec![text(&owner), text(&url)],
-        )?;
+        let state: Option<McpSessionState> = o
+            .local()
+            .sql
+            .first_data(tables::mcp_sessions::GET, vec![text(&owner), text(&url)])?;
         Ok(state)
     }
 }
@@ -205,15 +206,13 @@ impl Answer for McpSessionPut {
         let store = o.local();
         match session {
             Some(state) => store.sql.exec(
-                "INSERT OR REPLACE INTO idp_mcp_sessions (owner, url, data, updated_at) VALUES (?, ?, ?, ?)",
+                tables::mcp_sessions::PUT,
                 vec![text(&owner), text(&url), json(&state)?, secs(now())],
             ),
-            None => store.sql.exec(
-                "DELETE FROM idp_mcp_sessions WHERE owner = ? AND url = ?",
-                vec![text(&owner), text(&url)],
-            ),
-        }
-        ?;
+            None => store
+                .sql
+                .exec(tables::mcp_sessions::DELETE, vec![text(&owner), text(&url)]),
+        }?;
         Ok(())
     }
 }

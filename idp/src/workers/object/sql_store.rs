@@ -12,6 +12,7 @@ use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result, StorageCause};
 use crate::matching::ResourceKey;
 use crate::registration::Registration;
+use crate::store::sql::tables;
 use crate::store::sql::{secs, text, SqlConnection, SqlRun, SqlStore, SqlValue};
 use crate::store::{Expect, FlowTake, Provider, Put, RegistryStore, UserStore};
 use worker::{Env, SqlStorage, SqlStorageValue};
@@ -130,10 +131,7 @@ impl ObjectStore<'_> {
     fn count_registry_write(&self, what: &str) -> Result<()> {
         let now = now();
         let window = now - now % 3600;
-        let rows = self.rows(
-            "SELECT value FROM idp_meta WHERE name = 'registry_writes'",
-            vec![],
-        )?;
+        let rows = self.rows(tables::meta::GET, vec![text("registry_writes")])?;
         let (start, count) = rows
             .first()
             .and_then(|r| r.first()?.as_text().map(str::to_owned))
@@ -151,21 +149,19 @@ impl ObjectStore<'_> {
             });
         }
         self.rows(
-            "INSERT OR REPLACE INTO idp_meta (name, value) VALUES ('registry_writes', ?)",
-            vec![text(&format!("{window} {}", count + 1))],
+            tables::meta::PUT,
+            vec![
+                text("registry_writes"),
+                text(&format!("{window} {}", count + 1)),
+            ],
         )?;
         Ok(())
     }
 
     pub(super) fn spend_confirmation(&self, token: &str, owner: &str) -> Result<()> {
-        let rows = self.rows(
-            "SELECT created_at FROM idp_confirmations WHERE token = ? AND owner = ?",
-            vec![text(token), text(owner)],
-        )?;
-        self.sql.exec(
-            "DELETE FROM idp_confirmations WHERE token = ?",
-            vec![text(token)],
-        )?;
+        let rows = self.rows(tables::confirmations::GET, vec![text(token), text(owner)])?;
+        self.sql
+            .exec(tables::confirmations::DELETE, vec![text(token)])?;
         let fresh = rows
             .first()
             .and_then(|r| r.first())
@@ -182,11 +178,11 @@ impl ObjectStore<'_> {
     /// Keeps a confirmation token for `owner`, dropping expired ones.
     pub(super) fn put_confirmation(&self, token: &str, owner: &str) -> Result<()> {
         self.sql.exec(
-            "DELETE FROM idp_confirmations WHERE created_at < ?",
+            tables::confirmations::EXPIRE,
             vec![secs(now().saturating_sub(CONFIRMATION_LIFETIME_SECS))],
         )?;
         self.sql.exec(
-            "INSERT INTO idp_confirmations (token, owner, created_at) VALUES (?, ?, ?)",
+            tables::confirmations::PUT,
             vec![text(token), text(owner), secs(now())],
         )
     }
