@@ -4,8 +4,12 @@
 //! (`workers::AuthedFetch`, `native::AuthedFetch`).
 //!
 //! An [`Exchange`] starts from what the store gave for the URL (an
-//! [`Authorization`], or nothing). The runtime sends [`Exchange::hop`], reports
-//! each answer to [`Exchange::answer`] and does what [`Next`] says:
+//! [`Authorization`], or nothing: [`Exchange::new`]), or from the store's
+//! answer as it came, error included ([`Exchange::start`]). The runtime sends
+//! [`Exchange::hop`], reports each answer to [`Exchange::answer`] and each
+//! refresh to [`Exchange::refreshed`] as it came, and does what [`Next`]
+//! says; which errors mean "connect again" is the exchange's to decide
+//! ([`GrantFailure`]), so a runtime only performs I/O:
 //!
 //! - the token goes only to hops under the provider's prefix; the caller's own
 //!   credential headers never follow a redirect to another origin;
@@ -94,6 +98,35 @@ pub enum Next {
     Reauthorize(Reauthorize),
 }
 
+/// An error of a runtime's store or refresher, as the exchange reads it:
+/// whether it means the person must connect again (the grant expired with no
+/// refresh token, was revoked, or is sealed under a retired key), and for
+/// which resource. Any other error ends the call as it is.
+pub trait GrantFailure {
+    /// Why the person must connect again, and the resource the error names,
+    /// when it means that.
+    fn reauthorization(&self) -> Option<(Reason, Option<String>)>;
+}
+
+impl GrantFailure for crate::error::ErrorReport {
+    fn reauthorization(&self) -> Option<(Reason, Option<String>)> {
+        crate::error::ErrorReport::reauthorization(self).map(|r| (r, self.resource.clone()))
+    }
+}
+
+impl GrantFailure for Error {
+    fn reauthorization(&self) -> Option<(Reason, Option<String>)> {
+        GrantFailure::reauthorization(&self.report())
+    }
+}
+
+/// A bare reason always means "connect again".
+impl GrantFailure for Reason {
+    fn reauthorization(&self) -> Option<(Reason, Option<String>)> {
+        Some((*self, None))
+    }
+}
+
 /// One authed call in progress. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Exchange {
@@ -128,6 +161,33 @@ impl Exchange {
             retried: false,
             policy: None,
         })
+    }
+
+    /// A call of `method` to `url`, from the store's answer for it as it
+    /// came: [`Next::Send`] to go on, [`Next::Reauthorize`] when the answer
+    /// says the grant cannot be used, the error when it is another failure.
+    pub fn start<E: GrantFailure + From<Error>>(
+        method: &str,
+        url: &str,
+        found: std::result::Result<Option<Authorization>, E>,
+        policy: Policy,
+    ) -> std::result::Result<(Self, Next), E> {
+        let (auth, next) = match found {
+            Ok(auth) => (auth, Next::Send),
+            Err(e) => {
+                let Some((reason, resource)) = e.reauthorization() else {
+                    return Err(e);
+                };
+                let resource = resource.unwrap_or_else(|| url.to_owned());
+                let next = Next::Reauthorize(Reauthorize {
+                    resource,
+                    scope: None,
+                    reason,
+                });
+                (None, next)
+            }
+        };
+        Ok((Self::new(method, url, auth)?.with_policy(policy)?, next))
     }
 
     /// Holds every hop, the first one and each redirect, to `policy`
@@ -227,31 +287,31 @@ impl Exchange {
         }
     }
 
-    /// Reports the refresh asked for by [`Next::Refresh`]: the new
-    /// authorization (`Ok`), or the reason the grant cannot be refreshed. The
-    /// request is sent once more, from the start.
-    pub fn refreshed(
+    /// Reports the refresh asked for by [`Next::Refresh`] as it came: the
+    /// new authorization (the request is sent once more, from the start), or
+    /// the error, which ends the call with [`Next::Reauthorize`] when it
+    /// means the grant cannot be refreshed, and as it is otherwise.
+    pub fn refreshed<E: GrantFailure>(
         &mut self,
-        result: std::result::Result<Option<Authorization>, Reason>,
-    ) -> Next {
+        result: std::result::Result<Authorization, E>,
+    ) -> std::result::Result<Next, E> {
         match result {
             Ok(auth) => {
-                if let (Some(new), Some(old)) = (&auth, &self.auth) {
-                    debug_assert_eq!(new.key, old.key);
+                if let Some(old) = &self.auth {
+                    debug_assert_eq!(auth.key, old.key);
                 }
-                self.auth = auth.or_else(|| {
-                    self.auth
-                        .take()
-                        .map(|a| Authorization { header: None, ..a })
-                });
+                self.auth = Some(auth);
                 self.retried = true;
                 self.hop_url = self.url.clone();
                 self.hop_method = self.method.clone();
                 self.body = true;
                 self.redirects = 0;
-                Next::Send
+                Ok(Next::Send)
             }
-            Err(reason) => Next::Reauthorize(self.reauthorize(None, reason)),
+            Err(e) => match e.reauthorization() {
+                Some((reason, _)) => Ok(Next::Reauthorize(self.reauthorize(None, reason))),
+                None => Err(e),
+            },
         }
     }
 
@@ -348,11 +408,46 @@ mod tests {
     }
 
     #[test]
+    fn the_store_and_refresher_answers_are_read_by_the_exchange() {
+        use crate::error::{ErrorKind, ErrorReport};
+        let dead = ErrorReport {
+            resource: Some(API.to_owned()),
+            reauthorize: true,
+            ..ErrorReport::new(ErrorKind::Expired, "expired, no refresh token", false)
+        };
+        let url = format!("{API}/items");
+        let policy = Policy::default();
+        let (e, next) = Exchange::start("GET", &url, Err(dead.clone()), policy).unwrap();
+        let Next::Reauthorize(r) = next else {
+            panic!("{next:?}")
+        };
+        assert_eq!((r.resource.as_str(), r.reason), (API, Reason::Expired));
+        assert_eq!(e.hop().authorization, None);
+        // Any other failure is the caller's, as it came.
+        let down = ErrorReport::new(ErrorKind::Storage, "storage is down", true);
+        let err = Exchange::start("GET", &url, Err(down.clone()), policy).unwrap_err();
+        assert_eq!(err, down);
+        let (mut e, next) =
+            Exchange::start::<ErrorReport>("GET", &url, Ok(auth("t1", None)), policy).unwrap();
+        assert_eq!(next, Next::Send);
+        assert_eq!(e.answer(401, None, Some("Bearer")).unwrap(), Next::Refresh);
+        assert_eq!(e.refreshed(Err(down.clone())).unwrap_err(), down);
+        let Next::Reauthorize(r) = e.refreshed(Err(dead)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.reason, Reason::Expired);
+    }
+
+    #[test]
     fn refreshes_once_then_gives_up() {
         let mut e = ex(auth("t1", None));
         assert_eq!(e.answer(401, None, Some("Bearer")).unwrap(), Next::Refresh);
         assert_eq!(e.rejected_token(), Some("t1"));
-        assert_eq!(e.refreshed(Ok(auth("t2", None))), Next::Send);
+        assert_eq!(
+            e.refreshed::<Reason>(Ok(auth("t2", None).unwrap()))
+                .unwrap(),
+            Next::Send
+        );
         assert_eq!(e.hop().authorization, Some("Bearer t2"));
         let Next::Reauthorize(r) = e.answer(401, None, None).unwrap() else {
             panic!()
@@ -361,7 +456,7 @@ mod tests {
         let mut e = ex(auth("t1", None));
         e.answer(401, None, None).unwrap();
         assert_eq!(
-            e.refreshed(Err(Reason::Expired)),
+            e.refreshed(Err(Reason::Expired)).unwrap(),
             Next::Reauthorize(Reauthorize {
                 resource: API.into(),
                 scope: None,
@@ -371,7 +466,8 @@ mod tests {
         // A retry that succeeds is handed back.
         let mut e = ex(auth("t1", None));
         e.answer(401, None, None).unwrap();
-        e.refreshed(Ok(auth("t2", None)));
+        e.refreshed::<Reason>(Ok(auth("t2", None).unwrap()))
+            .unwrap();
         assert_eq!(e.answer(200, None, None).unwrap(), Next::Done);
     }
 

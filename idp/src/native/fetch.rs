@@ -57,23 +57,13 @@ impl<S: Store> AuthedFetch<'_, S> {
             })?),
         };
         let idp = self.idp;
-        let auth = match idp.authorization(self.owner, &url).await {
-            Ok(a) => a,
-            Err(e) => {
-                let report = e.report();
-                let Some(reason) = report.reauthorization() else {
-                    return Err(e);
-                };
-                return Err(Error::AuthorizationRequired(crate::error::Reauthorize {
-                    resource: report.resource.unwrap_or(url),
-                    scope: None,
-                    reason,
-                }));
-            }
-        };
-        let mut exchange = Exchange::new(request.method().as_str(), &url, auth)?
-            .with_policy(idp.settings.policy)?;
+        let found = idp.authorization(self.owner, &url).await;
+        let (mut exchange, mut next) =
+            Exchange::start(request.method().as_str(), &url, found, idp.settings.policy)?;
         loop {
+            if let Next::Reauthorize(r) = next {
+                return Err(Error::AuthorizationRequired(r));
+            }
             let hop = exchange.hop();
             let hop_url = Url::parse(hop.url).map_err(|e| Error::InvalidUrl {
                 input: hop.url.to_owned(),
@@ -102,15 +92,13 @@ impl<S: Store> AuthedFetch<'_, S> {
                 message: describe(&e),
             })?;
             let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
-            let next = exchange.answer(
+            next = exchange.answer(
                 resp.status().as_u16(),
                 header("location"),
                 header("www-authenticate"),
             )?;
             match next {
-                Next::Send => continue,
                 Next::Done => return Ok(resp),
-                Next::Reauthorize(r) => return Err(Error::AuthorizationRequired(r)),
                 Next::Refresh => {
                     let (Some(a), Some(token)) =
                         (exchange.authorization(), exchange.rejected_token())
@@ -128,17 +116,9 @@ impl<S: Store> AuthedFetch<'_, S> {
                             now(),
                         )
                         .await;
-                    let result = match refreshed {
-                        Ok(a) => Ok(Some(a)),
-                        Err(e) => match e.report().reauthorization() {
-                            Some(reason) => Err(reason),
-                            None => return Err(e),
-                        },
-                    };
-                    if let Next::Reauthorize(r) = exchange.refreshed(result) {
-                        return Err(Error::AuthorizationRequired(r));
-                    }
+                    next = exchange.refreshed(refreshed)?;
                 }
+                Next::Send | Next::Reauthorize(_) => {}
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Reaching the `OAuthProviders` objects: their names, the internal call, and
 //! [`ProvidersStub`], a user's object as the Worker calls it.
 
-use super::error::Error;
+use super::error::{parse_url, Error};
 use super::protocol::{
     Authorization, AuthorizationReply, Call, Envelope, Find, Op, ProviderView, RegistryOp,
     Rejected, RemoteError, Reply, UserOp, INTERNAL_URL,
@@ -161,7 +161,7 @@ impl ProvidersStub {
     ) -> Result<Option<AuthorizationReply>, Error> {
         self.call(Authorization {
             owner: self.owner.clone(),
-            url: url.to_owned(),
+            url: parse_url(url)?,
             narrower,
         })
         .await
@@ -188,7 +188,7 @@ impl ProvidersStub {
     pub async fn find_provider(&self, url: &str) -> Result<Option<ProviderView>, Error> {
         self.call(Find {
             owner: self.owner.clone(),
-            url: url.to_owned(),
+            url: parse_url(url)?,
         })
         .await
     }

@@ -100,3 +100,23 @@ impl Error {
         Ok(Response::from_json(&report)?.with_status(report.status()))
     }
 }
+
+impl crate::fetch::GrantFailure for Error {
+    fn reauthorization(&self) -> Option<(Reason, Option<String>)> {
+        match self {
+            Error::Remote(e) => crate::fetch::GrantFailure::reauthorization(e),
+            Error::Engine(e) => crate::fetch::GrantFailure::reauthorization(e),
+            _ => None,
+        }
+    }
+}
+
+/// `input` as a URL, refused in the Worker before any call to an object.
+pub(crate) fn parse_url(input: &str) -> Result<url::Url, Error> {
+    url::Url::parse(input).map_err(|e| {
+        Error::Engine(crate::Error::InvalidUrl {
+            input: input.to_owned(),
+            reason: e.to_string(),
+        })
+    })
+}

@@ -165,13 +165,13 @@ pub struct AuthedFetch<'a> {
 
 /// The URL that connects (or re-connects) `resource` through the login route
 /// `login`, optionally asking for `scope`.
-pub(crate) fn login_url(login: &Url, resource: &str, scope: Option<&str>) -> String {
+pub(crate) fn login_url(login: &Url, resource: &str, scope: Option<&str>) -> Url {
     let mut u = login.clone();
     u.query_pairs_mut().append_pair("url", resource);
     if let Some(s) = scope {
         u.query_pairs_mut().append_pair("scope", s);
     }
-    u.into()
+    u
 }
 
 impl<'a> AuthedFetch<'a> {
@@ -266,40 +266,27 @@ impl<'a> AuthedFetch<'a> {
     /// Sends a request, authorizing it as described on [`AuthedFetch`] (the
     /// engine's request policy, [`crate::fetch`]).
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
-        let auth = match self.authorization(&req.url).await {
-            Ok(a) => a,
-            // The grant cannot be used (expired with no refresh token, dead,
-            // or sealed under a key no longer configured): connect again.
-            Err(Error::Remote(e)) if e.reauthorization().is_some() => {
-                return Err(self.required(Reauthorize {
-                    resource: e.resource.clone().unwrap_or_else(|| req.url.clone()),
-                    scope: None,
-                    reason: e.reauthorization().unwrap_or(Reason::Revoked),
-                }));
-            }
-            Err(e) => return Err(e),
-        };
-        let mut exchange =
-            Exchange::new(method_name(&req.method), &req.url, auth)?.with_policy(self.policy)?;
+        let found = self.authorization(&req.url).await;
+        let (mut exchange, mut next) =
+            Exchange::start(method_name(&req.method), &req.url, found, self.policy)?;
         loop {
+            if let Next::Reauthorize(r) = next {
+                if matches!(r.reason, Reason::Revoked | Reason::Expired) {
+                    if let Some(a) = exchange.authorization() {
+                        super::cache::forget(&self.stub.owner, &a.key);
+                    }
+                }
+                return Err(self.required(r));
+            }
             let response = self.hop(&req, exchange.hop()).await?;
             let header = |n: &str| response.headers().get(n).ok().flatten();
-            let next = exchange.answer(
+            next = exchange.answer(
                 response.status_code(),
                 header("location").as_deref(),
                 header("www-authenticate").as_deref(),
             )?;
             match next {
-                Next::Send => {}
                 Next::Done => return Ok(response),
-                Next::Reauthorize(r) => {
-                    if matches!(r.reason, Reason::Revoked | Reason::Expired) {
-                        if let Some(a) = exchange.authorization() {
-                            super::cache::forget(&self.stub.owner, &a.key);
-                        }
-                    }
-                    return Err(self.required(r));
-                }
                 Next::Refresh => {
                     let (Some(a), Some(token)) =
                         (exchange.authorization(), exchange.rejected_token())
@@ -309,32 +296,20 @@ impl<'a> AuthedFetch<'a> {
                     // The resource refused the token: never hand it out again.
                     super::cache::forget(&self.stub.owner, &a.key);
                     let cached = self.cache_secs.is_some();
-                    let result = match self.stub.rejected(&a.key, token, cached).await {
-                        Ok(a) => {
-                            if let Some(ttl) = self.cache_secs {
-                                super::cache::put(&self.stub.owner, &a, ttl, super::http::now());
-                            }
-                            Ok(Some(a))
-                        }
-                        Err(Error::Remote(e)) if e.reauthorize => {
-                            Err(e.reauthorization().unwrap_or(Reason::Revoked))
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    if let Next::Reauthorize(r) = exchange.refreshed(result) {
-                        if let Some(a) = exchange.authorization() {
-                            super::cache::forget(&self.stub.owner, &a.key);
-                        }
-                        return Err(self.required(r));
+                    let refreshed = self.stub.rejected(&a.key, token, cached).await;
+                    if let (Ok(a), Some(ttl)) = (&refreshed, self.cache_secs) {
+                        super::cache::put(&self.stub.owner, a, ttl, super::http::now());
                     }
+                    next = exchange.refreshed(refreshed)?;
                 }
+                Next::Send | Next::Reauthorize(_) => {}
             }
         }
     }
 
     fn required(&self, r: Reauthorize) -> Error {
         Error::AuthorizationRequired(AuthorizationRequired {
-            reauthorize_url: login_url(self.login, &r.resource, r.scope.as_deref()),
+            reauthorize_url: login_url(self.login, &r.resource, r.scope.as_deref()).into(),
             resource: r.resource,
             reason: r.reason,
         })

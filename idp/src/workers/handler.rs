@@ -5,12 +5,13 @@
 
 use super::client::ProvidersStub;
 use super::config::{base_for, route_url, Config, DEFAULT_BINDING};
-use super::error::Error;
+use super::error::{parse_url, Error};
 use super::fetch::AuthedFetch;
 use super::protocol::{
     McpSessionGet, McpSessionPut, ProviderView, Providers, ProvidersPage, Reencrypt, Reencrypted,
     RefreshExpiring, RefreshOutcome, Remove, RemoveOutcome,
 };
+use crate::matching::ResourceKey;
 use url::Url;
 use worker::Env;
 
@@ -113,7 +114,7 @@ impl Handler {
 
     /// The URL that connects (or re-connects) `resource`, optionally asking for `scope`.
     pub fn login_url(&self, resource: &str, scope: Option<&str>) -> String {
-        super::fetch::login_url(&self.login, resource, scope)
+        super::fetch::login_url(&self.login, resource, scope).into()
     }
 
     pub(crate) fn settings(&self) -> crate::settings::Settings {
@@ -141,7 +142,7 @@ impl Handler {
             .stub
             .call(McpSessionGet {
                 owner: self.stub.owner.clone(),
-                url: client.url(),
+                url: client.server_url(),
             })
             .await?;
         if let Some(state) = kept {
@@ -169,7 +170,7 @@ impl Handler {
         self.stub
             .call(McpSessionPut {
                 owner: self.stub.owner.clone(),
-                url: client.url(),
+                url: client.server_url(),
                 session,
             })
             .await
@@ -210,7 +211,7 @@ impl Handler {
         let limit = limit.clamp(1, Self::MAX_PAGE);
         let providers = self.list(after, Some(limit)).await?;
         let next = (providers.len() == limit as usize)
-            .then(|| providers.last().map(|p| p.resource_url.clone()))
+            .then(|| providers.last().map(|p| p.resource_url.to_string()))
             .flatten();
         Ok(ProvidersPage { providers, next })
     }
@@ -227,12 +228,13 @@ impl Handler {
             .stub
             .call(Providers {
                 owner: self.stub.owner.clone(),
-                after: after.map(str::to_owned),
+                after: after.map(ResourceKey::parse).transpose()?,
                 limit,
             })
             .await?;
         for p in &mut list {
-            p.reauthorize_url = self.login_url(&p.resource_url, None);
+            let url = super::fetch::login_url(&self.login, p.resource_url.as_str(), None);
+            p.reauthorize_url = Some(url);
         }
         Ok(list)
     }
@@ -242,7 +244,10 @@ impl Handler {
         self.stub
             .call(RefreshExpiring {
                 owner: self.stub.owner.clone(),
-                urls: urls.to_vec(),
+                urls: urls
+                    .iter()
+                    .map(|u| parse_url(u))
+                    .collect::<Result<_, _>>()?,
             })
             .await
     }
@@ -256,7 +261,7 @@ impl Handler {
         self.stub
             .call(Remove {
                 owner: self.stub.owner.clone(),
-                url: url.to_owned(),
+                url: parse_url(url)?,
             })
             .await
     }
@@ -368,7 +373,7 @@ impl Background {
             .stub
             .call(super::protocol::ConnectAsApp {
                 owner: self.stub.owner.clone(),
-                url: url.to_owned(),
+                url: parse_url(url)?,
                 scope: scope.map(str::to_owned),
                 settings: Box::new(self.config.settings(callback_base)),
             })

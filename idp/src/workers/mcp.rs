@@ -127,7 +127,11 @@ impl<'a> McpClient<'a> {
 
     /// The server's URL.
     pub fn url(&self) -> String {
-        self.session.borrow().url().to_string()
+        self.server_url().into()
+    }
+
+    pub(crate) fn server_url(&self) -> url::Url {
+        self.session.borrow().url().clone()
     }
 
     /// Agrees on a revision with the server: `server/discover` (revision

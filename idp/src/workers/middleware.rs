@@ -62,7 +62,7 @@ impl Handler {
     ) -> worker::Result<Response> {
         let html = pages::connected(
             &provider.name,
-            &provider.resource_url,
+            provider.resource_url.as_str(),
             hook_error,
             &self.config.return_to,
         );
@@ -166,6 +166,11 @@ impl Handler {
         let Some(resource) = q.url else {
             return self.missing_url();
         };
+        // A URL that is not one goes no further than the Worker.
+        let resource = match super::error::parse_url(&resource) {
+            Ok(u) => u,
+            Err(e) => return self.failure(&e.to_string(), e.status()),
+        };
         let call = Login {
             owner: self.stub.owner.clone(),
             url: resource,
@@ -177,7 +182,7 @@ impl Handler {
             Ok(LoginReply::Redirect { url }) => {
                 // Built by hand: `Response::redirect` has immutable headers.
                 let mut resp = Response::empty()?.with_status(302);
-                resp.headers_mut().set("location", &url)?;
+                resp.headers_mut().set("location", url.as_str())?;
                 resp.headers_mut().set("cache-control", "no-store")?;
                 Ok(resp)
             }

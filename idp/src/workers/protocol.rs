@@ -74,7 +74,7 @@ calls! {
     /// Starts connecting a resource.
     Login {
         owner: String,
-        url: String,
+        url: Url,
         scope: Option<String>,
         settings: Box<Settings>,
         /// For a login confirmed on the confirmation page: its single-use
@@ -86,7 +86,7 @@ calls! {
     /// object of one of the app's workloads.
     ConnectAsApp {
         owner: String,
-        url: String,
+        url: Url,
         scope: Option<String>,
         settings: Box<Settings>,
     } -> CallbackReply;
@@ -105,7 +105,7 @@ calls! {
     /// The `Authorization` for a URL (refreshed when near expiry).
     Authorization {
         owner: String,
-        url: String,
+        url: Url,
         /// Name the providers under the answer's key (for the isolate cache).
         #[serde(default)]
         narrower: bool,
@@ -122,23 +122,23 @@ calls! {
     } -> AuthorizationReply;
     UserOp
     /// Refreshes the providers serving these URLs when near expiry.
-    RefreshExpiring { owner: String, urls: Vec<String> } -> Vec<RefreshOutcome>;
+    RefreshExpiring { owner: String, urls: Vec<Url> } -> Vec<RefreshOutcome>;
     UserOp
     /// The owner's providers ordered by key: all of them, or with `limit`,
     /// one page of those after the resource URL `after`.
-    Providers { owner: String, after: Option<String>, limit: Option<u32> } -> Vec<ProviderView>;
+    Providers { owner: String, after: Option<ResourceKey>, limit: Option<u32> } -> Vec<ProviderView>;
     UserOp
     /// The MCP session kept for (owner, server URL), if any.
-    McpSessionGet { owner: String, url: String } -> Option<McpSessionState>;
+    McpSessionGet { owner: String, url: Url } -> Option<McpSessionState>;
     UserOp
     /// Keeps (or, with `None`, forgets) the MCP session for (owner, server URL).
-    McpSessionPut { owner: String, url: String, session: Option<McpSessionState> } -> ();
+    McpSessionPut { owner: String, url: Url, session: Option<McpSessionState> } -> ();
     UserOp
     /// The provider serving a URL, if any.
-    Find { owner: String, url: String } -> Option<ProviderView>;
+    Find { owner: String, url: Url } -> Option<ProviderView>;
     UserOp
     /// Removes (and revokes) the provider stored for a URL.
-    Remove { owner: String, url: String } -> RemoveOutcome;
+    Remove { owner: String, url: Url } -> RemoveOutcome;
     UserOp
     /// Seeds providers directly (benchmarks of lookup scaling).
     #[cfg(feature = "bench")]
@@ -242,7 +242,7 @@ pub(crate) enum LoginReply {
         hook_error: Option<String>,
     },
     Redirect {
-        url: String,
+        url: Url,
     },
 }
 
@@ -261,7 +261,7 @@ pub(crate) use crate::flow::Authorization as AuthorizationReply;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderView {
     /// The resource URL this provider serves (a path prefix).
-    pub resource_url: String,
+    pub resource_url: ResourceKey,
     /// Display name.
     pub name: String,
     /// Whether the resource is public (no token).
@@ -276,7 +276,7 @@ pub struct ProviderView {
     pub scope: Option<String>,
     /// The URL that connects this resource again (filled in by the Worker).
     #[serde(default)]
-    pub reauthorize_url: String,
+    pub reauthorize_url: Option<Url>,
     /// The provider profile that served it, when it has no discovery
     /// ([`crate::profile`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,14 +287,14 @@ impl ProviderView {
     pub(crate) fn of(p: &Provider) -> Self {
         let tokens = p.tokens();
         ProviderView {
-            resource_url: p.key.to_string(),
+            resource_url: p.key.clone(),
             name: p.name.clone(),
             public: p.is_public(),
             metadata: p.metadata.clone(),
             has_token: tokens.is_some(),
             expires_at: tokens.and_then(|t| t.expires_at),
             scope: tokens.and_then(|t| t.scope.clone()),
-            reauthorize_url: String::new(),
+            reauthorize_url: None,
             profile: p.grant.as_ref().and_then(|g| g.profile.clone()),
         }
     }

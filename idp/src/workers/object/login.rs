@@ -56,10 +56,10 @@ impl Answer for Login {
             owner: &owner,
             scope: scope.as_deref(),
         };
-        let start = flow::start_login(&engine, req, &url, entropy).await?;
+        let start = flow::start_login(&engine, req, url.as_str(), entropy).await?;
         drop(writes);
         match start {
-            LoginStart::Redirect(url) => Ok(LoginReply::Redirect { url: url.into() }),
+            LoginStart::Redirect(url) => Ok(LoginReply::Redirect { url }),
             LoginStart::Public(p) => {
                 let (provider, hook_error) = o.named(&store, &owner, *p).await;
                 Ok(LoginReply::Public {
@@ -91,7 +91,8 @@ impl Answer for ConnectAsApp {
             settings: &settings,
             now: now(),
         };
-        let provider = flow::connect_as_app(&engine, &owner, &url, scope.as_deref()).await?;
+        let provider =
+            flow::connect_as_app(&engine, &owner, url.as_str(), scope.as_deref()).await?;
         drop(writes);
         let (provider, hook_error) = o.named(&store, &owner, provider).await;
         Ok(CallbackReply {

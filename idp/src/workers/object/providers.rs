@@ -29,7 +29,7 @@ impl Answer for Authorization {
         let store = o.store(cx.role);
         let mut auth = o
             .refresher
-            .authorization(cx.http, &store, &owner, &url, now())
+            .authorization(cx.http, &store, &owner, url.as_str(), now())
             .await?;
         // For the Worker's isolate cache (only when it is on): the
         // providers this answer must not be reused under.
@@ -81,7 +81,7 @@ impl Answer for RefreshExpiring {
         let store = o.store(cx.role);
         let mut out = Vec::new();
         for url in urls {
-            out.push(o.refresh_one(cx.http, &store, &owner, url).await);
+            out.push(o.refresh_one(cx.http, &store, &owner, url.into()).await);
         }
         Ok(out)
     }
@@ -102,7 +102,6 @@ impl Answer for Providers {
         let list = match limit {
             None => store.providers(&owner).await?,
             Some(limit) => {
-                let after = after.as_deref().map(ResourceKey::parse).transpose()?;
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
                 store.providers_page(&owner, after.as_ref(), limit).await?
             }
@@ -119,7 +118,7 @@ impl Answer for Find {
     ) -> Result<Self::Reply, RemoteError> {
         let Find { owner, url } = self;
         let store = o.store(cx.role);
-        let key = ResourceKey::parse(&url)?;
+        let key = ResourceKey::parse(url.as_str())?;
         let p = store.provider_for(&owner, &key).await?;
         Ok(p.as_ref().map(ProviderView::of))
     }
@@ -133,7 +132,7 @@ impl Answer for Remove {
     ) -> Result<Self::Reply, RemoteError> {
         let Remove { owner, url } = self;
         let store = o.store(cx.role);
-        let key = ResourceKey::parse(&url)?;
+        let key = ResourceKey::parse(url.as_str())?;
         let removal = {
             let _writes = o.refresher.lock().await;
             flow::remove_provider(cx.http, &store, &owner, &key).await?
@@ -184,10 +183,10 @@ impl Answer for McpSessionGet {
         _cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let McpSessionGet { owner, url } = self;
-        let state: Option<McpSessionState> = o
-            .local()
-            .sql
-            .first_data(tables::mcp_sessions::GET, vec![text(&owner), text(&url)])?;
+        let state: Option<McpSessionState> = o.local().sql.first_data(
+            tables::mcp_sessions::GET,
+            vec![text(&owner), text(url.as_str())],
+        )?;
         Ok(state)
     }
 }
@@ -207,11 +206,12 @@ impl Answer for McpSessionPut {
         match session {
             Some(state) => store.sql.exec(
                 tables::mcp_sessions::PUT,
-                vec![text(&owner), text(&url), json(&state)?, secs(now())],
+                vec![text(&owner), text(url.as_str()), json(&state)?, secs(now())],
             ),
-            None => store
-                .sql
-                .exec(tables::mcp_sessions::DELETE, vec![text(&owner), text(&url)]),
+            None => store.sql.exec(
+                tables::mcp_sessions::DELETE,
+                vec![text(&owner), text(url.as_str())],
+            ),
         }?;
         Ok(())
     }
