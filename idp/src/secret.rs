@@ -56,6 +56,13 @@ secret_type!(
     Clone
 );
 secret_type!(
+    /// A signed assertion a token endpoint accepts as a grant (RFC 7523): a
+    /// workload's identity token, or an identity assertion authorization
+    /// grant.
+    Assertion,
+    Clone
+);
+secret_type!(
     /// An authorization code received at the callback.
     AuthorizationCode
 );

@@ -171,7 +171,7 @@ async function startOwnApp(issuer, extra = {}) {
     '--show-interactive-dev-session=false',
     '--persist-to', mkdtempSync(path.join(os.tmpdir(), 'idp-conformance-')),
     '--var', `IDP_PRE_REGISTERED:${JSON.stringify([entry])}`,
-    '--var', `CONFORMANCE_CLIENT_SECRET:${context.client_secret}`,
+    '--var', `CONFORMANCE_CLIENT_SECRET:${context.client_secret ?? ''}`,
     '--var', `IDP_CLIENT_METADATA_URL:${process.env.IDP_CLIENT_METADATA_URL ?? ''}`,
     '--var', `IDP_METADATA_DOCUMENT_WITHOUT_ISS:${process.env.IDP_METADATA_DOCUMENT_WITHOUT_ISS ?? ''}`,
     '--var', `IDP_ADMIN_TOKEN:${ADMIN_TOKEN}`,
@@ -197,10 +197,12 @@ function stopOwnApp() {
 // The client credentials scenarios: the app connects the server as itself
 // (`POST /admin/app/connect`), then talks MCP as itself
 // (`POST /admin/app/mcp`), with no person and no browser.
-async function asApp() {
+async function asApp(connectBody) {
   const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
   const connected = await fetch(`${app}/admin/app/connect?url=${encodeURIComponent(serverUrl)}`, {
-    method: 'POST', headers: auth,
+    method: 'POST',
+    headers: connectBody ? { ...auth, 'content-type': 'application/json' } : auth,
+    body: connectBody ? JSON.stringify(connectBody) : undefined,
   });
   const text = await connected.text();
   if (connected.status !== 200) throw new Error(`connecting as the app failed (${connected.status}): ${text}`);
@@ -233,6 +235,16 @@ try {
     app = await startOwnApp(await issuerOf(serverUrl), { auth_method: 'client_secret_basic' });
     log('own app with the machine client at', app);
     await asApp();
+    stopOwnApp();
+    process.exit(0);
+  }
+  // Workload identity federation: the app's public client at the issuer,
+  // and the workload's identity token the scenario hands over, presented
+  // with the JWT bearer grant.
+  if (scenario === 'auth/wif-jwt-bearer' && context.valid_jwt) {
+    app = await startOwnApp(await issuerOf(serverUrl), { client_secret_name: undefined });
+    log('own app with the workload client at', app);
+    await asApp({ workload_token: context.valid_jwt });
     stopOwnApp();
     process.exit(0);
   }

@@ -254,7 +254,8 @@ fn operator(req: &Request, env: &Env) -> Result<(), idp::worker::Result<Response
 
 /// The operator's routes acting as the app itself (its workload `app`, or
 /// `?workload=`), with no person: `POST /admin/app/connect?url=&scope=`
-/// connects a resource with the client credentials grant;
+/// connects a resource with the client credentials grant, or with the JWT
+/// bearer grant given `{"workload_token": "<JWT>"}` as the body;
 /// `POST /admin/app/fetch?url=` GETs a URL as the app;
 /// `POST /admin/app/mcp?url=` sends one MCP message (the body) as the app.
 async fn as_app(
@@ -271,7 +272,16 @@ async fn as_app(
     match url.path() {
         "/admin/app/connect" => {
             let scope = query(url, "scope");
-            let provider = app.connect_as_app(&target, scope.as_deref()).await?;
+            // A workload identity token comes in the body, never the URL.
+            let mut req = req;
+            let body: serde_json::Value = req.json().await.unwrap_or_default();
+            let provider = match body["workload_token"].as_str() {
+                Some(token) => {
+                    app.connect_as_workload(&target, token, scope.as_deref())
+                        .await?
+                }
+                None => app.connect_as_app(&target, scope.as_deref()).await?,
+            };
             Ok(Response::from_json(&provider)?)
         }
         "/admin/app/fetch" => Ok(relay(app.fetch().get(&target).await?).await?),

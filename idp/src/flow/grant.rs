@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, StorageCause};
 use crate::http::HttpClient;
 use crate::matching::ResourceKey;
-use crate::store::{Expect, Grant, GrantKind, Provider, Put, Store};
+use crate::store::{Expect, Grant, Provider, Put, Store};
 use crate::token::{self, TokenSet};
 
 /// What to revoke of a token set: the refresh token when there is one (which
@@ -138,20 +138,15 @@ pub(super) async fn refresh_traced(
             resource: before.resource.clone(),
         },
     };
-    if let (GrantKind::ClientCredentials { scope }, None) = (&grant.kind, &grant.unreadable) {
+    if !grant.kind.is_authorization_code() && grant.unreadable.is_none() {
         // The app's own grant: new tokens are asked for as the first were.
         if let Some(tokens) = grant.tokens.as_ref().filter(|t| settled(t, reason, now)) {
             return Ok((Some(tokens.clone()), false));
         }
-        let new = token::client_credentials(
-            http,
-            &grant.token_endpoint,
-            &grant.client,
-            Some(before.resource.as_str()),
-            scope.as_deref(),
-            now,
-        )
-        .await?;
+        let Some(new) = super::machine::app_tokens(http, grant, &before.resource, now).await else {
+            return Err(no_refresh());
+        };
+        let new = new?;
         let rules = grant.rules;
         return match write_tokens(store, owner, before, Some(new), rules).await? {
             Some(p) => Ok((p.tokens().cloned(), true)),

@@ -1,33 +1,68 @@
-//! Connecting as the app itself (the MCP client credentials extension,
-//! RFC 6749 §4.4): no person and no browser. The resource is probed and
-//! discovered as for a login; the app's own confidential client at the
-//! issuer (pre-registered, configured for the resource) asks the token
-//! endpoint for a token; the grant is stored under the workload's owner
-//! like any other, and new tokens are asked for the same way when these
-//! expire ([`super::refresh_provider`]).
+//! Connecting as the app itself: no person and no browser. The resource is
+//! probed and discovered as for a login; the app's own client at the issuer
+//! (pre-registered, configured for the resource) asks the token endpoint for
+//! a token with what the app proves itself with ([`AppCredential`]): its
+//! client secret (the MCP client credentials extension, RFC 6749 §4.4) or a
+//! workload identity token (the MCP workload identity federation extension,
+//! RFC 7523's JWT bearer grant). The grant is stored under the workload's
+//! owner like any other, and new tokens are asked for the same way when
+//! these expire ([`super::refresh_provider`]).
 
 use super::{discover, parse_resource, Engine};
 use crate::client::AuthMethod;
 use crate::error::{Error, Result, StorageCause};
 use crate::http::HttpClient;
 use crate::probe::{self, Probe};
+use crate::secret::Assertion;
 use crate::store::{Grant, GrantKind, Provider, Put, Store};
 use crate::token;
 
+/// What the app proves itself with when it connects as itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppCredential {
+    /// Its own confidential client's secret: the client credentials grant.
+    ClientSecret,
+    /// A workload identity token (a JWT the platform the app runs on gave
+    /// it, whose audience is the authorization server), presented with the
+    /// JWT bearer grant; the app's client at the issuer may be public.
+    Workload(Assertion),
+}
+
+impl AppCredential {
+    fn grant_name(&self) -> &'static str {
+        match self {
+            AppCredential::ClientSecret => "client credentials grant",
+            AppCredential::Workload(_) => {
+                "JWT bearer grant (urn:ietf:params:oauth:grant-type:jwt-bearer)"
+            }
+        }
+    }
+
+    fn grant_type(&self) -> &'static str {
+        match self {
+            AppCredential::ClientSecret => "client_credentials",
+            AppCredential::Workload(_) => token::JWT_BEARER,
+        }
+    }
+}
+
 /// Connects `resource_url` for `owner` (a workload, not a person) with the
-/// client credentials grant, asking for `scope` (else the challenge's, else
-/// the resource's `scopes_supported`, else none), and stores the grant. A
-/// public resource is stored as public.
+/// grant `credential` calls for, asking for `scope` (else the challenge's,
+/// else the resource's `scopes_supported`, else none), and stores the
+/// grant. A public resource is stored as public.
 ///
 /// Refused before any token request: a resource outside the app's client's
 /// `resources` ([`Error::ClientNotAllowedForResource`]), an issuer without
-/// a confidential client of the app's ([`Error::NoAppClient`]), and a
-/// server whose metadata lists grant types without `client_credentials`.
+/// a client of the app's ([`Error::NoAppClient`]; for the client credentials
+/// grant, a confidential one), and a server whose metadata lists grant types
+/// without the one asked for. A token request the server refuses is not
+/// tried again, nor with another grant.
 pub async fn connect_as_app<H: HttpClient, S: Store>(
     cx: &Engine<'_, H, S>,
     owner: &str,
     resource_url: &str,
     scope: Option<&str>,
+    credential: &AppCredential,
 ) -> Result<Provider> {
     let Engine {
         http,
@@ -75,16 +110,20 @@ pub async fn connect_as_app<H: HttpClient, S: Store>(
             issuer: server.issuer.clone(),
         });
     }
-    if own.client.auth_method == AuthMethod::None || own.client.client_secret.is_none() {
+    let confidential =
+        own.client.auth_method != AuthMethod::None && own.client.client_secret.is_some();
+    if *credential == AppCredential::ClientSecret && !confidential {
         return Err(no_client());
     }
+    let grant_type = credential.grant_type();
     if let Some(grants) = &server.metadata.grant_types_supported {
-        if !grants.iter().any(|g| g == "client_credentials") {
+        if !grants.iter().any(|g| g == grant_type) {
             return Err(Error::InvalidResponse {
                 url: server.token_endpoint.clone(),
                 reason: format!(
-                    "{} does not offer the client credentials grant (grant_types_supported: {grants:?})",
-                    server.issuer
+                    "{} does not offer the {} (grant_types_supported: {grants:?})",
+                    server.issuer,
+                    credential.grant_name()
                 ),
             });
         }
@@ -97,27 +136,29 @@ pub async fn connect_as_app<H: HttpClient, S: Store>(
             .as_ref()
             .and_then(|m| m.scopes_supported.as_deref()),
     );
-    let tokens = token::client_credentials(
-        http,
-        &server.token_endpoint,
-        &own.client,
-        Some(&found.resource),
-        scope.as_deref(),
-        now,
-    )
-    .await?;
+    let kind = match credential {
+        AppCredential::ClientSecret => GrantKind::ClientCredentials { scope },
+        AppCredential::Workload(assertion) => GrantKind::JwtBearer {
+            scope,
+            assertion: Some(assertion.clone()),
+        },
+    };
     let grant = Grant {
         issuer: server.issuer.clone(),
         client: own.client.clone(),
         token_endpoint: server.token_endpoint.clone(),
         revocation_endpoint: server.revocation_endpoint.clone(),
-        tokens: Some(tokens),
+        tokens: None,
         redirect_uri: None,
         rules: Default::default(),
         profile: None,
-        kind: GrantKind::ClientCredentials { scope },
+        kind,
         unreadable: None,
     };
+    let mut grant = grant;
+    if let Some(tokens) = app_tokens(http, &grant, &found.resource, now).await {
+        grant.tokens = Some(tokens?);
+    }
     let provider = Provider {
         name: Provider::default_name(&key),
         key,
@@ -128,6 +169,42 @@ pub async fn connect_as_app<H: HttpClient, S: Store>(
         created_at: now,
     };
     put(store, owner, provider).await
+}
+
+/// New tokens for an app's grant, asked for as the first were (no refresh
+/// token, no person); `None` for a person's grant.
+pub(super) async fn app_tokens(
+    http: &impl HttpClient,
+    grant: &Grant,
+    resource: &str,
+    now: u64,
+) -> Option<Result<crate::token::TokenSet>> {
+    let (endpoint, client) = (&grant.token_endpoint, &grant.client);
+    Some(match &grant.kind {
+        GrantKind::AuthorizationCode => return None,
+        GrantKind::ClientCredentials { scope } => {
+            let scope = scope.as_deref();
+            token::client_credentials(http, endpoint, client, Some(resource), scope, now).await
+        }
+        GrantKind::JwtBearer { scope, assertion } => {
+            let Some(assertion) = assertion else {
+                return Some(Err(Error::NoRefreshToken {
+                    resource: resource.to_owned(),
+                }));
+            };
+            let scope = scope.as_deref();
+            token::jwt_bearer(
+                http,
+                endpoint,
+                client,
+                assertion,
+                Some(resource),
+                scope,
+                now,
+            )
+            .await
+        }
+    })
 }
 
 /// Stores `provider` for `owner`, keeping the name and metadata of the one
@@ -230,7 +307,14 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let p = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap();
+        let p = block_on(connect_as_app(
+            &cx,
+            "app:jobs",
+            API,
+            None,
+            &AppCredential::ClientSecret,
+        ))
+        .unwrap();
         assert_eq!(p.tokens().unwrap().access_token.secret(), "t1");
         let grant = p.grant.as_ref().unwrap();
         assert_eq!(
@@ -277,6 +361,90 @@ mod tests {
     }
 
     #[test]
+    fn a_workload_connects_with_its_identity_token_and_presents_it_again() {
+        let script = server(Script::new(), json!([token::JWT_BEARER]))
+            .json("https://as.example/token", 200, token("w1"))
+            .json("https://as.example/token", 200, token("w2"))
+            .json(
+                "https://as.example/token",
+                400,
+                json!({"error": "invalid_grant", "error_description": "expired"}),
+            );
+        let store = MemoryStore::default();
+        let mut settings = settings();
+        settings.clients.pre_registered = vec![PreRegisteredClient::new(
+            "https://as.example",
+            Client::public("workload-client"),
+            &[API],
+        )];
+        let cx = Engine {
+            http: &script,
+            store: &store,
+            settings: &settings,
+            now: 1_000,
+        };
+        let jwt = AppCredential::Workload(Assertion::new("eyJ.workload.jwt"));
+        let p = block_on(connect_as_app(&cx, "app:jobs", API, None, &jwt)).unwrap();
+        assert_eq!(p.tokens().unwrap().access_token.secret(), "w1");
+        let body = |i: usize| String::from_utf8(script.requests()[i].body.clone()).unwrap();
+        let first = script.requests().len() - 1;
+        for part in [
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
+            "assertion=eyJ.workload.jwt",
+            "client_id=workload-client",
+            "resource=https%3A%2F%2Fapi.example%2Fv1",
+            "scope=read",
+        ] {
+            assert!(body(first).contains(part), "{part} in {}", body(first));
+        }
+        assert!(format!("{p:?}").contains("Assertion([redacted])"));
+        assert!(!format!("{p:?}").contains("workload.jwt"));
+
+        // Refused by the resource: the same token is presented again.
+        let key = ResourceKey::parse(API).unwrap();
+        let rejected = |token| {
+            block_on(refresh_provider(
+                &script,
+                &store,
+                "app:jobs",
+                &key,
+                RefreshReason::Rejected(token),
+                1_100,
+            ))
+        };
+        let new = rejected("w1").unwrap().unwrap();
+        assert_eq!(new.access_token.secret(), "w2");
+        assert!(body(first + 1).contains("assertion=eyJ.workload.jwt"));
+        // Once the server no longer takes it, the workload connects again
+        // (asked once, with no other grant tried).
+        let e = rejected("w2").unwrap_err();
+        assert!(e.report().reauthorization().is_some(), "{e}");
+        assert_eq!(script.requests().len(), first + 3);
+
+        // A server without the grant is not asked.
+        let script = server(Script::new(), json!(["client_credentials"]));
+        let store = MemoryStore::default();
+        let cx = Engine {
+            http: &script,
+            store: &store,
+            settings: &settings,
+            now: 1_000,
+        };
+        let e = block_on(connect_as_app(&cx, "app:other", API, None, &jwt)).unwrap_err();
+        assert!(e.to_string().contains("jwt-bearer"), "{e}");
+        // And the client credentials grant needs a confidential client.
+        let e = block_on(connect_as_app(
+            &cx,
+            "app:other",
+            API,
+            None,
+            &AppCredential::ClientSecret,
+        ))
+        .unwrap_err();
+        assert!(matches!(e, Error::NoAppClient { .. }), "{e}");
+    }
+
+    #[test]
     fn refused_before_any_token_request() {
         // A resource outside the app's client's resources.
         let script = server(Script::new(), json!(["client_credentials"]));
@@ -288,7 +456,14 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let e = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap_err();
+        let e = block_on(connect_as_app(
+            &cx,
+            "app:jobs",
+            API,
+            None,
+            &AppCredential::ClientSecret,
+        ))
+        .unwrap_err();
         assert!(
             matches!(e, Error::ClientNotAllowedForResource { .. }),
             "{e}"
@@ -302,7 +477,14 @@ mod tests {
             settings: &plain,
             now: 1_000,
         };
-        let e = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap_err();
+        let e = block_on(connect_as_app(
+            &cx,
+            "app:jobs",
+            API,
+            None,
+            &AppCredential::ClientSecret,
+        ))
+        .unwrap_err();
         assert!(matches!(e, Error::NoAppClient { .. }), "{e}");
         // A server that does not offer the grant.
         let script = server(Script::new(), json!(["authorization_code"]));
@@ -314,7 +496,14 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let e = block_on(connect_as_app(&cx, "app:jobs", API, None)).unwrap_err();
+        let e = block_on(connect_as_app(
+            &cx,
+            "app:jobs",
+            API,
+            None,
+            &AppCredential::ClientSecret,
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("client credentials"), "{e}");
         assert!(script
             .requests()

@@ -288,7 +288,26 @@ impl<S: Store> NativeIdp<S> {
         scope: Option<&str>,
     ) -> Result<Provider> {
         let _writes = self.refresher.lock().await;
-        flow::connect_as_app(&self.engine(), owner, resource_url, scope).await
+        let credential = &flow::AppCredential::ClientSecret;
+        flow::connect_as_app(&self.engine(), owner, resource_url, scope, credential).await
+    }
+
+    /// Connects a resource as one of the app's workloads, `owner`, with its
+    /// workload identity token `token` (a JWT the platform it runs on gave
+    /// it): the JWT bearer grant, with the app's pre-registered client at
+    /// the resource's issuer ([`flow::connect_as_app`]). New tokens are
+    /// asked for with the same token while the server takes it; then
+    /// connect again with a fresh one.
+    pub async fn connect_as_workload(
+        &self,
+        owner: &str,
+        resource_url: &str,
+        token: &str,
+        scope: Option<&str>,
+    ) -> Result<Provider> {
+        let _writes = self.refresher.lock().await;
+        let credential = &flow::AppCredential::Workload(crate::secret::Assertion::new(token));
+        flow::connect_as_app(&self.engine(), owner, resource_url, scope, credential).await
     }
 
     /// Finishes a flow from the URL the person was redirected back to

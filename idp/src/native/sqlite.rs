@@ -183,6 +183,19 @@ mod tests {
                 Some(crate::secret::RefreshToken::new("REFRESH-SECRET-456"));
             g.client.client_secret = Some(crate::secret::ClientSecret::new("CLIENT-SECRET-789"));
         }
+        // A workload's grant keeps its identity token sealed too.
+        let mut w = conformance::provider_with("https://workload.example/api", "ACCESS-SECRET-321");
+        if let Some(g) = w.grant.as_mut() {
+            g.kind = crate::store::GrantKind::JwtBearer {
+                scope: None,
+                assertion: Some(crate::secret::Assertion::new("WORKLOAD-SECRET-000")),
+            };
+        }
+        let put = store.put_provider("app:jobs", w.clone(), Expect::Nothing);
+        assert_eq!(
+            crate::testing::block_on(put).unwrap(),
+            crate::store::Put::Written
+        );
         let put = store.put_provider("carol", p.clone(), Expect::Nothing);
         assert_eq!(
             crate::testing::block_on(put).unwrap(),
@@ -195,6 +208,8 @@ mod tests {
             "ACCESS-SECRET-123",
             "REFRESH-SECRET-456",
             "CLIENT-SECRET-789",
+            "WORKLOAD-SECRET-000",
+            "ACCESS-SECRET-321",
         ] {
             assert!(!text.contains(secret), "{secret} is in the file");
         }
@@ -208,6 +223,15 @@ mod tests {
         let g = got.grant.unwrap();
         assert!(g.tokens.is_none() && g.client.client_secret.is_none());
         assert!(g.unreadable.unwrap().contains("\"k1\""));
+        let got = crate::testing::block_on(wrong.provider("app:jobs", &w.key))
+            .unwrap()
+            .unwrap();
+        let g = got.grant.unwrap();
+        let unread = crate::store::GrantKind::JwtBearer {
+            scope: None,
+            assertion: None,
+        };
+        assert_eq!(g.kind, unread, "the token reads as absent");
         drop(wrong);
 
         // Rotation: the new key first, the old one still listed.
@@ -224,6 +248,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, p, "after re-encryption the old key can go");
+        let got = crate::testing::block_on(only_new.provider("app:jobs", &w.key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, w, "the workload's token too");
         let _ = std::fs::remove_file(&path);
     }
 

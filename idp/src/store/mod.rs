@@ -70,6 +70,20 @@ pub enum GrantKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scope: Option<String>,
     },
+    /// The app connected as a workload (workload identity federation): its
+    /// identity token, a JWT from the platform it runs on, presented with
+    /// the JWT bearer grant (RFC 7523). New tokens are asked for with the
+    /// same token while the server takes it; then the app connects again
+    /// with a fresh one.
+    JwtBearer {
+        /// The scope asked for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The workload's token (sealed at rest; `None` only when it was
+        /// sealed under a key no longer configured).
+        #[serde(default)]
+        assertion: Option<crate::secret::Assertion>,
+    },
 }
 
 impl GrantKind {

@@ -199,6 +199,48 @@ pub async fn client_credentials(
     parse_token_response_with(&url, &resp, now, None, &TokenRules::default())
 }
 
+/// The grant type of RFC 7523's JWT bearer grant.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The JWT bearer grant request (RFC 7523 §2.1): `assertion` as the grant,
+/// the client identified and authenticated as it is configured (a public
+/// client sends its `client_id`).
+pub fn jwt_bearer_request(
+    token_endpoint: &Url,
+    client: &Client,
+    assertion: &crate::secret::Assertion,
+    resource: Option<&str>,
+    scope: Option<&str>,
+) -> HttpRequest {
+    let mut pairs = vec![
+        ("grant_type", JWT_BEARER.into()),
+        ("assertion", assertion.secret().into()),
+    ];
+    if let Some(r) = resource {
+        pairs.push(("resource", r.into()));
+    }
+    if let Some(s) = scope {
+        pairs.push(("scope", s.into()));
+    }
+    form_request(token_endpoint, client, pairs)
+}
+
+/// Gets tokens with the JWT bearer grant ([`jwt_bearer_request`] +
+/// [`parse_token_response`]).
+pub async fn jwt_bearer(
+    http: &impl HttpClient,
+    token_endpoint: &Url,
+    client: &Client,
+    assertion: &crate::secret::Assertion,
+    resource: Option<&str>,
+    scope: Option<&str>,
+    now: u64,
+) -> Result<TokenSet> {
+    let req = jwt_bearer_request(token_endpoint, client, assertion, resource, scope);
+    let (url, resp) = send(http, req).await?;
+    parse_token_response_with(&url, &resp, now, None, &TokenRules::default())
+}
+
 /// The RFC 7009 revocation request for a refresh or access token.
 pub fn revocation_request(
     revocation_endpoint: &Url,

@@ -365,6 +365,40 @@ impl Background {
         url: &str,
         scope: Option<&str>,
     ) -> Result<ProviderView, Error> {
+        self.connect_itself(url, scope, None).await
+    }
+
+    /// Connects `url` as the app's workload with its workload identity
+    /// token `token` (a JWT the platform it runs on gave it, whose audience
+    /// is the authorization server): the JWT bearer grant (workload identity
+    /// federation), with the app's pre-registered client for the resource's
+    /// issuer, public or confidential. New tokens are asked for with the
+    /// same token while the server takes it; after that, requests answer
+    /// [`Error::AuthorizationRequired`] and the workload connects again with
+    /// a fresh token.
+    ///
+    /// ```no_run
+    /// # async fn job(env: &idp::worker::Env, config: &idp::workers::Config, token: &str) -> Result<(), idp::workers::Error> {
+    /// let app = idp::workers::Background::app(env, config, "nightly-sync")?;
+    /// app.connect_as_workload("https://mcp.example.com/mcp", token, None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_as_workload(
+        &self,
+        url: &str,
+        token: &str,
+        scope: Option<&str>,
+    ) -> Result<ProviderView, Error> {
+        let token = crate::secret::Assertion::new(token);
+        self.connect_itself(url, scope, Some(token)).await
+    }
+
+    async fn connect_itself(
+        &self,
+        url: &str,
+        scope: Option<&str>,
+        workload_token: Option<crate::secret::Assertion>,
+    ) -> Result<ProviderView, Error> {
         let callback_base = self
             .login
             .join("callback")
@@ -376,6 +410,7 @@ impl Background {
                 url: parse_url(url)?,
                 scope: scope.map(str::to_owned),
                 settings: Box::new(self.config.settings(callback_base)),
+                workload_token,
             })
             .await?;
         if let Some(e) = &reply.hook_error {

@@ -89,6 +89,10 @@ calls! {
         url: Url,
         scope: Option<String>,
         settings: Box<Settings>,
+        /// A workload identity token (the JWT bearer grant); without one,
+        /// the client credentials grant.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workload_token: Option<crate::secret::Assertion>,
     } -> CallbackReply;
     UserOp
     /// A single-use token for the confirmation page (10 minutes).

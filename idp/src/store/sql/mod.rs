@@ -32,7 +32,11 @@ use values::from_doc;
 pub use values::{decode, json, secs, text, SqlConnection, SqlRun, SqlValue};
 
 /// The secret fields of each table's rows.
-const PROVIDER_SECRETS: &[&str] = &["/grant/tokens", "/grant/client/client_secret"];
+const PROVIDER_SECRETS: &[&str] = &[
+    "/grant/tokens",
+    "/grant/client/client_secret",
+    "/grant/kind/assertion",
+];
 const FLOW_SECRETS: &[&str] = &["/verifier", "/client/client_secret"];
 const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret", "/management/access_token"];
 

@@ -82,7 +82,12 @@ impl Answer for ConnectAsApp {
             url,
             scope,
             settings,
+            workload_token,
         } = self;
+        let credential = match workload_token {
+            Some(token) => flow::AppCredential::Workload(token),
+            None => flow::AppCredential::ClientSecret,
+        };
         let store = o.store(cx.role);
         let writes = o.refresher.lock().await;
         let engine = flow::Engine {
@@ -92,7 +97,8 @@ impl Answer for ConnectAsApp {
             now: now(),
         };
         let provider =
-            flow::connect_as_app(&engine, &owner, url.as_str(), scope.as_deref()).await?;
+            flow::connect_as_app(&engine, &owner, url.as_str(), scope.as_deref(), &credential)
+                .await?;
         drop(writes);
         let (provider, hook_error) = o.named(&store, &owner, provider).await;
         Ok(CallbackReply {
