@@ -153,7 +153,7 @@ async function issuerOf(url) {
 // as the app itself, with no person).
 const ADMIN_TOKEN = `conformance-operator-${'x'.repeat(32)}`;
 
-async function startOwnApp(issuer, extra = {}) {
+async function startOwnApp(issuer, extra = {}, vars = []) {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const port = await freePort();
   const entry = {
@@ -175,6 +175,7 @@ async function startOwnApp(issuer, extra = {}) {
     '--var', `IDP_CLIENT_METADATA_URL:${process.env.IDP_CLIENT_METADATA_URL ?? ''}`,
     '--var', `IDP_METADATA_DOCUMENT_WITHOUT_ISS:${process.env.IDP_METADATA_DOCUMENT_WITHOUT_ISS ?? ''}`,
     '--var', `IDP_ADMIN_TOKEN:${ADMIN_TOKEN}`,
+    ...vars.flatMap((v) => ['--var', v]),
   ], { cwd: root, stdio: 'ignore', detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' } });
   ownApp = child;
   const origin = `http://127.0.0.1:${port}`;
@@ -248,12 +249,34 @@ try {
     stopOwnApp();
     process.exit(0);
   }
+  // Enterprise-managed authorization: the app knows the enterprise's
+  // identity provider, and the person's ID token from it (here handed over
+  // by the scenario) is exchanged for an ID-JAG, with no browser.
+  const enterprise = scenario === 'auth/enterprise-managed-authorization' && context.idp_id_token;
+  const vars = enterprise
+    ? [`IDP_ENTERPRISE_IDP:${JSON.stringify({
+      issuer: context.idp_issuer,
+      token_endpoint: context.idp_token_endpoint,
+      client_id: context.idp_client_id,
+    })}`]
+    : [];
   if (context.client_id && context.client_secret) {
-    app = await startOwnApp(await issuerOf(serverUrl));
+    app = await startOwnApp(await issuerOf(serverUrl), {}, vars);
     log('own app with the pre-registered client at', app);
   }
   await signIn();
-  await connect(`${app}/oauth/login?url=${encodeURIComponent(serverUrl)}`);
+  if (enterprise) {
+    const resp = await appFetch(`/api/connect/enterprise?url=${encodeURIComponent(serverUrl)}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id_token: context.idp_id_token }),
+    });
+    const text = await resp.text();
+    if (resp.status !== 200) throw new Error(`enterprise connection failed (${resp.status}): ${text}`);
+    log('connected with the enterprise ID token');
+  } else {
+    await connect(`${app}/oauth/login?url=${encodeURIComponent(serverUrl)}`);
+  }
   // Revision 2026-07-28 first (`server/discover`, no session); a server
   // of an earlier revision answers it with an error: `initialize` then.
   const discovered = await mcp('server/discover', {}).catch((e) => {

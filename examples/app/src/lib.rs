@@ -395,7 +395,11 @@ async fn route(
     // Worker send the person's token anywhere.
     let credentialed = matches!(
         url.path(),
-        "/api/fetch" | "/api/forward" | "/api/mcp" | "/api/background-fetch"
+        "/api/fetch"
+            | "/api/forward"
+            | "/api/mcp"
+            | "/api/background-fetch"
+            | "/api/connect/enterprise"
     );
     if credentialed && handler.is_cross_site(&req) {
         return Ok(json_error(
@@ -428,6 +432,27 @@ async fn route(
                 )?);
             };
             Response::from_json(&handler.refresh(&body.urls).await?)?
+        }
+        // Enterprise-managed authorization: `{"id_token": "..."}`, the
+        // person's ID token from the enterprise's identity provider. A real
+        // app takes it from its own sign-in rather than from the page.
+        (Method::Post, "/api/connect/enterprise") => {
+            let Some(resource) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
+            };
+            let body: serde_json::Value = req.json().await.unwrap_or_default();
+            let Some(id_token) = body["id_token"].as_str() else {
+                return Ok(json_error(
+                    400,
+                    "invalid_body",
+                    r#"expected {"id_token": "..."}"#,
+                )?);
+            };
+            let scope = query(url, "scope");
+            let provider = handler
+                .connect_enterprise(&resource, id_token, scope.as_deref())
+                .await?;
+            Response::from_json(&provider)?
         }
         (Method::Delete, "/api/providers") => {
             let Some(resource) = query(url, "url") else {

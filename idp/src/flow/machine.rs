@@ -1,4 +1,5 @@
-//! Connecting as the app itself: no person and no browser. The resource is
+//! Connecting with no browser: as the app itself, or for a person the
+//! enterprise signed in. The resource is
 //! probed and discovered as for a login; the app's own client at the issuer
 //! (pre-registered, configured for the resource) asks the token endpoint for
 //! a token with what the app proves itself with ([`AppCredential`]): its
@@ -16,38 +17,66 @@ use crate::probe::{self, Probe};
 use crate::secret::Assertion;
 use crate::store::{Grant, GrantKind, Provider, Put, Store};
 use crate::token;
+use crate::token::EnterpriseIdp;
+use serde::{Deserialize, Serialize};
 
-/// What the app proves itself with when it connects as itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppCredential {
-    /// Its own confidential client's secret: the client credentials grant.
+/// What the app presents at the token endpoint to connect a resource with
+/// no browser: as itself, or for a person its enterprise signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credential {
+    /// The app's own confidential client's secret: the client credentials
+    /// grant.
     ClientSecret,
     /// A workload identity token (a JWT the platform the app runs on gave
     /// it, whose audience is the authorization server), presented with the
     /// JWT bearer grant; the app's client at the issuer may be public.
     Workload(Assertion),
+    /// The person's ID token from the enterprise's identity provider, where
+    /// they signed in to the app: exchanged there for an identity assertion
+    /// authorization grant (RFC 8693), which is presented with the JWT
+    /// bearer grant. No consent screen; on expiry the exchange is repeated.
+    Enterprise {
+        /// The identity provider.
+        idp: EnterpriseIdp,
+        /// The person's ID token.
+        id_token: Assertion,
+    },
 }
 
-impl AppCredential {
+impl Credential {
     fn grant_name(&self) -> &'static str {
         match self {
-            AppCredential::ClientSecret => "client credentials grant",
-            AppCredential::Workload(_) => {
-                "JWT bearer grant (urn:ietf:params:oauth:grant-type:jwt-bearer)"
-            }
+            Credential::ClientSecret => "client credentials grant",
+            _ => "JWT bearer grant (urn:ietf:params:oauth:grant-type:jwt-bearer)",
         }
     }
 
     fn grant_type(&self) -> &'static str {
         match self {
-            AppCredential::ClientSecret => "client_credentials",
-            AppCredential::Workload(_) => token::JWT_BEARER,
+            Credential::ClientSecret => "client_credentials",
+            _ => token::JWT_BEARER,
+        }
+    }
+
+    fn kind(&self, scope: Option<String>) -> GrantKind {
+        match self.clone() {
+            Credential::ClientSecret => GrantKind::ClientCredentials { scope },
+            Credential::Workload(assertion) => GrantKind::JwtBearer {
+                scope,
+                assertion: Some(assertion),
+            },
+            Credential::Enterprise { idp, id_token } => GrantKind::Enterprise {
+                scope,
+                idp: Box::new(idp),
+                id_token: Some(id_token),
+            },
         }
     }
 }
 
-/// Connects `resource_url` for `owner` (a workload, not a person) with the
-/// grant `credential` calls for, asking for `scope` (else the challenge's,
+/// Connects `resource_url` for `owner` (a workload, or a person the
+/// enterprise signed in) with no browser, with the grant `credential` calls for, asking for `scope` (else the challenge's,
 /// else the resource's `scopes_supported`, else none), and stores the
 /// grant. A public resource is stored as public.
 ///
@@ -57,12 +86,12 @@ impl AppCredential {
 /// grant, a confidential one), and a server whose metadata lists grant types
 /// without the one asked for. A token request the server refuses is not
 /// tried again, nor with another grant.
-pub async fn connect_as_app<H: HttpClient, S: Store>(
+pub async fn connect_with<H: HttpClient, S: Store>(
     cx: &Engine<'_, H, S>,
     owner: &str,
     resource_url: &str,
     scope: Option<&str>,
-    credential: &AppCredential,
+    credential: &Credential,
 ) -> Result<Provider> {
     let Engine {
         http,
@@ -112,7 +141,7 @@ pub async fn connect_as_app<H: HttpClient, S: Store>(
     }
     let confidential =
         own.client.auth_method != AuthMethod::None && own.client.client_secret.is_some();
-    if *credential == AppCredential::ClientSecret && !confidential {
+    if *credential == Credential::ClientSecret && !confidential {
         return Err(no_client());
     }
     let grant_type = credential.grant_type();
@@ -136,13 +165,7 @@ pub async fn connect_as_app<H: HttpClient, S: Store>(
             .as_ref()
             .and_then(|m| m.scopes_supported.as_deref()),
     );
-    let kind = match credential {
-        AppCredential::ClientSecret => GrantKind::ClientCredentials { scope },
-        AppCredential::Workload(assertion) => GrantKind::JwtBearer {
-            scope,
-            assertion: Some(assertion.clone()),
-        },
-    };
+    let kind = credential.kind(scope);
     let grant = Grant {
         issuer: server.issuer.clone(),
         client: own.client.clone(),
@@ -185,6 +208,31 @@ pub(super) async fn app_tokens(
         GrantKind::ClientCredentials { scope } => {
             let scope = scope.as_deref();
             token::client_credentials(http, endpoint, client, Some(resource), scope, now).await
+        }
+        GrantKind::Enterprise {
+            scope,
+            idp,
+            id_token,
+        } => {
+            let Some(id_token) = id_token else {
+                return Some(Err(Error::NoRefreshToken {
+                    resource: resource.to_owned(),
+                }));
+            };
+            let scope = scope.as_deref();
+            let ask = token::assertion::IdJagRequest {
+                id_token,
+                audience: &grant.issuer,
+                resource,
+                scope,
+            };
+            match idp.id_jag(http, &ask).await {
+                Ok(jag) => {
+                    let resource = Some(resource);
+                    token::jwt_bearer(http, endpoint, client, &jag, resource, scope, now).await
+                }
+                Err(e) => Err(e),
+            }
         }
         GrantKind::JwtBearer { scope, assertion } => {
             let Some(assertion) = assertion else {
@@ -307,12 +355,12 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let p = block_on(connect_as_app(
+        let p = block_on(connect_with(
             &cx,
             "app:jobs",
             API,
             None,
-            &AppCredential::ClientSecret,
+            &Credential::ClientSecret,
         ))
         .unwrap();
         assert_eq!(p.tokens().unwrap().access_token.secret(), "t1");
@@ -383,8 +431,8 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let jwt = AppCredential::Workload(Assertion::new("eyJ.workload.jwt"));
-        let p = block_on(connect_as_app(&cx, "app:jobs", API, None, &jwt)).unwrap();
+        let jwt = Credential::Workload(Assertion::new("eyJ.workload.jwt"));
+        let p = block_on(connect_with(&cx, "app:jobs", API, None, &jwt)).unwrap();
         assert_eq!(p.tokens().unwrap().access_token.secret(), "w1");
         let body = |i: usize| String::from_utf8(script.requests()[i].body.clone()).unwrap();
         let first = script.requests().len() - 1;
@@ -430,18 +478,104 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let e = block_on(connect_as_app(&cx, "app:other", API, None, &jwt)).unwrap_err();
+        let e = block_on(connect_with(&cx, "app:other", API, None, &jwt)).unwrap_err();
         assert!(e.to_string().contains("jwt-bearer"), "{e}");
         // And the client credentials grant needs a confidential client.
-        let e = block_on(connect_as_app(
+        let e = block_on(connect_with(
             &cx,
             "app:other",
             API,
             None,
-            &AppCredential::ClientSecret,
+            &Credential::ClientSecret,
         ))
         .unwrap_err();
         assert!(matches!(e, Error::NoAppClient { .. }), "{e}");
+    }
+
+    #[test]
+    fn an_enterprise_user_connects_with_an_id_jag_and_the_exchange_is_repeated() {
+        const IDP_TOKEN: &str = "https://idp.example/token";
+        let jag = |n: &str| {
+            json!({
+                "access_token": n,
+                "issued_token_type": token::assertion::ID_JAG_TYPE,
+                "token_type": "N_A",
+            })
+        };
+        let script = server(Script::new(), json!([token::JWT_BEARER]))
+            .json(IDP_TOKEN, 200, jag("jag-1"))
+            .json(IDP_TOKEN, 200, jag("jag-2"))
+            .json(IDP_TOKEN, 400, json!({"error": "invalid_grant"}))
+            .json("https://as.example/token", 200, token("e1"))
+            .json("https://as.example/token", 200, token("e2"));
+        let store = MemoryStore::default();
+        let settings = app_settings(&[API]);
+        let cx = Engine {
+            http: &script,
+            store: &store,
+            settings: &settings,
+            now: 1_000,
+        };
+        let idp = EnterpriseIdp {
+            issuer: "https://idp.example".into(),
+            token_endpoint: url::Url::parse(IDP_TOKEN).unwrap(),
+            client: Client::public("app-at-idp"),
+        };
+        let credential = Credential::Enterprise {
+            idp,
+            id_token: Assertion::new("eyJ.person.id-token"),
+        };
+        let p = block_on(connect_with(&cx, "alice", API, None, &credential)).unwrap();
+        assert_eq!(p.tokens().unwrap().access_token.secret(), "e1");
+        let reqs = script.requests();
+        let body = |r: &crate::http::HttpRequest| String::from_utf8(r.body.clone()).unwrap();
+        let exchange = &reqs[reqs.len() - 2];
+        assert_eq!(exchange.url.as_str(), IDP_TOKEN);
+        for part in [
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
+            "requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid-jag",
+            "subject_token=eyJ.person.id-token",
+            "subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aid_token",
+            "audience=https%3A%2F%2Fas.example",
+            "resource=https%3A%2F%2Fapi.example%2Fv1",
+            "client_id=app-at-idp",
+        ] {
+            assert!(
+                body(exchange).contains(part),
+                "{part} in {}",
+                body(exchange)
+            );
+        }
+        let bearer = reqs.last().unwrap();
+        assert!(body(bearer).contains("assertion=jag-1"), "{}", body(bearer));
+        assert!(bearer
+            .header("authorization")
+            .unwrap()
+            .starts_with("Basic "));
+        assert!(!format!("{p:?}").contains("person.id-token"));
+
+        // Refused by the resource: the exchange is repeated, no browser.
+        let key = ResourceKey::parse(API).unwrap();
+        let rejected = |token| {
+            block_on(refresh_provider(
+                &script,
+                &store,
+                "alice",
+                &key,
+                RefreshReason::Rejected(token),
+                1_100,
+            ))
+        };
+        let new = rejected("e1").unwrap().unwrap();
+        assert_eq!(new.access_token.secret(), "e2");
+        assert!(body(script.requests().last().unwrap()).contains("assertion=jag-2"));
+        // The provider no longer takes the ID token: the person signs in to
+        // the app again; nothing is sent to the authorization server.
+        let before = script.requests().len();
+        let e = rejected("e2").unwrap_err();
+        assert!(e.report().reauthorization().is_some(), "{e}");
+        assert_eq!(script.requests().len(), before + 1);
+        assert_eq!(script.requests().last().unwrap().url.as_str(), IDP_TOKEN);
     }
 
     #[test]
@@ -456,12 +590,12 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let e = block_on(connect_as_app(
+        let e = block_on(connect_with(
             &cx,
             "app:jobs",
             API,
             None,
-            &AppCredential::ClientSecret,
+            &Credential::ClientSecret,
         ))
         .unwrap_err();
         assert!(
@@ -477,12 +611,12 @@ mod tests {
             settings: &plain,
             now: 1_000,
         };
-        let e = block_on(connect_as_app(
+        let e = block_on(connect_with(
             &cx,
             "app:jobs",
             API,
             None,
-            &AppCredential::ClientSecret,
+            &Credential::ClientSecret,
         ))
         .unwrap_err();
         assert!(matches!(e, Error::NoAppClient { .. }), "{e}");
@@ -496,12 +630,12 @@ mod tests {
             settings: &settings,
             now: 1_000,
         };
-        let e = block_on(connect_as_app(
+        let e = block_on(connect_with(
             &cx,
             "app:jobs",
             API,
             None,
-            &AppCredential::ClientSecret,
+            &Credential::ClientSecret,
         ))
         .unwrap_err();
         assert!(e.to_string().contains("client credentials"), "{e}");

@@ -15,7 +15,7 @@ mod refresher;
 
 use grant::revocation_target;
 pub use grant::{refresh_provider, remove_provider, Authorization, RefreshReason, Removal};
-pub use machine::{connect_as_app, AppCredential};
+pub use machine::{connect_with, Credential};
 pub use refresher::{
     RecordedRefresh, RefreshEvent, RefreshLock, Refresher, Refused, EARLY_REFRESH_PAUSE_SECS,
 };

@@ -279,7 +279,7 @@ impl<S: Store> NativeIdp<S> {
 
     /// Connects a resource as the app itself, for `owner` (a workload's
     /// name): the client credentials grant with the app's pre-registered
-    /// confidential client ([`flow::connect_as_app`]). Its tokens are asked
+    /// confidential client ([`flow::connect_with`]). Its tokens are asked
     /// for again the same way when they expire or are refused.
     pub async fn connect_as_app(
         &self,
@@ -287,27 +287,35 @@ impl<S: Store> NativeIdp<S> {
         resource_url: &str,
         scope: Option<&str>,
     ) -> Result<Provider> {
-        let _writes = self.refresher.lock().await;
-        let credential = &flow::AppCredential::ClientSecret;
-        flow::connect_as_app(&self.engine(), owner, resource_url, scope, credential).await
+        let credential = flow::Credential::ClientSecret;
+        self.connect_with(owner, resource_url, scope, &credential)
+            .await
     }
 
-    /// Connects a resource as one of the app's workloads, `owner`, with its
-    /// workload identity token `token` (a JWT the platform it runs on gave
-    /// it): the JWT bearer grant, with the app's pre-registered client at
-    /// the resource's issuer ([`flow::connect_as_app`]). New tokens are
-    /// asked for with the same token while the server takes it; then
-    /// connect again with a fresh one.
-    pub async fn connect_as_workload(
+    /// Connects a resource for `owner` with no browser, with what
+    /// `credential` says: the app's client secret, a workload's identity
+    /// token (workload identity federation), or a person's ID token from the
+    /// enterprise's identity provider (enterprise-managed authorization).
+    /// See [`flow::connect_with`].
+    ///
+    /// ```no_run
+    /// # async fn f(idp: &idp::native::NativeIdp) -> idp::Result<()> {
+    /// use idp::flow::Credential;
+    /// use idp::secret::Assertion;
+    /// let jwt = Assertion::new(std::env::var("WORKLOAD_TOKEN").unwrap_or_default());
+    /// idp.connect_with("app:sync", "https://mcp.example.com/mcp", None, &Credential::Workload(jwt))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(
         &self,
         owner: &str,
         resource_url: &str,
-        token: &str,
         scope: Option<&str>,
+        credential: &flow::Credential,
     ) -> Result<Provider> {
         let _writes = self.refresher.lock().await;
-        let credential = &flow::AppCredential::Workload(crate::secret::Assertion::new(token));
-        flow::connect_as_app(&self.engine(), owner, resource_url, scope, credential).await
+        flow::connect_with(&self.engine(), owner, resource_url, scope, credential).await
     }
 
     /// Finishes a flow from the URL the person was redirected back to

@@ -196,6 +196,30 @@ mod tests {
             crate::testing::block_on(put).unwrap(),
             crate::store::Put::Written
         );
+        // And an enterprise user's grant its ID token and the identity
+        // provider's client secret.
+        let mut e =
+            conformance::provider_with("https://enterprise.example/api", "ACCESS-SECRET-654");
+        if let Some(g) = e.grant.as_mut() {
+            g.kind = crate::store::GrantKind::Enterprise {
+                scope: None,
+                idp: Box::new(crate::token::EnterpriseIdp {
+                    issuer: "https://idp.example".into(),
+                    token_endpoint: url::Url::parse("https://idp.example/token").unwrap(),
+                    client: crate::client::Client::confidential(
+                        "app",
+                        crate::secret::ClientSecret::new("IDPCLIENT-SECRET-222"),
+                        crate::client::AuthMethod::ClientSecretBasic,
+                    ),
+                }),
+                id_token: Some(crate::secret::Assertion::new("IDTOKEN-SECRET-111")),
+            };
+        }
+        let put = store.put_provider("carol", e.clone(), Expect::Nothing);
+        assert_eq!(
+            crate::testing::block_on(put).unwrap(),
+            crate::store::Put::Written
+        );
         let put = store.put_provider("carol", p.clone(), Expect::Nothing);
         assert_eq!(
             crate::testing::block_on(put).unwrap(),
@@ -210,6 +234,8 @@ mod tests {
             "CLIENT-SECRET-789",
             "WORKLOAD-SECRET-000",
             "ACCESS-SECRET-321",
+            "IDTOKEN-SECRET-111",
+            "IDPCLIENT-SECRET-222",
         ] {
             assert!(!text.contains(secret), "{secret} is in the file");
         }
@@ -252,6 +278,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, w, "the workload's token too");
+        let got = crate::testing::block_on(only_new.provider("carol", &e.key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, e, "and the enterprise grant's secrets");
         let _ = std::fs::remove_file(&path);
     }
 

@@ -84,6 +84,22 @@ pub enum GrantKind {
         #[serde(default)]
         assertion: Option<crate::secret::Assertion>,
     },
+    /// A person's grant under enterprise-managed authorization: their ID
+    /// token from the enterprise's identity provider exchanged there for an
+    /// identity assertion authorization grant, presented with the JWT
+    /// bearer grant. New tokens repeat the exchange while the provider
+    /// takes the ID token; then the person signs in to the app again.
+    Enterprise {
+        /// The scope asked for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// The identity provider (its client's secret sealed at rest).
+        idp: Box<crate::token::EnterpriseIdp>,
+        /// The person's ID token (sealed at rest; `None` only when it was
+        /// sealed under a key no longer configured).
+        #[serde(default)]
+        id_token: Option<crate::secret::Assertion>,
+    },
 }
 
 impl GrantKind {

@@ -1,5 +1,6 @@
 //! Token requests and responses: code exchange, refresh (RFC 6749 §4.1.3, §6,
-//! RFC 7636, RFC 8707) and revocation (RFC 7009).
+//! RFC 7636, RFC 8707), client credentials (§4.4) and revocation (RFC 7009);
+//! the grants made of assertions (RFC 7523, RFC 8693) in [`assertion`].
 
 use crate::client::{AuthMethod, Client};
 use crate::discovery::read_json;
@@ -10,7 +11,9 @@ use crate::secret::{AccessToken, AuthorizationCode, PkceVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub mod assertion;
 pub mod quirks;
+pub use assertion::{jwt_bearer, jwt_bearer_request, EnterpriseIdp, JWT_BEARER};
 pub use quirks::{ResourceParam, TokenRules};
 
 /// Tokens are refreshed when they expire within this many seconds (5 minutes).
@@ -97,7 +100,7 @@ fn with_client_auth(
     }
 }
 
-fn form_request(
+pub(crate) fn form_request(
     endpoint: &Url,
     client: &Client,
     pairs: Vec<(&'static str, String)>,
@@ -199,48 +202,6 @@ pub async fn client_credentials(
     parse_token_response_with(&url, &resp, now, None, &TokenRules::default())
 }
 
-/// The grant type of RFC 7523's JWT bearer grant.
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-
-/// The JWT bearer grant request (RFC 7523 §2.1): `assertion` as the grant,
-/// the client identified and authenticated as it is configured (a public
-/// client sends its `client_id`).
-pub fn jwt_bearer_request(
-    token_endpoint: &Url,
-    client: &Client,
-    assertion: &crate::secret::Assertion,
-    resource: Option<&str>,
-    scope: Option<&str>,
-) -> HttpRequest {
-    let mut pairs = vec![
-        ("grant_type", JWT_BEARER.into()),
-        ("assertion", assertion.secret().into()),
-    ];
-    if let Some(r) = resource {
-        pairs.push(("resource", r.into()));
-    }
-    if let Some(s) = scope {
-        pairs.push(("scope", s.into()));
-    }
-    form_request(token_endpoint, client, pairs)
-}
-
-/// Gets tokens with the JWT bearer grant ([`jwt_bearer_request`] +
-/// [`parse_token_response`]).
-pub async fn jwt_bearer(
-    http: &impl HttpClient,
-    token_endpoint: &Url,
-    client: &Client,
-    assertion: &crate::secret::Assertion,
-    resource: Option<&str>,
-    scope: Option<&str>,
-    now: u64,
-) -> Result<TokenSet> {
-    let req = jwt_bearer_request(token_endpoint, client, assertion, resource, scope);
-    let (url, resp) = send(http, req).await?;
-    parse_token_response_with(&url, &resp, now, None, &TokenRules::default())
-}
-
 /// The RFC 7009 revocation request for a refresh or access token.
 pub fn revocation_request(
     revocation_endpoint: &Url,
@@ -328,7 +289,7 @@ pub fn parse_token_response_with(
     })
 }
 
-async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Url, HttpResponse)> {
+pub(crate) async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Url, HttpResponse)> {
     let url = req.url.clone();
     match http.send(req).await {
         Ok(r) => Ok((url, r)),

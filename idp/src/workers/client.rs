@@ -114,7 +114,7 @@ impl ProvidersStub {
 
     /// The stub for the object of the app's own workload `name` (a job, a
     /// service): the credentials the app holds as itself, kept apart from
-    /// every user's ([`crate::flow::connect_as_app`]).
+    /// every user's ([`crate::flow::connect_with`]).
     pub fn for_app(env: &Env, binding: &str, name: &str) -> Result<Self, Error> {
         Self::named(
             env,

@@ -70,6 +70,11 @@ pub struct Config {
     /// ([`Config::token_cache`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_cache_secs: Option<std::num::NonZeroU32>,
+    /// The enterprise's identity provider, for enterprise-managed
+    /// authorization ([`Handler::connect_enterprise`](super::Handler::connect_enterprise)),
+    /// from `IDP_ENTERPRISE_IDP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_idp: Option<crate::token::EnterpriseIdp>,
     /// What [`Config::with_env`] and [`Config::resolve_secrets`] could not
     /// use ([`Config::problems`]).
     #[serde(skip)]
@@ -145,6 +150,7 @@ impl Config {
             max_body_bytes: None,
             profiles: Vec::new(),
             token_cache_secs: None,
+            enterprise_idp: None,
             problems: Vec::new(),
         }
     }
@@ -481,6 +487,14 @@ impl Config {
                 Err(e) => self.problem(format!("IDP_PRE_REGISTERED: {e}")),
             }
         }
+        // `IDP_ENTERPRISE_IDP`: the identity provider of enterprise-managed
+        // authorization (its client's secret by name).
+        if let Some(json) = json_var(env, "IDP_ENTERPRISE_IDP") {
+            match enterprise_idp_from_json(&json, env) {
+                Ok(idp) => self.enterprise_idp = Some(idp),
+                Err(e) => self.problem(format!("IDP_ENTERPRISE_IDP: {e}")),
+            }
+        }
         // `IDP_PROFILES`: a JSON list of profiles (secrets by name).
         if let Some(json) = json_var(env, "IDP_PROFILES") {
             match crate::profile::ProviderProfile::list_from_json(&json) {
@@ -540,6 +554,57 @@ fn json_var(env: &Env, name: &str) -> Option<String> {
         .or_else(|| js_sys::JSON::stringify(&v).ok()?.as_string())
 }
 
+/// A client as configured: public without a secret name, else confidential
+/// with the named secret (`client_secret_basic` unless said otherwise).
+fn client_from(
+    client_id: String,
+    secret_name: Option<&str>,
+    auth_method: Option<crate::registration::AuthMethod>,
+    env: &Env,
+) -> Result<Client, String> {
+    let Some(name) = secret_name else {
+        return Ok(Client::public(client_id));
+    };
+    let secret = env
+        .secret(name)
+        .or_else(|_| env.var(name))
+        .map_err(|_| format!("client_secret_name: no secret named {name:?}"))?
+        .to_string();
+    Ok(Client::confidential(
+        client_id,
+        crate::secret::ClientSecret::new(secret),
+        auth_method.unwrap_or(crate::registration::AuthMethod::ClientSecretBasic),
+    ))
+}
+
+/// `IDP_ENTERPRISE_IDP`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnterpriseIdpVar {
+    issuer: String,
+    token_endpoint: Url,
+    client_id: String,
+    #[serde(default)]
+    client_secret_name: Option<String>,
+    #[serde(default)]
+    auth_method: Option<crate::registration::AuthMethod>,
+}
+
+fn enterprise_idp_from_json(json: &str, env: &Env) -> Result<crate::token::EnterpriseIdp, String> {
+    let e: EnterpriseIdpVar = serde_json::from_str(json)
+        .map_err(|e| format!("not a valid entry: {}", crate::error::json_reason(&e)))?;
+    Ok(crate::token::EnterpriseIdp {
+        issuer: e.issuer,
+        token_endpoint: e.token_endpoint,
+        client: client_from(
+            e.client_id,
+            e.client_secret_name.as_deref(),
+            e.auth_method,
+            env,
+        )?,
+    })
+}
+
 /// One entry of `IDP_PRE_REGISTERED`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -564,24 +629,12 @@ fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredCl
     entries
         .into_iter()
         .map(|e| {
-            let secret = match &e.client_secret_name {
-                Some(name) => Some(
-                    env.secret(name)
-                        .or_else(|_| env.var(name))
-                        .map_err(|_| format!("client_secret_name: no secret named {name:?}"))?
-                        .to_string(),
-                ),
-                None => None,
-            };
-            let client = match secret {
-                Some(secret) => Client::confidential(
-                    e.client_id,
-                    crate::secret::ClientSecret::new(secret),
-                    e.auth_method
-                        .unwrap_or(crate::registration::AuthMethod::ClientSecretBasic),
-                ),
-                None => Client::public(e.client_id),
-            };
+            let client = client_from(
+                e.client_id,
+                e.client_secret_name.as_deref(),
+                e.auth_method,
+                env,
+            )?;
             let entry = PreRegisteredClient {
                 issuer: e.issuer,
                 client,

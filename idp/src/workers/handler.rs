@@ -63,6 +63,49 @@ impl Handler {
         &self.stub
     }
 
+    /// Connects `url` for this user with enterprise-managed authorization:
+    /// `id_token`, the user's ID token from the enterprise's identity
+    /// provider (configured as [`Config::enterprise_idp`], from
+    /// `IDP_ENTERPRISE_IDP`), which the app holds from its own sign-in, is
+    /// exchanged there for an identity assertion authorization grant, which
+    /// the app's pre-registered client at the resource's authorization
+    /// server presents with the JWT bearer grant. No browser and no consent
+    /// screen; when the tokens expire the exchange is repeated, and once
+    /// the provider no longer takes the ID token, requests answer
+    /// [`Error::AuthorizationRequired`] until the user signs in again and
+    /// the app connects with the new one.
+    ///
+    /// ```no_run
+    /// # async fn f(handler: &idp::workers::Handler, id_token: &str) -> Result<(), idp::workers::Error> {
+    /// handler.connect_enterprise("https://mcp.example.com/mcp", id_token, None).await?;
+    /// let tools = handler.fetcher().get("https://mcp.example.com/mcp").await?;
+    /// # let _ = tools; Ok(()) }
+    /// ```
+    pub async fn connect_enterprise(
+        &self,
+        url: &str,
+        id_token: &str,
+        scope: Option<&str>,
+    ) -> Result<ProviderView, Error> {
+        let Some(idp) = self.config.enterprise_idp.clone() else {
+            return Err(Error::Engine(crate::Error::Configuration {
+                name: "IDP_ENTERPRISE_IDP".into(),
+                reason: "no enterprise identity provider is configured".into(),
+            }));
+        };
+        let id_token = crate::secret::Assertion::new(id_token);
+        let credential = crate::flow::Credential::Enterprise { idp, id_token };
+        connect_with(
+            &self.stub,
+            &self.login,
+            &self.config,
+            url,
+            scope,
+            credential,
+        )
+        .await
+    }
+
     /// A client that authorizes requests for this user.
     pub fn fetcher(&self) -> AuthedFetch<'_> {
         AuthedFetch::new(
@@ -365,7 +408,16 @@ impl Background {
         url: &str,
         scope: Option<&str>,
     ) -> Result<ProviderView, Error> {
-        self.connect_itself(url, scope, None).await
+        let credential = crate::flow::Credential::ClientSecret;
+        connect_with(
+            &self.stub,
+            &self.login,
+            &self.config,
+            url,
+            scope,
+            credential,
+        )
+        .await
     }
 
     /// Connects `url` as the app's workload with its workload identity
@@ -389,37 +441,16 @@ impl Background {
         token: &str,
         scope: Option<&str>,
     ) -> Result<ProviderView, Error> {
-        let token = crate::secret::Assertion::new(token);
-        self.connect_itself(url, scope, Some(token)).await
-    }
-
-    async fn connect_itself(
-        &self,
-        url: &str,
-        scope: Option<&str>,
-        workload_token: Option<crate::secret::Assertion>,
-    ) -> Result<ProviderView, Error> {
-        let callback_base = self
-            .login
-            .join("callback")
-            .map_err(|e| Error::Runtime(e.to_string()))?;
-        let reply = self
-            .stub
-            .call(super::protocol::ConnectAsApp {
-                owner: self.stub.owner.clone(),
-                url: parse_url(url)?,
-                scope: scope.map(str::to_owned),
-                settings: Box::new(self.config.settings(callback_base)),
-                workload_token,
-            })
-            .await?;
-        if let Some(e) = &reply.hook_error {
-            worker::console_warn!(
-                "on_auth_success failed for {}: {e}",
-                reply.provider.resource_url
-            );
-        }
-        Ok(reply.provider)
+        let credential = crate::flow::Credential::Workload(crate::secret::Assertion::new(token));
+        connect_with(
+            &self.stub,
+            &self.login,
+            &self.config,
+            url,
+            scope,
+            credential,
+        )
+        .await
     }
 
     /// The user's authorized requests.
@@ -462,4 +493,36 @@ pub async fn authorization_for(
 ) -> Result<Option<String>, Error> {
     let stub = ProvidersStub::new(env, DEFAULT_BINDING, user_id)?;
     Ok(stub.authorization(url, false).await?.and_then(|a| a.header))
+}
+
+/// Connects `url` for the stub's owner with no browser
+/// ([`crate::flow::connect_with`]); the provider as the app's
+/// `on_auth_success` named it.
+async fn connect_with(
+    stub: &ProvidersStub,
+    login: &Url,
+    config: &Config,
+    url: &str,
+    scope: Option<&str>,
+    credential: crate::flow::Credential,
+) -> Result<ProviderView, Error> {
+    let callback_base = login
+        .join("callback")
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let reply = stub
+        .call(super::protocol::ConnectWith {
+            owner: stub.owner.clone(),
+            url: parse_url(url)?,
+            scope: scope.map(str::to_owned),
+            settings: Box::new(config.settings(callback_base)),
+            credential,
+        })
+        .await?;
+    if let Some(e) = &reply.hook_error {
+        worker::console_warn!(
+            "on_auth_success failed for {}: {e}",
+            reply.provider.resource_url
+        );
+    }
+    Ok(reply.provider)
 }

@@ -82,17 +82,14 @@ calls! {
         confirmation: Option<String>,
     } -> LoginReply;
     UserOp
-    /// Connects a resource as the app itself (client credentials): for the
-    /// object of one of the app's workloads.
-    ConnectAsApp {
+    /// Connects a resource with no browser (as the app, a workload, or a
+    /// person its enterprise signed in).
+    ConnectWith {
         owner: String,
         url: Url,
         scope: Option<String>,
         settings: Box<Settings>,
-        /// A workload identity token (the JWT bearer grant); without one,
-        /// the client credentials grant.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        workload_token: Option<crate::secret::Assertion>,
+        credential: crate::flow::Credential,
     } -> CallbackReply;
     UserOp
     /// A single-use token for the confirmation page (10 minutes).

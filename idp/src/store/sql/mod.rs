@@ -36,6 +36,8 @@ const PROVIDER_SECRETS: &[&str] = &[
     "/grant/tokens",
     "/grant/client/client_secret",
     "/grant/kind/assertion",
+    "/grant/kind/id_token",
+    "/grant/kind/idp/client/client_secret",
 ];
 const FLOW_SECRETS: &[&str] = &["/verifier", "/client/client_secret"];
 const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret", "/management/access_token"];

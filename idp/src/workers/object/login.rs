@@ -71,23 +71,19 @@ impl Answer for Login {
     }
 }
 
-impl Answer for ConnectAsApp {
+impl Answer for ConnectWith {
     async fn answer<H: OnAuthSuccess>(
         self,
         o: &ProvidersObject<H>,
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
-        let ConnectAsApp {
+        let ConnectWith {
             owner,
             url,
             scope,
             settings,
-            workload_token,
+            credential,
         } = self;
-        let credential = match workload_token {
-            Some(token) => flow::AppCredential::Workload(token),
-            None => flow::AppCredential::ClientSecret,
-        };
         let store = o.store(cx.role);
         let writes = o.refresher.lock().await;
         let engine = flow::Engine {
@@ -97,7 +93,7 @@ impl Answer for ConnectAsApp {
             now: now(),
         };
         let provider =
-            flow::connect_as_app(&engine, &owner, url.as_str(), scope.as_deref(), &credential)
+            flow::connect_with(&engine, &owner, url.as_str(), scope.as_deref(), &credential)
                 .await?;
         drop(writes);
         let (provider, hook_error) = o.named(&store, &owner, provider).await;
