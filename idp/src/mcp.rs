@@ -160,6 +160,34 @@ pub fn result_of(reply: Value) -> Result<Value, RpcError> {
     }
 }
 
+/// The JSON-RPC error code of an unsupported protocol version (revision
+/// 2026-07-28).
+pub const UNSUPPORTED_VERSION: i64 = -32022;
+
+/// Whether `error` refuses a request's protocol version while listing the
+/// stateless revision among those the server supports (`data.supported`):
+/// the request is then worth sending once more as it was.
+pub fn supports_stateless_after_all(error: &RpcError) -> bool {
+    error.code == UNSUPPORTED_VERSION
+        && error
+            .data
+            .as_ref()
+            .and_then(|d| d.get("supported"))
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|s| s == STATELESS_PROTOCOL_VERSION))
+}
+
+/// [`supports_stateless_after_all`] for a whole answer (any message id).
+pub fn refused_version_but_supports_stateless(resp: &HttpResponse) -> bool {
+    if resp.is_success() {
+        return false;
+    }
+    let Ok(reply) = serde_json::from_slice::<Value>(&resp.body) else {
+        return false;
+    };
+    matches!(result_of(reply), Err(e) if supports_stateless_after_all(&e))
+}
+
 fn client_info() -> Value {
     json!({"name": "idp", "version": env!("CARGO_PKG_VERSION")})
 }
@@ -426,7 +454,13 @@ impl Session {
             self.session_id = Some(s.to_owned());
         }
         if !resp.is_success() {
-            return Err(McpError::Status(resp.status));
+            // A JSON-RPC error in a 4xx or 5xx says more than its status;
+            // authorization answers stay statuses.
+            let rpc = serde_json::from_slice::<Value>(&resp.body)
+                .ok()
+                .filter(|v| v.get("error").is_some() && !matches!(resp.status, 401 | 403))
+                .and_then(|v| result_of(v).err());
+            return Err(rpc.map_or(McpError::Status(resp.status), McpError::Rpc));
         }
         let Some(id) = id else {
             return Ok(None);
@@ -480,11 +514,20 @@ impl Session {
     /// for a server of an earlier revision `initialize`; returns that
     /// result (with `serverInfo`, in `_meta` for `server/discover`).
     pub async fn connect(&mut self, http: &impl HttpClient) -> Result<Value, McpError> {
-        let (id, req) = self.request(DISCOVER, json!({}));
-        let resp = http
-            .send(req)
-            .await
-            .map_err(|e| McpError::Transport(e.message))?;
+        let mut retried = false;
+        let (id, resp) = loop {
+            let (id, req) = self.request(DISCOVER, json!({}));
+            let resp = http
+                .send(req)
+                .await
+                .map_err(|e| McpError::Transport(e.message))?;
+            // Refused with the stateless revision listed as supported: once
+            // more, as it was.
+            if retried || !refused_version_but_supports_stateless(&resp) {
+                break (id, resp);
+            }
+            retried = true;
+        };
         match read_discover(id, &resp)? {
             Discovered::Stateless(version, result) => {
                 self.protocol_version = Some(version);

@@ -104,6 +104,14 @@ pub async fn probe(http: &impl HttpClient, url: &Url) -> Result<Probe> {
         "POST (MCP server/discover) -> HTTP {}",
         resp.status
     ));
+    if crate::mcp::refused_version_but_supports_stateless(&resp) {
+        // The version refused, yet listed as supported: once more.
+        resp = send(discover_request(url)).await?;
+        tried.push(format!(
+            "POST (MCP server/discover, again) -> HTTP {}",
+            resp.status
+        ));
+    }
     if try_another(resp.status) {
         resp = send(initialize_request(url)).await?;
         tried.push(format!("POST (MCP initialize) -> HTTP {}", resp.status));
@@ -225,6 +233,41 @@ mod tests {
             "2026-07-28"
         );
         assert!(reqs.iter().all(|r| r.header("authorization").is_none()));
+    }
+
+    #[test]
+    fn a_refused_version_listed_as_supported_is_asked_again_not_downgraded() {
+        let url = Url::parse("https://mcp.example/mcp").unwrap();
+        let refused = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"Unsupported protocol version","data":{"supported":["2026-07-28"]}}}"#;
+        let ok = r#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"]}}"#;
+        let script = Script::new()
+            .status("https://mcp.example/mcp", 405)
+            .status("https://mcp.example/mcp", 405)
+            .raw("https://mcp.example/mcp", HttpResponse::new(400, refused))
+            .raw(
+                "https://mcp.example/mcp",
+                HttpResponse::new(200, ok).with_header("content-type", "application/json"),
+            )
+            .status(
+                "https://mcp.example/.well-known/oauth-protected-resource/mcp",
+                404,
+            )
+            .status(
+                "https://mcp.example/.well-known/oauth-protected-resource",
+                404,
+            );
+        assert_eq!(block_on(probe(&script, &url)).unwrap(), Probe::Public);
+        let methods: Vec<String> = script
+            .requests()
+            .iter()
+            .filter(|r| r.method == Method::Post)
+            .map(|r| {
+                assert_eq!(r.header("mcp-protocol-version"), Some("2026-07-28"));
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                body["method"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(methods, ["server/discover", "server/discover"]);
     }
 
     #[test]

@@ -138,7 +138,14 @@ impl<'a> McpClient<'a> {
     /// 2026-07-28, no session), else `initialize` for a server of an
     /// earlier revision; returns what the server says of itself.
     pub async fn connect(&self) -> Result<ServerInfo, McpError> {
-        match self.request(crate::mcp::DISCOVER, json!({})).await {
+        let mut answer = self.request(crate::mcp::DISCOVER, json!({})).await;
+        if let Err(McpError::Mcp(crate::mcp::McpError::Rpc(e))) = &answer {
+            // The version refused, yet listed as supported: once more.
+            if crate::mcp::supports_stateless_after_all(e) {
+                answer = self.request(crate::mcp::DISCOVER, json!({})).await;
+            }
+        }
+        match answer {
             Ok(result) => {
                 let mut info = ServerInfo::of(&result);
                 info.protocol_version = self.protocol_version().unwrap_or_default();
