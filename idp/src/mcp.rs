@@ -254,6 +254,72 @@ pub fn server_info(result: &Value) -> (String, String) {
     (text("name"), text("version"))
 }
 
+/// A result that asks the client for input before its request can
+/// complete (revision 2026-07-28's multi-round-trip requests): the requests
+/// to answer (an elicitation, a sampling, ...), by key, and the server's
+/// opaque state. The client answers each request, then sends the original
+/// request again, with a new id, through [`InputRequired::retry_params`].
+///
+/// ```
+/// use idp::mcp::InputRequired;
+/// use serde_json::json;
+///
+/// let result = json!({"resultType": "input_required",
+///     "inputRequests": {"confirm": {"method": "elicitation/create", "params": {}}},
+///     "requestState": "opaque-1"});
+/// let asked = InputRequired::of(&result).unwrap();
+/// assert_eq!(asked.input_requests["confirm"]["method"], "elicitation/create");
+/// let mut answers = serde_json::Map::new();
+/// answers.insert("confirm".into(), json!({"action": "accept", "content": {}}));
+/// let retry = asked.retry_params(json!({"name": "deploy"}), answers);
+/// assert_eq!(retry["requestState"], "opaque-1");
+/// assert_eq!(retry["inputResponses"]["confirm"]["action"], "accept");
+/// // A result without `resultType` is complete.
+/// assert!(InputRequired::of(&json!({"content": []})).is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRequired {
+    /// What the server asks, by key.
+    pub input_requests: serde_json::Map<String, Value>,
+    /// The server's state, echoed exactly as received (never read); absent
+    /// when the server sent none.
+    pub request_state: Option<Value>,
+}
+
+impl InputRequired {
+    /// The input a result asks for: `None` for a complete result
+    /// (`resultType` `complete`, or none at all).
+    pub fn of(result: &Value) -> Option<Self> {
+        if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+            return None;
+        }
+        Some(Self {
+            input_requests: result
+                .get("inputRequests")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            request_state: result.get("requestState").cloned(),
+        })
+    }
+
+    /// The original request's `params` with the answers (`inputResponses`)
+    /// and the state as received; any answers or state already in `params`
+    /// (from another request) are replaced, never carried over.
+    pub fn retry_params(&self, params: Value, responses: serde_json::Map<String, Value>) -> Value {
+        let mut params = match params {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        params.remove("requestState");
+        params.insert("inputResponses".into(), Value::Object(responses));
+        if let Some(state) = &self.request_state {
+            params.insert("requestState".into(), state.clone());
+        }
+        Value::Object(params)
+    }
+}
+
 /// How a `server/discover` answer ends the negotiation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Discovered {
@@ -331,6 +397,15 @@ impl Session {
             next_id: 1,
             discover_id: None,
         }
+    }
+
+    /// Numbers requests from `id` on (1 by default). A client made anew for
+    /// each of a program's requests (as on Workers) starts from the clock,
+    /// so a request sent again, as a multi-round-trip retry is, never
+    /// repeats the id of the one before it.
+    pub fn starting_at(mut self, id: u64) -> Self {
+        self.next_id = id.max(1);
+        self
     }
 
     /// Continues a session the server assigned earlier.
@@ -560,6 +635,20 @@ fn flatten(v: Value) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_numbered_from_the_clock_never_repeats_the_id_before_it() {
+        let url: Url = "https://mcp.example/mcp".parse().unwrap();
+        let body = |r: &HttpRequest| serde_json::from_slice::<Value>(&r.body).unwrap();
+        let (first, req) = Session::new(url.clone())
+            .starting_at(1_700_000_000_000)
+            .request("tools/call", json!({}));
+        assert_eq!(body(&req)["id"], 1_700_000_000_000u64);
+        let (retry, _) = Session::new(url)
+            .starting_at(1_700_000_000_007)
+            .request("tools/call", json!({}));
+        assert_ne!(first, retry);
+    }
     use serde_json::json;
 
     #[test]

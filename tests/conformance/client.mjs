@@ -104,6 +104,37 @@ async function mcp(method, params, { notification = false } = {}) {
   }
 }
 
+// What the client answers a server's input request (multi-round-trip
+// requests): accept an elicitation with values for its schema, list no
+// roots, answer a sampling with a fixed text.
+function answerInput(request) {
+  switch (request?.method) {
+    case 'elicitation/create':
+      return { action: 'accept', content: argumentsFor({ inputSchema: request.params?.requestedSchema }) };
+    case 'roots/list':
+      return { roots: [] };
+    case 'sampling/createMessage':
+      return { role: 'assistant', content: { type: 'text', text: 'ok' }, model: 'conformance' };
+    default:
+      return {};
+  }
+}
+
+// tools/call, answering what the server asks first: the retry is a new
+// request with the answers and the server's requestState as received.
+async function callTool(send, tool) {
+  const params = { name: tool.name, arguments: argumentsFor(tool) };
+  let result = await send('tools/call', params);
+  for (let round = 0; round < 3 && result?.resultType === 'input_required'; round++) {
+    const inputResponses = Object.fromEntries(
+      Object.entries(result.inputRequests ?? {}).map(([key, req]) => [key, answerInput(req)]));
+    const retry = { ...params, inputResponses };
+    if ('requestState' in result) retry.requestState = result.requestState;
+    result = await send('tools/call', retry);
+  }
+  return result;
+}
+
 function argumentsFor(tool) {
   const props = tool.inputSchema?.properties ?? {};
   const args = {};
@@ -227,7 +258,7 @@ async function asApp(connectBody) {
     await call('initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'idp-conformance-client', version: '0.1.0' } });
   }
   const { tools = [] } = (await call('tools/list', {})) ?? {};
-  for (const tool of tools) await call('tools/call', { name: tool.name, arguments: argumentsFor(tool) });
+  for (const tool of tools) await callTool(call, tool);
   log('called', tools.length, 'tools as the app');
 }
 
@@ -297,7 +328,7 @@ try {
   const { tools = [] } = (await mcp('tools/list', {})) ?? {};
   log('tools', tools.map((t) => t.name).join(', '));
   for (const tool of tools) {
-    await mcp('tools/call', { name: tool.name, arguments: argumentsFor(tool) });
+    await callTool(mcp, tool);
     log('called', tool.name);
   }
   stopOwnApp();

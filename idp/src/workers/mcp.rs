@@ -96,7 +96,10 @@ impl<'a> McpClient<'a> {
         })?;
         Ok(Self {
             fetch,
-            session: RefCell::new(Session::new(url)),
+            // Ids from the clock (milliseconds): one client per request of
+            // the Worker never sends a retry under the id of the request
+            // before it.
+            session: RefCell::new(Session::new(url).starting_at(js_sys::Date::now() as u64)),
         })
     }
 
@@ -198,6 +201,37 @@ impl<'a> McpClient<'a> {
             json!({ "name": name, "arguments": arguments }),
         )
         .await
+    }
+
+    /// `tools/call` for a tool that may ask for input first (revision
+    /// 2026-07-28's multi-round-trip requests): each request the server
+    /// asks (`inputRequests`, by key) goes to `answer`, whose results are
+    /// sent back with the server's `requestState` as received, in a new
+    /// request, at most [`MAX_INPUT_ROUNDS`] times; the complete result.
+    pub async fn call_tool_answering(
+        &self,
+        name: &str,
+        arguments: Value,
+        mut answer: impl FnMut(&str, &Value) -> Value,
+    ) -> Result<Value, McpError> {
+        let first = json!({ "name": name, "arguments": arguments });
+        let mut result = self.request("tools/call", first.clone()).await?;
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let Some(asked) = crate::mcp::InputRequired::of(&result) else {
+                return Ok(result);
+            };
+            let answers = asked
+                .input_requests
+                .iter()
+                .map(|(key, request)| (key.clone(), answer(key, request)))
+                .collect();
+            result = self
+                .request("tools/call", asked.retry_params(first.clone(), answers))
+                .await?;
+        }
+        Err(McpError::Mcp(crate::mcp::McpError::Protocol(format!(
+            "tools/call {name}: still asking for input after {MAX_INPUT_ROUNDS} rounds"
+        ))))
     }
 
     /// Sends one JSON-RPC request and returns its `result`. A 404 to a
@@ -306,3 +340,6 @@ pub async fn mcp_provider_info(c: &super::Connected<'_>) -> Result<super::Provid
         }),
     })
 }
+
+/// The most rounds of input [`McpClient::call_tool_answering`] answers.
+pub const MAX_INPUT_ROUNDS: usize = 8;

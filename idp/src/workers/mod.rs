@@ -42,7 +42,7 @@ pub use fetch::{AuthedFetch, OutgoingRequest, FORWARDED_HEADERS};
 pub use handler::{authorization_for, reencrypt_registry, Background, Handler};
 pub use hook::{Connected, DefaultHook, OnAuthSuccess, ProviderInfo};
 pub use http::{now, WorkerHttp, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT_MS};
-pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool};
+pub use mcp::{mcp_provider_info, McpClient, McpError, ServerInfo, Tool, MAX_INPUT_ROUNDS};
 pub use middleware::client_metadata_response;
 pub use object::{ProvidersObject, ENCRYPTION_KEYS_VAR, REGISTRY_WRITES_PER_HOUR};
 #[cfg(feature = "bench")]
