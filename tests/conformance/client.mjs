@@ -328,6 +328,14 @@ try {
   const { tools = [] } = (await mcp('tools/list', {})) ?? {};
   log('tools', tools.map((t) => t.name).join(', '));
   for (const tool of tools) {
+    // A tool that echoes a schema gets another tool's inputSchema, as this
+    // client received it (JSON Schema 2020-12 preservation).
+    const echo = tool.name === 'json_schema_echo' && tools.find((t) => t.name !== tool.name);
+    if (echo) {
+      await mcp('tools/call', { name: tool.name, arguments: { schema: echo.inputSchema } });
+      log('called', tool.name, 'with', echo.name, 'schema');
+      continue;
+    }
     await callTool(mcp, tool);
     log('called', tool.name);
   }
