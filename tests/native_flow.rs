@@ -12,7 +12,7 @@ use idp::registration::{obtain_client, AuthMethod, ClientConfig, ClientInfo, Cli
 use idp::secret::{FlowState, PkceVerifier};
 use idp::store::UserStore;
 use idp::token;
-use idp_tests::{join_all, Browser, Servers};
+use idp_tests::{join_all, Browser, KeyPair, Servers};
 use url::Url;
 
 /// Never fetched: the browser stops at the redirect to it.
@@ -529,4 +529,80 @@ async fn the_app_connects_as_itself_natively() {
         idp.authorization("alice", &api).await.unwrap().is_none(),
         "not anyone else's"
     );
+}
+
+/// The app as itself with `private_key_jwt` (RFC 7523 client assertions),
+/// natively, against oidc-provider: an ES256 key as PEM and an RS256 key as
+/// a JWK, each registered with its public key only. The token works at the
+/// API; a key the server does not know gets no token, and says so.
+#[tokio::test(flavor = "current_thread")]
+async fn the_app_authenticates_with_its_private_key_natively() {
+    use idp::registration::{Client, PreRegisteredClient};
+    let servers = Servers::start(Default::default());
+    let api = format!("{}/api", servers.origin);
+    let es256 = KeyPair::generate("ES256");
+    let rs256 = KeyPair::generate("RS256");
+    for (key, secret) in [
+        (&es256, es256.private_pem.clone()),
+        (&rs256, rs256.private_jwk.to_string()),
+    ] {
+        let client_id = servers.register_keyed_machine_client(key).await;
+        let mut settings = settings();
+        settings.clients.pre_registered = vec![PreRegisteredClient::new(
+            servers.issuer.clone(),
+            Client::confidential(
+                client_id,
+                idp::secret::ClientSecret::new(secret),
+                AuthMethod::PrivateKeyJwt,
+            ),
+            &[&api],
+        )];
+        let idp = NativeIdp::new(settings);
+        let before = servers.auth_count("POST /token").await;
+        idp.connect_as_app("app:sync", &api, None)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", key.alg));
+        assert_eq!(servers.auth_count("POST /token").await, before + 1);
+        let header = idp
+            .authorization("app:sync", &format!("{api}/items"))
+            .await
+            .unwrap()
+            .unwrap()
+            .header
+            .unwrap();
+        let (status, body) = call(&format!("{api}/items"), Some(&header)).await;
+        assert_eq!(
+            (status, body["aud"].clone()),
+            (200, serde_json::json!(api)),
+            "{}",
+            key.alg
+        );
+    }
+
+    // The RS256 client signing with the ES256 key: refused by the server,
+    // and the error says who refused what, without the key.
+    let client_id = servers.register_keyed_machine_client(&rs256).await;
+    let mut settings = settings();
+    settings.clients.pre_registered = vec![PreRegisteredClient::new(
+        servers.issuer.clone(),
+        Client::confidential(
+            client_id,
+            idp::secret::ClientSecret::new(es256.private_pem.clone()),
+            AuthMethod::PrivateKeyJwt,
+        ),
+        &[&api],
+    )];
+    let idp = NativeIdp::new(settings);
+    let e = idp
+        .connect_as_app("app:other", &api, None)
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("invalid_client"), "{text}");
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert!(idp
+        .authorization("app:other", &api)
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -1,7 +1,8 @@
 //! Who the app is at one authorization server: a client id, its secret for
 //! a confidential client, and how it authenticates.
 
-use crate::secret::ClientSecret;
+use crate::error::Result;
+use crate::secret::{Assertion, ClientSecret};
 use serde::{Deserialize, Serialize};
 
 /// How the client authenticates at the token and revocation endpoints.
@@ -14,6 +15,9 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the body.
     ClientSecretPost,
+    /// A JWT the client signs with its private key (RFC 7523 §2.2): the
+    /// client's secret is then that key, PEM or JWK (see [`crate::jws`]).
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -23,13 +27,19 @@ impl AuthMethod {
             AuthMethod::None => "none",
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
     pub(crate) fn from_name(name: &str) -> Option<Self> {
-        [Self::None, Self::ClientSecretBasic, Self::ClientSecretPost]
-            .into_iter()
-            .find(|m| m.as_str() == name)
+        [
+            Self::None,
+            Self::ClientSecretBasic,
+            Self::ClientSecretPost,
+            Self::PrivateKeyJwt,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == name)
     }
 }
 
@@ -43,6 +53,10 @@ pub struct Client {
     pub client_secret: Option<ClientSecret>,
     /// How to authenticate.
     pub auth_method: AuthMethod,
+    /// For `private_key_jwt`, the signed assertion of the request being
+    /// built ([`Client::asserted`]); never stored.
+    #[serde(skip)]
+    pub(crate) assertion: Option<Assertion>,
 }
 
 impl Client {
@@ -52,6 +66,7 @@ impl Client {
             client_id: client_id.into(),
             client_secret: None,
             auth_method: AuthMethod::None,
+            assertion: None,
         }
     }
 
@@ -65,6 +80,111 @@ impl Client {
             client_id: client_id.into(),
             client_secret: Some(secret),
             auth_method,
+            assertion: None,
         }
+    }
+
+    /// This client ready for one request to `issuer`'s token endpoint: for
+    /// `private_key_jwt`, with an assertion signed now (RFC 7523 §3: `iss`
+    /// and `sub` the client id, `aud` the issuer, 60 seconds of life, a
+    /// `jti` unique to `now`, `context` and this process's count); other
+    /// clients as they are. `context` names the request (owner, resource).
+    pub fn asserted(&self, issuer: &str, now: u64, context: &str) -> Result<Client> {
+        if self.auth_method != AuthMethod::PrivateKeyJwt {
+            return Ok(self.clone());
+        }
+        let pem = self
+            .client_secret
+            .as_ref()
+            .ok_or_else(|| crate::jws::unusable("the client has no private key"))?;
+        let key = crate::jws::SigningKey::parse(pem.secret())?;
+        let claims = serde_json::json!({
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": issuer,
+            "iat": now,
+            "exp": now + 60,
+            "jti": jti(pem.secret(), issuer, now, context),
+        });
+        let mut client = self.clone();
+        client.assertion = Some(Assertion::new(key.sign("JWT", &claims)));
+        Ok(client)
+    }
+}
+
+/// A `jti` no two assertions of this process share, and that another
+/// process repeats only for the same key, issuer, second and context: a
+/// hash of those and a process-wide count (the engine draws no random
+/// numbers).
+fn jti(key: &str, issuer: &str, now: u64, context: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let mut h = Sha256::new();
+    for part in [key, issuer, context] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.update(now.to_be_bytes());
+    h.update(n.to_be_bytes());
+    crate::encoding::base64url(&h.finalize()[..18])
+}
+
+#[cfg(all(test, feature = "signing"))]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    fn claims(assertion: &str) -> serde_json::Value {
+        let payload = assertion.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_private_key_jwt_client_signs_a_fresh_assertion_for_each_request() {
+        let d = URL_SAFE_NO_PAD.encode([9u8; 32]);
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "d": d}).to_string();
+        let client = Client::confidential("app", ClientSecret::new(jwk), AuthMethod::PrivateKeyJwt);
+        let a = client
+            .asserted("https://as.example", 1000, "owner")
+            .unwrap();
+        let b = client
+            .asserted("https://as.example", 1000, "owner")
+            .unwrap();
+        let (a, b) = (a.assertion.unwrap(), b.assertion.unwrap());
+        let (ca, cb) = (claims(a.secret()), claims(b.secret()));
+        assert_eq!(ca["iss"], "app");
+        assert_eq!(ca["sub"], "app");
+        assert_eq!(ca["aud"], "https://as.example");
+        assert_eq!(
+            (ca["iat"].as_u64(), ca["exp"].as_u64()),
+            (Some(1000), Some(1060))
+        );
+        assert_ne!(ca["jti"], cb["jti"], "the same second, another jti");
+        assert!(!format!("{client:?}").contains(&d), "the key never formats");
+
+        let url = url::Url::parse("https://as.example/token").unwrap();
+        let signed = client
+            .asserted("https://as.example", 1000, "owner")
+            .unwrap();
+        let req = crate::token::client_credentials_request(&url, &signed, None, None);
+        let body = String::from_utf8(req.body.clone()).unwrap();
+        assert!(body.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"), "{body}");
+        assert!(body.contains("client_assertion=ey"), "{body}");
+        assert!(!body.contains(&d), "the key itself is never sent");
+        assert!(req.headers.iter().all(|(k, _)| k != "authorization"));
+
+        let public = Client::public("app");
+        assert_eq!(
+            public.asserted("https://as.example", 1, "x").unwrap(),
+            public
+        );
+        let keyless = Client {
+            client_secret: None,
+            ..client
+        };
+        assert!(keyless.asserted("https://as.example", 1, "x").is_err());
     }
 }

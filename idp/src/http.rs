@@ -214,3 +214,41 @@ where
         self(request)
     }
 }
+
+/// Whether a runtime reads the body of the answer to a `method` request
+/// with these headers: not for `HEAD`, and not for a `GET` answered with an
+/// event stream (an MCP server's stream, open-ended; what the SDK asks with
+/// a `GET` needs only its status and headers then). Both runtimes follow it.
+pub fn reads_body(method: Method, headers: &[(String, String)]) -> bool {
+    let stream = || {
+        headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("content-type")
+                && v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream")
+        })
+    };
+    match method {
+        Method::Head => false,
+        Method::Get => !stream(),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stream_answering_a_get_is_not_read() {
+        let h = |ct: &str| vec![("Content-Type".to_owned(), ct.to_owned())];
+        assert!(!reads_body(Method::Get, &h("text/event-stream")));
+        assert!(!reads_body(
+            Method::Get,
+            &h("Text/Event-Stream; charset=utf-8")
+        ));
+        assert!(reads_body(Method::Get, &h("application/json")));
+        assert!(reads_body(Method::Post, &h("text/event-stream")));
+        assert!(!reads_body(Method::Head, &h("application/json")));
+    }
+}

@@ -54,6 +54,7 @@ pub mod fetch;
 pub mod flow;
 pub mod http;
 pub mod issuer;
+pub mod jws;
 pub mod matching;
 pub mod mcp;
 pub mod pkce;

@@ -459,10 +459,14 @@ pub fn parse_registration(
         .filter(|s| !s.is_empty())
         .map(ClientSecret::new);
     let auth_method = match r.token_endpoint_auth_method.as_deref() {
-        Some(name) => AuthMethod::from_name(name).ok_or_else(|| Error::InvalidResponse {
-            url: endpoint.clone(),
-            reason: format!("unsupported token_endpoint_auth_method {name:?}"),
-        })?,
+        // A registered client's key is the app's own, never the server's
+        // answer: `private_key_jwt` is for clients configured in advance.
+        Some(name) => AuthMethod::from_name(name)
+            .filter(|m| *m != AuthMethod::PrivateKeyJwt)
+            .ok_or_else(|| Error::InvalidResponse {
+                url: endpoint.clone(),
+                reason: format!("unsupported token_endpoint_auth_method {name:?}"),
+            })?,
         None if secret.is_some() => AuthMethod::ClientSecretBasic,
         None => AuthMethod::None,
     };
@@ -482,6 +486,7 @@ pub fn parse_registration(
             client_id: r.client_id,
             client_secret: secret,
             auth_method,
+            assertion: None,
         },
         secret_expires_at: r.client_secret_expires_at.filter(|t| *t != 0),
         scope: r.scope.or_else(|| asked_scope.map(str::to_owned)),

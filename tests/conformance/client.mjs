@@ -263,8 +263,13 @@ async function asApp(connectBody) {
 }
 
 try {
-  if (scenario.startsWith('auth/client-credentials') && context.client_secret) {
-    app = await startOwnApp(await issuerOf(serverUrl), { auth_method: 'client_secret_basic' });
+  // private_key_jwt: the app's client signs its assertions with the key
+  // the scenario hands over (kept, as a deployment would, in a secret).
+  const keyed = scenario === 'auth/client-credentials-jwt' && context.private_key_pem;
+  if (scenario.startsWith('auth/client-credentials') && (context.client_secret || keyed)) {
+    const vars = keyed ? [`CONFORMANCE_CLIENT_SECRET:${context.private_key_pem}`] : [];
+    const method = keyed ? 'private_key_jwt' : 'client_secret_basic';
+    app = await startOwnApp(await issuerOf(serverUrl), { auth_method: method }, vars);
     log('own app with the machine client at', app);
     await asApp();
     stopOwnApp();
@@ -327,6 +332,17 @@ try {
   }
   const { tools = [] } = (await mcp('tools/list', {})) ?? {};
   log('tools', tools.map((t) => t.name).join(', '));
+  // A scenario that names the calls to make (with their arguments, some of
+  // them null or unsafe for a header) gets exactly those.
+  if (Array.isArray(context.toolCalls)) {
+    for (const { name, arguments: args } of context.toolCalls) {
+      if (!tools.some((t) => t.name === name)) continue;
+      await mcp('tools/call', { name, arguments: args ?? {} });
+      log('called', name, 'as the scenario asked');
+    }
+    stopOwnApp();
+    process.exit(0);
+  }
   for (const tool of tools) {
     // A tool that echoes a schema gets another tool's inputSchema, as this
     // client received it (JSON Schema 2020-12 preservation).

@@ -524,6 +524,25 @@ impl Servers {
         )
     }
 
+    /// Registers a machine client that authenticates with `private_key_jwt`
+    /// (RFC 7523), its public key given as a JWK set, as an operator would
+    /// in advance: its id.
+    pub async fn register_keyed_machine_client(&self, key: &KeyPair) -> String {
+        let body = self
+            .register(serde_json::json!({
+                "client_name": "the app itself, with a key",
+                "redirect_uris": [],
+                "response_types": [],
+                "grant_types": ["client_credentials"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_signing_alg": key.alg,
+                "jwks": { "keys": [key.public_jwk] },
+                "scope": "api:read",
+            }))
+            .await;
+        body["client_id"].as_str().expect("client_id").to_owned()
+    }
+
     /// What the resource server saw.
     pub async fn resource_stats(&self) -> serde_json::Value {
         get_json(&format!("{}/__stats", self.origin)).await
@@ -830,4 +849,46 @@ pub fn state_dir(name: &str) -> PathBuf {
 /// The provider view for a resource URL in a list.
 pub fn provider<'a>(list: &'a [Value], resource: &str) -> Option<&'a Value> {
     list.iter().find(|p| p["resource_url"] == resource)
+}
+
+/// A key pair made by Node's crypto (an implementation other than idp's):
+/// the private key as PKCS#8 PEM and as a JWK, the public key as a JWK.
+#[derive(Debug)]
+pub struct KeyPair {
+    /// `ES256` or `RS256`.
+    pub alg: &'static str,
+    /// The private key, PKCS#8 PEM.
+    pub private_pem: String,
+    /// The private key, JWK.
+    pub private_jwk: serde_json::Value,
+    /// The public key, JWK.
+    pub public_jwk: serde_json::Value,
+}
+
+impl KeyPair {
+    /// A fresh P-256 (`ES256`) or 2048-bit RSA (`RS256`) key pair.
+    pub fn generate(alg: &'static str) -> Self {
+        let (kind, options) = match alg {
+            "ES256" => ("ec", "{namedCurve:'P-256'}"),
+            "RS256" => ("rsa", "{modulusLength:2048}"),
+            other => panic!("no key pair for {other}"),
+        };
+        let script = format!(
+            "const c=require('crypto');const k=c.generateKeyPairSync('{kind}',{options});\
+             console.log(JSON.stringify({{pem:k.privateKey.export({{type:'pkcs8',format:'pem'}}),\
+             jwk:k.privateKey.export({{format:'jwk'}}),pub:k.publicKey.export({{format:'jwk'}})}}))"
+        );
+        let out = Command::new("node")
+            .args(["-e", &script])
+            .output()
+            .expect("node runs");
+        assert!(out.status.success(), "node made no key pair");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("key pair JSON");
+        Self {
+            alg,
+            private_pem: v["pem"].as_str().expect("pem").to_owned(),
+            private_jwk: v["jwk"].clone(),
+            public_jwk: v["pub"].clone(),
+        }
+    }
 }

@@ -594,7 +594,7 @@ async fn mcp_exchange(
     if let Some(v) = req.headers().get(PROTOCOL_VERSION_HEADER)? {
         mcp = mcp.with_protocol_version(v);
     }
-    let before = (mcp.session_id(), mcp.protocol_version());
+    let before = (mcp.session_id(), mcp.protocol_version(), mcp.tool_headers());
     let outcome = match &message.id {
         Some(_) => mcp
             .request(
@@ -625,7 +625,7 @@ async fn mcp_exchange(
         Err(e) => json_error(502, "mcp", &e.to_string())?,
     };
     if let Some(keeper) = keeper {
-        if (mcp.session_id(), mcp.protocol_version()) != before {
+        if (mcp.session_id(), mcp.protocol_version(), mcp.tool_headers()) != before {
             keeper.keep_mcp_session(&mcp).await?;
         }
     }

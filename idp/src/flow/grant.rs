@@ -161,18 +161,21 @@ pub(super) async fn refresh_traced(
         return Err(no_refresh());
     };
     let mut rules = grant.rules;
-    let send = |rules: token::TokenRules| {
+    let context = format!("{owner} {}", before.resource);
+    let (context, resource) = (&context, before.resource.as_str());
+    let send = |rules: token::TokenRules| async move {
+        // A `private_key_jwt` client signs a new assertion for each try.
+        let client = grant.client.asserted(&grant.issuer, now, context)?;
         token::refresh_with(
             http,
             &grant.token_endpoint,
-            &grant.client,
+            &client,
             refresh_token,
-            rules
-                .resource_on_refresh()
-                .then_some(before.resource.as_str()),
+            rules.resource_on_refresh().then_some(resource),
             now,
             rules,
         )
+        .await
     };
     let mut result = send(rules).await;
     if rules.resource_on_refresh() && result.as_ref().is_err_and(refused_resource) {

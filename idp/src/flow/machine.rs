@@ -139,6 +139,7 @@ pub async fn connect_with<H: HttpClient, S: Store>(
             issuer: server.issuer.clone(),
         });
     }
+    // A secret or a private key (`private_key_jwt`).
     let confidential =
         own.client.auth_method != AuthMethod::None && own.client.client_secret.is_some();
     if *credential == Credential::ClientSecret && !confidential {
@@ -202,7 +203,14 @@ pub(super) async fn app_tokens(
     resource: &str,
     now: u64,
 ) -> Option<Result<crate::token::TokenSet>> {
-    let (endpoint, client) = (&grant.token_endpoint, &grant.client);
+    if grant.kind.is_authorization_code() {
+        return None;
+    }
+    let client = match grant.client.asserted(&grant.issuer, now, resource) {
+        Ok(client) => client,
+        Err(e) => return Some(Err(e)),
+    };
+    let (endpoint, client) = (&grant.token_endpoint, &client);
     Some(match &grant.kind {
         GrantKind::AuthorizationCode => return None,
         GrantKind::ClientCredentials { scope } => {

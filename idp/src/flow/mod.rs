@@ -400,7 +400,12 @@ pub async fn finish_login(
         }
     };
     let code = authorize::validate_callback(params, &flow, now)?;
-    let tokens = token::exchange_code(http, &flow.code_grant(), &code, now).await;
+    let client = flow.client.asserted(&flow.issuer, now, &flow.owner)?;
+    let grant = token::CodeGrant {
+        client: &client,
+        ..flow.code_grant()
+    };
+    let tokens = token::exchange_code(http, &grant, &code, now).await;
     let tokens = match tokens {
         Ok(t) => t,
         Err(e) => {

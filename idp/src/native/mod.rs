@@ -151,13 +151,16 @@ impl HttpClient for ReqwestHttp {
                     String::from_utf8_lossy(v.as_bytes()).into_owned(),
                 )
             })
-            .collect();
+            .collect::<Vec<_>>();
         let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| TransportError::new(describe(&e)))?
-        {
+        let wanted = crate::http::reads_body(request.method, &headers);
+        while let Some(chunk) = match wanted {
+            true => resp
+                .chunk()
+                .await
+                .map_err(|e| TransportError::new(describe(&e)))?,
+            false => None,
+        } {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(TransportError::new(format!(
                     "response body larger than {MAX_BODY_BYTES} bytes"

@@ -16,6 +16,9 @@ pub mod quirks;
 pub use assertion::{jwt_bearer, jwt_bearer_request, EnterpriseIdp, JWT_BEARER};
 pub use quirks::{ResourceParam, TokenRules};
 
+/// The `client_assertion_type` of `private_key_jwt` (RFC 7523 §2.2).
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// Tokens are refreshed when they expire within this many seconds (5 minutes).
 pub const REFRESH_MARGIN_SECS: u64 = 300;
 
@@ -96,6 +99,16 @@ fn with_client_auth(
         }
         AuthMethod::ClientSecretBasic => {
             (pairs, Some(basic_credentials(&client.client_id, secret)))
+        }
+        // The assertion of `Client::asserted`; without one the server
+        // refuses the client, as it should.
+        AuthMethod::PrivateKeyJwt => {
+            pairs.push(("client_id", client.client_id.clone()));
+            if let Some(assertion) = &client.assertion {
+                pairs.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.into()));
+                pairs.push(("client_assertion", assertion.secret().into()));
+            }
+            (pairs, None)
         }
     }
 }

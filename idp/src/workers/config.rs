@@ -570,6 +570,11 @@ fn client_from(
         .or_else(|_| env.var(name))
         .map_err(|_| format!("client_secret_name: no secret named {name:?}"))?
         .to_string();
+    if auth_method == Some(crate::registration::AuthMethod::PrivateKeyJwt) {
+        // Read once here, so a bad key is a configuration error at start.
+        crate::jws::SigningKey::parse(&secret)
+            .map_err(|e| format!("client_secret_name {name:?}: {e}"))?;
+    }
     Ok(Client::confidential(
         client_id,
         crate::secret::ClientSecret::new(secret),

@@ -195,6 +195,7 @@ impl Handler {
             if let Some(v) = state.protocol_version {
                 client = client.with_protocol_version(v);
             }
+            client = client.with_tool_headers(state.tool_headers);
         }
         Ok(client)
     }
@@ -206,9 +207,12 @@ impl Handler {
         let stateless = client
             .protocol_version()
             .is_some_and(|v| crate::mcp::is_stateless(&v));
-        let session = (id.is_some() || stateless).then(|| super::protocol::McpSessionState {
+        let tool_headers = client.tool_headers();
+        let keep = id.is_some() || stateless || !tool_headers.is_empty();
+        let session = keep.then(|| super::protocol::McpSessionState {
             id,
             protocol_version: client.protocol_version(),
+            tool_headers,
         });
         self.stub
             .call(McpSessionPut {

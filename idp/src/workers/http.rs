@@ -143,7 +143,7 @@ impl HttpClient for WorkerHttp {
             })?;
         let status = resp.status_code();
         let headers: Vec<(String, String)> = resp.headers().entries().collect();
-        let body = if request.method == Method::Head {
+        let body = if !crate::http::reads_body(request.method, &headers) {
             Vec::new()
         } else {
             read_capped(&mut resp, MAX_BODY_BYTES).await.map_err(|e| {

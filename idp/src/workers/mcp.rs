@@ -118,6 +118,22 @@ impl<'a> McpClient<'a> {
         self
     }
 
+    /// Knows these tools' mirrored parameters (`x-mcp-header`), as listed
+    /// earlier, so a `tools/call` sends them as `Mcp-Param-*` headers.
+    pub fn with_tool_headers(
+        self,
+        known: std::collections::BTreeMap<String, Vec<crate::mcp::HeaderParam>>,
+    ) -> Self {
+        self.session
+            .replace_with(|s| s.clone().with_tool_headers(known));
+        self
+    }
+
+    /// The mirrored parameters of the tools listed so far.
+    pub fn tool_headers(&self) -> std::collections::BTreeMap<String, Vec<crate::mcp::HeaderParam>> {
+        self.session.borrow().tool_headers().clone()
+    }
+
     /// The session the server assigned, if any.
     pub fn session_id(&self) -> Option<String> {
         self.session.borrow().session_id().map(str::to_owned)

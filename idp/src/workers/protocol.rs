@@ -208,6 +208,9 @@ pub(crate) struct McpSessionState {
     #[serde(default)]
     pub id: Option<String>,
     pub protocol_version: Option<String>,
+    /// The listed tools' mirrored parameters.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tool_headers: std::collections::BTreeMap<String, Vec<crate::mcp::HeaderParam>>,
 }
 
 /// A call as sent: with the binding of the registry object, so a user's

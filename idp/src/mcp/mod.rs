@@ -15,8 +15,11 @@
 //! assert_eq!(MCP_ACCEPT, "application/json, text/event-stream");
 //! ```
 
+mod headers;
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
+pub use headers::{header_params, header_value, usable_tools, HeaderParam, PARAM_HEADER_PREFIX};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use url::Url;
 
 /// The `Accept` header of every MCP request.
@@ -385,6 +388,8 @@ pub struct Session {
     protocol_version: Option<String>,
     next_id: u64,
     discover_id: Option<u64>,
+    list_id: Option<u64>,
+    tool_headers: BTreeMap<String, Vec<HeaderParam>>,
 }
 
 impl Session {
@@ -396,6 +401,8 @@ impl Session {
             protocol_version: None,
             next_id: 1,
             discover_id: None,
+            list_id: None,
+            tool_headers: BTreeMap::new(),
         }
     }
 
@@ -405,6 +412,18 @@ impl Session {
     /// repeats the id of the one before it.
     pub fn starting_at(mut self, id: u64) -> Self {
         self.next_id = id.max(1);
+        self
+    }
+
+    /// The mirrored parameters of the tools listed so far (to keep with the
+    /// session: a `tools/call` sends them as headers).
+    pub fn tool_headers(&self) -> &BTreeMap<String, Vec<HeaderParam>> {
+        &self.tool_headers
+    }
+
+    /// Knows these tools' mirrored parameters, as listed earlier.
+    pub fn with_tool_headers(mut self, known: BTreeMap<String, Vec<HeaderParam>>) -> Self {
+        self.tool_headers = known;
         self
     }
 
@@ -460,6 +479,17 @@ impl Session {
             req.headers
                 .push((PROTOCOL_VERSION_HEADER.into(), v.to_owned()));
         }
+        if message.get("method").and_then(Value::as_str) == Some("tools/call") {
+            let params = &message["params"];
+            let tool = params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(known) = self.tool_headers.get(tool) {
+                let arguments = params.get("arguments").unwrap_or(&Value::Null);
+                req.headers.extend(headers::param_headers(known, arguments));
+            }
+        }
         if stateless {
             if let Some(method) = message.get("method").and_then(Value::as_str) {
                 req.headers.push((METHOD_HEADER.into(), method.to_owned()));
@@ -499,6 +529,9 @@ impl Session {
     pub fn request(&mut self, method: &str, params: Value) -> (u64, HttpRequest) {
         let id = self.next_id;
         self.next_id += 1;
+        if method == "tools/list" {
+            self.list_id = Some(id);
+        }
         let version = if method == DISCOVER {
             self.discover_id = Some(id);
             Some(STATELESS_PROTOCOL_VERSION.to_owned())
@@ -543,7 +576,11 @@ impl Session {
         let reply = response_for(resp.header("content-type"), &resp.body, &json!(id))
             .map_err(|e| McpError::Protocol(e.to_string()))?
             .ok_or_else(|| McpError::Protocol(format!("the answer held no response to id {id}")))?;
-        let result = result_of(reply)?;
+        let mut result = result_of(reply)?;
+        if self.list_id == Some(id) {
+            // Tools with broken header annotations are not offered.
+            self.tool_headers.extend(usable_tools(&mut result));
+        }
         if self.discover_id == Some(id) {
             self.protocol_version = Some(STATELESS_PROTOCOL_VERSION.to_owned());
             self.session_id = None;
