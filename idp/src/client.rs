@@ -165,17 +165,6 @@ mod tests {
         assert_ne!(ca["jti"], cb["jti"], "the same second, another jti");
         assert!(!format!("{client:?}").contains(&d), "the key never formats");
 
-        let url = url::Url::parse("https://as.example/token").unwrap();
-        let signed = client
-            .asserted("https://as.example", 1000, "owner")
-            .unwrap();
-        let req = crate::token::client_credentials_request(&url, &signed, None, None);
-        let body = String::from_utf8(req.body.clone()).unwrap();
-        assert!(body.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"), "{body}");
-        assert!(body.contains("client_assertion=ey"), "{body}");
-        assert!(!body.contains(&d), "the key itself is never sent");
-        assert!(req.headers.iter().all(|(k, _)| k != "authorization"));
-
         let public = Client::public("app");
         assert_eq!(
             public.asserted("https://as.example", 1, "x").unwrap(),

@@ -569,3 +569,27 @@ mod tests {
         );
     }
 }
+
+#[cfg(all(test, feature = "signing"))]
+mod signed {
+    use crate::client::{AuthMethod, Client};
+    use crate::secret::ClientSecret;
+
+    #[test]
+    fn a_private_key_jwt_request_carries_the_assertion_and_never_the_key() {
+        use base64::Engine as _;
+        let d = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([9u8; 32]);
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "d": d}).to_string();
+        let client = Client::confidential("app", ClientSecret::new(jwk), AuthMethod::PrivateKeyJwt);
+        let url = url::Url::parse("https://as.example/token").unwrap();
+        let signed = client
+            .asserted("https://as.example", 1000, "owner")
+            .unwrap();
+        let req = super::client_credentials_request(&url, &signed, None, None);
+        let body = String::from_utf8(req.body.clone()).unwrap();
+        assert!(body.contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"), "{body}");
+        assert!(body.contains("client_assertion=ey"), "{body}");
+        assert!(!body.contains(&d), "the key itself is never sent");
+        assert!(req.headers.iter().all(|(k, _)| k != "authorization"));
+    }
+}
