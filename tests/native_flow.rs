@@ -531,13 +531,29 @@ async fn the_app_connects_as_itself_natively() {
     );
 }
 
+/// The native runtime with one pre-registered `private_key_jwt` client
+/// at the test server, holding `key` (PEM or JWK), for `api`.
+fn keyed_app(servers: &Servers, client_id: String, key: String, api: &str) -> NativeIdp {
+    use idp::registration::{Client, PreRegisteredClient};
+    let mut settings = settings();
+    settings.clients.pre_registered = vec![PreRegisteredClient::new(
+        servers.issuer.clone(),
+        Client::confidential(
+            client_id,
+            idp::secret::ClientSecret::new(key),
+            AuthMethod::PrivateKeyJwt,
+        ),
+        &[api],
+    )];
+    NativeIdp::new(settings)
+}
+
 /// The app as itself with `private_key_jwt` (RFC 7523 client assertions),
 /// natively, against oidc-provider: an ES256 key as PEM and an RS256 key as
 /// a JWK, each registered with its public key only. The token works at the
 /// API; a key the server does not know gets no token, and says so.
 #[tokio::test(flavor = "current_thread")]
 async fn the_app_authenticates_with_its_private_key_natively() {
-    use idp::registration::{Client, PreRegisteredClient};
     let servers = Servers::start(Default::default());
     let api = format!("{}/api", servers.origin);
     let es256 = KeyPair::generate("ES256");
@@ -547,17 +563,7 @@ async fn the_app_authenticates_with_its_private_key_natively() {
         (&rs256, rs256.private_jwk.to_string()),
     ] {
         let client_id = servers.register_keyed_machine_client(key).await;
-        let mut settings = settings();
-        settings.clients.pre_registered = vec![PreRegisteredClient::new(
-            servers.issuer.clone(),
-            Client::confidential(
-                client_id,
-                idp::secret::ClientSecret::new(secret),
-                AuthMethod::PrivateKeyJwt,
-            ),
-            &[&api],
-        )];
-        let idp = NativeIdp::new(settings);
+        let idp = keyed_app(&servers, client_id, secret, &api);
         let before = servers.auth_count("POST /token").await;
         idp.connect_as_app("app:sync", &api, None)
             .await
@@ -582,17 +588,7 @@ async fn the_app_authenticates_with_its_private_key_natively() {
     // The RS256 client signing with the ES256 key: refused by the server,
     // and the error says who refused what, without the key.
     let client_id = servers.register_keyed_machine_client(&rs256).await;
-    let mut settings = settings();
-    settings.clients.pre_registered = vec![PreRegisteredClient::new(
-        servers.issuer.clone(),
-        Client::confidential(
-            client_id,
-            idp::secret::ClientSecret::new(es256.private_pem.clone()),
-            AuthMethod::PrivateKeyJwt,
-        ),
-        &[&api],
-    )];
-    let idp = NativeIdp::new(settings);
+    let idp = keyed_app(&servers, client_id, es256.private_pem.clone(), &api);
     let e = idp
         .connect_as_app("app:other", &api, None)
         .await
