@@ -220,6 +220,7 @@ async fn native_authed_fetch_passes_the_same_scenarios() {
         clients: ClientConfig::default(),
         callback_base: url::Url::parse(NATIVE_CALLBACK).unwrap(),
         profiles: Vec::new(),
+        dpop: Default::default(),
     });
     let browser = Browser::new();
     let api = format!("{}/api", servers.origin);

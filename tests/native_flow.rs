@@ -133,6 +133,7 @@ async fn walks_every_step_against_oidc_provider() {
         created_at: now,
         rules: Default::default(),
         profile: None,
+        dpop: None,
     };
     let authorization_url = authorize::authorization_url(
         &AuthorizationParams {
@@ -225,6 +226,7 @@ fn settings() -> Settings {
         clients: ClientConfig::default(),
         callback_base: Url::parse(REDIRECT).unwrap(),
         profiles: Vec::new(),
+        dpop: Default::default(),
     }
 }
 

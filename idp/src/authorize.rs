@@ -51,6 +51,11 @@ pub struct PendingFlow {
     /// The provider profile used, if any ([`crate::profile`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The key the grant's tokens are bound to (DPoP, RFC 9449), when the
+    /// server takes proofs; its thumbprint goes with the authorization
+    /// request as `dpop_jkt`, so the code is bound to it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<crate::secret::DpopKey>,
 }
 
 impl PendingFlow {
@@ -63,6 +68,7 @@ impl PendingFlow {
             verifier: &self.verifier,
             resource: &self.resource,
             rules: &self.rules,
+            dpop: self.dpop.as_ref(),
         }
     }
 
@@ -183,6 +189,9 @@ impl<'a> AuthorizationRequest<'a> {
             for (k, v) in &self.extra {
                 q.append_pair(k, v);
             }
+            if let Some(jkt) = flow.dpop.as_ref().and_then(|k| k.thumbprint()) {
+                q.append_pair("dpop_jkt", &jkt);
+            }
         }
         url
     }
@@ -290,6 +299,7 @@ mod tests {
             created_at: now,
             rules: Default::default(),
             profile: None,
+            dpop: None,
         }
     }
 

@@ -50,7 +50,8 @@ pub struct ChallengeError {
     pub what: &'static str,
 }
 
-/// The parameters of a Bearer challenge that matter to a client.
+/// The parameters of a Bearer challenge that matter to a client; a DPoP
+/// challenge (RFC 9449 §7.1) carries the same ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BearerChallenge {
     /// RFC 9728 `resource_metadata` URL.
@@ -66,9 +67,25 @@ pub struct BearerChallenge {
 }
 
 impl BearerChallenge {
-    /// The first Bearer challenge among `challenges`.
+    /// The first Bearer challenge among `challenges`, else the first DPoP
+    /// one (a resource that takes DPoP tokens only).
     pub fn find(challenges: &[Challenge]) -> Option<Self> {
-        let c = challenges.iter().find(|c| c.is("Bearer"))?;
+        Self::find_preferring(challenges, "Bearer")
+    }
+
+    /// The first challenge in `scheme` (`Bearer` or `DPoP`), else the first
+    /// in the other: what a resource says to a client holding a token of
+    /// that kind.
+    pub fn find_preferring(challenges: &[Challenge], scheme: &str) -> Option<Self> {
+        let other = if scheme.eq_ignore_ascii_case("dpop") {
+            "Bearer"
+        } else {
+            "DPoP"
+        };
+        let c = challenges
+            .iter()
+            .find(|c| c.is(scheme))
+            .or_else(|| challenges.iter().find(|c| c.is(other)))?;
         let get = |n: &str| c.param(n).map(str::to_owned);
         Some(Self {
             resource_metadata: get("resource_metadata"),
@@ -447,6 +464,21 @@ mod tests {
         assert!(e.to_string().contains("64 parameters"), "{e}");
         let ok = parse([format!("Bearer {}", many[..MAX_PARAMS].join(", ")).as_str()]).unwrap();
         assert_eq!(ok[0].params.len(), MAX_PARAMS);
+    }
+
+    #[test]
+    fn a_dpop_challenge_counts_and_is_preferred_by_a_dpop_token() {
+        let c = one(
+            r#"DPoP algs="ES256", error="use_dpop_nonce", resource_metadata="https://r.example/m""#,
+        );
+        let b = BearerChallenge::find(&c).unwrap();
+        assert_eq!(b.error.as_deref(), Some("use_dpop_nonce"));
+        assert_eq!(b.resource_metadata.as_deref(), Some("https://r.example/m"));
+        let both = one(r#"Bearer error="invalid_token", DPoP error="use_dpop_nonce""#);
+        let bearer = BearerChallenge::find(&both).unwrap();
+        assert_eq!(bearer.error.as_deref(), Some("invalid_token"));
+        let dpop = BearerChallenge::find_preferring(&both, "DPoP").unwrap();
+        assert_eq!(dpop.error.as_deref(), Some("use_dpop_nonce"));
     }
 
     #[test]

@@ -23,7 +23,12 @@
 //!   scopes, unless the token holds them all already (then asking again
 //!   cannot help and the answer is returned as it is);
 //! - a 401 with a Bearer challenge on a hop without a token means "never
-//!   connected".
+//!   connected";
+//! - a DPoP-bound token goes as `Authorization: DPoP` with a fresh proof
+//!   for each hop ([`Exchange::proof`]); a 401 `use_dpop_nonce` with the
+//!   server's `DPoP-Nonce` is answered by sending the hop once more, the
+//!   nonce in its proof (RFC 9449 §9), and the nonce is kept for the next
+//!   requests to that origin.
 //!
 //! ```
 //! use idp::fetch::{Exchange, Next, Reason};
@@ -70,9 +75,12 @@ pub struct Hop<'a> {
 }
 
 impl Hop<'_> {
-    /// Whether the caller's header `name` goes with this hop.
+    /// Whether the caller's header `name` goes with this hop: never its own
+    /// `Authorization` or `DPoP` (the SDK sets those).
     pub fn forwards(&self, name: &str) -> bool {
-        if name.eq_ignore_ascii_case("authorization") {
+        if name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case(crate::dpop::HEADER)
+        {
             return false;
         }
         self.caller_credentials
@@ -138,7 +146,21 @@ pub struct Exchange {
     body: bool,
     redirects: usize,
     retried: bool,
+    nonce_retried: bool,
     policy: Option<Policy>,
+}
+
+/// An answer to one hop, as [`Exchange::reply`] reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reply<'a> {
+    /// The status.
+    pub status: u16,
+    /// The `Location` header.
+    pub location: Option<&'a str>,
+    /// The `WWW-Authenticate` header.
+    pub www_authenticate: Option<&'a str>,
+    /// The `DPoP-Nonce` header (RFC 9449 §9).
+    pub dpop_nonce: Option<&'a str>,
 }
 
 impl Exchange {
@@ -159,6 +181,7 @@ impl Exchange {
             body: true,
             redirects: 0,
             retried: false,
+            nonce_retried: false,
             policy: None,
         })
     }
@@ -208,7 +231,35 @@ impl Exchange {
     /// The access token a [`Next::Refresh`] reports as refused.
     pub fn rejected_token(&self) -> Option<&str> {
         let h = self.auth.as_ref()?.header.as_deref()?;
-        Some(h.strip_prefix("Bearer ").unwrap_or(h))
+        Some(
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("DPoP "))
+                .unwrap_or(h),
+        )
+    }
+
+    /// The `DPoP` header for the current hop: a fresh proof when it carries
+    /// a DPoP-bound token, over its method and URL, the token's hash and the
+    /// origin's last nonce, at `now`, its `jti` drawn from `seed` (fresh
+    /// randomness from the runtime: proofs are made in many processes at
+    /// once).
+    pub fn proof(&self, now: u64, seed: &[u8]) -> Option<String> {
+        let key = self.auth.as_ref()?.dpop.as_ref()?;
+        self.hop_authorization()?;
+        let url = Url::parse(&self.hop_url).ok()?;
+        let nonce = crate::dpop::nonce_for(&url);
+        let p = crate::dpop::Proof {
+            method: &self.hop_method,
+            url: &url,
+            iat: now,
+            nonce: nonce.as_deref(),
+            access_token: self.rejected_token(),
+        };
+        crate::dpop::proof(key, &p, seed)
+    }
+
+    fn bound(&self) -> bool {
+        self.auth.as_ref().is_some_and(|a| a.dpop.is_some())
     }
 
     /// The request to send now.
@@ -231,20 +282,58 @@ impl Exchange {
     }
 
     /// Reads the answer to [`Exchange::hop`]: its status, `Location` and
-    /// `WWW-Authenticate` headers.
+    /// `WWW-Authenticate` headers ([`Exchange::reply`] with no nonce).
     pub fn answer(
         &mut self,
         status: u16,
         location: Option<&str>,
         www_authenticate: Option<&str>,
     ) -> Result<Next> {
+        self.reply(Reply {
+            status,
+            location,
+            www_authenticate,
+            dpop_nonce: None,
+        })
+    }
+
+    /// Reads the answer to [`Exchange::hop`].
+    pub fn reply(&mut self, reply: Reply<'_>) -> Result<Next> {
+        let Reply {
+            status,
+            location,
+            www_authenticate,
+            dpop_nonce,
+        } = reply;
         let authorized = self.hop_authorization().is_some();
+        let bound = authorized && self.bound();
+        if let (true, Some(n)) = (bound, dpop_nonce) {
+            if let Ok(url) = Url::parse(&self.hop_url) {
+                crate::dpop::remember_nonce(&url, n);
+            }
+        }
         if let (301 | 302 | 303 | 307 | 308, Some(loc)) = (status, location) {
             return self.redirect(status, loc);
         }
-        let challenge =
-            www_authenticate.and_then(|v| BearerChallenge::from_headers([v]).ok().flatten());
+        let scheme = if bound { "DPoP" } else { "Bearer" };
+        let challenge = www_authenticate.and_then(|v| {
+            let all = crate::challenge::parse([v]).ok()?;
+            BearerChallenge::find_preferring(&all, scheme)
+        });
         let held = self.auth.as_ref().and_then(|a| a.scope.as_deref());
+        let code = challenge
+            .as_ref()
+            .and_then(|c| c.error.as_deref())
+            .map(OAuthErrorCode::parse);
+        if status == 401
+            && bound
+            && dpop_nonce.is_some()
+            && code == Some(OAuthErrorCode::UseDpopNonce)
+            && !self.nonce_retried
+        {
+            self.nonce_retried = true;
+            return Ok(Next::Send);
+        }
         match status {
             401 if authorized => {
                 if let Some(c) = &challenge {
@@ -302,6 +391,7 @@ impl Exchange {
                 }
                 self.auth = Some(auth);
                 self.retried = true;
+                self.nonce_retried = false;
                 self.hop_url = self.url.clone();
                 self.hop_method = self.method.clone();
                 self.body = true;
@@ -390,6 +480,7 @@ mod tests {
             scope: scope.map(str::to_owned),
             expires_at: None,
             narrower: Vec::new(),
+            dpop: None,
         })
     }
 
@@ -405,6 +496,65 @@ mod tests {
         let mut e = Exchange::new("GET", "https://api.example.com/v2/x", auth("t1", None)).unwrap();
         assert_eq!(e.hop().authorization, None);
         assert_eq!(e.answer(200, None, None).unwrap(), Next::Done);
+    }
+
+    /// A bound token: `DPoP` scheme, a proof per hop over that hop (with
+    /// the token's hash and the origin's nonce), none where the token does
+    /// not go; one resend on `use_dpop_nonce`, then the usual refresh.
+    #[cfg(feature = "signing")]
+    #[test]
+    fn a_dpop_bound_token_goes_with_a_fresh_proof_and_takes_one_nonce() {
+        use base64::Engine as _;
+        let claims = |p: &str| -> serde_json::Value {
+            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.split('.').nth(1).unwrap())
+                .unwrap();
+            serde_json::from_slice(&b).unwrap()
+        };
+        let mut a = auth("t1", None).unwrap();
+        a.header = Some("DPoP t1".into());
+        a.dpop = crate::secret::DpopKey::generate([9; 32]);
+        let url = "https://dpop-rs.example/v1/items";
+        let mut a2 = a.clone();
+        a2.key = ResourceKey::parse("https://dpop-rs.example/v1").unwrap();
+        let mut e = Exchange::new("post", url, Some(a2)).unwrap();
+        assert_eq!(e.hop().authorization, Some("DPoP t1"));
+        let first = claims(&e.proof(100, b"r1").unwrap());
+        assert_eq!(first["htm"], "POST");
+        assert_eq!(first["htu"], url);
+        assert!(first.get("nonce").is_none());
+        assert_eq!(first["ath"], crate::token::fingerprint("t1").as_str());
+        let challenge = r#"DPoP error="use_dpop_nonce", algs="ES256""#;
+        let nonced = Reply {
+            status: 401,
+            location: None,
+            www_authenticate: Some(challenge),
+            dpop_nonce: Some("n-42"),
+        };
+        assert_eq!(e.reply(nonced).unwrap(), Next::Send, "sent again");
+        let again = claims(&e.proof(101, b"r2").unwrap());
+        assert_eq!(again["nonce"], "n-42");
+        assert_ne!(again["jti"], first["jti"]);
+        assert_eq!(e.reply(nonced).unwrap(), Next::Refresh, "only once");
+        assert_eq!(e.rejected_token(), Some("t1"));
+        // The nonce stays for the origin's next requests.
+        let e = Exchange::new(
+            "GET",
+            "https://dpop-rs.example/v1/other?q=1",
+            e.auth.clone(),
+        )
+        .unwrap();
+        let next = claims(&e.proof(102, b"r3").unwrap());
+        assert_eq!(
+            (next["nonce"].as_str(), next["htu"].as_str()),
+            (Some("n-42"), Some("https://dpop-rs.example/v1/other"))
+        );
+        // No proof where the token does not go, nor for a Bearer token.
+        let mut e = Exchange::new("GET", url, Some(a.clone())).unwrap();
+        e.answer(302, Some("https://elsewhere.example/x"), None)
+            .unwrap();
+        assert_eq!(e.proof(103, b"r4"), None);
+        assert_eq!(ex(auth("t1", None)).proof(103, b"r5"), None);
     }
 
     #[test]
@@ -524,7 +674,7 @@ mod tests {
             (hop.authorization, hop.method, hop.body),
             (Some("Bearer t1"), "POST", true)
         );
-        assert!(hop.forwards("cookie") && !hop.forwards("Authorization"));
+        assert!(hop.forwards("cookie") && !hop.forwards("Authorization") && !hop.forwards("dpop"));
         e.answer(302, Some("https://evil.example/steal"), None)
             .unwrap();
         let hop = e.hop();

@@ -48,6 +48,7 @@ pub mod callback;
 pub mod challenge;
 pub mod client;
 pub mod discovery;
+pub mod dpop;
 mod encoding;
 pub mod error;
 pub mod fetch;

@@ -63,6 +63,12 @@ secret_type!(
     Clone
 );
 secret_type!(
+    /// A DPoP private key (RFC 9449): the P-256 scalar, base64url, that
+    /// sender-constrains one grant's tokens ([`crate::dpop`]).
+    DpopKey,
+    Clone
+);
+secret_type!(
     /// An authorization code received at the callback.
     AuthorizationCode
 );

@@ -24,6 +24,42 @@ pub struct Settings {
     /// Servers without discovery, by resource prefix ([`crate::profile`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<crate::profile::ProviderProfile>,
+    /// When a grant's tokens are bound to a key of its own (DPoP).
+    #[serde(default, skip_serializing_if = "DpopUse::is_default")]
+    pub dpop: DpopUse,
+}
+
+/// When a login binds its tokens to a key of their own (DPoP, RFC 9449;
+/// needs the `signing` feature, without which tokens stay Bearer tokens).
+/// Provider profiles describe servers without DPoP and never bind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DpopUse {
+    /// Where the server lists ES256 in `dpop_signing_alg_values_supported`.
+    #[default]
+    Advertised,
+    /// At every discovered server (one that takes proofs without saying
+    /// so); a server that answers a Bearer token still gets its proofs
+    /// ignored, and the token is used as Bearer.
+    Always,
+    /// Never: Bearer tokens only.
+    Never,
+}
+
+impl DpopUse {
+    fn is_default(&self) -> bool {
+        *self == Self::Advertised
+    }
+
+    /// Whether a login at a server that lists `algs` binds its tokens.
+    pub fn wanted(self, algs: Option<&[String]>) -> bool {
+        crate::dpop::AVAILABLE
+            && match self {
+                Self::Advertised => algs.is_some_and(crate::dpop::supported_by),
+                Self::Always => true,
+                Self::Never => false,
+            }
+    }
 }
 
 impl Settings {
@@ -40,6 +76,9 @@ pub struct Entropy {
     pub verifier: [u8; 32],
     /// For the state.
     pub state: [u8; 32],
+    /// For the grant's DPoP key, when the server takes proofs
+    /// ([`crate::dpop`]).
+    pub dpop: [u8; 32],
 }
 
 impl std::fmt::Debug for Entropy {

@@ -95,6 +95,7 @@ pub(crate) fn settings() -> crate::settings::Settings {
         clients: Default::default(),
         callback_base: url::Url::parse("https://app.example/oauth/callback").expect("valid"),
         profiles: Vec::new(),
+        dpop: Default::default(),
     }
 }
 
@@ -122,6 +123,7 @@ pub(crate) fn start_login(
     let entropy = crate::settings::Entropy {
         verifier: [1; 32],
         state: [2; 32],
+        dpop: [3; 32],
     };
     block_on(crate::flow::start_login(&engine, req, url, entropy))
 }

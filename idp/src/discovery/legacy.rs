@@ -67,6 +67,7 @@ pub async fn discover_legacy_authorization_server(
         grant_types_supported: None,
         authorization_response_iss_parameter_supported: false,
         client_id_metadata_document_supported: false,
+        dpop_signing_alg_values_supported: None,
     };
     Ok(AuthorizationServer {
         issuer: base.clone(),

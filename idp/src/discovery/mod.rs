@@ -281,6 +281,9 @@ pub struct ServerMetadata {
     /// RFC 9207: the server sends `iss` on the authorization response.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    /// RFC 9449: the algorithms the server takes DPoP proofs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
     /// The server accepts an https URL of a client ID metadata document as `client_id`.
     #[serde(default)]
     pub client_id_metadata_document_supported: bool,

@@ -52,12 +52,14 @@ pub enum OAuthErrorCode {
     InvalidToken,
     /// `insufficient_scope` (RFC 6750).
     InsufficientScope,
+    /// `use_dpop_nonce` (RFC 9449): send the proof again with the server's nonce.
+    UseDpopNonce,
     /// Any other code.
     Other,
 }
 
 impl OAuthErrorCode {
-    const NAMES: [(&'static str, OAuthErrorCode); 11] = [
+    const NAMES: [(&'static str, OAuthErrorCode); 12] = [
         ("invalid_request", Self::InvalidRequest),
         ("invalid_client", Self::InvalidClient),
         ("invalid_grant", Self::InvalidGrant),
@@ -69,6 +71,7 @@ impl OAuthErrorCode {
         ("slow_down", Self::SlowDown),
         ("invalid_token", Self::InvalidToken),
         ("insufficient_scope", Self::InsufficientScope),
+        ("use_dpop_nonce", Self::UseDpopNonce),
     ];
 
     /// The code an `error` string names (exactly, as RFC 6749 writes it).

@@ -33,6 +33,10 @@ pub struct Authorization {
     /// of them belongs to that provider, so this answer is not for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub narrower: Vec<ResourceKey>,
+    /// The key the token is bound to (DPoP): each request that carries the
+    /// token also carries a proof made with it ([`crate::fetch::Exchange::proof`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<crate::secret::DpopKey>,
 }
 
 impl Authorization {
@@ -44,6 +48,7 @@ impl Authorization {
             scope: tokens.and_then(|t| t.scope.clone()),
             expires_at: tokens.and_then(|t| t.expires_at),
             narrower: Vec::new(),
+            dpop: tokens.and_then(|t| t.dpop.clone()),
         }
     }
 
@@ -62,6 +67,7 @@ impl std::fmt::Debug for Authorization {
             .field("scope", &self.scope)
             .field("expires_at", &self.expires_at)
             .field("narrower", &self.narrower)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -166,16 +172,19 @@ pub(super) async fn refresh_traced(
     let send = |rules: token::TokenRules| async move {
         // A `private_key_jwt` client signs a new assertion for each try.
         let client = grant.client.asserted(&grant.issuer, now, context)?;
-        token::refresh_with(
-            http,
+        let resource = rules.resource_on_refresh().then_some(resource);
+        let req = token::refresh_request(
             &grant.token_endpoint,
             &client,
             refresh_token,
-            rules.resource_on_refresh().then_some(resource),
-            now,
-            rules,
-        )
-        .await
+            resource,
+            None,
+        );
+        // A bound grant proves its key on refresh too (RFC 9449 §5).
+        let dpop = tokens.dpop.as_ref();
+        let seed = refresh_token.secret().as_bytes();
+        let (url, resp) = token::send_bound(http, req, dpop, seed, now).await?;
+        token::parse_bound(&url, &resp, now, Some(refresh_token), &rules, dpop)
     };
     let mut result = send(rules).await;
     if rules.resource_on_refresh() && result.as_ref().is_err_and(refused_resource) {

@@ -247,6 +247,9 @@ pub async fn authorize<H: HttpClient, S: Store>(
         scope,
         rules: Default::default(),
         profile: None,
+        dpop: settings
+            .dpop
+            .wanted(server.metadata.dpop_signing_alg_values_supported.as_deref()),
     }
     .pending(owner, resource_url, now, entropy);
     let url = AuthorizationRequest::new(&server.authorization_endpoint, &flow).url();
@@ -268,6 +271,8 @@ pub(super) struct Resolved {
     scope: Option<String>,
     rules: token::TokenRules,
     profile: Option<String>,
+    /// Whether the grant's tokens are bound to a key of their own (DPoP).
+    dpop: bool,
 }
 
 impl Resolved {
@@ -290,6 +295,10 @@ impl Resolved {
             created_at: now,
             rules: self.rules,
             profile: self.profile,
+            dpop: self
+                .dpop
+                .then(|| crate::secret::DpopKey::generate(entropy.dpop))
+                .flatten(),
         }
     }
 }
@@ -564,6 +573,7 @@ mod tests {
                     expires_at: Some(1000),
                     scope: None,
                     issued_at: Some(0),
+                    dpop: None,
                 }),
                 redirect_uri: Some(Url::parse("https://app.example/oauth/callback").unwrap()),
                 rules: Default::default(),
@@ -701,6 +711,7 @@ mod tests {
             created_at: 1000,
             rules: Default::default(),
             profile: None,
+            dpop: None,
         }
     }
 
@@ -869,6 +880,7 @@ mod tests {
             clients: Default::default(),
             callback_base: Url::parse("https://app.example/oauth/callback").unwrap(),
             profiles: Vec::new(),
+            dpop: Default::default(),
         };
         let start = crate::testing::start_login(
             &script,

@@ -42,6 +42,7 @@ pub(super) fn start(
         scope: (!scopes.is_empty()).then(|| profile.scope_separator.join(scopes.values())),
         rules: profile.rules,
         profile: Some(profile.name.clone()),
+        dpop: false,
     }
     .pending(owner, resource_url, now, entropy);
     let mut request = AuthorizationRequest::new(&profile.authorization_endpoint, &flow);

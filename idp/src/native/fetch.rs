@@ -3,7 +3,7 @@
 
 use super::{describe, now, MemoryStore, NativeIdp};
 use crate::error::{Error, Result};
-use crate::fetch::{Exchange, Next};
+use crate::fetch::{Exchange, Next, Reply};
 use crate::flow::Refused;
 use crate::store::Store;
 use url::Url;
@@ -84,6 +84,11 @@ impl<S: Store> AuthedFetch<'_, S> {
             if let Some(h) = hop.authorization {
                 builder = builder.header("authorization", h);
             }
+            let mut seed = [0u8; 16];
+            getrandom::fill(&mut seed).map_err(|e| Error::NoRandomness(e.to_string()))?;
+            if let Some(proof) = exchange.proof(now(), &seed) {
+                builder = builder.header(crate::dpop::HEADER, proof);
+            }
             if let (true, Some(b)) = (hop.body, &body) {
                 builder = builder.body(b.clone());
             }
@@ -92,11 +97,12 @@ impl<S: Store> AuthedFetch<'_, S> {
                 message: describe(&e),
             })?;
             let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
-            next = exchange.answer(
-                resp.status().as_u16(),
-                header("location"),
-                header("www-authenticate"),
-            )?;
+            next = exchange.reply(Reply {
+                status: resp.status().as_u16(),
+                location: header("location"),
+                www_authenticate: header("www-authenticate"),
+                dpop_nonce: header(crate::dpop::NONCE_HEADER),
+            })?;
             match next {
                 Next::Done => return Ok(resp),
                 Next::Refresh => {

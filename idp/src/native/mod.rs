@@ -14,6 +14,7 @@
 //!     clients: Default::default(),
 //!     callback_base: "https://app.example/oauth/callback".parse().unwrap(),
 //!     profiles: Vec::new(),
+//!     dpop: Default::default(),
 //! });
 //! if let LoginStart::Redirect(url) = idp.connect("alice", "https://api.example.com/v1", None).await? {
 //!     println!("open {url}");
@@ -210,9 +211,11 @@ pub fn entropy() -> Result<Entropy> {
     let mut e = Entropy {
         verifier: [0; 32],
         state: [0; 32],
+        dpop: [0; 32],
     };
     getrandom::fill(&mut e.verifier)
         .and_then(|()| getrandom::fill(&mut e.state))
+        .and_then(|()| getrandom::fill(&mut e.dpop))
         .map_err(|err| Error::NoRandomness(err.to_string()))?;
     Ok(e)
 }

@@ -182,7 +182,12 @@ mod tests {
             g.tokens.as_mut().unwrap().refresh_token =
                 Some(crate::secret::RefreshToken::new("REFRESH-SECRET-456"));
             g.client.client_secret = Some(crate::secret::ClientSecret::new("CLIENT-SECRET-789"));
+            g.tokens.as_mut().unwrap().dpop = Some(crate::secret::DpopKey::new("DPOP-SECRET-333"));
         }
+        // A login waiting for its callback keeps its DPoP key sealed.
+        let mut f = conformance::flow("st-sealed", "carol", "https://app.example/cb/x");
+        f.dpop = Some(crate::secret::DpopKey::new("DPOPFLOW-SECRET-444"));
+        crate::testing::block_on(store.put_flow(f)).unwrap();
         // A workload's grant keeps its identity token sealed too.
         let mut w = conformance::provider_with("https://workload.example/api", "ACCESS-SECRET-321");
         if let Some(g) = w.grant.as_mut() {
@@ -236,6 +241,8 @@ mod tests {
             "ACCESS-SECRET-321",
             "IDTOKEN-SECRET-111",
             "IDPCLIENT-SECRET-222",
+            "DPOP-SECRET-333",
+            "DPOPFLOW-SECRET-444",
         ] {
             assert!(!text.contains(secret), "{secret} is in the file");
         }

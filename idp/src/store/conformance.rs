@@ -32,7 +32,7 @@ fn key(s: &str) -> ResourceKey {
     ResourceKey::parse(s).expect("a valid test key")
 }
 
-fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
+pub(crate) fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
     PendingFlow {
         state: FlowState::new(state),
         verifier: PkceVerifier::new("v".repeat(43)),
@@ -49,6 +49,7 @@ fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
         created_at: 1_000,
         rules: Default::default(),
         profile: None,
+        dpop: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn provider(k: &str, access: &str) -> Provider {
                 expires_at: Some(5_000),
                 scope: Some("read".into()),
                 issued_at: Some(1_000),
+                dpop: None,
             }),
             redirect_uri: Some(url("https://app.example/cb/x")),
             rules: Default::default(),

@@ -7,7 +7,7 @@ use crate::discovery::read_json;
 use crate::encoding::{basic_credentials, form};
 use crate::error::{Error, OAuthError, Result};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
-use crate::secret::{AccessToken, AuthorizationCode, PkceVerifier, RefreshToken};
+use crate::secret::{AccessToken, AuthorizationCode, DpopKey, PkceVerifier, RefreshToken};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -46,12 +46,23 @@ pub struct TokenSet {
     /// When the token was received (seconds since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<u64>,
+    /// The key the tokens are bound to, when the server issued DPoP tokens
+    /// (RFC 9449): every request that carries them, and every refresh,
+    /// sends a proof made with it ([`crate::dpop`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop: Option<DpopKey>,
 }
 
 impl TokenSet {
-    /// The `Authorization` header value.
+    /// The `Authorization` header value: `Bearer` or, for a bound token,
+    /// `DPoP` (RFC 9449 §7.1).
     pub fn authorization_header(&self) -> String {
-        format!("Bearer {}", self.access_token.secret())
+        let scheme = if self.dpop.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        };
+        format!("{scheme} {}", self.access_token.secret())
     }
 
     /// Whether the token is expired or expires within [`REFRESH_MARGIN_SECS`]
@@ -143,6 +154,8 @@ pub struct CodeGrant<'a> {
     pub resource: &'a str,
     /// The server's token rules.
     pub rules: &'a TokenRules,
+    /// The key the tokens are to be bound to (DPoP), if any.
+    pub dpop: Option<&'a DpopKey>,
 }
 
 /// The authorization code exchange request: token endpoint, client,
@@ -250,6 +263,20 @@ pub fn parse_token_response_with(
     previous_refresh: Option<&RefreshToken>,
     rules: &TokenRules,
 ) -> Result<TokenSet> {
+    parse_bound(url, resp, now, previous_refresh, rules, None)
+}
+
+/// [`parse_token_response_with`] for a request that sent a DPoP proof made
+/// with `dpop`: a `DPoP` token is bound to that key; a Bearer answer (a
+/// server that ignored the proof) is used as Bearer.
+pub(crate) fn parse_bound(
+    url: &Url,
+    resp: &HttpResponse,
+    now: u64,
+    previous_refresh: Option<&RefreshToken>,
+    rules: &TokenRules,
+    dpop: Option<&DpopKey>,
+) -> Result<TokenSet> {
     if !resp.is_success() {
         let oauth = read_json::<OAuthError>(resp)
             .ok()
@@ -272,8 +299,10 @@ pub fn parse_token_response_with(
     let access_token = text("access_token")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid("no access_token".into()))?;
+    let mut bound = None;
     match text("token_type") {
         Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(t) if t.eq_ignore_ascii_case("dpop") && dpop.is_some() => bound = dpop.cloned(),
         // A DPoP-bound token cannot be sent as a Bearer token, whatever a
         // profile says.
         Some(t) if rules.assume_bearer && !t.eq_ignore_ascii_case("dpop") => {}
@@ -299,6 +328,7 @@ pub fn parse_token_response_with(
         expires_at: expires_in.map(|s| now.saturating_add(s)),
         scope: text("scope").map(|s| quirks::comma_scope(&s)),
         issued_at: Some(now),
+        dpop: bound,
     })
 }
 
@@ -313,15 +343,63 @@ pub(crate) async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Ur
     }
 }
 
-/// Exchanges a code ([`exchange_request`] + [`parse_token_response`]).
+/// Sends a token request, with a DPoP proof made with `dpop` when given
+/// (its `jti` drawn from `seed`, a secret of the request): the server's
+/// nonce is remembered, and a `use_dpop_nonce` refusal is answered once
+/// with a proof that carries the nonce (RFC 9449 §8).
+pub(crate) async fn send_bound(
+    http: &impl HttpClient,
+    req: HttpRequest,
+    dpop: Option<&DpopKey>,
+    seed: &[u8],
+    now: u64,
+) -> Result<(Url, HttpResponse)> {
+    let Some(key) = dpop else {
+        return send(http, req).await;
+    };
+    let mut retried = false;
+    loop {
+        let mut bound = req.clone();
+        let nonce = crate::dpop::nonce_for(&req.url);
+        let p = crate::dpop::Proof {
+            method: "POST",
+            url: &req.url,
+            iat: now,
+            nonce: nonce.as_deref(),
+            access_token: None,
+        };
+        if let Some(proof) = crate::dpop::proof(key, &p, seed) {
+            bound.headers.push(("dpop".into(), proof));
+        }
+        let (url, resp) = send(http, bound).await?;
+        let given = resp.header(crate::dpop::NONCE_HEADER);
+        if let Some(n) = given {
+            crate::dpop::remember_nonce(&url, n);
+        }
+        let asks_nonce = resp.status == 400
+            && given.is_some()
+            && given != nonce.as_deref()
+            && read_json::<OAuthError>(&resp)
+                .is_ok_and(|e| e.code() == crate::error::OAuthErrorCode::UseDpopNonce);
+        if asks_nonce && !retried {
+            retried = true;
+            continue;
+        }
+        return Ok((url, resp));
+    }
+}
+
+/// Exchanges a code ([`exchange_request`] + [`parse_token_response`]),
+/// with a DPoP proof when the grant has a key.
 pub async fn exchange_code(
     http: &impl HttpClient,
     grant: &CodeGrant<'_>,
     code: &AuthorizationCode,
     now: u64,
 ) -> Result<TokenSet> {
-    let (url, resp) = send(http, exchange_request(grant, code)).await?;
-    parse_token_response_with(&url, &resp, now, None, grant.rules)
+    let req = exchange_request(grant, code);
+    let (url, resp) = send_bound(http, req, grant.dpop, code.secret().as_bytes(), now).await?;
+    parse_bound(&url, &resp, now, None, grant.rules, grant.dpop)
 }
 
 /// Refreshes ([`refresh_request`] + [`parse_token_response`]), keeping the old
@@ -419,6 +497,7 @@ mod tests {
             created_at: 0,
             rules: Default::default(),
             profile: None,
+            dpop: None,
         };
         let v = &flow.verifier;
         let req = exchange_request(&flow.code_grant(), &AuthorizationCode::new("the-code"));

@@ -91,6 +91,7 @@ mod tests {
             scope: None,
             expires_at,
             narrower: Vec::new(),
+            dpop: None,
         }
     }
 

@@ -354,6 +354,7 @@ impl Config {
             clients: self.clients.clone(),
             callback_base,
             profiles: self.profiles.clone(),
+            dpop: Default::default(),
         }
     }
 

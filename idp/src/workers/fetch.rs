@@ -3,7 +3,7 @@
 
 use super::client::ProvidersStub;
 use super::error::{AuthorizationRequired, Error};
-use crate::fetch::{Exchange, Hop, Next, Reason, Reauthorize};
+use crate::fetch::{Exchange, Hop, Next, Reason, Reauthorize, Reply};
 use serde::de::DeserializeOwned;
 use url::Url;
 use worker::{Fetch, Headers, Method, Request, Response};
@@ -278,13 +278,17 @@ impl<'a> AuthedFetch<'a> {
                 }
                 return Err(self.required(r));
             }
-            let response = self.hop(&req, exchange.hop()).await?;
+            let mut seed = [0u8; 16];
+            super::http::random_bytes(&mut seed).map_err(Error::Runtime)?;
+            let proof = exchange.proof(super::http::now(), &seed);
+            let response = self.hop(&req, exchange.hop(), proof).await?;
             let header = |n: &str| response.headers().get(n).ok().flatten();
-            next = exchange.answer(
-                response.status_code(),
-                header("location").as_deref(),
-                header("www-authenticate").as_deref(),
-            )?;
+            next = exchange.reply(Reply {
+                status: response.status_code(),
+                location: header("location").as_deref(),
+                www_authenticate: header("www-authenticate").as_deref(),
+                dpop_nonce: header(crate::dpop::NONCE_HEADER).as_deref(),
+            })?;
             match next {
                 Next::Done => return Ok(response),
                 Next::Refresh => {
@@ -315,8 +319,14 @@ impl<'a> AuthedFetch<'a> {
         })
     }
 
-    /// Sends one hop as the policy says, within the timeout.
-    async fn hop(&self, req: &OutgoingRequest, hop: Hop<'_>) -> Result<Response, Error> {
+    /// Sends one hop as the policy says (with its DPoP `proof` when the
+    /// token is bound), within the timeout.
+    async fn hop(
+        &self,
+        req: &OutgoingRequest,
+        hop: Hop<'_>,
+        proof: Option<String>,
+    ) -> Result<Response, Error> {
         let headers = Headers::new();
         for (n, v) in &req.headers {
             if hop.forwards(n) {
@@ -325,6 +335,9 @@ impl<'a> AuthedFetch<'a> {
         }
         if let Some(h) = hop.authorization {
             headers.set("authorization", h)?;
+        }
+        if let Some(p) = proof {
+            headers.set(crate::dpop::HEADER, &p)?;
         }
         let body = match (hop.body, &req.body) {
             (true, Some(b)) => Some(wasm_bindgen::JsValue::from(js_sys::Uint8Array::from(

@@ -1,6 +1,6 @@
 //! Naming and describing a resource once it is connected.
 
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, DpopKey};
 
 /// What was just connected.
 #[derive(Debug)]
@@ -17,6 +17,40 @@ pub struct Connected<'a> {
     pub scope: Option<&'a str>,
     /// The Worker's environment, for calling other bindings.
     pub env: &'a worker::Env,
+    /// The key the token is bound to (DPoP), if it is: a request that
+    /// carries the token needs a proof ([`Connected::token_headers`]).
+    pub dpop: Option<&'a DpopKey>,
+}
+
+impl Connected<'_> {
+    /// The headers that present the new token on a request of `method` to
+    /// `url`: `Authorization` (`Bearer`, or `DPoP` for a bound token) and,
+    /// for a bound token, a fresh `DPoP` proof. Empty for a public resource.
+    pub fn token_headers(&self, method: &str, url: &url::Url) -> Vec<(String, String)> {
+        let Some(token) = self.access_token else {
+            return Vec::new();
+        };
+        let Some(key) = self.dpop else {
+            return vec![("authorization".into(), format!("Bearer {}", token.secret()))];
+        };
+        let mut out = vec![("authorization".into(), format!("DPoP {}", token.secret()))];
+        let mut seed = [0u8; 16];
+        let nonce = crate::dpop::nonce_for(url);
+        let p = crate::dpop::Proof {
+            method,
+            url,
+            iat: super::http::now(),
+            nonce: nonce.as_deref(),
+            access_token: Some(token.secret()),
+        };
+        let proof = super::http::random_bytes(&mut seed)
+            .ok()
+            .and_then(|()| crate::dpop::proof(key, &p, &seed));
+        if let Some(proof) = proof {
+            out.push((crate::dpop::HEADER.into(), proof));
+        }
+        out
+    }
 }
 
 /// The display name and metadata stored with a provider.

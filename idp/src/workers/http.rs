@@ -187,8 +187,10 @@ pub(crate) fn entropy() -> Result<crate::settings::Entropy, String> {
     let mut e = crate::settings::Entropy {
         verifier: [0; 32],
         state: [0; 32],
+        dpop: [0; 32],
     };
     random_bytes(&mut e.verifier)?;
     random_bytes(&mut e.state)?;
+    random_bytes(&mut e.dpop)?;
     Ok(e)
 }

@@ -316,13 +316,27 @@ impl<'a> McpClient<'a> {
 pub async fn mcp_provider_info(c: &super::Connected<'_>) -> Result<super::ProviderInfo, String> {
     let url = url::Url::parse(c.connected_url).map_err(|e| e.to_string())?;
     let http = super::WorkerHttp::default();
-    let bearer = c.access_token.map(|t| format!("Bearer {}", t.secret()));
-    // The engine's client, with the new token on each request.
-    let authed = |mut req: HttpRequest| {
-        if let Some(b) = &bearer {
-            req.headers.push(("authorization".into(), b.clone()));
+    // The engine's client, with the new token (and its proof) on each
+    // request; a bound token's request is sent once more with the nonce a
+    // 401 asked for (RFC 9449 §9).
+    let http = &http;
+    let authed = |req: HttpRequest| async move {
+        let mut first = req.clone();
+        first
+            .headers
+            .extend(c.token_headers(req.method.as_str(), &req.url));
+        let resp = http.send(first).await?;
+        match resp.header(crate::dpop::NONCE_HEADER) {
+            Some(nonce) if resp.status == 401 && c.dpop.is_some() => {
+                crate::dpop::remember_nonce(&req.url, nonce);
+                let mut again = req;
+                again
+                    .headers
+                    .extend(c.token_headers(again.method.as_str(), &again.url));
+                http.send(again).await
+            }
+            _ => Ok(resp),
         }
-        http.send(req)
     };
     let mut session = Session::new(url);
     let init = session.connect(&authed).await.map_err(|e| e.to_string())?;

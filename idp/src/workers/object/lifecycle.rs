@@ -293,6 +293,7 @@ mod tests {
             expires_at: expires,
             scope: None,
             issued_at: Some(issued),
+            dpop: None,
         }
     }
 

@@ -224,6 +224,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 access_token: tokens.map(|t| &t.access_token),
                 scope: tokens.and_then(|t| t.scope.as_deref()),
                 env: &self.env,
+                dpop: tokens.and_then(|t| t.dpop.as_ref()),
             })
             .await;
         let hook_error = match info {
