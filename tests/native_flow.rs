@@ -226,7 +226,8 @@ fn settings() -> Settings {
         clients: ClientConfig::default(),
         callback_base: Url::parse(REDIRECT).unwrap(),
         profiles: Vec::new(),
-        dpop: Default::default(),
+        // These tests send the stored header by hand; DPoP has its own test.
+        dpop: idp::settings::DpopUse::Never,
     }
 }
 
@@ -603,4 +604,86 @@ async fn the_app_authenticates_with_its_private_key_natively() {
         .await
         .unwrap()
         .is_none());
+}
+
+/// DPoP against oidc-provider, which offers it: the tokens are bound to the
+/// grant's own key; the resource takes them only with a proof made with
+/// that key; a copy of the token without the key gets nothing, sent as
+/// Bearer, as DPoP without a proof or with another key's proof; the victim
+/// keeps using the grant, and its refresh proves the key too.
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_are_bound_to_the_grants_key_natively() {
+    use idp::dpop::{proof, Proof};
+    let servers = Servers::start(Default::default());
+    let mut bound = settings();
+    bound.dpop = idp::settings::DpopUse::Advertised;
+    let idp = NativeIdp::new(bound);
+    let browser = Browser::new();
+    let api = format!("{}/api", servers.origin);
+    let query = connect(&idp, &browser, "alice", &format!("{api}/start")).await;
+    let provider = idp.callback("alice", &query).await.unwrap();
+    let auth = idp.authorization("alice", &api).await.unwrap().unwrap();
+    let header = auth.header.clone().unwrap();
+    let key = auth.dpop.clone().expect("the grant has a key");
+    let token = header.strip_prefix("DPoP ").expect("the DPoP scheme");
+    // The token names the key: cnf.jkt is its thumbprint.
+    let claims = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["cnf"]["jkt"].as_str(), key.thumbprint().as_deref());
+
+    // Through AuthedFetch: a proof per request, taken.
+    let items = format!("{api}/items");
+    let resp = idp.fetch("alice").get(&items).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let proofs = |s: serde_json::Value| s["dpop_proofs"].as_u64().unwrap();
+    assert_eq!(proofs(servers.resource_stats().await), 1);
+
+    // The attacker holds the token, not the key.
+    let other = idp::secret::DpopKey::generate([5; 32]).unwrap();
+    let url = Url::parse(&items).unwrap();
+    let p = Proof {
+        method: "GET",
+        url: &url,
+        iat: native::now(),
+        nonce: None,
+        access_token: Some(token),
+    };
+    let forged = proof(&other, &p, b"attacker").unwrap();
+    for (authorization, dpop) in [
+        (format!("Bearer {token}"), None),
+        (header.clone(), None),
+        (header.clone(), Some(forged)),
+    ] {
+        let mut req = reqwest::Client::new()
+            .get(&items)
+            .header("authorization", &authorization);
+        if let Some(d) = &dpop {
+            req = req.header("dpop", d);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            401,
+            "{} {}",
+            &authorization[..6],
+            dpop.is_some()
+        );
+    }
+    assert_eq!(proofs(servers.resource_stats().await), 1, "none of those");
+
+    // The victim keeps everything: the grant works, and a refresh (which
+    // proves the key at the token endpoint) gives a new bound token.
+    assert_eq!(idp.fetch("alice").get(&items).await.unwrap().status(), 200);
+    let fresh = idp
+        .refresh_rejected("alice", &provider.key, token)
+        .await
+        .unwrap();
+    let fresh_header = fresh.header.unwrap();
+    assert!(fresh_header.starts_with("DPoP ") && fresh_header != header);
+    assert_eq!(fresh.dpop.as_ref(), Some(&key), "the same key");
+    assert_eq!(idp.fetch("alice").get(&items).await.unwrap().status(), 200);
+    assert_eq!(proofs(servers.resource_stats().await), 3);
 }

@@ -24,16 +24,21 @@
 // - POST /__revoke-tokens: every access token accepted so far is refused from
 //   now on (as a resource server learns of revocation, e.g. by introspection).
 // - /.well-known/oauth-protected-resource/<prefix>: RFC 9728 metadata.
+// A token bound to a key (DPoP, RFC 9449: `cnf.jkt`) is taken only as
+// `Authorization: DPoP` with a valid proof in `DPoP` (signature by the bound
+// key, htm, htu, iat within 5 minutes, ath, a jti never seen before); a bound
+// token sent as Bearer, or with a bad proof, is refused as invalid_token.
 // Every protected response also reports whether an Authorization header came.
-// GET /__stats returns request counts and the Authorization presence of the
-// last request per path; POST /__stats resets.
+// GET /__stats returns request counts, the Authorization presence of the
+// last request per path and the DPoP proofs taken; POST /__stats resets.
 //
 // Usage: node resource-server.mjs --issuer URL [--port N]
 // Prints one JSON line {"origin": ..., "port": ...} when ready.
 
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { jwtVerify, createRemoteJWKSet } from 'jose';
+import { createHash } from 'node:crypto';
+import { jwtVerify, createRemoteJWKSet, decodeProtectedHeader, importJWK, calculateJwkThumbprint } from 'jose';
 
 const { values: args } = parseArgs({
   options: {
@@ -54,7 +59,33 @@ const { port } = server.address();
 const origin = `http://127.0.0.1:${port}`;
 
 const PROTECTED = ['api', 'v1', 'scoped', 'bad-metadata', 'other-resource', 'mcp', 'v2026'];
-const stats = { requests: {}, last_authorization: {} };
+const stats = { requests: {}, last_authorization: {}, dpop_proofs: 0 };
+const proofJtis = new Set();
+
+// The DPoP proof of a request that presents `token`, bound to `jkt`: null
+// when it holds, else why not.
+async function proofProblem(req, token, jkt) {
+  const proof = req.headers.dpop;
+  if (typeof proof !== 'string' || proof.includes(',')) return 'one DPoP proof is required';
+  try {
+    const header = decodeProtectedHeader(proof);
+    if (header.typ !== 'dpop+jwt' || !header.jwk || header.jwk.d !== undefined) return 'bad proof header';
+    const key = await importJWK(header.jwk, header.alg);
+    const { payload } = await jwtVerify(proof, key, { typ: 'dpop+jwt' });
+    const url = new URL(req.url, origin);
+    if (payload.htm !== req.method) return 'htm';
+    if (payload.htu !== `${origin}${url.pathname}`) return 'htu';
+    if (Math.abs(Date.now() / 1000 - payload.iat) > 300) return 'iat';
+    if (payload.ath !== createHash('sha256').update(token).digest('base64url')) return 'ath';
+    if ((await calculateJwkThumbprint(header.jwk)) !== jkt) return 'the proof key is not the bound key';
+    if (typeof payload.jti !== 'string' || proofJtis.has(payload.jti)) return 'jti replayed';
+    proofJtis.add(payload.jti);
+  } catch (err) {
+    return `proof: ${err.code ?? err.message}`;
+  }
+  stats.dpop_proofs += 1;
+  return null;
+}
 const seenJti = new Set();
 const revokedJti = new Set();
 
@@ -78,10 +109,18 @@ function metadataFor(prefix) {
 
 async function verify(req, prefix) {
   const header = req.headers.authorization ?? '';
-  const match = /^Bearer\s+(.+)$/i.exec(header);
+  const match = /^(Bearer|DPoP)\s+(.+)$/i.exec(header);
   if (!match) return { error: null };
   try {
-    const { payload } = await jwtVerify(match[1], jwks, { issuer, audience: `${origin}/${prefix}` });
+    const { payload } = await jwtVerify(match[2], jwks, { issuer, audience: `${origin}/${prefix}` });
+    const jkt = payload.cnf?.jkt;
+    const dpop = match[1].toLowerCase() === 'dpop';
+    if (jkt && !dpop) return { error: 'a DPoP-bound token sent as Bearer' };
+    if (dpop && !jkt) return { error: 'a Bearer token sent as DPoP' };
+    if (jkt) {
+      const problem = await proofProblem(req, match[2], jkt);
+      if (problem) return { error: `DPoP: ${problem}` };
+    }
     if (revokedJti.has(payload.jti)) return { error: 'revoked' };
     seenJti.add(payload.jti);
     return { payload };
@@ -97,6 +136,7 @@ server.on('request', async (req, res) => {
     if (req.method === 'POST') {
       stats.requests = {};
       stats.last_authorization = {};
+      stats.dpop_proofs = 0;
     }
     return send(res, 200, stats);
   }
