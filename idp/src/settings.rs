@@ -86,3 +86,26 @@ impl std::fmt::Debug for Entropy {
         f.write_str("Entropy([redacted])")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DpopUse;
+
+    /// What `IDP_DPOP` may say, and when each binds.
+    #[test]
+    fn dpop_use_reads_its_names_and_binds_only_where_asked() {
+        let read = |s: &str| serde_json::from_value::<DpopUse>(s.into()).ok();
+        assert_eq!(read("advertised"), Some(DpopUse::Advertised));
+        assert_eq!(read("always"), Some(DpopUse::Always));
+        assert_eq!(read("never"), Some(DpopUse::Never));
+        assert_eq!(read("sometimes"), None);
+        let es256 = ["ES256".to_owned()];
+        let rs256 = ["RS256".to_owned()];
+        let signs = crate::dpop::AVAILABLE;
+        assert_eq!(DpopUse::Advertised.wanted(Some(&es256)), signs);
+        assert!(!DpopUse::Advertised.wanted(Some(&rs256)));
+        assert!(!DpopUse::Advertised.wanted(None));
+        assert_eq!(DpopUse::Always.wanted(None), signs);
+        assert!(!DpopUse::Never.wanted(Some(&es256)));
+    }
+}

@@ -75,6 +75,9 @@ pub struct Config {
     /// from `IDP_ENTERPRISE_IDP`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enterprise_idp: Option<crate::token::EnterpriseIdp>,
+    /// When logins bind their tokens to a key (DPoP; [`Config::dpop`]).
+    #[serde(default)]
+    pub dpop: crate::settings::DpopUse,
     /// What [`Config::with_env`] and [`Config::resolve_secrets`] could not
     /// use ([`Config::problems`]).
     #[serde(skip)]
@@ -151,6 +154,7 @@ impl Config {
             profiles: Vec::new(),
             token_cache_secs: None,
             enterprise_idp: None,
+            dpop: Default::default(),
             problems: Vec::new(),
         }
     }
@@ -354,7 +358,7 @@ impl Config {
             clients: self.clients.clone(),
             callback_base,
             profiles: self.profiles.clone(),
-            dpop: Default::default(),
+            dpop: self.dpop,
         }
     }
 
@@ -375,6 +379,15 @@ impl Config {
     /// variables.
     pub fn allow_private_addresses(mut self, allow: bool) -> Self {
         self.allow_private_addresses = allow;
+        self
+    }
+
+    /// When logins bind their tokens to a key of their own (DPoP, RFC 9449;
+    /// needs idp's `signing` feature): where the server offers it (the
+    /// default), always, or never. `IDP_DPOP` (`advertised`, `always`,
+    /// `never`) sets it from the Worker's variables.
+    pub fn dpop(mut self, when: crate::settings::DpopUse) -> Self {
+        self.dpop = when;
         self
     }
 
@@ -427,7 +440,7 @@ impl Config {
     }
 
     /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
-    /// allow), `IDP_BASE_URL`, `IDP_TIMEOUT_MS`, `IDP_CLIENT_METADATA_URL`
+    /// allow), `IDP_DPOP` (see [`Config::dpop`]), `IDP_BASE_URL`, `IDP_TIMEOUT_MS`, `IDP_CLIENT_METADATA_URL`
     /// (see [`Config::metadata_document_url`]),
     /// `IDP_METADATA_DOCUMENT_WITHOUT_ISS` (issuers, comma-separated, or
     /// `*`: see [`ClientConfig::metadata_document_without_iss`](crate::registration::ClientConfig::metadata_document_without_iss))
@@ -456,6 +469,12 @@ impl Config {
                 "true" => self.allow_private_addresses = true,
                 "false" | "" => self.allow_private_addresses = false,
                 _ => self.problem("IDP_ALLOW_PRIVATE_ADDRESSES is neither true nor false".into()),
+            }
+        }
+        if let Some(v) = var("IDP_DPOP") {
+            match serde_json::from_value(serde_json::Value::String(v.trim().to_ascii_lowercase())) {
+                Ok(when) => self.dpop = when,
+                Err(_) => self.problem("IDP_DPOP is none of advertised, always, never".into()),
             }
         }
         if let Some(v) = var("IDP_BASE_URL") {
