@@ -4,7 +4,7 @@
 
 use idp_tests::{
     free_port, provider, state_dir, urlencode, App, AuthServerOptions, CimdServer, Hostile,
-    Servers, Worker,
+    KeyPair, Servers, Worker,
 };
 use serde_json::Value;
 
@@ -894,6 +894,94 @@ async fn a_hostile_resource_does_not_borrow_the_apps_client() {
     assert_eq!(alice.providers().await, before);
     let (status, body) = alice.fetch(&format!("{api}/items")).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// The operator's routes of the example (the app as itself).
+async fn as_operator(worker: &Worker, token: &str, path: &str, target: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}?url={}", worker.origin, urlencode(target)))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A hostile resource whose metadata names the server where the app holds
+/// its own `private_key_jwt` client: connecting it as the app signs no
+/// assertion and sends no token request (403
+/// `client_not_allowed_for_resource`), and nothing the attacker is sent
+/// carries a token; the app's grant for its own API stays and works.
+#[tokio::test(flavor = "current_thread")]
+async fn a_hostile_resource_gets_nothing_signed_with_the_apps_key() {
+    const OPERATOR: &str = "operator-token-for-the-key-attack-0123456789";
+    let servers = Servers::start(AuthServerOptions::default());
+    let key = KeyPair::generate("ES256");
+    let client_id = servers.register_keyed_machine_client(&key).await;
+    let api = format!("{}/api", servers.origin);
+    let pre_registered = serde_json::json!([{
+        "issuer": servers.issuer,
+        "client_id": client_id,
+        "client_secret_name": "APP_PRIVATE_KEY",
+        "auth_method": "private_key_jwt",
+        "resources": [api],
+    }])
+    .to_string();
+    let worker = Worker::start_with(
+        &state_dir("borrowed-key"),
+        &[
+            ("IDP_PRE_REGISTERED", &pre_registered),
+            ("APP_PRIVATE_KEY", &key.private_jwk.to_string()),
+            ("IDP_ADMIN_TOKEN", OPERATOR),
+        ],
+    );
+    let items = format!("{api}/items");
+    let (status, before) = as_operator(&worker, OPERATOR, "/admin/app/connect", &items).await;
+    assert_eq!(status, 200, "{before}");
+    let tokens = servers.auth_count("POST /token").await;
+
+    let hostile = Hostile::start();
+    hostile
+        .configure(serde_json::json!({ "as_override": servers.issuer }))
+        .await;
+    let steal = format!("{}/r/steal", hostile.origin);
+    let (status, body) = as_operator(&worker, OPERATOR, "/admin/app/connect", &steal).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "client_not_allowed_for_resource", "{body}");
+
+    // What the attacker got: nothing, and nothing was signed for it.
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        tokens,
+        "no assertion sent"
+    );
+    let (status, _) = as_operator(&worker, OPERATOR, "/admin/app/fetch", &steal).await;
+    assert_ne!(status, 200);
+    let log = hostile.log().await;
+    assert!(
+        log["token_requests"].as_array().unwrap().is_empty(),
+        "{log}"
+    );
+    let carried = log["hops"].as_array().into_iter().flatten();
+    assert!(
+        carried.clone().all(|h| h["authorization"].is_null()),
+        "{log}"
+    );
+    assert!(!log.to_string().contains(&client_id), "{log}");
+
+    // What the app kept: its grant, which works.
+    let (status, body) = as_operator(&worker, OPERATOR, "/admin/app/fetch", &items).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        tokens,
+        "the same token"
+    );
 }
 
 /// Follows every redirect from `start` as the person's browser would (the

@@ -338,13 +338,19 @@ async fn native_runtime_connects_matches_refreshes_and_removes() {
     let (status, _) = call(&format!("{origin}/api/x"), Some(&format!("Bearer {fresh}"))).await;
     assert_eq!(status, 200);
 
-    // Removal revokes at the server and forgets the provider.
+    // Removal takes a URL under the provider (as a call does), revokes at
+    // the server and forgets the provider; nothing left there: not_connected.
     let removal = idp
-        .remove("alice", &format!("{origin}/api"))
+        .remove("alice", &format!("{origin}/api/deep/x?q=1"))
         .await
-        .unwrap()
         .unwrap();
+    assert_eq!(removal.provider.key.as_str(), format!("{origin}/api"));
     assert_eq!(removal.revoked, Ok(true));
+    let again = idp.remove("alice", &format!("{origin}/api/deep/x")).await;
+    assert!(
+        matches!(again, Err(Error::NotConnected { .. })),
+        "{again:?}"
+    );
     assert_eq!(servers.auth_count("POST /token/revocation").await, 1);
     assert!(idp
         .authorization("alice", &format!("{origin}/api/x"))

@@ -132,6 +132,33 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
             }
         }
 
+        // A code the server refuses, however it says so (GitHub: 200 with
+        // `bad_verification_code`; Slack: 200 `ok: false` `invalid_code`;
+        // Google: 400 `invalid_grant`), is one answer: the person's failed
+        // login (400), the stored grant kept and working.
+        let back = app.start(&api).await;
+        let mut forged = url::Url::parse(&back).unwrap();
+        let pairs: Vec<(String, String)> = forged
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "code" {
+                    "forged-code".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        forged.query_pairs_mut().clear().extend_pairs(pairs);
+        let (status, page) = app.open(forged.as_str()).await;
+        assert_eq!(status, 400, "{quirk}: {page}");
+        assert!(
+            page.contains("refused the authorization code"),
+            "{quirk}: {page}"
+        );
+        let (status, body) = app.fetch(&items).await;
+        assert_eq!(status, 200, "{quirk}: the grant is kept: {body}");
+
         // Removal revokes at the server.
         let revoked = log(&origin).await["revoked"].as_u64().unwrap();
         let (status, body) = app

@@ -57,6 +57,14 @@ function json(res, status, body) {
   res.end(JSON.stringify(body));
 }
 
+// A refused code, as each provider names it: GitHub's
+// `bad_verification_code` (HTTP 200), Slack's `invalid_code` (200, `ok:
+// false`), RFC 6749's `invalid_grant` (400) elsewhere.
+function badCode(res) {
+  const name = { form: 'bad_verification_code', slack: 'invalid_code' }[config.format] ?? 'invalid_grant';
+  return tokenError(res, name);
+}
+
 function tokenError(res, error) {
   if (config.format === 'form') {
     res.writeHead(200, { 'content-type': 'application/x-www-form-urlencoded' });
@@ -127,7 +135,7 @@ server.on('request', async (req, res) => {
       const c = codes.get(form.code);
       codes.delete(form.code);
       const challenge = crypto.createHash('sha256').update(form.code_verifier ?? '').digest('base64url');
-      if (!c || c.challenge !== challenge || c.redirect_uri !== form.redirect_uri) return tokenError(res, 'bad_verification_code');
+      if (!c || c.challenge !== challenge || c.redirect_uri !== form.redirect_uri) return badCode(res);
       return issue(res, c.scope, true);
     }
     if (form.grant_type === 'refresh_token') {

@@ -88,6 +88,45 @@ impl OAuthErrorCode {
             .map_or(Self::Other, |(_, c)| *c)
     }
 
+    /// Names providers use instead of RFC 6749's, and the code each means:
+    /// GitHub's and Slack's refused codes and refresh tokens, unknown
+    /// clients and rate limits. Each is unambiguous, whoever sends it.
+    const PROVIDER_NAMES: [(&'static str, OAuthErrorCode); 11] = [
+        ("bad_verification_code", Self::InvalidGrant),
+        ("invalid_code", Self::InvalidGrant),
+        ("code_already_used", Self::InvalidGrant),
+        ("code_expired", Self::InvalidGrant),
+        ("invalid_refresh_token", Self::InvalidGrant),
+        ("token_revoked", Self::InvalidGrant),
+        ("incorrect_client_credentials", Self::InvalidClient),
+        ("invalid_client_id", Self::InvalidClient),
+        ("bad_client_secret", Self::InvalidClient),
+        ("ratelimited", Self::TemporarilyUnavailable),
+        ("rate_limited", Self::TemporarilyUnavailable),
+    ];
+
+    /// The code a token endpoint's `error` means: RFC 6749's names
+    /// ([`OAuthErrorCode::parse`]), and the names well-known providers use
+    /// for the same things (GitHub's `bad_verification_code`, Slack's
+    /// `invalid_code`, ...), so one refusal gets one answer whatever the
+    /// server calls it.
+    ///
+    /// ```
+    /// use idp::error::OAuthErrorCode;
+    /// assert_eq!(OAuthErrorCode::meaning("bad_verification_code"), OAuthErrorCode::InvalidGrant);
+    /// assert_eq!(OAuthErrorCode::meaning("invalid_code"), OAuthErrorCode::InvalidGrant);
+    /// assert_eq!(OAuthErrorCode::meaning("something_else"), OAuthErrorCode::Other);
+    /// ```
+    pub fn meaning(error: &str) -> Self {
+        match Self::parse(error) {
+            Self::Other => Self::PROVIDER_NAMES
+                .iter()
+                .find(|(n, _)| *n == error)
+                .map_or(Self::Other, |(_, c)| *c),
+            code => code,
+        }
+    }
+
     /// The grant or client is gone: the person must authorize again.
     pub fn is_dead_grant(self) -> bool {
         matches!(
@@ -108,9 +147,10 @@ impl OAuthErrorCode {
 }
 
 impl OAuthError {
-    /// Its code, as one of those idp acts on.
+    /// Its code, as one of those idp acts on (provider names included:
+    /// [`OAuthErrorCode::meaning`]).
     pub fn code(&self) -> OAuthErrorCode {
-        OAuthErrorCode::parse(&self.error)
+        OAuthErrorCode::meaning(&self.error)
     }
 }
 
@@ -210,6 +250,13 @@ pub enum CallbackProblem {
         /// The callback URL it arrived at.
         arrived_at: String,
     },
+    /// The authorization server refused the code (`invalid_grant`, or its
+    /// own name for it: GitHub's `bad_verification_code`, Slack's
+    /// `invalid_code`): the login failed, nothing stored changed.
+    CodeRefused {
+        /// The server's error, as it named it.
+        error: String,
+    },
 }
 
 impl fmt::Display for CallbackProblem {
@@ -231,6 +278,10 @@ impl fmt::Display for CallbackProblem {
             Self::WrongCallback { arrived_at } => write!(
                 f,
                 "the callback arrived at {arrived_at}, which belongs to another authorization server than the one this authorization was sent to; nothing was exchanged (a server may have redirected you elsewhere: start again)"
+            ),
+            Self::CodeRefused { error } => write!(
+                f,
+                "the authorization server refused the authorization code ({error}); nothing was stored or changed: start again"
             ),
         }
     }

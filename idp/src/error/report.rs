@@ -83,7 +83,8 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         use ErrorKind::*;
         match self {
-            NotConnected | AuthorizationRequired | Expired | Revoked | Unreadable | NoUser => 401,
+            AuthorizationRequired | Expired | Revoked | Unreadable | NoUser => 401,
+            NotConnected => 404,
             Confirmation | ClientNotAllowedForResource => 403,
             RateLimited => 429,
             DiscoveryUnavailable | Registration | Token | Transport | InvalidResponse

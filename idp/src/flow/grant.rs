@@ -276,17 +276,27 @@ pub struct Removal {
     pub revoked: Result<bool>,
 }
 
-/// Removes `owner`'s provider under `key` and revokes its refresh token (or
-/// access token) at the server when it has a revocation endpoint. The provider
-/// is removed even if revocation fails; the outcome is reported.
+/// Removes `owner`'s provider serving `url` (the one whose key is the
+/// longest prefix of it, as for an authed call: `https://api.example/user`
+/// removes the provider at `https://api.example`) and revokes its refresh
+/// token (or access token) at the server when it has a revocation endpoint.
+/// The provider is removed even if revocation fails; the outcome is
+/// reported. [`Error::NotConnected`] when no provider serves `url`.
 pub async fn remove_provider(
     http: &impl HttpClient,
     store: &impl Store,
     owner: &str,
-    key: &ResourceKey,
-) -> Result<Option<Removal>> {
-    let Some(provider) = store.remove_provider(owner, key).await? else {
-        return Ok(None);
+    url: &ResourceKey,
+) -> Result<Removal> {
+    let not_connected = || Error::NotConnected {
+        url: url.to_string(),
+    };
+    let found = store
+        .provider_for(owner, url)
+        .await?
+        .ok_or_else(not_connected)?;
+    let Some(provider) = store.remove_provider(owner, &found.key).await? else {
+        return Err(not_connected());
     };
     let revoked = match &provider.grant {
         Some(Grant {
@@ -302,5 +312,5 @@ pub async fn remove_provider(
         }
         _ => Ok(false),
     };
-    Ok(Some(Removal { provider, revoked }))
+    Ok(Removal { provider, revoked })
 }

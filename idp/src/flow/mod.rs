@@ -423,6 +423,15 @@ pub async fn finish_login(
                     .remove_registration(&flow.issuer, flow.redirect_uri.as_str())
                     .await?;
             }
+            // A refused code is this login's failure, however the server
+            // delivered it (HTTP 400, or 200 with an error): the person's
+            // to retry, not a server fault.
+            if let Error::Token { oauth: Some(o), .. } = &e {
+                if o.code() == crate::error::OAuthErrorCode::InvalidGrant {
+                    let error = o.error.clone();
+                    return Err(Error::Callback(CallbackProblem::CodeRefused { error }));
+                }
+            }
             return Err(e);
         }
     };

@@ -363,8 +363,10 @@ impl<S: Store> NativeIdp<S> {
             .await
     }
 
-    /// Removes a provider and revokes its token at the server.
-    pub async fn remove(&self, owner: &str, url: &str) -> Result<Option<Removal>> {
+    /// Removes the provider serving `url` (the longest prefix, as for
+    /// [`NativeIdp::fetch`]) and revokes its token at the server;
+    /// [`Error::NotConnected`] when none serves it.
+    pub async fn remove(&self, owner: &str, url: &str) -> Result<Removal> {
         flow::remove_provider(&self.http, &self.store, owner, &ResourceKey::parse(url)?).await
     }
 

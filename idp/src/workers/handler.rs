@@ -299,18 +299,23 @@ impl Handler {
             .await
     }
 
-    /// Removes the provider stored for `url` (exactly), revoking its token at the
-    /// server when it has a revocation endpoint.
+    /// Removes the provider serving `url` (the longest prefix, as for an
+    /// authed call: `https://api.github.com/user` removes the provider at
+    /// `https://api.github.com`), revoking its token at the server when it
+    /// has a revocation endpoint; `not_connected` (404) when no provider
+    /// serves `url`.
     pub async fn remove(&self, url: &str) -> Result<RemoveOutcome, Error> {
-        if let Ok(key) = crate::matching::ResourceKey::parse(url) {
-            super::cache::forget(&self.stub.owner, &key);
-        }
-        self.stub
+        let outcome: RemoveOutcome = self
+            .stub
             .call(Remove {
                 owner: self.stub.owner.clone(),
                 url: parse_url(url)?,
             })
-            .await
+            .await?;
+        if let Some(key) = &outcome.key {
+            super::cache::forget(&self.stub.owner, key);
+        }
+        Ok(outcome)
     }
 }
 

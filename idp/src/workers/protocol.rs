@@ -347,8 +347,13 @@ pub struct ProvidersPage {
 /// What removing a provider did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoveOutcome {
-    /// Whether a provider was removed.
+    /// Whether a provider was removed (always, in an answer: a URL no
+    /// provider serves is an error, `not_connected`).
     pub removed: bool,
+    /// The provider removed: the one whose key is the longest prefix of the
+    /// URL given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<ResourceKey>,
     /// Whether its token was revoked at the server.
     pub revoked: bool,
     /// Why revocation failed, if it did (the provider is removed anyway).

@@ -133,34 +133,26 @@ impl Answer for Remove {
         let Remove { owner, url } = self;
         let store = o.store(cx.role);
         let key = ResourceKey::parse(url.as_str())?;
-        let removal = {
+        let r = {
             let _writes = o.refresher.lock().await;
             flow::remove_provider(cx.http, &store, &owner, &key).await?
         };
-        if let Some(r) = &removal {
-            let event = |kind| Event {
-                user: owner.clone(),
-                resource: r.provider.key.to_string(),
-                at: now(),
-                kind,
-            };
-            let mut events = vec![event(EventKind::Removed)];
-            if matches!(r.revoked, Ok(true)) {
-                events.push(event(EventKind::Revoked));
-            }
-            o.record(events).await;
+        let event = |kind| Event {
+            user: owner.clone(),
+            resource: r.provider.key.to_string(),
+            at: now(),
+            kind,
+        };
+        let mut events = vec![event(EventKind::Removed)];
+        if matches!(r.revoked, Ok(true)) {
+            events.push(event(EventKind::Revoked));
         }
-        Ok(match removal {
-            None => RemoveOutcome {
-                removed: false,
-                revoked: false,
-                revocation_error: None,
-            },
-            Some(r) => RemoveOutcome {
-                removed: true,
-                revoked: r.revoked.as_ref().is_ok_and(|b| *b),
-                revocation_error: r.revoked.err().map(|e| e.to_string()),
-            },
+        o.record(events).await;
+        Ok(RemoveOutcome {
+            removed: true,
+            key: Some(r.provider.key.clone()),
+            revoked: r.revoked.as_ref().is_ok_and(|b| *b),
+            revocation_error: r.revoked.err().map(|e| e.to_string()),
         })
     }
 }
