@@ -693,3 +693,60 @@ async fn tokens_are_bound_to_the_grants_key_natively() {
     assert_eq!(idp.fetch("alice").get(&items).await.unwrap().status(), 200);
     assert_eq!(proofs(servers.resource_stats().await), 3);
 }
+
+/// A server built on the MCP Python SDK's authorization server (FastMCP):
+/// its metadata offers `client_secret_basic` and `client_secret_post` (not
+/// `none`), so idp registers a confidential client and authenticates with
+/// HTTP Basic; its token endpoint reads `client_id` from the form body
+/// before anything else, which idp sends alongside (RFC 6749 §3.2.1). The
+/// code exchange, an MCP call with the token and a refresh all work.
+#[tokio::test(flavor = "current_thread")]
+async fn a_fastmcp_server_takes_a_confidential_client_natively() {
+    let fastmcp = idp_tests::Process::start(
+        "fastmcp",
+        &idp_tests::python(),
+        &["tests/servers/fastmcp_server.py"],
+    );
+    let server = format!("{}/mcp", fastmcp.field("origin"));
+    let idp = NativeIdp::new(settings());
+    let browser = Browser::new();
+    let query = connect(&idp, &browser, "alice", &server).await;
+    let provider = idp.callback("alice", &query).await.unwrap();
+    let grant = provider.grant.as_ref().expect("a grant");
+    assert_eq!(grant.client.auth_method, AuthMethod::ClientSecretBasic);
+    assert!(
+        grant.client.client_secret.is_some(),
+        "a confidential client"
+    );
+
+    let initialize = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "idp test", "version": "0"}}
+    });
+    let fetch = idp.fetch("alice");
+    let call = || {
+        let mut req = reqwest::Request::new(reqwest::Method::POST, server.parse().unwrap());
+        let h = req.headers_mut();
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert(
+            "accept",
+            "application/json, text/event-stream".parse().unwrap(),
+        );
+        *req.body_mut() = Some(initialize.to_string().into());
+        fetch.send(req)
+    };
+    let resp = call().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("FastMCP test server"));
+
+    // A refresh authenticates the same way, and the new token works.
+    let auth = idp.authorization("alice", &server).await.unwrap().unwrap();
+    let old = auth.header.unwrap();
+    let fresh = idp
+        .refresh_rejected("alice", &provider.key, old.trim_start_matches("Bearer "))
+        .await
+        .unwrap();
+    assert_ne!(fresh.header.as_deref(), Some(old.as_str()));
+    assert_eq!(call().await.unwrap().status(), 200);
+}

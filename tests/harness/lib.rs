@@ -22,6 +22,18 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The Python that runs the test servers written in Python (`.venv`, made by
+/// `scripts/setup` from `tests/servers/requirements.txt`).
+pub fn python() -> String {
+    let venv = repo_root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing: run scripts/setup",
+        venv.display()
+    );
+    venv.display().to_string()
+}
+
 /// Where server logs go: `target/test-logs/`.
 pub fn log_dir() -> PathBuf {
     let dir = repo_root().join("target").join("test-logs");

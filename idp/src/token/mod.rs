@@ -108,7 +108,12 @@ fn with_client_auth(
             pairs.push(("client_secret", secret.to_owned()));
             (pairs, None)
         }
+        // The client also names itself in the body (RFC 6749 §3.2.1 lets
+        // it): servers built on the MCP Python SDK read `client_id` from
+        // the form before anything else, Basic or not. The secret goes in
+        // the header only.
         AuthMethod::ClientSecretBasic => {
+            pairs.push(("client_id", client.client_id.clone()));
             (pairs, Some(basic_credentials(&client.client_id, secret)))
         }
         // The assertion of `Client::asserted`; without one the server
@@ -534,7 +539,9 @@ mod tests {
             Some(crate::encoding::basic_credentials("id one", "s:1").as_str())
         );
         let b = body(&req);
-        assert!(!b.contains_key("client_id") && !b.contains_key("client_secret"));
+        // The client names itself in the body too; its secret stays in the header.
+        assert_eq!(b["client_id"], "id one");
+        assert!(!b.contains_key("client_secret"));
         assert_eq!(b["refresh_token"], "rt");
         assert_eq!(b["resource"], "https://api.example");
 
