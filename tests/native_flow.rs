@@ -134,6 +134,7 @@ async fn walks_every_step_against_oidc_provider() {
         rules: Default::default(),
         profile: None,
         dpop: None,
+        refused: None,
     };
     let authorization_url = authorize::authorization_url(
         &AuthorizationParams {

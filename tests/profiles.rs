@@ -45,7 +45,10 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
         "scopes": ["repo", "user"],
         "scope_separator": "comma",
         "authorization_params": [["access_type", "offline"], ["prompt", "consent"]],
-        "rules": {"assume_bearer": true}
+        "rules": {"assume_bearer": true},
+        // As Slack's Web API says a token is refused (the built-in slack
+        // profile's rule); the other formats answer 401.
+        "refused": {"status": [200], "field": "/error", "values": ["invalid_auth", "token_expired"]}
     }])
     .to_string();
     let worker = Worker::start_with(
@@ -68,7 +71,9 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
             json!({"format": "google", "refresh_without_rt": true}),
         ),
         // Slack-shaped: the user's token under authed_user, "ok": false,
-        // and refresh answers without a new refresh token.
+        // refresh answers without a new refresh token, and the API refusing
+        // a dead token with HTTP 200 `"error": "token_expired"` (read as a
+        // 401 by the profile's rule: the rounds below refresh through it).
         ("sl", json!({"format": "slack", "refresh_without_rt": true})),
         // No token_type, no expires_in, and `resource` refused on refresh.
         (
@@ -107,6 +112,10 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
             post(&format!("{origin}/__expire"), json!({})).await;
             let (status, body) = app.fetch(&items).await;
             assert_eq!(status, 200, "{quirk} round {round}: {body}");
+            assert_eq!(
+                body["ok"], true,
+                "{quirk} round {round}: the API's answer: {body}"
+            );
             let requests = log(&origin).await["token_requests"].clone();
             let made = &requests.as_array().unwrap()[before..];
             assert!(
@@ -201,4 +210,76 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
     assert_ne!(status, 200, "{page}");
     assert!(page.contains("invalid_client"), "{page}");
     assert!(provider(&app.providers().await, &api).is_none());
+}
+
+/// A server that kills the old access token the moment a refresh succeeds
+/// (django-oauth-toolkit does): calls already in flight with the old token
+/// get a 401 just after the refresh, and retry with the new token, with no
+/// second token request and no failure. The refresh here is the app's
+/// `POST /api/refresh {"force": true}` (a token it knows is dead).
+#[tokio::test(flavor = "current_thread")]
+async fn calls_in_flight_across_a_refresh_that_kills_the_old_token_all_succeed() {
+    let quirks = Process::start("quirks-revoking", "node", &["tests/servers/quirks.mjs"]);
+    let origin = quirks.field("origin");
+    let api = format!("{origin}/api");
+    let profiles = json!([{
+        "name": "revoking",
+        "resources": [api],
+        "issuer": origin,
+        "authorization_endpoint": format!("{origin}/oauth/authorize"),
+        "token_endpoint": format!("{origin}/oauth/token"),
+        "client_id": "quirks-app",
+        "client_secret_name": "QUIRKS_SECRET",
+        "scopes": ["repo"],
+        "rules": {"assume_bearer": true}
+    }])
+    .to_string();
+    let worker = Worker::start_with(
+        &state_dir("profiles-revoking"),
+        &[
+            ("IDP_PROFILES", &profiles),
+            ("QUIRKS_SECRET", "quirks-secret"),
+            ("IDP_BACKGROUND_REFRESH", "off"),
+        ],
+    );
+    post(
+        &format!("{origin}/__config"),
+        json!({"format": "google", "revoke_access_on_refresh": true, "api_delay_ms": 400}),
+    )
+    .await;
+    let app = App::sign_in(&worker, "dot").await;
+    let (status, page) = app.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+    let token_requests = || async {
+        log(&origin).await["token_requests"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = token_requests().await;
+
+    let items = format!("{api}/items");
+    let calls: Vec<_> = (0..8).map(|_| app.fetch(&items)).collect();
+    let refresh = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let resp = app
+            .browser
+            .client()
+            .post(format!("{}/api/refresh", worker.origin))
+            .json(&json!({"urls": [api], "force": true}))
+            .send()
+            .await
+            .unwrap();
+        resp.json::<Value>().await.unwrap()
+    };
+    let (answers, refreshed) = tokio::join!(idp_tests::join_all(calls), refresh);
+    assert_eq!(refreshed[0]["status"], "refreshed", "{refreshed}");
+    for (status, body) in &answers {
+        assert_eq!((*status, &body["ok"]), (200, &json!(true)), "{body}");
+    }
+    assert_eq!(
+        token_requests().await,
+        before + 1,
+        "one refresh: the forced one; the callers refused after it used its token"
+    );
 }

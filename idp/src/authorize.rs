@@ -56,6 +56,9 @@ pub struct PendingFlow {
     /// request as `dpop_jkt`, so the code is bound to it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop: Option<crate::secret::DpopKey>,
+    /// How the API says a token is refused, from the profile, if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<crate::token::Refusal>,
 }
 
 impl PendingFlow {
@@ -300,6 +303,7 @@ mod tests {
             rules: Default::default(),
             profile: None,
             dpop: None,
+            refused: None,
         }
     }
 

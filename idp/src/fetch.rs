@@ -24,6 +24,9 @@
 //!   cannot help and the answer is returned as it is);
 //! - a 401 with a Bearer challenge on a hop without a token means "never
 //!   connected";
+//! - an API whose profile states how it refuses a token otherwise (Slack's
+//!   HTTP 200 `"error": "invalid_auth"`, [`crate::token::Refusal`]) has
+//!   such an answer read as a 401 ([`Next::Inspect`] when the body says it);
 //! - a DPoP-bound token goes as `Authorization: DPoP` with a fresh proof
 //!   for each hop ([`Exchange::proof`]); a 401 `use_dpop_nonce` with the
 //!   server's `DPoP-Nonce` is answered by sending the hop once more, the
@@ -102,6 +105,11 @@ pub enum Next {
     Refresh,
     /// Hand the last answer to the caller as it is.
     Done,
+    /// Read the last answer's body and report it to [`Exchange::inspect`]
+    /// (the API may say there that the token is refused, its profile's
+    /// rule); hand the caller that answer, with that body, if it says
+    /// [`Next::Done`].
+    Inspect,
     /// The person must (re-)authorize.
     Reauthorize(Reauthorize),
 }
@@ -334,6 +342,15 @@ impl Exchange {
             self.nonce_retried = true;
             return Ok(Next::Send);
         }
+        let refusal = self.auth.as_ref().and_then(|a| a.refused.as_ref());
+        if let (true, Some(rule)) = (authorized, refusal) {
+            if rule.refuses_status(status) {
+                return Ok(self.token_refused());
+            }
+            if rule.reads_body(status) {
+                return Ok(Next::Inspect);
+            }
+        }
         match status {
             401 if authorized => {
                 if let Some(c) = &challenge {
@@ -347,10 +364,7 @@ impl Exchange {
                         return Ok(self.step_up(c));
                     }
                 }
-                if self.retried {
-                    return Ok(Next::Reauthorize(self.reauthorize(None, Reason::Revoked)));
-                }
-                Ok(Next::Refresh)
+                Ok(self.token_refused())
             }
             401 if !self.retried && challenge.is_some() => {
                 let resource = match &self.auth {
@@ -436,6 +450,31 @@ impl Exchange {
         Ok(Next::Send)
     }
 
+    /// Reads the body of the answer [`Next::Inspect`] asked for: whether
+    /// the API says there (by its profile's [`Refusal`](crate::token::Refusal))
+    /// that the token is refused, which is read as a 401.
+    pub fn inspect(&mut self, body: &[u8]) -> Next {
+        let refused = self
+            .auth
+            .as_ref()
+            .and_then(|a| a.refused.as_ref())
+            .is_some_and(|r| r.refuses(body));
+        if refused {
+            self.token_refused()
+        } else {
+            Next::Done
+        }
+    }
+
+    /// The resource refused the token: refresh once, then re-authorize.
+    fn token_refused(&self) -> Next {
+        if self.retried {
+            Next::Reauthorize(self.reauthorize(None, Reason::Revoked))
+        } else {
+            Next::Refresh
+        }
+    }
+
     fn step_up(&self, c: &BearerChallenge) -> Next {
         let held = self.auth.as_ref().and_then(|a| a.scope.as_deref());
         if scopes_cover(held, c.scope.as_deref()) {
@@ -481,6 +520,7 @@ mod tests {
             expires_at: None,
             narrower: Vec::new(),
             dpop: None,
+            refused: None,
         })
     }
 
@@ -555,6 +595,39 @@ mod tests {
             .unwrap();
         assert_eq!(e.proof(103, b"r4"), None);
         assert_eq!(ex(auth("t1", None)).proof(103, b"r5"), None);
+    }
+
+    /// A profile's refusal rule: a 200 whose body says the token is refused
+    /// is a 401 (one refresh, then re-authorization); other bodies, and
+    /// hops without the token, are answers.
+    #[test]
+    fn an_api_that_refuses_with_a_200_is_read_by_its_rule() {
+        let mut a = auth("t1", None).unwrap();
+        a.refused = Some(crate::token::Refusal::json(
+            &[200],
+            "/error",
+            &["invalid_auth"],
+        ));
+        let mut e = ex(Some(a.clone()));
+        assert_eq!(e.answer(200, None, None).unwrap(), Next::Inspect);
+        assert_eq!(e.inspect(br#"{"ok":true}"#), Next::Done);
+        let mut e = ex(Some(a.clone()));
+        assert_eq!(e.answer(200, None, None).unwrap(), Next::Inspect);
+        let refused = br#"{"ok":false,"error":"invalid_auth"}"#;
+        assert_eq!(e.inspect(refused), Next::Refresh);
+        e.refreshed::<Reason>(Ok(a.clone())).unwrap();
+        assert_eq!(e.answer(200, None, None).unwrap(), Next::Inspect);
+        let Next::Reauthorize(r) = e.inspect(refused) else {
+            panic!()
+        };
+        assert_eq!(r.reason, Reason::Revoked);
+        // Other statuses, and a hop the token does not go to: as they are.
+        assert_eq!(
+            ex(Some(a.clone())).answer(500, None, None).unwrap(),
+            Next::Done
+        );
+        let mut e = Exchange::new("GET", "https://elsewhere.example/x", Some(a)).unwrap();
+        assert_eq!(e.answer(200, None, None).unwrap(), Next::Done);
     }
 
     #[test]

@@ -14,10 +14,15 @@
 //   (standard JSON), "json" (JSON without token_type). Access tokens live `expires_in` seconds (none
 //   when null: no expires_in). With `refresh_without_rt` a refresh answer
 //   carries no new refresh token; with `reject_resource_on_refresh` a refresh
-//   that sends `resource` gets 400 invalid_target.
+//   that sends `resource` gets 400 invalid_target. With
+//   `revoke_access_on_refresh` a successful refresh kills every access token
+//   issued before it at once (as django-oauth-toolkit does).
 // - POST /oauth/revoke: RFC 7009; the token stops working.
 // - GET /api/...: 200 {"ok": true, "path"} with a live access token, else 401
-//   with no challenge (like GitHub's API).
+//   with no challenge (like GitHub's API), or in "slack" format HTTP 200
+//   {"ok": false, "error": "token_expired" | "invalid_auth"} (like Slack's).
+//   With `api_delay_ms` the API checks the token only after that delay (a
+//   call in flight while the token changes).
 // - POST /__config merges JSON into the configuration; POST /__expire makes
 //   every access token issued so far stop working; GET /__log returns
 //   {"requests", "token_requests", "scopes", "revoked"}.
@@ -142,6 +147,7 @@ server.on('request', async (req, res) => {
       if (config.reject_resource_on_refresh && form.resource) return json(res, 400, { error: 'invalid_target', error_description: 'resource is not supported' });
       if (!refresh.has(form.refresh_token)) return tokenError(res, 'invalid_grant');
       if (!config.refresh_without_rt) refresh.delete(form.refresh_token);
+      if (config.revoke_access_on_refresh) for (const k of live.keys()) live.set(k, 0);
       return issue(res, 'repo user', !config.refresh_without_rt);
     }
     return tokenError(res, 'unsupported_grant_type');
@@ -155,9 +161,12 @@ server.on('request', async (req, res) => {
   }
 
   if (path.startsWith('/api')) {
+    if (config.api_delay_ms) await new Promise((r) => setTimeout(r, config.api_delay_ms));
     const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
     const expires = m ? live.get(m[1]) : undefined;
     if (expires === undefined || (expires !== null && expires <= Date.now())) {
+      // Slack's Web API refuses a token with HTTP 200.
+      if (config.format === 'slack') return json(res, 200, { ok: false, error: expires === undefined ? 'invalid_auth' : 'token_expired' });
       return json(res, 401, { message: 'Bad credentials' });
     }
     return json(res, 200, { ok: true, path });

@@ -8,7 +8,7 @@
 //! - `GET /` the page: providers, connect form, refresh and remove, a call box.
 //! - `GET /oauth/login?url=<resource>[&scope=]`, `GET /oauth/callback`: the SDK.
 //! - `GET /api/providers[?limit=N[&after=<resource>]]` (all, or one page
-//!   `{"providers": [...], "next": <resource or null>}`), `POST /api/refresh {"urls": [...]}`,
+//!   `{"providers": [...], "next": <resource or null>}`), `POST /api/refresh {"urls": [...], "force": false}`,
 //!   `DELETE /api/providers?url=<resource>`.
 //! - `GET /api/fetch?url=<url>`: calls the URL with the user's credentials and
 //!   answers with the upstream status and body, or 401
@@ -382,6 +382,9 @@ fn sign_in(url: &url::Url, env: &Env) -> idp::worker::Result<Response> {
 #[derive(Deserialize)]
 struct RefreshBody {
     urls: Vec<String>,
+    /// Refresh now, not only near expiry (a token the app knows is dead).
+    #[serde(default)]
+    force: bool,
 }
 
 async fn route(
@@ -431,7 +434,12 @@ async fn route(
                     r#"expected {"urls": ["..."]}"#,
                 )?);
             };
-            Response::from_json(&handler.refresh(&body.urls).await?)?
+            let outcomes = if body.force {
+                handler.refresh_now(&body.urls).await?
+            } else {
+                handler.refresh(&body.urls).await?
+            };
+            Response::from_json(&outcomes)?
         }
         // Enterprise-managed authorization: `{"id_token": "..."}`, the
         // person's ID token from the enterprise's identity provider. A real

@@ -37,6 +37,10 @@ pub struct Authorization {
     /// token also carries a proof made with it ([`crate::fetch::Exchange::proof`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop: Option<crate::secret::DpopKey>,
+    /// How the API says the token is refused when it does not answer 401
+    /// (a profile's rule): such an answer is read as a 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<crate::token::Refusal>,
 }
 
 impl Authorization {
@@ -49,7 +53,15 @@ impl Authorization {
             expires_at: tokens.and_then(|t| t.expires_at),
             narrower: Vec::new(),
             dpop: tokens.and_then(|t| t.dpop.clone()),
+            refused: None,
         }
+    }
+
+    /// [`Authorization::of`] a provider whose grant is `grant`: its rule
+    /// for refusals too.
+    pub fn with_grant(mut self, grant: Option<&Grant>) -> Self {
+        self.refused = grant.and_then(|g| g.refused.clone());
+        self
     }
 
     /// Whether this answer is the one for `url`: `url` is under its key and

@@ -178,6 +178,7 @@ pub async fn connect_with<H: HttpClient, S: Store>(
         profile: None,
         kind,
         unreadable: None,
+        refused: None,
     };
     let mut grant = grant;
     if let Some(tokens) = app_tokens(http, &grant, &found.resource, now).await {

@@ -250,6 +250,7 @@ pub async fn authorize<H: HttpClient, S: Store>(
         dpop: settings
             .dpop
             .wanted(server.metadata.dpop_signing_alg_values_supported.as_deref()),
+        refused: None,
     }
     .pending(owner, resource_url, now, entropy);
     let url = AuthorizationRequest::new(&server.authorization_endpoint, &flow).url();
@@ -273,6 +274,8 @@ pub(super) struct Resolved {
     profile: Option<String>,
     /// Whether the grant's tokens are bound to a key of their own (DPoP).
     dpop: bool,
+    /// How the API says a token is refused (a profile's rule).
+    refused: Option<token::Refusal>,
 }
 
 impl Resolved {
@@ -299,6 +302,7 @@ impl Resolved {
                 .dpop
                 .then(|| crate::secret::DpopKey::generate(entropy.dpop))
                 .flatten(),
+            refused: self.refused,
         }
     }
 }
@@ -446,6 +450,7 @@ pub async fn finish_login(
         rules: flow.rules,
         profile: flow.profile.clone(),
         kind: Default::default(),
+        refused: flow.refused.clone(),
         unreadable: None,
     };
     // Compare-and-swap, so a grant stored by a concurrent login is revoked
@@ -589,6 +594,7 @@ mod tests {
                 profile: None,
                 kind: Default::default(),
                 unreadable: None,
+                refused: None,
             }),
             created_at: 0,
         }
@@ -721,6 +727,7 @@ mod tests {
             rules: Default::default(),
             profile: None,
             dpop: None,
+            refused: None,
         }
     }
 

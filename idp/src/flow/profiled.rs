@@ -43,6 +43,7 @@ pub(super) fn start(
         rules: profile.rules,
         profile: Some(profile.name.clone()),
         dpop: false,
+        refused: profile.refused.clone(),
     }
     .pending(owner, resource_url, now, entropy);
     let mut request = AuthorizationRequest::new(&profile.authorization_endpoint, &flow);

@@ -256,7 +256,8 @@ impl<L: RefreshLock> Refresher<L> {
                 }
             }
         };
-        Ok(Some(Authorization::of(p.key, tokens.as_ref())))
+        let auth = Authorization::of(p.key.clone(), tokens.as_ref());
+        Ok(Some(auth.with_grant(p.grant.as_ref())))
     }
 
     /// The resource refused `refused`: refresh `owner`'s provider under `key`
@@ -286,7 +287,8 @@ impl<L: RefreshLock> Refresher<L> {
         };
         let tokens = self.refresh(http, store, owner, key, reason, now).await?;
         self.set_pause(owner, key, None);
-        Ok(Authorization::of(key.clone(), tokens.as_ref()))
+        let auth = Authorization::of(key.clone(), tokens.as_ref());
+        Ok(auth.with_grant(current.grant.as_ref()))
     }
 
     /// Refreshes `owner`'s provider under `key` if its token expires within

@@ -92,7 +92,7 @@ impl<S: Store> AuthedFetch<'_, S> {
             if let (true, Some(b)) = (hop.body, &body) {
                 builder = builder.body(b.clone());
             }
-            let resp = builder.send().await.map_err(|e| Error::Transport {
+            let mut resp = builder.send().await.map_err(|e| Error::Transport {
                 url: hop_url.clone(),
                 message: describe(&e),
             })?;
@@ -103,8 +103,13 @@ impl<S: Store> AuthedFetch<'_, S> {
                 www_authenticate: header("www-authenticate"),
                 dpop_nonce: header(crate::dpop::NONCE_HEADER),
             })?;
+            if next == Next::Inspect {
+                let (again, body) = read_answer(resp, &hop_url).await?;
+                next = exchange.inspect(&body);
+                resp = again;
+            }
             match next {
-                Next::Done => return Ok(resp),
+                Next::Done | Next::Inspect => return Ok(resp),
                 Next::Refresh => {
                     let (Some(a), Some(token)) =
                         (exchange.authorization(), exchange.rejected_token())
@@ -128,4 +133,35 @@ impl<S: Store> AuthedFetch<'_, S> {
             }
         }
     }
+}
+
+/// The most bytes of an answer read to see whether the API refused the
+/// token there (`token::Refusal`): 8 MiB.
+const MAX_INSPECTED_BYTES: usize = 8 << 20;
+
+/// Reads `resp`'s body (at most [`MAX_INSPECTED_BYTES`]) and gives back the
+/// same answer, with that body, and the body.
+async fn read_answer(
+    mut resp: reqwest::Response,
+    url: &Url,
+) -> Result<(reqwest::Response, Vec<u8>)> {
+    let mut body = Vec::new();
+    let failed = |e: reqwest::Error| Error::Transport {
+        url: url.clone(),
+        message: describe(&e),
+    };
+    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+        if body.len() + chunk.len() > MAX_INSPECTED_BYTES {
+            return Err(Error::InvalidResponse {
+                url: url.clone(),
+                reason: format!("the answer is over {MAX_INSPECTED_BYTES} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut again = http::Response::new(reqwest::Body::from(body.clone()));
+    *again.status_mut() = resp.status();
+    *again.headers_mut() = resp.headers().clone();
+    *again.version_mut() = resp.version();
+    Ok((reqwest::Response::from(again), body))
 }

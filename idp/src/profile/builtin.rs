@@ -97,6 +97,10 @@ pub fn google(client_id: &str, secret_name: &str) -> ProviderProfile {
 ///   `user`; failures are HTTP 200 with `"ok": false`; scopes are
 ///   comma-separated (rules `nested_user_token`, `ok_false`, `comma_scope`,
 ///   and `assume_bearer`).
+/// - The Web API refuses a token with HTTP 200 and `"ok": false`, `error`
+///   `invalid_auth`, `not_authed`, `token_expired`, `token_revoked` or
+///   `account_inactive` (Slack API docs, each method's errors): read as a
+///   401 (`refused`).
 /// - Tokens expire (with a refresh token) only when the app turned on token
 ///   rotation. No RFC 7009 revocation endpoint (`auth.revoke` is an API
 ///   method): removal forgets the token only. `resource` is not sent.
@@ -116,6 +120,17 @@ pub fn slack(client_id: &str, secret_name: &str) -> ProviderProfile {
         assume_bearer: true,
         resource: ResourceParam::Nowhere,
     };
+    p.refused = Some(crate::token::Refusal::json(
+        &[200],
+        "/error",
+        &[
+            "invalid_auth",
+            "not_authed",
+            "token_expired",
+            "token_revoked",
+            "account_inactive",
+        ],
+    ));
     named(p, secret_name)
 }
 

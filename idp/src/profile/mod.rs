@@ -111,6 +111,11 @@ pub struct ProviderProfile {
     /// What its token answers are like, and where `resource` goes.
     #[serde(default)]
     pub rules: TokenRules,
+    /// How the API says "this token is refused" when it does not answer
+    /// 401 (Slack: HTTP 200 `"error": "invalid_auth"`); such an answer is
+    /// read as a 401 by authed calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<crate::token::Refusal>,
     /// The resolved client secret: filled by the runtime from
     /// `client_secret_name`, never read from configuration.
     #[serde(
@@ -161,6 +166,7 @@ impl ProviderProfile {
             scope_param: None,
             authorization_params: Vec::new(),
             rules: TokenRules::default(),
+            refused: None,
             client_secret: None,
         }
     }

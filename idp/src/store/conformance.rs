@@ -50,6 +50,7 @@ pub(crate) fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
         rules: Default::default(),
         profile: None,
         dpop: None,
+        refused: None,
     }
 }
 
@@ -84,6 +85,7 @@ fn provider(k: &str, access: &str) -> Provider {
             profile: None,
             kind: Default::default(),
             unreadable: None,
+            refused: None,
         }),
         created_at: 1_000,
     }

@@ -50,6 +50,10 @@ pub struct Grant {
     /// client credentials (asked again when they expire).
     #[serde(default, skip_serializing_if = "GrantKind::is_authorization_code")]
     pub kind: GrantKind,
+    /// How the API says a token is refused when it does not answer 401
+    /// (from the profile the grant came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<crate::token::Refusal>,
     /// Set by a store whose sealed secrets for this grant could not be
     /// opened (why; the tokens then read as absent). Never stored.
     #[serde(skip)]

@@ -13,8 +13,10 @@ use url::Url;
 
 pub mod assertion;
 pub mod quirks;
+pub mod refusal;
 pub use assertion::{jwt_bearer, jwt_bearer_request, EnterpriseIdp, JWT_BEARER};
 pub use quirks::{ResourceParam, TokenRules};
+pub use refusal::Refusal;
 
 /// The `client_assertion_type` of `private_key_jwt` (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -503,6 +505,7 @@ mod tests {
             rules: Default::default(),
             profile: None,
             dpop: None,
+            refused: None,
         };
         let v = &flow.verifier;
         let req = exchange_request(&flow.code_grant(), &AuthorizationCode::new("the-code"));

@@ -92,6 +92,7 @@ mod tests {
             expires_at,
             narrower: Vec::new(),
             dpop: None,
+            refused: None,
         }
     }
 

@@ -281,7 +281,7 @@ impl<'a> AuthedFetch<'a> {
             let mut seed = [0u8; 16];
             super::http::random_bytes(&mut seed).map_err(Error::Runtime)?;
             let proof = exchange.proof(super::http::now(), &seed);
-            let response = self.hop(&req, exchange.hop(), proof).await?;
+            let mut response = self.hop(&req, exchange.hop(), proof).await?;
             let header = |n: &str| response.headers().get(n).ok().flatten();
             next = exchange.reply(Reply {
                 status: response.status_code(),
@@ -289,8 +289,19 @@ impl<'a> AuthedFetch<'a> {
                 www_authenticate: header("www-authenticate").as_deref(),
                 dpop_nonce: header(crate::dpop::NONCE_HEADER).as_deref(),
             })?;
+            if next == Next::Inspect {
+                // The API may say in the body that the token is refused;
+                // the caller gets the same answer, body and all.
+                let hop_url = exchange.hop().url.to_owned();
+                let body = self.read_body(&mut response, &hop_url).await?;
+                next = exchange.inspect(&body);
+                let (status, headers) = (response.status_code(), response.headers().clone());
+                response = Response::from_bytes(body)?
+                    .with_status(status)
+                    .with_headers(headers);
+            }
             match next {
-                Next::Done => return Ok(response),
+                Next::Done | Next::Inspect => return Ok(response),
                 Next::Refresh => {
                     let (Some(a), Some(token)) =
                         (exchange.authorization(), exchange.rejected_token())

@@ -295,6 +295,24 @@ impl Handler {
                     .iter()
                     .map(|u| parse_url(u))
                     .collect::<Result<_, _>>()?,
+                force: false,
+            })
+            .await
+    }
+
+    /// Refreshes the providers serving `urls` now, whether or not their
+    /// tokens are near expiry: for tokens the app knows are dead (the API
+    /// said so in a way idp cannot read). Concurrent callers still share
+    /// one token request per provider.
+    pub async fn refresh_now(&self, urls: &[String]) -> Result<Vec<RefreshOutcome>, Error> {
+        self.stub
+            .call(RefreshExpiring {
+                owner: self.stub.owner.clone(),
+                urls: urls
+                    .iter()
+                    .map(|u| parse_url(u))
+                    .collect::<Result<_, _>>()?,
+                force: true,
             })
             .await
     }

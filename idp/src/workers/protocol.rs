@@ -122,8 +122,14 @@ calls! {
         narrower: bool,
     } -> AuthorizationReply;
     UserOp
-    /// Refreshes the providers serving these URLs when near expiry.
-    RefreshExpiring { owner: String, urls: Vec<Url> } -> Vec<RefreshOutcome>;
+    /// Refreshes the providers serving these URLs when near expiry, or
+    /// now with `force`.
+    RefreshExpiring {
+        owner: String,
+        urls: Vec<Url>,
+        #[serde(default)]
+        force: bool,
+    } -> Vec<RefreshOutcome>;
     UserOp
     /// The owner's providers ordered by key: all of them, or with `limit`,
     /// one page of those after the resource URL `after`.

@@ -21,7 +21,7 @@ use super::hook::{Connected, OnAuthSuccess, ProviderInfo};
 use super::http::{now, random_bytes, WorkerHttp};
 use super::protocol::{Envelope, ProviderView, RefreshOutcome, RefreshStatus, RemoteError, Reply};
 use crate::error::Error;
-use crate::flow::Refresher;
+use crate::flow::{Refresher, Refused};
 use crate::matching::ResourceKey;
 use crate::store::seal::{Keyring, Sealing};
 use crate::store::{Expect, Provider, Put, Store, UserStore};
@@ -252,6 +252,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         store: &ObjectStore<'_>,
         owner: &str,
         url: String,
+        force: bool,
     ) -> RefreshOutcome {
         let outcome = |status: RefreshStatus, expires_at, error| RefreshOutcome {
             url: url.clone(),
@@ -271,21 +272,46 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         if p.is_public() {
             return outcome(RefreshStatus::Public, None, None);
         }
-        let before = p.tokens().and_then(|t| t.expires_at);
-        match self
-            .refresher
-            .refresh_expiring(http, store, owner, &p.key, now())
-            .await
-        {
+        let before = p.tokens().map(|t| t.access_token.clone());
+        let refreshed = match (&before, force) {
+            // Now: as if the resource had refused the token held.
+            (Some(token), true) => self
+                .refresher
+                .rejected(
+                    http,
+                    store,
+                    owner,
+                    &p.key,
+                    Refused::Token(token.secret()),
+                    now(),
+                )
+                .await
+                .map(|_| None),
+            _ => self
+                .refresher
+                .refresh_expiring(http, store, owner, &p.key, now())
+                .await
+                .map(Some),
+        };
+        let refreshed = match refreshed {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => store
+                .provider(owner, &p.key)
+                .await
+                .map(|p| p.and_then(|p| p.tokens().cloned())),
+            Err(e) => Err(e),
+        };
+        match refreshed {
             Ok(t) => {
-                let after = t.and_then(|t| t.expires_at);
+                let after = t.as_ref().map(|t| t.access_token.clone());
+                let expires_at = t.and_then(|t| t.expires_at);
                 outcome(
                     if after != before {
                         RefreshStatus::Refreshed
                     } else {
                         RefreshStatus::Fresh
                     },
-                    after,
+                    expires_at,
                     None,
                 )
             }

@@ -77,11 +77,14 @@ impl Answer for RefreshExpiring {
         o: &ProvidersObject<H>,
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
-        let RefreshExpiring { owner, urls } = self;
+        let RefreshExpiring { owner, urls, force } = self;
         let store = o.store(cx.role);
         let mut out = Vec::new();
         for url in urls {
-            out.push(o.refresh_one(cx.http, &store, &owner, url.into()).await);
+            out.push(
+                o.refresh_one(cx.http, &store, &owner, url.into(), force)
+                    .await,
+            );
         }
         Ok(out)
     }
