@@ -168,17 +168,22 @@ async fn apis_without_discovery_connect_refresh_and_revoke_through_a_profile() {
         let (status, body) = app.fetch(&items).await;
         assert_eq!(status, 200, "{quirk}: the grant is kept: {body}");
 
-        // Removal revokes at the server.
+        // Removal by the API URL a person uses revokes at the server; once
+        // removed, that URL is not_connected.
         let revoked = log(&origin).await["revoked"].as_u64().unwrap();
-        let (status, body) = app
-            .send_json(
-                reqwest::Method::DELETE,
-                &format!("/api/providers?url={}", urlencode(&api)),
-            )
-            .await;
+        let path = format!("/api/providers?url={}", urlencode(&items));
+        let remove = || app.send_json(reqwest::Method::DELETE, &path);
+        let (status, body) = remove().await;
         assert_eq!(status, 200, "{quirk}: {body}");
+        assert_eq!(body["key"], api.as_str(), "{quirk}: {body}");
         assert_eq!(body["revoked"], true, "{quirk}: {body}");
         assert_eq!(log(&origin).await["revoked"].as_u64().unwrap(), revoked + 1);
+        let (status, body) = remove().await;
+        assert_eq!(
+            (status, &body["error"]),
+            (404, &json!("not_connected")),
+            "{quirk}: {body}"
+        );
     }
 
     // A profile configured in Rust (the example's `configure`), for a
