@@ -43,6 +43,10 @@ async fn connect_call_match_remove_and_refuse_bad_input() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["authorization"], true);
     assert_eq!(body["aud"], api);
+    // oidc-provider offers DPoP: the token is bound to the grant's key, and
+    // the call carried a proof the resource server checked.
+    let proofs = servers.resource_stats().await["dpop_proofs"].as_u64();
+    assert!(proofs.is_some_and(|n| n >= 1), "{proofs:?}");
 
     // Path matching: a provider for the origin (public) and one for /v1.
     let (status, page) = alice.get(&App::login_path(&servers.origin)).await;
