@@ -270,6 +270,13 @@ impl Exchange {
         self.auth.as_ref().is_some_and(|a| a.dpop.is_some())
     }
 
+    /// Whether the current hop needs a proof ([`Exchange::proof`]): it
+    /// carries a DPoP-bound token. A runtime draws the proof's randomness
+    /// only then.
+    pub fn wants_proof(&self) -> bool {
+        self.bound() && self.hop_authorization().is_some()
+    }
+
     /// The request to send now.
     pub fn hop(&self) -> Hop<'_> {
         Hop {
@@ -559,6 +566,7 @@ mod tests {
         a2.key = ResourceKey::parse("https://dpop-rs.example/v1").unwrap();
         let mut e = Exchange::new("post", url, Some(a2)).unwrap();
         assert_eq!(e.hop().authorization, Some("DPoP t1"));
+        assert!(e.wants_proof());
         let first = claims(&e.proof(100, b"r1").unwrap());
         assert_eq!(first["htm"], "POST");
         assert_eq!(first["htu"], url);
@@ -594,7 +602,9 @@ mod tests {
         e.answer(302, Some("https://elsewhere.example/x"), None)
             .unwrap();
         assert_eq!(e.proof(103, b"r4"), None);
+        assert!(!e.wants_proof());
         assert_eq!(ex(auth("t1", None)).proof(103, b"r5"), None);
+        assert!(!ex(auth("t1", None)).wants_proof());
     }
 
     /// A profile's refusal rule: a 200 whose body says the token is refused

@@ -84,10 +84,12 @@ impl<S: Store> AuthedFetch<'_, S> {
             if let Some(h) = hop.authorization {
                 builder = builder.header("authorization", h);
             }
-            let mut seed = [0u8; 16];
-            getrandom::fill(&mut seed).map_err(|e| Error::NoRandomness(e.to_string()))?;
-            if let Some(proof) = exchange.proof(now(), &seed) {
-                builder = builder.header(crate::dpop::HEADER, proof);
+            if exchange.wants_proof() {
+                let mut seed = [0u8; 16];
+                getrandom::fill(&mut seed).map_err(|e| Error::NoRandomness(e.to_string()))?;
+                if let Some(proof) = exchange.proof(now(), &seed) {
+                    builder = builder.header(crate::dpop::HEADER, proof);
+                }
             }
             if let (true, Some(b)) = (hop.body, &body) {
                 builder = builder.body(b.clone());

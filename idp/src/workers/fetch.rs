@@ -278,9 +278,13 @@ impl<'a> AuthedFetch<'a> {
                 }
                 return Err(self.required(r));
             }
-            let mut seed = [0u8; 16];
-            super::http::random_bytes(&mut seed).map_err(Error::Runtime)?;
-            let proof = exchange.proof(super::http::now(), &seed);
+            let proof = if exchange.wants_proof() {
+                let mut seed = [0u8; 16];
+                super::http::random_bytes(&mut seed).map_err(Error::Runtime)?;
+                exchange.proof(super::http::now(), &seed)
+            } else {
+                None
+            };
             let mut response = self.hop(&req, exchange.hop(), proof).await?;
             let header = |n: &str| response.headers().get(n).ok().flatten();
             next = exchange.reply(Reply {
