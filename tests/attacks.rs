@@ -896,22 +896,6 @@ async fn a_hostile_resource_does_not_borrow_the_apps_client() {
     assert_eq!(status, 200, "{body}");
 }
 
-/// The operator's routes of the example (the app as itself).
-async fn as_operator(worker: &Worker, token: &str, path: &str, target: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}?url={}", worker.origin, urlencode(target)))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 /// A hostile resource whose metadata names the server where the app holds
 /// its own `private_key_jwt` client: connecting it as the app signs no
 /// assertion and sends no token request (403
@@ -941,7 +925,8 @@ async fn a_hostile_resource_gets_nothing_signed_with_the_apps_key() {
         ],
     );
     let items = format!("{api}/items");
-    let (status, before) = as_operator(&worker, OPERATOR, "/admin/app/connect", &items).await;
+    let (status, before) =
+        idp_tests::as_operator(&worker, OPERATOR, "/admin/app/connect", &items).await;
     assert_eq!(status, 200, "{before}");
     let tokens = servers.auth_count("POST /token").await;
 
@@ -950,7 +935,8 @@ async fn a_hostile_resource_gets_nothing_signed_with_the_apps_key() {
         .configure(serde_json::json!({ "as_override": servers.issuer }))
         .await;
     let steal = format!("{}/r/steal", hostile.origin);
-    let (status, body) = as_operator(&worker, OPERATOR, "/admin/app/connect", &steal).await;
+    let (status, body) =
+        idp_tests::as_operator(&worker, OPERATOR, "/admin/app/connect", &steal).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "client_not_allowed_for_resource", "{body}");
 
@@ -960,7 +946,7 @@ async fn a_hostile_resource_gets_nothing_signed_with_the_apps_key() {
         tokens,
         "no assertion sent"
     );
-    let (status, _) = as_operator(&worker, OPERATOR, "/admin/app/fetch", &steal).await;
+    let (status, _) = idp_tests::as_operator(&worker, OPERATOR, "/admin/app/fetch", &steal).await;
     assert_ne!(status, 200);
     let log = hostile.log().await;
     assert!(
@@ -975,7 +961,8 @@ async fn a_hostile_resource_gets_nothing_signed_with_the_apps_key() {
     assert!(!log.to_string().contains(&client_id), "{log}");
 
     // What the app kept: its grant, which works.
-    let (status, body) = as_operator(&worker, OPERATOR, "/admin/app/fetch", &items).await;
+    let (status, body) =
+        idp_tests::as_operator(&worker, OPERATOR, "/admin/app/fetch", &items).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         servers.auth_count("POST /token").await,

@@ -10,18 +10,7 @@ use serde_json::{json, Value};
 const OPERATOR: &str = "operator-token-for-the-machine-test-0123456789";
 
 async fn as_operator(worker: &Worker, path: &str, target: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}?url={}", worker.origin, urlencode(target)))
-        .header("authorization", format!("Bearer {OPERATOR}"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    idp_tests::as_operator(worker, OPERATOR, path, target).await
 }
 
 #[tokio::test(flavor = "current_thread")]

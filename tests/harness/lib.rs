@@ -904,3 +904,26 @@ impl KeyPair {
         }
     }
 }
+
+/// A POST to the example's operator route `path` (the app as itself) for
+/// `target`, with the operator's `token` (`IDP_ADMIN_TOKEN`): the status and
+/// the JSON answer (or its text).
+pub async fn as_operator(
+    worker: &Worker,
+    token: &str,
+    path: &str,
+    target: &str,
+) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}?url={}", worker.origin, urlencode(target)))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}

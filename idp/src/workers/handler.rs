@@ -288,16 +288,7 @@ impl Handler {
 
     /// Refreshes the providers serving `urls` whose tokens expire within 5 minutes.
     pub async fn refresh(&self, urls: &[String]) -> Result<Vec<RefreshOutcome>, Error> {
-        self.stub
-            .call(RefreshExpiring {
-                owner: self.stub.owner.clone(),
-                urls: urls
-                    .iter()
-                    .map(|u| parse_url(u))
-                    .collect::<Result<_, _>>()?,
-                force: false,
-            })
-            .await
+        self.refresh_with(urls, false).await
     }
 
     /// Refreshes the providers serving `urls` now, whether or not their
@@ -305,16 +296,20 @@ impl Handler {
     /// said so in a way idp cannot read). Concurrent callers still share
     /// one token request per provider.
     pub async fn refresh_now(&self, urls: &[String]) -> Result<Vec<RefreshOutcome>, Error> {
-        self.stub
-            .call(RefreshExpiring {
-                owner: self.stub.owner.clone(),
-                urls: urls
-                    .iter()
-                    .map(|u| parse_url(u))
-                    .collect::<Result<_, _>>()?,
-                force: true,
-            })
-            .await
+        self.refresh_with(urls, true).await
+    }
+
+    async fn refresh_with(
+        &self,
+        urls: &[String],
+        force: bool,
+    ) -> Result<Vec<RefreshOutcome>, Error> {
+        let urls = urls
+            .iter()
+            .map(|u| parse_url(u))
+            .collect::<Result<_, _>>()?;
+        let owner = self.stub.owner.clone();
+        self.stub.call(RefreshExpiring { owner, urls, force }).await
     }
 
     /// Removes the provider serving `url` (the longest prefix, as for an
