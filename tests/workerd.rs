@@ -199,30 +199,21 @@ async fn connect_call_match_remove_and_refuse_bad_input() {
     // Removal by a URL of the API (as people use it): the provider serving
     // it is gone, revoked at the server, and the next call must authorize.
     let revocations = servers.auth_count("POST /token/revocation").await;
-    let remove = |url: String| {
-        alice
-            .browser
-            .client()
-            .delete(format!(
-                "{}/api/providers?url={}",
-                worker.origin,
-                urlencode(&url)
-            ))
-            .send()
+    let alice_ref = &alice;
+    let remove = |url: &str| {
+        let path = format!("/api/providers?url={}", urlencode(url));
+        async move { alice_ref.send_json(reqwest::Method::DELETE, &path).await }
     };
-    let resp = remove(format!("{api}/items/7?full=1")).await.unwrap();
-    let removed: Value = resp.json().await.unwrap();
+    let (status, removed) = remove(&format!("{api}/items/7?full=1")).await;
+    assert_eq!(status, 200, "{removed}");
     assert_eq!(removed["removed"], true, "{removed}");
     assert_eq!(removed["key"], api.as_str(), "{removed}");
     assert_eq!(removed["revoked"], true, "{removed}");
     // A URL no provider serves (alice's public provider at the origin
     // serves the rest of it): 404 not_connected, never a 200 that did
     // nothing.
-    let resp = remove("http://127.0.0.1:9/api/items/7".into())
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = remove("http://127.0.0.1:9/api/items/7").await;
+    assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "not_connected", "{body}");
     assert_eq!(
         servers.auth_count("POST /token/revocation").await,

@@ -273,35 +273,24 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             return outcome(RefreshStatus::Public, None, None);
         }
         let before = p.tokens().map(|t| t.access_token.clone());
-        let refreshed = match (&before, force) {
-            // Now: as if the resource had refused the token held.
-            (Some(token), true) => self
+        // Now: as if the resource had refused the token held. The answer is
+        // always another token (refreshed here, or by someone meanwhile).
+        if let (Some(token), true) = (&before, force) {
+            let refused = Refused::Token(token.secret());
+            return match self
                 .refresher
-                .rejected(
-                    http,
-                    store,
-                    owner,
-                    &p.key,
-                    Refused::Token(token.secret()),
-                    now(),
-                )
+                .rejected(http, store, owner, &p.key, refused, now())
                 .await
-                .map(|_| None),
-            _ => self
-                .refresher
-                .refresh_expiring(http, store, owner, &p.key, now())
-                .await
-                .map(Some),
-        };
-        let refreshed = match refreshed {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => store
-                .provider(owner, &p.key)
-                .await
-                .map(|p| p.and_then(|p| p.tokens().cloned())),
-            Err(e) => Err(e),
-        };
-        match refreshed {
+            {
+                Ok(a) => outcome(RefreshStatus::Refreshed, a.expires_at, None),
+                Err(e) => outcome(RefreshStatus::Error, None, Some(remote(e))),
+            };
+        }
+        match self
+            .refresher
+            .refresh_expiring(http, store, owner, &p.key, now())
+            .await
+        {
             Ok(t) => {
                 let after = t.as_ref().map(|t| t.access_token.clone());
                 let expires_at = t.and_then(|t| t.expires_at);
