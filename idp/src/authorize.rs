@@ -59,6 +59,12 @@ pub struct PendingFlow {
     /// How the API says a token is refused, from the profile, if it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<crate::token::Refusal>,
+    /// For a login with no browser (RFC 8628): the codes and the polling
+    /// schedule. Its `redirect_uri` is then
+    /// [`device_redirect`](crate::client::device_redirect), so no callback
+    /// can take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<crate::token::device::DeviceWait>,
 }
 
 impl PendingFlow {
@@ -304,6 +310,7 @@ mod tests {
             profile: None,
             dpop: None,
             refused: None,
+            device: None,
         }
     }
 

@@ -5,6 +5,22 @@ use crate::error::Result;
 use crate::secret::{Assertion, ClientSecret};
 use serde::{Deserialize, Serialize};
 
+/// The device authorization grant's type (RFC 8628 §3.4). A login with no
+/// browser has no redirect URI; its flow and the client registered for it
+/// are kept under this URN in its place ([`device_redirect`]).
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// What stands for the redirect URI of a login with no browser: no callback
+/// ever arrives there, so such a flow can only be finished by polling.
+pub fn device_redirect() -> url::Url {
+    url::Url::parse(DEVICE_CODE_GRANT).expect("a valid URN")
+}
+
+/// Whether `redirect_uri` is [`device_redirect`].
+pub fn is_device_redirect(redirect_uri: &url::Url) -> bool {
+    redirect_uri.as_str() == DEVICE_CODE_GRANT
+}
+
 /// How the client authenticates at the token and revocation endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

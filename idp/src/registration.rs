@@ -315,7 +315,9 @@ pub fn choose_client(
             ClientSource::PreRegistered,
         ));
     }
-    if let Some(url) = &config.metadata_document_url {
+    // A metadata document names redirect URIs and the code grant only.
+    let device = crate::client::is_device_redirect(redirect_uri);
+    if let Some(url) = config.metadata_document_url.as_ref().filter(|_| !device) {
         if config.metadata_document_usable(server) {
             return Ok(ClientPlan::Ready(
                 Client::public(url.as_str()),
@@ -402,6 +404,14 @@ pub fn registration_request(
         "client_name": info.name,
         "software_version": info.version,
     });
+    // A client for logins with no browser (RFC 8628): no redirect URI.
+    if crate::client::is_device_redirect(redirect_uri) {
+        body["redirect_uris"] = serde_json::json!([]);
+        body["application_type"] = "native".into();
+        body["grant_types"] =
+            serde_json::json!([crate::client::DEVICE_CODE_GRANT, "refresh_token"]);
+        body["response_types"] = serde_json::json!([]);
+    }
     if let Some(uri) = &info.uri {
         body["client_uri"] = uri.as_str().into();
     }

@@ -73,6 +73,12 @@ secret_type!(
     AuthorizationCode
 );
 secret_type!(
+    /// A device code (RFC 8628): what the app polls the token endpoint
+    /// with while a person approves the login elsewhere.
+    DeviceCode,
+    Clone
+);
+secret_type!(
     /// The `state` value binding a callback to its pending flow (at least 128
     /// random bits).
     FlowState,

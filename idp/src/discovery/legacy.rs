@@ -64,6 +64,7 @@ pub async fn discover_legacy_authorization_server(
         code_challenge_methods_supported: Some(vec![S256.to_owned()]),
         token_endpoint_auth_methods_supported: None,
         revocation_endpoint_auth_methods_supported: None,
+        device_authorization_endpoint: None,
         grant_types_supported: None,
         authorization_response_iss_parameter_supported: false,
         client_id_metadata_document_supported: false,

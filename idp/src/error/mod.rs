@@ -46,8 +46,12 @@ pub enum OAuthErrorCode {
     AccessDenied,
     /// `temporarily_unavailable`.
     TemporarilyUnavailable,
-    /// `slow_down` (RFC 8628).
+    /// `slow_down` (RFC 8628): poll less often.
     SlowDown,
+    /// `authorization_pending` (RFC 8628): the person has not answered yet.
+    AuthorizationPending,
+    /// `expired_token` (RFC 8628): the device code expired.
+    ExpiredToken,
     /// `invalid_token` (RFC 6750).
     InvalidToken,
     /// `insufficient_scope` (RFC 6750).
@@ -59,7 +63,7 @@ pub enum OAuthErrorCode {
 }
 
 impl OAuthErrorCode {
-    const NAMES: [(&'static str, OAuthErrorCode); 12] = [
+    const NAMES: [(&'static str, OAuthErrorCode); 14] = [
         ("invalid_request", Self::InvalidRequest),
         ("invalid_client", Self::InvalidClient),
         ("invalid_grant", Self::InvalidGrant),
@@ -69,6 +73,8 @@ impl OAuthErrorCode {
         ("access_denied", Self::AccessDenied),
         ("temporarily_unavailable", Self::TemporarilyUnavailable),
         ("slow_down", Self::SlowDown),
+        ("authorization_pending", Self::AuthorizationPending),
+        ("expired_token", Self::ExpiredToken),
         ("invalid_token", Self::InvalidToken),
         ("insufficient_scope", Self::InsufficientScope),
         ("use_dpop_nonce", Self::UseDpopNonce),
@@ -259,6 +265,37 @@ pub enum CallbackProblem {
     },
 }
 
+/// Why a login with no browser (RFC 8628) cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceProblem {
+    /// The authorization server has no device authorization endpoint (its
+    /// metadata lists none, or the profile states none).
+    Unsupported {
+        /// The server.
+        issuer: String,
+    },
+    /// No device login waits under this id for this user.
+    Unknown,
+    /// The codes expired before the person answered.
+    Expired,
+}
+
+impl fmt::Display for DeviceProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unsupported { issuer } => write!(
+                f,
+                "{issuer} offers no device authorization (no device_authorization_endpoint); connect it in a browser"
+            ),
+            Self::Unknown => f.write_str(
+                "no device login waits under this id for this user (unknown, finished, expired, or being polled right now)",
+            ),
+            Self::Expired => f.write_str("the code expired before it was entered; start again"),
+        }
+    }
+}
+
 impl fmt::Display for CallbackProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -432,6 +469,9 @@ pub enum Error {
     /// The callback could not be accepted.
     #[error("invalid callback: {0}")]
     Callback(CallbackProblem),
+    /// A login with no browser (RFC 8628) cannot go on.
+    #[error("device login: {0}")]
+    DeviceLogin(DeviceProblem),
     /// The token endpoint answered with an error.
     #[error("token request to {url} failed: {}", status_and_oauth(status, oauth))]
     Token {

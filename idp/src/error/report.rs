@@ -38,6 +38,8 @@ pub enum ErrorKind {
     AuthorizationDenied,
     /// The callback was refused.
     Callback,
+    /// A login with no browser cannot go on (RFC 8628).
+    DeviceLogin,
     /// Nothing is connected for the URL.
     NotConnected,
     /// The person must (re-)authorize: see the report's `reauthorize_url`.
@@ -91,7 +93,7 @@ impl ErrorKind {
             | Upstream => 502,
             Storage | Runtime | Configuration => 500,
             InvalidUrl | InsecureUrl | BlockedAddress | BadChallenge | ResourceMetadata
-            | AuthorizationServer | NoClient | AuthorizationDenied | Callback
+            | AuthorizationServer | NoClient | AuthorizationDenied | Callback | DeviceLogin
             | UnexpectedStatus | NotAResource | PkceUnsupported | BadCall | NotReplayable => 400,
         }
     }
@@ -209,6 +211,7 @@ impl Error {
             Error::Registration { .. } => ErrorKind::Registration,
             Error::AuthorizationDenied(_) => ErrorKind::AuthorizationDenied,
             Error::Callback(_) => ErrorKind::Callback,
+            Error::DeviceLogin(_) => ErrorKind::DeviceLogin,
             Error::NotConnected { .. } => ErrorKind::NotConnected,
             Error::AuthorizationRequired(_) => ErrorKind::AuthorizationRequired,
             Error::NoRefreshToken { .. } => ErrorKind::Expired,

@@ -8,11 +8,13 @@
 //! locking (one refresh at a time per provider) and the hook that names a
 //! provider.
 
+mod device;
 mod grant;
 mod machine;
 mod profiled;
 mod refresher;
 
+pub use device::{poll_device_login, start_device_login, DeviceLogin, DevicePoll, DeviceStart};
 use grant::revocation_target;
 pub use grant::{refresh_provider, remove_provider, Authorization, RefreshReason, Removal};
 pub use machine::{connect_with, Credential};
@@ -111,46 +113,56 @@ pub async fn start_login<H: HttpClient, S: Store>(
     let (key, url) = parse_resource(&settings.policy, resource_url)?;
     // A server without discovery, described by a profile: no probe.
     if let Some((profile, prefix)) = crate::profile::find(&settings.profiles, &url) {
-        let (flow, to) = profiled::start(settings, profile, &prefix, req, &url, now, entropy)?;
+        let route = profiled::resolve(settings, profile, &prefix, req.scope, Via::Browser)?;
+        let (flow, to) = route.login(owner, &url, now, entropy);
         store.put_flow(flow).await?;
         return Ok(LoginStart::Redirect(to));
     }
-    let challenge = match probe::probe(http, &url).await? {
-        Probe::Public => {
-            // A resource that answers without credentials never replaces a
-            // grant stored under the same key: the grant is kept as it is.
-            let stored = store.provider(owner, &key).await?;
-            if let Some(stored) = stored.as_ref().filter(|s| s.grant.is_some()) {
-                return Ok(LoginStart::Public(Box::new(stored.clone())));
-            }
-            let provider = Provider {
-                name: Provider::default_name(&key),
-                key,
-                resource_url: url.to_string(),
-                resource: url.to_string(),
-                metadata: serde_json::Value::Null,
-                grant: None,
-                created_at: now,
-            };
-            return match store
-                .put_provider(owner, provider.clone(), stored.as_ref().into())
-                .await?
-            {
-                Put::Written => Ok(LoginStart::Public(Box::new(provider))),
-                // Someone stored a provider meanwhile (a grant, maybe): it stays.
-                Put::Conflict(Some(now)) => Ok(LoginStart::Public(now)),
-                Put::Conflict(None) => Err(Error::storage(
-                    StorageCause::Conflict,
-                    format!(
-                        "the provider {} was removed while it was being stored",
-                        provider.key
-                    ),
-                )),
-            };
-        }
-        Probe::NeedsAuthorization(c) => c,
+    match probe::probe(http, &url).await? {
+        Probe::Public => Ok(LoginStart::Public(Box::new(
+            store_public(cx, owner, key, &url).await?,
+        ))),
+        Probe::NeedsAuthorization(c) => authorize(cx, req, &url, c.as_ref(), entropy).await,
+    }
+}
+
+/// Stores a resource that answered without credentials as public. It never
+/// replaces a grant stored under the same key: the grant is kept as it is.
+async fn store_public<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    owner: &str,
+    key: ResourceKey,
+    url: &Url,
+) -> Result<Provider> {
+    let store = cx.store;
+    let stored = store.provider(owner, &key).await?;
+    if let Some(stored) = stored.as_ref().filter(|s| s.grant.is_some()) {
+        return Ok(stored.clone());
+    }
+    let provider = Provider {
+        name: Provider::default_name(&key),
+        key,
+        resource_url: url.to_string(),
+        resource: url.to_string(),
+        metadata: serde_json::Value::Null,
+        grant: None,
+        created_at: cx.now,
     };
-    authorize(cx, req, &url, challenge.as_ref(), entropy).await
+    match store
+        .put_provider(owner, provider.clone(), stored.as_ref().into())
+        .await?
+    {
+        Put::Written => Ok(provider),
+        // Someone stored a provider meanwhile (a grant, maybe): it stays.
+        Put::Conflict(Some(now)) => Ok(*now),
+        Put::Conflict(None) => Err(Error::storage(
+            StorageCause::Conflict,
+            format!(
+                "the provider {} was removed while it was being stored",
+                provider.key
+            ),
+        )),
+    }
 }
 
 /// Discovery, client and pending flow for a resource known to need
@@ -163,14 +175,88 @@ pub async fn authorize<H: HttpClient, S: Store>(
     challenge: Option<&crate::challenge::BearerChallenge>,
     entropy: Entropy,
 ) -> Result<LoginStart> {
+    let route = route(cx, req, resource_url, challenge, Via::Browser).await?;
+    let (flow, url) = route.login(req.owner, resource_url, cx.now, entropy);
+    cx.store.put_flow(flow).await?;
+    Ok(LoginStart::Redirect(url))
+}
+
+/// How the person answers a login: in a browser that comes back to the
+/// server's callback, or on another device while the app polls (RFC 8628).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Browser,
+    Device,
+}
+
+impl Via {
+    /// The redirect URI the login's flow and client are kept under.
+    fn redirect_uri(self, settings: &Settings, issuer: &str) -> Url {
+        match self {
+            Via::Browser => settings.redirect_uri_for(issuer),
+            Via::Device => crate::client::device_redirect(),
+        }
+    }
+}
+
+/// Where a login goes: what it resolved to, and the endpoints and request
+/// shape (a profile's) it is sent with.
+pub(super) struct Route {
+    resolved: Resolved,
+    authorization_endpoint: Url,
+    device_authorization_endpoint: Option<Url>,
+    /// The profile that shapes the authorization request, if any.
+    profile: Option<crate::profile::ProviderProfile>,
+}
+
+impl Route {
+    /// The pending login of `owner` for `resource_url` and the
+    /// authorization request's URL that starts it.
+    fn login(
+        self,
+        owner: &str,
+        resource_url: &Url,
+        now: u64,
+        entropy: Entropy,
+    ) -> (PendingFlow, Url) {
+        let flow = self.resolved.pending(owner, resource_url, now, entropy);
+        let mut request = AuthorizationRequest::new(&self.authorization_endpoint, &flow);
+        if let Some(profile) = &self.profile {
+            if let Some(name) = &profile.scope_param {
+                request = request.scope_param(name);
+            }
+            for (k, v) in &profile.authorization_params {
+                request = request.param(k, v);
+            }
+        }
+        let url = request.url();
+        (flow, url)
+    }
+}
+
+/// Discovers the authorization server of a resource known to need
+/// authorization and gets a client there: what every login with discovery
+/// resolves to.
+async fn route<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    req: LoginRequest<'_>,
+    resource_url: &Url,
+    challenge: Option<&crate::challenge::BearerChallenge>,
+    via: Via,
+) -> Result<Route> {
     let Engine {
         http,
         store,
         settings,
         now,
     } = *cx;
-    let LoginRequest { owner, scope } = req;
     let (found, server) = discover(cx, resource_url, challenge).await?;
+    let device_authorization_endpoint = server
+        .metadata
+        .device_authorization_endpoint
+        .as_deref()
+        .map(|e| settings.policy.parse(e))
+        .transpose()?;
     // The app's own clients (a profile's, a pre-registered one) serve only
     // the resources the app named for them: a resource whose metadata names
     // their issuer does not borrow them.
@@ -190,28 +276,31 @@ pub async fn authorize<H: HttpClient, S: Store>(
         profile.authorization_endpoint = server.authorization_endpoint.clone();
         profile.token_endpoint = server.token_endpoint.clone();
         profile.revocation_endpoint = server.revocation_endpoint.clone();
+        if device_authorization_endpoint.is_some() {
+            profile.device_authorization_endpoint = device_authorization_endpoint;
+        }
         let key = ResourceKey::parse(&found.resource)?;
-        let (mut flow, to) =
-            profiled::start(settings, &profile, &key, req, resource_url, now, entropy)?;
-        flow.resource = found.resource;
-        flow.iss_required = server
+        let mut route = profiled::resolve(settings, &profile, &key, req.scope, via)?;
+        route.resolved.resource = found.resource;
+        route.resolved.iss_required = server
             .metadata
             .authorization_response_iss_parameter_supported;
-        store.put_flow(flow).await?;
-        return Ok(LoginStart::Redirect(to));
+        return Ok(route);
     }
     if let Some(own) = settings.clients.pre_registered_for(&server.issuer) {
         if !own.allows(&connected) {
             return Err(refuse());
         }
     }
-    settings.clients.check_pkce(&server)?;
-    let redirect_uri = settings.redirect_uri_for(&server.issuer);
+    if via == Via::Browser {
+        settings.clients.check_pkce(&server)?;
+    }
+    let redirect_uri = via.redirect_uri(settings, &server.issuer);
     let cached = store
         .registration(&server.issuer, redirect_uri.as_str())
         .await?;
     let scope = crate::scope::choose_scope(
-        scope,
+        req.scope,
         challenge.and_then(|c| c.scope.as_deref()),
         found
             .metadata
@@ -234,7 +323,7 @@ pub async fn authorize<H: HttpClient, S: Store>(
     if let Some(r) = fresh {
         store.put_registration(r).await?;
     }
-    let flow = Resolved {
+    let resolved = Resolved {
         issuer: server.issuer.clone(),
         iss_required: server
             .metadata
@@ -251,11 +340,13 @@ pub async fn authorize<H: HttpClient, S: Store>(
             .dpop
             .wanted(server.metadata.dpop_signing_alg_values_supported.as_deref()),
         refused: None,
-    }
-    .pending(owner, resource_url, now, entropy);
-    let url = AuthorizationRequest::new(&server.authorization_endpoint, &flow).url();
-    store.put_flow(flow).await?;
-    Ok(LoginStart::Redirect(url))
+    };
+    Ok(Route {
+        resolved,
+        authorization_endpoint: server.authorization_endpoint,
+        device_authorization_endpoint,
+        profile: None,
+    })
 }
 
 /// What a login resolved to, from discovery or a provider profile: the
@@ -303,6 +394,7 @@ impl Resolved {
                 .then(|| crate::secret::DpopKey::generate(entropy.dpop))
                 .flatten(),
             refused: self.refused,
+            device: None,
         }
     }
 }
@@ -439,6 +531,20 @@ pub async fn finish_login(
             return Err(e);
         }
     };
+    store_grant(http, store, &flow, tokens, now).await
+}
+
+/// Stores the grant a finished login (`flow`) obtained, replacing (and
+/// revoking, when it came from another server or client) the one stored
+/// for the same resource.
+async fn store_grant(
+    http: &impl HttpClient,
+    store: &impl Store,
+    flow: &PendingFlow,
+    tokens: token::TokenSet,
+    now: u64,
+) -> Result<Provider> {
+    let owner = flow.owner.as_str();
     let key = ResourceKey::parse(&flow.resource)?;
     let grant = Grant {
         issuer: flow.issuer.clone(),
@@ -459,7 +565,7 @@ pub async fn finish_login(
     for _ in 0..3 {
         let previous = store.provider(owner, &key).await?;
         if let Some(old) = previous.as_ref().and_then(|p| p.grant.as_ref()) {
-            revoke_replaced(http, old, &flow).await;
+            revoke_replaced(http, old, flow).await;
         }
         let next = Provider {
             name: previous
@@ -483,13 +589,12 @@ pub async fn finish_login(
             break;
         }
     }
-    let provider = provider.ok_or_else(|| {
+    provider.ok_or_else(|| {
         Error::storage(
             StorageCause::Conflict,
             format!("the provider {key} kept changing while the new grant was stored"),
         )
-    })?;
-    Ok(provider)
+    })
 }
 
 /// Revokes a grant that a new login replaces (RFC 7009), before the new one
@@ -728,6 +833,7 @@ mod tests {
             profile: None,
             dpop: None,
             refused: None,
+            device: None,
         }
     }
 

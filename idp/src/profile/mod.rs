@@ -83,6 +83,10 @@ pub struct ProviderProfile {
     /// An RFC 7009 revocation endpoint, if the server has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_endpoint: Option<Url>,
+    /// An RFC 8628 device authorization endpoint, for logins with no
+    /// browser callback ([`crate::flow::start_device_login`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<Url>,
     /// The client registered there.
     pub client_id: String,
     /// The name of the secret (a Workers secret) holding the client secret;
@@ -158,6 +162,7 @@ impl ProviderProfile {
             authorization_endpoint,
             token_endpoint,
             revocation_endpoint: None,
+            device_authorization_endpoint: None,
             client_id: client_id.into(),
             client_secret_name: None,
             auth_method: None,

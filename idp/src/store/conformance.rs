@@ -51,6 +51,7 @@ pub(crate) fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
         profile: None,
         dpop: None,
         refused: None,
+        device: None,
     }
 }
 

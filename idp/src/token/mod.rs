@@ -1,6 +1,7 @@
 //! Token requests and responses: code exchange, refresh (RFC 6749 §4.1.3, §6,
 //! RFC 7636, RFC 8707), client credentials (§4.4) and revocation (RFC 7009);
-//! the grants made of assertions (RFC 7523, RFC 8693) in [`assertion`].
+//! the grants made of assertions (RFC 7523, RFC 8693) in [`assertion`]; the
+//! device authorization grant (RFC 8628) in [`device`].
 
 use crate::client::{AuthMethod, Client};
 use crate::discovery::read_json;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub mod assertion;
+pub mod device;
 pub mod quirks;
 pub mod refusal;
 pub use assertion::{jwt_bearer, jwt_bearer_request, EnterpriseIdp, JWT_BEARER};
@@ -506,6 +508,7 @@ mod tests {
             profile: None,
             dpop: None,
             refused: None,
+            device: None,
         };
         let v = &flow.verifier;
         let req = exchange_request(&flow.code_grant(), &AuthorizationCode::new("the-code"));

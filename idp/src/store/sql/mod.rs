@@ -39,7 +39,12 @@ const PROVIDER_SECRETS: &[&str] = &[
     "/grant/kind/id_token",
     "/grant/kind/idp/client/client_secret",
 ];
-const FLOW_SECRETS: &[&str] = &["/verifier", "/client/client_secret", "/dpop"];
+const FLOW_SECRETS: &[&str] = &[
+    "/verifier",
+    "/client/client_secret",
+    "/dpop",
+    "/device/device_code",
+];
 const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret", "/management/access_token"];
 
 /// A row's identity, the associated data of its sealed fields.
