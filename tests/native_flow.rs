@@ -135,6 +135,7 @@ async fn walks_every_step_against_oidc_provider() {
         profile: None,
         dpop: None,
         refused: None,
+        device: None,
     };
     let authorization_url = authorize::authorization_url(
         &AuthorizationParams {
@@ -750,4 +751,84 @@ async fn a_fastmcp_server_takes_a_confidential_client_natively() {
         .unwrap();
     assert_ne!(fresh.header.as_deref(), Some(old.as_str()));
     assert_eq!(call().await.unwrap().status(), 200);
+}
+
+/// RFC 8628 against oidc-provider's device flow, as a person on another
+/// device answers it: the app gets a user code and the server's
+/// verification page; polls say "pending" until the person confirms on
+/// oidc-provider's own pages (xsrf-protected forms, then login and
+/// consent); the waiting task then stores the grant, and an authed call
+/// works. A second person presses Abort: their wait ends with
+/// `access_denied` and nothing is stored.
+#[tokio::test(flavor = "current_thread")]
+async fn a_person_connects_from_another_device_natively() {
+    use idp::flow::{DevicePoll, DeviceStart};
+    let servers = Servers::start(Default::default());
+    let idp = std::sync::Arc::new(NativeIdp::new(settings()));
+    let api = format!("{}/api", servers.origin);
+    let start = |owner: &'static str| {
+        let idp = idp.clone();
+        let api = api.clone();
+        async move {
+            match idp
+                .start_device_login(owner, &format!("{api}/start"), None)
+                .await
+            {
+                Ok(DeviceStart::Waiting(login)) => login,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let alice = start("alice").await;
+    let bob = start("bob").await;
+    assert_eq!(alice.resource, api);
+    assert_eq!(
+        alice.verification_uri.as_str(),
+        format!("{}/device", servers.issuer)
+    );
+    assert!(!alice.user_code.is_empty() && alice.user_code != bob.user_code);
+    let complete =
+        |l: &idp::flow::DeviceLogin| l.verification_uri_complete.clone().unwrap().to_string();
+    assert!(
+        complete(&alice).contains(&alice.user_code.replace('-', ""))
+            || complete(&alice).contains(&alice.user_code)
+    );
+
+    // Nobody has answered yet: the server says pending.
+    tokio::time::sleep(std::time::Duration::from_secs(alice.interval)).await;
+    let poll = idp.poll_device_login("alice", &alice.id).await.unwrap();
+    assert!(matches!(poll, DevicePoll::Waiting { .. }), "{poll:?}");
+    assert_eq!(servers.auth_count("POST /token").await, 1);
+    assert!(idp.authorization("alice", &api).await.unwrap().is_none());
+
+    let wait = |owner: &'static str, login: idp::flow::DeviceLogin| {
+        let idp = idp.clone();
+        tokio::spawn(async move { idp.wait_device_login(owner, &login).await })
+    };
+    let alice_waits = wait("alice", alice.clone());
+    let bob_waits = wait("bob", bob.clone());
+    let person = Browser::new();
+    let done = person.enter_device_code(&complete(&alice), true).await;
+    assert!(done.contains("Sign-in Success"), "{done:.600}");
+    let declined = Browser::new()
+        .enter_device_code(&complete(&bob), false)
+        .await;
+    assert!(declined.contains("interrupted"), "{declined:.600}");
+
+    let provider = alice_waits.await.unwrap().unwrap();
+    assert_eq!(provider.key.as_str(), api);
+    let resp = idp
+        .fetch("alice")
+        .get(&format!("{api}/items"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let e = bob_waits.await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), idp::error::ErrorKind::AuthorizationDenied, "{e}");
+    assert!(idp.authorization("bob", &api).await.unwrap().is_none());
+    // Both logins are spent.
+    for (owner, login) in [("alice", &alice), ("bob", &bob)] {
+        let e = idp.poll_device_login(owner, &login.id).await.unwrap_err();
+        assert_eq!(e.kind(), idp::error::ErrorKind::DeviceLogin, "{e}");
+    }
 }

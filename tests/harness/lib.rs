@@ -646,6 +646,82 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// What a person does with a device login's link: opens
+    /// `verification_uri_complete` on oidc-provider's device pages, confirms
+    /// the code shown (or presses Abort when `approve` is false), and is
+    /// logged in and consents through the server's interaction routes.
+    /// Returns the last page's body.
+    pub async fn enter_device_code(
+        &self,
+        verification_uri_complete: &str,
+        approve: bool,
+    ) -> String {
+        let hidden = |page: &str, name: &str| -> String {
+            let marker = format!("name=\"{name}\" value=\"");
+            let at = page
+                .find(&marker)
+                .unwrap_or_else(|| panic!("no {name} in {page:.800}"));
+            let rest = &page[at + marker.len()..];
+            rest[..rest.find('"').expect("closed value")].to_owned()
+        };
+        let open = url::Url::parse(verification_uri_complete).expect("absolute URL");
+        let page = self
+            .get(open.clone())
+            .send()
+            .await
+            .expect("GET device page");
+        let page = page.text().await.expect("device page");
+        // The page posts the code with the session's xsrf value; the server
+        // answers with the confirmation form.
+        let action = open.join("/device").expect("device action");
+        let form = [
+            ("xsrf", hidden(&page, "xsrf")),
+            ("user_code", hidden(&page, "user_code")),
+        ];
+        let confirm = self
+            .client
+            .post(action.clone())
+            .form(&form)
+            .send()
+            .await
+            .expect("POST code");
+        let confirm = confirm.text().await.expect("confirmation page");
+        let answer = if approve {
+            ("confirm", "yes")
+        } else {
+            ("abort", "yes")
+        };
+        let form = [
+            ("xsrf", hidden(&confirm, "xsrf")),
+            ("user_code", hidden(&confirm, "user_code")),
+            (answer.0, answer.1.to_owned()),
+        ];
+        let mut resp = self
+            .client
+            .post(action.clone())
+            .form(&form)
+            .send()
+            .await
+            .expect("POST confirm");
+        let mut at = action;
+        for _ in 0..20 {
+            let Some(location) = resp.headers().get("location") else {
+                return resp.text().await.unwrap_or_default();
+            };
+            at = at
+                .join(location.to_str().expect("ASCII Location"))
+                .expect("valid Location");
+            resp = self
+                .get(at.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {at}: {e}"));
+        }
+        panic!("more than 20 redirects after confirming the device code");
+    }
+}
+
 /// Polls futures concurrently on the current task.
 pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();

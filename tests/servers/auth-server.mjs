@@ -61,6 +61,9 @@ const provider = new Provider(issuer, {
     // Machine clients (the app as itself): tokens for a `resource`, JWTs
     // with that audience, as for people.
     clientCredentials: { enabled: true },
+    // Logins with no browser callback (RFC 8628): the device pages are
+    // oidc-provider's own, with their xsrf-protected forms.
+    deviceFlow: { enabled: true },
     registration: { enabled: true, initialAccessToken: false },
     registrationManagement: { enabled: !args['no-registration-management'], rotateRegistrationAccessToken: false },
     revocation: { enabled: true },

@@ -324,6 +324,58 @@ impl<S: Store> NativeIdp<S> {
         flow::connect_with(&self.engine(), owner, resource_url, scope, credential).await
     }
 
+    /// Starts connecting a resource with no browser callback (RFC 8628,
+    /// [`flow::start_device_login`]): show the person the user code and
+    /// where to enter it, then [`NativeIdp::wait_device_login`].
+    ///
+    /// ```no_run
+    /// # async fn f(idp: std::sync::Arc<idp::native::NativeIdp>) -> idp::Result<()> {
+    /// use idp::flow::DeviceStart;
+    /// if let DeviceStart::Waiting(login) = idp.start_device_login("alice", "https://api.example.com/v1", None).await? {
+    ///     println!("enter {} at {}", login.user_code, login.verification_uri);
+    ///     let task = tokio::spawn(async move { idp.wait_device_login("alice", &login).await });
+    ///     let provider = task.await.expect("the task ran")?;
+    ///     println!("connected {}", provider.key);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_device_login(
+        &self,
+        owner: &str,
+        resource_url: &str,
+        scope: Option<&str>,
+    ) -> Result<flow::DeviceStart> {
+        let req = LoginRequest { owner, scope };
+        flow::start_device_login(&self.engine(), req, resource_url, entropy()?).await
+    }
+
+    /// Polls a device login once, if its time has come
+    /// ([`flow::poll_device_login`]).
+    pub async fn poll_device_login(&self, owner: &str, id: &str) -> Result<flow::DevicePoll> {
+        let _writes = self.refresher.lock().await;
+        flow::poll_device_login(&self.engine(), owner, id).await
+    }
+
+    /// Polls a device login at the server's pace until the person answers:
+    /// the provider stored with its grant, or why not (declined, expired).
+    /// A passing failure (the server down) waits an interval and polls
+    /// again. Run it in a task of its own.
+    pub async fn wait_device_login(
+        &self,
+        owner: &str,
+        login: &flow::DeviceLogin,
+    ) -> Result<Provider> {
+        loop {
+            let wait = match self.poll_device_login(owner, &login.id).await {
+                Ok(flow::DevicePoll::Connected(p)) => return Ok(*p),
+                Ok(flow::DevicePoll::Waiting { poll_at }) => poll_at.saturating_sub(now()),
+                Err(e) if e.is_retryable() => login.interval,
+                Err(e) => return Err(e),
+            };
+            tokio::time::sleep(Duration::from_secs(wait.max(1))).await;
+        }
+    }
+
     /// Finishes a flow from the URL the person was redirected back to
     /// ([`flow::finish_login`]; its path must be the flow's redirect URI).
     pub async fn callback(&self, owner: &str, callback_url: &Url) -> Result<Provider> {
