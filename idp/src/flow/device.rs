@@ -125,14 +125,17 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
 /// [`Error::AuthorizationDenied`], an expired code
 /// [`DeviceProblem::Expired`]; both end the login. A passing failure (the
 /// server down) keeps it for the next poll.
-pub async fn poll_device_login<H: HttpClient, S: Store>(
-    cx: &Engine<'_, H, S>,
+///
+/// Like [`super::finish_login`], it needs no settings: everything was
+/// resolved when the login started, so a runtime may poll from a
+/// background task (the Durable Object's alarm) with its clock alone.
+pub async fn poll_device_login(
+    http: &impl HttpClient,
+    store: &impl Store,
     owner: &str,
     id: &str,
+    now: u64,
 ) -> Result<DevicePoll> {
-    let Engine {
-        http, store, now, ..
-    } = *cx;
     let FlowTake::Taken(flow) = store.take_flow(id, owner, DEVICE_CODE_GRANT).await? else {
         return Err(Error::DeviceLogin(DeviceProblem::Unknown));
     };
@@ -261,20 +264,8 @@ mod tests {
         }
     }
 
-    fn poll(
-        script: &Script,
-        store: &MemoryStore,
-        settings: &crate::settings::Settings,
-        id: &str,
-        now: u64,
-    ) -> Result<DevicePoll> {
-        let cx = Engine {
-            http: script,
-            store,
-            settings,
-            now,
-        };
-        block_on(poll_device_login(&cx, "alice", id))
+    fn poll(script: &Script, store: &MemoryStore, id: &str, now: u64) -> Result<DevicePoll> {
+        block_on(poll_device_login(script, store, "alice", id, now))
     }
 
     fn err(e: &str) -> serde_json::Value {
@@ -317,26 +308,25 @@ mod tests {
         );
         // Too early: no request.
         assert_eq!(
-            poll(&script, &store, &settings, &login.id, 1002).unwrap(),
+            poll(&script, &store, &login.id, 1002).unwrap(),
             DevicePoll::Waiting { poll_at: 1005 }
         );
         assert_eq!(script.requests().len(), 1);
         // Pending, then slow down: the interval grows by 5 seconds.
         assert_eq!(
-            poll(&script, &store, &settings, &login.id, 1005).unwrap(),
+            poll(&script, &store, &login.id, 1005).unwrap(),
             DevicePoll::Waiting { poll_at: 1010 }
         );
         assert_eq!(
-            poll(&script, &store, &settings, &login.id, 1010).unwrap(),
+            poll(&script, &store, &login.id, 1010).unwrap(),
             DevicePoll::Waiting { poll_at: 1020 }
         );
         assert_eq!(
-            poll(&script, &store, &settings, &login.id, 1015).unwrap(),
+            poll(&script, &store, &login.id, 1015).unwrap(),
             DevicePoll::Waiting { poll_at: 1020 }
         );
         assert_eq!(script.requests().len(), 3);
-        let DevicePoll::Connected(p) = poll(&script, &store, &settings, &login.id, 1020).unwrap()
-        else {
+        let DevicePoll::Connected(p) = poll(&script, &store, &login.id, 1020).unwrap() else {
             panic!("not connected")
         };
         assert_eq!(p.tokens().unwrap().access_token.secret(), "at");
@@ -348,7 +338,7 @@ mod tests {
         let stored = block_on(store.provider("alice", &p.key)).unwrap().unwrap();
         assert_eq!(stored.grant.unwrap().profile.as_deref(), Some("tv"));
         // The login is spent.
-        let e = poll(&script, &store, &settings, &login.id, 1030).unwrap_err();
+        let e = poll(&script, &store, &login.id, 1030).unwrap_err();
         assert!(
             matches!(e, Error::DeviceLogin(DeviceProblem::Unknown)),
             "{e}"
@@ -373,7 +363,7 @@ mod tests {
                 .json(TOKEN, 400, err("authorization_pending"));
             let store = MemoryStore::default();
             let login = start(&script, &store, &settings);
-            let e = poll(&script, &store, &settings, &login.id, 1005).unwrap_err();
+            let e = poll(&script, &store, &login.id, 1005).unwrap_err();
             match expect {
                 "denied" => assert!(matches!(e, Error::AuthorizationDenied(_)), "{e}"),
                 "expired" => assert!(
@@ -382,7 +372,7 @@ mod tests {
                 ),
                 _ => assert!(e.is_retryable(), "{e}"),
             }
-            let next = poll(&script, &store, &settings, &login.id, 1010);
+            let next = poll(&script, &store, &login.id, 1010);
             if expect == "kept" {
                 assert_eq!(next.unwrap(), DevicePoll::Waiting { poll_at: 1015 });
             } else {
@@ -396,7 +386,7 @@ mod tests {
         let script = Script::new().json(DEVICE, 200, device_answer());
         let store = MemoryStore::default();
         let login = start(&script, &store, &settings);
-        let e = poll(&script, &store, &settings, &login.id, 1600).unwrap_err();
+        let e = poll(&script, &store, &login.id, 1600).unwrap_err();
         assert!(
             matches!(e, Error::DeviceLogin(DeviceProblem::Expired)),
             "{e}"
@@ -429,13 +419,10 @@ mod tests {
         );
         assert_eq!(script.requests().len(), 1, "no token request");
         // Another user cannot poll it.
-        let cx = Engine {
-            http: &script,
-            store: &store,
-            settings: &settings,
-            now: 1005,
-        };
-        let e = block_on(poll_device_login(&cx, "mallory", &login.id)).unwrap_err();
+        let e = block_on(poll_device_login(
+            &script, &store, "mallory", &login.id, 1005,
+        ))
+        .unwrap_err();
         assert!(
             matches!(e, Error::DeviceLogin(DeviceProblem::Unknown)),
             "{e}"

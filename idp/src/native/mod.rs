@@ -353,7 +353,7 @@ impl<S: Store> NativeIdp<S> {
     /// ([`flow::poll_device_login`]).
     pub async fn poll_device_login(&self, owner: &str, id: &str) -> Result<flow::DevicePoll> {
         let _writes = self.refresher.lock().await;
-        flow::poll_device_login(&self.engine(), owner, id).await
+        flow::poll_device_login(&self.http, &self.store, owner, id, now()).await
     }
 
     /// Polls a device login at the server's pace until the person answers:

@@ -374,13 +374,13 @@ mod tests {
         let pages = |c: &rusqlite::Connection| -> i64 {
             c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap()
         };
-        assert_eq!(pages(&fresh), 9);
+        assert_eq!(pages(&fresh), 10);
         for st in crate::store::sql::REGISTRY_SCHEMA {
             fresh.execute(st, []).unwrap();
         }
-        assert_eq!(pages(&fresh), 11);
-        // 10 tables, 9 key indexes and the schema page.
-        assert_eq!(pages(&migrated), 20);
+        assert_eq!(pages(&fresh), 12);
+        // 11 tables, 9 key indexes and the schema page.
+        assert_eq!(pages(&migrated), 21);
         let shape = |c: &rusqlite::Connection| -> Vec<(String, String)> {
             let mut tables = c
                 .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'idp_%' ORDER BY name")

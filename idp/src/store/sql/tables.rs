@@ -99,6 +99,25 @@ pub mod refresh_retries {
     pub const DELETE: &str = "DELETE FROM idp_refresh_retries WHERE owner = ? AND key = ?";
 }
 
+/// Logins with no browser (RFC 8628) the object polls from its alarm, by
+/// id (the flow's state): when to poll next, and once it has ended, what
+/// came of it (`{"connected": key}` or `{"failed": report}`), kept an hour
+/// for the app to read.
+pub mod device_logins {
+    /// Creates the table.
+    pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS idp_device_logins (id TEXT PRIMARY KEY, owner TEXT NOT NULL, poll_at INTEGER NOT NULL, outcome TEXT) WITHOUT ROWID";
+    /// Starts or reschedules one.
+    pub const PUT: &str = "INSERT OR REPLACE INTO idp_device_logins (id, owner, poll_at, outcome) VALUES (?, ?, ?, ?)";
+    /// One user's login: when to poll, and its outcome.
+    pub const GET: &str = "SELECT poll_at, outcome FROM idp_device_logins WHERE id = ? AND owner = ?";
+    /// The logins due at a time, still waiting.
+    pub const DUE: &str = "SELECT id, owner FROM idp_device_logins WHERE outcome IS NULL AND poll_at <= ?";
+    /// The next poll of any waiting login.
+    pub const NEXT: &str = "SELECT MIN(poll_at) FROM idp_device_logins WHERE outcome IS NULL";
+    /// Drops outcomes older than a time.
+    pub const EXPIRE: &str = "DELETE FROM idp_device_logins WHERE outcome IS NOT NULL AND poll_at < ?";
+}
+
 /// The audit log.
 pub mod events {
     /// Creates the table.
