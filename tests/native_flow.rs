@@ -774,7 +774,7 @@ async fn a_person_connects_from_another_device_natively() {
                 .start_device_login(owner, &format!("{api}/start"), None)
                 .await
             {
-                Ok(DeviceStart::Waiting(login)) => login,
+                Ok(DeviceStart::Waiting(login)) => *login,
                 other => panic!("{other:?}"),
             }
         }

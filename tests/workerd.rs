@@ -796,3 +796,86 @@ async fn unusable_variables_are_refused_loudly_and_never_quoted() {
     );
     assert!(!log.contains("hunter2"), "the log quotes a value: {log}");
 }
+
+/// RFC 8628 in a Worker: the user's object gets a code from oidc-provider's
+/// device flow and polls from its alarm, with no request in flight, while
+/// the person confirms on another device (oidc-provider's own pages); the
+/// provider is then connected, named and in the audit log, and an authed
+/// call works. Bob declines: his login ends `authorization_denied`, and
+/// nothing is stored for him. Nobody else can read a login's state.
+#[tokio::test(flavor = "current_thread")]
+async fn a_person_connects_from_another_device_through_the_objects_alarm() {
+    let servers = Servers::start(Default::default());
+    let worker = Worker::start(&state_dir("device"));
+    let api = format!("{}/api", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let bob = App::sign_in(&worker, "bob").await;
+    let (a, b) = (
+        device_start(&alice, &api).await,
+        device_start(&bob, &api).await,
+    );
+    assert_eq!(a["resource"], api, "{a}");
+    let (status, waiting) = device_status(&alice, &a).await;
+    assert_eq!(status, 200, "{waiting}");
+    assert!(
+        waiting["waiting"]["poll_at"].as_u64().is_some(),
+        "{waiting}"
+    );
+    let (status, theirs) = device_status(&bob, &a).await;
+    assert_eq!(
+        (status, theirs["error"].as_str()),
+        (400, Some("device_login")),
+        "{theirs}"
+    );
+
+    let complete = |l: &Value| l["verification_uri_complete"].as_str().unwrap().to_owned();
+    let done = idp_tests::Browser::new()
+        .enter_device_code(&complete(&a), true)
+        .await;
+    assert!(done.contains("Sign-in Success"), "{done:.600}");
+    let declined = idp_tests::Browser::new()
+        .enter_device_code(&complete(&b), false)
+        .await;
+    assert!(declined.contains("interrupted"), "{declined:.600}");
+
+    // No request from us: the alarm polls and stores the grant.
+    let connected = wait_until(30, || async {
+        provider(&alice.providers().await, &api).is_some()
+    })
+    .await;
+    assert!(
+        connected,
+        "the alarm connected alice: {}",
+        servers.auth_stats().await
+    );
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, now) = device_status(&alice, &a).await;
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(now["connected"]["provider"]["resource_url"], api, "{now}");
+    let (_, log) = alice.json("/api/events").await;
+    assert_eq!(log[0]["event"], "connected", "{log}");
+
+    let ended = wait_until(30, || async {
+        device_status(&bob, &b).await.1["error"] == "authorization_denied"
+    })
+    .await;
+    assert!(
+        ended,
+        "bob's login ended declined: {}",
+        device_status(&bob, &b).await.1
+    );
+    assert!(provider(&bob.providers().await, &api).is_none());
+}
+
+async fn device_start(app: &App, api: &str) -> Value {
+    let path = format!("/api/device?url={}", urlencode(api));
+    let (status, login) = app.post_json(&path).await;
+    assert_eq!(status, 200, "{login}");
+    login
+}
+
+async fn device_status(app: &App, login: &Value) -> (u16, Value) {
+    let id = login["id"].as_str().expect("a device login id");
+    app.json(&format!("/api/device?id={}", urlencode(id))).await
+}

@@ -22,6 +22,12 @@
 //! - `ANY /api/forward?url=<url>`: forwards this request (method, body and
 //!   headers, but never the caller's cookies or credentials) to the URL with
 //!   the user's credentials, answering like `/api/fetch`.
+//! - `POST /api/device?url=<resource>[&scope=]`: connects with no browser
+//!   callback (RFC 8628): answers the device login (`id`, `user_code`,
+//!   `verification_uri`, `verification_uri_complete`, `expires_at`,
+//!   `interval`), or the provider when the resource is public;
+//!   `GET /api/device?id=` says where it stands (`{"waiting": {"poll_at"}}`
+//!   or `{"connected": {"provider"}}`, or the error: declined, expired).
 //! - `GET /api/events`: the user's audit log (lifecycle events), newest first.
 //! - `POST /api/reencrypt`: seals this user's secrets again under the first
 //!   key of `IDP_ENCRYPTION_KEYS` (key rotation).
@@ -47,8 +53,8 @@ use idp::profile::ProviderProfile;
 use idp::worker::{Env, Method, Request, Response};
 use idp::workers::Config;
 use idp::workers::{
-    mcp_provider_info, AppContext, Connected, Handler, IdpWorker, McpClient, McpError,
-    ProviderInfo, Session,
+    mcp_provider_info, AppContext, Connected, DeviceConnect, Handler, IdpWorker, McpClient,
+    McpError, ProviderInfo, Session,
 };
 use serde::Deserialize;
 
@@ -403,6 +409,7 @@ async fn route(
             | "/api/mcp"
             | "/api/background-fetch"
             | "/api/connect/enterprise"
+            | "/api/device"
     );
     if credentialed && handler.is_cross_site(&req) {
         return Ok(json_error(
@@ -461,6 +468,27 @@ async fn route(
                 .connect_enterprise(&resource, id_token, scope.as_deref())
                 .await?;
             Response::from_json(&provider)?
+        }
+        // A login with no browser callback (RFC 8628): the person enters
+        // the code on another device while the user's object polls.
+        (Method::Post, "/api/device") => {
+            let Some(resource) = query(url, "url") else {
+                return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
+            };
+            let scope = query(url, "scope");
+            match handler
+                .start_device_login(&resource, scope.as_deref())
+                .await?
+            {
+                DeviceConnect::Waiting(login) => Response::from_json(&login)?,
+                DeviceConnect::Public(provider) => Response::from_json(&provider)?,
+            }
+        }
+        (Method::Get, "/api/device") => {
+            let Some(id) = query(url, "id") else {
+                return Ok(json_error(400, "missing_id", "give ?id=<device login>")?);
+            };
+            Response::from_json(&handler.device_login(&id).await?)?
         }
         (Method::Delete, "/api/providers") => {
             let Some(resource) = query(url, "url") else {

@@ -44,7 +44,7 @@ pub enum DeviceStart {
     /// The resource answered without credentials; it is stored as public.
     Public(Box<Provider>),
     /// Show the code to the person and poll.
-    Waiting(DeviceLogin),
+    Waiting(Box<DeviceLogin>),
 }
 
 /// What a poll found.
@@ -116,7 +116,7 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
     };
     flow.device = Some(wait);
     cx.store.put_flow(flow).await?;
-    Ok(DeviceStart::Waiting(login))
+    Ok(DeviceStart::Waiting(Box::new(login)))
 }
 
 /// Polls `owner`'s device login `id` once, if its time has come: stores
@@ -259,7 +259,7 @@ mod tests {
         ))
         .unwrap()
         {
-            DeviceStart::Waiting(login) => login,
+            DeviceStart::Waiting(login) => *login,
             other => panic!("{other:?}"),
         }
     }

@@ -19,6 +19,7 @@
 mod cache;
 mod client;
 mod config;
+mod device;
 mod error;
 mod events;
 mod fetch;
@@ -36,6 +37,7 @@ pub use crate::error::{ErrorKind, ErrorReport};
 pub use cache::MAX_TOKEN_CACHE_SECS;
 pub use client::ProvidersStub;
 pub use config::{Config, RoutePrefix, DEFAULT_BINDING};
+pub use device::DeviceConnect;
 pub use error::{AuthorizationRequired, Error, Reason};
 pub use events::{Event, EventKind, AUDIT_LOG_LEN};
 pub use fetch::{AuthedFetch, OutgoingRequest, FORWARDED_HEADERS};
@@ -48,7 +50,8 @@ pub use object::{ProvidersObject, ENCRYPTION_KEYS_VAR, REGISTRY_WRITES_PER_HOUR}
 #[cfg(feature = "bench")]
 pub use protocol::CallStats;
 pub use protocol::{
-    ProviderView, ProvidersPage, Reencrypted, RefreshOutcome, RefreshStatus, RemoveOutcome,
+    DeviceStatus, ProviderView, ProvidersPage, Reencrypted, RefreshOutcome, RefreshStatus,
+    RemoveOutcome,
 };
 pub use session::{cookie_name, Session, HOST_SESSION_COOKIE, SESSION_COOKIE, SESSION_KEY_VAR};
 

@@ -92,6 +92,18 @@ calls! {
         credential: crate::flow::Credential,
     } -> CallbackReply;
     UserOp
+    /// Starts connecting a resource with no browser callback (RFC 8628):
+    /// the object polls it from its alarm.
+    StartDeviceLogin {
+        owner: String,
+        url: Url,
+        scope: Option<String>,
+        settings: Box<Settings>,
+    } -> DeviceStartReply;
+    UserOp
+    /// Where a device login stands (polled first when due).
+    PollDeviceLogin { owner: String, id: String } -> DeviceStatus;
+    UserOp
     /// A single-use token for the confirmation page (10 minutes).
     ConfirmationToken { owner: String } -> String;
     UserOp
@@ -253,6 +265,36 @@ pub(crate) enum LoginReply {
     },
     Redirect {
         url: Url,
+    },
+}
+
+/// What the object answers to the start of a device login.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DeviceStartReply {
+    Public {
+        provider: ProviderView,
+        hook_error: Option<String>,
+    },
+    Waiting {
+        login: crate::flow::DeviceLogin,
+    },
+}
+
+/// Where a login with no browser (RFC 8628) stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// The person has not answered yet; the object polls again at
+    /// `poll_at` (seconds since the epoch).
+    Waiting {
+        /// The next poll.
+        poll_at: u64,
+    },
+    /// The person approved: the provider is connected.
+    Connected {
+        /// The provider, as the app's `on_auth_success` named it.
+        provider: Box<ProviderView>,
     },
 }
 

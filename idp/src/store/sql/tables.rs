@@ -109,13 +109,16 @@ pub mod device_logins {
     /// Starts or reschedules one.
     pub const PUT: &str = "INSERT OR REPLACE INTO idp_device_logins (id, owner, poll_at, outcome) VALUES (?, ?, ?, ?)";
     /// One user's login: when to poll, and its outcome.
-    pub const GET: &str = "SELECT poll_at, outcome FROM idp_device_logins WHERE id = ? AND owner = ?";
+    pub const GET: &str =
+        "SELECT poll_at, outcome FROM idp_device_logins WHERE id = ? AND owner = ?";
     /// The logins due at a time, still waiting.
-    pub const DUE: &str = "SELECT id, owner FROM idp_device_logins WHERE outcome IS NULL AND poll_at <= ?";
+    pub const DUE: &str =
+        "SELECT id, owner FROM idp_device_logins WHERE outcome IS NULL AND poll_at <= ?";
     /// The next poll of any waiting login.
     pub const NEXT: &str = "SELECT MIN(poll_at) FROM idp_device_logins WHERE outcome IS NULL";
     /// Drops outcomes older than a time.
-    pub const EXPIRE: &str = "DELETE FROM idp_device_logins WHERE outcome IS NOT NULL AND poll_at < ?";
+    pub const EXPIRE: &str =
+        "DELETE FROM idp_device_logins WHERE outcome IS NOT NULL AND poll_at < ?";
 }
 
 /// The audit log.

@@ -171,13 +171,15 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// Sets the alarm for the earliest moment a provider with a refresh token
     /// needs refreshing (or its next retry), or clears it when none does.
     pub(super) async fn schedule(&self) -> Result<()> {
-        if !self.background() {
-            return Ok(());
-        }
         let store = self.local();
         let keep_alive = self.keep_alive();
-        let mut next: Option<u64> = None;
-        for owner in self.owners(&store)? {
+        let mut next: Option<u64> = self.next_device_poll(&store);
+        let owners = if self.background() {
+            self.owners(&store)?
+        } else {
+            Vec::new()
+        };
+        for owner in owners {
             for p in store.providers(&owner).await? {
                 let Some(t) = p.tokens().filter(|t| t.refresh_token.is_some()) else {
                     continue;
@@ -205,13 +207,18 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             .map_err(|e| Error::storage(crate::error::StorageCause::Backend, format!("alarm: {e}")))
     }
 
-    /// The alarm: refreshes every provider whose token needs it, retries
+    /// Sets the next alarm, or says why it could not.
+    pub(super) async fn schedule_or_log(&self) {
+        if let Err(e) = self.schedule().await {
+            worker::console_error!("idp: could not set the alarm: {e}");
+        }
+    }
+
+    /// The alarm: polls the device logins that are due; refreshes every
+    /// provider whose token needs it, retries
     /// passing failures with a capped exponential backoff, stops for a dead
     /// grant, records the events, and sets the next alarm.
     pub async fn alarm(&self) -> worker::Result<()> {
-        if !self.background() {
-            return self.state.storage().delete_alarm().await;
-        }
         let registry = self.recalled("registry");
         let http = self
             .recalled("timeout_ms")
@@ -225,12 +232,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             .filter(|s| *s > 0)
             .unwrap_or(RETRY_BASE_SECS);
         let store = self.store(Role::of(registry.as_deref()));
+        self.poll_due_device_logins(&store, &http).await;
         let keep_alive = self.keep_alive();
         let at = now();
-        for owner in self
-            .owners(&store)
-            .map_err(|e| worker::Error::RustError(e.to_string()))?
-        {
+        let owners = if self.background() {
+            self.owners(&store)
+                .map_err(|e| worker::Error::RustError(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        for owner in owners {
             let providers = store
                 .providers(&owner)
                 .await

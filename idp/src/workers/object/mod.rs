@@ -6,6 +6,7 @@
 //!   and its migrations are the engine's, [`crate::store::sql`]).
 //! - [`dispatch`]: the answer to each internal call.
 
+mod device;
 mod dispatch;
 mod login;
 mod providers;
