@@ -36,6 +36,9 @@ fn named(mut p: ProviderProfile, secret_name: &str) -> ProviderProfile {
 /// - No RFC 7009 revocation endpoint (GitHub revokes through its REST API
 ///   with the app's credentials): removal forgets the token only.
 /// - `resource` is not sent.
+/// - The device flow (RFC 8628) at `https://github.com/login/device/code`
+///   (GitHub Docs, "Authorizing OAuth apps", device flow; enabled per app),
+///   its polling errors with HTTP 200 like the rest.
 pub fn github(client_id: &str, secret_name: &str) -> ProviderProfile {
     let mut p = ProviderProfile::new(
         "github",
@@ -50,6 +53,7 @@ pub fn github(client_id: &str, secret_name: &str) -> ProviderProfile {
         assume_bearer: true,
         resource: ResourceParam::Nowhere,
     };
+    p.device_authorization_endpoint = Some(url("https://github.com/login/device/code"));
     named(p, secret_name)
 }
 
