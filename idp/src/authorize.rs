@@ -65,6 +65,10 @@ pub struct PendingFlow {
     /// can take it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<crate::token::device::DeviceWait>,
+    /// The account this login connects, when one was named
+    /// ([`crate::flow::accounts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl PendingFlow {
@@ -311,6 +315,7 @@ mod tests {
             dpop: None,
             refused: None,
             device: None,
+            account: None,
         }
     }
 

@@ -404,9 +404,12 @@ pub fn registration_request(
         "client_name": info.name,
         "software_version": info.version,
     });
-    // A client for logins with no browser (RFC 8628): no redirect URI.
+    // A client for logins with no browser (RFC 8628): no redirect URI
+    // (RFC 7591 asks for them only of clients that use redirection).
     if crate::client::is_device_redirect(redirect_uri) {
-        body["redirect_uris"] = serde_json::json!([]);
+        if let Some(doc) = body.as_object_mut() {
+            doc.remove("redirect_uris");
+        }
         body["application_type"] = "native".into();
         body["grant_types"] =
             serde_json::json!([crate::client::DEVICE_CODE_GRANT, "refresh_token"]);
@@ -758,6 +761,42 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    /// A client for the device flow registers the device grant and no
+    /// redirect URI, and is never a client ID metadata document (which
+    /// names redirect URIs and the code grant only).
+    #[test]
+    fn a_device_client_registers_the_device_grant_without_redirects() {
+        let ep = Url::parse("https://as.example/register").unwrap();
+        let device = crate::client::device_redirect();
+        let req = registration_request(&ep, &info(), &device, AuthMethod::None, Some("read"));
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(
+            body["grant_types"],
+            serde_json::json!([crate::client::DEVICE_CODE_GRANT, "refresh_token"])
+        );
+        assert!(body.get("redirect_uris").is_none(), "{body}");
+        assert_eq!(body["response_types"], serde_json::json!([]));
+        assert_eq!(body["application_type"], "native");
+        let server = server(serde_json::json!({
+            "client_id_metadata_document_supported": true,
+            "authorization_response_iss_parameter_supported": true,
+        }));
+        let config = ClientConfig {
+            metadata_document_url: Some(Url::parse("https://app.example/client.json").unwrap()),
+            ..Default::default()
+        };
+        let browser = choose_client(&server, &config, &info(), None, &redirect(), None, 0);
+        assert!(
+            matches!(
+                browser,
+                Ok(ClientPlan::Ready(_, ClientSource::MetadataDocument))
+            ),
+            "{browser:?}"
+        );
+        let plan = choose_client(&server, &config, &info(), None, &device, None, 0).unwrap();
+        assert!(matches!(plan, ClientPlan::Register(_)), "{plan:?}");
     }
 
     /// A server that grants only registered scopes gets them at

@@ -119,6 +119,7 @@ pub(crate) fn start_login(
     let req = crate::flow::LoginRequest {
         owner: "alice",
         scope,
+        account: None,
     };
     let entropy = crate::settings::Entropy {
         verifier: [1; 32],

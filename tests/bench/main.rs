@@ -282,6 +282,7 @@ fn synthetic_providers(n: usize) -> Vec<Provider> {
                 metadata: Value::Null,
                 grant: None,
                 created_at: 0,
+                account: None,
             }
         })
         .collect()

@@ -28,6 +28,9 @@
 //!   `interval`), or the provider when the resource is public;
 //!   `GET /api/device?id=` says where it stands (`{"waiting": {"poll_at"}}`
 //!   or `{"connected": {"provider"}}`, or the error: declined, expired).
+//! - Every `/api/` route takes `&account=<label>` to act as the user's
+//!   account `label` (`/oauth/login?url=&account=` connects one): a second
+//!   GitHub or Google account beside the first.
 //! - `GET /api/events`: the user's audit log (lifecycle events), newest first.
 //! - `POST /api/reencrypt`: seals this user's secrets again under the first
 //!   key of `IDP_ENCRYPTION_KEYS` (key rotation).
@@ -398,7 +401,17 @@ async fn route(
     cx: &AppContext<'_>,
     url: &url::Url,
 ) -> Result<Response, idp::workers::Error> {
-    let handler: &Handler = cx.idp;
+    // `?account=<label>`: the same routes as the user's account `label`
+    // (a second account at an API already connected).
+    let account = match query(url, "account") {
+        Some(label) => Some(cx.idp.account(&label)?),
+        None => None,
+    };
+    let handler: &Handler = account.as_ref().unwrap_or(cx.idp);
+    let fetch = match &account {
+        Some(h) => h.fetcher(),
+        None => cx.fetch,
+    };
     // Routes that send requests with the person's credentials answer only
     // the app's own pages: a link or form on another site must not make the
     // Worker send the person's token anywhere.
@@ -500,7 +513,7 @@ async fn route(
             let Some(target) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
-            relay(cx.fetch.get(&target).await?).await?
+            relay(fetch.get(&target).await?).await?
         }
         (Method::Get, "/api/background-fetch") => {
             // What a cron trigger or queue consumer does for a user
@@ -515,14 +528,14 @@ async fn route(
             let Some(target) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<MCP server>")?);
             };
-            mcp_relay(req, cx, target).await?
+            mcp_relay(req, handler, fetch, target).await?
         }
         (_, "/api/forward") => {
             let Some(target) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
             let out = idp::workers::OutgoingRequest::forward(req, target).await?;
-            relay(cx.fetch.send(out).await?).await?
+            relay(fetch.send(out).await?).await?
         }
         #[cfg(feature = "bench")]
         (Method::Get, "/api/plain-fetch") if bench_routes(cx.env) => {
@@ -586,15 +599,16 @@ async fn debug(
 /// kept for this user and server unless the caller names a session.
 async fn mcp_relay(
     req: Request,
-    cx: &AppContext<'_>,
+    handler: &Handler,
+    fetch: idp::workers::AuthedFetch<'_>,
     target: String,
 ) -> Result<Response, idp::workers::Error> {
     let explicit = req.headers().get(idp::mcp::SESSION_HEADER)?;
     let made = match &explicit {
-        Some(sid) => McpClient::new(cx.fetch, &target).map(|m| m.with_session(sid.clone())),
-        None => cx.idp.mcp(&target).await,
+        Some(sid) => McpClient::new(fetch, &target).map(|m| m.with_session(sid.clone())),
+        None => handler.mcp(&target).await,
     };
-    mcp_exchange(req, made, explicit.is_none().then_some(cx.idp)).await
+    mcp_exchange(req, made, explicit.is_none().then_some(handler)).await
 }
 
 /// Sends the request's JSON-RPC message (its body) through `made`, honouring

@@ -469,6 +469,14 @@ pub enum Error {
     /// The callback could not be accepted.
     #[error("invalid callback: {0}")]
     Callback(CallbackProblem),
+    /// An account label (or a user id) that cannot be used.
+    #[error(
+        "invalid account {label:?}: an account label is 1 to 64 ASCII letters, digits or . _ - + @"
+    )]
+    InvalidAccount {
+        /// The label (at most 64 characters of it).
+        label: String,
+    },
     /// A login with no browser (RFC 8628) cannot go on.
     #[error("device login: {0}")]
     DeviceLogin(DeviceProblem),

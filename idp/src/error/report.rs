@@ -40,6 +40,8 @@ pub enum ErrorKind {
     Callback,
     /// A login with no browser cannot go on (RFC 8628).
     DeviceLogin,
+    /// An account label that cannot be used.
+    InvalidAccount,
     /// Nothing is connected for the URL.
     NotConnected,
     /// The person must (re-)authorize: see the report's `reauthorize_url`.
@@ -94,7 +96,8 @@ impl ErrorKind {
             Storage | Runtime | Configuration => 500,
             InvalidUrl | InsecureUrl | BlockedAddress | BadChallenge | ResourceMetadata
             | AuthorizationServer | NoClient | AuthorizationDenied | Callback | DeviceLogin
-            | UnexpectedStatus | NotAResource | PkceUnsupported | BadCall | NotReplayable => 400,
+            | InvalidAccount | UnexpectedStatus | NotAResource | PkceUnsupported | BadCall
+            | NotReplayable => 400,
         }
     }
 }
@@ -212,6 +215,7 @@ impl Error {
             Error::AuthorizationDenied(_) => ErrorKind::AuthorizationDenied,
             Error::Callback(_) => ErrorKind::Callback,
             Error::DeviceLogin(_) => ErrorKind::DeviceLogin,
+            Error::InvalidAccount { .. } => ErrorKind::InvalidAccount,
             Error::NotConnected { .. } => ErrorKind::NotConnected,
             Error::AuthorizationRequired(_) => ErrorKind::AuthorizationRequired,
             Error::NoRefreshToken { .. } => ErrorKind::Expired,

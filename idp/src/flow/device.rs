@@ -94,7 +94,7 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
             issuer: resolved.issuer,
         }));
     };
-    let mut flow = resolved.pending(req.owner, &url, cx.now, entropy);
+    let mut flow = resolved.pending(req, &url, cx.now, entropy);
     let client = flow.client.asserted(&flow.issuer, cx.now, &flow.owner)?;
     let resource = flow
         .rules
@@ -245,6 +245,7 @@ mod tests {
         let req = LoginRequest {
             owner: "alice",
             scope: None,
+            account: None,
         };
         let entropy = Entropy {
             verifier: [1; 32],
@@ -439,6 +440,7 @@ mod tests {
         let req = LoginRequest {
             owner: "alice",
             scope: None,
+            account: None,
         };
         let entropy = Entropy {
             verifier: [1; 32],

@@ -117,6 +117,7 @@ pub async fn connect_with<H: HttpClient, S: Store>(
                 metadata: serde_json::Value::Null,
                 grant: None,
                 created_at: now,
+                account: None,
             };
             return put(store, owner, provider).await;
         }
@@ -192,6 +193,7 @@ pub async fn connect_with<H: HttpClient, S: Store>(
         metadata: serde_json::Value::Null,
         grant: Some(grant),
         created_at: now,
+        account: None,
     };
     put(store, owner, provider).await
 }

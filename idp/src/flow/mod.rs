@@ -8,6 +8,7 @@
 //! locking (one refresh at a time per provider) and the hook that names a
 //! provider.
 
+pub mod accounts;
 mod device;
 mod grant;
 mod machine;
@@ -73,6 +74,23 @@ pub struct LoginRequest<'a> {
     pub owner: &'a str,
     /// Scope asked for explicitly (space- or comma-separated), if any.
     pub scope: Option<&'a str>,
+    /// The account to connect, when the person or the app names one
+    /// ([`accounts`]): another account at an API already connected is
+    /// kept beside it.
+    pub account: Option<&'a str>,
+}
+
+impl<'a> LoginRequest<'a> {
+    /// The login of a store owner (a user, or a user's account as
+    /// [`accounts::owner_of`] names it).
+    pub fn of(owner: &'a str, scope: Option<&'a str>) -> Self {
+        let (owner, account) = accounts::split(owner);
+        Self {
+            owner,
+            scope,
+            account,
+        }
+    }
 }
 
 /// How connecting a resource began.
@@ -114,7 +132,7 @@ pub async fn start_login<H: HttpClient, S: Store>(
     // A server without discovery, described by a profile: no probe.
     if let Some((profile, prefix)) = crate::profile::find(&settings.profiles, &url) {
         let route = profiled::resolve(settings, profile, &prefix, req.scope, Via::Browser)?;
-        let (flow, to) = route.login(owner, &url, now, entropy);
+        let (flow, to) = route.login(req, &url, now, entropy);
         store.put_flow(flow).await?;
         return Ok(LoginStart::Redirect(to));
     }
@@ -147,6 +165,7 @@ async fn store_public<H: HttpClient, S: Store>(
         metadata: serde_json::Value::Null,
         grant: None,
         created_at: cx.now,
+        account: None,
     };
     match store
         .put_provider(owner, provider.clone(), stored.as_ref().into())
@@ -176,7 +195,7 @@ pub async fn authorize<H: HttpClient, S: Store>(
     entropy: Entropy,
 ) -> Result<LoginStart> {
     let route = route(cx, req, resource_url, challenge, Via::Browser).await?;
-    let (flow, url) = route.login(req.owner, resource_url, cx.now, entropy);
+    let (flow, url) = route.login(req, resource_url, cx.now, entropy);
     cx.store.put_flow(flow).await?;
     Ok(LoginStart::Redirect(url))
 }
@@ -210,16 +229,16 @@ pub(super) struct Route {
 }
 
 impl Route {
-    /// The pending login of `owner` for `resource_url` and the
+    /// The pending login of `req` for `resource_url` and the
     /// authorization request's URL that starts it.
     fn login(
         self,
-        owner: &str,
+        req: LoginRequest<'_>,
         resource_url: &Url,
         now: u64,
         entropy: Entropy,
     ) -> (PendingFlow, Url) {
-        let flow = self.resolved.pending(owner, resource_url, now, entropy);
+        let flow = self.resolved.pending(req, resource_url, now, entropy);
         let mut request = AuthorizationRequest::new(&self.authorization_endpoint, &flow);
         if let Some(profile) = &self.profile {
             if let Some(name) = &profile.scope_param {
@@ -370,9 +389,15 @@ pub(super) struct Resolved {
 }
 
 impl Resolved {
-    /// The pending login of `owner` for `resource_url`, with fresh state
+    /// The pending login of `req` for `resource_url`, with fresh state
     /// and PKCE verifier from `entropy`.
-    fn pending(self, owner: &str, resource_url: &Url, now: u64, entropy: Entropy) -> PendingFlow {
+    fn pending(
+        self,
+        req: LoginRequest<'_>,
+        resource_url: &Url,
+        now: u64,
+        entropy: Entropy,
+    ) -> PendingFlow {
         PendingFlow {
             state: FlowState::from_random(entropy.state),
             verifier: PkceVerifier::from_random(entropy.verifier),
@@ -385,7 +410,7 @@ impl Resolved {
             revocation_endpoint: self.revocation_endpoint,
             redirect_uri: self.redirect_uri,
             scope: self.scope,
-            owner: owner.to_owned(),
+            owner: req.owner.to_owned(),
             created_at: now,
             rules: self.rules,
             profile: self.profile,
@@ -395,6 +420,7 @@ impl Resolved {
                 .flatten(),
             refused: self.refused,
             device: None,
+            account: req.account.map(str::to_owned),
         }
     }
 }
@@ -544,8 +570,9 @@ async fn store_grant(
     tokens: token::TokenSet,
     now: u64,
 ) -> Result<Provider> {
-    let owner = flow.owner.as_str();
     let key = ResourceKey::parse(&flow.resource)?;
+    let account = flow.account.as_deref();
+    let owner = &accounts::placement(store, &flow.owner, account, &key).await?;
     let grant = Grant {
         issuer: flow.issuer.clone(),
         client: flow.client.clone(),
@@ -579,6 +606,10 @@ async fn store_grant(
             resource: flow.resource.clone(),
             grant: Some(grant.clone()),
             created_at: now,
+            account: flow
+                .account
+                .clone()
+                .or_else(|| previous.as_ref().and_then(|p| p.account.clone())),
         };
         if store
             .put_provider(owner, next.clone(), previous.as_ref().into())
@@ -702,6 +733,7 @@ mod tests {
                 refused: None,
             }),
             created_at: 0,
+            account: None,
         }
     }
 
@@ -834,6 +866,7 @@ mod tests {
             dpop: None,
             refused: None,
             device: None,
+            account: None,
         }
     }
 

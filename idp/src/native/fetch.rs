@@ -29,9 +29,18 @@ use url::Url;
 pub struct AuthedFetch<'a, S: Store = MemoryStore> {
     pub(super) idp: &'a NativeIdp<S>,
     pub(super) owner: &'a str,
+    pub(super) account: Option<&'a str>,
 }
 
-impl<S: Store> AuthedFetch<'_, S> {
+impl<'a, S: Store> AuthedFetch<'a, S> {
+    /// The same client acting as the user's account `label`
+    /// ([`crate::flow::accounts`]); without it, a call uses the account
+    /// connected first.
+    pub fn account(mut self, label: &'a str) -> Self {
+        self.account = Some(label);
+        self
+    }
+
     /// GETs a URL.
     pub async fn get(&self, url: &str) -> Result<reqwest::Response> {
         self.send(reqwest::Request::new(
@@ -57,7 +66,8 @@ impl<S: Store> AuthedFetch<'_, S> {
             })?),
         };
         let idp = self.idp;
-        let found = idp.authorization(self.owner, &url).await;
+        let owner = crate::flow::accounts::owner_of(self.owner, self.account)?;
+        let found = idp.authorization(&owner, &url).await;
         let (mut exchange, mut next) =
             Exchange::start(request.method().as_str(), &url, found, idp.settings.policy)?;
         loop {
@@ -118,12 +128,14 @@ impl<S: Store> AuthedFetch<'_, S> {
                     else {
                         return Ok(resp);
                     };
+                    let serving =
+                        crate::flow::accounts::serving(&idp.store, &owner, &a.key).await?;
                     let refreshed = idp
                         .refresher
                         .rejected(
                             &idp.http,
                             &idp.store,
-                            self.owner,
+                            &serving,
                             &a.key,
                             Refused::Token(token),
                             now(),

@@ -280,7 +280,8 @@ impl<S: Store> NativeIdp<S> {
         scope: Option<&str>,
     ) -> Result<LoginStart> {
         let cx = self.engine();
-        flow::start_login(&cx, LoginRequest { owner, scope }, resource_url, entropy()?).await
+        let req = LoginRequest::of(owner, scope);
+        flow::start_login(&cx, req, resource_url, entropy()?).await
     }
 
     /// Connects a resource as the app itself, for `owner` (a workload's
@@ -345,7 +346,7 @@ impl<S: Store> NativeIdp<S> {
         resource_url: &str,
         scope: Option<&str>,
     ) -> Result<flow::DeviceStart> {
-        let req = LoginRequest { owner, scope };
+        let req = LoginRequest::of(owner, scope);
         flow::start_device_login(&self.engine(), req, resource_url, entropy()?).await
     }
 
@@ -353,7 +354,8 @@ impl<S: Store> NativeIdp<S> {
     /// ([`flow::poll_device_login`]).
     pub async fn poll_device_login(&self, owner: &str, id: &str) -> Result<flow::DevicePoll> {
         let _writes = self.refresher.lock().await;
-        flow::poll_device_login(&self.http, &self.store, owner, id, now()).await
+        let user = flow::accounts::split(owner).0;
+        flow::poll_device_login(&self.http, &self.store, user, id, now()).await
     }
 
     /// Polls a device login at the server's pace until the person answers:
@@ -384,14 +386,20 @@ impl<S: Store> NativeIdp<S> {
         at.set_query(None);
         at.set_fragment(None);
         let _writes = self.refresher.lock().await;
-        flow::finish_login(&self.http, &self.store, owner, &at, &query, now()).await
+        let user = flow::accounts::split(owner).0;
+        flow::finish_login(&self.http, &self.store, user, &at, &query, now()).await
     }
 
     /// The authorization for a URL, refreshing first when the token expires
     /// within 5 minutes ([`Refresher::authorization`]).
+    ///
+    /// `owner` is a user, or a user's account as
+    /// [`flow::accounts::owner_of`] names it (served by the account's own
+    /// grant, or the user's first when that is the account).
     pub async fn authorization(&self, owner: &str, url: &str) -> Result<Option<Authorization>> {
+        let owner = flow::accounts::serving(&self.store, owner, &ResourceKey::parse(url)?).await?;
         self.refresher
-            .authorization(&self.http, &self.store, owner, url, now())
+            .authorization(&self.http, &self.store, &owner, url, now())
             .await
     }
 
@@ -419,7 +427,9 @@ impl<S: Store> NativeIdp<S> {
     /// [`NativeIdp::fetch`]) and revokes its token at the server;
     /// [`Error::NotConnected`] when none serves it.
     pub async fn remove(&self, owner: &str, url: &str) -> Result<Removal> {
-        flow::remove_provider(&self.http, &self.store, owner, &ResourceKey::parse(url)?).await
+        let key = ResourceKey::parse(url)?;
+        let owner = flow::accounts::serving(&self.store, owner, &key).await?;
+        flow::remove_provider(&self.http, &self.store, &owner, &key).await
     }
 
     /// The HTTP client the engine uses.
@@ -430,7 +440,11 @@ impl<S: Store> NativeIdp<S> {
     /// An HTTP client that sends `owner`'s requests with their credentials
     /// ([`AuthedFetch`]).
     pub fn fetch<'a>(&'a self, owner: &'a str) -> AuthedFetch<'a, S> {
-        AuthedFetch { idp: self, owner }
+        AuthedFetch {
+            idp: self,
+            owner,
+            account: None,
+        }
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) fn flow(state: &str, owner: &str, redirect: &str) -> PendingFlow {
         dpop: None,
         refused: None,
         device: None,
+        account: None,
     }
 }
 
@@ -89,6 +90,7 @@ fn provider(k: &str, access: &str) -> Provider {
             refused: None,
         }),
         created_at: 1_000,
+        account: None,
     }
 }
 

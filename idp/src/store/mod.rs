@@ -131,6 +131,10 @@ pub struct Provider {
     pub grant: Option<Grant>,
     /// When it was connected (seconds since the epoch).
     pub created_at: u64,
+    /// The account this connection is, when the person or the app named
+    /// it ([`crate::flow::accounts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl Provider {

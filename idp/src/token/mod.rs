@@ -509,6 +509,7 @@ mod tests {
             dpop: None,
             refused: None,
             device: None,
+            account: None,
         };
         let v = &flow.verifier;
         let req = exchange_request(&flow.code_grant(), &AuthorizationCode::new("the-code"));

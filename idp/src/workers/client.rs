@@ -159,8 +159,19 @@ impl ProvidersStub {
         url: &str,
         narrower: bool,
     ) -> Result<Option<AuthorizationReply>, Error> {
+        self.authorization_as(&self.owner, url, narrower).await
+    }
+
+    /// [`ProvidersStub::authorization`] as the store owner `owner` (the
+    /// user, or one of their accounts).
+    pub(crate) async fn authorization_as(
+        &self,
+        owner: &str,
+        url: &str,
+        narrower: bool,
+    ) -> Result<Option<AuthorizationReply>, Error> {
         self.call(Authorization {
-            owner: self.owner.clone(),
+            owner: owner.to_owned(),
             url: parse_url(url)?,
             narrower,
         })
@@ -171,12 +182,13 @@ impl ProvidersStub {
     /// the same token cause one refresh. Returns the header to retry with.
     pub(crate) async fn rejected(
         &self,
+        owner: &str,
         key: &ResourceKey,
         access_token: &str,
         narrower: bool,
     ) -> Result<AuthorizationReply, Error> {
         self.call(Rejected {
-            owner: self.owner.clone(),
+            owner: owner.to_owned(),
             key: key.clone(),
             fingerprint: crate::token::fingerprint(access_token),
             narrower,

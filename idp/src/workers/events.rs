@@ -46,6 +46,10 @@ pub struct Event {
     pub user: String,
     /// The resource (the provider's key).
     pub resource: String,
+    /// The account, for a connection beside the user's first at this
+    /// resource ([`crate::flow::accounts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// When (seconds since the epoch).
     pub at: u64,
     /// What happened.

@@ -161,6 +161,8 @@ pub struct AuthedFetch<'a> {
     policy: crate::policy::Policy,
     /// The most body bytes read for the app.
     body_limit: usize,
+    /// The user's account to act as, if not their default.
+    account: Option<&'a str>,
 }
 
 /// The URL that connects (or re-connects) `resource` through the login route
@@ -184,7 +186,32 @@ impl<'a> AuthedFetch<'a> {
             cache_secs: None,
             policy: crate::policy::Policy::STRICT,
             body_limit: super::DEFAULT_MAX_BODY_BYTES,
+            account: None,
         }
+    }
+
+    /// The same client acting as the user's account `label` (a second
+    /// GitHub or Google account, [`crate::flow::accounts`]): its tokens,
+    /// and re-authorization URLs that connect that account. Without it, a
+    /// call uses the account connected first.
+    ///
+    /// ```no_run
+    /// # async fn f(handler: &idp::workers::Handler) -> Result<(), idp::workers::Error> {
+    /// let work = handler.fetcher().account("work");
+    /// let me = work.get("https://api.github.com/user").await?;
+    /// # let _ = me; Ok(()) }
+    /// ```
+    pub fn account(mut self, label: &'a str) -> Self {
+        self.account = Some(label);
+        self
+    }
+
+    /// The store owner the calls are made as.
+    fn owner(&self) -> Result<String, Error> {
+        Ok(crate::flow::accounts::owner_of(
+            &self.stub.owner,
+            self.account,
+        )?)
     }
 
     /// Reads at most `bytes` of a body for the app.
@@ -224,15 +251,15 @@ impl<'a> AuthedFetch<'a> {
 
     /// The object's answer for `url`, from the isolate cache when it is on.
     async fn authorization(&self, url: &str) -> Result<Option<crate::flow::Authorization>, Error> {
+        let user = &self.owner()?;
         let Some(ttl) = self.cache_secs else {
-            return self.stub.authorization(url, false).await;
+            return self.stub.authorization_as(user, url, false).await;
         };
-        let user = &self.stub.owner;
         let now = super::http::now();
         if let Some(a) = super::cache::lookup(user, url, now) {
             return Ok(Some(a));
         }
-        let auth = self.stub.authorization(url, true).await?;
+        let auth = self.stub.authorization_as(user, url, true).await?;
         if let Some(a) = &auth {
             super::cache::put(user, a, ttl, now);
         }
@@ -267,13 +294,14 @@ impl<'a> AuthedFetch<'a> {
     /// engine's request policy, [`crate::fetch`]).
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
         let found = self.authorization(&req.url).await;
+        let owner = self.owner()?;
         let (mut exchange, mut next) =
             Exchange::start(method_name(&req.method), &req.url, found, self.policy)?;
         loop {
             if let Next::Reauthorize(r) = next {
                 if matches!(r.reason, Reason::Revoked | Reason::Expired) {
                     if let Some(a) = exchange.authorization() {
-                        super::cache::forget(&self.stub.owner, &a.key);
+                        super::cache::forget(&owner, &a.key);
                     }
                 }
                 return Err(self.required(r));
@@ -313,11 +341,11 @@ impl<'a> AuthedFetch<'a> {
                         return Ok(response);
                     };
                     // The resource refused the token: never hand it out again.
-                    super::cache::forget(&self.stub.owner, &a.key);
+                    super::cache::forget(&owner, &a.key);
                     let cached = self.cache_secs.is_some();
-                    let refreshed = self.stub.rejected(&a.key, token, cached).await;
+                    let refreshed = self.stub.rejected(&owner, &a.key, token, cached).await;
                     if let (Ok(a), Some(ttl)) = (&refreshed, self.cache_secs) {
-                        super::cache::put(&self.stub.owner, a, ttl, super::http::now());
+                        super::cache::put(&owner, a, ttl, super::http::now());
                     }
                     next = exchange.refreshed(refreshed)?;
                 }
@@ -327,8 +355,12 @@ impl<'a> AuthedFetch<'a> {
     }
 
     fn required(&self, r: Reauthorize) -> Error {
+        let mut login = login_url(self.login, &r.resource, r.scope.as_deref());
+        if let Some(label) = self.account {
+            login.query_pairs_mut().append_pair("account", label);
+        }
         Error::AuthorizationRequired(AuthorizationRequired {
-            reauthorize_url: login_url(self.login, &r.resource, r.scope.as_deref()).into(),
+            reauthorize_url: login.into(),
             resource: r.resource,
             reason: r.reason,
         })

@@ -53,6 +53,27 @@ impl Handler {
         })
     }
 
+    /// The same handler acting as the user's account `label` ([`crate::flow::accounts`]):
+    /// a second GitHub or Google account beside the first. Its login URLs
+    /// connect that account (`{prefix}/login?account=&url=`), and its calls,
+    /// refreshes, removal, MCP clients and device logins use that account's
+    /// grants. The user's first connection to an API is their default
+    /// there, whatever it is named.
+    ///
+    /// ```no_run
+    /// # async fn f(handler: &idp::workers::Handler) -> Result<(), idp::workers::Error> {
+    /// let work = handler.account("work")?;
+    /// let to_connect = work.login_url("https://api.github.com", None);
+    /// let repos = work.fetcher().get("https://api.github.com/user/repos").await?;
+    /// # let _ = (to_connect, repos); Ok(()) }
+    /// ```
+    pub fn account(&self, label: &str) -> Result<Handler, Error> {
+        let mut me = self.clone();
+        me.stub.owner = crate::flow::accounts::owner_of(&self.stub.owner, Some(label))?;
+        me.login.query_pairs_mut().append_pair("account", label);
+        Ok(me)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -280,7 +301,12 @@ impl Handler {
             })
             .await?;
         for p in &mut list {
-            let url = super::fetch::login_url(&self.login, p.resource_url.as_str(), None);
+            let mut url = super::fetch::login_url(&self.login, p.resource_url.as_str(), None);
+            // An account's own URL connects that account again (this
+            // handler's login URL already names its account, if any).
+            if let (Some(a), false) = (&p.account, self.login.query().is_some()) {
+                url.query_pairs_mut().append_pair("account", a);
+            }
             p.reauthorize_url = Some(url);
         }
         Ok(list)

@@ -17,6 +17,9 @@ struct LoginQuery {
     url: Option<String>,
     scope: Option<String>,
     token: Option<String>,
+    /// The account to connect beside those already connected
+    /// ([`crate::flow::accounts`]).
+    account: Option<String>,
 }
 
 impl Handler {
@@ -95,10 +98,16 @@ impl Handler {
             Ok(t) => t,
             Err(e) => return self.failure(&e.to_string(), e.status()),
         };
+        // The account, if any, goes with the form's action.
+        let mut action = format!("{}/login", self.config.prefix);
+        if let Some(a) = &q.account {
+            let a: String = url::form_urlencoded::byte_serialize(a.as_bytes()).collect();
+            action = format!("{action}?account={a}");
+        }
         let html = pages::confirm(
             &resource,
             q.scope.as_deref(),
-            &format!("{}/login", self.config.prefix),
+            &action,
             &token,
             &self.config.return_to,
         );
@@ -109,7 +118,8 @@ impl Handler {
     /// the page's `token` as a form.
     async fn confirmed_login(&self, req: &Request) -> worker::Result<Response> {
         let body = req.clone()?.text().await.unwrap_or_default();
-        let q = login_query(url::form_urlencoded::parse(body.as_bytes()));
+        let mut q = login_query(url::form_urlencoded::parse(body.as_bytes()));
+        q.account = login_query(req.url()?.query_pairs()).account;
         let Some(token) = q.token.clone() else {
             return self.failure(&crate::Error::Confirmation.to_string(), 403);
         };
@@ -171,8 +181,13 @@ impl Handler {
             Ok(u) => u,
             Err(e) => return self.failure(&e.to_string(), e.status()),
         };
+        // Another account is the user's account as a store owner.
+        let owner = match crate::flow::accounts::owner_of(&self.stub.owner, q.account.as_deref()) {
+            Ok(o) => o,
+            Err(e) => return self.failure(&e.to_string(), e.kind().status()),
+        };
         let call = Login {
-            owner: self.stub.owner.clone(),
+            owner,
             url: resource,
             scope: q.scope,
             settings: Box::new(self.settings()),
@@ -283,6 +298,7 @@ fn login_query<'a>(
         url: None,
         scope: None,
         token: None,
+        account: None,
     };
     for (k, v) in pairs {
         let v = Some(v.into_owned()).filter(|v| !v.trim().is_empty());
@@ -290,6 +306,7 @@ fn login_query<'a>(
             "url" if q.url.is_none() => q.url = v,
             "scope" if q.scope.is_none() => q.scope = v,
             "token" if q.token.is_none() => q.token = v,
+            "account" if q.account.is_none() => q.account = v,
             _ => {}
         }
     }

@@ -333,6 +333,10 @@ pub struct ProviderView {
     /// ([`crate::profile`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The account this connection is, when one was named
+    /// ([`crate::flow::accounts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl ProviderView {
@@ -348,6 +352,7 @@ impl ProviderView {
             scope: tokens.and_then(|t| t.scope.clone()),
             reauthorize_url: None,
             profile: p.grant.as_ref().and_then(|g| g.profile.clone()),
+            account: p.account.clone(),
         }
     }
 }

@@ -25,7 +25,11 @@ const RETRY_SECS: u64 = 30;
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Outcome {
-    Connected(String),
+    /// The store owner (the user, or one of their accounts) and the key.
+    Connected {
+        owner: String,
+        key: String,
+    },
     Failed(RemoteError),
 }
 
@@ -50,16 +54,16 @@ impl Answer for StartDeviceLogin {
             settings: &settings,
             now: now(),
         };
-        let req = flow::LoginRequest {
-            owner: &owner,
-            scope: scope.as_deref(),
-        };
+        // The owner names the account to connect, if any.
+        let req = flow::LoginRequest::of(&owner, scope.as_deref());
         let start = flow::start_device_login(&engine, req, url.as_str(), entropy).await?;
         drop(writes);
         match start {
             DeviceStart::Waiting(login) => {
                 let at = login.expires_at.min(now().saturating_add(login.interval));
-                o.device_row(&store, &login.id, &owner, at, None)?;
+                // Kept, polled and read as the user's (the flow names the account).
+                let user = flow::accounts::split(&owner).0;
+                o.device_row(&store, &login.id, user, at, None)?;
                 o.schedule_or_log().await;
                 Ok(DeviceStartReply::Waiting { login: *login })
             }
@@ -81,6 +85,7 @@ impl Answer for PollDeviceLogin {
         cx: &Cx<'_>,
     ) -> Result<Self::Reply, RemoteError> {
         let PollDeviceLogin { owner, id } = self;
+        let owner = flow::accounts::split(&owner).0.to_owned();
         let store = o.store(cx.role);
         let row = store.rows(tables::device_logins::GET, vec![text(&id), text(&owner)])?;
         let Some(row) = row.first() else {
@@ -88,7 +93,7 @@ impl Answer for PollDeviceLogin {
         };
         if let [_, SqlValue::Text(outcome)] = row.as_slice() {
             return match crate::store::sql::decode(&SqlValue::Text(outcome.clone()))? {
-                Outcome::Connected(key) => {
+                Outcome::Connected { owner, key } => {
                     let key = crate::matching::ResourceKey::parse(&key)?;
                     let provider =
                         store
@@ -150,17 +155,22 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             }
             Ok(DevicePoll::Connected(p)) => {
                 let resource = p.key.to_string();
-                let outcome = Outcome::Connected(resource.clone());
+                let holder = flow::accounts::holder(store, owner, &p).await?;
+                let outcome = Outcome::Connected {
+                    owner: holder.clone(),
+                    key: resource.clone(),
+                };
                 self.device_row(store, id, owner, at, Some(&outcome))?;
-                let (provider, hook_error) = self.named(store, owner, *p).await;
+                let (provider, hook_error) = self.named(store, &holder, *p).await;
                 if let Some(e) = hook_error {
                     worker::console_warn!("on_auth_success failed for {resource}: {e}");
                 }
                 let event = Event {
-                    user: owner.to_owned(),
+                    user: holder,
                     resource,
                     at,
                     kind: EventKind::Connected,
+                    account: None,
                 };
                 self.record(vec![event]).await;
                 Ok(DeviceStatus::Connected {

@@ -54,9 +54,16 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
 
     /// Adds events to the audit log (the last [`AUDIT_LOG_LEN`] per user are
     /// kept), then tells the app's hook.
-    pub(super) async fn record(&self, events: Vec<Event>) {
+    pub(super) async fn record(&self, mut events: Vec<Event>) {
         if events.is_empty() {
             return;
+        }
+        // An event of a user's account is the user's, naming the account.
+        for e in &mut events {
+            if let (user, Some(label)) = crate::flow::accounts::split(&e.user) {
+                e.account = Some(label.to_owned());
+                e.user = user.to_owned();
+            }
         }
         let store = self.local();
         for e in &events {
@@ -101,6 +108,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                         EventKind::NeedsReauthorization { reason: message }
                     }
                 },
+                account: None,
             })
             .collect();
         self.record(events).await;
@@ -145,6 +153,15 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
             .rows(tables::meta::GET, vec![text(name)])
             .ok()?;
         rows.first()?.first()?.as_text().map(str::to_owned)
+    }
+
+    /// The store owners of `user`'s further accounts.
+    pub(super) fn accounts_of(&self, store: &ObjectStore<'_>, user: &str) -> Result<Vec<String>> {
+        Ok(self
+            .owners(store)?
+            .into_iter()
+            .filter(|o| matches!(crate::flow::accounts::split(o), (u, Some(_)) if u == user))
+            .collect())
     }
 
     fn owners(&self, store: &ObjectStore<'_>) -> Result<Vec<String>> {

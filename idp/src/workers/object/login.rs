@@ -42,7 +42,7 @@ impl Answer for Login {
         } = self;
         let store = o.store(cx.role);
         if let Some(token) = confirmation {
-            store.spend_confirmation(&token, &owner)?;
+            store.spend_confirmation(&token, flow::accounts::split(&owner).0)?;
         }
         let entropy = entropy().map_err(Error::NoRandomness)?;
         let writes = o.refresher.lock().await;
@@ -52,10 +52,8 @@ impl Answer for Login {
             settings: &settings,
             now: now(),
         };
-        let req = flow::LoginRequest {
-            owner: &owner,
-            scope: scope.as_deref(),
-        };
+        // The owner names the account to connect, if any.
+        let req = flow::LoginRequest::of(&owner, scope.as_deref());
         let start = flow::start_login(&engine, req, url.as_str(), entropy).await?;
         drop(writes);
         match start {
@@ -122,12 +120,15 @@ impl Answer for Callback {
         };
         let resource = p.key.to_string();
         let recovered = o.was_broken(&owner, &resource);
-        let (provider, hook_error) = o.named(&store, &owner, p).await;
+        // The store owner of the account it connected.
+        let holder = flow::accounts::holder(&store, &owner, &p).await?;
+        let (provider, hook_error) = o.named(&store, &holder, p).await;
         let event = |kind| Event {
-            user: owner.clone(),
+            user: holder.clone(),
             resource: resource.clone(),
             at: now(),
             kind,
+            account: None,
         };
         let mut events = vec![event(EventKind::Connected)];
         if recovered {

@@ -7,6 +7,7 @@ use super::super::protocol::*;
 use super::dispatch::{Answer, Cx};
 use super::ProvidersObject;
 use crate::flow;
+use crate::flow::accounts;
 use crate::flow::Refused;
 use crate::matching::ResourceKey;
 use crate::store::sql::json;
@@ -27,6 +28,7 @@ impl Answer for Authorization {
             narrower,
         } = self;
         let store = o.store(cx.role);
+        let owner = accounts::serving(&store, &owner, &ResourceKey::parse(url.as_str())?).await?;
         let mut auth = o
             .refresher
             .authorization(cx.http, &store, &owner, url.as_str(), now())
@@ -53,6 +55,7 @@ impl Answer for Rejected {
             narrower,
         } = self;
         let store = o.store(cx.role);
+        let owner = accounts::serving(&store, &owner, &key).await?;
         let mut auth = o
             .refresher
             .rejected(
@@ -81,6 +84,10 @@ impl Answer for RefreshExpiring {
         let store = o.store(cx.role);
         let mut out = Vec::new();
         for url in urls {
+            let owner = match ResourceKey::parse(url.as_str()) {
+                Ok(key) => accounts::serving(&store, &owner, &key).await?,
+                Err(_) => owner.clone(),
+            };
             out.push(
                 o.refresh_one(cx.http, &store, &owner, url.into(), force)
                     .await,
@@ -103,7 +110,14 @@ impl Answer for Providers {
         } = self;
         let store = o.store(cx.role);
         let list = match limit {
-            None => store.providers(&owner).await?,
+            // Every account: the user's own rows, then each account's.
+            None => {
+                let mut all = store.providers(&owner).await?;
+                for account in o.accounts_of(&store, &owner)? {
+                    all.extend(store.providers(&account).await?);
+                }
+                all
+            }
             Some(limit) => {
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
                 store.providers_page(&owner, after.as_ref(), limit).await?
@@ -122,6 +136,7 @@ impl Answer for Find {
         let Find { owner, url } = self;
         let store = o.store(cx.role);
         let key = ResourceKey::parse(url.as_str())?;
+        let owner = accounts::serving(&store, &owner, &key).await?;
         let p = store.provider_for(&owner, &key).await?;
         Ok(p.as_ref().map(ProviderView::of))
     }
@@ -136,6 +151,7 @@ impl Answer for Remove {
         let Remove { owner, url } = self;
         let store = o.store(cx.role);
         let key = ResourceKey::parse(url.as_str())?;
+        let owner = accounts::serving(&store, &owner, &key).await?;
         let r = {
             let _writes = o.refresher.lock().await;
             flow::remove_provider(cx.http, &store, &owner, &key).await?
@@ -145,6 +161,7 @@ impl Answer for Remove {
             resource: r.provider.key.to_string(),
             at: now(),
             kind,
+            account: None,
         };
         let mut events = vec![event(EventKind::Removed)];
         if matches!(r.revoked, Ok(true)) {
