@@ -67,6 +67,16 @@ pub fn owner_of(user: &str, label: Option<&str>) -> Result<String> {
     }
 }
 
+/// The store owner a call made as `owner` acts as with `label`: `owner`
+/// itself without one (a user, or already one of their accounts), else the
+/// user's account `label`.
+pub fn acting(owner: &str, label: Option<&str>) -> Result<String> {
+    match label {
+        None => Ok(owner.to_owned()),
+        label => owner_of(owner, label),
+    }
+}
+
 /// The user and account label of a store owner.
 pub fn split(owner: &str) -> (&str, Option<&str>) {
     match owner.split_once(SEPARATOR) {
@@ -168,12 +178,13 @@ mod tests {
         let url = ResourceKey::parse("https://api.example/items").unwrap();
         let place = |l| block_on(placement(&store, "alice", l, &key)).unwrap();
         assert_eq!(place(Some("work")), "alice", "the first is the default");
-        block_on(store.put_provider(
+        let put = block_on(store.put_provider(
             "alice",
             row("https://api.example", Some("work")),
             Expect::Nothing,
         ))
         .unwrap();
+        assert_eq!(put, crate::store::Put::Written);
         assert_eq!(place(Some("work")), "alice", "the same account replaces it");
         assert_eq!(place(None), "alice");
         let home = owner_of("alice", Some("home")).unwrap();
@@ -181,12 +192,13 @@ mod tests {
         let find = |l| block_on(resolve(&store, "alice", l, &url)).unwrap();
         assert_eq!(find(Some("work")), "alice");
         assert_eq!(find(Some("home")), home, "not connected yet: its own rows");
-        block_on(store.put_provider(
+        let put = block_on(store.put_provider(
             &home,
             row("https://api.example", Some("home")),
             Expect::Nothing,
         ))
         .unwrap();
+        assert_eq!(put, crate::store::Put::Written);
         assert_eq!(find(Some("home")), home);
         assert_eq!(place(Some("home")), home);
         assert_eq!(find(None), "alice");

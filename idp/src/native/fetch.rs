@@ -66,7 +66,7 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
             })?),
         };
         let idp = self.idp;
-        let owner = crate::flow::accounts::owner_of(self.owner, self.account)?;
+        let owner = crate::flow::accounts::acting(self.owner, self.account)?;
         let found = idp.authorization(&owner, &url).await;
         let (mut exchange, mut next) =
             Exchange::start(request.method().as_str(), &url, found, idp.settings.policy)?;

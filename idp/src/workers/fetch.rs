@@ -208,7 +208,7 @@ impl<'a> AuthedFetch<'a> {
 
     /// The store owner the calls are made as.
     fn owner(&self) -> Result<String, Error> {
-        Ok(crate::flow::accounts::owner_of(
+        Ok(crate::flow::accounts::acting(
             &self.stub.owner,
             self.account,
         )?)
