@@ -23,13 +23,13 @@ pub fn home(user: &str, config: &Config) -> String {
 <h1>idp example</h1>
 <p>Signed in as <b>{user}</b> (demo cookie). <a href="/signin">Switch user</a></p>
 <h2>Connect a resource</h2>
-<form action="{login}" method="get"><input type="url" name="url" required placeholder="https://api.example.com/v1"> <button>Connect</button></form>
+<form action="{login}" method="get"><input type="url" name="url" required placeholder="https://api.example.com/v1"> <input name="account" placeholder="account (optional: work, home)" pattern="[A-Za-z0-9._@+-]{{1,64}}"> <button>Connect</button></form>
 <h2>Connected</h2>
-<table><thead><tr><th>Resource</th><th>Name</th><th>Token</th><th>Expires</th><th>MCP tools</th><th></th></tr></thead><tbody id="providers"></tbody></table>
+<table><thead><tr><th>Resource</th><th>Account</th><th>Name</th><th>Token</th><th>Expires</th><th>MCP tools</th><th></th></tr></thead><tbody id="providers"></tbody></table>
 <h2>Events</h2>
-<table><thead><tr><th>When</th><th>Resource</th><th>Event</th><th>Detail</th></tr></thead><tbody id="events"></tbody></table>
+<table><thead><tr><th>When</th><th>Resource</th><th>Account</th><th>Event</th><th>Detail</th></tr></thead><tbody id="events"></tbody></table>
 <h2>Call a URL</h2>
-<form id="call"><input type="url" id="target" required> <button>Call</button></form>
+<form id="call"><input type="url" id="target" required> <input id="as" placeholder="account (optional)"> <button>Call</button></form>
 <pre id="answer"></pre>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -42,27 +42,30 @@ async function load() {{
   const body = $('providers'); body.textContent = '';
   for (const p of list) {{
     const row = body.insertRow();
-    cell(row, p.resource_url); cell(row, p.name);
+    // `&account=` for a connection beside the first at its resource.
+    const acct = p.account ? 'account=' + encodeURIComponent(p.account) : '';
+    cell(row, p.resource_url); cell(row, p.account || ''); cell(row, p.name);
     cell(row, p.public ? 'public' : (p.has_token ? 'yes' : 'no'));
     cell(row, p.expires_at ? new Date(p.expires_at * 1000).toLocaleTimeString() : '');
     cell(row, (p.metadata && p.metadata.mcp && Array.isArray(p.metadata.mcp.tools)) ? p.metadata.mcp.tools.join(', ') : '');
     const actions = cell(row, '');
-    button(actions, 'Use', () => {{ $('target').value = p.resource_url; }});
-    button(actions, 'Refresh', async () => {{ await fetch('/api/refresh', {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{urls: [p.resource_url]}})}}); load(); }});
+    button(actions, 'Use', () => {{ $('target').value = p.resource_url; $('as').value = p.account || ''; }});
+    button(actions, 'Refresh', async () => {{ await fetch('/api/refresh' + (acct ? '?' + acct : ''), {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{urls: [p.resource_url]}})}}); load(); }});
     button(actions, 'Reconnect', () => {{ const u = safeUrl(p.reauthorize_url); if (u) location.href = u; }});
-    button(actions, 'Remove', async () => {{ await fetch('/api/providers?url=' + encodeURIComponent(p.resource_url), {{method: 'DELETE'}}); load(); }});
+    button(actions, 'Remove', async () => {{ await fetch('/api/providers?url=' + encodeURIComponent(p.resource_url) + (acct ? '&' + acct : ''), {{method: 'DELETE'}}); load(); }});
   }}
   const events = await (await fetch('/api/events')).json();
   const log = $('events'); log.textContent = '';
   for (const e of events.slice(0, 20)) {{
     const row = log.insertRow();
-    cell(row, new Date(e.at * 1000).toLocaleTimeString()); cell(row, e.resource);
+    cell(row, new Date(e.at * 1000).toLocaleTimeString()); cell(row, e.resource); cell(row, e.account || '');
     cell(row, e.event.replace(/_/g, ' ')); cell(row, e.message || e.reason || '');
   }}
 }}
 $('call').onsubmit = async (e) => {{
   e.preventDefault();
-  const r = await fetch('/api/fetch?url=' + encodeURIComponent($('target').value));
+  const as = $('as').value.trim();
+  const r = await fetch('/api/fetch?url=' + encodeURIComponent($('target').value) + (as ? '&account=' + encodeURIComponent(as) : ''));
   const text = await r.text();
   $('answer').textContent = r.status + '\n' + text;
   try {{ const j = JSON.parse(text); const u = safeUrl(j.reauthorize_url); if (r.status === 401 && j.error === 'authorization_required' && u) {{
