@@ -135,6 +135,8 @@ impl ProvidersStub {
         if id.trim().is_empty() {
             return Err(Error::NoUser);
         }
+        // A user id cannot name another user's account.
+        crate::flow::accounts::check_user(id)?;
         Ok(Self {
             env: env.clone(),
             binding: binding.to_owned(),
