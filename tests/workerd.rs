@@ -908,7 +908,8 @@ async fn connect_account(app: &App, resource: &str, account: Option<&str>, perso
 /// example app as a person uses it: `/oauth/login?url=&account=home` adds
 /// the second beside the first; `?account=` on a call picks it (the API and
 /// the MCP tool `whoami` answer whose token they got), no account means the
-/// first; the list names each account; connecting an account again
+/// first, which the app's hook named after its token's subject; the list
+/// names each account; connecting an account again
 /// replaces it; removing one keeps the other, and its re-authorization URL
 /// connects that account again.
 #[tokio::test(flavor = "current_thread")]
@@ -973,6 +974,10 @@ async fn a_second_account_at_an_api_and_an_mcp_server() {
     assert_eq!(whoami("").await, "work-person");
     assert_eq!(whoami("&account=home").await, "home-person");
 
+    // The first connections were named by the app's hook after their
+    // token's subject (the person named none); that name finds them.
+    assert_eq!(sub("&account=work-person").await.1, "work-person");
+    assert_eq!(whoami("&account=work-person").await, "work-person");
     let list = alice.providers().await;
     assert_eq!(list.len(), 4, "{list:?}");
     for resource in [&api, &mcp] {
@@ -981,7 +986,11 @@ async fn a_second_account_at_an_api_and_an_mcp_server() {
             .filter(|p| p["resource_url"] == **resource)
             .map(|p| &p["account"])
             .collect();
-        assert_eq!(accounts, [&Value::Null, &Value::from("home")], "{list:?}");
+        assert_eq!(
+            accounts,
+            [&Value::from("work-person"), &Value::from("home")],
+            "{list:?}"
+        );
     }
     // The same account again: replaced, not duplicated.
     connect_account(&alice, &api, Some("home"), "home-person").await;

@@ -8,6 +8,11 @@ pub(crate) fn base64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Decodes base64url without padding; `None` if it is not.
+pub(crate) fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
 /// `application/x-www-form-urlencoded` body from pairs.
 pub(crate) fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut s = url::form_urlencoded::Serializer::new(String::new());

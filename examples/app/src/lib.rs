@@ -78,9 +78,13 @@ impl IdpWorker for ExampleApp {
         } else {
             None
         };
+        // A connection the person did not name is named after whom its
+        // token is for, when the token says (a JWT's `sub`).
+        let account = c.account.is_none().then(|| c.token_subject()).flatten();
         if let Some(mut info) = mcp {
             info.metadata["connected_at"] = idp::workers::now().into();
             info.metadata["scope"] = c.scope.into();
+            info.account = account;
             return Ok(info);
         }
         let default = ProviderInfo::default_for(c.resource_url);
@@ -94,6 +98,7 @@ impl IdpWorker for ExampleApp {
                 "scope": c.scope,
                 "public": c.access_token.is_none(),
             }),
+            account,
         })
     }
 

@@ -20,9 +20,22 @@ pub struct Connected<'a> {
     /// The key the token is bound to (DPoP), if it is: a request that
     /// carries the token needs a proof ([`Connected::token_headers`]).
     pub dpop: Option<&'a DpopKey>,
+    /// The account label the person gave when connecting, if any
+    /// ([`crate::flow::accounts`]).
+    pub account: Option<&'a str>,
 }
 
 impl Connected<'_> {
+    /// The `sub` claim of the new access token when it is a JWT, read
+    /// without checking its signature: an account label for a server that
+    /// names the person in its tokens, never a proof of who they are.
+    pub fn token_subject(&self) -> Option<String> {
+        let payload = self.access_token?.secret().split('.').nth(1)?;
+        let bytes = crate::encoding::base64url_decode(payload)?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        claims["sub"].as_str().map(str::to_owned)
+    }
+
     /// The headers that present the new token on a request of `method` to
     /// `url`: `Authorization` (`Bearer`, or `DPoP` for a bound token) and,
     /// for a bound token, a fresh `DPoP` proof. Empty for a public resource.
@@ -60,6 +73,11 @@ pub struct ProviderInfo {
     pub name: String,
     /// App-defined JSON metadata, returned in provider views.
     pub metadata: serde_json::Value,
+    /// The account this connection is (a login, an email address), when
+    /// the app can tell and the person named none when connecting (a label
+    /// they gave wins): a call with [`AuthedFetch::account`](super::AuthedFetch::account)
+    /// finds the connection by it.
+    pub account: Option<String>,
 }
 
 impl ProviderInfo {
@@ -72,6 +90,7 @@ impl ProviderInfo {
         ProviderInfo {
             name,
             metadata: serde_json::Value::Null,
+            account: None,
         }
     }
 }
@@ -91,6 +110,8 @@ impl ProviderInfo {
 ///         Ok(ProviderInfo {
 ///             name: format!("API at {}", c.resource_url),
 ///             metadata: serde_json::json!({ "connected_with_token": c.access_token.is_some() }),
+///             // Named after the person the token is for, when it says.
+///             account: c.token_subject(),
 ///         })
 ///     }
 /// }

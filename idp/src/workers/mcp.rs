@@ -360,6 +360,7 @@ pub async fn mcp_provider_info(c: &super::Connected<'_>) -> Result<super::Provid
         })
         .unwrap_or_default();
     Ok(super::ProviderInfo {
+        account: None,
         name: server.name.clone(),
         metadata: json!({
             "mcp": {

@@ -23,6 +23,7 @@ impl IdpWorker for Other {
         Ok(ProviderInfo {
             name: format!("{} #{}", c.resource_url, self.n),
             metadata: serde_json::Value::Null,
+            account: None,
         })
     }
 

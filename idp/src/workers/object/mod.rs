@@ -226,16 +226,28 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 scope: tokens.and_then(|t| t.scope.as_deref()),
                 env: &self.env,
                 dpop: tokens.and_then(|t| t.dpop.as_ref()),
+                account: provider.account.as_deref(),
             })
             .await;
         let hook_error = match info {
-            Ok(ProviderInfo { name, metadata }) => {
+            Ok(ProviderInfo {
+                name,
+                metadata,
+                account,
+            }) => {
+                // The app's label names a connection the person did not.
+                let account = account
+                    .filter(|_| provider.account.is_none())
+                    .filter(|l| crate::flow::accounts::check_label(l).is_ok());
                 provider.name = name.clone();
                 provider.metadata = metadata.clone();
+                if account.is_some() {
+                    provider.account.clone_from(&account);
+                }
                 // Only name and metadata, on the row as it is now (a refresh
                 // or a removal may have happened while the hook ran).
                 let _writes = self.refresher.lock().await;
-                rename(store, owner, &provider.key, name, metadata)
+                rename(store, owner, &provider.key, name, metadata, account)
                     .await
                     .err()
                     .map(|e| e.to_string())
@@ -319,6 +331,7 @@ async fn rename(
     key: &ResourceKey,
     name: String,
     metadata: serde_json::Value,
+    account: Option<String>,
 ) -> Result<(), Error> {
     for _ in 0..3 {
         let Some(current) = store.provider(owner, key).await? else {
@@ -327,6 +340,9 @@ async fn rename(
         let mut next = current.clone();
         next.name.clone_from(&name);
         next.metadata.clone_from(&metadata);
+        if next.account.is_none() {
+            next.account.clone_from(&account);
+        }
         if store
             .put_provider(owner, next, Expect::Exactly(&current))
             .await?
