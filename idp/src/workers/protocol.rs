@@ -384,6 +384,9 @@ pub struct RefreshOutcome {
     pub expires_at: Option<u64>,
     /// What went wrong, for `error`.
     pub error: Option<RemoteError>,
+    /// The account refreshed, when it is not the user's first at its API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// One page of a user's providers
@@ -411,4 +414,7 @@ pub struct RemoveOutcome {
     pub revoked: bool,
     /// Why revocation failed, if it did (the provider is removed anyway).
     pub revocation_error: Option<String>,
+    /// The account removed, when it was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }

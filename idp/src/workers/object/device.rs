@@ -170,7 +170,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                     resource,
                     at,
                     kind: EventKind::Connected,
-                    account: None,
+                    account: provider.account.clone(),
                 };
                 self.record(vec![event]).await;
                 Ok(DeviceStatus::Connected {

@@ -128,7 +128,7 @@ impl Answer for Callback {
             resource: resource.clone(),
             at: now(),
             kind,
-            account: None,
+            account: provider.account.clone(),
         };
         let mut events = vec![event(EventKind::Connected)];
         if recovered {

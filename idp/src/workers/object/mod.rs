@@ -267,7 +267,9 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         url: String,
         force: bool,
     ) -> RefreshOutcome {
+        let account = crate::flow::accounts::split(owner).1.map(str::to_owned);
         let outcome = |status: RefreshStatus, expires_at, error| RefreshOutcome {
+            account: account.clone(),
             url: url.clone(),
             status,
             expires_at,

@@ -161,7 +161,7 @@ impl Answer for Remove {
             resource: r.provider.key.to_string(),
             at: now(),
             kind,
-            account: None,
+            account: r.provider.account.clone(),
         };
         let mut events = vec![event(EventKind::Removed)];
         if matches!(r.revoked, Ok(true)) {
@@ -169,6 +169,7 @@ impl Answer for Remove {
         }
         o.record(events).await;
         Ok(RemoveOutcome {
+            account: r.provider.account.clone(),
             removed: true,
             key: Some(r.provider.key.clone()),
             revoked: r.revoked.as_ref().is_ok_and(|b| *b),
