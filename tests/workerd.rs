@@ -810,11 +810,28 @@ async fn a_person_connects_from_another_device_through_the_objects_alarm() {
     let api = format!("{}/api", servers.origin);
     let alice = App::sign_in(&worker, "alice").await;
     let bob = App::sign_in(&worker, "bob").await;
+    // A page on another site cannot make alice's session start one (and
+    // show a code of its choosing): nothing reaches the server.
+    let hostile = alice
+        .browser
+        .client()
+        .post(format!(
+            "{}/api/device?url={}",
+            alice.origin,
+            urlencode(&api)
+        ))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hostile.status().as_u16(), 403);
+    assert_eq!(servers.auth_count("POST /device/auth").await, 0);
     let (a, b) = (
         device_start(&alice, &api).await,
         device_start(&bob, &api).await,
     );
     assert_eq!(a["resource"], api, "{a}");
+    assert_eq!(servers.auth_count("POST /device/auth").await, 2);
     let (status, waiting) = device_status(&alice, &a).await;
     assert_eq!(status, 200, "{waiting}");
     assert!(

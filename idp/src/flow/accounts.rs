@@ -143,10 +143,12 @@ pub async fn holder(store: &impl UserStore, user: &str, provider: &Provider) -> 
 
 /// The store owner serving a call made as `owner` (a user, or a user's
 /// account as [`owner_of`] names it) for `url`: [`resolve`] of its parts.
-pub async fn serving(store: &impl UserStore, owner: &str, url: &ResourceKey) -> Result<String> {
+/// A user's own call costs nothing here (no parse, no lookup): it is on
+/// every authed call's path.
+pub async fn serving(store: &impl UserStore, owner: &str, url: &str) -> Result<String> {
     match split(owner) {
         (_, None) => Ok(owner.to_owned()),
-        (user, label) => resolve(store, user, label, url).await,
+        (user, label) => resolve(store, user, label, &ResourceKey::parse(url)?).await,
     }
 }
 

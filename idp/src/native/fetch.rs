@@ -129,7 +129,7 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
                         return Ok(resp);
                     };
                     let serving =
-                        crate::flow::accounts::serving(&idp.store, &owner, &a.key).await?;
+                        crate::flow::accounts::serving(&idp.store, &owner, a.key.as_str()).await?;
                     let refreshed = idp
                         .refresher
                         .rejected(

@@ -397,7 +397,7 @@ impl<S: Store> NativeIdp<S> {
     /// [`flow::accounts::owner_of`] names it (served by the account's own
     /// grant, or the user's first when that is the account).
     pub async fn authorization(&self, owner: &str, url: &str) -> Result<Option<Authorization>> {
-        let owner = flow::accounts::serving(&self.store, owner, &ResourceKey::parse(url)?).await?;
+        let owner = flow::accounts::serving(&self.store, owner, url).await?;
         self.refresher
             .authorization(&self.http, &self.store, &owner, url, now())
             .await
@@ -428,7 +428,7 @@ impl<S: Store> NativeIdp<S> {
     /// [`Error::NotConnected`] when none serves it.
     pub async fn remove(&self, owner: &str, url: &str) -> Result<Removal> {
         let key = ResourceKey::parse(url)?;
-        let owner = flow::accounts::serving(&self.store, owner, &key).await?;
+        let owner = flow::accounts::serving(&self.store, owner, key.as_str()).await?;
         flow::remove_provider(&self.http, &self.store, &owner, &key).await
     }
 

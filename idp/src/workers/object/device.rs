@@ -68,7 +68,9 @@ impl Answer for StartDeviceLogin {
                 Ok(DeviceStartReply::Waiting { login: *login })
             }
             DeviceStart::Public(p) => {
-                let (provider, hook_error) = o.named(&store, &owner, *p).await;
+                // A public resource is the user's, whatever account was named.
+                let user = flow::accounts::split(&owner).0;
+                let (provider, hook_error) = o.named(&store, user, *p).await;
                 Ok(DeviceStartReply::Public {
                     provider,
                     hook_error,

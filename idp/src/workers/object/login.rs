@@ -59,7 +59,9 @@ impl Answer for Login {
         match start {
             LoginStart::Redirect(url) => Ok(LoginReply::Redirect { url }),
             LoginStart::Public(p) => {
-                let (provider, hook_error) = o.named(&store, &owner, *p).await;
+                // A public resource is the user's, whatever account was named.
+                let user = flow::accounts::split(&owner).0;
+                let (provider, hook_error) = o.named(&store, user, *p).await;
                 Ok(LoginReply::Public {
                     provider,
                     hook_error,

@@ -28,7 +28,7 @@ impl Answer for Authorization {
             narrower,
         } = self;
         let store = o.store(cx.role);
-        let owner = accounts::serving(&store, &owner, &ResourceKey::parse(url.as_str())?).await?;
+        let owner = accounts::serving(&store, &owner, url.as_str()).await?;
         let mut auth = o
             .refresher
             .authorization(cx.http, &store, &owner, url.as_str(), now())
@@ -55,7 +55,7 @@ impl Answer for Rejected {
             narrower,
         } = self;
         let store = o.store(cx.role);
-        let owner = accounts::serving(&store, &owner, &key).await?;
+        let owner = accounts::serving(&store, &owner, key.as_str()).await?;
         let mut auth = o
             .refresher
             .rejected(
@@ -84,10 +84,10 @@ impl Answer for RefreshExpiring {
         let store = o.store(cx.role);
         let mut out = Vec::new();
         for url in urls {
-            let owner = match ResourceKey::parse(url.as_str()) {
-                Ok(key) => accounts::serving(&store, &owner, &key).await?,
-                Err(_) => owner.clone(),
-            };
+            // A URL that is no key is refresh_one's to report.
+            let owner = accounts::serving(&store, &owner, url.as_str())
+                .await
+                .unwrap_or_else(|_| owner.clone());
             out.push(
                 o.refresh_one(cx.http, &store, &owner, url.into(), force)
                     .await,
@@ -136,7 +136,7 @@ impl Answer for Find {
         let Find { owner, url } = self;
         let store = o.store(cx.role);
         let key = ResourceKey::parse(url.as_str())?;
-        let owner = accounts::serving(&store, &owner, &key).await?;
+        let owner = accounts::serving(&store, &owner, key.as_str()).await?;
         let p = store.provider_for(&owner, &key).await?;
         Ok(p.as_ref().map(ProviderView::of))
     }
@@ -151,7 +151,7 @@ impl Answer for Remove {
         let Remove { owner, url } = self;
         let store = o.store(cx.role);
         let key = ResourceKey::parse(url.as_str())?;
-        let owner = accounts::serving(&store, &owner, &key).await?;
+        let owner = accounts::serving(&store, &owner, key.as_str()).await?;
         let r = {
             let _writes = o.refresher.lock().await;
             flow::remove_provider(cx.http, &store, &owner, &key).await?
