@@ -4,6 +4,7 @@
 //! The servers are Node programs in `tests/servers/`, run from the repository's
 //! own `node_modules` (installed by `npm ci`).
 
+pub mod postgres;
 pub mod report;
 
 use serde_json::Value;
@@ -1002,4 +1003,13 @@ pub async fn as_operator(
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
+}
+
+/// What the cross-process tests and their replicas (`tests/bin/replica.rs`)
+/// agree on.
+pub mod replica {
+    /// The callback URL of the replicas' settings (never fetched).
+    pub const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
+    /// The sealing keys of every replica (a test key).
+    pub const KEYS: &str = "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
 }

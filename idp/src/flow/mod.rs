@@ -16,6 +16,7 @@ mod profiled;
 mod resolve;
 use resolve::{route, Resolved, Route, Via};
 mod refresher;
+pub mod schedule;
 
 pub use device::{poll_device_login, start_device_login, DeviceLogin, DevicePoll, DeviceStart};
 use grant::revocation_target;

@@ -236,8 +236,12 @@ impl<L: RefreshLock> Refresher<L> {
                     Some(t) => RefreshReason::Rejected(t.access_token.secret()),
                     None => RefreshReason::Expiring,
                 };
+                let refresh = self.refresh(http, store, owner, &p.key, reason, now);
                 match (
-                    self.refresh(http, store, owner, &p.key, reason, now).await,
+                    store
+                        .exclusive(owner, &p.key, refresh)
+                        .await
+                        .and_then(|r| r),
                     seen,
                 ) {
                     (Ok(t), _) => {
@@ -274,18 +278,22 @@ impl<L: RefreshLock> Refresher<L> {
         now: u64,
     ) -> Result<Authorization> {
         let _one_at_a_time = self.lock.lock().await;
-        let current = store
-            .provider(owner, key)
-            .await?
-            .ok_or_else(|| Error::NotConnected {
-                url: key.to_string(),
-            })?;
-        let stored = current.tokens().map(|t| t.access_token.secret().to_owned());
-        let reason = match &stored {
-            Some(t) if refused.is(t) => RefreshReason::Rejected(t),
-            _ => RefreshReason::Expiring,
+        let refresh = async {
+            let current = store
+                .provider(owner, key)
+                .await?
+                .ok_or_else(|| Error::NotConnected {
+                    url: key.to_string(),
+                })?;
+            let stored = current.tokens().map(|t| t.access_token.secret().to_owned());
+            let reason = match &stored {
+                Some(t) if refused.is(t) => RefreshReason::Rejected(t),
+                _ => RefreshReason::Expiring,
+            };
+            let tokens = self.refresh(http, store, owner, key, reason, now).await?;
+            Ok::<_, Error>((current, tokens))
         };
-        let tokens = self.refresh(http, store, owner, key, reason, now).await?;
+        let (current, tokens) = store.exclusive(owner, key, refresh).await??;
         self.set_pause(owner, key, None);
         let auth = Authorization::of(key.clone(), tokens.as_ref());
         Ok(auth.with_grant(current.grant.as_ref()))
@@ -302,7 +310,7 @@ impl<L: RefreshLock> Refresher<L> {
         now: u64,
     ) -> Result<Option<TokenSet>> {
         let _one_at_a_time = self.lock.lock().await;
-        self.refresh(http, store, owner, key, RefreshReason::Expiring, now)
-            .await
+        let refresh = self.refresh(http, store, owner, key, RefreshReason::Expiring, now);
+        store.exclusive(owner, key, refresh).await?
     }
 }

@@ -34,11 +34,17 @@ use crate::http::{HttpClient, HttpRequest, HttpResponse, Method, TransportError,
 use crate::matching::ResourceKey;
 use crate::policy::Policy;
 pub use crate::store::memory::MemoryStore;
+pub use background::{RefreshPass, CLAIM_LEASE_SECS};
 pub use fetch::AuthedFetch;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConnection, SqliteStore};
 
+mod background;
 mod fetch;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 use crate::store::{Provider, Store};

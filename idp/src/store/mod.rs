@@ -265,6 +265,27 @@ pub trait UserStore {
         owner: &str,
         key: &ResourceKey,
     ) -> impl Future<Output = Result<Option<Provider>>>;
+    /// Runs `refresh` while no other process sharing this store refreshes
+    /// `owner`'s grant under `key`, so a refresh token that rotates is used
+    /// once across processes, not only within one (whose runtime already
+    /// serialises its own callers with a [`crate::flow::RefreshLock`]).
+    ///
+    /// The default runs it at once: right for a store one process owns (in
+    /// memory, a SQLite file, a Durable Object). A store several processes
+    /// share holds a lock in the database for as long as `refresh` runs,
+    /// waits for it a bounded time (then a [`StorageCause::Unavailable`]
+    /// error), and loses it when its process or connection dies.
+    ///
+    /// [`StorageCause::Unavailable`]: crate::error::StorageCause::Unavailable
+    fn exclusive<T>(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+        refresh: impl Future<Output = T>,
+    ) -> impl Future<Output = Result<T>> {
+        let _ = (owner, key);
+        async move { Ok(refresh.await) }
+    }
 }
 
 /// Persistence shared by a whole deployment: client registrations and
@@ -299,6 +320,47 @@ pub trait RegistryStore {
         server: AuthorizationServer,
         fetched_at: u64,
     ) -> impl Future<Output = Result<()>>;
+}
+
+/// A grant whose refresh is due, claimed by the process that reads it
+/// ([`RefreshQueue::claim_due`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The owner.
+    pub owner: String,
+    /// The provider's key.
+    pub key: ResourceKey,
+    /// Passing failures in a row so far (for the backoff).
+    pub failures: u64,
+}
+
+/// The grants due for a refresh with no request in flight, for a background
+/// task that any of several processes sharing the store may run: each due
+/// grant is claimed by one process at a time, for a lease. A grant is due
+/// from [`crate::flow::schedule::due_at`] of the tokens last written (only
+/// grants with a refresh token), or the retry time after a passing failure;
+/// a dead grant (no tokens) is never due.
+pub trait RefreshQueue {
+    /// Claims up to `limit` grants due at `now` that no other process holds
+    /// a lease on, each for `lease` seconds (a process that dies with a
+    /// claim leaves it to another once the lease ends).
+    fn claim_due(
+        &self,
+        now: u64,
+        limit: usize,
+        lease: u64,
+    ) -> impl Future<Output = Result<Vec<Due>>>;
+    /// After a passing failure: due again at `at`, with `failures` in a row.
+    fn retry_at(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+        failures: u64,
+        at: u64,
+    ) -> impl Future<Output = Result<()>>;
+    /// Ends a claim (new tokens written through the store say when the grant
+    /// is next due; a grant still due is claimable again).
+    fn release(&self, owner: &str, key: &ResourceKey) -> impl Future<Output = Result<()>>;
 }
 
 /// Everything the engine keeps: a [`UserStore`] and a [`RegistryStore`]

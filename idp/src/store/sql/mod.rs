@@ -11,46 +11,25 @@
 //! column, keyed by indexed columns; its secret fields are sealed as the
 //! store's [`Sealing`] says (see [`super::seal`]).
 
-use super::seal::{RowId, Seal, Sealing};
+use super::seal::{RowId, Sealing};
 use super::{Expect, FlowTake, Provider, Put, RegistryStore, UserStore};
 use crate::authorize::{PendingFlow, FLOW_LIFETIME_SECS};
 use crate::discovery::AuthorizationServer;
-use crate::error::{Error, Result, StorageCause, StorageError};
+use crate::error::{Error, Result, StorageCause};
 use crate::matching::{candidates, ResourceKey};
 use crate::registration::{DocumentIssuer, Registration};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
+pub(crate) mod rows;
 mod schema;
 pub mod tables;
 mod values;
 
+use rows::{row_id, FLOW_SECRETS, PROVIDER_SECRETS, REGISTRATION_SECRETS};
 pub(crate) use schema::registry_tables;
 pub use schema::{migrate, MIGRATIONS, REGISTRY_SCHEMA, SCHEMA};
-use values::from_doc;
 pub use values::{decode, json, secs, text, SqlConnection, SqlRun, SqlValue};
-
-/// The secret fields of each table's rows.
-const PROVIDER_SECRETS: &[&str] = &[
-    "/grant/tokens",
-    "/grant/client/client_secret",
-    "/grant/kind/assertion",
-    "/grant/kind/id_token",
-    "/grant/kind/idp/client/client_secret",
-];
-const FLOW_SECRETS: &[&str] = &[
-    "/verifier",
-    "/client/client_secret",
-    "/dpop",
-    "/device/device_code",
-];
-const REGISTRATION_SECRETS: &[&str] = &["/client/client_secret", "/management/access_token"];
-
-/// A row's identity, the associated data of its sealed fields.
-fn row_id(table: &str, keys: &[&str]) -> RowId {
-    RowId::new(table, keys)
-}
 
 fn storage(context: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::storage(StorageCause::Backend, format!("{context}: {e}"))
@@ -86,38 +65,11 @@ impl<C: SqlConnection> SqlStore<C> {
     }
 
     fn encode(&self, value: &impl Serialize, id: &RowId, paths: &[&str]) -> Result<SqlValue> {
-        let mut doc = serde_json::to_value(value).map_err(|e| {
-            StorageError::with_source(StorageCause::Corrupt, "could not encode a row", e)
-        })?;
-        self.sealing.seal(&mut doc, id, paths)?;
-        Ok(SqlValue::Text(doc.to_string()))
-    }
-
-    /// A row's document with its sealed fields opened (those that cannot be
-    /// opened are null), and why any could not.
-    fn open_row(
-        &self,
-        data: &SqlValue,
-        id: &RowId,
-        paths: &[&str],
-    ) -> Result<(Value, Option<String>)> {
-        let mut doc: Value = decode(data)?;
-        let failed = self.sealing.open(&mut doc, id, paths);
-        Ok((doc, failed))
+        rows::encode(&self.sealing, value, id, paths).map(SqlValue::Text)
     }
 
     fn decode_provider(&self, owner: &str, key: &str, data: &SqlValue) -> Result<Provider> {
-        let (doc, failed) = self.open_row(
-            data,
-            &row_id("idp_providers", &[owner, key]),
-            PROVIDER_SECRETS,
-        )?;
-        let mut p: Provider = from_doc(doc)?;
-        if let (Some(reason), Some(g)) = (failed, p.grant.as_mut()) {
-            g.tokens = None;
-            g.unreadable = Some(reason);
-        }
-        Ok(p)
+        rows::provider(&self.sealing, owner, key, data)
     }
 
     fn provider_row(db: &impl SqlRun, owner: &str, key: &str) -> Result<Option<SqlValue>> {
@@ -159,16 +111,7 @@ impl<C: SqlConnection> SqlStore<C> {
     pub fn reseal(&self) -> Result<usize> {
         let db = self.conn.atomic();
         let mut rewritten = 0;
-        let tables: [(&str, &[&str], &[&str]); 3] = [
-            ("idp_providers", &["owner", "key"], PROVIDER_SECRETS),
-            ("idp_flows", &["state"], FLOW_SECRETS),
-            (
-                "idp_registrations",
-                &["issuer", "redirect_uri"],
-                REGISTRATION_SECRETS,
-            ),
-        ];
-        for (table, keys, paths) in tables {
+        for (table, keys, paths) in rows::SEALED_TABLES {
             let exists = db
                 .run(tables::sealed::EXISTS, vec![text(table)])
                 .map_err(storage("re-encrypting"))?;
@@ -184,15 +127,10 @@ impl<C: SqlConnection> SqlStore<C> {
                 };
                 let ids: Vec<&str> = key_values.iter().filter_map(SqlValue::as_text).collect();
                 let id = row_id(table, &ids);
-                let (mut doc, failed) = self.open_row(data, &id, paths)?;
-                let stale = decode::<Value>(data)
-                    .map(|d| self.sealing.status(&d, paths) == Seal::Stale)
-                    .unwrap_or(false);
-                if failed.is_some() || !stale {
+                let Some(sealed) = rows::resealed(&self.sealing, data, &id, paths)? else {
                     continue;
-                }
-                self.sealing.seal(&mut doc, &id, paths)?;
-                let mut args = vec![SqlValue::Text(doc.to_string())];
+                };
+                let mut args = vec![SqlValue::Text(sealed)];
                 args.extend(key_values.iter().cloned());
                 db.run(&tables::sealed::rewrite(table, keys), args)
                     .map_err(storage("re-encrypting"))?;
@@ -295,14 +233,7 @@ impl<C: SqlConnection> UserStore for SqlStore<C> {
         let Some(data) = rows.first().and_then(|r| r.first()) else {
             return Ok(FlowTake::Missing);
         };
-        let (doc, failed) = self.open_row(data, &row_id("idp_flows", &[state]), FLOW_SECRETS)?;
-        if let Some(reason) = failed {
-            return Err(Error::storage(
-                StorageCause::NoKey,
-                format!("this authorization's stored secrets cannot be decrypted: {reason}; start it again"),
-            ));
-        }
-        let flow: PendingFlow = from_doc(doc)?;
+        let flow = rows::flow(&self.sealing, state, data)?;
         if flow.redirect_uri.as_str() != redirect_uri {
             return Ok(FlowTake::OtherCallback);
         }
@@ -426,12 +357,7 @@ impl<C: SqlConnection> RegistryStore for SqlStore<C> {
         let Some(data) = rows.first().and_then(|r| r.first()) else {
             return Ok(None);
         };
-        let id = row_id("idp_registrations", &[issuer, redirect_uri]);
-        match self.open_row(data, &id, REGISTRATION_SECRETS)? {
-            // A client whose secret cannot be read is registered again.
-            (_, Some(_)) => Ok(None),
-            (doc, None) => from_doc(doc).map(Some),
-        }
+        rows::registration(&self.sealing, issuer, redirect_uri, data)
     }
 
     async fn put_registration(&self, registration: Registration) -> Result<()> {

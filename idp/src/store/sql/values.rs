@@ -87,7 +87,7 @@ pub fn decode<T: DeserializeOwned>(value: &SqlValue) -> Result<T> {
     })
 }
 
-pub(super) fn from_doc<T: DeserializeOwned>(doc: Value) -> Result<T> {
+pub(crate) fn from_doc<T: DeserializeOwned>(doc: Value) -> Result<T> {
     // Through text rather than `from_value`: the decoders the crate already
     // has for text serve, instead of a second copy for `Value` (smaller wasm;
     // a row is a few hundred bytes).

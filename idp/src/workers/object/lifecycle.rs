@@ -13,23 +13,8 @@ use crate::flow::{RefreshEvent, Refused};
 use crate::store::sql::tables;
 use crate::store::sql::{json, secs, text, SqlValue};
 use crate::store::UserStore;
-use crate::token::TokenSet;
 
-/// The first retry of a failed background refresh waits this long (seconds;
-/// `IDP_REFRESH_RETRY_SECS` overrides), doubling each time up to an hour.
-pub(super) const RETRY_BASE_SECS: u64 = 30;
-const RETRY_MAX_SECS: u64 = 3600;
-
-/// When a grant's token should next be refreshed: its refresh margin, or
-/// sooner the keep-alive (`keep_alive` seconds after it was issued, for
-/// servers that expire idle refresh tokens).
-fn due_at(t: &TokenSet, keep_alive: Option<u64>) -> Option<u64> {
-    let keep = keep_alive.and_then(|k| t.issued_at.map(|i| i.saturating_add(k)));
-    match (t.refresh_due_at(), keep) {
-        (Some(d), Some(k)) => Some(d.min(k)),
-        (d, k) => d.or(k),
-    }
-}
+use crate::flow::schedule::{due_at, retry_wait, RETRY_BASE_SECS};
 
 impl<H: OnAuthSuccess> ProvidersObject<H> {
     /// Whether background refresh is on (unless `IDP_BACKGROUND_REFRESH` is
@@ -288,9 +273,7 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
                 let _ = match done {
                     Err(e) if !e.requires_reauthorization() => {
                         let failures = retry.map_or(0, |(f, _)| f) + 1;
-                        let wait = base
-                            .saturating_mul(1 << (failures - 1).min(16))
-                            .min(RETRY_MAX_SECS);
+                        let wait = retry_wait(base, failures);
                         let mut args = row;
                         args.extend([
                             SqlValue::Integer(i64::try_from(failures).unwrap_or(i64::MAX)),
@@ -306,40 +289,5 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         self.schedule()
             .await
             .map_err(|e| worker::Error::RustError(e.to_string()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secret::AccessToken;
-
-    fn tokens(issued: u64, expires: Option<u64>) -> TokenSet {
-        TokenSet {
-            access_token: AccessToken::new("at"),
-            refresh_token: None,
-            expires_at: expires,
-            scope: None,
-            issued_at: Some(issued),
-            dpop: None,
-        }
-    }
-
-    #[test]
-    fn the_next_refresh_is_the_margin_or_sooner_the_keep_alive() {
-        // One hour tokens: 5 minutes before expiry.
-        assert_eq!(due_at(&tokens(0, Some(3600)), None), Some(3300));
-        // 20 s tokens: half their life.
-        assert_eq!(due_at(&tokens(0, Some(20)), None), Some(10));
-        // A keep-alive sooner than expiry wins; later, it does not.
-        let day = 86_400;
-        assert_eq!(
-            due_at(&tokens(0, Some(30 * day)), Some(7 * day)),
-            Some(7 * day)
-        );
-        assert_eq!(due_at(&tokens(0, Some(3600)), Some(7 * day)), Some(3300));
-        // Unknown expiry: only the keep-alive schedules a refresh.
-        assert_eq!(due_at(&tokens(0, None), None), None);
-        assert_eq!(due_at(&tokens(5, None), Some(day)), Some(5 + day));
     }
 }

@@ -1,0 +1,621 @@
+//! [`PostgresStore`] (feature `postgres`): the engine's store on PostgreSQL,
+//! for native programs that run as several processes (replicas behind a
+//! load balancer) over one database.
+//!
+//! What the Durable Object gives one user's requests on Workers, the
+//! database gives every process here:
+//! - rows as the SQLite store keeps them ([`crate::store::sql`]): a JSON
+//!   document per row, its secrets sealed with the same AES-256-GCM
+//!   [`Sealing`] and the same key rotation ([`PostgresStore::reseal`]);
+//! - compare-and-swap provider writes and single-use flows, each in a
+//!   transaction that locks its row, so a login started by one process
+//!   completes in another, once;
+//! - one refresh per grant across processes ([`UserStore::exclusive`]): a
+//!   transaction-scoped advisory lock, waited for at most
+//!   [`PostgresStore::with_lock_wait`], released when the transaction ends
+//!   or its connection drops (a process that dies releases it), and ended
+//!   by the server if it is held idle longer than a token request can take;
+//! - the grants due for a background refresh, claimed with
+//!   `FOR UPDATE SKIP LOCKED` ([`RefreshQueue`]), so two processes never
+//!   refresh the same one ([`crate::native::NativeIdp::refresh_due`]).
+//!
+//! Migrations are versioned, run on [`PostgresStore::connect`] under an
+//! advisory lock, so processes that start together migrate once.
+
+use crate::error::{Error, Result, StorageCause, StorageError};
+use crate::matching::{candidates, ResourceKey};
+use crate::store::seal::{Keyring, Random, Sealing};
+use crate::store::sql::rows::{self, row_id, FLOW_SECRETS, PROVIDER_SECRETS, REGISTRATION_SECRETS};
+use crate::store::sql::SqlValue;
+use crate::store::{Due, Expect, FlowTake, Provider, Put, RefreshQueue, RegistryStore, UserStore};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use std::future::Future;
+use std::time::Duration;
+
+mod tables;
+use tables::{flows, providers, registrations, sealed, servers};
+
+/// How long a refresh waits for another process's refresh of the same
+/// grant by default: longer than one token request may take (30 s).
+pub const LOCK_WAIT: Duration = Duration::from_secs(45);
+
+/// The [`Store`](crate::store::Store) on PostgreSQL (feature `postgres`),
+/// shared by any number of processes. See the [module docs](self).
+///
+/// ```no_run
+/// # async fn run() -> idp::Result<()> {
+/// use idp::native::{NativeIdp, PostgresStore};
+/// let keys = idp::store::seal::Keyring::parse(&std::env::var("IDP_ENCRYPTION_KEYS").unwrap_or_default())?;
+/// let store = PostgresStore::connect("postgresql://idp@127.0.0.1:5432/idp").await?.with_keys(keys);
+/// # let settings: idp::flow::Settings = unimplemented!();
+/// let idp = NativeIdp::with_store(settings, store);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    sealing: Sealing,
+    lock_wait: Duration,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    // The pool's configuration holds the database password: not shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("sealed", &self.sealing.is_sealed())
+            .field("lock_wait", &self.lock_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+    move |e| {
+        let what = match e.as_db_error() {
+            Some(db) => format!(
+                "{context}: PostgreSQL said {} ({})",
+                db.message(),
+                db.code().code()
+            ),
+            None => format!("{context}: {e}"),
+        };
+        Error::Storage(StorageError::with_source(StorageCause::Backend, what, e))
+    }
+}
+
+fn unavailable(e: deadpool_postgres::PoolError) -> Error {
+    let what = format!("could not get a PostgreSQL connection: {e}");
+    Error::Storage(StorageError::with_source(
+        StorageCause::Unavailable,
+        what,
+        e,
+    ))
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn uint(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The advisory lock of one grant: the first 8 bytes of a SHA-256 of its
+/// owner and key (a collision only makes two grants wait for each other).
+fn grant_lock(owner: &str, key: &ResourceKey) -> i64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"idp-refresh\0");
+    h.update(owner.as_bytes());
+    h.update(b"\0");
+    h.update(key.as_str().as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// When a provider is next due for a background refresh.
+fn due_of(p: &Provider) -> Option<i64> {
+    let t = p.tokens().filter(|t| t.refresh_token.is_some())?;
+    crate::flow::schedule::due_at(t, None).map(int)
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a `postgresql://` URL or
+    /// `key=value` string, as libpq takes) without TLS, and brings its
+    /// schema up to date. For TLS, build the pool with your connector and
+    /// use [`PostgresStore::from_pool`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            Error::Storage(StorageError::with_source(
+                StorageCause::Backend,
+                "the PostgreSQL connection string is not valid",
+                e,
+            ))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| Error::storage(StorageCause::Backend, format!("PostgreSQL pool: {e}")))?;
+        Self::from_pool(pool).await
+    }
+
+    /// A store over your own pool (TLS, sizes, timeouts), whose schema this
+    /// brings up to date.
+    pub async fn from_pool(pool: Pool) -> Result<Self> {
+        let store = Self {
+            pool,
+            sealing: Sealing::plaintext(),
+            lock_wait: LOCK_WAIT,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Seals secrets at rest with `keys` (the first encrypts; see
+    /// [`crate::store::seal`]), exactly as [`crate::native::SqliteStore`]
+    /// does. Without keys they are kept in plain text.
+    pub fn with_keys(self, keys: Keyring) -> Self {
+        let random: Random = |buf| getrandom::fill(buf).map_err(|e| e.to_string());
+        Self {
+            sealing: Sealing::keyring(keys, random),
+            ..self
+        }
+    }
+
+    /// How long a refresh waits for another process's refresh of the same
+    /// grant ([`LOCK_WAIT`] by default); then it fails with
+    /// [`StorageCause::Unavailable`].
+    pub fn with_lock_wait(self, wait: Duration) -> Self {
+        Self {
+            lock_wait: wait,
+            ..self
+        }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    /// Applies the migrations the database has not had, under an advisory
+    /// lock; the schema version afterwards.
+    async fn migrate(&self) -> Result<i64> {
+        let fail = backend("migrating the schema");
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(&fail)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&tables::MIGRATION_LOCK],
+        )
+        .await
+        .map_err(&fail)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS idp_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(&fail)?;
+        let row = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM idp_schema", &[])
+            .await
+            .map_err(&fail)?;
+        let current: i64 = row.get(0);
+        let mut version = current;
+        for (v, statements) in tables::MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            for statement in *statements {
+                tx.batch_execute(statement).await.map_err(&fail)?;
+            }
+            tx.execute("INSERT INTO idp_schema (version) VALUES ($1)", &[v])
+                .await
+                .map_err(&fail)?;
+            version = *v;
+        }
+        tx.commit().await.map_err(&fail)?;
+        Ok(version)
+    }
+
+    /// The schema version of the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let c = self.client().await?;
+        let row = c
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM idp_schema", &[])
+            .await
+            .map_err(backend("reading the schema version"))?;
+        Ok(row.get(0))
+    }
+
+    /// Seals again every row whose secrets are in plain text or under an
+    /// older key than the current one (rows whose secrets cannot be opened
+    /// are left as they are), one table per transaction. Returns how many
+    /// rows were rewritten.
+    pub async fn reseal(&self) -> Result<usize> {
+        let fail = backend("re-encrypting");
+        let mut rewritten = 0;
+        let mut c = self.client().await?;
+        for (table, keys, paths) in rows::SEALED_TABLES {
+            let tx = c.transaction().await.map_err(&fail)?;
+            let found = tx
+                .query(&sealed::every_row(table, keys), &[])
+                .await
+                .map_err(&fail)?;
+            let rewrite = sealed::rewrite(table, keys);
+            for row in found {
+                let ids: Vec<String> = (0..keys.len()).map(|i| row.get(i)).collect();
+                let data = SqlValue::Text(row.get(keys.len()));
+                let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let id = row_id(table, &id_refs);
+                let Some(sealed) = rows::resealed(&self.sealing, &data, &id, paths)? else {
+                    continue;
+                };
+                let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&sealed];
+                args.extend(
+                    ids.iter()
+                        .map(|s| s as &(dyn tokio_postgres::types::ToSql + Sync)),
+                );
+                tx.execute(&rewrite, &args).await.map_err(&fail)?;
+                rewritten += 1;
+            }
+            tx.commit().await.map_err(&fail)?;
+        }
+        Ok(rewritten)
+    }
+
+    fn provider_of(&self, owner: &str, key: &str, data: String) -> Result<Provider> {
+        rows::provider(&self.sealing, owner, key, &SqlValue::Text(data))
+    }
+
+    async fn one(
+        &self,
+        statement: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(statement)
+            .await
+            .map_err(backend("preparing a statement"))?;
+        c.query_opt(&st, args).await.map_err(backend("reading"))
+    }
+
+    async fn run(
+        &self,
+        statement: &str,
+        args: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(statement)
+            .await
+            .map_err(backend("preparing a statement"))?;
+        c.execute(&st, args).await.map_err(backend("writing"))
+    }
+}
+
+/// A connection holding a grant's advisory lock in an open transaction. If
+/// it is dropped before [`Held::release`] (the refresh was cancelled), the
+/// connection leaves the pool and closes, which ends the transaction and
+/// the lock on the server.
+struct Held(Option<Object>);
+
+impl Held {
+    async fn release(mut self) {
+        if let Some(c) = self.0.as_ref() {
+            if c.batch_execute("COMMIT").await.is_ok() {
+                self.0.take();
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            drop(Object::take(c));
+        }
+    }
+}
+
+impl UserStore for PostgresStore {
+    async fn put_flow(&self, flow: crate::authorize::PendingFlow) -> Result<()> {
+        let id = row_id("idp_flows", &[flow.state.secret()]);
+        let data = rows::encode(&self.sealing, &flow, &id, FLOW_SECRETS)?;
+        // Expired flows are dropped whenever a new one is stored.
+        let expired_before = flow
+            .created_at
+            .saturating_sub(crate::authorize::FLOW_LIFETIME_SECS);
+        self.run(flows::EXPIRE, &[&int(expired_before)]).await?;
+        self.run(
+            flows::PUT,
+            &[
+                &flow.state.secret(),
+                &flow.owner,
+                &data,
+                &int(flow.created_at),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn take_flow(&self, state: &str, owner: &str, redirect_uri: &str) -> Result<FlowTake> {
+        let fail = backend("taking a flow");
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(&fail)?;
+        let Some(row) = tx
+            .query_opt(flows::LOCK, &[&state, &owner])
+            .await
+            .map_err(&fail)?
+        else {
+            return Ok(FlowTake::Missing);
+        };
+        let flow = rows::flow(&self.sealing, state, &SqlValue::Text(row.get(0)))?;
+        if flow.redirect_uri.as_str() != redirect_uri {
+            return Ok(FlowTake::OtherCallback);
+        }
+        // Locked above, so this process spends it; counted all the same.
+        if tx.execute(flows::DELETE, &[&state]).await.map_err(&fail)? == 0 {
+            return Ok(FlowTake::Missing);
+        }
+        tx.commit().await.map_err(&fail)?;
+        Ok(FlowTake::Taken(Box::new(flow)))
+    }
+
+    async fn put_provider(
+        &self,
+        owner: &str,
+        provider: Provider,
+        expected: Expect<'_>,
+    ) -> Result<Put> {
+        let fail = backend("storing a provider");
+        let key = provider.key.as_str();
+        let id = row_id("idp_providers", &[owner, key]);
+        let data = rows::encode(&self.sealing, &provider, &id, PROVIDER_SECRETS)?;
+        let due = due_of(&provider);
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(&fail)?;
+        let current = match tx
+            .query_opt(providers::LOCK, &[&owner, &key])
+            .await
+            .map_err(&fail)?
+        {
+            Some(row) => Some(self.provider_of(owner, key, row.get(0))?),
+            None => None,
+        };
+        // Compared decoded, not as text: sealing uses fresh nonces.
+        let as_expected = match expected {
+            Expect::Nothing => current.is_none(),
+            Expect::Exactly(e) => current.as_ref() == Some(e),
+        };
+        if !as_expected {
+            return Ok(Put::Conflict(current.map(Box::new)));
+        }
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&owner, &key, &data, &int(provider.created_at), &due];
+        if current.is_some() {
+            tx.execute(providers::UPDATE, &args).await.map_err(&fail)?;
+        } else if tx.execute(providers::INSERT, &args).await.map_err(&fail)? == 0 {
+            // Another process wrote it between our read and our insert.
+            let now = tx
+                .query_opt(providers::GET, &[&owner, &key])
+                .await
+                .map_err(&fail)?;
+            let now = now
+                .map(|r| self.provider_of(owner, key, r.get(0)))
+                .transpose()?;
+            return Ok(Put::Conflict(now.map(Box::new)));
+        }
+        tx.commit().await.map_err(&fail)?;
+        Ok(Put::Written)
+    }
+
+    async fn provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
+        let row = self.one(providers::GET, &[&owner, &key.as_str()]).await?;
+        row.map(|r| self.provider_of(owner, key.as_str(), r.get(0)))
+            .transpose()
+    }
+
+    async fn provider_for(&self, owner: &str, url: &ResourceKey) -> Result<Option<Provider>> {
+        let keys: Vec<String> = candidates(url)
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        let row = self.one(providers::LONGEST, &[&owner, &keys]).await?;
+        row.map(|r| self.provider_of(owner, r.get::<_, &str>(0), r.get(1)))
+            .transpose()
+    }
+
+    async fn providers(&self, owner: &str) -> Result<Vec<Provider>> {
+        self.providers_page(owner, None, usize::MAX).await
+    }
+
+    async fn providers_page(
+        &self,
+        owner: &str,
+        after: Option<&ResourceKey>,
+        limit: usize,
+    ) -> Result<Vec<Provider>> {
+        let after = after.map(ResourceKey::as_str).unwrap_or("");
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(providers::PAGE)
+            .await
+            .map_err(backend("preparing a statement"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found = c
+            .query(&st, &[&owner, &after, &limit])
+            .await
+            .map_err(backend("listing providers"))?;
+        found
+            .into_iter()
+            .map(|r| self.provider_of(owner, r.get::<_, &str>(0), r.get(1)))
+            .collect()
+    }
+
+    async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(providers::DELETE, &[&owner, &key.as_str()])
+            .await
+            .map_err(backend("removing a provider"))?;
+        row.map(|r| self.provider_of(owner, key.as_str(), r.get(0)))
+            .transpose()
+    }
+
+    fn exclusive<T>(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+        refresh: impl Future<Output = T>,
+    ) -> impl Future<Output = Result<T>> {
+        let lock = grant_lock(owner, key);
+        async move {
+            let fail = backend("locking a grant for its refresh");
+            let held = Held(Some(self.client().await?));
+            let c = held.0.as_ref().expect("just set");
+            // The server ends the lock's session if it sits idle longer than
+            // a refresh can take (a process stuck after taking it).
+            let wait = self.lock_wait.as_millis();
+            let hold = LOCK_WAIT.as_millis().max(wait);
+            c.batch_execute(&format!(
+                "BEGIN; SET LOCAL lock_timeout = {wait}; SET LOCAL idle_in_transaction_session_timeout = {hold}"
+            ))
+            .await
+            .map_err(&fail)?;
+            match c
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
+                .await
+            {
+                Ok(_) => {}
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                {
+                    return Err(Error::storage(
+                        StorageCause::Unavailable,
+                        format!(
+                            "another process has been refreshing this grant for over {} ms; nothing was sent, try again",
+                            wait
+                        ),
+                    ));
+                }
+                Err(e) => return Err(fail(e)),
+            }
+            let out = refresh.await;
+            held.release().await;
+            Ok(out)
+        }
+    }
+}
+
+impl RegistryStore for PostgresStore {
+    async fn registration(
+        &self,
+        issuer: &str,
+        redirect_uri: &str,
+    ) -> Result<Option<crate::registration::Registration>> {
+        match self
+            .one(registrations::GET, &[&issuer, &redirect_uri])
+            .await?
+        {
+            Some(r) => rows::registration(
+                &self.sealing,
+                issuer,
+                redirect_uri,
+                &SqlValue::Text(r.get(0)),
+            ),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_registration(
+        &self,
+        registration: crate::registration::Registration,
+    ) -> Result<()> {
+        let (issuer, redirect_uri) = (&registration.issuer, &registration.redirect_uri);
+        let id = row_id("idp_registrations", &[issuer, redirect_uri]);
+        let data = rows::encode(&self.sealing, &registration, &id, REGISTRATION_SECRETS)?;
+        self.run(registrations::PUT, &[issuer, redirect_uri, &data])
+            .await
+            .map(drop)
+    }
+
+    async fn remove_registration(&self, issuer: &str, redirect_uri: &str) -> Result<()> {
+        self.run(registrations::DELETE, &[&issuer, &redirect_uri])
+            .await
+            .map(drop)
+    }
+
+    async fn server(
+        &self,
+        issuer: &str,
+    ) -> Result<Option<(crate::discovery::AuthorizationServer, u64)>> {
+        let Some(r) = self.one(servers::GET, &[&issuer]).await? else {
+            return Ok(None);
+        };
+        let server = crate::store::sql::decode(&SqlValue::Text(r.get(0)))?;
+        Ok(Some((server, uint(r.get(1)))))
+    }
+
+    async fn put_server(
+        &self,
+        issuer: &str,
+        server: crate::discovery::AuthorizationServer,
+        fetched_at: u64,
+    ) -> Result<()> {
+        let data = match crate::store::sql::json(&server)? {
+            SqlValue::Text(t) => t,
+            _ => unreachable!("json() encodes text"),
+        };
+        self.run(servers::PUT, &[&issuer, &data, &int(fetched_at)])
+            .await
+            .map(drop)
+    }
+}
+
+impl RefreshQueue for PostgresStore {
+    async fn claim_due(&self, now: u64, limit: usize, lease: u64) -> Result<Vec<Due>> {
+        let c = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let until = int(now.saturating_add(lease));
+        let found = c
+            .query(providers::CLAIM, &[&int(now), &limit, &until])
+            .await
+            .map_err(backend("claiming due refreshes"))?;
+        Ok(found
+            .iter()
+            .filter_map(|r| {
+                Some(Due {
+                    owner: r.get(0),
+                    key: ResourceKey::parse(r.get::<_, &str>(1)).ok()?,
+                    failures: uint(r.get(2)),
+                })
+            })
+            .collect())
+    }
+
+    async fn retry_at(&self, owner: &str, key: &ResourceKey, failures: u64, at: u64) -> Result<()> {
+        self.run(
+            providers::RETRY,
+            &[&owner, &key.as_str(), &int(at), &int(failures)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn release(&self, owner: &str, key: &ResourceKey) -> Result<()> {
+        self.run(providers::RELEASE, &[&owner, &key.as_str()])
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,563 @@
+//! The native runtime on PostgreSQL, with several real processes: the store
+//! contract, one refresh per grant across processes against a server that
+//! rotates refresh tokens and detects their reuse (oidc-provider), a login
+//! started in one process and completed in another once, background
+//! refreshes claimed by one process each, and a refresh lock that a dead
+//! process gives back. Each test starts its own PostgreSQL on loopback.
+
+use idp::error::StorageCause;
+use idp::flow::{LoginStart, Settings};
+use idp::matching::ResourceKey;
+use idp::native::{NativeIdp, PostgresStore};
+use idp::store::{conformance, Expect, Put, UserStore};
+use idp_tests::postgres::Postgres;
+use idp_tests::replica::{KEYS, REDIRECT};
+use idp_tests::{Browser, Process, Servers};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn settings() -> Settings {
+    Settings {
+        policy: idp::policy::Policy::LOOPBACK_DEV,
+        client_info: idp::registration::ClientInfo {
+            name: "idp replica".into(),
+            version: "0.1.0".into(),
+            uri: None,
+        },
+        clients: Default::default(),
+        callback_base: url::Url::parse(REDIRECT).unwrap(),
+        profiles: Vec::new(),
+        dpop: idp::settings::DpopUse::Never,
+    }
+}
+
+async fn store(url: &str) -> PostgresStore {
+    let keys = idp::store::seal::Keyring::parse(KEYS).unwrap();
+    PostgresStore::connect(url).await.unwrap().with_keys(keys)
+}
+
+fn now() -> u64 {
+    idp::native::now()
+}
+
+/// A scratch directory for the replicas' go and result files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("idp-replicas-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts a replica process; it is ready (connected) when this returns.
+fn replica(name: &str, args: &[&str]) -> Process {
+    Process::start(name, env!("CARGO_BIN_EXE_idp-replica"), args)
+}
+
+/// Waits for a replica's result file.
+async fn result(path: &Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no result at {}", path.display());
+}
+
+/// Connects `owner` to `url` through oidc-provider's pages.
+async fn connect(idp: &NativeIdp<PostgresStore>, owner: &str, url: &str) -> ResourceKey {
+    let LoginStart::Redirect(to) = idp.connect(owner, url, None).await.unwrap() else {
+        panic!("{url} is protected");
+    };
+    let back = Browser::new().follow_until(to.as_str(), REDIRECT).await;
+    idp.callback(owner, &back).await.unwrap().key
+}
+
+/// Makes a stored grant's access token expired (as if time had passed).
+async fn expire(store: &PostgresStore, owner: &str, key: &ResourceKey) {
+    let before = store.provider(owner, key).await.unwrap().unwrap();
+    let mut after = before.clone();
+    let tokens = after.grant.as_mut().unwrap().tokens.as_mut().unwrap();
+    tokens.expires_at = Some(now() - 10);
+    let put = store.put_provider(owner, after, Expect::Exactly(&before));
+    assert_eq!(put.await.unwrap(), Put::Written);
+}
+
+async fn clear_stats(servers: &Servers) {
+    reqwest::Client::new()
+        .post(format!("{}/__stats", servers.issuer))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_keeps_the_store_contract_sealed_and_migrates_once() {
+    let pg = Postgres::start();
+    // In plain text, and sealed.
+    let plain = PostgresStore::connect(&pg.database("plain")).await.unwrap();
+    conformance::check(&plain).await;
+    let sealed = store(&pg.database("sealed")).await;
+    conformance::check(&sealed).await;
+    let mut p = conformance::provider_with("https://secret.example/api", "ACCESS-SECRET-123");
+    if let Some(g) = p.grant.as_mut() {
+        g.tokens.as_mut().unwrap().refresh_token =
+            Some(idp::secret::RefreshToken::new("REFRESH-SECRET-456"));
+        g.client.client_secret = Some(idp::secret::ClientSecret::new("CLIENT-SECRET-789"));
+    }
+    let put = sealed
+        .put_provider("carol", p.clone(), Expect::Nothing)
+        .await;
+    assert_eq!(put.unwrap(), Put::Written);
+    let rows = pg.sql("sealed", "SELECT data FROM idp_providers");
+    for secret in [
+        "ACCESS-SECRET-123",
+        "REFRESH-SECRET-456",
+        "CLIENT-SECRET-789",
+    ] {
+        assert!(!rows.contains(secret), "{secret} is in the table");
+    }
+    assert!(rows.contains("idp-enc:2:k1:"), "{rows}");
+    assert_eq!(
+        sealed.provider("carol", &p.key).await.unwrap(),
+        Some(p.clone())
+    );
+    // Sealed as the SQLite store seals: the same row opens there.
+    let data = pg.sql(
+        "sealed",
+        &format!(
+            "SELECT data FROM idp_providers WHERE owner = 'carol' AND key = '{}'",
+            p.key.as_str()
+        ),
+    );
+    let lite = idp::native::SqliteStore::open_in_memory()
+        .unwrap()
+        .with_keys(idp::store::seal::Keyring::parse(KEYS).unwrap());
+    lite.exec(
+        "INSERT INTO idp_providers (owner, key, data, updated_at) VALUES ('carol', ?, ?, 0)",
+        vec![
+            idp::store::sql::text(p.key.as_str()),
+            idp::store::sql::text(&data),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        lite.provider("carol", &p.key).await.unwrap(),
+        Some(p.clone())
+    );
+
+    // Rotation: a new key first, the old one still listed; re-encryption
+    // leaves nothing under the old one.
+    const K2: &str = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let rotated = PostgresStore::connect(&pg.url("sealed"))
+        .await
+        .unwrap()
+        .with_keys(idp::store::seal::Keyring::parse(&format!("{K2},{KEYS}")).unwrap());
+    assert!(rotated.reseal().await.unwrap() >= 1);
+    assert_eq!(
+        rotated.reseal().await.unwrap(),
+        0,
+        "nothing left under the old key"
+    );
+    let only_new = PostgresStore::connect(&pg.url("sealed"))
+        .await
+        .unwrap()
+        .with_keys(idp::store::seal::Keyring::parse(K2).unwrap());
+    assert_eq!(
+        only_new.provider("carol", &p.key).await.unwrap(),
+        Some(p.clone())
+    );
+    // A wrong key reads as "connect again" for that grant, and no panic.
+    let wrong = store(&pg.url("sealed")).await;
+    let got = wrong.provider("carol", &p.key).await.unwrap().unwrap();
+    assert!(got.grant.unwrap().unreadable.unwrap().contains("\"k2\""));
+
+    // Eight processes' worth of stores starting at once on a new database
+    // migrate it once.
+    let url = pg.database("fresh");
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                PostgresStore::connect(&url)
+                    .await
+                    .map(|s| s.pool().status().size)
+            })
+        })
+        .collect();
+    for s in starts {
+        s.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        pg.sql("fresh", "SELECT count(*), max(version) FROM idp_schema"),
+        "1|1"
+    );
+
+    // Errors say what was tried and what came back, without the password.
+    let e = PostgresStore::connect(&format!(
+        "postgresql://idp:hunter2@127.0.0.1:{}/missing",
+        pg.port
+    ))
+    .await
+    .unwrap_err();
+    let text = format!("{e} {e:?}");
+    assert!(text.contains("missing"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!format!("{sealed:?}").contains("idp@"), "{sealed:?}");
+}
+
+/// 4 processes × 50 callers on an expired token: one token request, every
+/// caller gets the new token, and the grant lives on at a server that
+/// revokes it when a rotated refresh token is used twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_refresh_an_expired_grant_once() {
+    let pg = Postgres::start();
+    let servers = Servers::start(Default::default());
+    let db = pg.database("single");
+    let idp = NativeIdp::with_store(settings(), store(&db).await);
+    let api = format!("{}/api", servers.origin);
+    let key = connect(&idp, "alice", &api).await;
+    let first = idp.store().provider("alice", &key).await.unwrap().unwrap();
+    let old = first.tokens().unwrap().access_token.secret().to_owned();
+    expire(idp.store(), "alice", &key).await;
+    clear_stats(&servers).await;
+
+    let dir = scratch("single");
+    let go = dir.join("go");
+    let replicas: Vec<(Process, PathBuf)> = (0..4)
+        .map(|i| {
+            let out = dir.join(format!("out-{i}"));
+            let p = replica(
+                &format!("replica-{i}"),
+                &[
+                    "authorize",
+                    "--db",
+                    &db,
+                    "--go",
+                    go.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--owner",
+                    "alice",
+                    "--url",
+                    &format!("{api}/items"),
+                    "--callers",
+                    "50",
+                ],
+            );
+            (p, out)
+        })
+        .collect();
+    std::fs::write(&go, "").unwrap();
+    let mut headers = std::collections::BTreeSet::new();
+    for (_, out) in &replicas {
+        let r = result(out).await;
+        assert_eq!(r["ok"], 50, "every caller succeeds: {r}");
+        for h in r["headers"].as_array().unwrap() {
+            headers.insert(h.as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        1,
+        "one token request for 200 callers"
+    );
+    let now_stored = idp.store().provider("alice", &key).await.unwrap().unwrap();
+    let new = now_stored
+        .tokens()
+        .unwrap()
+        .access_token
+        .secret()
+        .to_owned();
+    assert_ne!(new, old);
+    let expected: std::collections::BTreeSet<String> =
+        [idp::token::fingerprint(&format!("Bearer {new}"))].into();
+    assert_eq!(
+        headers, expected,
+        "every caller used the token the winner stored"
+    );
+
+    // The grant survived rotation with reuse detection: another refresh
+    // with the stored refresh token works, and the API takes the token.
+    expire(idp.store(), "alice", &key).await;
+    let auth = idp
+        .authorization("alice", &format!("{api}/items"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(servers.auth_count("POST /token").await, 2);
+    let status = reqwest::Client::new()
+        .get(format!("{api}/items"))
+        .header("authorization", auth.header.unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// A login started by one process completes in another; two callbacks with
+/// the same state in two processes give one grant and one refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_started_in_one_process_completes_in_another_once() {
+    let pg = Postgres::start();
+    let servers = Servers::start(Default::default());
+    let db = pg.database("flows");
+    let idp = NativeIdp::with_store(settings(), store(&db).await);
+    let api = format!("{}/api", servers.origin);
+    let LoginStart::Redirect(to) = idp.connect("alice", &api, None).await.unwrap() else {
+        panic!("protected");
+    };
+    let back = Browser::new().follow_until(to.as_str(), REDIRECT).await;
+
+    let dir = scratch("flows");
+    let go = dir.join("go");
+    let replicas: Vec<(Process, PathBuf)> = (0..2)
+        .map(|i| {
+            let out = dir.join(format!("out-{i}"));
+            let p = replica(
+                &format!("callback-{i}"),
+                &[
+                    "callback",
+                    "--db",
+                    &db,
+                    "--go",
+                    go.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--owner",
+                    "alice",
+                    "--url",
+                    back.as_str(),
+                ],
+            );
+            (p, out)
+        })
+        .collect();
+    std::fs::write(&go, "").unwrap();
+    let mut outcomes = Vec::new();
+    for (_, out) in &replicas {
+        outcomes.push(result(out).await);
+    }
+    let connected: Vec<_> = outcomes
+        .iter()
+        .filter(|r| r["connected"].is_string())
+        .collect();
+    let refused: Vec<_> = outcomes.iter().filter(|r| r["error"].is_string()).collect();
+    assert_eq!((connected.len(), refused.len()), (1, 1), "{outcomes:?}");
+    assert!(
+        refused[0]["message"].as_str().unwrap().contains("state"),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        1,
+        "the code was exchanged once"
+    );
+    assert_eq!(idp.store().providers("alice").await.unwrap().len(), 1);
+    assert_eq!(
+        pg.sql("flows", "SELECT count(*) FROM idp_flows"),
+        "0",
+        "the flow is spent"
+    );
+    // And the process that started it uses the grant the other stored.
+    let auth = idp
+        .authorization("alice", &format!("{api}/x"))
+        .await
+        .unwrap();
+    assert!(auth.unwrap().header.is_some());
+}
+
+/// Two processes run a background pass at once over four due grants: each
+/// grant is claimed and refreshed by one of them. Then a passing failure is
+/// retried later, and a dead grant is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_refreshes_are_claimed_by_one_process_each() {
+    let pg = Postgres::start();
+    let servers = Servers::start(Default::default());
+    let db = pg.database("background");
+    let idp = NativeIdp::with_store(settings(), store(&db).await);
+    let mut grants = Vec::new();
+    for owner in ["alice", "bob"] {
+        for path in ["api", "v1"] {
+            let key = connect(&idp, owner, &format!("{}/{path}", servers.origin)).await;
+            grants.push((owner, key));
+        }
+    }
+    // Nothing is due yet: tokens last an hour.
+    assert!(idp.refresh_due(100).await.unwrap().claimed.is_empty());
+    for (owner, key) in &grants {
+        expire(idp.store(), owner, key).await;
+    }
+    clear_stats(&servers).await;
+
+    let dir = scratch("background");
+    let go = dir.join("go");
+    let replicas: Vec<(Process, PathBuf)> = (0..2)
+        .map(|i| {
+            let out = dir.join(format!("out-{i}"));
+            let p = replica(
+                &format!("background-{i}"),
+                &[
+                    "background",
+                    "--db",
+                    &db,
+                    "--go",
+                    go.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+            );
+            (p, out)
+        })
+        .collect();
+    std::fs::write(&go, "").unwrap();
+    let mut claimed = Vec::new();
+    let mut events = Vec::new();
+    for (_, out) in &replicas {
+        let r = result(out).await;
+        claimed.extend(
+            r["claimed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned()),
+        );
+        events.extend(
+            r["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned()),
+        );
+    }
+    claimed.sort();
+    let mut expected: Vec<String> = grants.iter().map(|(o, k)| format!("{o} {k}")).collect();
+    expected.sort();
+    assert_eq!(claimed, expected, "each grant claimed once");
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(
+        events.iter().all(|e| e.ends_with("Refreshed")),
+        "{events:?}"
+    );
+    assert_eq!(servers.auth_count("POST /token").await, 4);
+    assert!(
+        idp.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "nothing left due"
+    );
+
+    // A passing failure: retried after the backoff, not at once.
+    let (owner, key) = &grants[0];
+    expire(idp.store(), owner, key).await;
+    reqwest::Client::new()
+        .post(format!(
+            "{}/__fail-token?count=1&status=503",
+            servers.issuer
+        ))
+        .send()
+        .await
+        .unwrap();
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert_eq!(pass.claimed.len(), 1);
+    assert!(
+        matches!(
+            pass.events[..],
+            [idp::flow::RecordedRefresh {
+                event: idp::flow::RefreshEvent::Failed {
+                    transient: true,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{:?}",
+        pass.events
+    );
+    let row = pg.sql("background", &format!("SELECT failures, refresh_at - {} FROM idp_providers WHERE owner = '{owner}' AND key = '{key}'", now()));
+    let (failures, wait) = row.split_once('|').unwrap();
+    assert_eq!(failures, "1");
+    assert!(
+        (25..=31).contains(&wait.parse::<i64>().unwrap()),
+        "retried in 30 s: {row}"
+    );
+    assert!(
+        idp.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "not before then"
+    );
+
+    // A dead grant (the server no longer knows its refresh token): dropped
+    // and never due again.
+    let (owner, key) = &grants[1];
+    let before = idp.store().provider(owner, key).await.unwrap().unwrap();
+    let mut after = before.clone();
+    let t = after.grant.as_mut().unwrap().tokens.as_mut().unwrap();
+    t.refresh_token = Some(idp::secret::RefreshToken::new("forgotten"));
+    t.expires_at = Some(now() - 10);
+    assert_eq!(
+        idp.store()
+            .put_provider(owner, after, Expect::Exactly(&before))
+            .await
+            .unwrap(),
+        Put::Written
+    );
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert!(
+        matches!(
+            pass.events[..],
+            [idp::flow::RecordedRefresh {
+                event: idp::flow::RefreshEvent::Dead { .. },
+                ..
+            }]
+        ),
+        "{:?}",
+        pass.events
+    );
+    let row = pg.sql("background", &format!("SELECT refresh_at IS NULL FROM idp_providers WHERE owner = '{owner}' AND key = '{key}'"));
+    assert_eq!(row, "t", "a dead grant is not scheduled");
+}
+
+/// A process holding a grant's refresh lock keeps others waiting a bounded
+/// time; when it dies, the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_process_gives_back_the_refresh_lock() {
+    let pg = Postgres::start();
+    let db = pg.database("lock");
+    let dir = scratch("lock");
+    let out = dir.join("out");
+    let key = ResourceKey::parse("https://api.example/v1").unwrap();
+    let holder = replica(
+        "holder",
+        &[
+            "hold",
+            "--db",
+            &db,
+            "--out",
+            out.to_str().unwrap(),
+            "--owner",
+            "alice",
+            "--url",
+            key.as_str(),
+        ],
+    );
+    assert_eq!(result(&out).await["held"], true);
+    let here = store(&db).await.with_lock_wait(Duration::from_millis(500));
+    let started = Instant::now();
+    let e = here.exclusive("alice", &key, async {}).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "a bounded wait");
+    assert!(
+        matches!(&e, idp::Error::Storage(s) if s.cause == StorageCause::Unavailable),
+        "{e}"
+    );
+    assert!(e.to_string().contains("another process"), "{e}");
+    // Another grant is not held up.
+    let other = ResourceKey::parse("https://api.example/v2").unwrap();
+    here.exclusive("alice", &other, async {}).await.unwrap();
+
+    drop(holder); // killed: its connection drops, and the lock with it
+    let free = store(&db).await.with_lock_wait(Duration::from_secs(10));
+    let started = Instant::now();
+    free.exclusive("alice", &key, async {}).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
