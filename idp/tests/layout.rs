@@ -192,7 +192,12 @@ fn every_statement_on_a_table_lives_beside_the_statement_that_creates_it() {
     let beside = root.join("store/sql/tables.rs");
     assert!(table_statements(&std::fs::read_to_string(&beside).unwrap()) > 20);
     // The schema's own version table and the migrations' older layouts.
-    let allowed = [beside, root.join("store/sql/schema.rs")];
+    // PostgreSQL's dialect has its own file of tables and statements.
+    let allowed = [
+        beside,
+        root.join("store/sql/schema.rs"),
+        root.join("native/postgres/tables.rs"),
+    ];
     let mut stack = vec![root.clone()];
     let mut elsewhere = Vec::new();
     while let Some(dir) = stack.pop() {

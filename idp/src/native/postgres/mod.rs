@@ -32,6 +32,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use std::future::Future;
 use std::time::Duration;
 
+mod lock;
 mod tables;
 use tables::{flows, providers, registrations, sealed, servers};
 
@@ -97,21 +98,6 @@ fn int(n: u64) -> i64 {
 
 fn uint(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
-}
-
-/// The advisory lock of one grant: the first 8 bytes of a SHA-256 of its
-/// owner and key (a collision only makes two grants wait for each other).
-fn grant_lock(owner: &str, key: &ResourceKey) -> i64 {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(b"idp-refresh\0");
-    h.update(owner.as_bytes());
-    h.update(b"\0");
-    h.update(key.as_str().as_bytes());
-    let d = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&d[..8]);
-    i64::from_be_bytes(first)
 }
 
 /// When a provider is next due for a background refresh.
@@ -198,17 +184,14 @@ impl PostgresStore {
         let fail = backend("migrating the schema");
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(&fail)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&tables::MIGRATION_LOCK],
-        )
-        .await
-        .map_err(&fail)?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS idp_schema (version BIGINT NOT NULL)")
+        tx.execute(tables::schema::LOCK, &[&tables::MIGRATION_LOCK])
+            .await
+            .map_err(&fail)?;
+        tx.batch_execute(tables::schema::CREATE)
             .await
             .map_err(&fail)?;
         let row = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM idp_schema", &[])
+            .query_one(tables::schema::VERSION, &[])
             .await
             .map_err(&fail)?;
         let current: i64 = row.get(0);
@@ -217,9 +200,7 @@ impl PostgresStore {
             for statement in *statements {
                 tx.batch_execute(statement).await.map_err(&fail)?;
             }
-            tx.execute("INSERT INTO idp_schema (version) VALUES ($1)", &[v])
-                .await
-                .map_err(&fail)?;
+            tx.execute(tables::schema::PUT, &[v]).await.map_err(&fail)?;
             version = *v;
         }
         tx.commit().await.map_err(&fail)?;
@@ -230,7 +211,7 @@ impl PostgresStore {
     pub async fn schema_version(&self) -> Result<i64> {
         let c = self.client().await?;
         let row = c
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM idp_schema", &[])
+            .query_one(tables::schema::VERSION, &[])
             .await
             .map_err(backend("reading the schema version"))?;
         Ok(row.get(0))
@@ -300,30 +281,6 @@ impl PostgresStore {
             .await
             .map_err(backend("preparing a statement"))?;
         c.execute(&st, args).await.map_err(backend("writing"))
-    }
-}
-
-/// A connection holding a grant's advisory lock in an open transaction. If
-/// it is dropped before [`Held::release`] (the refresh was cancelled), the
-/// connection leaves the pool and closes, which ends the transaction and
-/// the lock on the server.
-struct Held(Option<Object>);
-
-impl Held {
-    async fn release(mut self) {
-        if let Some(c) = self.0.as_ref() {
-            if c.batch_execute("COMMIT").await.is_ok() {
-                self.0.take();
-            }
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            drop(Object::take(c));
-        }
     }
 }
 
@@ -472,49 +429,13 @@ impl UserStore for PostgresStore {
         row.map(|r| self.provider_of(owner, key.as_str(), r.get(0)))
             .transpose()
     }
-
     fn exclusive<T>(
         &self,
         owner: &str,
         key: &ResourceKey,
         refresh: impl Future<Output = T>,
     ) -> impl Future<Output = Result<T>> {
-        let lock = grant_lock(owner, key);
-        async move {
-            let fail = backend("locking a grant for its refresh");
-            let held = Held(Some(self.client().await?));
-            let c = held.0.as_ref().expect("just set");
-            // The server ends the lock's session if it sits idle longer than
-            // a refresh can take (a process stuck after taking it).
-            let wait = self.lock_wait.as_millis();
-            let hold = LOCK_WAIT.as_millis().max(wait);
-            c.batch_execute(&format!(
-                "BEGIN; SET LOCAL lock_timeout = {wait}; SET LOCAL idle_in_transaction_session_timeout = {hold}"
-            ))
-            .await
-            .map_err(&fail)?;
-            match c
-                .execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
-                .await
-            {
-                Ok(_) => {}
-                Err(e)
-                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
-                {
-                    return Err(Error::storage(
-                        StorageCause::Unavailable,
-                        format!(
-                            "another process has been refreshing this grant for over {} ms; nothing was sent, try again",
-                            wait
-                        ),
-                    ));
-                }
-                Err(e) => return Err(fail(e)),
-            }
-            let out = refresh.await;
-            held.release().await;
-            Ok(out)
-        }
+        lock::exclusive(self, lock::grant_lock(owner, key), refresh)
     }
 }
 

@@ -115,3 +115,28 @@ pub(super) const MIGRATIONS: &[(i64, &[&str])] = &[(
         "CREATE TABLE idp_servers (issuer TEXT PRIMARY KEY, data TEXT NOT NULL, fetched_at BIGINT NOT NULL)",
     ],
 )];
+
+/// The schema's version table.
+pub(super) mod schema {
+    /// Creates it.
+    pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS idp_schema (version BIGINT NOT NULL)";
+    /// The version reached.
+    pub const VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM idp_schema";
+    /// Records a version.
+    pub const PUT: &str = "INSERT INTO idp_schema (version) VALUES ($1)";
+    /// Takes [`super::MIGRATION_LOCK`] until the transaction ends.
+    pub const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+}
+
+/// A grant's refresh lock: a transaction that waits at most `lock_timeout`
+/// for it and is ended by the server once idle longer than a refresh takes.
+pub(super) mod lock {
+    /// Opens the transaction (milliseconds).
+    pub fn begin(wait_ms: u128, hold_ms: u128) -> String {
+        format!("BEGIN; SET LOCAL lock_timeout = {wait_ms}; SET LOCAL idle_in_transaction_session_timeout = {hold_ms}")
+    }
+    /// Takes the lock until the transaction ends.
+    pub const TAKE: &str = "SELECT pg_advisory_xact_lock($1)";
+    /// Ends the transaction, and the lock.
+    pub const COMMIT: &str = "COMMIT";
+}

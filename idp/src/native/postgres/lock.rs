@@ -1,0 +1,80 @@
+//! One refresh per grant across processes: a transaction-scoped advisory
+//! lock per grant, held on a connection of its own while the refresh runs.
+
+use super::tables::lock as statements;
+use super::{backend, PostgresStore, LOCK_WAIT};
+use crate::error::{Error, Result, StorageCause};
+use crate::matching::ResourceKey;
+use deadpool_postgres::Object;
+use std::future::Future;
+
+/// The advisory lock of one grant: the first 8 bytes of a SHA-256 of its
+/// owner and key (a collision only makes two grants wait for each other).
+pub(super) fn grant_lock(owner: &str, key: &ResourceKey) -> i64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"idp-refresh\0");
+    h.update(owner.as_bytes());
+    h.update(b"\0");
+    h.update(key.as_str().as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// A connection holding a grant's advisory lock in an open transaction. If
+/// it is dropped before [`Held::release`] (the refresh was cancelled), the
+/// connection leaves the pool and closes, which ends the transaction and
+/// the lock on the server.
+struct Held(Option<Object>);
+
+impl Held {
+    async fn release(mut self) {
+        if let Some(c) = self.0.as_ref() {
+            if c.batch_execute(statements::COMMIT).await.is_ok() {
+                self.0.take();
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            drop(Object::take(c));
+        }
+    }
+}
+
+/// Runs `refresh` holding advisory lock `lock`, waiting for it at most the
+/// store's lock wait. The server ends the lock's session if it sits idle in
+/// its transaction longer than a refresh can take (a process stuck after
+/// taking it), and a process that dies closes it.
+pub(super) async fn exclusive<T>(
+    store: &PostgresStore,
+    lock: i64,
+    refresh: impl Future<Output = T>,
+) -> Result<T> {
+    let fail = backend("locking a grant for its refresh");
+    let held = Held(Some(store.client().await?));
+    let c = held.0.as_ref().expect("just set");
+    let wait = store.lock_wait.as_millis();
+    let hold = LOCK_WAIT.as_millis().max(wait);
+    c.batch_execute(&statements::begin(wait, hold))
+        .await
+        .map_err(&fail)?;
+    match c.execute(statements::TAKE, &[&lock]).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            return Err(Error::storage(
+                StorageCause::Unavailable,
+                format!("another process has been refreshing this grant for over {wait} ms; nothing was sent, try again"),
+            ));
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    let out = refresh.await;
+    held.release().await;
+    Ok(out)
+}
