@@ -561,3 +561,166 @@ async fn a_dead_process_gives_back_the_refresh_lock() {
     free.exclusive("alice", &key, async {}).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// The axum example (`examples/native-server`) as two replicas over one
+/// database behind one public origin: sign in, a login started on one and
+/// completed on the other, an authed call and an MCP call as the user,
+/// listing, and removal seen by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_of_the_native_server_example_share_users() {
+    let binary = idp_tests::repo_root().join("target/debug/idp-native-server");
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo build -p idp-native-server` (scripts/test does)",
+        binary.display()
+    );
+    let pg = Postgres::start();
+    let servers = Servers::start(Default::default());
+    let db = pg.database("example");
+    let ports = [idp_tests::free_port(), idp_tests::free_port()];
+    let public = format!("http://127.0.0.1:{}", ports[0]);
+    let start = |i: usize| {
+        let vars = [
+            format!("DATABASE_URL={db}"),
+            format!("PORT={}", ports[i]),
+            format!("PUBLIC_ORIGIN={public}"),
+            format!("IDP_ENCRYPTION_KEYS={KEYS}"),
+            "SESSION_SECRET=an example secret of at least 32 bytes".to_owned(),
+            "IDP_ALLOW_LOOPBACK=1".to_owned(),
+        ];
+        let mut args: Vec<&str> = vars.iter().map(String::as_str).collect();
+        args.push(binary.to_str().unwrap());
+        Process::start(&format!("native-server-{i}"), "env", &args)
+    };
+    let replicas = [start(0), start(1)];
+    let origin = |i: usize| replicas[i].field("origin");
+    let browser = Browser::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let signin = browser
+        .get(format!("{}/signin?user=alice", origin(0)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(signin), 303);
+
+    // Connect the API and the MCP server: each login starts on replica 0
+    // and its callback reaches replica 1.
+    let api = format!("{}/api", servers.origin);
+    let mcp = format!("{}/mcp", servers.origin);
+    for resource in [&api, &mcp] {
+        let start = format!(
+            "{}/oauth/login?url={}",
+            origin(0),
+            idp_tests::urlencode(resource)
+        );
+        let mut back = browser
+            .follow_until(&start, &format!("{public}/oauth/callback"))
+            .await;
+        back.set_port(Some(ports[1])).unwrap();
+        let done = browser.get(back).send().await.unwrap();
+        assert_eq!(
+            status(done),
+            303,
+            "the callback completes on the other replica"
+        );
+    }
+    let json = |r: reqwest::Response| async move { r.json::<Value>().await.unwrap() };
+    let list = json(
+        browser
+            .get(format!("{}/api/providers", origin(0)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let keys: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [api.as_str(), mcp.as_str()], "{list}");
+
+    // An authed call and an MCP call as alice, on either replica.
+    let called = json(
+        browser
+            .get(format!(
+                "{}/api/call?url={}/items",
+                origin(1),
+                idp_tests::urlencode(&api)
+            ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(called["status"], 200, "{called}");
+    let tools = browser
+        .client()
+        .post(format!(
+            "{}/api/mcp?url={}",
+            origin(0),
+            idp_tests::urlencode(&mcp)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let tools = json(tools).await;
+    assert!(
+        tools["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        "{tools}"
+    );
+
+    // Removal on one replica is seen by the other; the call then says where
+    // to connect.
+    let removed = browser
+        .client()
+        .delete(format!(
+            "{}/api/providers?url={}",
+            origin(1),
+            idp_tests::urlencode(&api)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(removed).await["removed"], api.as_str());
+    let again = browser
+        .get(format!(
+            "{}/api/call?url={}/items",
+            origin(0),
+            idp_tests::urlencode(&api)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(again), 401);
+    let again = browser
+        .get(format!(
+            "{}/api/call?url={}/items",
+            origin(0),
+            idp_tests::urlencode(&api)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let body = json(again).await;
+    let items = format!("{api}/items");
+    assert_eq!(
+        body["reauthorize_url"],
+        format!("/oauth/login?url={}", idp_tests::urlencode(&items)),
+        "{body}"
+    );
+    // A page on another site cannot start a login.
+    let forged = browser
+        .client()
+        .get(format!(
+            "{}/oauth/login?url={}",
+            origin(0),
+            idp_tests::urlencode(&api)
+        ))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(forged), 403);
+}

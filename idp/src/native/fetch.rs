@@ -179,3 +179,80 @@ async fn read_answer(
     *again.version_mut() = resp.version();
     Ok((reqwest::Response::from(again), body))
 }
+
+/// The engine's [`crate::http::HttpClient`] with the user's credentials, so
+/// what speaks through that trait (an MCP conversation,
+/// [`crate::mcp::Session`]) acts as the user. Every failure (a resource that
+/// needs connecting included) comes back as a [`TransportError`] that says
+/// what happened; use [`AuthedFetch::send`] for the typed error.
+///
+/// ```no_run
+/// # async fn run(idp: idp::native::NativeIdp) -> Result<(), idp::mcp::McpError> {
+/// let mut mcp = idp::mcp::Session::new("https://mcp.example.com/mcp".parse().unwrap());
+/// let fetch = idp.fetch("alice");
+/// mcp.connect(&fetch).await?;
+/// let tools = mcp.call(&fetch, "tools/list", serde_json::json!({})).await?;
+/// # Ok(()) }
+/// ```
+///
+/// [`TransportError`]: crate::http::TransportError
+impl<S: Store> crate::http::HttpClient for AuthedFetch<'_, S> {
+    async fn send(
+        &self,
+        request: crate::http::HttpRequest,
+    ) -> std::result::Result<crate::http::HttpResponse, crate::http::TransportError> {
+        use crate::http::{HttpResponse, Method, TransportError, MAX_BODY_BYTES};
+        let failed = |e: Error| TransportError::new(e.to_string());
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+        };
+        let mut req = reqwest::Request::new(method, request.url.clone());
+        for (name, value) in &request.headers {
+            let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) else {
+                return Err(TransportError::new(format!(
+                    "the header {name} is not valid"
+                )));
+            };
+            req.headers_mut().append(n, v);
+        }
+        if !request.body.is_empty() {
+            *req.body_mut() = Some(reqwest::Body::from(request.body));
+        }
+        let mut resp = AuthedFetch::send(self, req).await.map_err(failed)?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect::<Vec<_>>();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| TransportError::new(describe(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(TransportError::new(format!(
+                    "response body larger than {MAX_BODY_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
