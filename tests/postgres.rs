@@ -6,31 +6,18 @@
 //! process gives back. Each test starts its own PostgreSQL on loopback.
 
 use idp::error::StorageCause;
-use idp::flow::{LoginStart, Settings};
+use idp::flow::LoginStart;
 use idp::matching::ResourceKey;
 use idp::native::{NativeIdp, PostgresStore};
 use idp::store::{conformance, Expect, Put, UserStore};
 use idp_tests::postgres::Postgres;
-use idp_tests::replica::{KEYS, REDIRECT};
+use idp_tests::replica::{
+    authorize_together, connect, expire, result, scratch, settings, KEYS, REDIRECT,
+};
 use idp_tests::{Browser, Process, Servers};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn settings() -> Settings {
-    Settings {
-        policy: idp::policy::Policy::LOOPBACK_DEV,
-        client_info: idp::registration::ClientInfo {
-            name: "idp replica".into(),
-            version: "0.1.0".into(),
-            uri: None,
-        },
-        clients: Default::default(),
-        callback_base: url::Url::parse(REDIRECT).unwrap(),
-        profiles: Vec::new(),
-        dpop: idp::settings::DpopUse::Never,
-    }
-}
 
 async fn store(url: &str) -> PostgresStore {
     let keys = idp::store::seal::Keyring::parse(KEYS).unwrap();
@@ -39,50 +26,6 @@ async fn store(url: &str) -> PostgresStore {
 
 fn now() -> u64 {
     idp::native::now()
-}
-
-/// A scratch directory for the replicas' go and result files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("idp-replicas-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Starts a replica process; it is ready (connected) when this returns.
-fn replica(name: &str, args: &[&str]) -> Process {
-    Process::start(name, env!("CARGO_BIN_EXE_idp-replica"), args)
-}
-
-/// Waits for a replica's result file.
-async fn result(path: &Path) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return serde_json::from_str(&text).unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no result at {}", path.display());
-}
-
-/// Connects `owner` to `url` through oidc-provider's pages.
-async fn connect(idp: &NativeIdp<PostgresStore>, owner: &str, url: &str) -> ResourceKey {
-    let LoginStart::Redirect(to) = idp.connect(owner, url, None).await.unwrap() else {
-        panic!("{url} is protected");
-    };
-    let back = Browser::new().follow_until(to.as_str(), REDIRECT).await;
-    idp.callback(owner, &back).await.unwrap().key
-}
-
-/// Makes a stored grant's access token expired (as if time had passed).
-async fn expire(store: &PostgresStore, owner: &str, key: &ResourceKey) {
-    let before = store.provider(owner, key).await.unwrap().unwrap();
-    let mut after = before.clone();
-    let tokens = after.grant.as_mut().unwrap().tokens.as_mut().unwrap();
-    tokens.expires_at = Some(now() - 10);
-    let put = store.put_provider(owner, after, Expect::Exactly(&before));
-    assert_eq!(put.await.unwrap(), Put::Written);
 }
 
 async fn clear_stats(servers: &Servers) {
@@ -224,36 +167,9 @@ async fn four_processes_refresh_an_expired_grant_once() {
     expire(idp.store(), "alice", &key).await;
     clear_stats(&servers).await;
 
-    let dir = scratch("single");
-    let go = dir.join("go");
-    let replicas: Vec<(Process, PathBuf)> = (0..4)
-        .map(|i| {
-            let out = dir.join(format!("out-{i}"));
-            let p = replica(
-                &format!("replica-{i}"),
-                &[
-                    "authorize",
-                    "--db",
-                    &db,
-                    "--go",
-                    go.to_str().unwrap(),
-                    "--out",
-                    out.to_str().unwrap(),
-                    "--owner",
-                    "alice",
-                    "--url",
-                    &format!("{api}/items"),
-                    "--callers",
-                    "50",
-                ],
-            );
-            (p, out)
-        })
-        .collect();
-    std::fs::write(&go, "").unwrap();
+    let results = authorize_together(&db, "alice", &format!("{api}/items"), 4, 50).await;
     let mut headers = std::collections::BTreeSet::new();
-    for (_, out) in &replicas {
-        let r = result(out).await;
+    for r in &results {
         assert_eq!(r["ok"], 50, "every caller succeeds: {r}");
         for h in r["headers"].as_array().unwrap() {
             headers.insert(h.as_str().unwrap().to_owned());
@@ -317,7 +233,7 @@ async fn a_login_started_in_one_process_completes_in_another_once() {
     let replicas: Vec<(Process, PathBuf)> = (0..2)
         .map(|i| {
             let out = dir.join(format!("out-{i}"));
-            let p = replica(
+            let p = idp_tests::replica::start(
                 &format!("callback-{i}"),
                 &[
                     "callback",
@@ -398,7 +314,7 @@ async fn background_refreshes_are_claimed_by_one_process_each() {
     let replicas: Vec<(Process, PathBuf)> = (0..2)
         .map(|i| {
             let out = dir.join(format!("out-{i}"));
-            let p = replica(
+            let p = idp_tests::replica::start(
                 &format!("background-{i}"),
                 &[
                     "background",
@@ -527,7 +443,7 @@ async fn a_dead_process_gives_back_the_refresh_lock() {
     let dir = scratch("lock");
     let out = dir.join("out");
     let key = ResourceKey::parse("https://api.example/v1").unwrap();
-    let holder = replica(
+    let holder = idp_tests::replica::start(
         "holder",
         &[
             "hold",

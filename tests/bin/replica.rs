@@ -11,28 +11,12 @@
 //! idp-replica hold       --db URL --out FILE --owner O --url KEY
 //! ```
 
-use idp::flow::Settings;
 use idp::matching::ResourceKey;
 use idp::native::{NativeIdp, PostgresStore};
 use idp::store::UserStore;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
-
-fn settings() -> Settings {
-    Settings {
-        policy: idp::policy::Policy::LOOPBACK_DEV,
-        client_info: idp::registration::ClientInfo {
-            name: "idp replica".into(),
-            version: "0.1.0".into(),
-            uri: None,
-        },
-        clients: Default::default(),
-        callback_base: url::Url::parse(idp_tests::replica::REDIRECT).expect("static URL"),
-        profiles: Vec::new(),
-        dpop: idp::settings::DpopUse::Never,
-    }
-}
 
 fn write(out: &str, value: Value) {
     let tmp = format!("{out}.tmp");
@@ -65,7 +49,7 @@ async fn main() {
         .expect("connect to PostgreSQL")
         .with_keys(keys)
         .with_lock_wait(Duration::from_secs(20));
-    let idp = std::sync::Arc::new(NativeIdp::with_store(settings(), store));
+    let idp = std::sync::Arc::new(NativeIdp::with_store(idp_tests::replica::settings(), store));
     println!("{}", json!({ "ready": true, "pid": std::process::id() }));
     let out = opt("out");
     match command.as_str() {
