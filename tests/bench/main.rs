@@ -7,6 +7,7 @@
 //! each is printed beside its target.
 
 mod cold;
+mod native;
 mod scale;
 mod size;
 
@@ -46,6 +47,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // `bench --native [--quick]`: the native runtime's rows only.
+    if std::env::args().any(|a| a == "--native") {
+        let mut rows = Vec::new();
+        rt.block_on(async {
+            let servers = Servers::start(AuthServerOptions::default());
+            native::stores(&mut rows, &servers, opts.quick).await
+        });
+        print_table(&rows);
+        return;
+    }
     let report = rt.block_on(run(&opts));
     let dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
@@ -820,6 +831,9 @@ async fn run(opts: &Opts) -> Value {
         &format!("idp: {token_requests}"),
         None,
     ));
+
+    // The native runtime on each store.
+    report["native"] = native::stores(&mut rows, &servers, opts.quick).await;
 
     print_table(&rows);
     report["rows"] = Value::Array(
