@@ -16,7 +16,7 @@ use idp_tests::replica::{
 };
 use idp_tests::{Browser, Process, Servers};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 async fn store(url: &str) -> PostgresStore {
@@ -639,4 +639,42 @@ async fn two_replicas_of_the_native_server_example_share_users() {
         .await
         .unwrap();
     assert_eq!(status(forged), 403);
+}
+
+/// A process stuck while holding a grant's refresh lock (alive, its
+/// connection open, nothing happening: a hung token endpoint) loses it once
+/// its hold time passes; the grant is free for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_process_cannot_keep_the_refresh_lock() {
+    let pg = Postgres::start();
+    let db = pg.database("stuck");
+    let dir = scratch("stuck");
+    let out = dir.join("out");
+    let key = ResourceKey::parse("https://api.example/v1").unwrap();
+    let holder = idp_tests::replica::start(
+        "stuck",
+        &[
+            "hold",
+            "--db",
+            &db,
+            "--out",
+            out.to_str().unwrap(),
+            "--owner",
+            "alice",
+            "--url",
+            key.as_str(),
+            "--hold-ms",
+            "1500",
+        ],
+    );
+    assert_eq!(result(&out).await["held"], true);
+    let here = store(&db).await.with_lock_wait(Duration::from_secs(20));
+    let started = Instant::now();
+    here.exclusive("alice", &key, async {}).await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    assert!(
+        Path::new(&format!("/proc/{}", holder.pid())).exists(),
+        "the holder is still running: the database took the lock back"
+    );
 }

@@ -8,7 +8,7 @@
 //! idp-replica authorize  --db URL --go FILE --out FILE --owner O --url U --callers N
 //! idp-replica callback   --db URL --go FILE --out FILE --owner O --url CALLBACK
 //! idp-replica background --db URL --go FILE --out FILE
-//! idp-replica hold       --db URL --out FILE --owner O --url KEY
+//! idp-replica hold       --db URL --out FILE --owner O --url KEY [--hold-ms N]
 //! ```
 
 use idp::matching::ResourceKey;
@@ -48,7 +48,12 @@ async fn main() {
         .await
         .expect("connect to PostgreSQL")
         .with_keys(keys)
-        .with_lock_wait(Duration::from_secs(20));
+        .with_lock_wait(Duration::from_secs(20))
+        .with_lock_hold(Duration::from_millis(
+            opts.get("hold-ms")
+                .and_then(|h| h.parse().ok())
+                .unwrap_or(45_000),
+        ));
     let idp = std::sync::Arc::new(NativeIdp::with_store(idp_tests::replica::settings(), store));
     println!("{}", json!({ "ready": true, "pid": std::process::id() }));
     let out = opt("out");

@@ -2,7 +2,7 @@
 //! lock per grant, held on a connection of its own while the refresh runs.
 
 use super::tables::lock as statements;
-use super::{backend, PostgresStore, LOCK_WAIT};
+use super::{backend, PostgresStore};
 use crate::error::{Error, Result, StorageCause};
 use crate::matching::ResourceKey;
 use deadpool_postgres::Object;
@@ -60,7 +60,7 @@ pub(super) async fn exclusive<T>(
     let held = Held(Some(store.client().await?));
     let c = held.0.as_ref().expect("just set");
     let wait = store.lock_wait.as_millis();
-    let hold = LOCK_WAIT.as_millis().max(wait);
+    let hold = store.lock_hold.as_millis();
     c.batch_execute(&statements::begin(wait, hold))
         .await
         .map_err(&fail)?;

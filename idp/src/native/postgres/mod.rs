@@ -57,6 +57,7 @@ pub struct PostgresStore {
     pool: Pool,
     sealing: Sealing,
     lock_wait: Duration,
+    lock_hold: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -65,6 +66,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("sealed", &self.sealing.is_sealed())
             .field("lock_wait", &self.lock_wait)
+            .field("lock_hold", &self.lock_hold)
             .finish_non_exhaustive()
     }
 }
@@ -146,6 +148,7 @@ impl PostgresStore {
             pool,
             sealing: Sealing::plaintext(),
             lock_wait: LOCK_WAIT,
+            lock_hold: LOCK_WAIT,
         };
         store.migrate().await?;
         Ok(store)
@@ -168,6 +171,18 @@ impl PostgresStore {
     pub fn with_lock_wait(self, wait: Duration) -> Self {
         Self {
             lock_wait: wait,
+            ..self
+        }
+    }
+
+    /// How long a refresh may hold its grant's lock with nothing happening
+    /// on its connection ([`LOCK_WAIT`] by default, longer than the 30 s a
+    /// token request may take): then the database ends its session, and the
+    /// lock with it, so a process stuck in a refresh cannot keep a grant
+    /// from every other.
+    pub fn with_lock_hold(self, hold: Duration) -> Self {
+        Self {
+            lock_hold: hold,
             ..self
         }
     }
