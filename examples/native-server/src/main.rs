@@ -250,17 +250,15 @@ async fn mcp(State(app): Shared, headers: HeaderMap, Query(q): Query<Target>) ->
             reason: "not a URL".into(),
         });
     };
-    // Not connected yet: the typed error says where to connect.
-    if let Err(e) = app
-        .idp
-        .fetch(&user)
-        .get(q.url.as_str())
-        .await
-        .and_then(|_| Ok(()))
-    {
-        if matches!(e, idp::Error::AuthorizationRequired(_)) {
-            return failure(e);
+    // Not connected yet: say where to connect it.
+    match app.idp.authorization(&user, &q.url).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let to = format!("/oauth/login?url={}", encode(&q.url));
+            let body = json!({ "error": "authorization_required", "reauthorize_url": to });
+            return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
         }
+        Err(e) => return failure(e),
     }
     let fetch = app.idp.fetch(&user);
     let mut session = idp::mcp::Session::new(url);
