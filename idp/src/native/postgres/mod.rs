@@ -34,7 +34,12 @@ use std::time::Duration;
 
 mod lock;
 mod tables;
+
 use tables::{flows, providers, registrations, sealed, servers};
+/// The driver and pool crates, at the versions this store uses: build a
+/// [`deadpool_postgres::Pool`] with your TLS connector for
+/// [`PostgresStore::from_pool`].
+pub use {deadpool_postgres, tokio_postgres};
 
 /// How long a refresh waits for another process's refresh of the same
 /// grant by default: longer than one token request may take (30 s).
