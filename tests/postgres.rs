@@ -432,6 +432,31 @@ async fn background_refreshes_are_claimed_by_one_process_each() {
     );
     let row = pg.sql("background", &format!("SELECT refresh_at IS NULL FROM idp_providers WHERE owner = '{owner}' AND key = '{key}'"));
     assert_eq!(row, "t", "a dead grant is not scheduled");
+
+    // A grant whose secrets this process cannot open (sealed under a key it
+    // does not have): it needs the person again, so its schedule stops
+    // instead of being claimed on every pass.
+    const OTHER: &str = "k9:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let other = PostgresStore::connect(&db)
+        .await
+        .unwrap()
+        .with_keys(idp::store::seal::Keyring::parse(OTHER).unwrap());
+    let mut sealed = conformance::provider_with("https://elsewhere.example/api", "AT");
+    if let Some(t) = sealed.grant.as_mut().and_then(|g| g.tokens.as_mut()) {
+        t.refresh_token = Some(idp::secret::RefreshToken::new("RT"));
+        t.expires_at = Some(now() - 10);
+    }
+    let put = other.put_provider("carol", sealed.clone(), Expect::Nothing);
+    assert_eq!(put.await.unwrap(), Put::Written);
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert_eq!(pass.claimed.len(), 1, "{:?}", pass.claimed);
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert!(pass.claimed.is_empty(), "claimed again: {:?}", pass.claimed);
+    let row = pg.sql(
+        "background",
+        "SELECT refresh_at IS NULL FROM idp_providers WHERE owner = 'carol'",
+    );
+    assert_eq!(row, "t");
 }
 
 /// A process holding a grant's refresh lock keeps others waiting a bounded

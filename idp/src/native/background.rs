@@ -29,8 +29,9 @@ impl<S: Store + RefreshQueue> NativeIdp<S> {
     /// One pass: claims up to `limit` grants due now, refreshes each (through
     /// the same single-flight as calls, so a call refreshing the same grant
     /// meanwhile causes no second token request), schedules a retry after a
-    /// passing failure (30 s, doubling up to an hour), and leaves a dead
-    /// grant unscheduled until the person connects again. Returns what it
+    /// passing failure (30 s, doubling up to an hour), and leaves a grant
+    /// that needs the person (dead, or sealed under a key this process does
+    /// not have) unscheduled until they connect again. Returns what it
     /// claimed and the lifecycle events ([`crate::flow::RefreshEvent`]:
     /// refreshed, failed, dead).
     pub async fn refresh_due(&self, limit: usize) -> Result<RefreshPass> {
@@ -41,15 +42,20 @@ impl<S: Store + RefreshQueue> NativeIdp<S> {
                 .refresher
                 .refresh_expiring(&self.http, &self.store, &due.owner, &due.key, at)
                 .await;
+            // As the object's alarm: a grant that needs the person stops its
+            // schedule; any other failure is tried again after the backoff.
             match done {
-                Err(e) if e.is_retryable() || matches!(e, crate::Error::Storage(_)) => {
+                Ok(_) => self.store.release(&due.owner, &due.key).await?,
+                Err(e) if e.requires_reauthorization() => {
+                    self.store.stop(&due.owner, &due.key).await?;
+                }
+                Err(_) => {
                     let failures = due.failures.saturating_add(1);
                     let next = at.saturating_add(retry_wait(RETRY_BASE_SECS, failures));
                     self.store
                         .retry_at(&due.owner, &due.key, failures, next)
                         .await?;
                 }
-                _ => self.store.release(&due.owner, &due.key).await?,
             }
         }
         Ok(RefreshPass {

@@ -361,6 +361,9 @@ pub trait RefreshQueue {
     /// Ends a claim (new tokens written through the store say when the grant
     /// is next due; a grant still due is claimable again).
     fn release(&self, owner: &str, key: &ResourceKey) -> impl Future<Output = Result<()>>;
+    /// Ends a claim on a grant that needs the person again (dead, or its
+    /// secrets unreadable): never due until new tokens are written.
+    fn stop(&self, owner: &str, key: &ResourceKey) -> impl Future<Output = Result<()>>;
 }
 
 /// Everything the engine keeps: a [`UserStore`] and a [`RegistryStore`]

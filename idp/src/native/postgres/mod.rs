@@ -557,6 +557,12 @@ impl RefreshQueue for PostgresStore {
         .map(drop)
     }
 
+    async fn stop(&self, owner: &str, key: &ResourceKey) -> Result<()> {
+        self.run(providers::STOP, &[&owner, &key.as_str()])
+            .await
+            .map(drop)
+    }
+
     async fn release(&self, owner: &str, key: &ResourceKey) -> Result<()> {
         self.run(providers::RELEASE, &[&owner, &key.as_str()])
             .await

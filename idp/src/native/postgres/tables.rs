@@ -33,6 +33,8 @@ pub(super) mod providers {
          ORDER BY refresh_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING owner, key, failures";
     /// Due again at $3 after $4 passing failures in a row.
     pub const RETRY: &str = "UPDATE idp_providers SET refresh_at = $3, failures = $4, claimed_until = 0 WHERE owner = $1 AND key = $2";
+    /// Never due again until new tokens are written.
+    pub const STOP: &str = "UPDATE idp_providers SET refresh_at = NULL, claimed_until = 0 WHERE owner = $1 AND key = $2";
     /// Ends a claim.
     pub const RELEASE: &str =
         "UPDATE idp_providers SET claimed_until = 0 WHERE owner = $1 AND key = $2";
