@@ -318,7 +318,7 @@ pub async fn stores(rows: &mut Vec<Row>, servers: &Servers, quick: bool) -> Valu
             format!("{:.0} / {:.0} µs = {scale:.2}", f.big_us, f.small_us),
             "<= 2",
             Some(scale <= 2.0),
-        ).limited_by("an index probe either way; for PostgreSQL, a loopback round trip whose time depends on where the kernel runs the server's process"));
+        ).limited_by("an index probe either way; for PostgreSQL, one loopback round trip (statements planned once: GENERIC_PLANS)"));
         let (requests, ok, kept) = f.flight;
         rows.push(row(
             &format!(
@@ -347,7 +347,8 @@ async fn postgres_at(url: &str) -> PostgresStore {
 
 /// A store on one connection of its own.
 async fn postgres_one(url: &str) -> PostgresStore {
-    let config: idp::native::postgres::tokio_postgres::Config = url.parse().expect("URL");
+    let mut config: idp::native::postgres::tokio_postgres::Config = url.parse().expect("URL");
+    config.options(idp::native::postgres::GENERIC_PLANS);
     use idp::native::postgres::deadpool_postgres::{Manager, Pool};
     let manager = Manager::new(config, idp::native::postgres::tokio_postgres::NoTls);
     let pool = Pool::builder(manager).max_size(1).build().expect("pool");

@@ -41,6 +41,12 @@ use tables::{flows, providers, registrations, sealed, servers};
 /// [`PostgresStore::from_pool`].
 pub use {deadpool_postgres, tokio_postgres};
 
+/// The session setting [`PostgresStore::connect`] gives its connections:
+/// each statement planned once. Give it to the connections of a pool of
+/// your own ([`PostgresStore::from_pool`]) with
+/// `tokio_postgres::Config::options`.
+pub const GENERIC_PLANS: &str = "-c plan_cache_mode=force_generic_plan";
+
 /// How long a refresh waits for another process's refresh of the same
 /// grant by default: longer than one token request may take (30 s).
 pub const LOCK_WAIT: Duration = Duration::from_secs(45);
@@ -119,13 +125,23 @@ impl PostgresStore {
     /// schema up to date. For TLS, build the pool with your connector and
     /// use [`PostgresStore::from_pool`].
     pub async fn connect(url: &str) -> Result<Self> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             Error::Storage(StorageError::with_source(
                 StorageCause::Backend,
                 "the PostgreSQL connection string is not valid",
                 e,
             ))
         })?;
+        // Every statement here is a key lookup whose best plan does not
+        // depend on the values: planned once per connection, instead of on
+        // every call (a text array's generic plan is costed above its
+        // custom plans, so the lookup by URL would be planned each time:
+        // half its time on loopback).
+        let options = match config.get_options() {
+            Some(o) => format!("{o} {GENERIC_PLANS}"),
+            None => GENERIC_PLANS.to_owned(),
+        };
+        config.options(&options);
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -147,7 +163,8 @@ impl PostgresStore {
     }
 
     /// A store over your own pool (TLS, sizes, timeouts), whose schema this
-    /// brings up to date.
+    /// brings up to date. Give its connections [`GENERIC_PLANS`] for the
+    /// fastest lookups.
     pub async fn from_pool(pool: Pool) -> Result<Self> {
         let store = Self {
             pool,
