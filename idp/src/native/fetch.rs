@@ -201,14 +201,9 @@ impl<S: Store> crate::http::HttpClient for AuthedFetch<'_, S> {
         &self,
         request: crate::http::HttpRequest,
     ) -> std::result::Result<crate::http::HttpResponse, crate::http::TransportError> {
-        use crate::http::{HttpResponse, Method, TransportError, MAX_BODY_BYTES};
+        use crate::http::TransportError;
         let failed = |e: Error| TransportError::new(e.to_string());
-        let method = match request.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-        };
+        let method = super::reqwest_method(request.method);
         let mut req = reqwest::Request::new(method, request.url.clone());
         for (name, value) in &request.headers {
             let (Ok(n), Ok(v)) = (
@@ -224,35 +219,7 @@ impl<S: Store> crate::http::HttpClient for AuthedFetch<'_, S> {
         if !request.body.is_empty() {
             *req.body_mut() = Some(reqwest::Body::from(request.body));
         }
-        let mut resp = AuthedFetch::send(self, req).await.map_err(failed)?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect::<Vec<_>>();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| TransportError::new(describe(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(TransportError::new(format!(
-                    "response body larger than {MAX_BODY_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        let resp = AuthedFetch::send(self, req).await.map_err(failed)?;
+        super::read_response(request.method, resp).await
     }
 }

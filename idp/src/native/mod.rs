@@ -133,54 +133,69 @@ fn allowed_addrs(
 impl HttpClient for ReqwestHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         self.allows(&request.url)?;
-        let method = match request.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-        };
-        let mut builder = self.client.request(method, request.url.as_str());
+        let mut builder = self
+            .client
+            .request(reqwest_method(request.method), request.url.as_str());
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let mut resp = builder
+        let resp = builder
             .body(request.body)
             .send()
             .await
             .map_err(|e| TransportError::new(describe(&e)))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect::<Vec<_>>();
-        let mut body = Vec::new();
-        let wanted = crate::http::reads_body(request.method, &headers);
-        while let Some(chunk) = match wanted {
-            true => resp
-                .chunk()
-                .await
-                .map_err(|e| TransportError::new(describe(&e)))?,
-            false => None,
-        } {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(TransportError::new(format!(
-                    "response body larger than {MAX_BODY_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        read_response(request.method, resp).await
     }
+}
+
+/// The engine's method as reqwest's.
+pub(super) fn reqwest_method(method: Method) -> reqwest::Method {
+    match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+    }
+}
+
+/// An answer as the engine reads it: its status, its headers, and its body
+/// when the request's method has one, at most [`MAX_BODY_BYTES`].
+pub(super) async fn read_response(
+    method: Method,
+    mut resp: reqwest::Response,
+) -> Result<HttpResponse, TransportError> {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect::<Vec<_>>();
+    let mut body = Vec::new();
+    let wanted = crate::http::reads_body(method, &headers);
+    while let Some(chunk) = match wanted {
+        true => resp
+            .chunk()
+            .await
+            .map_err(|e| TransportError::new(describe(&e)))?,
+        false => None,
+    } {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(TransportError::new(format!(
+                "response body larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// reqwest's messages can include the URL; ours say it separately, and a URL
