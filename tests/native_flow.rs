@@ -938,3 +938,93 @@ async fn sub_of(fetch: idp::native::AuthedFetch<'_>, url: &str) -> String {
     let body: serde_json::Value = resp.json().await.unwrap();
     body["sub"].as_str().unwrap().to_owned()
 }
+
+/// One process over the in-memory store: a background pass refreshes the
+/// due grant once (one token request), a passing failure waits for its
+/// backoff, and a dead grant leaves the schedule.
+#[tokio::test(flavor = "current_thread")]
+async fn a_single_process_refreshes_in_the_background_in_memory() {
+    use idp::flow::{RecordedRefresh, RefreshEvent};
+    use idp::store::{Expect, Put};
+    use idp_tests::replica::{connect, expire, settings};
+    let servers = Servers::start(Default::default());
+    let idp = NativeIdp::with_store(settings(), idp::store::memory::MemoryStore::default());
+    let api = connect(&idp, "alice", &format!("{}/api", servers.origin)).await;
+    let v1 = connect(&idp, "alice", &format!("{}/v1", servers.origin)).await;
+    assert!(
+        idp.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "nothing due yet"
+    );
+    let before = servers.auth_count("POST /token").await;
+
+    expire(idp.store(), "alice", &api).await;
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert_eq!(pass.claimed.len(), 1, "{:?}", pass.claimed);
+    assert!(
+        matches!(
+            pass.events[..],
+            [RecordedRefresh {
+                event: RefreshEvent::Refreshed,
+                ..
+            }]
+        ),
+        "{:?}",
+        pass.events
+    );
+    let after = servers.auth_count("POST /token").await;
+    assert_eq!(after - before, 1, "one token request");
+    assert!(
+        idp.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "not due again"
+    );
+
+    // A passing failure (503): tried again after its backoff, not at once.
+    expire(idp.store(), "alice", &api).await;
+    servers.fail_token(1, 503).await;
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert!(
+        matches!(
+            pass.events[..],
+            [RecordedRefresh {
+                event: RefreshEvent::Failed {
+                    transient: true,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{:?}",
+        pass.events
+    );
+    assert!(
+        idp.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "waits for the backoff"
+    );
+
+    // A dead grant (the server does not know its refresh token): stopped.
+    let stored = idp.store().provider("alice", &v1).await.unwrap().unwrap();
+    let mut dead = stored.clone();
+    let t = dead.grant.as_mut().unwrap().tokens.as_mut().unwrap();
+    t.refresh_token = Some(idp::secret::RefreshToken::new("forgotten"));
+    t.expires_at = Some(native::now() - 10);
+    let put = idp
+        .store()
+        .put_provider("alice", dead, Expect::Exactly(&stored));
+    assert_eq!(put.await.unwrap(), Put::Written);
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert!(
+        matches!(
+            pass.events[..],
+            [RecordedRefresh {
+                event: RefreshEvent::Dead { .. },
+                ..
+            }]
+        ),
+        "{:?}",
+        pass.events
+    );
+    assert!(
+        idp.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "a dead grant stays stopped"
+    );
+}

@@ -44,6 +44,8 @@ async fn the_postgres_store_keeps_the_store_contract_sealed_and_migrates_once() 
     conformance::check(&plain).await;
     let sealed = store(&pg.database("sealed")).await;
     conformance::check(&sealed).await;
+    let queue = store(&pg.database("queue")).await;
+    conformance::check_refresh_queue(&queue).await;
     let mut p = conformance::provider_with("https://secret.example/api", "ACCESS-SECRET-123");
     if let Some(g) = p.grant.as_mut() {
         g.tokens.as_mut().unwrap().refresh_token =
@@ -367,14 +369,7 @@ async fn background_refreshes_are_claimed_by_one_process_each() {
     // A passing failure: retried after the backoff, not at once.
     let (owner, key) = &grants[0];
     expire(idp.store(), owner, key).await;
-    reqwest::Client::new()
-        .post(format!(
-            "{}/__fail-token?count=1&status=503",
-            servers.issuer
-        ))
-        .send()
-        .await
-        .unwrap();
+    servers.fail_token(1, 503).await;
     let pass = idp.refresh_due(100).await.unwrap();
     assert_eq!(pass.claimed.len(), 1);
     assert!(

@@ -642,14 +642,7 @@ async fn the_alarm_keeps_tokens_fresh_and_events_tell_the_story() {
     );
 
     // The token endpoint fails three times: retried with backoff, recovered.
-    reqwest::Client::new()
-        .post(format!(
-            "{}/__fail-token?count=3&status=503",
-            servers.issuer
-        ))
-        .send()
-        .await
-        .unwrap();
+    servers.fail_token(3, 503).await;
     let recovered = wait_until(45, || async {
         servers.auth_count("POST /token (failed)").await == 3
             && servers.auth_count("POST /token").await > tokens

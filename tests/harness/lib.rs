@@ -466,6 +466,17 @@ impl Servers {
         get_json(&format!("{}/__stats", self.issuer)).await
     }
 
+    /// Makes the authorization server's token endpoint answer the next
+    /// `count` requests with `status`.
+    pub async fn fail_token(&self, count: u32, status: u16) {
+        let url = format!("{}/__fail-token?count={count}&status={status}", self.issuer);
+        let sent = reqwest::Client::new().post(url).send().await;
+        assert!(
+            sent.is_ok_and(|r| r.status().is_success()),
+            "failing the token endpoint"
+        );
+    }
+
     /// How many requests the authorization server saw for "METHOD path".
     pub async fn auth_count(&self, key: &str) -> u64 {
         self.auth_stats().await[key].as_u64().unwrap_or(0)

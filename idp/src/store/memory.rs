@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the [`Store`](crate::store::Store) in memory, behind one mutex.
 
-use super::{Expect, FlowTake, Provider, Put, RegistryStore, UserStore};
+use super::{Due, Expect, FlowTake, Provider, Put, RefreshQueue, RegistryStore, UserStore};
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;
 use crate::error::{Error, Result, StorageCause};
@@ -15,6 +15,23 @@ struct Inner {
     registrations: HashMap<(String, String), Registration>,
     servers: HashMap<String, (AuthorizationServer, u64)>,
     providers: HashMap<String, BTreeMap<ResourceKey, Provider>>,
+    /// Each grant's place in the background refresh queue, by owner and key.
+    schedule: HashMap<(String, ResourceKey), Schedule>,
+}
+
+/// When a grant is next due, after how many passing failures, and until
+/// when a claim on it holds.
+#[derive(Clone, Copy)]
+struct Schedule {
+    due: Option<u64>,
+    failures: u64,
+    claimed_until: u64,
+}
+
+impl Inner {
+    fn schedule(&mut self, owner: &str, key: &ResourceKey) -> Option<&mut Schedule> {
+        self.schedule.get_mut(&(owner.to_owned(), key.clone()))
+    }
 }
 
 /// An in-memory [`Store`](crate::store::Store): everything is lost when the process ends.
@@ -74,6 +91,13 @@ impl UserStore for MemoryStore {
             if !as_expected {
                 return Put::Conflict(current.cloned().map(Box::new));
             }
+            // New tokens: the schedule starts over.
+            let due = Schedule {
+                due: p.refresh_due(),
+                failures: 0,
+                claimed_until: 0,
+            };
+            i.schedule.insert((owner.to_owned(), p.key.clone()), due);
             rows.insert(p.key.clone(), p);
             Put::Written
         })
@@ -100,7 +124,68 @@ impl UserStore for MemoryStore {
     }
 
     async fn remove_provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
-        self.with(|i| i.providers.get_mut(owner).and_then(|m| m.remove(key)))
+        self.with(|i| {
+            i.schedule.remove(&(owner.to_owned(), key.clone()));
+            i.providers.get_mut(owner).and_then(|m| m.remove(key))
+        })
+    }
+}
+
+/// One process's queue: claims keep two background tasks of the process
+/// from refreshing the same grant at once.
+impl RefreshQueue for MemoryStore {
+    async fn claim_due(&self, now: u64, limit: usize, lease: u64) -> Result<Vec<Due>> {
+        self.with(|i| {
+            let mut due: Vec<_> = i
+                .schedule
+                .iter_mut()
+                .filter(|(_, s)| s.due.is_some_and(|d| d <= now) && s.claimed_until <= now)
+                .collect();
+            due.sort_by_key(|(_, s)| s.due);
+            due.into_iter()
+                .take(limit)
+                .map(|((owner, key), s)| {
+                    s.claimed_until = now.saturating_add(lease);
+                    Due {
+                        owner: owner.clone(),
+                        key: key.clone(),
+                        failures: s.failures,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    async fn retry_at(&self, owner: &str, key: &ResourceKey, failures: u64, at: u64) -> Result<()> {
+        self.with(|i| {
+            if let Some(s) = i.schedule(owner, key) {
+                *s = Schedule {
+                    due: Some(at),
+                    failures,
+                    claimed_until: 0,
+                };
+            }
+        })
+    }
+
+    async fn release(&self, owner: &str, key: &ResourceKey) -> Result<()> {
+        self.with(|i| {
+            if let Some(s) = i.schedule(owner, key) {
+                s.claimed_until = 0;
+            }
+        })
+    }
+
+    async fn stop(&self, owner: &str, key: &ResourceKey) -> Result<()> {
+        self.with(|i| {
+            if let Some(s) = i.schedule(owner, key) {
+                *s = Schedule {
+                    due: None,
+                    failures: s.failures,
+                    claimed_until: 0,
+                };
+            }
+        })
     }
 }
 
@@ -152,11 +237,31 @@ mod tests {
     #[test]
     fn passes_the_store_contract() {
         block_on(conformance::check(&MemoryStore::default()));
+        block_on(conformance::check_refresh_queue(&MemoryStore::default()));
     }
 
-    /// A store that ignores [`Expect`] breaks the contract, and the suite
-    /// says so.
+    /// A store that ignores [`Expect`], and forgets its claims as soon as
+    /// it makes them: each breaks a contract, and its suite says so.
     struct Overwrites(MemoryStore);
+
+    impl RefreshQueue for Overwrites {
+        async fn claim_due(&self, now: u64, limit: usize, lease: u64) -> Result<Vec<Due>> {
+            let due = self.0.claim_due(now, limit, lease).await?;
+            for d in &due {
+                self.0.release(&d.owner, &d.key).await?;
+            }
+            Ok(due)
+        }
+        async fn retry_at(&self, o: &str, k: &ResourceKey, n: u64, at: u64) -> Result<()> {
+            self.0.retry_at(o, k, n, at).await
+        }
+        async fn release(&self, o: &str, k: &ResourceKey) -> Result<()> {
+            self.0.release(o, k).await
+        }
+        async fn stop(&self, o: &str, k: &ResourceKey) -> Result<()> {
+            self.0.stop(o, k).await
+        }
+    }
 
     impl UserStore for Overwrites {
         async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
@@ -205,5 +310,13 @@ mod tests {
     #[should_panic(expected = "Expect::Nothing over a row conflicts")]
     fn a_store_without_compare_and_swap_fails_the_contract() {
         block_on(conformance::check(&Overwrites(MemoryStore::default())));
+    }
+
+    #[test]
+    #[should_panic(expected = "only the grant nobody holds")]
+    fn a_queue_that_forgets_its_claims_fails_the_contract() {
+        block_on(conformance::check_refresh_queue(&Overwrites(
+            MemoryStore::default(),
+        )));
     }
 }

@@ -148,6 +148,16 @@ impl Provider {
         self.grant.as_ref().and_then(|g| g.tokens.as_ref())
     }
 
+    /// When the grant is next due for a background refresh (a
+    /// [`RefreshQueue`] keeps this beside the row): the refresh margin of
+    /// tokens that come with a refresh token. `None` for a public resource,
+    /// a dead grant, or tokens that cannot be refreshed or never expire.
+    pub fn refresh_due(&self) -> Option<u64> {
+        self.tokens()
+            .filter(|t| t.refresh_token.is_some())
+            .and_then(TokenSet::refresh_due_at)
+    }
+
     /// The default display name: the resource's host.
     pub fn default_name(key: &ResourceKey) -> String {
         key.to_url().host_str().unwrap_or(key.as_str()).to_owned()
@@ -340,6 +350,9 @@ pub struct Due {
 /// from [`crate::flow::schedule::due_at`] of the tokens last written (only
 /// grants with a refresh token), or the retry time after a passing failure;
 /// a dead grant (no tokens) is never due.
+///
+/// [`conformance::check_refresh_queue`] is the test such a store must pass
+/// ([`memory::MemoryStore`], one process's queue, passes it too).
 pub trait RefreshQueue {
     /// Claims up to `limit` grants due at `now` that no other process holds
     /// a lease on, each for `lease` seconds (a process that dies with a

@@ -115,8 +115,7 @@ fn uint(n: i64) -> u64 {
 
 /// When a provider is next due for a background refresh.
 fn due_of(p: &Provider) -> Option<i64> {
-    let t = p.tokens().filter(|t| t.refresh_token.is_some())?;
-    crate::flow::schedule::due_at(t, None).map(int)
+    p.refresh_due().map(int)
 }
 
 impl PostgresStore {

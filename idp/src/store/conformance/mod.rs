@@ -13,7 +13,8 @@
 //! block_on(conformance::check(&MemoryStore::default()));
 //! ```
 //!
-//! A failure panics with the rule that was broken.
+//! A failure panics with the rule that was broken. A store that also keeps
+//! the background refresh queue passes [`check_refresh_queue`] too.
 
 use super::{Expect, FlowTake, Grant, Provider, Put, RegistryStore, Store, UserStore};
 use crate::authorize::PendingFlow;
@@ -23,6 +24,9 @@ use crate::registration::{Client, Registration};
 use crate::secret::{AccessToken, FlowState, PkceVerifier, RefreshToken};
 use crate::token::TokenSet;
 use url::Url;
+
+mod queue;
+pub use queue::check_refresh_queue;
 
 fn url(s: &str) -> Url {
     Url::parse(s).expect("a valid test URL")
@@ -62,7 +66,7 @@ pub fn provider_with(key: &str, access_token: &str) -> Provider {
     provider(key, access_token)
 }
 
-fn provider(k: &str, access: &str) -> Provider {
+pub(crate) fn provider(k: &str, access: &str) -> Provider {
     Provider {
         key: key(k),
         resource_url: k.into(),

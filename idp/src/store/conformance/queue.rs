@@ -1,0 +1,127 @@
+//! The contract of a [`RefreshQueue`]: what is due when, one claim at a
+//! time, retries, stops, and a schedule that starts over with new tokens.
+
+use super::provider;
+use crate::matching::ResourceKey;
+use crate::store::{Due, Expect, Put, RefreshQueue, UserStore};
+
+/// The owner and key of each claim, in order.
+fn claimed(due: &[Due]) -> Vec<(&str, &str)> {
+    due.iter()
+        .map(|d| (d.owner.as_str(), d.key.as_str()))
+        .collect()
+}
+
+/// Checks every rule of the [`RefreshQueue`] contract on `store`, which
+/// must start empty. Panics with the broken rule.
+pub async fn check_refresh_queue<S: UserStore + RefreshQueue>(store: &S) {
+    let a = provider("https://a.example/api", "A");
+    let b = provider("https://b.example/api", "B");
+    let due = a.refresh_due().expect("the test grant can be refreshed");
+    let lease = 60;
+    for (owner, p) in [("alice", &a), ("bob", &b)] {
+        let put = store.put_provider(owner, p.clone(), Expect::Nothing).await;
+        assert_eq!(put.expect("written"), Put::Written);
+    }
+    // A public resource, and a grant without a refresh token, are never due.
+    let mut public = provider("https://public.example/", "P");
+    public.grant = None;
+    let mut stuck = provider("https://stuck.example/api", "S");
+    if let Some(t) = stuck.grant.as_mut().and_then(|g| g.tokens.as_mut()) {
+        t.refresh_token = None;
+    }
+    for p in [public, stuck] {
+        let put = store.put_provider("alice", p, Expect::Nothing).await;
+        assert_eq!(put.expect("written"), Put::Written);
+    }
+
+    let claim = |now, limit| store.claim_due(now, limit, lease);
+    let none = claim(due - 1, 10).await.expect("claim");
+    assert!(none.is_empty(), "claimed before due: {:?}", claimed(&none));
+    // Up to the limit, oldest due first; each claim holds for its lease.
+    let one = claim(due, 1).await.expect("claim");
+    assert_eq!(one.len(), 1, "the limit is kept");
+    assert_eq!(one[0].failures, 0);
+    let other = claim(due, 10).await.expect("claim");
+    assert_eq!(
+        other.len(),
+        1,
+        "only the grant nobody holds: {:?}",
+        claimed(&other)
+    );
+    assert_ne!(claimed(&one), claimed(&other), "a grant claimed twice");
+    let held = claim(due + lease - 1, 10).await.expect("claim");
+    assert!(held.is_empty(), "claimed while held: {:?}", claimed(&held));
+    let again = claim(due + lease, 10).await.expect("claim");
+    assert_eq!(again.len(), 2, "a lease that ended frees its grant");
+
+    // Released: claimable again while still due.
+    let (alice, a_key) = ("alice", &a.key);
+    store.release(alice, a_key).await.expect("release");
+    let freed = claim(due + lease, 10).await.expect("claim");
+    assert_eq!(
+        claimed(&freed),
+        [(alice, a_key.as_str())],
+        "a released claim"
+    );
+
+    // A passing failure: due again at the retry time, with its count.
+    let retry = due + 1_000;
+    store.retry_at(alice, a_key, 2, retry).await.expect("retry");
+    let early = claim(retry - 1, 10).await.expect("claim");
+    assert!(
+        !claimed(&early).contains(&(alice, a_key.as_str())),
+        "claimed before its retry"
+    );
+    let retried = claim(retry, 10).await.expect("claim");
+    assert_eq!(claimed(&retried), [(alice, a_key.as_str())]);
+    assert_eq!(retried[0].failures, 2, "the failures so far");
+
+    // Stopped: never due, until new tokens are written.
+    store.stop(alice, a_key).await.expect("stop");
+    let later = retry + 100_000;
+    let stopped = claim(later, 10).await.expect("claim");
+    assert!(
+        !claimed(&stopped).contains(&(alice, a_key.as_str())),
+        "a stopped grant is never due"
+    );
+    let mut fresh = a.clone();
+    let new_due = {
+        let t = fresh
+            .grant
+            .as_mut()
+            .and_then(|g| g.tokens.as_mut())
+            .expect("tokens");
+        t.issued_at = Some(later);
+        t.expires_at = Some(later + 3_600);
+        fresh.refresh_due().expect("due")
+    };
+    let put = store.put_provider(alice, fresh, Expect::Exactly(&a)).await;
+    assert_eq!(put.expect("written"), Put::Written);
+    assert!(claim(new_due - 1, 10)
+        .await
+        .expect("claim")
+        .iter()
+        .all(|d| d.owner != alice));
+    let renewed = claim(new_due, 10).await.expect("claim");
+    assert_eq!(
+        claimed(&renewed),
+        [(alice, a_key.as_str())],
+        "new tokens are due again"
+    );
+    assert_eq!(renewed[0].failures, 0, "new tokens start the count over");
+
+    // Removed: gone from the queue.
+    let bob_key = ResourceKey::parse("https://b.example/api").expect("key");
+    store
+        .remove_provider("bob", &bob_key)
+        .await
+        .expect("remove");
+    store.remove_provider(alice, a_key).await.expect("remove");
+    let gone = claim(u64::MAX / 2, 10).await.expect("claim");
+    assert!(
+        gone.is_empty(),
+        "removed grants still due: {:?}",
+        claimed(&gone)
+    );
+}
