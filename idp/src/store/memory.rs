@@ -179,11 +179,8 @@ impl RefreshQueue for MemoryStore {
     async fn stop(&self, owner: &str, key: &ResourceKey) -> Result<()> {
         self.with(|i| {
             if let Some(s) = i.schedule(owner, key) {
-                *s = Schedule {
-                    due: None,
-                    failures: s.failures,
-                    claimed_until: 0,
-                };
+                s.due = None;
+                s.claimed_until = 0;
             }
         })
     }
