@@ -288,7 +288,7 @@ async fn as_app(
             let scope = query(url, "scope");
             // A workload identity token comes in the body, never the URL.
             let mut req = req;
-            let body: serde_json::Value = req.json().await.unwrap_or_default();
+            let body: serde_json::Value = read_json(&mut req).await.unwrap_or_default();
             let provider = match body["workload_token"].as_str() {
                 Some(token) => {
                     app.connect_as_workload(&target, token, scope.as_deref())
@@ -473,7 +473,7 @@ async fn route(
             let Some(resource) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
             };
-            let body: serde_json::Value = req.json().await.unwrap_or_default();
+            let body: serde_json::Value = read_json(&mut req).await.unwrap_or_default();
             let Some(id_token) = body["id_token"].as_str() else {
                 return Ok(json_error(
                     400,

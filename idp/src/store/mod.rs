@@ -60,8 +60,8 @@ pub struct Grant {
     pub unreadable: Option<String>,
 }
 
-/// How a grant's tokens were obtained.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a grant's tokens were obtained (`{"grant": "<kind>", ...fields}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "grant")]
 pub enum GrantKind {
     /// A person authorized the app (authorization code with PKCE).
@@ -104,6 +104,47 @@ pub enum GrantKind {
         #[serde(default)]
         id_token: Option<crate::secret::Assertion>,
     },
+}
+
+/// [`GrantKind`] as stored: its tag and every variant's fields side by
+/// side. Decoding through it reads the object once; serde's decoder for an
+/// internally tagged enum buffers it first (about 10 KB of wasm).
+#[derive(Deserialize)]
+struct GrantKindWire {
+    grant: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    assertion: Option<crate::secret::Assertion>,
+    #[serde(default)]
+    idp: Option<Box<crate::token::EnterpriseIdp>>,
+    #[serde(default)]
+    id_token: Option<crate::secret::Assertion>,
+}
+
+impl<'de> Deserialize<'de> for GrantKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = GrantKindWire::deserialize(d)?;
+        Ok(match w.grant.as_str() {
+            "authorization_code" => GrantKind::AuthorizationCode,
+            "client_credentials" => GrantKind::ClientCredentials { scope: w.scope },
+            "jwt_bearer" => GrantKind::JwtBearer {
+                scope: w.scope,
+                assertion: w.assertion,
+            },
+            "enterprise" => GrantKind::Enterprise {
+                scope: w.scope,
+                idp: w.idp.ok_or_else(|| serde::de::Error::missing_field("idp"))?,
+                id_token: w.id_token,
+            },
+            other => {
+                return Err(serde::de::Error::unknown_variant(
+                    other,
+                    &["authorization_code", "client_credentials", "jwt_bearer", "enterprise"],
+                ))
+            }
+        })
+    }
 }
 
 impl GrantKind {
@@ -385,3 +426,6 @@ pub trait RefreshQueue {
 pub trait Store: UserStore + RegistryStore {}
 
 impl<T: UserStore + RegistryStore> Store for T {}
+
+#[cfg(test)]
+mod tests;

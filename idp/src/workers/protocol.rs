@@ -29,13 +29,17 @@ pub(crate) trait UserOp: Op {}
 pub(crate) trait RegistryOp: Op {}
 
 /// Declares each call as a struct with its reply type, and the wire enum
-/// `Call` (`{"<snake_case name>": {...fields}}`: externally tagged, which decodes
-/// without buffering; an internally tagged enum costs about 24 KB of gzipped wasm).
+/// `Call` (`{"<snake_case name>": [...fields]}`: externally tagged, which decodes
+/// without buffering; an internally tagged enum costs about 24 KB of gzipped
+/// wasm). A call's fields cross as a JSON array in declaration order, not an
+/// object: a tuple decodes with one sequence visitor, where a struct needs a
+/// map visitor and a field-name matcher too. Both ends are the same build
+/// (`docs/deploy.md`: a split deployment deploys both scripts together).
 macro_rules! calls {
     ($( $kind:ident $(#[$attr:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } -> $reply:ty ; )*) => {
         $(
             $(#[$attr])*
-            #[derive(Debug, Serialize, Deserialize)]
+            #[derive(Debug)]
             pub(crate) struct $name { $( $(#[$fdoc])* pub $field: $ty ),* }
             $(#[$attr])*
             impl Op for $name { type Reply = $reply; }
@@ -44,6 +48,19 @@ macro_rules! calls {
             $(#[$attr])*
             impl From<$name> for Call {
                 fn from(op: $name) -> Call { Call::$name(op) }
+            }
+            $(#[$attr])*
+            impl Serialize for $name {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    ($( &self.$field, )*).serialize(s)
+                }
+            }
+            $(#[$attr])*
+            impl<'de> Deserialize<'de> for $name {
+                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    let ($( $field, )*) = <($( $ty, )*)>::deserialize(d)?;
+                    Ok($name { $( $field ),* })
+                }
             }
         )*
         /// Every call, as it crosses the wire.
@@ -120,7 +137,6 @@ calls! {
         owner: String,
         url: Url,
         /// Name the providers under the answer's key (for the isolate cache).
-        #[serde(default)]
         narrower: bool,
     } -> Option<AuthorizationReply>;
     UserOp
@@ -130,7 +146,6 @@ calls! {
         key: ResourceKey,
         fingerprint: String,
         /// Name the providers under the answer's key (for the isolate cache).
-        #[serde(default)]
         narrower: bool,
     } -> AuthorizationReply;
     UserOp
@@ -139,7 +154,6 @@ calls! {
     RefreshExpiring {
         owner: String,
         urls: Vec<Url>,
-        #[serde(default)]
         force: bool,
     } -> Vec<RefreshOutcome>;
     UserOp
