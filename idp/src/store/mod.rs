@@ -134,13 +134,20 @@ impl<'de> Deserialize<'de> for GrantKind {
             },
             "enterprise" => GrantKind::Enterprise {
                 scope: w.scope,
-                idp: w.idp.ok_or_else(|| serde::de::Error::missing_field("idp"))?,
+                idp: w
+                    .idp
+                    .ok_or_else(|| serde::de::Error::missing_field("idp"))?,
                 id_token: w.id_token,
             },
             other => {
                 return Err(serde::de::Error::unknown_variant(
                     other,
-                    &["authorization_code", "client_credentials", "jwt_bearer", "enterprise"],
+                    &[
+                        "authorization_code",
+                        "client_credentials",
+                        "jwt_bearer",
+                        "enterprise",
+                    ],
                 ))
             }
         })

@@ -162,9 +162,13 @@ mod tests {
         let base = r#""user": "u", "resource": "r", "at": 1"#;
         assert!(read(&format!(r#"{{{base}, "event": "exploded"}}"#))
             .contains("unknown variant `exploded`"));
-        assert!(read(&format!(r#"{{{base}, "event": "refresh_failed", "message": "m"}}"#))
-            .contains("missing field `transient`"));
-        assert!(read(r#"{"user": "u", "resource": "r", "event": "removed"}"#)
-            .contains("missing field `at`"));
+        assert!(read(&format!(
+            r#"{{{base}, "event": "refresh_failed", "message": "m"}}"#
+        ))
+        .contains("missing field `transient`"));
+        assert!(
+            read(r#"{"user": "u", "resource": "r", "event": "removed"}"#)
+                .contains("missing field `at`")
+        );
     }
 }

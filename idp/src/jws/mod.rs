@@ -12,6 +12,9 @@
 
 use crate::error::{Error, Result};
 use serde_json::Value;
+
+#[cfg(feature = "signing")]
+mod pem;
 #[cfg(feature = "signing")]
 use {crate::encoding::base64url, serde_json::json};
 
@@ -90,7 +93,6 @@ mod imp {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use p256::ecdsa::signature::Signer;
-    use p256::pkcs8::DecodePrivateKey;
     use serde::Deserialize;
 
     pub(super) enum Key {
@@ -136,21 +138,19 @@ mod imp {
             if !text.starts_with("-----BEGIN ") {
                 return Err(unusable("neither a PEM private key nor a JWK"));
             }
-            let es256 = || p256::ecdsa::SigningKey::from_pkcs8_pem(text).ok();
-            let sec1 = || {
-                p256::SecretKey::from_sec1_pem(text)
-                    .ok()
-                    .map(p256::ecdsa::SigningKey::from)
-            };
-            if let Some(k) = es256().or_else(sec1) {
-                return Ok(Key::Es256(Box::new(k)));
+            match super::pem::read(text) {
+                Some(super::pem::Pem::P256(d)) => p256::ecdsa::SigningKey::from_slice(&d)
+                    .map(|k| Key::Es256(Box::new(k)))
+                    .map_err(|_| unusable("the PEM key's private value is not a P-256 scalar")),
+                Some(super::pem::Pem::Other(what)) => Self::rsa_pem(text, what),
+                None => Err(unusable("a PEM block that cannot be read")),
             }
-            Self::rsa_pem(text)
         }
 
         #[cfg(feature = "signing-rsa")]
-        fn rsa_pem(text: &str) -> Result<Self> {
+        fn rsa_pem(text: &str, _: &str) -> Result<Self> {
             use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::pkcs8::DecodePrivateKey;
             let rsa = rsa::RsaPrivateKey::from_pkcs8_pem(text)
                 .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(text))
                 .map_err(|_| {
@@ -160,10 +160,10 @@ mod imp {
         }
 
         #[cfg(not(feature = "signing-rsa"))]
-        fn rsa_pem(_: &str) -> Result<Self> {
-            Err(unusable(
-                "a PEM key that is not an EC P-256 private key (RSA keys need the `signing-rsa` feature)",
-            ))
+        fn rsa_pem(_: &str, what: &str) -> Result<Self> {
+            Err(unusable(format!(
+                "{what}: only EC P-256 keys are read (RSA keys need the `signing-rsa` feature)"
+            )))
         }
 
         fn from_jwk(jwk: &Jwk) -> Result<Self> {
