@@ -57,11 +57,11 @@ impl Handler {
             })
             .await?;
         Ok(match reply {
-            DeviceStartReply::Waiting { login } => DeviceConnect::Waiting(login),
-            DeviceStartReply::Public {
+            DeviceStartReply::Waiting(login) => DeviceConnect::Waiting(login),
+            DeviceStartReply::Public(super::protocol::CallbackReply {
                 provider,
                 hook_error,
-            } => {
+            }) => {
                 if let Some(e) = hook_error {
                     worker::console_warn!(
                         "on_auth_success failed for {}: {e}",

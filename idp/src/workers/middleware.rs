@@ -194,17 +194,17 @@ impl Handler {
             confirmation,
         };
         match self.stub.call(call).await {
-            Ok(LoginReply::Redirect { url }) => {
+            Ok(LoginReply::Redirect(url)) => {
                 // Built by hand: `Response::redirect` has immutable headers.
                 let mut resp = Response::empty()?.with_status(302);
                 resp.headers_mut().set("location", url.as_str())?;
                 resp.headers_mut().set("cache-control", "no-store")?;
                 Ok(resp)
             }
-            Ok(LoginReply::Public {
+            Ok(LoginReply::Public(CallbackReply {
                 provider,
                 hook_error,
-            }) => self.connected(&provider, hook_error.as_deref()),
+            })) => self.connected(&provider, hook_error.as_deref()),
             Err(e) => self.failure(&e.to_string(), e.status()),
         }
     }

@@ -28,13 +28,35 @@ pub(crate) trait UserOp: Op {}
 /// A call to the registry object.
 pub(crate) trait RegistryOp: Op {}
 
+/// Encodes a struct as a JSON array of its fields in declaration order:
+/// decoding a tuple takes one sequence visitor, where a struct with named
+/// fields needs a map visitor and a field-name matcher as well. For what
+/// crosses between the Worker and its objects only (both ends are one
+/// build), never for what is stored.
+macro_rules! tuple_wire {
+    ($(#[$attr:meta])* $name:ident { $( $field:ident : $ty:ty ),* $(,)? }) => {
+        $(#[$attr])*
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                ($( &self.$field, )*).serialize(s)
+            }
+        }
+        $(#[$attr])*
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let ($( $field, )*) = <($( $ty, )*)>::deserialize(d)?;
+                Ok($name { $( $field ),* })
+            }
+        }
+    };
+}
+
 /// Declares each call as a struct with its reply type, and the wire enum
 /// `Call` (`{"<snake_case name>": [...fields]}`: externally tagged, which decodes
 /// without buffering; an internally tagged enum costs about 24 KB of gzipped
-/// wasm). A call's fields cross as a JSON array in declaration order, not an
-/// object: a tuple decodes with one sequence visitor, where a struct needs a
-/// map visitor and a field-name matcher too. Both ends are the same build
-/// (`docs/deploy.md`: a split deployment deploys both scripts together).
+/// wasm). A call's fields cross as a JSON array in declaration order
+/// ([`tuple_wire!`]). Both ends are the same build (`docs/deploy.md`: a split
+/// deployment deploys both scripts together).
 macro_rules! calls {
     ($( $kind:ident $(#[$attr:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } -> $reply:ty ; )*) => {
         $(
@@ -49,19 +71,7 @@ macro_rules! calls {
             impl From<$name> for Call {
                 fn from(op: $name) -> Call { Call::$name(op) }
             }
-            $(#[$attr])*
-            impl Serialize for $name {
-                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                    ($( &self.$field, )*).serialize(s)
-                }
-            }
-            $(#[$attr])*
-            impl<'de> Deserialize<'de> for $name {
-                fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                    let ($( $field, )*) = <($( $ty, )*)>::deserialize(d)?;
-                    Ok($name { $( $field ),* })
-                }
-            }
+            tuple_wire!($(#[$attr])* $name { $( $field: $ty ),* });
         )*
         /// Every call, as it crosses the wire.
         #[derive(Debug, Serialize, Deserialize)]
@@ -248,15 +258,15 @@ pub(crate) struct McpSessionState {
 /// A call as sent: with the binding of the registry object, so a user's
 /// object can reach the deployment's registrations (`None` in calls to the
 /// registry itself, which keeps them locally).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct Envelope {
     pub registry: Option<String>,
     /// The timeout of the object's outbound requests for this call
     /// (milliseconds; the default when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u32>,
     pub call: Call,
 }
+tuple_wire!(Envelope { registry: Option<String>, timeout_ms: Option<u32>, call: Call });
 
 /// An error as it crosses the object boundary: the engine's report.
 pub(crate) type RemoteError = crate::error::ErrorReport;
@@ -273,26 +283,20 @@ pub(crate) enum Reply<T> {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum LoginReply {
-    Public {
-        provider: ProviderView,
-        hook_error: Option<String>,
-    },
-    Redirect {
-        url: Url,
-    },
+    /// A public resource, connected at once.
+    Public(CallbackReply),
+    /// Where to send the person to authorize.
+    Redirect(Url),
 }
 
 /// What the object answers to the start of a device login.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum DeviceStartReply {
-    Public {
-        provider: ProviderView,
-        hook_error: Option<String>,
-    },
-    Waiting {
-        login: crate::flow::DeviceLogin,
-    },
+    /// A public resource, connected at once.
+    Public(CallbackReply),
+    /// The person is to enter the code.
+    Waiting(crate::flow::DeviceLogin),
 }
 
 /// Where a login with no browser (RFC 8628) stands.
@@ -313,11 +317,12 @@ pub enum DeviceStatus {
 }
 
 /// What the object answers to a callback.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub(crate) struct CallbackReply {
     pub provider: ProviderView,
     pub hook_error: Option<String>,
 }
+tuple_wire!(CallbackReply { provider: ProviderView, hook_error: Option<String> });
 
 /// What the object answers to an authorization request (its `Debug` leaves
 /// the header out).

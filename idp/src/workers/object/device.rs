@@ -65,16 +65,16 @@ impl Answer for StartDeviceLogin {
                 let user = flow::accounts::split(&owner).0;
                 o.device_row(&store, &login.id, user, at, None)?;
                 o.schedule_or_log().await;
-                Ok(DeviceStartReply::Waiting { login: *login })
+                Ok(DeviceStartReply::Waiting(*login))
             }
             DeviceStart::Public(p) => {
                 // A public resource is the user's, whatever account was named.
                 let user = flow::accounts::split(&owner).0;
                 let (provider, hook_error) = o.named(&store, user, *p).await;
-                Ok(DeviceStartReply::Public {
+                Ok(DeviceStartReply::Public(CallbackReply {
                     provider,
                     hook_error,
-                })
+                }))
             }
         }
     }

@@ -57,15 +57,15 @@ impl Answer for Login {
         let start = flow::start_login(&engine, req, url.as_str(), entropy).await?;
         drop(writes);
         match start {
-            LoginStart::Redirect(url) => Ok(LoginReply::Redirect { url }),
+            LoginStart::Redirect(url) => Ok(LoginReply::Redirect(url)),
             LoginStart::Public(p) => {
                 // A public resource is the user's, whatever account was named.
                 let user = flow::accounts::split(&owner).0;
                 let (provider, hook_error) = o.named(&store, user, *p).await;
-                Ok(LoginReply::Public {
+                Ok(LoginReply::Public(CallbackReply {
                     provider,
                     hook_error,
-                })
+                }))
             }
         }
     }
