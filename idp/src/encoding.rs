@@ -14,6 +14,19 @@ pub(crate) fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
+/// Decodes JSON bytes with the text parser (`serde_json::from_str`): every
+/// JSON document idp reads goes through that one parser, where
+/// `from_slice` would add a second copy of it, and of each type's decoder,
+/// to a Worker's script.
+pub(crate) fn json_from_bytes<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => Err(serde::de::Error::custom("the body is not UTF-8")),
+    }
+}
+
 /// `application/x-www-form-urlencoded` body from pairs.
 pub(crate) fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
     let mut s = url::form_urlencoded::Serializer::new(String::new());

@@ -344,8 +344,7 @@ pub fn choose_client(
             scope.as_deref(),
         );
         req.method = crate::http::Method::Put;
-        let mut body: serde_json::Value =
-            serde_json::from_slice(&req.body).unwrap_or(serde_json::Value::Null);
+        let mut body = request_json(&req.body);
         body["client_id"] = r.client.client_id.clone().into();
         if let Some(secret) = &r.client.client_secret {
             body["client_secret"] = secret.secret().into();
@@ -551,9 +550,7 @@ pub async fn obtain_client(
             Ok((reg.client.clone(), Some(reg)))
         }
         ClientPlan::Update(req, management) => {
-            let scope: Option<String> = serde_json::from_slice::<serde_json::Value>(&req.body)
-                .ok()
-                .and_then(|b| b["scope"].as_str().map(str::to_owned));
+            let scope = request_json(&req.body)["scope"].as_str().map(str::to_owned);
             match send_registration(http, req, &server.issuer, redirect_uri).await {
                 Ok(mut reg) => {
                     reg.management.get_or_insert(*management);
@@ -585,15 +582,19 @@ pub async fn obtain_client(
     }
 }
 
+/// The JSON body of a registration request this module built (`null` if
+/// it is not JSON).
+fn request_json(body: &[u8]) -> serde_json::Value {
+    crate::encoding::json_from_bytes(body).unwrap_or_default()
+}
+
 async fn send_registration(
     http: &impl HttpClient,
     req: HttpRequest,
     issuer: &str,
     redirect_uri: &Url,
 ) -> Result<Registration> {
-    let asked: Option<String> = serde_json::from_slice::<serde_json::Value>(&req.body)
-        .ok()
-        .and_then(|b| b["scope"].as_str().map(str::to_owned));
+    let asked = request_json(&req.body)["scope"].as_str().map(str::to_owned);
     let url = req.url.clone();
     let resp = http.send(req).await.map_err(|e| Error::Transport {
         url: url.clone(),

@@ -185,7 +185,7 @@ pub fn refused_version_but_supports_stateless(resp: &HttpResponse) -> bool {
     if resp.is_success() {
         return false;
     }
-    let Ok(reply) = serde_json::from_slice::<Value>(&resp.body) else {
+    let Ok(reply) = crate::encoding::json_from_bytes::<Value>(&resp.body) else {
         return false;
     };
     matches!(result_of(reply), Err(e) if supports_stateless_after_all(&e))
@@ -564,7 +564,7 @@ impl Session {
         if !resp.is_success() {
             // A JSON-RPC error in a 4xx or 5xx says more than its status;
             // authorization answers stay statuses.
-            let rpc = serde_json::from_slice::<Value>(&resp.body)
+            let rpc = crate::encoding::json_from_bytes::<Value>(&resp.body)
                 .ok()
                 .filter(|v| v.get("error").is_some() && !matches!(resp.status, 401 | 403))
                 .and_then(|v| result_of(v).err());

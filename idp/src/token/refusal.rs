@@ -73,7 +73,7 @@ impl Refusal {
         let Some(field) = &self.field else {
             return false;
         };
-        let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        let Ok(doc) = crate::encoding::json_from_bytes::<Value>(body) else {
             return false;
         };
         let pointer = if field.starts_with('/') {

@@ -282,7 +282,7 @@ impl<'a> AuthedFetch<'a> {
             });
         }
         let body = self.read_body(&mut resp, url).await?;
-        serde_json::from_slice(&body).map_err(|e| {
+        crate::encoding::json_from_bytes(&body).map_err(|e| {
             Error::Engine(crate::Error::InvalidResponse {
                 url: url::Url::parse(url).unwrap_or_else(|_| self.login.clone()),
                 reason: format!("not the JSON expected: {}", crate::error::json_reason(&e)),

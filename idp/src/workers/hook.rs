@@ -32,7 +32,7 @@ impl Connected<'_> {
     pub fn token_subject(&self) -> Option<String> {
         let payload = self.access_token?.secret().split('.').nth(1)?;
         let bytes = crate::encoding::base64url_decode(payload)?;
-        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let claims: serde_json::Value = crate::encoding::json_from_bytes(&bytes).ok()?;
         claims["sub"].as_str().map(str::to_owned)
     }
 
