@@ -437,3 +437,52 @@ pub struct RemoveOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_cross_as_arrays_and_read_back() {
+        let env = Envelope {
+            registry: Some("OAuthProviders".into()),
+            timeout_ms: None,
+            call: RefreshExpiring {
+                owner: "alice".into(),
+                urls: vec![Url::parse("https://api.example/v1").unwrap()],
+                force: true,
+            }
+            .into(),
+        };
+        let text = serde_json::to_string(&env).unwrap();
+        assert_eq!(
+            text,
+            r#"["OAuthProviders",null,{"refresh_expiring":["alice",["https://api.example/v1"],true]}]"#
+        );
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        match back.call {
+            Call::RefreshExpiring(c) => {
+                assert_eq!(
+                    (c.owner.as_str(), c.urls.len(), c.force),
+                    ("alice", 1, true)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let empty: Call = serde_json::from_str(r#"{"reencrypt":null}"#).unwrap();
+        assert!(matches!(empty, Call::Reencrypt(_)));
+    }
+
+    #[test]
+    fn a_call_of_the_wrong_shape_is_an_error() {
+        for text in [
+            r#"{"find":["alice"]}"#,
+            r#"{"find":["alice","https://a.example/",3]}"#,
+            r#"{"find":{"owner":"alice","url":"https://a.example/"}}"#,
+            r#"{"find":["alice","not a url"]}"#,
+            r#"{"unknown":[]}"#,
+        ] {
+            assert!(serde_json::from_str::<Call>(text).is_err(), "{text}");
+        }
+    }
+}
