@@ -944,11 +944,31 @@ async fn sub_of(fetch: idp::native::AuthedFetch<'_>, url: &str) -> String {
 /// backoff, and a dead grant leaves the schedule.
 #[tokio::test(flavor = "current_thread")]
 async fn a_single_process_refreshes_in_the_background_in_memory() {
+    refreshes_in_the_background(idp::store::memory::MemoryStore::default()).await;
+}
+
+/// The same over a SQLite file, its secrets sealed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_single_process_refreshes_in_the_background_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("idp-background-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let keys = idp::store::seal::Keyring::parse(idp_tests::replica::KEYS).unwrap();
+    let store = idp::native::SqliteStore::open(&dir)
+        .unwrap()
+        .with_keys(keys);
+    refreshes_in_the_background(store).await;
+    let _ = std::fs::remove_file(&dir);
+}
+
+async fn refreshes_in_the_background<S>(store: S)
+where
+    S: idp::store::Store + idp::store::RefreshQueue,
+{
     use idp::flow::{RecordedRefresh, RefreshEvent};
     use idp::store::{Expect, Put};
     use idp_tests::replica::{connect, expire, settings};
     let servers = Servers::start(Default::default());
-    let idp = NativeIdp::with_store(settings(), idp::store::memory::MemoryStore::default());
+    let idp = NativeIdp::with_store(settings(), store);
     let api = connect(&idp, "alice", &format!("{}/api", servers.origin)).await;
     let v1 = connect(&idp, "alice", &format!("{}/v1", servers.origin)).await;
     assert!(

@@ -2,8 +2,11 @@
 //! file through `rusqlite`.
 
 use crate::error::{Error, Result, StorageCause, StorageError};
+use crate::matching::ResourceKey;
 use crate::store::seal::{Keyring, Random, Sealing};
-use crate::store::sql::{migrate, SqlConnection, SqlRun, SqlStore, SqlValue};
+use crate::store::sql::tables::providers;
+use crate::store::sql::{migrate, rows, secs, text, SqlConnection, SqlRun, SqlStore, SqlValue};
+use crate::store::{Due, RefreshQueue};
 
 /// A SQLite database for [`SqliteStore`]: a `rusqlite` connection behind a
 /// mutex, so a section of statements is not interleaved with another
@@ -59,7 +62,10 @@ impl SqlConnection for SqliteConnection {
 }
 
 /// The [`Store`](crate::store::Store) on a SQLite file (feature `sqlite`): the statements and
-/// migrations the Workers Durable Object runs, through `rusqlite`.
+/// migrations the Workers Durable Object runs, through `rusqlite`, and a
+/// [`RefreshQueue`] for [`NativeIdp::refresh_due`](crate::native::NativeIdp::refresh_due):
+/// each grant's schedule is kept in its row, claimed by one statement, so
+/// several processes may share the file.
 ///
 /// ```
 /// # async fn run() -> idp::Result<()> {
@@ -110,13 +116,130 @@ impl SqlStore<SqliteConnection> {
 
     fn from_connection(conn: rusqlite::Connection) -> Result<Self> {
         let conn = SqliteConnection(std::sync::Mutex::new(conn));
-        migrate(&SqlConnection::atomic(&conn)).map_err(|e| {
+        let failed = |e: String| {
             Error::storage(
                 StorageCause::Backend,
                 format!("schema migration failed: {e}"),
             )
-        })?;
+        };
+        {
+            let db = SqlConnection::atomic(&conn);
+            migrate(&db).map_err(failed)?;
+            queue_columns(&db).map_err(failed)?;
+        }
         Ok(Self::new(conn))
+    }
+}
+
+/// Adds the refresh queue's columns to a database that has none yet, in one
+/// transaction (two processes opening the file at once add them once).
+fn queue_columns(
+    db: &std::sync::MutexGuard<'_, rusqlite::Connection>,
+) -> std::result::Result<(), String> {
+    let run = |statement: &str| db.execute_batch(statement).map_err(|e| e.to_string());
+    run("BEGIN IMMEDIATE")?;
+    let added = (|| {
+        if db.run(providers::HAS_QUEUE, vec![])?.is_empty() {
+            providers::QUEUE_COLUMNS.iter().try_for_each(|st| run(st))?;
+        }
+        Ok(())
+    })();
+    run(if added.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    added
+}
+
+fn claim(row: &[SqlValue]) -> Option<(i64, Due)> {
+    match row {
+        [SqlValue::Text(owner), SqlValue::Text(key), failures, due] => Some((
+            due.as_integer()?,
+            Due {
+                owner: owner.clone(),
+                key: ResourceKey::parse(key).ok()?,
+                failures: failures
+                    .as_integer()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+            },
+        )),
+        _ => None,
+    }
+}
+
+impl SqlStore<SqliteConnection> {
+    /// Schedules rows written before the queue existed, from their tokens
+    /// (a row that cannot be read is never due, until new tokens are
+    /// written).
+    fn schedule_unknown(&self, db: &impl SqlRun) -> Result<()> {
+        let rows = db
+            .run(providers::UNKNOWN_SCHEDULE, vec![])
+            .map_err(backend("reading unscheduled grants"))?;
+        for row in rows {
+            let [SqlValue::Text(owner), SqlValue::Text(key), data] = row.as_slice() else {
+                continue;
+            };
+            let due = rows::provider(self.sealing(), owner, key, data)
+                .ok()
+                .and_then(|p| p.refresh_due());
+            db.run(
+                providers::SCHEDULE,
+                vec![
+                    due.map_or(SqlValue::Null, secs),
+                    text(owner),
+                    text(key),
+                    data.clone(),
+                ],
+            )
+            .map_err(backend("scheduling a grant"))?;
+        }
+        Ok(())
+    }
+
+    fn schedule(
+        &self,
+        statement: &str,
+        mut args: Vec<SqlValue>,
+        owner: &str,
+        key: &ResourceKey,
+    ) -> Result<()> {
+        args.extend([text(owner), text(key.as_str())]);
+        self.connection()
+            .atomic()
+            .run(statement, args)
+            .map(drop)
+            .map_err(backend("updating a grant's schedule"))
+    }
+}
+
+fn backend(context: &'static str) -> impl Fn(String) -> Error {
+    move |e| Error::storage(StorageCause::Backend, format!("{context}: {e}"))
+}
+
+impl RefreshQueue for SqlStore<SqliteConnection> {
+    async fn claim_due(&self, now: u64, limit: usize, lease: u64) -> Result<Vec<Due>> {
+        let db = self.connection().atomic();
+        self.schedule_unknown(&db)?;
+        let limit = SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = db
+            .run(
+                providers::CLAIM,
+                vec![secs(now.saturating_add(lease)), secs(now), limit],
+            )
+            .map_err(backend("claiming due refreshes"))?;
+        let mut due: Vec<(i64, Due)> = rows.iter().filter_map(|r| claim(r)).collect();
+        due.sort_by_key(|(at, _)| *at);
+        Ok(due.into_iter().map(|(_, d)| d).collect())
+    }
+
+    async fn retry_at(&self, owner: &str, key: &ResourceKey, failures: u64, at: u64) -> Result<()> {
+        self.schedule(providers::RETRY, vec![secs(at), secs(failures)], owner, key)
+    }
+
+    async fn release(&self, owner: &str, key: &ResourceKey) -> Result<()> {
+        self.schedule(providers::RELEASE, vec![], owner, key)
+    }
+
+    async fn stop(&self, owner: &str, key: &ResourceKey) -> Result<()> {
+        self.schedule(providers::STOP, vec![], owner, key)
     }
 }
 
@@ -125,10 +248,99 @@ mod tests {
     use super::*;
     use crate::native::NativeIdp;
 
+    const K1: &str = "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
+    const K2: &str = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    /// A fresh file under the temporary directory.
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("idp-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    /// The rows `statement` answers on `store`'s database.
+    fn query(store: &SqliteStore, statement: &str) -> Vec<Vec<SqlValue>> {
+        SqlRun::run(
+            &SqlConnection::atomic(store.connection()),
+            statement,
+            vec![],
+        )
+        .unwrap()
+    }
+
+    /// The store on `path`, sealed with `keys`.
+    fn sealed(path: &std::path::Path, keys: &str) -> SqliteStore {
+        SqliteStore::open(path)
+            .unwrap()
+            .with_keys(Keyring::parse(keys).unwrap())
+    }
+
     #[test]
     fn the_sqlite_store_passes_the_store_contract() {
         let store = SqliteStore::open_in_memory().unwrap();
         crate::testing::block_on(crate::store::conformance::check(&store));
+    }
+
+    #[test]
+    fn the_sqlite_store_is_a_refresh_queue() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        crate::testing::block_on(crate::store::conformance::check_refresh_queue(&store));
+    }
+
+    /// Rows written before the queue (a database of the previous version)
+    /// are scheduled from their tokens at the first pass, sealed ones
+    /// included; a row no key opens is never due.
+    #[test]
+    fn grants_written_before_the_queue_are_scheduled_from_their_tokens() {
+        use crate::store::sql::SqlValue;
+        use crate::store::{conformance, Expect, UserStore};
+        let path = scratch("queue");
+        let a = conformance::provider("https://a.example/api", "A");
+        let due = a.refresh_due().expect("refreshable");
+        let put = |store: &SqliteStore, owner: &str, p: &crate::store::Provider| {
+            let put = store.put_provider(owner, p.clone(), Expect::Nothing);
+            assert_eq!(
+                crate::testing::block_on(put).unwrap(),
+                crate::store::Put::Written
+            );
+        };
+        // Written by the previous version: the schema, without the queue.
+        let before_queue = |keys: &str| {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            migrate(&std::sync::Mutex::new(conn).lock().unwrap()).unwrap();
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            SqlStore::new(SqliteConnection(std::sync::Mutex::new(conn)))
+                .with_keys(Keyring::parse(keys).unwrap())
+        };
+        let old = before_queue(K1);
+        put(&old, "alice", &a);
+        put(&before_queue(K2), "bob", &a);
+        let has_queue = query(&old, providers::HAS_QUEUE);
+        assert!(has_queue.is_empty(), "the old layout");
+        drop(old);
+
+        let store = sealed(&path, K1);
+        let claim = |now| crate::testing::block_on(store.claim_due(now, 10, 60)).unwrap();
+        assert!(claim(due - 1).is_empty(), "not before its tokens say");
+        let got = claim(due);
+        assert_eq!(
+            got.iter().map(|d| d.owner.as_str()).collect::<Vec<_>>(),
+            ["alice"],
+            "bob's row, sealed under another key, is never due"
+        );
+        let schedule = query(
+            &store,
+            "SELECT owner, refresh_at FROM idp_providers ORDER BY owner",
+        );
+        assert_eq!(
+            schedule,
+            vec![
+                vec![text("alice"), secs(due)],
+                vec![text("bob"), SqlValue::Null]
+            ]
+        );
+        drop(store);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
@@ -166,15 +378,8 @@ mod tests {
     #[test]
     fn secrets_at_rest_are_sealed_rotated_and_refused_with_a_wrong_key() {
         use crate::store::{conformance, Expect, UserStore};
-        const K1: &str = "k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
-        const K2: &str = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-        let path = std::env::temp_dir().join(format!("idp-sealed-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let open = |keys: &str| {
-            SqliteStore::open(&path)
-                .unwrap()
-                .with_keys(Keyring::parse(keys).unwrap())
-        };
+        let path = scratch("sealed");
+        let open = |keys: &str| sealed(&path, keys);
         let store = open(K1);
         crate::testing::block_on(conformance::check(&store));
         let mut p = conformance::provider_with("https://secret.example/api", "ACCESS-SECRET-123");
@@ -324,12 +529,7 @@ mod tests {
         }
         let keys = Keyring::parse("k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=").unwrap();
         let store = SqliteStore::open(&path).unwrap().with_keys(keys);
-        let version = SqlRun::run(
-            &SqlConnection::atomic(store.connection()),
-            "SELECT MAX(version) FROM idp_schema",
-            vec![],
-        )
-        .unwrap();
+        let version = query(&store, "SELECT MAX(version) FROM idp_schema");
         assert_eq!(
             version,
             vec![vec![SqlValue::Integer(MIGRATIONS.last().unwrap().0)]]

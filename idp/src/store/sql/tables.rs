@@ -24,6 +24,45 @@ pub mod providers {
     /// Every owner with a provider (the object's alarm).
     pub const OWNERS: &str = "SELECT DISTINCT owner FROM idp_providers";
 
+    /// The columns of the native SQLite store's refresh queue
+    /// ([`crate::store::RefreshQueue`]), added when it opens a database: when
+    /// the grant is next due (NULL: never, until new tokens are written; -1:
+    /// not known yet), passing failures in a row, and until when a pass holds
+    /// its claim. Every write of a row ([`PUT`] replaces it) starts its
+    /// schedule over, unknown, and the next pass works it out from the
+    /// tokens: the store's statements stay the same with and without the
+    /// queue, and a Durable Object, which refreshes from its alarm, has none
+    /// of these columns.
+    pub const QUEUE_COLUMNS: &[&str] = &[
+        "ALTER TABLE idp_providers ADD COLUMN refresh_at INTEGER DEFAULT -1",
+        "ALTER TABLE idp_providers ADD COLUMN failures INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE idp_providers ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS idp_providers_due ON idp_providers (refresh_at) WHERE refresh_at IS NOT NULL",
+    ];
+    /// Whether the queue's columns are there.
+    pub const HAS_QUEUE: &str =
+        "SELECT 1 FROM pragma_table_info('idp_providers') WHERE name = 'refresh_at'";
+    /// Rows whose schedule is not known yet.
+    pub const UNKNOWN_SCHEDULE: &str =
+        "SELECT owner, key, data FROM idp_providers WHERE refresh_at = -1";
+    /// Sets a row's schedule (due, owner, key, the data it was worked out
+    /// from), unless the row was written since.
+    pub const SCHEDULE: &str = "UPDATE idp_providers SET refresh_at = ? WHERE owner = ? AND key = ? AND refresh_at = -1 AND data = ?";
+    /// Claims the grants due at ?2 that no pass holds, oldest due first, up
+    /// to ?3 of them, until ?1: one statement, so two processes sharing the
+    /// file never claim the same grant.
+    pub const CLAIM: &str = "UPDATE idp_providers SET claimed_until = ?1 WHERE (owner, key) IN (\
+         SELECT owner, key FROM idp_providers WHERE refresh_at >= 0 AND refresh_at <= ?2 AND claimed_until <= ?2 \
+         ORDER BY refresh_at LIMIT ?3) RETURNING owner, key, failures, refresh_at";
+    /// Due again at the first value after the second's passing failures.
+    pub const RETRY: &str = "UPDATE idp_providers SET refresh_at = ?, failures = ?, claimed_until = 0 WHERE owner = ? AND key = ?";
+    /// Never due again until new tokens are written.
+    pub const STOP: &str =
+        "UPDATE idp_providers SET refresh_at = NULL, claimed_until = 0 WHERE owner = ? AND key = ?";
+    /// Ends a claim.
+    pub const RELEASE: &str =
+        "UPDATE idp_providers SET claimed_until = 0 WHERE owner = ? AND key = ?";
+
     /// The longest of `candidates` keys stored for an owner: one indexed
     /// probe per candidate.
     pub fn longest_of(candidates: usize) -> String {
