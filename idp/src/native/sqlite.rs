@@ -64,8 +64,10 @@ impl SqlConnection for SqliteConnection {
 /// The [`Store`](crate::store::Store) on a SQLite file (feature `sqlite`): the statements and
 /// migrations the Workers Durable Object runs, through `rusqlite`, and a
 /// [`RefreshQueue`] for [`NativeIdp::refresh_due`](crate::native::NativeIdp::refresh_due):
-/// each grant's schedule is kept in its row, claimed by one statement, so
-/// several processes may share the file.
+/// each grant's schedule is kept in its row and claimed by one statement.
+/// It is one process's store: its compare-and-swap and refresh single
+/// flight hold within the process. Replicas share a
+/// [`PostgresStore`](crate::native::PostgresStore) (feature `postgres`).
 ///
 /// ```
 /// # async fn run() -> idp::Result<()> {
@@ -132,7 +134,8 @@ impl SqlStore<SqliteConnection> {
 }
 
 /// Adds the refresh queue's columns to a database that has none yet, in one
-/// transaction (two processes opening the file at once add them once).
+/// transaction (a second program opening the file meanwhile, such as the
+/// `sqlite3` shell, cannot see them half added).
 fn queue_columns(
     db: &std::sync::MutexGuard<'_, rusqlite::Connection>,
 ) -> std::result::Result<(), String> {
