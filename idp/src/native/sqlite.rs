@@ -139,10 +139,16 @@ impl SqlStore<SqliteConnection> {
 fn queue_columns(
     db: &std::sync::MutexGuard<'_, rusqlite::Connection>,
 ) -> std::result::Result<(), String> {
+    let missing = || db.run(providers::HAS_QUEUE, vec![]).map(|r| r.is_empty());
+    // Checked before taking the write lock, so a database that has them
+    // opens without writing.
+    if !missing()? {
+        return Ok(());
+    }
     let run = |statement: &str| db.execute_batch(statement).map_err(|e| e.to_string());
     run("BEGIN IMMEDIATE")?;
     let added = (|| {
-        if db.run(providers::HAS_QUEUE, vec![])?.is_empty() {
+        if missing()? {
             providers::QUEUE_COLUMNS.iter().try_for_each(|st| run(st))?;
         }
         Ok(())
@@ -295,7 +301,6 @@ mod tests {
     /// included; a row no key opens is never due.
     #[test]
     fn grants_written_before_the_queue_are_scheduled_from_their_tokens() {
-        use crate::store::sql::SqlValue;
         use crate::store::{conformance, Expect, UserStore};
         let path = scratch("queue");
         let a = conformance::provider("https://a.example/api", "A");
