@@ -5,7 +5,9 @@ use crate::error::{Error, Result, StorageCause, StorageError};
 use crate::matching::ResourceKey;
 use crate::store::seal::{Keyring, Random, Sealing};
 use crate::store::sql::tables::providers;
-use crate::store::sql::{migrate, rows, secs, text, SqlConnection, SqlRun, SqlStore, SqlValue};
+use crate::store::sql::{
+    migrate, rows, secs, storage, text, SqlConnection, SqlRun, SqlStore, SqlValue,
+};
 use crate::store::{Due, RefreshQueue};
 
 /// A SQLite database for [`SqliteStore`]: a `rusqlite` connection behind a
@@ -181,7 +183,7 @@ impl SqlStore<SqliteConnection> {
     fn schedule_unknown(&self, db: &impl SqlRun) -> Result<()> {
         let rows = db
             .run(providers::UNKNOWN_SCHEDULE, vec![])
-            .map_err(backend("reading unscheduled grants"))?;
+            .map_err(storage("reading unscheduled grants"))?;
         for row in rows {
             let [SqlValue::Text(owner), SqlValue::Text(key), data] = row.as_slice() else {
                 continue;
@@ -198,7 +200,7 @@ impl SqlStore<SqliteConnection> {
                     data.clone(),
                 ],
             )
-            .map_err(backend("scheduling a grant"))?;
+            .map_err(storage("scheduling a grant"))?;
         }
         Ok(())
     }
@@ -215,12 +217,8 @@ impl SqlStore<SqliteConnection> {
             .atomic()
             .run(statement, args)
             .map(drop)
-            .map_err(backend("updating a grant's schedule"))
+            .map_err(storage("updating a grant's schedule"))
     }
-}
-
-fn backend(context: &'static str) -> impl Fn(String) -> Error {
-    move |e| Error::storage(StorageCause::Backend, format!("{context}: {e}"))
 }
 
 impl RefreshQueue for SqlStore<SqliteConnection> {
@@ -233,7 +231,7 @@ impl RefreshQueue for SqlStore<SqliteConnection> {
                 providers::CLAIM,
                 vec![secs(now.saturating_add(lease)), secs(now), limit],
             )
-            .map_err(backend("claiming due refreshes"))?;
+            .map_err(storage("claiming due refreshes"))?;
         let mut due: Vec<(i64, Due)> = rows.iter().filter_map(|r| claim(r)).collect();
         due.sort_by_key(|(at, _)| *at);
         Ok(due.into_iter().map(|(_, d)| d).collect())

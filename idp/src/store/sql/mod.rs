@@ -31,7 +31,8 @@ pub(crate) use schema::registry_tables;
 pub use schema::{migrate, MIGRATIONS, REGISTRY_SCHEMA, SCHEMA};
 pub use values::{decode, json, secs, text, SqlConnection, SqlRun, SqlValue};
 
-fn storage(context: &str) -> impl Fn(String) -> Error + '_ {
+/// A database's error, as a storage error saying what was being done.
+pub(crate) fn storage(context: &str) -> impl Fn(String) -> Error + '_ {
     move |e| Error::storage(StorageCause::Backend, format!("{context}: {e}"))
 }
 
