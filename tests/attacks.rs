@@ -1550,3 +1550,60 @@ async fn one_user_cannot_make_unbounded_registrations() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 302);
 }
+
+/// RFC 8628 has no redirect to bind a device login to its server: a hostile
+/// resource's own authorization server names an honest provider's device
+/// and token endpoints (oidc-provider's) and hands out a public client id
+/// valid there. Through the example in workerd the device login is refused
+/// before anything reaches the honest server (no code asked for, no poll,
+/// nothing for the person to see), and nothing is stored. The victim keeps
+/// everything: the grant connected before works, and a device login at the
+/// honest server itself goes on, naming its issuer beside the code.
+#[tokio::test(flavor = "current_thread")]
+async fn a_hostile_server_cannot_front_an_honest_device_flow() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let hostile = Hostile::start();
+    let public_client = servers.register_client("http://127.0.0.1:9/cb").await;
+    hostile
+        .configure(serde_json::json!({
+            "front": {
+                "device_authorization_endpoint": format!("{}/device/auth", servers.issuer),
+                "token_endpoint": format!("{}/token", servers.issuer),
+            },
+            "client_id": public_client,
+        }))
+        .await;
+    let worker = Worker::start(&state_dir("device-front"));
+    let api = format!("{}/api", servers.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&api).await;
+    assert_eq!(status, 200, "{page}");
+
+    let evil = format!("{}/r/tv", hostile.origin);
+    let (status, body) = alice
+        .post_json(&format!("/api/device?url={}", urlencode(&evil)))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("device_login")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&hostile.origin), "{body}");
+    assert!(body.get("user_code").is_none() && body.get("verification_uri").is_none());
+    assert_eq!(servers.auth_count("POST /device/auth").await, 0);
+    assert!(provider(&alice.providers().await, &evil).is_none());
+
+    let (status, body) = alice.fetch(&format!("{api}/items")).await;
+    assert_eq!(status, 200, "the victim's grant works: {body}");
+    let (status, login) = alice
+        .post_json(&format!(
+            "/api/device?url={}",
+            urlencode(&format!("{}/v1", servers.origin))
+        ))
+        .await;
+    assert_eq!(status, 200, "{login}");
+    assert_eq!(login["issuer"], servers.issuer, "{login}");
+    assert_eq!(servers.auth_count("POST /device/auth").await, 1);
+    worker.stop();
+}

@@ -221,6 +221,8 @@ async fn native_authed_fetch_passes_the_same_scenarios() {
         callback_base: url::Url::parse(NATIVE_CALLBACK).unwrap(),
         profiles: Vec::new(),
         dpop: Default::default(),
+        dpop_always: Vec::new(),
+        device_origins: Default::default(),
     });
     let browser = Browser::new();
     let api = format!("{}/api", servers.origin);

@@ -235,3 +235,59 @@ async fn a_stateless_mcp_server_is_discovered_and_called_without_a_session() {
         "{body}"
     );
 }
+
+/// An MCP server that takes Bearer tokens only (the MCP TypeScript SDK's
+/// `requireBearerAuth`) behind oidc-provider, which offers DPoP, connected
+/// through the example in workerd with its defaults: the grant is a Bearer
+/// grant, and a plain call, an MCP tool call, a forced refresh and the calls
+/// after it all answer 200; no request went out as DPoP. The resource that
+/// says it takes DPoP keeps getting bound tokens from the same deployment
+/// (`workerd::connect_call_match_remove_and_refuse_bad_input`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_bearer_only_mcp_server_behind_a_dpop_server_works_in_workerd() {
+    let servers = Servers::start(AuthServerOptions::default());
+    let sdk = idp_tests::BearerMcp::start(&servers.issuer);
+    let worker = Worker::start(&state_dir("bearer-only"));
+    let server = format!("{}/mcp", sdk.origin);
+    let alice = App::sign_in(&worker, "alice").await;
+    let (status, page) = alice.connect(&server).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(provider(&alice.providers().await, &server).is_some());
+    let refused = sdk.stats().await["statuses"]["401"].clone();
+
+    let whoami = format!("{server}/whoami");
+    let (status, body) = alice.fetch(&whoami).await;
+    assert_eq!((status, &body["sub"]), (200, &json!("demo-user")), "{body}");
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "whoami", "arguments": {}}});
+    let (status, _, body) = mcp(&alice, &server, None, call.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["content"][0]["text"], "demo-user", "{body}");
+
+    let before = servers.auth_count("POST /token").await;
+    let refreshed = alice
+        .browser
+        .client()
+        .post(format!("{}/api/refresh", worker.origin))
+        .json(&json!({"urls": [server], "force": true}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(refreshed[0]["status"], "refreshed", "{refreshed}");
+    assert_eq!(servers.auth_count("POST /token").await, before + 1);
+    let (status, body) = alice.fetch(&whoami).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = mcp(&alice, &server, None, call).await;
+    assert_eq!(status, 200, "{body}");
+
+    let stats = sdk.stats().await;
+    assert_eq!(stats["schemes"]["DPoP"], Value::Null, "{stats}");
+    assert_eq!(
+        stats["statuses"]["401"], refused,
+        "none after connecting: {stats}"
+    );
+    worker.stop();
+}

@@ -231,10 +231,17 @@ fn settings() -> Settings {
         profiles: Vec::new(),
         // These tests send the stored header by hand; DPoP has its own test.
         dpop: idp::settings::DpopUse::Never,
+        dpop_always: Vec::new(),
+        device_origins: Default::default(),
     }
 }
 
-async fn connect(idp: &NativeIdp, browser: &Browser, owner: &str, url: &str) -> Url {
+async fn connect<S: idp::store::Store>(
+    idp: &NativeIdp<S>,
+    browser: &Browser,
+    owner: &str,
+    url: &str,
+) -> Url {
     match idp.connect(owner, url, None).await.unwrap() {
         LoginStart::Redirect(to) => browser.follow_until(to.as_str(), REDIRECT).await,
         LoginStart::Public(p) => panic!("{url} was stored as public: {p:?}"),
@@ -624,8 +631,10 @@ async fn the_app_authenticates_with_its_private_key_natively() {
 async fn tokens_are_bound_to_the_grants_key_natively() {
     use idp::dpop::{proof, Proof};
     let servers = Servers::start(Default::default());
+    // The default: the resource says it takes DPoP (its challenge and its
+    // metadata), and the server offers it.
     let mut bound = settings();
-    bound.dpop = idp::settings::DpopUse::Advertised;
+    bound.dpop = Default::default();
     let idp = NativeIdp::new(bound);
     let browser = Browser::new();
     let api = format!("{}/api", servers.origin);
@@ -695,6 +704,142 @@ async fn tokens_are_bound_to_the_grants_key_natively() {
     assert_eq!(fresh.dpop.as_ref(), Some(&key), "the same key");
     assert_eq!(idp.fetch("alice").get(&items).await.unwrap().status(), 200);
     assert_eq!(proofs(servers.resource_stats().await), 3);
+}
+
+/// A resource that takes Bearer tokens only (the MCP TypeScript SDK's
+/// `requireBearerAuth`) behind oidc-provider, which offers DPoP: by default
+/// its grant is a Bearer grant, and the connect, a plain call, an MCP tool
+/// call and a refresh all answer 200, no request ever going out as DPoP.
+/// Beside it, with the same settings and the same authorization server, the
+/// resource that says it takes DPoP gets bound tokens.
+#[tokio::test(flavor = "current_thread")]
+async fn a_bearer_only_resource_gets_bearer_tokens_from_a_dpop_server_natively() {
+    let servers = Servers::start(Default::default());
+    let sdk = idp_tests::BearerMcp::start(&servers.issuer);
+    let mut defaults = settings();
+    defaults.dpop = Default::default();
+    let idp = NativeIdp::new(defaults);
+    let browser = Browser::new();
+    let mcp = format!("{}/mcp", sdk.origin);
+
+    let query = connect(&idp, &browser, "alice", &mcp).await;
+    let provider = idp.callback("alice", &query).await.unwrap();
+    assert_eq!(provider.key.as_str(), mcp);
+    let auth = idp.authorization("alice", &mcp).await.unwrap().unwrap();
+    assert!(auth.dpop.is_none(), "not bound");
+    let refused = sdk.stats().await["statuses"]["401"].clone();
+    let header = auth.header.clone().unwrap();
+    let token = header.strip_prefix("Bearer ").expect("the Bearer scheme");
+
+    let whoami = format!("{mcp}/whoami");
+    let resp = idp.fetch("alice").get(&whoami).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["sub"],
+        "demo-user"
+    );
+    let fetch = idp.fetch("alice");
+    let mut session = idp::mcp::Session::new(Url::parse(&mcp).unwrap());
+    session.connect(&fetch).await.unwrap();
+    let called = session
+        .call(
+            &fetch,
+            "tools/call",
+            serde_json::json!({ "name": "whoami", "arguments": {} }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(called["content"][0]["text"], "demo-user", "{called}");
+
+    let fresh = idp
+        .refresh_rejected("alice", &provider.key, token)
+        .await
+        .unwrap();
+    let fresh_header = fresh.header.unwrap();
+    assert!(fresh_header.starts_with("Bearer ") && fresh_header != header);
+    assert_eq!(idp.fetch("alice").get(&whoami).await.unwrap().status(), 200);
+
+    let stats = sdk.stats().await;
+    assert_eq!(stats["schemes"]["DPoP"], serde_json::Value::Null, "{stats}");
+    assert_eq!(
+        stats["statuses"]["401"], refused,
+        "none after connecting: {stats}"
+    );
+
+    // The resource that says it takes DPoP: bound, from the same server.
+    let api = format!("{}/api", servers.origin);
+    let query = connect(&idp, &browser, "alice", &format!("{api}/start")).await;
+    idp.callback("alice", &query).await.unwrap();
+    let bound = idp.authorization("alice", &api).await.unwrap().unwrap();
+    assert!(bound.dpop.is_some(), "bound");
+    assert!(bound.header.unwrap().starts_with("DPoP "));
+    let items = format!("{api}/items");
+    assert_eq!(idp.fetch("alice").get(&items).await.unwrap().status(), 200);
+    assert_eq!(servers.resource_stats().await["dpop_proofs"], 1);
+}
+
+/// A grant stored bound (`IDP_DPOP=advertised`, the default before) at a
+/// resource that takes Bearer tokens only: its refusal asks the person to
+/// connect again, without a refresh that would bring another bound token;
+/// connecting again with the default gets a Bearer token that works.
+#[tokio::test(flavor = "current_thread")]
+async fn a_bound_grant_refused_by_a_bearer_only_resource_asks_to_connect_again() {
+    let servers = Servers::start(Default::default());
+    let sdk = idp_tests::BearerMcp::start(&servers.issuer);
+    let file = std::env::temp_dir().join(format!("idp-bound-refused-{}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let store = || {
+        let keys = idp::store::seal::Keyring::parse(idp_tests::replica::KEYS).unwrap();
+        idp::native::SqliteStore::open(&file)
+            .unwrap()
+            .with_keys(keys)
+    };
+    let mut advertised = settings();
+    advertised.dpop = idp::settings::DpopUse::Advertised;
+    let old = NativeIdp::with_store(advertised, store());
+    let browser = Browser::new();
+    let mcp = format!("{}/mcp", sdk.origin);
+    let query = connect(&old, &browser, "alice", &mcp).await;
+    old.callback("alice", &query).await.unwrap();
+    let auth = old.authorization("alice", &mcp).await.unwrap().unwrap();
+    assert!(auth.dpop.is_some(), "bound, as before");
+
+    let tokens = servers.auth_count("POST /token").await;
+    let whoami = format!("{mcp}/whoami");
+    for _ in 0..3 {
+        match old.fetch("alice").get(&whoami).await {
+            Err(Error::AuthorizationRequired(r)) => {
+                assert_eq!(r.reason, idp::error::Reason::BoundTokenRefused);
+                assert_eq!(r.resource, mcp);
+            }
+            other => panic!("expected a re-authorization, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        servers.auth_count("POST /token").await,
+        tokens,
+        "no refresh: it would bring another bound token"
+    );
+
+    drop(old);
+
+    // The same store under the new default: the grant was kept until the
+    // person connects again, and then it is a Bearer grant.
+    let mut defaults = settings();
+    defaults.dpop = Default::default();
+    let idp = NativeIdp::with_store(defaults, store());
+    let kept = idp.authorization("alice", &mcp).await.unwrap().unwrap();
+    assert!(
+        kept.dpop.is_some(),
+        "nothing was lost before the person came back"
+    );
+    let query = connect(&idp, &browser, "alice", &mcp).await;
+    idp.callback("alice", &query).await.unwrap();
+    let now = idp.authorization("alice", &mcp).await.unwrap().unwrap();
+    assert!(now.dpop.is_none(), "unbound");
+    assert_eq!(idp.fetch("alice").get(&whoami).await.unwrap().status(), 200);
+    drop(idp);
+    let _ = std::fs::remove_file(&file);
 }
 
 /// A server built on the MCP Python SDK's authorization server (FastMCP):
@@ -832,6 +977,66 @@ async fn a_person_connects_from_another_device_natively() {
         let e = idp.poll_device_login(owner, &login.id).await.unwrap_err();
         assert_eq!(e.kind(), idp::error::ErrorKind::DeviceLogin, "{e}");
     }
+}
+
+/// The attack of a hostile resource whose own authorization server fronts
+/// an honest device-flow provider (oidc-provider): its metadata names the
+/// honest server's device and token endpoints, and its registration hands
+/// out a public client id valid there. The device login is refused before
+/// anything is sent to the honest server: no code is asked for, no poll
+/// sent, the person is shown nothing, nothing is stored. The victim keeps
+/// everything: the grant connected before works, and device logins at the
+/// honest server itself go on, showing its issuer.
+#[tokio::test(flavor = "current_thread")]
+async fn a_hostile_server_cannot_front_an_honest_device_flow_natively() {
+    use idp::flow::DeviceStart;
+    let servers = Servers::start(Default::default());
+    let hostile = idp_tests::Hostile::start();
+    let honest = serde_json::json!({
+        "device_authorization_endpoint": format!("{}/device/auth", servers.issuer),
+        "token_endpoint": format!("{}/token", servers.issuer),
+    });
+    let public_client = servers.register_client("http://127.0.0.1:9/cb").await;
+    hostile
+        .configure(serde_json::json!({ "front": honest, "client_id": public_client }))
+        .await;
+    let idp = NativeIdp::new(settings());
+    let api = format!("{}/api", servers.origin);
+    let browser = Browser::new();
+    let query = connect(&idp, &browser, "alice", &format!("{api}/start")).await;
+    idp.callback("alice", &query).await.unwrap();
+    let before = servers.auth_stats().await;
+
+    let evil = format!("{}/r/tv", hostile.origin);
+    let e = idp
+        .start_device_login("alice", &evil, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), idp::error::ErrorKind::DeviceLogin, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&hostile.origin) && text.contains(&format!("{}/device/auth", servers.issuer)),
+        "names the issuer and the foreign endpoint: {text}"
+    );
+    let after = servers.auth_stats().await;
+    for path in ["POST /device/auth", "POST /token"] {
+        assert_eq!(
+            after[path], before[path],
+            "nothing sent to the honest server: {path}"
+        );
+    }
+    assert!(idp.authorization("alice", &evil).await.unwrap().is_none());
+
+    // The victim keeps everything.
+    let items = format!("{api}/items");
+    assert_eq!(idp.fetch("alice").get(&items).await.unwrap().status(), 200);
+    let Ok(DeviceStart::Waiting(login)) = idp
+        .start_device_login("alice", &format!("{}/v1", servers.origin), None)
+        .await
+    else {
+        panic!("a device login at the honest server");
+    };
+    assert_eq!(login.issuer, servers.issuer);
 }
 
 /// Connects `url` for `owner` (a user, or a user's account) as the person

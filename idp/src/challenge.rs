@@ -64,6 +64,12 @@ pub struct BearerChallenge {
     pub error_description: Option<String>,
     /// Protection space.
     pub realm: Option<String>,
+    /// Whether the resource challenged with the `DPoP` scheme too (or
+    /// only): it takes DPoP-bound tokens (RFC 9449 §7.1), with the
+    /// algorithms of that challenge's `algs` (an empty list when it names
+    /// none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_algs: Option<Vec<String>>,
 }
 
 impl BearerChallenge {
@@ -87,12 +93,20 @@ impl BearerChallenge {
             .find(|c| c.is(scheme))
             .or_else(|| challenges.iter().find(|c| c.is(other)))?;
         let get = |n: &str| c.param(n).map(str::to_owned);
+        let dpop_algs = challenges.iter().find(|c| c.is("DPoP")).map(|d| {
+            d.param("algs")
+                .unwrap_or_default()
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect()
+        });
         Some(Self {
             resource_metadata: get("resource_metadata"),
             scope: get("scope"),
             error: get("error"),
             error_description: get("error_description"),
             realm: get("realm"),
+            dpop_algs,
         })
     }
 
@@ -479,6 +493,20 @@ mod tests {
         assert_eq!(bearer.error.as_deref(), Some("invalid_token"));
         let dpop = BearerChallenge::find_preferring(&both, "DPoP").unwrap();
         assert_eq!(dpop.error.as_deref(), Some("use_dpop_nonce"));
+    }
+
+    /// Whether the resource takes DPoP-bound tokens is read from its
+    /// challenges, whichever one is kept.
+    #[test]
+    fn a_dpop_challenge_says_the_resource_takes_bound_tokens() {
+        let algs = |v: &str| BearerChallenge::find(&one(v)).unwrap().dpop_algs;
+        assert_eq!(algs(r#"Bearer realm="api""#), None);
+        assert_eq!(algs(r#"Bearer realm="api", DPoP"#), Some(vec![]));
+        assert_eq!(
+            algs(r#"Bearer realm="api", DPoP algs="ES256 PS256""#),
+            Some(vec!["ES256".to_owned(), "PS256".to_owned()])
+        );
+        assert_eq!(algs(r#"DPoP algs="ES256""#), Some(vec!["ES256".to_owned()]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub(crate) fn base64url(bytes: &[u8]) -> String {
 }
 
 /// Decodes base64url without padding; `None` if it is not.
-#[cfg(any(feature = "workers", test))]
+#[cfg(feature = "workers")]
 pub(crate) fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }

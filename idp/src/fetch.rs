@@ -17,7 +17,10 @@
 //!   POST's 301/302 become a GET without body;
 //! - a 401 on a hop that carried the token asks for one refresh
 //!   ([`Next::Refresh`]), then the request is retried once from the start;
-//!   a second 401 means the grant no longer works;
+//!   a second 401 means the grant no longer works; a DPoP-bound token
+//!   refused by a resource that challenges only in the Bearer scheme (it
+//!   takes no bound tokens) is not refreshed: the person connects again
+//!   for an unbound one ([`Reason::BoundTokenRefused`]);
 //! - a 403 `insufficient_scope`, or a 401 whose challenge asks for scope the
 //!   token does not hold, is a step-up for the union of held and required
 //!   scopes, unless the token holds them all already (then asking again
@@ -370,6 +373,15 @@ impl Exchange {
                     {
                         return Ok(self.step_up(c));
                     }
+                    // A bound token refused by a resource that challenges
+                    // in no `DPoP` scheme: it takes Bearer tokens only, and
+                    // a refresh would bring another bound token. A new
+                    // login asks for an unbound one (`DpopUse::Accepted`).
+                    if bound && c.dpop_algs.is_none() {
+                        return Ok(Next::Reauthorize(
+                            self.reauthorize(None, Reason::BoundTokenRefused),
+                        ));
+                    }
                 }
                 Ok(self.token_refused())
             }
@@ -605,6 +617,45 @@ mod tests {
         assert!(!e.wants_proof());
         assert_eq!(ex(auth("t1", None)).proof(103, b"r5"), None);
         assert!(!ex(auth("t1", None)).wants_proof());
+    }
+
+    /// A bound token refused by a resource that challenges only in the
+    /// Bearer scheme: connect again (a refresh would bring another bound
+    /// token); refused in the DPoP scheme, or with no challenge: the usual
+    /// refresh. A Bearer token refused in the Bearer scheme: refresh.
+    #[cfg(feature = "signing")]
+    #[test]
+    fn a_bound_token_refused_by_a_bearer_only_resource_asks_to_connect_again() {
+        let mut a = auth("t1", None).unwrap();
+        a.header = Some("DPoP t1".into());
+        a.dpop = crate::secret::DpopKey::generate([9; 32]);
+        let bearer_only =
+            r#"Bearer error="invalid_token", error_description="expected 'Bearer TOKEN'""#;
+        let mut e = ex(Some(a.clone()));
+        let Next::Reauthorize(r) = e.answer(401, None, Some(bearer_only)).unwrap() else {
+            panic!("expected a re-authorization")
+        };
+        assert_eq!(
+            (r.reason, r.resource.as_str()),
+            (Reason::BoundTokenRefused, API)
+        );
+        for takes_dpop in [
+            Some(r#"Bearer error="invalid_token", DPoP algs="ES256", error="invalid_token""#),
+            Some(r#"DPoP error="invalid_token""#),
+            None,
+        ] {
+            let mut e = ex(Some(a.clone()));
+            assert_eq!(
+                e.answer(401, None, takes_dpop).unwrap(),
+                Next::Refresh,
+                "{takes_dpop:?}"
+            );
+        }
+        let mut e = ex(auth("t1", None));
+        assert_eq!(
+            e.answer(401, None, Some(bearer_only)).unwrap(),
+            Next::Refresh
+        );
     }
 
     /// A profile's refusal rule: a 200 whose body says the token is refused

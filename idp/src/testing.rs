@@ -96,6 +96,8 @@ pub(crate) fn settings() -> crate::settings::Settings {
         callback_base: url::Url::parse("https://app.example/oauth/callback").expect("valid"),
         profiles: Vec::new(),
         dpop: Default::default(),
+        dpop_always: Vec::new(),
+        device_origins: Default::default(),
     }
 }
 

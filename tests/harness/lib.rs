@@ -400,7 +400,12 @@ impl Drop for Worker {
 
 fn require_node_modules() {
     let root = repo_root();
-    for package in ["oidc-provider", "jose"] {
+    for package in [
+        "oidc-provider",
+        "jose",
+        "@modelcontextprotocol/sdk",
+        "express",
+    ] {
         assert!(
             root.join("node_modules").join(package).exists(),
             "node_modules/{package} is missing: run `npm ci` in {} (the test command in README.md does)",
@@ -569,6 +574,37 @@ impl Servers {
 
     /// What the resource server saw.
     pub async fn resource_stats(&self) -> serde_json::Value {
+        get_json(&format!("{}/__stats", self.origin)).await
+    }
+}
+
+/// An MCP server that takes Bearer tokens only, as the MCP TypeScript
+/// SDK's documentation builds one (its `requireBearerAuth` middleware and
+/// metadata router, `tests/servers/bearer-mcp.mjs`), for `issuer`.
+#[derive(Debug)]
+pub struct BearerMcp {
+    /// The server process.
+    pub process: Process,
+    /// Its origin (`http://127.0.0.1:PORT`); the MCP server is `{origin}/mcp`.
+    pub origin: String,
+}
+
+impl BearerMcp {
+    /// Starts it on a free loopback port.
+    pub fn start(issuer: &str) -> BearerMcp {
+        require_node_modules();
+        let process = Process::start(
+            "bearer-mcp",
+            "node",
+            &["tests/servers/bearer-mcp.mjs", "--issuer", issuer],
+        );
+        let origin = process.field("origin");
+        BearerMcp { process, origin }
+    }
+
+    /// The `Authorization` schemes it saw (`{"Bearer": n, "DPoP": m,
+    /// "none": k}`) and the statuses it answered (`{"200": n, ...}`).
+    pub async fn stats(&self) -> serde_json::Value {
         get_json(&format!("{}/__stats", self.origin)).await
     }
 }
@@ -1043,6 +1079,8 @@ pub mod replica {
             callback_base: url::Url::parse(REDIRECT).expect("static URL"),
             profiles: Vec::new(),
             dpop: idp::settings::DpopUse::Never,
+            dpop_always: Vec::new(),
+            device_origins: Default::default(),
         }
     }
 

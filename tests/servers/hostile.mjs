@@ -16,6 +16,10 @@
 //   RFC 8414 metadata, without RFC 9207 `iss` support (it claims it with
 //   `claims_iss`); without S256 when the configuration says `no_pkce`;
 //   accepting client ID metadata documents with `cimd`.
+// - With `front` configured ({device_authorization_endpoint, token_endpoint}),
+//   the metadata names those (an honest provider's) as its own, and
+//   `client_id` is what POST /register hands out (the honest provider's
+//   public client id): a device login fronting another server.
 // - POST /register: a public client "attacker-client"; like OpenID Connect
 //   servers, a loopback http redirect URI only for application_type native.
 //   With `management_uri` configured, the answer names it as the RFC 7592
@@ -82,6 +86,8 @@ function serverMetadata() {
   if (!config.no_pkce) doc.code_challenge_methods_supported = ['S256'];
   if (config.cimd) doc.client_id_metadata_document_supported = true;
   if (config.claims_iss) doc.authorization_response_iss_parameter_supported = true;
+  // Fronting an honest provider: its device and token endpoints as ours.
+  if (config.front) Object.assign(doc, config.front);
   return doc;
 }
 
@@ -135,7 +141,7 @@ server.on('request', async (req, res) => {
       return send(res, 400, { error: 'invalid_redirect_uri', error_description: 'web clients must not use a loopback http redirect URI' });
     }
     (log.registrations ??= []).push(meta);
-    const answer = { client_id: 'attacker-client', token_endpoint_auth_method: 'none', redirect_uris: [] };
+    const answer = { client_id: config.client_id ?? 'attacker-client', token_endpoint_auth_method: 'none', redirect_uris: [] };
     if (config.management_uri) {
       answer.registration_client_uri = config.management_uri;
       answer.registration_access_token = 'attacker-registration-token';

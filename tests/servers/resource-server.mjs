@@ -24,6 +24,9 @@
 // - POST /__revoke-tokens: every access token accepted so far is refused from
 //   now on (as a resource server learns of revocation, e.g. by introspection).
 // - /.well-known/oauth-protected-resource/<prefix>: RFC 9728 metadata.
+// It takes DPoP-bound tokens and says so: a `DPoP algs="ES256"` challenge
+// beside the Bearer one, and `dpop_signing_alg_values_supported` in its
+// metadata (RFC 9449 §7.1, RFC 9728 §2).
 // A token bound to a key (DPoP, RFC 9449: `cnf.jkt`) is taken only as
 // `Authorization: DPoP` with a valid proof in `DPoP` (signature by the bound
 // key, htm, htu, iat within 5 minutes, ath, a jti never seen before); a bound
@@ -103,6 +106,7 @@ function metadataFor(prefix) {
     authorization_servers: [issuer],
     scopes_supported: ['api:read'],
     bearer_methods_supported: ['header'],
+    dpop_signing_alg_values_supported: ['ES256'],
     resource_name: `Demo API /${prefix}`,
   };
 }
@@ -172,7 +176,9 @@ server.on('request', async (req, res) => {
     const parts = [];
     if (error !== null) parts.push('error="invalid_token"', `error_description="${error}"`);
     parts.push(`resource_metadata="${resourceMetadata}"`);
-    return send(res, 401, { error: 'unauthorized' }, { 'www-authenticate': `Bearer ${parts.join(', ')}` });
+    // It takes DPoP-bound tokens, and says so (RFC 9449 §7.1).
+    const dpop = `DPoP algs="ES256"${error !== null ? ', error="invalid_token"' : ''}`;
+    return send(res, 401, { error: 'unauthorized' }, { 'www-authenticate': `Bearer ${parts.join(', ')}, ${dpop}` });
   }
   if (prefix === 'mcp') return mcp(req, res, payload);
   if (path === '/v2026/mcp') return mcp2026(req, res, payload);

@@ -12,18 +12,24 @@
 //!   `DELETE /api/providers?url=<resource>`.
 //! - `GET /api/fetch?url=<url>`: calls the URL with the user's credentials and
 //!   answers with the upstream status and body, or 401
-//!   `{"error":"authorization_required","reauthorize_url",...}`.
+//!   `{"error":"authorization_required","reauthorize_url",...}`. The body is
+//!   streamed through [`idp::workers::relay`]: at most `IDP_RELAY_MAX_BYTES`
+//!   (16 MiB by default), after which the answer ends with a stream error
+//!   (an incomplete body) and the upstream request is cancelled.
 //! - `POST /api/mcp?url=<MCP server>`: sends one JSON-RPC message (the body)
 //!   to the MCP server over Streamable HTTP as the user and answers the
 //!   JSON-RPC response as JSON (read from JSON or an event stream), 202 for a
-//!   notification. The MCP session is kept per user and server in the user's
+//!   notification. Each answer is read whole through the body cap
+//!   (`IDP_MAX_BODY_BYTES`, 8 MiB by default), past which the route answers
+//!   502 `invalid_response`. The MCP session is kept per user and server in the user's
 //!   object (a request's own `Mcp-Session-Id` wins); the answer carries it.
 //!   When the user must act: 401 `authorization_required`.
 //! - `ANY /api/forward?url=<url>`: forwards this request (method, body and
 //!   headers, but never the caller's cookies or credentials) to the URL with
-//!   the user's credentials, answering like `/api/fetch`.
+//!   the user's credentials, answering like `/api/fetch` (the same cap).
 //! - `POST /api/device?url=<resource>[&scope=]`: connects with no browser
-//!   callback (RFC 8628): answers the device login (`id`, `user_code`,
+//!   callback (RFC 8628): answers the device login (`id`, `issuer` (show
+//!   its origin beside the code, so the person sees whose code it is), `user_code`,
 //!   `verification_uri`, `verification_uri_complete`, `expires_at`,
 //!   `interval`), or the provider when the resource is public;
 //!   `GET /api/device?id=` says where it stands (`{"waiting": {"poll_at"}}`
@@ -44,7 +50,8 @@
 //!   with the client credentials grant (the app's pre-registered client for
 //!   its issuer), GETs a URL, sends one MCP message, with no person.
 //! - `GET /api/background-fetch?url=<url>`: the same call as a background
-//!   job makes it (`idp::workers::Background`, no handler).
+//!   job makes it (`idp::workers::Background`, no handler), relayed like
+//!   `/api/fetch` (the same cap).
 //! - `GET /api/plain-fetch?url=<url>`: the same call with no credentials
 //!   lookup and no address policy (a baseline for benchmarks): only in a
 //!   build with feature `bench` and when `IDP_BENCH_ROUTES` is `true`.
@@ -270,7 +277,8 @@ fn operator(req: &Request, env: &Env) -> Result<(), idp::worker::Result<Response
 /// `?workload=`), with no person: `POST /admin/app/connect?url=&scope=`
 /// connects a resource with the client credentials grant, or with the JWT
 /// bearer grant given `{"workload_token": "<JWT>"}` as the body;
-/// `POST /admin/app/fetch?url=` GETs a URL as the app;
+/// `POST /admin/app/fetch?url=` GETs a URL as the app (relayed like
+/// `/api/fetch`, through the same cap);
 /// `POST /admin/app/mcp?url=` sends one MCP message (the body) as the app.
 async fn as_app(
     req: Request,
@@ -298,7 +306,7 @@ async fn as_app(
             };
             Ok(Response::from_json(&provider)?)
         }
-        "/admin/app/fetch" => Ok(relay(app.fetch().get(&target).await?).await?),
+        "/admin/app/fetch" => idp::workers::relay(app.fetch().get(&target).await?, config),
         "/admin/app/mcp" => {
             let mcp = McpClient::new(app.fetch(), &target);
             mcp_exchange(req, mcp, None).await
@@ -518,7 +526,7 @@ async fn route(
             let Some(target) = query(url, "url") else {
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
-            relay(fetch.get(&target).await?).await?
+            idp::workers::relay(fetch.get(&target).await?, handler.config())?
         }
         (Method::Get, "/api/background-fetch") => {
             // What a cron trigger or queue consumer does for a user
@@ -527,7 +535,7 @@ async fn route(
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
             let as_user = idp::workers::Background::new(cx.env, cx.user_id)?;
-            relay(as_user.fetch().get(&target).await?).await?
+            idp::workers::relay(as_user.fetch().get(&target).await?, handler.config())?
         }
         (Method::Post, "/api/mcp") => {
             let Some(target) = query(url, "url") else {
@@ -540,7 +548,7 @@ async fn route(
                 return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
             };
             let out = idp::workers::OutgoingRequest::forward(req, target).await?;
-            relay(fetch.send(out).await?).await?
+            idp::workers::relay(fetch.send(out).await?, handler.config())?
         }
         #[cfg(feature = "bench")]
         (Method::Get, "/api/plain-fetch") if bench_routes(cx.env) => {
@@ -551,7 +559,8 @@ async fn route(
                 input: target.clone(),
                 reason: e.to_string(),
             })?;
-            relay(idp::worker::Fetch::Url(target).send().await?).await?
+            let upstream = idp::worker::Fetch::Url(target).send().await?;
+            idp::workers::relay(upstream, handler.config())?
         }
         #[cfg(feature = "bench")]
         (_, path) if path.starts_with("/api/debug/") && bench_routes(cx.env) => {
@@ -690,29 +699,6 @@ async fn mcp_exchange(
     if let Some(v) = mcp.protocol_version() {
         resp.headers_mut().set(PROTOCOL_VERSION_HEADER, &v)?;
     }
-    Ok(resp)
-}
-
-/// Answers with an upstream response's status, content type and body,
-/// streamed through as it arrives (never held whole in the isolate). The
-/// upstream is not this app: its content is never run as a page of the app's
-/// origin (`content-security-policy: sandbox`, no sniffing, no framing).
-async fn relay(upstream: Response) -> idp::worker::Result<Response> {
-    let status = upstream.status_code();
-    let content_type = upstream.headers().get("content-type")?;
-    let body = match upstream.body() {
-        idp::worker::ResponseBody::Stream(s) => idp::worker::ResponseBody::Stream(s.clone()),
-        idp::worker::ResponseBody::Body(b) => idp::worker::ResponseBody::Body(b.clone()),
-        idp::worker::ResponseBody::Empty => idp::worker::ResponseBody::Empty,
-    };
-    let mut resp = Response::from_body(body)?.with_status(status);
-    let headers = resp.headers_mut();
-    if let Some(ct) = content_type {
-        headers.set("content-type", &ct)?;
-    }
-    headers.set("content-security-policy", "sandbox; default-src 'none'")?;
-    headers.set("x-content-type-options", "nosniff")?;
-    headers.set("x-frame-options", "DENY")?;
     Ok(resp)
 }
 

@@ -77,6 +77,8 @@ async fn main() {
             .expect("callback URL"),
         profiles: Vec::new(),
         dpop: Default::default(),
+        dpop_always: Vec::new(),
+        device_origins: Default::default(),
     };
     let sessions =
         SessionKey::new(var("SESSION_SECRET").as_bytes()).expect("SESSION_SECRET of 32+ bytes");

@@ -32,6 +32,13 @@ pub struct ProtectedResourceMetadata {
     /// A display name for the resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_name: Option<String>,
+    /// The DPoP proof algorithms the resource takes (RFC 9728 §2): it
+    /// takes DPoP-bound tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// Whether the resource takes DPoP-bound tokens only (RFC 9728 §2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens_required: bool,
 }
 
 /// What discovery learned about a protected resource.

@@ -279,6 +279,23 @@ pub enum DeviceProblem {
     Unknown,
     /// The codes expired before the person answered.
     Expired,
+    /// A discovered server named a device endpoint, a token endpoint or a
+    /// page for the person on another origin than its issuer's (another
+    /// server's device flow, whose codes and tokens it would get the
+    /// person to approve): refused before anything is sent there.
+    ForeignEndpoint {
+        /// The issuer that named it.
+        issuer: String,
+        /// Which endpoint or page.
+        what: &'static str,
+        /// Where it points.
+        url: String,
+    },
+    /// The user already has as many device logins waiting as one may.
+    TooMany {
+        /// How many may wait at once.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for DeviceProblem {
@@ -292,6 +309,14 @@ impl fmt::Display for DeviceProblem {
                 "no device login waits under this id for this user (unknown, finished, expired, or being polled right now)",
             ),
             Self::Expired => f.write_str("the code expired before it was entered; start again"),
+            Self::ForeignEndpoint { issuer, what, url } => write!(
+                f,
+                "the device login at {issuer} was refused: its {what} {url} is not on the issuer's origin, and a discovered server may not send a device login to another server; nothing was sent there (an operator allows a provider that splits its device flow across origins with IDP_DEVICE_ORIGINS)"
+            ),
+            Self::TooMany { limit } => write!(
+                f,
+                "{limit} device logins are already waiting for this user; finish or let one expire first"
+            ),
         }
     }
 }
@@ -336,6 +361,9 @@ pub enum Reason {
     Revoked,
     /// The token lacks a scope the resource requires.
     InsufficientScope,
+    /// The token is DPoP-bound and the resource takes Bearer tokens only:
+    /// a new login gets an unbound one.
+    BoundTokenRefused,
 }
 
 impl std::fmt::Display for Reason {
@@ -345,6 +373,9 @@ impl std::fmt::Display for Reason {
             Reason::Expired => "the token expired and cannot be refreshed",
             Reason::Revoked => "the server no longer accepts the token",
             Reason::InsufficientScope => "the token lacks a required scope",
+            Reason::BoundTokenRefused => {
+                "the resource takes no DPoP-bound token: connect again for a Bearer token"
+            }
         })
     }
 }

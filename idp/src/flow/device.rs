@@ -25,6 +25,9 @@ pub struct DeviceLogin {
     pub id: String,
     /// The resource being connected (its key).
     pub resource: String,
+    /// The authorization server the person is approving at: show its
+    /// origin beside the code, so the person can tell whose code it is.
+    pub issuer: String,
     /// What the person enters.
     pub user_code: String,
     /// Where the person enters it.
@@ -72,16 +75,26 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
     entropy: Entropy,
 ) -> Result<DeviceStart> {
     let (key, url) = super::parse_resource(&cx.settings.policy, resource_url)?;
-    let route = match crate::profile::find(&cx.settings.profiles, &url) {
-        Some((profile, prefix)) => {
-            super::profiled::resolve(cx.settings, profile, &prefix, req.scope, Via::Device)?
-        }
+    let (route, vouched) = match crate::profile::find(&cx.settings.profiles, &url) {
+        Some((profile, prefix)) => (
+            super::profiled::resolve(cx.settings, profile, &prefix, req.scope, Via::Device)?,
+            true,
+        ),
         None => match probe::probe(cx.http, &url).await? {
             Probe::Public => {
                 let provider = store_public(cx, req.owner, key, &url).await?;
                 return Ok(DeviceStart::Public(Box::new(provider)));
             }
-            Probe::NeedsAuthorization(c) => route(cx, req, &url, c.as_ref(), Via::Device).await?,
+            Probe::NeedsAuthorization(c) => {
+                let route = route(cx, req, &url, c.as_ref(), Via::Device).await?;
+                let issuer = &route.resolved.issuer;
+                // The operator vouches for a profile's endpoints and for a
+                // server it registered a client at; a server learned by
+                // discovery is held to its own origin.
+                let vouched = route.profile.is_some()
+                    || cx.settings.clients.pre_registered_for(issuer).is_some();
+                (route, vouched)
+            }
         },
     };
     let Route {
@@ -94,6 +107,20 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
             issuer: resolved.issuer,
         }));
     };
+    let issuer = resolved.issuer.clone();
+    let own = |what: &'static str, url: &Url| {
+        if vouched || cx.settings.device_origin_allowed(&issuer, url) {
+            Ok(())
+        } else {
+            Err(Error::DeviceLogin(DeviceProblem::ForeignEndpoint {
+                issuer: issuer.clone(),
+                what,
+                url: url.to_string(),
+            }))
+        }
+    };
+    own("device authorization endpoint", &endpoint)?;
+    own("token endpoint", &resolved.token_endpoint)?;
     let mut flow = resolved.pending(req, &url, cx.now, entropy);
     let client = flow.client.asserted(&flow.issuer, cx.now, &flow.owner)?;
     let resource = flow
@@ -104,10 +131,15 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
         device::device_authorization_request(&endpoint, &client, flow.scope.as_deref(), resource);
     let (answered_at, resp) = crate::token::send(cx.http, ask).await?;
     let answer = device::parse_device_authorization(&answered_at, &resp)?;
+    own("verification page", &answer.verification_uri)?;
+    if let Some(complete) = &answer.verification_uri_complete {
+        own("verification page", complete)?;
+    }
     let wait = DeviceWait::new(answer, cx.now);
     let login = DeviceLogin {
         id: flow.state.secret().to_owned(),
         resource: flow.resource.clone(),
+        issuer: flow.issuer.clone(),
         user_code: wait.user_code.clone(),
         verification_uri: wait.verification_uri.clone(),
         verification_uri_complete: wait.verification_uri_complete.clone(),
@@ -453,5 +485,196 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.kind().status(), 400);
+    }
+
+    /// A hostile resource whose own authorization server names an honest
+    /// provider's device and token endpoints (or sends the person to its
+    /// page), from discovery.
+    mod foreign {
+        use super::*;
+
+        pub(super) const MCP: &str = "https://mcp.evil.example/mcp";
+        pub(super) const AS: &str = "https://as.evil.example";
+        pub(super) const HONEST: &str = "https://honest.example";
+
+        pub(super) fn script(device: &str, token: &str, verification: &str) -> Script {
+            Script::new()
+                .raw(
+                    MCP,
+                    crate::http::HttpResponse::new(401, "").with_header(
+                        "www-authenticate",
+                        r#"Bearer resource_metadata="https://mcp.evil.example/.well-known/oauth-protected-resource/mcp""#,
+                    ),
+                )
+                .json(
+                    "https://mcp.evil.example/.well-known/oauth-protected-resource/mcp",
+                    200,
+                    serde_json::json!({"resource": MCP, "authorization_servers": [AS]}),
+                )
+                .json(
+                    "https://as.evil.example/.well-known/oauth-authorization-server",
+                    200,
+                    serde_json::json!({
+                        "issuer": AS,
+                        "authorization_endpoint": format!("{AS}/authorize"),
+                        "token_endpoint": token,
+                        "device_authorization_endpoint": device,
+                        "registration_endpoint": format!("{AS}/register"),
+                        "response_types_supported": ["code"],
+                        "code_challenge_methods_supported": ["S256"],
+                    }),
+                )
+                .json(
+                    &format!("{AS}/register"),
+                    201,
+                    serde_json::json!({"client_id": "public-client", "token_endpoint_auth_method": "none"}),
+                )
+                .json(
+                    device,
+                    200,
+                    serde_json::json!({"device_code": "dc", "user_code": "WDJB-MJHT",
+                        "verification_uri": verification, "expires_in": 600, "interval": 5}),
+                )
+        }
+
+        pub(super) fn start(
+            script: &Script,
+            store: &MemoryStore,
+            settings: &crate::settings::Settings,
+        ) -> Result<DeviceStart> {
+            let cx = Engine {
+                http: script,
+                store,
+                settings,
+                now: 1000,
+            };
+            let req = LoginRequest {
+                owner: "alice",
+                scope: None,
+                account: None,
+            };
+            let entropy = Entropy {
+                verifier: [1; 32],
+                state: [2; 32],
+                dpop: [3; 32],
+            };
+            block_on(start_device_login(&cx, req, MCP, entropy))
+        }
+
+        pub(super) fn sent_to(script: &Script, origin: &str) -> usize {
+            script
+                .requests()
+                .iter()
+                .filter(|r| r.url.as_str().starts_with(origin))
+                .count()
+        }
+    }
+
+    /// The device endpoint, the token endpoint or the person's page of a
+    /// discovered server on another origin: refused, nothing sent there,
+    /// nothing kept, the person shown nothing.
+    #[test]
+    fn a_discovered_server_cannot_run_another_servers_device_flow() {
+        use foreign::*;
+        let own_device = format!("{AS}/device");
+        let own_token = format!("{AS}/token");
+        let own_page = format!("{AS}/activate");
+        let honest_device = format!("{HONEST}/device/code");
+        let honest_token = format!("{HONEST}/token");
+        let honest_page = format!("{HONEST}/activate");
+        for (device, token, page, what) in [
+            (
+                &honest_device,
+                &honest_token,
+                &own_page,
+                "device authorization endpoint",
+            ),
+            (&own_device, &honest_token, &own_page, "token endpoint"),
+            (&own_device, &own_token, &honest_page, "verification page"),
+        ] {
+            let script = script(device, token, page);
+            let store = MemoryStore::default();
+            let e = start(&script, &store, &crate::testing::settings()).unwrap_err();
+            match &e {
+                Error::DeviceLogin(DeviceProblem::ForeignEndpoint {
+                    issuer,
+                    what: w,
+                    url,
+                }) => {
+                    assert_eq!((issuer.as_str(), *w), (AS, what));
+                    assert!(url.starts_with(HONEST), "{url}");
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+            let text = e.to_string();
+            assert!(text.contains(AS) && text.contains(HONEST), "{text}");
+            assert_eq!(sent_to(&script, HONEST), 0, "{what}: nothing sent there");
+            let kept = block_on(
+                store.take_flow(
+                    &crate::secret::FlowState::from_random([2; 32])
+                        .secret()
+                        .to_owned(),
+                    "alice",
+                    DEVICE_CODE_GRANT,
+                ),
+            )
+            .unwrap();
+            assert!(matches!(kept, FlowTake::Missing), "{what}: nothing kept");
+        }
+    }
+
+    /// The operator allows a provider that splits its device flow across
+    /// origins; its own origin always works, and shows the issuer.
+    #[test]
+    fn an_allowed_origin_and_the_issuers_own_work() {
+        use foreign::*;
+        let own = script(
+            &format!("{AS}/device"),
+            &format!("{AS}/token"),
+            &format!("{AS}/activate"),
+        );
+        let Ok(DeviceStart::Waiting(login)) =
+            start(&own, &MemoryStore::default(), &crate::testing::settings())
+        else {
+            panic!("the issuer's own origin")
+        };
+        assert_eq!(login.issuer, AS);
+        let split = script(
+            &format!("{HONEST}/device/code"),
+            &format!("{HONEST}/token"),
+            &format!("{HONEST}/activate"),
+        );
+        let mut settings = crate::testing::settings();
+        settings
+            .device_origins
+            .insert(AS.to_owned(), vec![HONEST.to_owned()]);
+        assert!(matches!(
+            start(&split, &MemoryStore::default(), &settings),
+            Ok(DeviceStart::Waiting(_))
+        ));
+    }
+
+    /// A registration that answers with the client id the app holds at
+    /// another server is refused, before any code is asked for.
+    #[test]
+    fn a_registration_cannot_lend_the_apps_own_client_id() {
+        use foreign::*;
+        let script = script(
+            &format!("{AS}/device"),
+            &format!("{AS}/token"),
+            &format!("{AS}/activate"),
+        );
+        let mut settings = crate::testing::settings();
+        settings
+            .clients
+            .pre_registered
+            .push(crate::registration::PreRegisteredClient::new(
+                HONEST,
+                crate::client::Client::public("public-client"),
+                &["https://api.honest.example"],
+            ));
+        let e = start(&script, &MemoryStore::default(), &settings).unwrap_err();
+        assert!(e.to_string().contains(HONEST), "{e}");
+        assert_eq!(sent_to(&script, &format!("{AS}/device")), 0);
     }
 }

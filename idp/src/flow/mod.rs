@@ -45,8 +45,9 @@ use url::Url;
 /// call (randomness, needed by logins only, is passed to them).
 ///
 /// ```
-/// # use idp::flow::{Engine, Settings};
-/// # fn f(http: &idp::native::ReqwestHttp, store: &idp::store::memory::MemoryStore, settings: &Settings) {
+/// # #[cfg(feature = "native")]
+/// # fn f(http: &idp::native::ReqwestHttp, store: &idp::store::memory::MemoryStore, settings: &idp::flow::Settings) {
+/// # use idp::flow::Engine;
 /// let cx = Engine { http, store, settings, now: idp::native::now() };
 /// # let _ = cx; }
 /// ```
@@ -814,6 +815,8 @@ mod tests {
             callback_base: Url::parse("https://app.example/oauth/callback").unwrap(),
             profiles: Vec::new(),
             dpop: Default::default(),
+            dpop_always: Vec::new(),
+            device_origins: Default::default(),
         };
         let start = crate::testing::start_login(
             &script,

@@ -147,8 +147,26 @@ pub(super) async fn route<H: HttpClient, S: Store>(
     )
     .await?;
     if let Some(r) = fresh {
+        // A server that hands out a client id the app holds at another
+        // server (a profile's, a pre-registered one) would have the person
+        // approve the app there, for a token sent here.
+        if let Some(holder) = settings.holder_of(&client.client_id) {
+            return Err(Error::InvalidResponse {
+                url: server
+                    .registration_endpoint
+                    .clone()
+                    .unwrap_or_else(|| server.token_endpoint.clone()),
+                reason: format!(
+                    "the registration answered with the client id the app holds at {holder}; refused"
+                ),
+            });
+        }
         store.put_registration(r).await?;
     }
+    let dpop = settings.dpop_for(&found.resource).wanted(
+        server.metadata.dpop_signing_alg_values_supported.as_deref(),
+        resource_dpop(challenge, found.metadata.as_ref()),
+    );
     let resolved = Resolved {
         issuer: server.issuer.clone(),
         iss_required: server
@@ -162,9 +180,7 @@ pub(super) async fn route<H: HttpClient, S: Store>(
         scope,
         rules: Default::default(),
         profile: None,
-        dpop: settings
-            .dpop
-            .wanted(server.metadata.dpop_signing_alg_values_supported.as_deref()),
+        dpop,
         refused: None,
     };
     Ok(Route {
@@ -173,6 +189,19 @@ pub(super) async fn route<H: HttpClient, S: Store>(
         device_authorization_endpoint,
         profile: None,
     })
+}
+
+/// What the resource said about DPoP: in the challenge the login started
+/// from, and in its metadata.
+fn resource_dpop<'a>(
+    challenge: Option<&'a crate::challenge::BearerChallenge>,
+    metadata: Option<&'a discovery::ProtectedResourceMetadata>,
+) -> crate::settings::ResourceDpop<'a> {
+    crate::settings::ResourceDpop {
+        challenge: challenge.and_then(|c| c.dpop_algs.as_deref()),
+        metadata: metadata.and_then(|m| m.dpop_signing_alg_values_supported.as_deref()),
+        required: metadata.is_some_and(|m| m.dpop_bound_access_tokens_required),
+    }
 }
 
 /// What a login resolved to, from discovery or a provider profile: the

@@ -71,6 +71,7 @@ impl<S: Store + RefreshQueue> NativeIdp<S> {
     /// its own on every replica, or on some: claims keep them apart.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "postgres")]
     /// # async fn f(idp: std::sync::Arc<idp::native::NativeIdp<idp::native::PostgresStore>>) {
     /// let task = tokio::spawn(async move {
     ///     idp.run_background_refresh(

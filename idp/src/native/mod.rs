@@ -15,6 +15,8 @@
 //!     callback_base: "https://app.example/oauth/callback".parse().unwrap(),
 //!     profiles: Vec::new(),
 //!     dpop: Default::default(),
+//!     dpop_always: Vec::new(),
+//!     device_origins: Default::default(),
 //! });
 //! if let LoginStart::Redirect(url) = idp.connect("alice", "https://api.example.com/v1", None).await? {
 //!     println!("open {url}");

@@ -30,6 +30,16 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 5;
 pub const SLOW_DOWN_SECS: u64 = 5;
 /// The longest interval idp waits between polls, whatever the server says.
 pub const MAX_INTERVAL_SECS: u64 = 300;
+/// The shortest interval idp waits between polls, whatever the server says
+/// (RFC 8628's default): a server answering `interval: 1` gets no more.
+pub const MIN_INTERVAL_SECS: u64 = 5;
+/// The longest a device login waits for its person, whatever the server's
+/// `expires_in` says: 30 minutes, so a server that answers
+/// `authorization_pending` forever gets at most
+/// `MAX_EXPIRES_SECS / MIN_INTERVAL_SECS` polls.
+pub const MAX_EXPIRES_SECS: u64 = 1800;
+/// The longest `user_code` idp shows, in characters.
+pub const MAX_USER_CODE_LEN: usize = 64;
 
 /// The device authorization request (RFC 8628 §3.1): the client, the scope
 /// and the resource (RFC 8707) the grant is for.
@@ -60,9 +70,10 @@ pub struct DeviceAnswer {
     pub verification_uri: Url,
     /// The same with the code filled in, when the server gives one.
     pub verification_uri_complete: Option<Url>,
-    /// Seconds the codes stay valid.
+    /// Seconds the codes stay valid (at most [`MAX_EXPIRES_SECS`]).
     pub expires_in: u64,
-    /// Seconds between polls (at least 1, at most [`MAX_INTERVAL_SECS`]).
+    /// Seconds between polls (at least [`MIN_INTERVAL_SECS`], at most
+    /// [`MAX_INTERVAL_SECS`]).
     pub interval: u64,
 }
 
@@ -123,15 +134,28 @@ pub fn parse_device_authorization(url: &Url, resp: &HttpResponse) -> Result<Devi
     if raw.device_code.is_empty() || raw.user_code.is_empty() {
         return Err(invalid("an empty device_code or user_code".into()));
     }
+    // Shown to the person as it is: short, and printable ASCII only (no
+    // control, bidirectional or look-alike characters).
+    if raw.user_code.chars().count() > MAX_USER_CODE_LEN
+        || !raw
+            .user_code
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c == ' ')
+    {
+        return Err(invalid(format!(
+            "a user_code of more than {MAX_USER_CODE_LEN} characters, or with characters other than printable ASCII"
+        )));
+    }
     let expires_in = seconds(&raw.expires_in)
         .filter(|s| *s > 0)
-        .ok_or_else(|| invalid("no usable expires_in".into()))?;
+        .ok_or_else(|| invalid("no usable expires_in".into()))?
+        .min(MAX_EXPIRES_SECS);
     let interval = raw
         .interval
         .as_ref()
         .and_then(seconds)
         .unwrap_or(DEFAULT_INTERVAL_SECS)
-        .clamp(1, MAX_INTERVAL_SECS);
+        .clamp(MIN_INTERVAL_SECS, MAX_INTERVAL_SECS);
     Ok(DeviceAnswer {
         device_code: DeviceCode::new(raw.device_code),
         user_code: raw.user_code,
@@ -282,8 +306,14 @@ mod tests {
             "verification_url": "https://as.example/device", "expires_in": "600", "interval": 0}),
         )
         .unwrap();
-        assert_eq!(a.interval, 1, "an interval of 0 would hammer the server");
+        assert_eq!(a.interval, 5, "an interval of 0 would hammer the server");
         assert_eq!(a.expires_in, 600);
+        let endless = answer(
+            serde_json::json!({"device_code": "d", "user_code": "ABCD-EFGH",
+            "verification_uri": "https://as.example/device", "expires_in": 1_000_000_000_000_000u64, "interval": 1}),
+        )
+        .unwrap();
+        assert_eq!((endless.expires_in, endless.interval), (1800, 5));
         assert_eq!(a.verification_uri.as_str(), "https://as.example/device");
         assert!(!format!("{a:?}").contains("dc-SECRET"));
         for bad in [
@@ -292,6 +322,9 @@ mod tests {
             serde_json::json!({"device_code": "", "user_code": "u", "verification_uri": "https://as.example/d", "expires_in": 60}),
             serde_json::json!({"device_code": "d", "user_code": "u", "verification_uri": "https://as.example/d"}),
             serde_json::json!({"error": "unauthorized_client"}),
+            serde_json::json!({"device_code": "d", "user_code": "A".repeat(65), "verification_uri": "https://as.example/d", "expires_in": 60}),
+            serde_json::json!({"device_code": "d", "user_code": "AB\u{202e}CD", "verification_uri": "https://as.example/d", "expires_in": 60}),
+            serde_json::json!({"device_code": "d", "user_code": "AB\nCD", "verification_uri": "https://as.example/d", "expires_in": 60}),
         ] {
             assert!(answer(bad.clone()).is_err(), "{bad}");
         }

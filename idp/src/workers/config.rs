@@ -1,7 +1,7 @@
 //! [`Config`]: how the SDK is set up for a Worker, in code and from the
 //! Worker's variables.
 
-use crate::registration::{Client, ClientConfig, ClientInfo, PreRegisteredClient};
+use crate::registration::{ClientConfig, ClientInfo, PreRegisteredClient};
 use serde::{Deserialize, Serialize};
 use url::Url;
 use worker::Env;
@@ -61,6 +61,13 @@ pub struct Config {
     /// own cap of [`crate::http::MAX_BODY_BYTES`] (1 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<std::num::NonZeroU32>,
+    /// The most bytes of an upstream body [`relay`](super::relay) passes on
+    /// to the app's caller (the example's `/api/fetch`, `/api/forward`,
+    /// `/api/background-fetch`), streamed and cut there: the answer then
+    /// ends with a stream error and the upstream request is cancelled;
+    /// default [`super::DEFAULT_RELAY_MAX_BYTES`] (16 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_max_bytes: Option<std::num::NonZeroU64>,
     /// Servers without discovery ([`crate::profile`]), from
     /// [`Config::profile`] and `IDP_PROFILES`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -78,6 +85,14 @@ pub struct Config {
     /// When logins bind their tokens to a key (DPoP; [`Config::dpop`]).
     #[serde(default)]
     pub dpop: crate::settings::DpopUse,
+    /// Resources whose tokens are bound whatever they say
+    /// ([`Config::dpop_always_for`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dpop_always: Vec<String>,
+    /// Origins besides its own where a discovered authorization server may
+    /// run its device flow ([`Config::device_origins`]).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub device_origins: std::collections::BTreeMap<String, Vec<String>>,
     /// What [`Config::with_env`] and [`Config::resolve_secrets`] could not
     /// use ([`Config::problems`]).
     #[serde(skip)]
@@ -151,18 +166,21 @@ impl Config {
             return_to: "/".into(),
             timeout_ms: None,
             max_body_bytes: None,
+            relay_max_bytes: None,
             profiles: Vec::new(),
             token_cache_secs: None,
             enterprise_idp: None,
             dpop: Default::default(),
+            dpop_always: Vec::new(),
+            device_origins: Default::default(),
             problems: Vec::new(),
         }
     }
 
     /// What the Worker's variables and secrets held that could not be used,
     /// one line each, naming the variable and why (never quoting a value):
-    /// an unparseable `IDP_BASE_URL`, `IDP_TIMEOUT_MS`,
-    /// `IDP_TOKEN_CACHE_SECS` or `IDP_CLIENT_METADATA_URL`, an
+    /// an unparseable `IDP_BASE_URL`, `IDP_TIMEOUT_MS`, `IDP_MAX_BODY_BYTES`,
+    /// `IDP_RELAY_MAX_BYTES`, `IDP_TOKEN_CACHE_SECS` or `IDP_CLIENT_METADATA_URL`, an
     /// `IDP_ALLOW_INSECURE_LOOPBACK` neither true nor false, a bad
     /// `IDP_PRE_REGISTERED` or `IDP_PROFILES` list, a profile's missing
     /// secret. While any is left, the generated Worker answers every request
@@ -261,7 +279,7 @@ impl Config {
         })
     }
 
-    fn problem(&mut self, line: String) {
+    pub(super) fn problem(&mut self, line: String) {
         if !self.problems.contains(&line) {
             self.problems.push(line);
         }
@@ -359,6 +377,8 @@ impl Config {
             callback_base,
             profiles: self.profiles.clone(),
             dpop: self.dpop,
+            dpop_always: self.dpop_always.clone(),
+            device_origins: self.device_origins.clone(),
         }
     }
 
@@ -383,11 +403,38 @@ impl Config {
     }
 
     /// When logins bind their tokens to a key of their own (DPoP, RFC 9449;
-    /// needs idp's `signing` feature): where the server offers it (the
-    /// default), always, or never. `IDP_DPOP` (`advertised`, `always`,
-    /// `never`) sets it from the Worker's variables.
+    /// needs idp's `signing` feature): where the resource says it takes
+    /// bound tokens and its authorization server offers them (the
+    /// default), wherever the server offers them, always, or never.
+    /// `IDP_DPOP` (`accepted`, `advertised`, `always`, `never`) sets it
+    /// from the Worker's variables.
     pub fn dpop(mut self, when: crate::settings::DpopUse) -> Self {
         self.dpop = when;
+        self
+    }
+
+    /// Binds the tokens of `resource` (a URL prefix) whatever it says, as
+    /// [`DpopUse::Always`](crate::settings::DpopUse::Always) does for every
+    /// resource: for one that takes proofs without saying so.
+    /// `IDP_DPOP_ALWAYS` (resource URLs separated by spaces or commas) adds
+    /// them from the Worker's variables.
+    pub fn dpop_always_for(mut self, resource: impl Into<String>) -> Self {
+        self.dpop_always.push(resource.into());
+        self
+    }
+
+    /// Lets the discovered authorization server `issuer` run its device
+    /// flow (RFC 8628) on `origins` besides its own: its device
+    /// authorization endpoint, the token endpoint the app polls and the
+    /// page the person is sent to. Only for a provider that splits them
+    /// (Google's, for one); without it a device login whose endpoints are
+    /// on another origin than the issuer's is refused, since a hostile
+    /// server could otherwise run an honest provider's device flow.
+    /// `IDP_DEVICE_ORIGINS` (a JSON object, issuer to a list of origins)
+    /// sets them from the Worker's variables.
+    pub fn device_origins(mut self, issuer: impl Into<String>, origins: &[&str]) -> Self {
+        let list = self.device_origins.entry(issuer.into()).or_default();
+        list.extend(origins.iter().map(|o| (*o).to_owned()));
         self
     }
 
@@ -433,246 +480,20 @@ impl Config {
         self
     }
 
+    /// Sets the most bytes of an upstream body [`relay`](super::relay)
+    /// passes on (see [`Config::relay_max_bytes`](Config#structfield.relay_max_bytes);
+    /// at least 1). `IDP_RELAY_MAX_BYTES` sets it from the Worker's variables.
+    pub fn relay_max_bytes(mut self, bytes: u64) -> Self {
+        self.relay_max_bytes =
+            Some(std::num::NonZeroU64::new(bytes).unwrap_or(std::num::NonZeroU64::MIN));
+        self
+    }
+
     /// Sets the Durable Object binding name.
     pub fn binding(mut self, binding: impl Into<String>) -> Self {
         self.binding = binding.into();
         self
     }
-
-    /// Applies the Worker's variables: `IDP_ALLOW_INSECURE_LOOPBACK` (`true` to
-    /// allow), `IDP_DPOP` (see [`Config::dpop`]), `IDP_BASE_URL`, `IDP_TIMEOUT_MS`, `IDP_CLIENT_METADATA_URL`
-    /// (see [`Config::metadata_document_url`]),
-    /// `IDP_METADATA_DOCUMENT_WITHOUT_ISS` (issuers, comma-separated, or
-    /// `*`: see [`ClientConfig::metadata_document_without_iss`](crate::registration::ClientConfig::metadata_document_without_iss))
-    /// and `IDP_PRE_REGISTERED`, a
-    /// JSON list of clients configured in advance:
-    /// `[{"issuer": "https://as.example", "client_id": "...",
-    /// "client_secret_name": "AS_EXAMPLE_SECRET", "auth_method":
-    /// "client_secret_basic", "callback_id": "as-example", "resources":
-    /// ["https://api.example"]}]`, where the secret is named (a Workers
-    /// secret), never written inline; `issuer`, `client_id` and `resources`
-    /// (or `"any_resource": true`, see [`PreRegisteredClient::any_resource`])
-    /// are required. A value that cannot be used is
-    /// one of the [`Config::problems`].
-    pub fn with_env(mut self, env: &Env) -> Self {
-        // As text whether wrangler.toml wrote a string, a number or a boolean.
-        let var = |name: &str| json_var(env, name);
-        if let Some(v) = var("IDP_ALLOW_INSECURE_LOOPBACK") {
-            match v.trim().to_ascii_lowercase().as_str() {
-                "true" => self.allow_insecure_loopback = true,
-                "false" | "" => self.allow_insecure_loopback = false,
-                _ => self.problem("IDP_ALLOW_INSECURE_LOOPBACK is neither true nor false".into()),
-            }
-        }
-        if let Some(v) = var("IDP_ALLOW_PRIVATE_ADDRESSES") {
-            match v.trim().to_ascii_lowercase().as_str() {
-                "true" => self.allow_private_addresses = true,
-                "false" | "" => self.allow_private_addresses = false,
-                _ => self.problem("IDP_ALLOW_PRIVATE_ADDRESSES is neither true nor false".into()),
-            }
-        }
-        if let Some(v) = var("IDP_DPOP") {
-            match serde_json::from_value(serde_json::Value::String(v.trim().to_ascii_lowercase())) {
-                Ok(when) => self.dpop = when,
-                Err(_) => self.problem("IDP_DPOP is none of advertised, always, never".into()),
-            }
-        }
-        if let Some(v) = var("IDP_BASE_URL") {
-            match public_url("IDP_BASE_URL", &v) {
-                Ok(u) => self.base_url = Some(u),
-                Err(p) => self.problem(p),
-            }
-        }
-        if let Some(v) = var("IDP_TIMEOUT_MS") {
-            match v.trim().parse::<std::num::NonZeroU32>() {
-                Ok(ms) => self.timeout_ms = Some(ms),
-                Err(_) => self.problem("IDP_TIMEOUT_MS is not a positive whole number".into()),
-            }
-        }
-        if let Some(v) = var("IDP_MAX_BODY_BYTES") {
-            match v.trim().parse::<std::num::NonZeroU32>() {
-                Ok(n) => self.max_body_bytes = Some(n),
-                Err(_) => self.problem("IDP_MAX_BODY_BYTES is not a positive whole number".into()),
-            }
-        }
-        if let Some(v) = var("IDP_TOKEN_CACHE_SECS") {
-            match v.trim().parse::<u64>() {
-                Ok(secs) => self = self.token_cache(std::time::Duration::from_secs(secs)),
-                Err(_) => self.problem("IDP_TOKEN_CACHE_SECS is not a whole number".into()),
-            }
-        }
-        if let Some(json) = json_var(env, "IDP_PRE_REGISTERED") {
-            match pre_registered_from_json(&json, env) {
-                Ok(list) => self.clients.pre_registered.extend(list),
-                Err(e) => self.problem(format!("IDP_PRE_REGISTERED: {e}")),
-            }
-        }
-        // `IDP_ENTERPRISE_IDP`: the identity provider of enterprise-managed
-        // authorization (its client's secret by name).
-        if let Some(json) = json_var(env, "IDP_ENTERPRISE_IDP") {
-            match enterprise_idp_from_json(&json, env) {
-                Ok(idp) => self.enterprise_idp = Some(idp),
-                Err(e) => self.problem(format!("IDP_ENTERPRISE_IDP: {e}")),
-            }
-        }
-        // `IDP_PROFILES`: a JSON list of profiles (secrets by name).
-        if let Some(json) = json_var(env, "IDP_PROFILES") {
-            match crate::profile::ProviderProfile::list_from_json(&json) {
-                Ok(list) => {
-                    for p in list {
-                        self = self.profile(p);
-                    }
-                }
-                Err(crate::Error::Configuration { reason, .. }) => {
-                    self.problem(format!("IDP_PROFILES: {reason}"))
-                }
-                Err(e) => self.problem(format!("IDP_PROFILES: {e}")),
-            }
-        }
-        self = self.resolve_secrets(env);
-        if let Some(v) = var("IDP_METADATA_DOCUMENT_WITHOUT_ISS") {
-            self.clients.metadata_document_without_iss = v
-                .split(',')
-                .map(str::trim)
-                .filter(|i| !i.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(v) = var("IDP_CLIENT_METADATA_URL") {
-            match public_url("IDP_CLIENT_METADATA_URL", &v) {
-                Ok(u) => self.clients.metadata_document_url = Some(u),
-                Err(p) => self.problem(p),
-            }
-        }
-        self
-    }
-}
-
-/// A URL the app is reached at: https, or http on a loopback host (local
-/// development); anything else is a configuration problem, named.
-fn public_url(name: &str, value: &str) -> Result<Url, String> {
-    let url = Url::parse(value.trim()).map_err(|e| format!("{name} is not a URL ({e})"))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if crate::policy::is_loopback(&url) => Ok(url),
-        _ => Err(format!(
-            "{name} must be https (plain http only on a loopback host, for local development)"
-        )),
-    }
-}
-
-/// A variable as text: a string (a secret, `--var`) as it is; a number,
-/// boolean, list or object from `wrangler.toml` as JSON. Read without
-/// `Env::object_var`, whose decoder (serde-wasm-bindgen) would be a second
-/// one in the bundle.
-fn json_var(env: &Env, name: &str) -> Option<String> {
-    let v = js_sys::Reflect::get(env, &wasm_bindgen::JsValue::from_str(name)).ok()?;
-    if v.is_undefined() || v.is_null() {
-        return None;
-    }
-    v.as_string()
-        .or_else(|| js_sys::JSON::stringify(&v).ok()?.as_string())
-}
-
-/// A client as configured: public without a secret name, else confidential
-/// with the named secret (`client_secret_basic` unless said otherwise).
-fn client_from(
-    client_id: String,
-    secret_name: Option<&str>,
-    auth_method: Option<crate::registration::AuthMethod>,
-    env: &Env,
-) -> Result<Client, String> {
-    let Some(name) = secret_name else {
-        return Ok(Client::public(client_id));
-    };
-    let secret = env
-        .secret(name)
-        .or_else(|_| env.var(name))
-        .map_err(|_| format!("client_secret_name: no secret named {name:?}"))?
-        .to_string();
-    if auth_method == Some(crate::registration::AuthMethod::PrivateKeyJwt) {
-        // Read once here, so a bad key is a configuration error at start.
-        crate::jws::SigningKey::parse(&secret)
-            .map_err(|e| format!("client_secret_name {name:?}: {e}"))?;
-    }
-    Ok(Client::confidential(
-        client_id,
-        crate::secret::ClientSecret::new(secret),
-        auth_method.unwrap_or(crate::registration::AuthMethod::ClientSecretBasic),
-    ))
-}
-
-/// `IDP_ENTERPRISE_IDP`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnterpriseIdpVar {
-    issuer: String,
-    token_endpoint: Url,
-    client_id: String,
-    #[serde(default)]
-    client_secret_name: Option<String>,
-    #[serde(default)]
-    auth_method: Option<crate::registration::AuthMethod>,
-}
-
-fn enterprise_idp_from_json(json: &str, env: &Env) -> Result<crate::token::EnterpriseIdp, String> {
-    let e: EnterpriseIdpVar = serde_json::from_str(json)
-        .map_err(|e| format!("not a valid entry: {}", crate::error::json_reason(&e)))?;
-    Ok(crate::token::EnterpriseIdp {
-        issuer: e.issuer,
-        token_endpoint: e.token_endpoint,
-        client: client_from(
-            e.client_id,
-            e.client_secret_name.as_deref(),
-            e.auth_method,
-            env,
-        )?,
-    })
-}
-
-/// One entry of `IDP_PRE_REGISTERED`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PreRegisteredVar {
-    issuer: String,
-    client_id: String,
-    #[serde(default)]
-    client_secret_name: Option<String>,
-    #[serde(default)]
-    auth_method: Option<crate::registration::AuthMethod>,
-    #[serde(default)]
-    callback_id: Option<String>,
-    #[serde(default)]
-    resources: Vec<String>,
-    #[serde(default)]
-    any_resource: bool,
-}
-
-fn pre_registered_from_json(json: &str, env: &Env) -> Result<Vec<PreRegisteredClient>, String> {
-    let entries: Vec<PreRegisteredVar> = serde_json::from_str(json)
-        .map_err(|e| format!("not a valid list: {}", crate::error::json_reason(&e)))?;
-    entries
-        .into_iter()
-        .map(|e| {
-            let client = client_from(
-                e.client_id,
-                e.client_secret_name.as_deref(),
-                e.auth_method,
-                env,
-            )?;
-            let entry = PreRegisteredClient {
-                issuer: e.issuer,
-                client,
-                callback_id: e.callback_id,
-                resources: e.resources,
-                any_resource: e.any_resource,
-            };
-            entry
-                .check()
-                .map_err(|reason| format!("the client for {}: {reason}", entry.issuer))?;
-            Ok(entry)
-        })
-        .collect()
 }
 
 /// The app's public base URL for a request: the configured one, or the
@@ -693,29 +514,4 @@ pub(crate) fn route_url(base: &Url, prefix: &RoutePrefix, path: &str) -> String 
         prefix.as_str(),
         path
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::public_url;
-
-    #[test]
-    fn the_apps_own_urls_are_https_off_loopback() {
-        for ok in [
-            "https://app.example",
-            "http://127.0.0.1:8787",
-            "http://localhost:8787/oauth/client.json",
-        ] {
-            assert!(public_url("IDP_BASE_URL", ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://app.example",
-            "http://10.0.0.1",
-            "ftp://app.example",
-            "nonsense",
-        ] {
-            let e = public_url("IDP_BASE_URL", bad).unwrap_err();
-            assert!(e.starts_with("IDP_BASE_URL"), "{bad}: {e}");
-        }
-    }
 }

@@ -40,6 +40,17 @@ pub enum Error {
     /// A request could not be replayed for the one retry.
     #[error("{0}")]
     NotReplayable(String),
+    /// An upstream answer declares a body larger than the relay cap
+    /// ([`relay`](super::relay)): refused before any of it is passed on.
+    #[error(
+        "the answer declares {declared} bytes, more than the relay cap of {max_bytes} bytes (IDP_RELAY_MAX_BYTES)"
+    )]
+    TooLargeToRelay {
+        /// Its `Content-Length`.
+        declared: u64,
+        /// The relay cap.
+        max_bytes: u64,
+    },
     /// A typed response was not what was expected.
     #[error("{url} answered HTTP {status}")]
     Status {
@@ -80,6 +91,9 @@ impl Error {
             },
             Error::NotReplayable(_) => {
                 ErrorReport::new(ErrorKind::NotReplayable, self.to_string(), false)
+            }
+            Error::TooLargeToRelay { .. } => {
+                ErrorReport::new(ErrorKind::InvalidResponse, self.to_string(), false)
             }
             Error::Status { status, .. } => {
                 ErrorReport::new(ErrorKind::Upstream, self.to_string(), *status >= 500)

@@ -299,7 +299,10 @@ impl<'a> AuthedFetch<'a> {
             Exchange::start(method_name(&req.method), &req.url, found, self.policy)?;
         loop {
             if let Next::Reauthorize(r) = next {
-                if matches!(r.reason, Reason::Revoked | Reason::Expired) {
+                if matches!(
+                    r.reason,
+                    Reason::Revoked | Reason::Expired | Reason::BoundTokenRefused
+                ) {
                     if let Some(a) = exchange.authorization() {
                         super::cache::forget(&owner, &a.key);
                     }

@@ -15,6 +15,8 @@
 //!   [`mcp_provider_info`] names a connected MCP server from its `serverInfo`.
 //! - [`Session`]: a signed session cookie, so the user id is not something a
 //!   request can simply claim.
+//! - [`relay`]: an upstream answer passed on to the app's caller, its body
+//!   streamed and cut at the relay cap ([`CappedBody`]).
 
 mod cache;
 mod client;
@@ -31,7 +33,9 @@ mod middleware;
 mod object;
 pub mod pages;
 mod protocol;
+mod relay;
 mod session;
+mod variables;
 
 pub use crate::error::{ErrorKind, ErrorReport};
 pub use cache::MAX_TOKEN_CACHE_SECS;
@@ -53,6 +57,7 @@ pub use protocol::{
     DeviceStatus, ProviderView, ProvidersPage, Reencrypted, RefreshOutcome, RefreshStatus,
     RemoveOutcome,
 };
+pub use relay::{relay, CappedBody, DEFAULT_RELAY_MAX_BYTES};
 pub use session::{cookie_name, Session, HOST_SESSION_COOKIE, SESSION_COOKIE, SESSION_KEY_VAR};
 
 mod app;
