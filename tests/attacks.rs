@@ -1607,3 +1607,73 @@ async fn a_hostile_server_cannot_front_an_honest_device_flow() {
     assert_eq!(servers.auth_count("POST /device/auth").await, 1);
     worker.stop();
 }
+
+/// A server whose device logins never end (`authorization_pending`
+/// forever, codes living 10^15 seconds, an interval of 1 second): a user
+/// has at most 5 waiting, a sixth is refused before anything is asked, and
+/// the object's alarm polls each no more than every 5 seconds (and for 30
+/// minutes at most: `flow::device` tests the end with a clock of its own).
+#[tokio::test(flavor = "current_thread")]
+async fn endless_device_logins_are_bounded() {
+    let hostile = Hostile::start();
+    hostile
+        .configure(serde_json::json!({
+            "front": { "device_authorization_endpoint": format!("{}/device", hostile.origin) },
+            "token_mode": "pending",
+            "device_expires_in": 1_000_000_000_000_000u64,
+            "device_interval": 1,
+        }))
+        .await;
+    let worker = Worker::start(&state_dir("device-endless"));
+    let alice = App::sign_in(&worker, "alice").await;
+    let start = |n: usize| {
+        let path = format!(
+            "/api/device?url={}",
+            urlencode(&format!("{}/r/tv{n}", hostile.origin))
+        );
+        let alice = &alice;
+        async move { alice.post_json(&path).await }
+    };
+    let started = std::time::Instant::now();
+    for n in 0..5 {
+        let (status, login) = start(n).await;
+        assert_eq!(status, 200, "{login}");
+        assert_eq!(login["interval"], 5, "{login}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            login["expires_at"].as_u64().unwrap() <= now + 1800,
+            "{login}"
+        );
+    }
+    let (status, sixth) = start(5).await;
+    assert_eq!(
+        (status, sixth["error"].as_str()),
+        (400, Some("device_login")),
+        "{sixth}"
+    );
+    assert_eq!(
+        hostile.log().await["device_requests"],
+        5,
+        "the sixth asked for nothing"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    let polls = hostile.log().await["token_requests"]
+        .as_array()
+        .unwrap()
+        .len();
+    let secs = started.elapsed().as_secs() as usize;
+    assert!(polls >= 5, "the alarm polls: {polls}");
+    assert!(polls <= 5 * (secs / 5 + 1), "{polls} polls in {secs} s");
+    // Another user is not counted against alice.
+    let bob = App::sign_in(&worker, "bob").await;
+    let path = format!(
+        "/api/device?url={}",
+        urlencode(&format!("{}/r/tv", hostile.origin))
+    );
+    assert_eq!(bob.post_json(&path).await.0, 200);
+    worker.stop();
+}

@@ -567,6 +567,61 @@ fn keyed_app(servers: &Servers, client_id: String, key: String, api: &str) -> Na
     NativeIdp::new(settings)
 }
 
+/// A person's grant through a pre-registered `private_key_jwt` client:
+/// removing it revokes it, the client authenticating at the revocation
+/// endpoint with an assertion as at the token endpoint, and the refresh
+/// token is dead at the server afterwards.
+#[tokio::test(flavor = "current_thread")]
+async fn removing_a_grant_of_a_keyed_client_revokes_it_natively() {
+    let servers = Servers::start(Default::default());
+    let api = format!("{}/api", servers.origin);
+    let key = KeyPair::generate("ES256");
+    let redirect = settings().redirect_uri_for(&servers.issuer);
+    let client_id = servers.register_keyed_client(&key, redirect.as_str()).await;
+    let idp = keyed_app(&servers, client_id, key.private_pem.clone(), &api);
+    let query = connect(&idp, &Browser::new(), "alice", &format!("{api}/start")).await;
+    let provider = idp.callback("alice", &query).await.unwrap();
+    let grant = provider.grant.clone().unwrap();
+    assert_eq!(grant.client.auth_method, AuthMethod::PrivateKeyJwt);
+    let refresh_token = grant
+        .tokens
+        .as_ref()
+        .unwrap()
+        .refresh_token
+        .clone()
+        .unwrap();
+
+    let revocations = servers.auth_count("POST /token/revocation").await;
+    let removal = idp.remove("alice", &api).await.unwrap();
+    assert_eq!(
+        removal.revoked,
+        Ok(true),
+        "authenticated at the revocation endpoint"
+    );
+    assert_eq!(
+        servers.auth_count("POST /token/revocation").await,
+        revocations + 1
+    );
+
+    // The refresh token is dead at the server, even for its own client.
+    let client = grant
+        .client
+        .asserted(&servers.issuer, native::now(), "test")
+        .unwrap();
+    let http = ReqwestHttp::with_policy(Policy::LOOPBACK_DEV);
+    let dead = token::refresh(
+        &http,
+        &grant.token_endpoint,
+        &client,
+        &refresh_token,
+        &api,
+        native::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(dead.requires_reauthorization(), "{dead}");
+}
+
 /// The app as itself with `private_key_jwt` (RFC 7523 client assertions),
 /// natively, against oidc-provider: an ES256 key as PEM and an RS256 key as
 /// a JWK, each registered with its public key only. The token works at the

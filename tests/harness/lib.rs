@@ -572,6 +572,25 @@ impl Servers {
         body["client_id"].as_str().expect("client_id").to_owned()
     }
 
+    /// Registers a client for people that authenticates with
+    /// `private_key_jwt` (its public key as a JWK set), with `redirect_uri`
+    /// and refresh tokens, as an operator would in advance: its id.
+    pub async fn register_keyed_client(&self, key: &KeyPair, redirect_uri: &str) -> String {
+        let body = self
+            .register(serde_json::json!({
+                "client_name": "the app, with a key",
+                "redirect_uris": [redirect_uri],
+                "application_type": "native",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_signing_alg": key.alg,
+                "jwks": { "keys": [key.public_jwk] },
+            }))
+            .await;
+        body["client_id"].as_str().expect("client_id").to_owned()
+    }
+
     /// What the resource server saw.
     pub async fn resource_stats(&self) -> serde_json::Value {
         get_json(&format!("{}/__stats", self.origin)).await

@@ -20,6 +20,10 @@
 //   the metadata names those (an honest provider's) as its own, and
 //   `client_id` is what POST /register hands out (the honest provider's
 //   public client id): a device login fronting another server.
+// - POST /device: a device authorization answer (`device_expires_in`,
+//   `device_interval` configured), counted in `device_requests`; with
+//   `front` naming `${origin}/device` and token_mode "pending" (the token
+//   endpoint answers authorization_pending forever), an endless device login.
 // - POST /register: a public client "attacker-client"; like OpenID Connect
 //   servers, a loopback http redirect URI only for application_type native.
 //   With `management_uri` configured, the answer names it as the RFC 7592
@@ -171,12 +175,26 @@ server.on('request', async (req, res) => {
     res.writeHead(302, { location: back.toString() });
     return res.end();
   }
+  if (path === '/device' && req.method === 'POST') {
+    // A device authorization answer of its choosing: codes that live
+    // `device_expires_in` seconds, polled every `device_interval` seconds.
+    log.device_requests = (log.device_requests ?? 0) + 1;
+    return send(res, 200, {
+      device_code: `attacker-dc-${log.device_requests}`,
+      user_code: `CODE-${log.device_requests}`,
+      verification_uri: `${origin}/activate`,
+      expires_in: config.device_expires_in ?? 600,
+      interval: config.device_interval ?? 5,
+    });
+  }
   if (path === '/token' && req.method === 'POST') {
     const form = Object.fromEntries(new URLSearchParams(await readBody(req)));
     log.token_requests.push(form);
     switch (config.token_mode) {
       case 'tokens':
         return send(res, 200, { access_token: `attacker-at-${log.token_requests.length}`, token_type: 'Bearer', expires_in: config.expires_in ?? 3600, refresh_token: 'attacker-rt' });
+      case 'pending':
+        return send(res, 400, { error: 'authorization_pending' });
       case 'html':
         res.writeHead(200, { 'content-type': 'text/html' });
         return res.end('<html><body>Service temporarily unavailable</body></html>');

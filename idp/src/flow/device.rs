@@ -15,6 +15,10 @@ use crate::token::device::{self, DeviceGrant, DeviceWait, Poll};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+/// How many device logins one user may have waiting at once (where a
+/// runtime polls them itself: the Durable Object's alarm).
+pub const MAX_WAITING_DEVICE_LOGINS: usize = 5;
+
 /// A device login waiting for its person: show `user_code` and
 /// `verification_uri` (or link `verification_uri_complete`), then poll
 /// with `id` ([`poll_device_login`]) no sooner than every `interval` seconds.
@@ -310,6 +314,44 @@ mod tests {
             "verification_uri": "https://tv.example/device",
             "verification_uri_complete": "https://tv.example/device?user_code=WDJB-MJHT",
             "expires_in": 600, "interval": 5})
+    }
+
+    /// A server that answers `authorization_pending` forever, with codes
+    /// that live 10^15 seconds and an interval of 1 second: polled every 5
+    /// seconds at most, for 30 minutes at most, then the login ends.
+    #[test]
+    fn an_endless_pending_login_is_polled_a_bounded_number_of_times() {
+        let endless = serde_json::json!({"device_code": "dc", "user_code": "WDJB-MJHT",
+            "verification_uri": "https://tv.example/device",
+            "expires_in": 1_000_000_000_000_000u64, "interval": 1});
+        let script =
+            Script::new()
+                .json(DEVICE, 200, endless)
+                .json(TOKEN, 400, err("authorization_pending"));
+        let store = MemoryStore::default();
+        let login = start(&script, &store, &settings());
+        assert_eq!((login.interval, login.expires_at), (5, 1000 + 1800));
+        let mut now = 1000;
+        let ended = loop {
+            now += 1;
+            match poll(&script, &store, &login.id, now) {
+                Ok(DevicePoll::Waiting { .. }) => assert!(now < 10_000, "never ends"),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(ended, Error::DeviceLogin(DeviceProblem::Expired));
+        assert_eq!(now, 1000 + 1800);
+        let polls = script
+            .requests()
+            .iter()
+            .filter(|r| r.url.as_str() == TOKEN)
+            .count();
+        assert!(polls <= 1800 / 5, "{polls} polls");
+        assert!(
+            poll(&script, &store, &login.id, now + 5).is_err(),
+            "the login is gone"
+        );
     }
 
     #[test]

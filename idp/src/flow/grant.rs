@@ -293,12 +293,16 @@ pub struct Removal {
 /// removes the provider at `https://api.example`) and revokes its refresh
 /// token (or access token) at the server when it has a revocation endpoint.
 /// The provider is removed even if revocation fails; the outcome is
-/// reported. [`Error::NotConnected`] when no provider serves `url`.
+/// reported. [`Error::NotConnected`] when no provider serves `url`. A
+/// client that authenticates at the token endpoint (a secret, or
+/// `private_key_jwt` with an assertion signed at `now`) authenticates at
+/// the revocation endpoint too (RFC 7009 §2.1).
 pub async fn remove_provider(
     http: &impl HttpClient,
     store: &impl Store,
     owner: &str,
     url: &ResourceKey,
+    now: u64,
 ) -> Result<Removal> {
     let not_connected = || Error::NotConnected {
         url: url.to_string(),
@@ -315,13 +319,17 @@ pub async fn remove_provider(
             revocation_endpoint: Some(endpoint),
             client,
             tokens: Some(tokens),
+            issuer,
             ..
-        }) => {
-            let (token, hint) = revocation_target(tokens);
-            token::revoke(http, endpoint, client, token, hint)
-                .await
-                .map(|()| true)
-        }
+        }) => match client.asserted(issuer, now, owner) {
+            Ok(client) => {
+                let (token, hint) = revocation_target(tokens);
+                token::revoke(http, endpoint, &client, token, hint)
+                    .await
+                    .map(|()| true)
+            }
+            Err(e) => Err(e),
+        },
         _ => Ok(false),
     };
     Ok(Removal { provider, revoked })

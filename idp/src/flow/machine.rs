@@ -237,7 +237,7 @@ pub(super) async fn app_tokens(
                 resource,
                 scope,
             };
-            match idp.id_jag(http, &ask).await {
+            match idp.id_jag(http, &ask, now).await {
                 Ok(jag) => {
                     let resource = Some(resource);
                     token::jwt_bearer(http, endpoint, client, &jag, resource, scope, now).await

@@ -18,7 +18,10 @@ use resolve::{route, Resolved, Route, Via};
 mod refresher;
 pub mod schedule;
 
-pub use device::{poll_device_login, start_device_login, DeviceLogin, DevicePoll, DeviceStart};
+pub use device::{
+    poll_device_login, start_device_login, DeviceLogin, DevicePoll, DeviceStart,
+    MAX_WAITING_DEVICE_LOGINS,
+};
 use grant::revocation_target;
 pub use grant::{refresh_provider, remove_provider, Authorization, RefreshReason, Removal};
 pub use machine::{connect_with, Credential};

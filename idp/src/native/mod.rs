@@ -452,7 +452,7 @@ impl<S: Store> NativeIdp<S> {
     pub async fn remove(&self, owner: &str, url: &str) -> Result<Removal> {
         let key = ResourceKey::parse(url)?;
         let owner = flow::accounts::serving(&self.store, owner, key.as_str()).await?;
-        flow::remove_provider(&self.http, &self.store, &owner, &key).await
+        flow::remove_provider(&self.http, &self.store, &owner, &key, now()).await
     }
 
     /// The HTTP client the engine uses.

@@ -105,15 +105,22 @@ impl EnterpriseIdp {
         form_request(&self.token_endpoint, &self.client, pairs)
     }
 
-    /// Exchanges the person's ID token for an ID-JAG. The answer must say
-    /// it issued one (`issued_token_type`); an error answer is the
-    /// provider's refusal, as [`Error::Token`].
+    /// Exchanges the person's ID token for an ID-JAG, the app's client
+    /// authenticating as at any token endpoint (a `private_key_jwt` client
+    /// with an assertion signed at `now`, audience the identity provider).
+    /// The answer must say it issued one (`issued_token_type`); an error
+    /// answer is the provider's refusal, as [`Error::Token`].
     pub async fn id_jag(
         &self,
         http: &impl HttpClient,
         ask: &IdJagRequest<'_>,
+        now: u64,
     ) -> Result<Assertion> {
-        let (url, resp) = send(http, self.id_jag_request(ask)).await?;
+        let asserted = Self {
+            client: self.client.asserted(&self.issuer, now, ask.resource)?,
+            ..self.clone()
+        };
+        let (url, resp) = send(http, asserted.id_jag_request(ask)).await?;
         if !resp.is_success() {
             return Err(Error::Token {
                 url,
@@ -140,5 +147,67 @@ impl EnterpriseIdp {
             });
         }
         Ok(Assertion::new(issued.access_token))
+    }
+}
+
+#[cfg(all(test, feature = "signing"))]
+mod tests {
+    use super::*;
+    use crate::client::AuthMethod;
+    use crate::testing::{block_on, Script};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    /// A `private_key_jwt` client authenticates at the enterprise's
+    /// identity provider with an assertion for it, as at any token
+    /// endpoint.
+    #[test]
+    fn a_keyed_client_authenticates_at_the_identity_provider() {
+        const IDP_TOKEN: &str = "https://idp.example/token";
+        let d = URL_SAFE_NO_PAD.encode([9u8; 32]);
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "d": d}).to_string();
+        let idp = EnterpriseIdp {
+            issuer: "https://idp.example".into(),
+            token_endpoint: Url::parse(IDP_TOKEN).unwrap(),
+            client: Client::confidential(
+                "app-at-idp",
+                crate::secret::ClientSecret::new(jwk),
+                AuthMethod::PrivateKeyJwt,
+            ),
+        };
+        let script = Script::new().json(
+            IDP_TOKEN,
+            200,
+            serde_json::json!({"access_token": "jag", "issued_token_type": ID_JAG_TYPE}),
+        );
+        let id_token = Assertion::new("eyJ.person.id-token");
+        let ask = IdJagRequest {
+            id_token: &id_token,
+            audience: "https://as.example",
+            resource: "https://api.example",
+            scope: None,
+        };
+        let jag = block_on(idp.id_jag(&script, &ask, 1000)).unwrap();
+        assert_eq!(jag.secret(), "jag");
+        let body = String::from_utf8(script.requests()[0].body.clone()).unwrap();
+        let form: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(body.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(
+            form.get("client_assertion_type").map(String::as_str),
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        );
+        let assertion = form.get("client_assertion").expect("an assertion");
+        let claims: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(assertion.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (claims["iss"].as_str(), claims["aud"].as_str()),
+            (Some("app-at-idp"), Some("https://idp.example"))
+        );
     }
 }

@@ -155,6 +155,9 @@ pub mod device_logins {
         "SELECT id, owner FROM idp_device_logins WHERE outcome IS NULL AND poll_at <= ?";
     /// The next poll of any waiting login.
     pub const NEXT: &str = "SELECT MIN(poll_at) FROM idp_device_logins WHERE outcome IS NULL";
+    /// How many logins one user has waiting.
+    pub const WAITING: &str =
+        "SELECT COUNT(*) FROM idp_device_logins WHERE outcome IS NULL AND owner = ?";
     /// Drops outcomes older than a time.
     pub const EXPIRE: &str =
         "DELETE FROM idp_device_logins WHERE outcome IS NOT NULL AND poll_at < ?";

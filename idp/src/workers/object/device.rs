@@ -46,6 +46,17 @@ impl Answer for StartDeviceLogin {
             settings,
         } = self;
         let store = o.store(cx.role);
+        // Each waiting login is polled by this object's alarm: a user has
+        // a few at most, whatever the servers answer.
+        let user = flow::accounts::split(&owner).0;
+        let waiting = store.rows(tables::device_logins::WAITING, vec![text(user)])?;
+        let waiting = waiting.first().and_then(|r| r.first()?.as_integer());
+        if waiting.is_some_and(|n| n >= flow::MAX_WAITING_DEVICE_LOGINS as i64) {
+            return Err(Error::DeviceLogin(crate::error::DeviceProblem::TooMany {
+                limit: flow::MAX_WAITING_DEVICE_LOGINS,
+            })
+            .into());
+        }
         let entropy = entropy().map_err(Error::NoRandomness)?;
         let writes = o.refresher.lock().await;
         let engine = flow::Engine {

@@ -154,7 +154,7 @@ impl Answer for Remove {
         let owner = accounts::serving(&store, &owner, key.as_str()).await?;
         let r = {
             let _writes = o.refresher.lock().await;
-            flow::remove_provider(cx.http, &store, &owner, &key).await?
+            flow::remove_provider(cx.http, &store, &owner, &key, now()).await?
         };
         let event = |kind| Event {
             user: owner.clone(),
