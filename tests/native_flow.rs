@@ -1096,7 +1096,12 @@ async fn a_hostile_server_cannot_front_an_honest_device_flow_natively() {
 
 /// Connects `url` for `owner` (a user, or a user's account) as the person
 /// `person` at oidc-provider, in a browser of their own.
-async fn connect_as(idp: &NativeIdp, owner: &str, url: &str, person: &str) -> idp::store::Provider {
+async fn connect_as(
+    idp: &NativeIdp,
+    owner: &idp::flow::accounts::Owner,
+    url: &str,
+    person: &str,
+) -> idp::store::Provider {
     let LoginStart::Redirect(mut to) = idp.connect(owner, url, None).await.unwrap() else {
         panic!("{url} is public");
     };
@@ -1112,7 +1117,7 @@ async fn connect_as(idp: &NativeIdp, owner: &str, url: &str, person: &str) -> id
 /// removing one keeps the other.
 #[tokio::test(flavor = "current_thread")]
 async fn two_accounts_at_one_api_are_kept_apart_natively() {
-    use idp::flow::accounts::owner_of;
+    use idp::flow::accounts::Owner;
     let servers = Servers::start(Default::default());
     let (origin, issuer) = (&servers.origin, &servers.issuer);
     let mut settings = settings();
@@ -1136,8 +1141,9 @@ async fn two_accounts_at_one_api_are_kept_apart_natively() {
     // the profile's resources).
     let discovered = Servers::start(Default::default());
     let api = format!("{}/api", discovered.origin);
-    let work = owner_of("alice", Some("work")).unwrap();
-    let home = owner_of("alice", Some("home")).unwrap();
+    let work = Owner::account("alice", "work").unwrap();
+    let home = Owner::account("alice", "home").unwrap();
+
     for (base, start) in [(&v1, format!("{v1}/start")), (&api, format!("{api}/start"))] {
         let first = connect_as(&idp, &work, &start, "work-person").await;
         assert_eq!(first.account.as_deref(), Some("work"));
@@ -1189,6 +1195,26 @@ async fn two_accounts_at_one_api_are_kept_apart_natively() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), idp::error::ErrorKind::InvalidAccount, "{e}");
+    // A user id that names alice's work account (another user of the app
+    // who picked it as their id) is nobody: refused before anything is read
+    // or sent, on every way in; alice's account keeps its grant.
+    let forged = format!("alice{}work", idp::flow::accounts::SEPARATOR);
+    let items = format!("{api}/items");
+    let before = discovered.resource_stats().await["requests"].clone();
+    let e = idp.fetch(forged.as_str()).get(&items).await.unwrap_err();
+    assert_eq!(e.kind(), idp::error::ErrorKind::InvalidAccount, "{e}");
+    assert!(idp.authorization(&forged, &api).await.is_err());
+    assert!(idp.remove(&forged, &api).await.is_err());
+    assert!(idp.connect(forged.as_str(), &api, None).await.is_err());
+    assert_eq!(
+        discovered.resource_stats().await["requests"],
+        before,
+        "nothing sent"
+    );
+    assert!(
+        idp.authorization(&work, &api).await.unwrap().is_some(),
+        "alice kept it"
+    );
 }
 
 /// Whose token the API got: its answer names the token's subject.

@@ -195,7 +195,11 @@ async fn login(State(app): Shared, headers: HeaderMap, Query(q): Query<Target>) 
         )
             .into_response();
     }
-    let owner = match idp::flow::accounts::owner_of(&user, q.account.as_deref()) {
+    let owner = match q.account.as_deref() {
+        Some(label) => idp::flow::accounts::Owner::account(&user, label),
+        None => idp::flow::accounts::Owner::user(&user),
+    };
+    let owner = match owner {
         Ok(o) => o,
         Err(e) => return failure(e),
     };
@@ -315,7 +319,11 @@ async fn remove(State(app): Shared, headers: HeaderMap, Query(q): Query<Target>)
         )
             .into_response();
     }
-    let owner = match idp::flow::accounts::owner_of(&user, q.account.as_deref()) {
+    let owner = match q.account.as_deref() {
+        Some(label) => idp::flow::accounts::Owner::account(&user, label),
+        None => idp::flow::accounts::Owner::user(&user),
+    };
+    let owner = match owner {
         Ok(o) => o,
         Err(e) => return failure(e),
     };

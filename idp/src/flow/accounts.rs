@@ -77,6 +77,97 @@ pub fn acting(owner: &str, label: Option<&str>) -> Result<String> {
     }
 }
 
+/// A store owner, checked once where it comes in: a user, or one of a
+/// user's accounts. A user id never contains [`SEPARATOR`], so no user id
+/// names another user's account.
+///
+/// ```
+/// use idp::flow::accounts::Owner;
+/// let work = Owner::account("alice", "work")?;
+/// assert_eq!((work.user_id(), work.label()), ("alice", Some("work")));
+/// assert_eq!(Owner::user("alice")?.as_str(), "alice");
+/// assert!(Owner::user("alice\u{1f}work").is_err(), "not bob's way into alice's account");
+/// # Ok::<(), idp::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner(String);
+
+impl Owner {
+    /// A user, by an id of the app's that does not contain [`SEPARATOR`].
+    pub fn user(user: &str) -> Result<Self> {
+        check_user(user)?;
+        Ok(Self(user.to_owned()))
+    }
+
+    /// The user's account `label` ([`check_label`]).
+    pub fn account(user: &str, label: &str) -> Result<Self> {
+        owner_of(user, Some(label)).map(Self)
+    }
+
+    /// As the store keys it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The user.
+    pub fn user_id(&self) -> &str {
+        split(&self.0).0
+    }
+
+    /// The account label, if it is one of the user's accounts.
+    pub fn label(&self) -> Option<&str> {
+        split(&self.0).1
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (user, label) = split(&self.0);
+        match label {
+            Some(l) => write!(f, "{user} (account {l})"),
+            None => f.write_str(user),
+        }
+    }
+}
+
+/// What the native API takes as an owner: a user id (`&str`, `String`),
+/// checked as [`Owner::user`] (so a string with [`SEPARATOR`] is
+/// refused, never read as an account), or an [`Owner`].
+pub trait IntoOwner {
+    /// The owner, or why the value is none.
+    fn into_owner(self) -> Result<Owner>;
+}
+
+impl IntoOwner for &str {
+    fn into_owner(self) -> Result<Owner> {
+        Owner::user(self)
+    }
+}
+
+impl IntoOwner for &String {
+    fn into_owner(self) -> Result<Owner> {
+        Owner::user(self)
+    }
+}
+
+impl IntoOwner for String {
+    fn into_owner(self) -> Result<Owner> {
+        Owner::user(&self)
+    }
+}
+
+impl IntoOwner for Owner {
+    fn into_owner(self) -> Result<Owner> {
+        Ok(self)
+    }
+}
+
+impl IntoOwner for &Owner {
+    fn into_owner(self) -> Result<Owner> {
+        Ok(self.clone())
+    }
+}
+
 /// The user and account label of a store owner.
 pub fn split(owner: &str) -> (&str, Option<&str>) {
     match owner.split_once(SEPARATOR) {

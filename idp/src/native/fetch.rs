@@ -28,7 +28,7 @@ use url::Url;
 #[derive(Debug)]
 pub struct AuthedFetch<'a, S: Store = MemoryStore> {
     pub(super) idp: &'a NativeIdp<S>,
-    pub(super) owner: &'a str,
+    pub(super) owner: Result<crate::flow::accounts::Owner>,
     pub(super) account: Option<&'a str>,
 }
 
@@ -66,8 +66,12 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
             })?),
         };
         let idp = self.idp;
-        let owner = crate::flow::accounts::acting(self.owner, self.account)?;
-        let found = idp.authorization(&owner, &url).await;
+        let owner = self.owner.clone()?;
+        let owner = match self.account {
+            None => owner,
+            Some(label) => crate::flow::accounts::Owner::account(owner.as_str(), label)?,
+        };
+        let found = idp.authorization_of(&owner, &url).await;
         let (mut exchange, mut next) =
             Exchange::start(request.method().as_str(), &url, found, idp.settings.policy)?;
         loop {
@@ -129,7 +133,8 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
                         return Ok(resp);
                     };
                     let serving =
-                        crate::flow::accounts::serving(&idp.store, &owner, a.key.as_str()).await?;
+                        crate::flow::accounts::serving(&idp.store, owner.as_str(), a.key.as_str())
+                            .await?;
                     let refreshed = idp
                         .refresher
                         .rejected(

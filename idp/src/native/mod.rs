@@ -49,6 +49,7 @@ mod fetch;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+use crate::flow::accounts::{IntoOwner, Owner};
 use crate::store::{Provider, Store};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use url::Url;
@@ -298,12 +299,13 @@ impl<S: Store> NativeIdp<S> {
     /// Starts connecting a resource ([`flow::start_login`]).
     pub async fn connect(
         &self,
-        owner: &str,
+        owner: impl IntoOwner,
         resource_url: &str,
         scope: Option<&str>,
     ) -> Result<LoginStart> {
+        let owner = owner.into_owner()?;
         let cx = self.engine();
-        let req = LoginRequest::of(owner, scope);
+        let req = LoginRequest::of(owner.as_str(), scope);
         flow::start_login(&cx, req, resource_url, entropy()?).await
     }
 
@@ -313,7 +315,7 @@ impl<S: Store> NativeIdp<S> {
     /// for again the same way when they expire or are refused.
     pub async fn connect_as_app(
         &self,
-        owner: &str,
+        owner: impl IntoOwner,
         resource_url: &str,
         scope: Option<&str>,
     ) -> Result<Provider> {
@@ -339,13 +341,15 @@ impl<S: Store> NativeIdp<S> {
     /// ```
     pub async fn connect_with(
         &self,
-        owner: &str,
+        owner: impl IntoOwner,
         resource_url: &str,
         scope: Option<&str>,
         credential: &flow::Credential,
     ) -> Result<Provider> {
+        let owner = owner.into_owner()?;
         let _writes = self.refresher.lock().await;
-        flow::connect_with(&self.engine(), owner, resource_url, scope, credential).await
+        let cx = self.engine();
+        flow::connect_with(&cx, owner.as_str(), resource_url, scope, credential).await
     }
 
     /// Starts connecting a resource with no browser callback (RFC 8628,
@@ -365,19 +369,25 @@ impl<S: Store> NativeIdp<S> {
     /// ```
     pub async fn start_device_login(
         &self,
-        owner: &str,
+        owner: impl IntoOwner,
         resource_url: &str,
         scope: Option<&str>,
     ) -> Result<flow::DeviceStart> {
-        let req = LoginRequest::of(owner, scope);
+        let owner = owner.into_owner()?;
+        let req = LoginRequest::of(owner.as_str(), scope);
         flow::start_device_login(&self.engine(), req, resource_url, entropy()?).await
     }
 
     /// Polls a device login once, if its time has come
     /// ([`flow::poll_device_login`]).
-    pub async fn poll_device_login(&self, owner: &str, id: &str) -> Result<flow::DevicePoll> {
+    pub async fn poll_device_login(
+        &self,
+        owner: impl IntoOwner,
+        id: &str,
+    ) -> Result<flow::DevicePoll> {
+        let owner = owner.into_owner()?;
         let _writes = self.refresher.lock().await;
-        let user = flow::accounts::split(owner).0;
+        let user = owner.user_id();
         flow::poll_device_login(&self.http, &self.store, user, id, now()).await
     }
 
@@ -387,11 +397,12 @@ impl<S: Store> NativeIdp<S> {
     /// again. Run it in a task of its own.
     pub async fn wait_device_login(
         &self,
-        owner: &str,
+        owner: impl IntoOwner,
         login: &flow::DeviceLogin,
     ) -> Result<Provider> {
+        let owner = owner.into_owner()?;
         loop {
-            let wait = match self.poll_device_login(owner, &login.id).await {
+            let wait = match self.poll_device_login(&owner, &login.id).await {
                 Ok(flow::DevicePoll::Connected(p)) => return Ok(*p),
                 Ok(flow::DevicePoll::Waiting { poll_at }) => poll_at.saturating_sub(now()),
                 Err(e) if e.is_retryable() => login.interval,
@@ -403,24 +414,39 @@ impl<S: Store> NativeIdp<S> {
 
     /// Finishes a flow from the URL the person was redirected back to
     /// ([`flow::finish_login`]; its path must be the flow's redirect URI).
-    pub async fn callback(&self, owner: &str, callback_url: &Url) -> Result<Provider> {
+    pub async fn callback(&self, owner: impl IntoOwner, callback_url: &Url) -> Result<Provider> {
+        let owner = owner.into_owner()?;
         let mut at = callback_url.clone();
         let query = at.query().unwrap_or_default().to_owned();
         at.set_query(None);
         at.set_fragment(None);
         let _writes = self.refresher.lock().await;
-        let user = flow::accounts::split(owner).0;
+        let user = owner.user_id();
         flow::finish_login(&self.http, &self.store, user, &at, &query, now()).await
     }
 
     /// The authorization for a URL, refreshing first when the token expires
     /// within 5 minutes ([`Refresher::authorization`]).
     ///
-    /// `owner` is a user, or a user's account as
-    /// [`flow::accounts::owner_of`] names it (served by the account's own
-    /// grant, or the user's first when that is the account).
-    pub async fn authorization(&self, owner: &str, url: &str) -> Result<Option<Authorization>> {
-        let owner = flow::accounts::serving(&self.store, owner, url).await?;
+    /// `owner` is a user, or a user's account ([`Owner::account`], served
+    /// by the account's own grant, or the user's first when that is the
+    /// account).
+    pub async fn authorization(
+        &self,
+        owner: impl IntoOwner,
+        url: &str,
+    ) -> Result<Option<Authorization>> {
+        let owner = owner.into_owner()?;
+        self.authorization_of(&owner, url).await
+    }
+
+    /// [`NativeIdp::authorization`] of an owner already checked.
+    pub(crate) async fn authorization_of(
+        &self,
+        owner: &Owner,
+        url: &str,
+    ) -> Result<Option<Authorization>> {
+        let owner = flow::accounts::serving(&self.store, owner.as_str(), url).await?;
         self.refresher
             .authorization(&self.http, &self.store, &owner, url, now())
             .await
@@ -430,15 +456,16 @@ impl<S: Store> NativeIdp<S> {
     /// callers with the same failed token share one refresh.
     pub async fn refresh_rejected(
         &self,
-        owner: &str,
+        owner: impl IntoOwner,
         key: &ResourceKey,
         failed_access_token: &str,
     ) -> Result<Authorization> {
+        let owner = owner.into_owner()?;
         self.refresher
             .rejected(
                 &self.http,
                 &self.store,
-                owner,
+                owner.as_str(),
                 key,
                 Refused::Token(failed_access_token),
                 now(),
@@ -449,9 +476,10 @@ impl<S: Store> NativeIdp<S> {
     /// Removes the provider serving `url` (the longest prefix, as for
     /// [`NativeIdp::fetch`]) and revokes its token at the server;
     /// [`Error::NotConnected`] when none serves it.
-    pub async fn remove(&self, owner: &str, url: &str) -> Result<Removal> {
+    pub async fn remove(&self, owner: impl IntoOwner, url: &str) -> Result<Removal> {
+        let owner = owner.into_owner()?;
         let key = ResourceKey::parse(url)?;
-        let owner = flow::accounts::serving(&self.store, owner, key.as_str()).await?;
+        let owner = flow::accounts::serving(&self.store, owner.as_str(), key.as_str()).await?;
         flow::remove_provider(&self.http, &self.store, &owner, &key, now()).await
     }
 
@@ -462,10 +490,12 @@ impl<S: Store> NativeIdp<S> {
 
     /// An HTTP client that sends `owner`'s requests with their credentials
     /// ([`AuthedFetch`]).
-    pub fn fetch<'a>(&'a self, owner: &'a str) -> AuthedFetch<'a, S> {
+    /// A user id that cannot be one ([`Owner::user`]) makes every request
+    /// fail with that error, before anything is sent.
+    pub fn fetch(&self, owner: impl IntoOwner) -> AuthedFetch<'_, S> {
         AuthedFetch {
             idp: self,
-            owner,
+            owner: owner.into_owner(),
             account: None,
         }
     }
