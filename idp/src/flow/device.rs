@@ -651,16 +651,9 @@ mod tests {
             let text = e.to_string();
             assert!(text.contains(AS) && text.contains(HONEST), "{text}");
             assert_eq!(sent_to(&script, HONEST), 0, "{what}: nothing sent there");
-            let kept = block_on(
-                store.take_flow(
-                    &crate::secret::FlowState::from_random([2; 32])
-                        .secret()
-                        .to_owned(),
-                    "alice",
-                    DEVICE_CODE_GRANT,
-                ),
-            )
-            .unwrap();
+            let state = crate::secret::FlowState::from_random([2; 32]);
+            let kept =
+                block_on(store.take_flow(state.secret(), "alice", DEVICE_CODE_GRANT)).unwrap();
             assert!(matches!(kept, FlowTake::Missing), "{what}: nothing kept");
         }
     }

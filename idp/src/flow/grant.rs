@@ -1,10 +1,11 @@
 //! A connected grant in use: the `Authorization` for a URL, refresh (one at
 //! a time per provider is the caller's rule) and removal with revocation.
 
-use crate::error::{Error, Result, StorageCause};
+use crate::error::{Error, Result};
 use crate::http::HttpClient;
 use crate::matching::ResourceKey;
-use crate::store::{Expect, Grant, Provider, Put, Store};
+use crate::store::update::{update_provider_from, Change};
+use crate::store::{Grant, Provider, Store};
 use crate::token::{self, TokenSet};
 
 /// What to revoke of a token set: the refresh token when there is one (which
@@ -242,40 +243,32 @@ fn refused_resource(e: &Error) -> bool {
     }
 }
 
-/// Replaces the tokens of the provider read as `before`, by compare-and-swap:
-/// retried over changes that left its grant alone (a rename by the app's
-/// hook), given up when the row was removed (`None`) or its grant replaced
-/// (the row as it is now: another writer's tokens win).
+/// Replaces the tokens of the provider read as `before`, by compare-and-swap
+/// ([`update_provider_from`]): over changes that left its grant alone (a
+/// rename by the app's hook); not when the row was removed (`None`) or its
+/// grant replaced (the row as it is now: another writer's tokens win).
 async fn write_tokens(
     store: &impl Store,
     owner: &str,
-    mut before: Provider,
+    before: Provider,
     tokens: Option<TokenSet>,
     rules: token::TokenRules,
 ) -> Result<Option<Provider>> {
-    for _ in 0..3 {
-        let mut next = before.clone();
-        if let Some(g) = next.grant.as_mut() {
-            g.tokens.clone_from(&tokens);
-            g.rules = rules;
+    let key = before.key.clone();
+    let grant = before.grant.clone();
+    let decide = |now: Option<&Provider>| match now {
+        Some(p) if p.grant == grant => {
+            let mut next = p.clone();
+            if let Some(g) = next.grant.as_mut() {
+                g.tokens.clone_from(&tokens);
+                g.rules = rules;
+            }
+            Change::Write(Box::new(next))
         }
-        match store
-            .put_provider(owner, next.clone(), Expect::Exactly(&before))
-            .await?
-        {
-            Put::Written => return Ok(Some(next)),
-            Put::Conflict(None) => return Ok(None),
-            Put::Conflict(Some(now)) if now.grant == before.grant => before = *now,
-            Put::Conflict(Some(now)) => return Ok(Some(*now)),
-        }
-    }
-    Err(Error::storage(
-        StorageCause::Conflict,
-        format!(
-            "the provider {} kept changing while its tokens were written",
-            before.key
-        ),
-    ))
+        _ => Change::Keep,
+    };
+    let what = "its tokens were written";
+    update_provider_from(store, owner, &key, Some(before), what, decide).await
 }
 
 /// What removing a provider did.

@@ -15,7 +15,8 @@ use crate::error::{Error, Result, StorageCause};
 use crate::http::HttpClient;
 use crate::probe::{self, Probe};
 use crate::secret::Assertion;
-use crate::store::{Grant, GrantKind, Provider, Put, Store};
+use crate::store::update::{update_provider, Change};
+use crate::store::{Grant, GrantKind, Provider, Store};
 use crate::token;
 use crate::token::EnterpriseIdp;
 use serde::{Deserialize, Serialize};
@@ -266,30 +267,21 @@ pub(super) async fn app_tokens(
     })
 }
 
-/// Stores `provider` for `owner`, keeping the name and metadata of the one
-/// it replaces (compare-and-swap, a few tries).
-async fn put(store: &impl Store, owner: &str, mut provider: Provider) -> Result<Provider> {
-    for _ in 0..3 {
-        let previous = store.provider(owner, &provider.key).await?;
-        if let Some(p) = &previous {
-            provider.name.clone_from(&p.name);
-            provider.metadata.clone_from(&p.metadata);
+/// Stores `provider` for `owner` over the row as it is now, keeping the
+/// name and metadata of the one it replaces ([`update_provider`]).
+async fn put(store: &impl Store, owner: &str, provider: Provider) -> Result<Provider> {
+    let key = provider.key.clone();
+    let decide = |now: Option<&Provider>| {
+        let mut next = provider.clone();
+        if let Some(p) = now {
+            next.name.clone_from(&p.name);
+            next.metadata.clone_from(&p.metadata);
         }
-        if store
-            .put_provider(owner, provider.clone(), previous.as_ref().into())
-            .await?
-            == Put::Written
-        {
-            return Ok(provider);
-        }
-    }
-    Err(Error::storage(
-        StorageCause::Conflict,
-        format!(
-            "the provider {} kept changing while it was stored",
-            provider.key
-        ),
-    ))
+        Change::Write(Box::new(next))
+    };
+    let stored = update_provider(store, owner, &key, "it was stored", decide).await?;
+    // A decision that always writes leaves the row it wrote.
+    stored.ok_or_else(|| Error::storage(StorageCause::Conflict, format!("{key} was not stored")))
 }
 
 #[cfg(test)]

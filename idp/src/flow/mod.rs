@@ -39,7 +39,8 @@ use crate::probe::{self, Probe};
 use crate::registration;
 use crate::secret::{FlowState, PkceVerifier};
 pub use crate::settings::{Entropy, Settings};
-use crate::store::{FlowTake, Grant, Provider, Put, Store};
+use crate::store::update::{update_provider, update_provider_from, Change};
+use crate::store::{FlowTake, Grant, Provider, Store};
 use crate::token;
 use url::Url;
 
@@ -159,14 +160,9 @@ async fn store_public<H: HttpClient, S: Store>(
     key: ResourceKey,
     url: &Url,
 ) -> Result<Provider> {
-    let store = cx.store;
-    let stored = store.provider(owner, &key).await?;
-    if let Some(stored) = stored.as_ref().filter(|s| s.grant.is_some()) {
-        return Ok(stored.clone());
-    }
-    let provider = Provider {
+    let public = Provider {
         name: Provider::default_name(&key),
-        key,
+        key: key.clone(),
         resource_url: url.to_string(),
         resource: url.to_string(),
         metadata: serde_json::Value::Null,
@@ -174,21 +170,14 @@ async fn store_public<H: HttpClient, S: Store>(
         created_at: cx.now,
         account: None,
     };
-    match store
-        .put_provider(owner, provider.clone(), stored.as_ref().into())
-        .await?
-    {
-        Put::Written => Ok(provider),
-        // Someone stored a provider meanwhile (a grant, maybe): it stays.
-        Put::Conflict(Some(now)) => Ok(*now),
-        Put::Conflict(None) => Err(Error::storage(
-            StorageCause::Conflict,
-            format!(
-                "the provider {} was removed while it was being stored",
-                provider.key
-            ),
-        )),
-    }
+    // A grant stored under the key (before, or by a login meanwhile) stays.
+    let decide = |now: Option<&Provider>| match now {
+        Some(p) if p.grant.is_some() => Change::Keep,
+        _ => Change::Write(Box::new(public.clone())),
+    };
+    let stored = update_provider(cx.store, owner, &key, "it was stored", decide).await?;
+    // Either decision leaves a row.
+    stored.ok_or_else(|| Error::storage(StorageCause::Conflict, format!("{key} was not stored")))
 }
 
 /// Discovery, client and pending flow for a resource known to need
@@ -368,46 +357,39 @@ async fn store_grant(
         refused: flow.refused.clone(),
         unreadable: None,
     };
-    // Compare-and-swap, so a grant stored by a concurrent login is revoked
-    // too, never silently overwritten.
-    let mut provider = None;
-    for _ in 0..3 {
-        let previous = store.provider(owner, &key).await?;
-        if let Some(old) = previous.as_ref().and_then(|p| p.grant.as_ref()) {
-            revoke_replaced(http, old, flow).await;
-        }
-        let next = Provider {
-            name: previous
-                .as_ref()
-                .map_or_else(|| Provider::default_name(&key), |p| p.name.clone()),
-            metadata: previous
-                .as_ref()
-                .map_or(serde_json::Value::Null, |p| p.metadata.clone()),
+    // The grant it replaces is revoked (when another server's or client's)
+    // before the new one is stored; one a concurrent login stored meanwhile
+    // is revoked too, right after: never silently overwritten.
+    let previous = store.provider(owner, &key).await?;
+    let revoked = previous.as_ref().and_then(|p| p.grant.clone());
+    if let Some(old) = &revoked {
+        revoke_replaced(http, old, flow).await;
+    }
+    let now_secs = now;
+    let mut replaced = None;
+    let decide = |now: Option<&Provider>| {
+        replaced = now.and_then(|p| p.grant.clone());
+        Change::Write(Box::new(Provider {
+            name: now.map_or_else(|| Provider::default_name(&key), |p| p.name.clone()),
+            metadata: now.map_or(serde_json::Value::Null, |p| p.metadata.clone()),
             key: key.clone(),
             resource_url: flow.resource_url.clone(),
             resource: flow.resource.clone(),
             grant: Some(grant.clone()),
-            created_at: now,
+            created_at: now_secs,
             account: flow
                 .account
                 .clone()
-                .or_else(|| previous.as_ref().and_then(|p| p.account.clone())),
-        };
-        if store
-            .put_provider(owner, next.clone(), previous.as_ref().into())
-            .await?
-            == Put::Written
-        {
-            provider = Some(next);
-            break;
-        }
+                .or_else(|| now.and_then(|p| p.account.clone())),
+        }))
+    };
+    let what = "the new grant was stored";
+    let stored = update_provider_from(store, owner, &key, previous, what, decide).await?;
+    if let Some(other) = replaced.filter(|g| Some(g) != revoked.as_ref()) {
+        revoke_replaced(http, &other, flow).await;
     }
-    provider.ok_or_else(|| {
-        Error::storage(
-            StorageCause::Conflict,
-            format!("the provider {key} kept changing while the new grant was stored"),
-        )
-    })
+    // A decision that always writes leaves the row it wrote.
+    stored.ok_or_else(|| Error::storage(StorageCause::Conflict, format!("{key} was not stored")))
 }
 
 /// Revokes a grant that a new login replaces (RFC 7009), before the new one
@@ -430,7 +412,7 @@ async fn revoke_replaced(http: &impl HttpClient, old: &Grant, new: &PendingFlow)
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{RegistryStore, UserStore};
+    use crate::store::{Put, RegistryStore, UserStore};
 
     /// A server synthesized for a resource without any metadata (the
     /// 2025-03-26 default endpoints) serves that login only: it is not kept

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod memory;
 pub mod seal;
 pub mod sql;
+pub mod update;
 
 use crate::authorize::PendingFlow;
 use crate::discovery::AuthorizationServer;

@@ -25,7 +25,8 @@ use crate::error::Error;
 use crate::flow::{Refresher, Refused};
 use crate::matching::ResourceKey;
 use crate::store::seal::{Keyring, Sealing};
-use crate::store::{Expect, Provider, Put, Store, UserStore};
+use crate::store::update::{update_provider, Change};
+use crate::store::{Provider, Store, UserStore};
 use sql_store::ObjectStore;
 use worker::{Env, Request, Response, State};
 
@@ -335,28 +336,21 @@ async fn rename(
     metadata: serde_json::Value,
     account: Option<String>,
 ) -> Result<(), Error> {
-    for _ in 0..3 {
-        let Some(current) = store.provider(owner, key).await? else {
-            return Ok(());
-        };
-        let mut next = current.clone();
-        next.name.clone_from(&name);
-        next.metadata.clone_from(&metadata);
-        if next.account.is_none() {
-            next.account.clone_from(&account);
+    let decide = |now: Option<&crate::store::Provider>| match now {
+        // A removed provider stays removed.
+        None => Change::Keep,
+        Some(current) => {
+            let mut next = current.clone();
+            next.name.clone_from(&name);
+            next.metadata.clone_from(&metadata);
+            if next.account.is_none() {
+                next.account.clone_from(&account);
+            }
+            Change::Write(Box::new(next))
         }
-        if store
-            .put_provider(owner, next, Expect::Exactly(&current))
-            .await?
-            == Put::Written
-        {
-            return Ok(());
-        }
-    }
-    Err(Error::storage(
-        crate::error::StorageCause::Conflict,
-        format!("the provider {key} kept changing while it was named"),
-    ))
+    };
+    update_provider(store, owner, key, "it was named", decide).await?;
+    Ok(())
 }
 
 fn error_reply(e: &Error) -> String {
