@@ -1094,6 +1094,88 @@ async fn a_hostile_server_cannot_front_an_honest_device_flow_natively() {
     assert_eq!(login.issuer, servers.issuer);
 }
 
+/// One process, many users: alice's authorization server hangs (25 s on
+/// every token request) during her refresh and during her next login's
+/// code exchange; meanwhile bob's callback, refresh and authed call at
+/// another server complete in normal time (refreshes lock per grant, and a
+/// login holds no lock across its requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_hanging_server_stalls_nobody_else_natively() {
+    use std::time::{Duration, Instant};
+    let servers = Servers::start(Default::default());
+    let hostile = idp_tests::Hostile::start();
+    hostile
+        .configure(serde_json::json!({ "token_mode": "tokens", "expires_in": 3600 }))
+        .await;
+    let idp = std::sync::Arc::new(NativeIdp::new(settings()));
+    let browser = Browser::new();
+    let slow = format!("{}/r/slow", hostile.origin);
+    let query = connect(&*idp, &browser, "alice", &slow).await;
+    let alice = idp.callback("alice", &query).await.unwrap();
+    let api = format!("{}/api", servers.origin);
+    let query = connect(&*idp, &browser, "bob", &format!("{api}/start")).await;
+    let bob = idp.callback("bob", &query).await.unwrap();
+
+    // Alice's server now hangs: her refresh and her next login wait on it.
+    hostile
+        .configure(serde_json::json!({ "token_mode": "slow", "slow_ms": 25000 }))
+        .await;
+    let refresh = {
+        let idp = idp.clone();
+        let key = alice.key.clone();
+        tokio::spawn(async move { idp.refresh_rejected("alice", &key, "attacker-at-1").await })
+    };
+    let query = connect(&*idp, &browser, "alice", &slow).await;
+    let login = {
+        let idp = idp.clone();
+        tokio::spawn(async move { idp.callback("alice", &query).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !refresh.is_finished() && !login.is_finished(),
+        "alice's server hangs"
+    );
+
+    // Bob: a login's callback, a refresh and an authed call, each at once.
+    let bounded = Duration::from_secs(5);
+    let started = Instant::now();
+    let query = connect(
+        &*idp,
+        &browser,
+        "bob",
+        &format!("{}/v1/start", servers.origin),
+    )
+    .await;
+    idp.callback("bob", &query).await.unwrap();
+    assert!(
+        started.elapsed() < bounded,
+        "bob's callback: {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let stale = bob.tokens().unwrap().access_token.secret().to_owned();
+    idp.refresh_rejected("bob", &bob.key, &stale).await.unwrap();
+    assert!(
+        started.elapsed() < bounded,
+        "bob's refresh: {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let resp = idp.fetch("bob").get(&format!("{api}/items")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        started.elapsed() < bounded,
+        "bob's call: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !refresh.is_finished(),
+        "alice's refresh still waits on her server"
+    );
+    refresh.abort();
+    login.abort();
+}
+
 /// Connects `url` for `owner` (a user, or a user's account) as the person
 /// `person` at oidc-provider, in a browser of their own.
 async fn connect_as(

@@ -20,16 +20,25 @@ use std::sync::Mutex;
 /// refresh: 30 seconds.
 pub const EARLY_REFRESH_PAUSE_SECS: u64 = 30;
 
-/// The lock a runtime provides to serialise writes to one store (an async
-/// mutex; the Workers object and [`crate::native::NativeIdp`] use
-/// `tokio::sync::Mutex<()>`).
+/// The lock a runtime provides to serialise refreshes: of one grant at a
+/// time ([`RefreshLock::lock_grant`], what a refresh holds), and of every
+/// grant at once ([`RefreshLock::lock`], for other writes that must not
+/// interleave with any refresh). The Workers object, one user's, uses one
+/// `tokio::sync::Mutex<()>` for both; [`crate::native::NativeIdp`], many
+/// users', locks per grant, so one user's slow server stalls nobody else.
 pub trait RefreshLock {
     /// Held while refreshing.
     type Guard<'a>
     where
         Self: 'a;
-    /// Waits for the lock.
+    /// Waits for every grant's lock.
     fn lock(&self) -> impl Future<Output = Self::Guard<'_>>;
+    /// Waits for the lock of `owner`'s grant under `key` (by default, every
+    /// grant's).
+    fn lock_grant(&self, owner: &str, key: &ResourceKey) -> impl Future<Output = Self::Guard<'_>> {
+        let _ = (owner, key);
+        self.lock()
+    }
 }
 
 #[cfg(any(feature = "native", feature = "workers", test))]
@@ -230,7 +239,7 @@ impl<L: RefreshLock> Refresher<L> {
             Some(t) if !t.needs_refresh(now) => Some(t.clone()),
             Some(t) if t.still_valid(now) && self.paused(owner, &p.key, now) => Some(t.clone()),
             seen => {
-                let _one_at_a_time = self.lock.lock().await;
+                let _one_at_a_time = self.lock.lock_grant(owner, &p.key).await;
                 let reason = match seen {
                     // Whoever waited finds the token replaced and uses it.
                     Some(t) => RefreshReason::Rejected(t.access_token.secret()),
@@ -277,7 +286,7 @@ impl<L: RefreshLock> Refresher<L> {
         refused: Refused<'_>,
         now: u64,
     ) -> Result<Authorization> {
-        let _one_at_a_time = self.lock.lock().await;
+        let _one_at_a_time = self.lock.lock_grant(owner, key).await;
         let refresh = async {
             let current = store
                 .provider(owner, key)
@@ -309,7 +318,7 @@ impl<L: RefreshLock> Refresher<L> {
         key: &ResourceKey,
         now: u64,
     ) -> Result<Option<TokenSet>> {
-        let _one_at_a_time = self.lock.lock().await;
+        let _one_at_a_time = self.lock.lock_grant(owner, key).await;
         let refresh = self.refresh(http, store, owner, key, RefreshReason::Expiring, now);
         store.exclusive(owner, key, refresh).await?
     }

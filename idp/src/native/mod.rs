@@ -45,6 +45,7 @@ pub use sqlite::{SqliteConnection, SqliteStore};
 
 mod background;
 mod fetch;
+mod locks;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -247,12 +248,15 @@ pub fn entropy() -> Result<Entropy> {
 /// The engine wired to reqwest, a [`Store`] (in memory by default), the system
 /// clock and OS randomness. Refreshes go through one [`Refresher`], so
 /// concurrent callers cause one token request and a rotated refresh token is
-/// used once.
+/// used once; it locks per grant (owner and resource), and a login, a device
+/// poll or a machine grant holds no lock across its requests (its write is
+/// a compare-and-swap, `store::update`), so one user's slow server stalls
+/// nobody else.
 pub struct NativeIdp<S: Store = MemoryStore> {
     http: ReqwestHttp,
     pub(super) store: S,
     settings: Settings,
-    pub(super) refresher: Refresher<tokio::sync::Mutex<()>>,
+    pub(super) refresher: Refresher<locks::GrantLocks>,
 }
 
 impl<S: Store> std::fmt::Debug for NativeIdp<S> {
@@ -347,7 +351,6 @@ impl<S: Store> NativeIdp<S> {
         credential: &flow::Credential,
     ) -> Result<Provider> {
         let owner = owner.into_owner()?;
-        let _writes = self.refresher.lock().await;
         let cx = self.engine();
         flow::connect_with(&cx, owner.as_str(), resource_url, scope, credential).await
     }
@@ -386,7 +389,6 @@ impl<S: Store> NativeIdp<S> {
         id: &str,
     ) -> Result<flow::DevicePoll> {
         let owner = owner.into_owner()?;
-        let _writes = self.refresher.lock().await;
         let user = owner.user_id();
         flow::poll_device_login(&self.http, &self.store, user, id, now()).await
     }
@@ -420,7 +422,6 @@ impl<S: Store> NativeIdp<S> {
         let query = at.query().unwrap_or_default().to_owned();
         at.set_query(None);
         at.set_fragment(None);
-        let _writes = self.refresher.lock().await;
         let user = owner.user_id();
         flow::finish_login(&self.http, &self.store, user, &at, &query, now()).await
     }
