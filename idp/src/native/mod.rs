@@ -55,7 +55,9 @@ use crate::store::{Provider, Store};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use url::Url;
 
-/// [`HttpClient`] over `reqwest`: no redirects followed, 30 s timeout, bodies
+/// [`HttpClient`] over `reqwest`: no redirects followed, no proxy from the
+/// environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` are ignored: a proxy
+/// would resolve names past the address policy), 30 s timeout, bodies
 /// capped at [`MAX_BODY_BYTES`], and every address it connects to allowed
 /// by its [`Policy`]: an IP literal before anything is sent, a name by what
 /// it resolves to, when it connects (so a name that resolves to a private
@@ -80,7 +82,10 @@ impl ReqwestHttp {
 
     /// A client with the settings above, under `policy`.
     pub fn with_policy(policy: Policy) -> Self {
+        // No proxy from the environment (`HTTPS_PROXY` and the like): a
+        // proxy resolves names itself, past the address policy.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .dns_resolver(std::sync::Arc::new(PolicyResolver(policy)))

@@ -61,11 +61,13 @@ pub struct Config {
     /// own cap of [`crate::http::MAX_BODY_BYTES`] (1 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<std::num::NonZeroU32>,
-    /// The most bytes of an upstream body [`relay`](super::relay) passes on
+    /// The most bytes of an upstream body [`relay`](super::relay()) passes on
     /// to the app's caller (the example's `/api/fetch`, `/api/forward`,
-    /// `/api/background-fetch`), streamed and cut there: the answer then
-    /// ends with a stream error and the upstream request is cancelled;
-    /// default [`super::DEFAULT_RELAY_MAX_BYTES`] (16 MiB).
+    /// `/api/background-fetch`): an answer that declares more is refused
+    /// ([`Error::TooLargeToRelay`](super::Error::TooLargeToRelay)), one that
+    /// runs past it is cut there (its stream ends with an error) and the
+    /// upstream request is cancelled; default
+    /// [`super::DEFAULT_RELAY_MAX_BYTES`] (16 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_max_bytes: Option<std::num::NonZeroU64>,
     /// Servers without discovery ([`crate::profile`]), from
@@ -480,7 +482,7 @@ impl Config {
         self
     }
 
-    /// Sets the most bytes of an upstream body [`relay`](super::relay)
+    /// Sets the most bytes of an upstream body [`relay`](super::relay())
     /// passes on (see [`Config::relay_max_bytes`](Config#structfield.relay_max_bytes);
     /// at least 1). `IDP_RELAY_MAX_BYTES` sets it from the Worker's variables.
     pub fn relay_max_bytes(mut self, bytes: u64) -> Self {

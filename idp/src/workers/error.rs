@@ -41,7 +41,7 @@ pub enum Error {
     #[error("{0}")]
     NotReplayable(String),
     /// An upstream answer declares a body larger than the relay cap
-    /// ([`relay`](super::relay)): refused before any of it is passed on.
+    /// ([`relay`](super::relay())): refused before any of it is passed on.
     #[error(
         "the answer declares {declared} bytes, more than the relay cap of {max_bytes} bytes (IDP_RELAY_MAX_BYTES)"
     )]

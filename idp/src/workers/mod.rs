@@ -15,7 +15,7 @@
 //!   [`mcp_provider_info`] names a connected MCP server from its `serverInfo`.
 //! - [`Session`]: a signed session cookie, so the user id is not something a
 //!   request can simply claim.
-//! - [`relay`]: an upstream answer passed on to the app's caller, its body
+//! - [`relay()`]: an upstream answer passed on to the app's caller, its body
 //!   streamed and cut at the relay cap ([`CappedBody`]).
 
 mod cache;

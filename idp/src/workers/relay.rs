@@ -1,4 +1,4 @@
-//! [`relay`]: an upstream answer passed on to the app's caller, its body
+//! [`relay()`]: an upstream answer passed on to the app's caller, its body
 //! streamed through [`CappedBody`] and cut at the relay cap
 //! ([`Config::relay_max_bytes`](super::Config#structfield.relay_max_bytes)).
 
@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use worker::{Response, ResponseBody};
 
-/// The most bytes of an upstream body [`relay`] passes on by default: 16 MiB.
+/// The most bytes of an upstream body [`relay()`] passes on by default: 16 MiB.
 pub const DEFAULT_RELAY_MAX_BYTES: u64 = 16 << 20;
 
 /// A body stream that passes on at most `max_bytes` bytes of `inner`.
