@@ -85,7 +85,10 @@ pub type SqliteStore = SqlStore<SqliteConnection>;
 
 impl SqlStore<SqliteConnection> {
     /// Opens (or creates) the database at `path` and brings its schema up to
-    /// date.
+    /// date. Secrets are sealed with the keys given by
+    /// [`with_keys`](Self::with_keys); without keys a write of a secret
+    /// fails (tokens are not kept on disk in plain text), unless
+    /// [`plaintext`](Self::plaintext) says so for local development.
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let conn = rusqlite::Connection::open(path).map_err(|e| {
@@ -95,10 +98,15 @@ impl SqlStore<SqliteConnection> {
                 e,
             ))
         })?;
-        Self::from_connection(conn)
+        let store = Self::from_connection(conn)?;
+        Ok(Self::with_sealing(
+            store.into_connection(),
+            Sealing::refuse_native(),
+        ))
     }
 
-    /// A database in memory, for tests.
+    /// A database in memory, for tests (secrets in plain text: nothing is
+    /// kept at rest).
     pub fn open_in_memory() -> Result<Self> {
         let conn = rusqlite::Connection::open_in_memory().map_err(|e| {
             Error::Storage(StorageError::with_source(
@@ -111,11 +119,18 @@ impl SqlStore<SqliteConnection> {
     }
 
     /// Seals secrets at rest with `keys` (the first encrypts; see
-    /// [`crate::store::seal`]). Without keys they are kept in plain text.
+    /// [`crate::store::seal`]).
     pub fn with_keys(self, keys: Keyring) -> Self {
         let random: Random = |buf| getrandom::fill(buf).map_err(|e| e.to_string());
         let conn = self.into_connection();
         Self::with_sealing(conn, Sealing::keyring(keys, random))
+    }
+
+    /// Keeps secrets in plain text on disk: for local development only, said
+    /// explicitly (without keys, [`open`](Self::open) refuses to store them).
+    pub fn plaintext(self) -> Self {
+        let conn = self.into_connection();
+        Self::with_sealing(conn, Sealing::plaintext())
     }
 
     fn from_connection(conn: rusqlite::Connection) -> Result<Self> {
@@ -280,6 +295,39 @@ mod tests {
         SqliteStore::open(path)
             .unwrap()
             .with_keys(Keyring::parse(keys).unwrap())
+    }
+
+    /// A file without keys keeps no secret: the write fails and says how to
+    /// give keys, and nothing of the token reaches the disk; plain text only
+    /// when asked for.
+    #[test]
+    fn a_file_without_keys_refuses_secrets_unless_told_plain_text() {
+        use crate::store::UserStore;
+        let path = std::env::temp_dir().join(format!("idp-keyless-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = SqliteStore::open(&path).unwrap();
+        let secret =
+            crate::store::conformance::provider_with("https://api.example/v1", "KEYLESS-AT-1");
+        let put = store.put_provider("alice", secret.clone(), crate::store::Expect::Nothing);
+        let e = crate::testing::block_on(put).unwrap_err();
+        assert!(
+            e.to_string().contains("with_keys") && e.to_string().contains("plaintext()"),
+            "{e}"
+        );
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            !bytes.windows(12).any(|w| w == b"KEYLESS-AT-1"),
+            "nothing on disk"
+        );
+        let plain = SqliteStore::open(&path).unwrap().plaintext();
+        let put = plain.put_provider("alice", secret, crate::store::Expect::Nothing);
+        assert_eq!(
+            crate::testing::block_on(put).unwrap(),
+            crate::store::Put::Written
+        );
+        drop(plain);
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -147,9 +147,16 @@ pub struct Sealing(Mode);
 #[derive(Clone, Debug)]
 enum Mode {
     Plaintext,
-    Refuse,
+    /// Refused, with what to do about it.
+    Refuse(&'static str),
     Keys(Arc<Keyring>, Random),
 }
+
+/// How a Worker gets a key.
+const WORKERS_KEY_HINT: &str = "set IDP_ENCRYPTION_KEYS (`wrangler secret put IDP_ENCRYPTION_KEYS`, value `k1:` followed by the output of `openssl rand -base64 32`)";
+
+/// How a native program gets a key.
+const NATIVE_KEY_HINT: &str = "give the store keys (`with_keys(Keyring::parse(\"k1:...\")?)`, a key from `openssl rand -base64 32`), or for local development only say so with `plaintext()`";
 
 impl Default for Sealing {
     fn default() -> Self {
@@ -178,9 +185,15 @@ impl Sealing {
     }
 
     /// No key and no plain text: a write of a secret fails, saying how to
-    /// configure a key (a deployment that is not local development).
+    /// configure a key (a Worker deployment that is not local development).
     pub fn refuse() -> Self {
-        Self(Mode::Refuse)
+        Self(Mode::Refuse(WORKERS_KEY_HINT))
+    }
+
+    /// The same for a native store on disk or in a database: a write of a
+    /// secret fails, saying how to give the store keys.
+    pub fn refuse_native() -> Self {
+        Self(Mode::Refuse(NATIVE_KEY_HINT))
     }
 
     /// Whether secrets are sealed.
@@ -259,10 +272,10 @@ impl Sealing {
             let (keyring, random) = match &self.0 {
                 Mode::Keys(k, r) => (k, *r),
                 Mode::Plaintext => continue,
-                Mode::Refuse => {
+                Mode::Refuse(hint) => {
                     return Err(Error::storage(
                         StorageCause::NoKey,
-                        "no encryption key is configured, and secrets are not stored in plain text outside local development: set IDP_ENCRYPTION_KEYS (`wrangler secret put IDP_ENCRYPTION_KEYS`, value `k1:` followed by the output of `openssl rand -base64 32`)",
+                        format!("no encryption key is configured, and secrets are not stored in plain text outside local development: {hint}"),
                     ));
                 }
             };

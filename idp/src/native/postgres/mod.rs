@@ -167,7 +167,7 @@ impl PostgresStore {
     pub async fn from_pool(pool: Pool) -> Result<Self> {
         let store = Self {
             pool,
-            sealing: Sealing::plaintext(),
+            sealing: Sealing::refuse_native(),
             lock_wait: LOCK_WAIT,
             lock_hold: LOCK_WAIT,
         };
@@ -177,11 +177,22 @@ impl PostgresStore {
 
     /// Seals secrets at rest with `keys` (the first encrypts; see
     /// [`crate::store::seal`]), exactly as [`crate::native::SqliteStore`]
-    /// does. Without keys they are kept in plain text.
+    /// does. Without keys a write of a secret fails (tokens are not kept in
+    /// the database in plain text), unless [`plaintext`](Self::plaintext)
+    /// says so.
     pub fn with_keys(self, keys: Keyring) -> Self {
         let random: Random = |buf| getrandom::fill(buf).map_err(|e| e.to_string());
         Self {
             sealing: Sealing::keyring(keys, random),
+            ..self
+        }
+    }
+
+    /// Keeps secrets in plain text in the database: for local development
+    /// only, said explicitly.
+    pub fn plaintext(self) -> Self {
+        Self {
+            sealing: Sealing::plaintext(),
             ..self
         }
     }
