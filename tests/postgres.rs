@@ -492,7 +492,10 @@ async fn a_dead_process_gives_back_the_refresh_lock() {
         ],
     );
     assert_eq!(result(&out).await["held"], true);
-    let here = store(&db).await.with_lock_wait(Duration::from_millis(500));
+    let here = store(&db)
+        .await
+        .with_lock_wait(Duration::from_millis(500))
+        .unwrap();
     let started = Instant::now();
     let e = here.exclusive("alice", &key, async {}).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "a bounded wait");
@@ -506,7 +509,10 @@ async fn a_dead_process_gives_back_the_refresh_lock() {
     here.exclusive("alice", &other, async {}).await.unwrap();
 
     drop(holder); // killed: its connection drops, and the lock with it
-    let free = store(&db).await.with_lock_wait(Duration::from_secs(10));
+    let free = store(&db)
+        .await
+        .with_lock_wait(Duration::from_secs(10))
+        .unwrap();
     let started = Instant::now();
     free.exclusive("alice", &key, async {}).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -886,7 +892,10 @@ async fn a_stuck_process_cannot_keep_the_refresh_lock() {
         ],
     );
     assert_eq!(result(&out).await["held"], true);
-    let here = store(&db).await.with_lock_wait(Duration::from_secs(20));
+    let here = store(&db)
+        .await
+        .with_lock_wait(Duration::from_secs(20))
+        .unwrap();
     let started = Instant::now();
     here.exclusive("alice", &key, async {}).await.unwrap();
     let waited = started.elapsed();
@@ -895,4 +904,79 @@ async fn a_stuck_process_cannot_keep_the_refresh_lock() {
         Path::new(&format!("/proc/{}", holder.pid())).exists(),
         "the holder is still running: the database took the lock back"
     );
+}
+
+/// A process paused while it holds a grant's refresh lock (its connection
+/// idle past the hold time) loses the lock; another process then refreshes
+/// and rotates the refresh token. When the paused one resumes, the token it
+/// read is no longer the stored one, and the check made right before
+/// sending says so: it sends nothing, and the other's rotation stands.
+/// Lock settings under a millisecond (PostgreSQL's "no timeout") are
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_process_does_not_send_a_rotated_refresh_token() {
+    use idp::secret::RefreshToken;
+    let pg = Postgres::start();
+    let db = pg.database("paused");
+    assert!(store(&db)
+        .await
+        .with_lock_wait(Duration::from_micros(500))
+        .is_err());
+    assert!(store(&db).await.with_lock_hold(Duration::ZERO).is_err());
+    let paused = store(&db)
+        .await
+        .with_lock_hold(Duration::from_millis(300))
+        .unwrap();
+    let other = store(&db)
+        .await
+        .with_lock_wait(Duration::from_secs(10))
+        .unwrap();
+    let mut row = conformance::provider_with("https://api.example/v1", "AT-1");
+    let tokens = row.grant.as_mut().and_then(|g| g.tokens.as_mut()).unwrap();
+    tokens.refresh_token = Some(RefreshToken::new("RT-1"));
+    let key = row.key.clone();
+    assert_eq!(
+        paused
+            .put_provider("alice", row, Expect::Nothing)
+            .await
+            .unwrap(),
+        Put::Written
+    );
+
+    let read = RefreshToken::new("RT-1");
+    let resumed = paused.exclusive("alice", &key, async {
+        // Paused past the hold time with the lock: the database ends it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        paused.still_current("alice", &key, &read).await
+    });
+    let rotate = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other
+            .exclusive("alice", &key, async {
+                let now = other.provider("alice", &key).await.unwrap().unwrap();
+                let mut next = now.clone();
+                let t = next.grant.as_mut().and_then(|g| g.tokens.as_mut()).unwrap();
+                t.refresh_token = Some(RefreshToken::new("RT-2"));
+                other
+                    .put_provider("alice", next, Expect::Exactly(&now))
+                    .await
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+    };
+    let (resumed, rotated) = tokio::join!(resumed, rotate);
+    assert_eq!(rotated, Put::Written, "the other process got the lock");
+    let e = resumed.unwrap().unwrap_err();
+    assert_eq!(e.kind(), idp::error::ErrorKind::Storage, "{e}");
+    assert!(e.to_string().contains("nothing was sent"), "{e}");
+    assert!(!e.to_string().contains("RT-"), "no token in the error: {e}");
+    let kept = other.provider("alice", &key).await.unwrap().unwrap();
+    let kept = kept.tokens().unwrap().refresh_token.as_ref().unwrap();
+    assert_eq!(kept.secret(), "RT-2", "the rotation stands");
+    // The current token passes the check.
+    paused
+        .still_current("alice", &key, &RefreshToken::new("RT-2"))
+        .await
+        .unwrap();
 }

@@ -49,11 +49,14 @@ async fn main() {
         .expect("connect to PostgreSQL")
         .with_keys(keys)
         .with_lock_wait(Duration::from_secs(20))
-        .with_lock_hold(Duration::from_millis(
-            opts.get("hold-ms")
-                .and_then(|h| h.parse().ok())
-                .unwrap_or(45_000),
-        ));
+        .and_then(|s| {
+            s.with_lock_hold(Duration::from_millis(
+                opts.get("hold-ms")
+                    .and_then(|h| h.parse().ok())
+                    .unwrap_or(45_000),
+            ))
+        })
+        .expect("lock settings");
     let idp = std::sync::Arc::new(NativeIdp::with_store(idp_tests::replica::settings(), store));
     println!("{}", json!({ "ready": true, "pid": std::process::id() }));
     let out = opt("out");

@@ -182,7 +182,11 @@ pub(super) async fn refresh_traced(
     let mut rules = grant.rules;
     let context = format!("{owner} {}", before.resource);
     let (context, resource) = (&context, before.resource.as_str());
+    let key = &before.key;
     let send = |rules: token::TokenRules| async move {
+        // A process that lost its lock while paused sends no token another
+        // has rotated since (a store several processes share checks).
+        store.still_current(owner, key, refresh_token).await?;
         // A `private_key_jwt` client signs a new assertion for each try.
         let client = grant.client.asserted(&grant.issuer, now, context)?;
         let resource = rules.resource_on_refresh().then_some(resource);

@@ -345,6 +345,26 @@ pub trait UserStore {
         let _ = (owner, key);
         async move { Ok(refresh.await) }
     }
+
+    /// Right before a refresh sends `refresh_token` (inside
+    /// [`UserStore::exclusive`]): an error when it is no longer the one
+    /// stored for `owner`'s grant under `key`, so it is not sent. A process
+    /// that lost its database lock while it was paused must not send a
+    /// token another process has rotated since: a server with reuse
+    /// detection would revoke the whole grant.
+    ///
+    /// The default has nothing to check: in a store one process owns, the
+    /// runtime's own lock is never lost. A store several processes share
+    /// reads the row again.
+    fn still_current(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+        refresh_token: &crate::secret::RefreshToken,
+    ) -> impl Future<Output = Result<()>> {
+        let _ = (owner, key, refresh_token);
+        async { Ok(()) }
+    }
 }
 
 /// Persistence shared by a whole deployment: client registrations and

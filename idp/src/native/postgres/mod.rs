@@ -82,6 +82,20 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// `d`, refused under a millisecond: PostgreSQL's timeouts are whole
+/// milliseconds, and 0 means none.
+fn at_least_a_millisecond(what: &str, d: Duration) -> Result<Duration> {
+    if d.as_millis() == 0 {
+        return Err(Error::Configuration {
+            name: format!("PostgresStore: {what}"),
+            reason: format!(
+                "{d:?} is under a millisecond, which PostgreSQL reads as no timeout at all"
+            ),
+        });
+    }
+    Ok(d)
+}
+
 fn backend(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |e| {
         let what = match e.as_db_error() {
@@ -199,24 +213,28 @@ impl PostgresStore {
 
     /// How long a refresh waits for another process's refresh of the same
     /// grant ([`LOCK_WAIT`] by default); then it fails with
-    /// [`StorageCause::Unavailable`].
-    pub fn with_lock_wait(self, wait: Duration) -> Self {
-        Self {
-            lock_wait: wait,
+    /// [`StorageCause::Unavailable`]. At least a millisecond: PostgreSQL
+    /// reads a `lock_timeout` of 0 as "wait forever", so less is refused.
+    pub fn with_lock_wait(self, wait: Duration) -> Result<Self> {
+        Ok(Self {
+            lock_wait: at_least_a_millisecond("the lock wait", wait)?,
             ..self
-        }
+        })
     }
 
     /// How long a refresh may hold its grant's lock with nothing happening
     /// on its connection ([`LOCK_WAIT`] by default, longer than the 30 s a
     /// token request may take): then the database ends its session, and the
     /// lock with it, so a process stuck in a refresh cannot keep a grant
-    /// from every other.
-    pub fn with_lock_hold(self, hold: Duration) -> Self {
-        Self {
-            lock_hold: hold,
+    /// from every other. A process that lost its lock that way does not send
+    /// the refresh token it read if another process has rotated it since
+    /// ([`UserStore::still_current`]). At least a millisecond, as
+    /// PostgreSQL reads 0 as "never".
+    pub fn with_lock_hold(self, hold: Duration) -> Result<Self> {
+        Ok(Self {
+            lock_hold: at_least_a_millisecond("the lock hold", hold)?,
             ..self
-        }
+        })
     }
 
     /// The connection pool.
@@ -486,6 +504,28 @@ impl UserStore for PostgresStore {
         refresh: impl Future<Output = T>,
     ) -> impl Future<Output = Result<T>> {
         lock::exclusive(self, lock::grant_lock(owner, key), refresh)
+    }
+
+    async fn still_current(
+        &self,
+        owner: &str,
+        key: &ResourceKey,
+        refresh_token: &crate::secret::RefreshToken,
+    ) -> Result<()> {
+        let stored = self.provider(owner, key).await?;
+        let same = stored
+            .as_ref()
+            .and_then(|p| p.tokens()?.refresh_token.as_ref())
+            .is_some_and(|t| t.secret() == refresh_token.secret());
+        if same {
+            return Ok(());
+        }
+        Err(Error::storage(
+            StorageCause::Conflict,
+            format!(
+                "the refresh token of {key} is no longer the one stored (another process refreshed the grant while this one waited); nothing was sent"
+            ),
+        ))
     }
 }
 
