@@ -31,7 +31,13 @@ fn a_proxy_in_the_environment_gets_nothing() {
         }
     });
     let at = format!("http://127.0.0.1:{port}");
-    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"] {
+    for name in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ] {
         std::env::set_var(name, &at);
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -50,5 +56,9 @@ fn a_proxy_in_the_environment_gets_nothing() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     listener.join().unwrap();
-    assert_eq!(offered.load(Ordering::Relaxed), 0, "the proxy was offered nothing");
+    assert_eq!(
+        offered.load(Ordering::Relaxed),
+        0,
+        "the proxy was offered nothing"
+    );
 }
