@@ -1395,6 +1395,284 @@ async fn a_cross_site_navigation_makes_no_credentialed_call() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Every route of the example that acts with the person's credentials or
+/// changes what is kept for them (the `Acts` routes of its one table,
+/// `Route::of`) refuses a request another site made, before it runs: a
+/// page elsewhere that posts to `/api/refresh`, `/api/reencrypt`,
+/// `DELETE /api/providers` or any other gets 403 `cross_site`. The
+/// attacker's server receives nothing (no token, no refresh, no
+/// revocation, no device login); the person's connection, its token and
+/// the audit log are exactly as they were.
+#[tokio::test(flavor = "current_thread")]
+async fn every_route_that_acts_refuses_another_site() {
+    let (hostile, worker, alice, resource) = connected_at_hostile(
+        "cross-site-acts",
+        serde_json::json!({"token_mode": "tokens"}),
+    )
+    .await;
+    let before = (
+        hostile.log().await,
+        alice.providers().await,
+        alice.json("/api/events").await,
+    );
+    let url = urlencode(&resource);
+    let items = urlencode(&format!("{resource}/items"));
+    let refresh = serde_json::json!({"urls": [resource], "force": true}).to_string();
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_owned();
+    let id_token = jwt(&serde_json::json!({"sub": "alice"}));
+    let enterprise = serde_json::json!({ "id_token": id_token }).to_string();
+    use reqwest::Method;
+    let acting: Vec<(Method, String, Option<String>)> = vec![
+        (Method::POST, "/api/refresh".into(), Some(refresh)),
+        (Method::POST, "/api/reencrypt".into(), None),
+        (Method::DELETE, format!("/api/providers?url={url}"), None),
+        (Method::GET, format!("/api/fetch?url={items}"), None),
+        (
+            Method::GET,
+            format!("/api/background-fetch?url={items}"),
+            None,
+        ),
+        (Method::GET, format!("/api/forward?url={items}"), None),
+        (Method::POST, format!("/api/forward?url={items}"), None),
+        (Method::POST, format!("/api/mcp?url={url}"), Some(ping)),
+        (
+            Method::POST,
+            format!("/api/connect/enterprise?url={url}"),
+            Some(enterprise),
+        ),
+        (Method::POST, format!("/api/device?url={url}"), None),
+        (Method::GET, "/api/device?id=any".into(), None),
+    ];
+    for (method, path, body) in &acting {
+        for (site, origin) in [
+            (Some("cross-site"), None),
+            (Some("same-site"), None),
+            (None, Some("https://evil.example")),
+        ] {
+            let mut req = alice
+                .browser
+                .client()
+                .request(method.clone(), format!("{}{path}", worker.origin))
+                .header("content-type", "application/json");
+            if let Some(site) = site {
+                req = req.header("sec-fetch-site", site);
+            }
+            if let Some(origin) = origin {
+                req = req.header("origin", origin);
+            }
+            if let Some(body) = body {
+                req = req.body(body.clone());
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let answer: Value = resp.json().await.unwrap_or(Value::Null);
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (403, Some("cross_site")),
+                "{method} {path} from {site:?} {origin:?}: {answer}"
+            );
+        }
+    }
+    let after = (
+        hostile.log().await,
+        alice.providers().await,
+        alice.json("/api/events").await,
+    );
+    assert_eq!(before.0, after.0, "the attacker's server received nothing");
+    assert_eq!(
+        before.1, after.1,
+        "the connection and its token are as they were"
+    );
+    assert_eq!(before.2, after.2, "nothing happened to the person's grants");
+    // The app's own pages still can.
+    let resp = alice
+        .browser
+        .client()
+        .post(format!("{}/api/refresh", worker.origin))
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"urls": [resource], "force": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let token_requests = |log: &Value| log["token_requests"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        token_requests(&hostile.log().await),
+        token_requests(&before.0) + 1,
+        "a refresh from the app's own page reaches the server"
+    );
+    let (status, body) = alice.fetch(&format!("{resource}/items")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// An upstream answers a call with a 401 that copies the app's own
+/// `authorization_required` answer, with no challenge, so it is relayed:
+/// its body names `https://evil.example/login` as the `reauthorize_url`.
+/// The relayed answer is marked the upstream's (`Idp-Relayed: upstream`),
+/// which the app's own answer never is, and the app's page offers to
+/// authorize only from an unmarked answer, and only through the app's own
+/// login route on its origin (the browser test clicks through both). The
+/// app's own answer, for a resource never connected, names its login route
+/// on its origin, whatever the upstream said.
+#[tokio::test(flavor = "current_thread")]
+async fn an_upstream_401_cannot_plant_an_authorize_link() {
+    let hostile = Hostile::start();
+    let worker = Worker::start(&state_dir("planted-401"));
+    let alice = App::sign_in(&worker, "alice").await;
+    let call = |target: String| {
+        alice
+            .browser
+            .get(format!(
+                "{}/api/fetch?url={}",
+                worker.origin,
+                urlencode(&target)
+            ))
+            .send()
+    };
+    let planted = call(format!("{}/r/plant", hostile.origin)).await.unwrap();
+    assert_eq!(planted.status().as_u16(), 401);
+    assert_eq!(
+        planted
+            .headers()
+            .get("idp-relayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("upstream"),
+        "the upstream's 401 is marked as the upstream's: {:?}",
+        planted.headers()
+    );
+    let body: Value = planted.json().await.unwrap();
+    assert_eq!(
+        body["reauthorize_url"], "https://evil.example/login",
+        "as sent"
+    );
+
+    let fresh = format!("{}/r/fresh/items", hostile.origin);
+    let own = call(fresh.clone()).await.unwrap();
+    assert_eq!(own.status().as_u16(), 401);
+    assert!(
+        own.headers().get("idp-relayed").is_none(),
+        "the app's own answer is not marked: {:?}",
+        own.headers()
+    );
+    let body: Value = own.json().await.unwrap();
+    assert_eq!(body["error"], "authorization_required", "{body}");
+    let to = url::Url::parse(body["reauthorize_url"].as_str().unwrap()).unwrap();
+    assert_eq!(to.origin().ascii_serialization(), worker.origin, "{to}");
+    assert_eq!(to.path(), "/oauth/login", "{to}");
+    assert_eq!(params(to.as_str())["url"], fresh, "{to}");
+    // The page follows only its own login route, from unmarked answers.
+    let (_, page) = alice.get("/").await;
+    assert!(page.contains("!r.headers.has('idp-relayed')"), "{page}");
+    assert!(page.contains("x.origin === location.origin"), "{page}");
+}
+
+/// A JWT with `claims`, as an identity provider would sign it (the
+/// signature is not checked by the app, and here is none).
+fn jwt(claims: &Value) -> String {
+    use base64::Engine as _;
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+    };
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(&serde_json::json!({"alg": "ES256", "typ": "JWT"})),
+        b64(claims)
+    )
+}
+
+/// Enterprise-managed authorization binds the ID token it accepts to the
+/// signed-in person: in alice's session, an ID token whose subject is
+/// mallory (or that names nobody, or is no JWT) is refused with 403
+/// `id_token_not_yours` before anything is sent: the identity provider
+/// gets no token exchange, the resource no probe, and alice's connections
+/// are as they were. Her own ID token goes to the identity provider.
+#[tokio::test(flavor = "current_thread")]
+async fn an_id_token_of_someone_else_connects_nothing() {
+    let hostile = Hostile::start();
+    hostile
+        .configure(serde_json::json!({
+            "grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+        }))
+        .await;
+    let h = &hostile.origin;
+    let resource = format!("{h}/r/ent");
+    let enterprise_idp = serde_json::json!({
+        "issuer": h,
+        "token_endpoint": format!("{h}/token"),
+        "client_id": "app-at-the-idp",
+    })
+    .to_string();
+    let pre_registered = serde_json::json!([{
+        "issuer": h,
+        "client_id": "app-at-the-server",
+        "resources": [resource],
+    }])
+    .to_string();
+    let worker = Worker::start_with(
+        &state_dir("enterprise-bound"),
+        &[
+            ("IDP_ENTERPRISE_IDP", &enterprise_idp),
+            ("IDP_PRE_REGISTERED", &pre_registered),
+            ("IDP_BACKGROUND_REFRESH", "off"),
+        ],
+    );
+    let alice = App::sign_in(&worker, "alice").await;
+    let connect = |id_token: String| {
+        alice
+            .browser
+            .client()
+            .post(format!(
+                "{}/api/connect/enterprise?url={}",
+                worker.origin,
+                urlencode(&resource)
+            ))
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "id_token": id_token }).to_string())
+            .send()
+    };
+    let now = 2_000_000_000u64;
+    let mallorys = jwt(&serde_json::json!({"iss": h, "sub": "mallory", "exp": now}));
+    for token in [
+        mallorys,
+        jwt(&serde_json::json!({"iss": h, "exp": now})),
+        jwt(&serde_json::json!({"iss": h, "sub": "Alice", "exp": now})),
+        "not-a-jwt".to_owned(),
+    ] {
+        let resp = connect(token.clone()).await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 403, "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"], "id_token_not_yours", "{body}");
+        assert!(!text.contains(&token), "the token is not echoed: {text}");
+    }
+    let log = hostile.log().await;
+    assert_eq!(
+        log["requests"],
+        serde_json::json!([]),
+        "nothing was sent: {log}"
+    );
+    assert!(alice.providers().await.is_empty());
+
+    // Her own ID token reaches the identity provider (which refuses it
+    // here: nothing more is needed).
+    let alices = jwt(&serde_json::json!({"iss": h, "sub": "alice", "exp": now}));
+    let resp = connect(alices.clone()).await.unwrap();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_ne!(body["error"], "id_token_not_yours", "{body}");
+    let exchanges = hostile.log().await["token_requests"].clone();
+    assert!(
+        exchanges
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["subject_token"] == alices.as_str()),
+        "{exchanges}"
+    );
+}
+
 /// The example is safe to deploy as it stands: reached on a host that is
 /// not loopback (as a deployment is), it signs nobody in while the local
 /// development keys of `wrangler.toml` are in place, and says which to
@@ -1504,6 +1782,26 @@ async fn the_example_deployed_has_no_development_keys_or_passwordless_sign_in() 
         401,
         "a development-key session is nobody"
     );
+    // Signed in with the real key, a person on the deployment finds no
+    // password-less sign-in either (no switching to another user).
+    let real = session_cookie(&deployed, "alice").await;
+    let resp = client
+        .get(format!("{}/signin?user=mallory", deployed.origin))
+        .header("host", "app.example.com")
+        .header("cookie", &real)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404, "no password-less sign-in");
+    assert!(resp.headers().get("set-cookie").is_none());
+    let resp = client
+        .get(format!("{}/api/providers", deployed.origin))
+        .header("host", "app.example.com")
+        .header("cookie", &real)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "alice's session works there");
 }
 
 /// One user varies `scope` to make the app register again and again at a

@@ -2,7 +2,7 @@
 // driven by playwright-core; no browser download): sign in, connect an API
 // through the confirmation page, connect another from the app's own form in
 // one click, connect an MCP server and see its tools, see the rows, call the
-// API, remove a connection.
+// API, see that an upstream's answer plants no link, remove a connection.
 //
 // Usage: node tests/browser/app.mjs --app ORIGIN --api URL --api2 URL --shots DIR
 // Exits 0 when every step held; prints what failed otherwise.
@@ -88,6 +88,27 @@ try {
   await page.waitForFunction(() => document.getElementById('answer').textContent.startsWith('401'));
   const links = await page.locator('#answer a').count();
   check(links === 0 && (await page.title()) !== 'pwned', `no link from a javascript: URL (${links})`);
+
+  // Nor an "Authorize" link to another site, from a 401 that copies the
+  // app's own answer; the app's own answer links its login route.
+  await page.fill('#target', `${args.hostile}/r/plant`);
+  await page.click('#call button');
+  await page.waitForFunction(() => document.getElementById('answer').textContent.includes('evil.example'));
+  const planted = await page.locator('#answer a').count();
+  check(planted === 0, `no link from an upstream's planted answer (${planted})`);
+  // Not even one to the app's own login route (connecting what the upstream
+  // chose): the answer is marked as the upstream's.
+  const to = encodeURIComponent('/oauth/login?url=https://evil.example/planted');
+  await page.fill('#target', `${args.hostile}/r/plant?to=${to}`);
+  await page.click('#call button');
+  await page.waitForFunction(() => document.getElementById('answer').textContent.includes('planted'));
+  const same = await page.locator('#answer a').count();
+  check(same === 0, `no link from an upstream's answer naming the app's login route (${same})`);
+  await page.fill('#target', `${args.hostile}/r/fresh/items`);
+  await page.click('#call button');
+  await page.waitForSelector('#answer a');
+  const href = new URL(await page.locator('#answer a').getAttribute('href'));
+  check(href.origin === new URL(args.app).origin && href.pathname === '/oauth/login', `the app's own answer links its login route (${href})`);
 
   // Remove one connection.
   await row.locator('button:has-text("Remove")').click();

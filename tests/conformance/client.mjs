@@ -41,8 +41,9 @@ async function appFetch(path, init = {}) {
   return fetch(path.startsWith('http') ? path : `${app}${path}`, { ...init, headers, redirect: 'manual' });
 }
 
-async function signIn() {
-  const user = `conf-${scenario.replace(/[^A-Za-z0-9]/g, '-')}-${Date.now()}`.slice(0, 64);
+// Signs in as `as`, or as a fresh user of this scenario.
+async function signIn(as) {
+  const user = as ?? `conf-${scenario.replace(/[^A-Za-z0-9]/g, '-')}-${Date.now()}`.slice(0, 64);
   const resp = await fetch(`${app}/signin?user=${encodeURIComponent(user)}`, { redirect: 'manual' });
   const set = resp.headers.get('set-cookie') ?? '';
   cookie = set.split(';')[0];
@@ -300,7 +301,10 @@ try {
     app = await startOwnApp(await issuerOf(serverUrl), {}, vars);
     log('own app with the pre-registered client at', app);
   }
-  await signIn();
+  // The app takes an ID token only from the person it names (its `sub` is
+  // the signed-in user id): sign in as the scenario's person.
+  const subject = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString()).sub;
+  await signIn(enterprise ? subject(context.idp_id_token) : undefined);
   if (enterprise) {
     const resp = await appFetch(`/api/connect/enterprise?url=${encodeURIComponent(serverUrl)}`, {
       method: 'POST',

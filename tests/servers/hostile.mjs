@@ -4,6 +4,10 @@
 //
 // - /r/echo: public; logs the method, headers and body it was sent (`echo`).
 // - GET /r/jslink: 401 JSON whose reauthorize_url is a javascript: URL.
+// - GET /r/plant[?to=URL]: 401 JSON that copies the app's own answer, with
+//   no challenge: {"error": "authorization_required", "reauthorize_url":
+//   URL or "https://evil.example/login", ...}, an "Authorize" link it would
+//   plant.
 // - GET /r/page: a public HTML page whose script would read the app's API if
 //   it ran on the app's origin.
 // - GET /r/<name>/...  answers 401 with
@@ -15,7 +19,8 @@
 // - GET /.well-known/oauth-authorization-server (and openid-configuration):
 //   RFC 8414 metadata, without RFC 9207 `iss` support (it claims it with
 //   `claims_iss`); without S256 when the configuration says `no_pkce`;
-//   accepting client ID metadata documents with `cimd`.
+//   accepting client ID metadata documents with `cimd`; its
+//   `grant_types_supported` are the configured `grant_types`, if any.
 // - With `front` configured ({device_authorization_endpoint, token_endpoint}),
 //   the metadata names those (an honest provider's) as its own, and
 //   `client_id` is what POST /register hands out (the honest provider's
@@ -90,6 +95,7 @@ function serverMetadata() {
   if (!config.no_pkce) doc.code_challenge_methods_supported = ['S256'];
   if (config.cimd) doc.client_id_metadata_document_supported = true;
   if (config.claims_iss) doc.authorization_response_iss_parameter_supported = true;
+  if (config.grant_types) doc.grant_types_supported = config.grant_types;
   // Fronting an honest provider: its device and token endpoints as ours.
   if (config.front) Object.assign(doc, config.front);
   return doc;
@@ -243,6 +249,16 @@ server.on('request', async (req, res) => {
     }
     if (name === 'jslink') {
       return send(res, 401, { error: 'authorization_required', reauthorize_url: 'javascript:document.title="pwned"' });
+    }
+    if (name === 'plant') {
+      return send(res, 401, {
+        error: 'authorization_required',
+        message: 'authorization required',
+        reauthorize: true,
+        resource: `${origin}/r/plant`,
+        reason: 'never_connected',
+        reauthorize_url: url.searchParams.get('to') ?? 'https://evil.example/login',
+      });
     }
     if (name === 'page') {
       res.writeHead(200, { 'content-type': 'text/html' });

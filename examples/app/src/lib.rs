@@ -5,6 +5,15 @@
 //! - `GET /signin?user=<id>` signs in as `<id>` with no password (a demo
 //!   stand-in for a real sign-in): it sets a signed session cookie
 //!   ([`idp::workers::Session`], key `IDP_SESSION_KEY`) and redirects to `/`.
+//!   It exists only on loopback (404 elsewhere, signed in or not).
+//! - A signed-in person's routes are one table, `Route::of`: each is
+//!   `Reads` or `Acts`. A route that acts with the person's credentials or
+//!   changes what is kept for them (`/api/fetch`, `/api/forward`,
+//!   `/api/mcp`, `/api/background-fetch`, `POST /api/refresh`,
+//!   `POST /api/reencrypt`, `DELETE /api/providers`,
+//!   `POST /api/connect/enterprise`, `/api/device`) answers the app's
+//!   own pages only: a request the browser says another site made is
+//!   refused, 403 `{"error": "cross_site", "message"}`, before it runs.
 //! - `GET /` the page: providers, connect form, refresh and remove, a call box.
 //! - `GET /oauth/login?url=<resource>[&scope=]`, `GET /oauth/callback`: the SDK.
 //! - `GET /api/providers[?limit=N[&after=<resource>]]` (all, or one page
@@ -12,10 +21,17 @@
 //!   `DELETE /api/providers?url=<resource>`.
 //! - `GET /api/fetch?url=<url>`: calls the URL with the user's credentials and
 //!   answers with the upstream status and body, or 401
-//!   `{"error":"authorization_required","reauthorize_url",...}`. The body is
+//!   `{"error":"authorization_required","reauthorize_url",...}` (the app's
+//!   own: `reauthorize_url` is its login route, on its origin). An answer
+//!   relayed from the upstream carries `Idp-Relayed: upstream`, so an
+//!   upstream's own 401 body, whatever it says, is never taken for the
+//!   app's (its page offers to authorize only from an answer without it,
+//!   and only through its own login route). The body is
 //!   streamed through [`idp::workers::relay`]: at most `IDP_RELAY_MAX_BYTES`
-//!   (16 MiB by default), after which the answer ends with a stream error
-//!   (an incomplete body) and the upstream request is cancelled.
+//!   (16 MiB by default), after which its stream ends with an error (which
+//!   workerd closes as if the body were whole) and the upstream request is
+//!   cancelled; an answer that declares more is refused, 502
+//!   `invalid_response`.
 //! - `POST /api/mcp?url=<MCP server>`: sends one JSON-RPC message (the body)
 //!   to the MCP server over Streamable HTTP as the user and answers the
 //!   JSON-RPC response as JSON (read from JSON or an event stream), 202 for a
@@ -27,6 +43,11 @@
 //! - `ANY /api/forward?url=<url>`: forwards this request (method, body and
 //!   headers, but never the caller's cookies or credentials) to the URL with
 //!   the user's credentials, answering like `/api/fetch` (the same cap).
+//! - `POST /api/connect/enterprise?url=<resource>[&scope=]` with
+//!   `{"id_token": "..."}`: connects with enterprise-managed authorization
+//!   (`IDP_ENTERPRISE_IDP`), with the person's ID token, which must be
+//!   theirs: its `sub` must be the signed-in user id (403
+//!   `id_token_not_yours` otherwise, before anything is sent).
 //! - `POST /api/device?url=<resource>[&scope=]`: connects with no browser
 //!   callback (RFC 8628): answers the device login (`id`, `issuer` (show
 //!   its origin beside the code, so the person sees whose code it is), `user_code`,
@@ -185,17 +206,7 @@ impl IdpWorker for ExampleApp {
             };
         }
         if url.path() == "/signin" {
-            // Password-less sign-in is a stand-in for local development: a
-            // deployment puts real sign-in in front (Cloudflare Access, or
-            // the app's own) and reads the user from it in `user_id`.
-            if !on_loopback(&req) {
-                return json_error(
-                    404,
-                    "not_found",
-                    "password-less sign-in exists only on loopback: put real sign-in in front of the app",
-                );
-            }
-            return sign_in(&url, env);
+            return sign_in(&req, &url, env);
         }
         if url.path().starts_with("/api/") {
             return json_error(401, "not_signed_in", "sign in first: GET /signin?user=<id>");
@@ -210,7 +221,7 @@ impl IdpWorker for ExampleApp {
     ) -> Result<Response, idp::workers::Error> {
         let url = req.url()?;
         if url.path() == "/signin" {
-            return Ok(sign_in(&url, cx.env)?);
+            return Ok(sign_in(&req, &url, cx.env)?);
         }
         route(req, &cx, &url).await
     }
@@ -306,7 +317,7 @@ async fn as_app(
             };
             Ok(Response::from_json(&provider)?)
         }
-        "/admin/app/fetch" => idp::workers::relay(app.fetch().get(&target).await?, config),
+        "/admin/app/fetch" => relayed(app.fetch().get(&target).await?, config),
         "/admin/app/mcp" => {
             let mcp = McpClient::new(app.fetch(), &target);
             mcp_exchange(req, mcp, None).await
@@ -378,7 +389,18 @@ fn valid_user(id: &str) -> bool {
 /// How long a demo session lasts: 8 hours.
 const SESSION_SECS: u64 = 8 * 3600;
 
-fn sign_in(url: &url::Url, env: &Env) -> idp::worker::Result<Response> {
+/// `GET /signin?user=<id>`, signed in or not. Password-less sign-in is a
+/// stand-in for local development: it exists only on loopback, and a
+/// deployment puts real sign-in in front (Cloudflare Access, or the app's
+/// own) and reads the user from it in `user_id`.
+fn sign_in(req: &Request, url: &url::Url, env: &Env) -> idp::worker::Result<Response> {
+    if !on_loopback(req) {
+        return json_error(
+            404,
+            "not_found",
+            "password-less sign-in exists only on loopback: put real sign-in in front of the app",
+        );
+    }
     let user = query(url, "user").unwrap_or_default();
     if user.is_empty() {
         return Response::from_html(page::signed_out());
@@ -401,6 +423,208 @@ fn sign_in(url: &url::Url, env: &Env) -> idp::worker::Result<Response> {
     Ok(resp)
 }
 
+/// What a route answers with.
+type Answer = Result<Response, idp::workers::Error>;
+
+/// Whether a route may answer a request another site made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Shows the person what they have (the page, a list): answers any
+    /// request that carries their session.
+    Reads,
+    /// Acts with the person's credentials (sends a request as them) or
+    /// changes what is kept for them: answers the app's own pages only. A
+    /// request the browser says another site made
+    /// ([`Handler::is_cross_site`]) is refused with 403 `cross_site`
+    /// before the route runs, so a link, form or script elsewhere makes
+    /// the Worker send nothing and change nothing.
+    Acts,
+}
+
+/// A signed-in person's routes: [`Route::of`] is their one list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Home,
+    Providers,
+    Remove,
+    Events,
+    Refresh,
+    Reencrypt,
+    ConnectEnterprise,
+    StartDevice,
+    DeviceLogin,
+    Fetch,
+    BackgroundFetch,
+    Mcp,
+    Forward,
+    #[cfg(feature = "bench")]
+    PlainFetch,
+    #[cfg(feature = "bench")]
+    DebugCalls,
+    #[cfg(feature = "bench")]
+    DebugSeed,
+    #[cfg(feature = "bench")]
+    DebugFind,
+}
+
+impl Route {
+    /// Every route of a signed-in person, one line each: its method and
+    /// path, and its [`Class`]. A request reaches a route only through this
+    /// table (a route missing here is never built, which the compiler
+    /// reports), so a route cannot be added without saying whether it acts
+    /// for the person; the dispatcher, [`route`], holds each to its class.
+    fn of(method: &Method, path: &str) -> Option<(Route, Class)> {
+        use Class::{Acts, Reads};
+        Some(match (method, path) {
+            (Method::Get, "/") => (Route::Home, Reads),
+            (Method::Get, "/api/providers") => (Route::Providers, Reads),
+            (Method::Delete, "/api/providers") => (Route::Remove, Acts),
+            (Method::Get, "/api/events") => (Route::Events, Reads),
+            (Method::Post, "/api/refresh") => (Route::Refresh, Acts),
+            (Method::Post, "/api/reencrypt") => (Route::Reencrypt, Acts),
+            (Method::Post, "/api/connect/enterprise") => (Route::ConnectEnterprise, Acts),
+            (Method::Post, "/api/device") => (Route::StartDevice, Acts),
+            // Polls the server when due (and stores what it grants).
+            (Method::Get, "/api/device") => (Route::DeviceLogin, Acts),
+            (Method::Get, "/api/fetch") => (Route::Fetch, Acts),
+            (Method::Get, "/api/background-fetch") => (Route::BackgroundFetch, Acts),
+            (Method::Post, "/api/mcp") => (Route::Mcp, Acts),
+            (_, "/api/forward") => (Route::Forward, Acts),
+            #[cfg(feature = "bench")]
+            (Method::Get, "/api/plain-fetch") => (Route::PlainFetch, Acts),
+            #[cfg(feature = "bench")]
+            (Method::Get, "/api/debug/calls") => (Route::DebugCalls, Reads),
+            #[cfg(feature = "bench")]
+            (Method::Post, "/api/debug/seed") => (Route::DebugSeed, Acts),
+            #[cfg(feature = "bench")]
+            (Method::Get, "/api/debug/find") => (Route::DebugFind, Reads),
+            _ => return None,
+        })
+    }
+
+    /// Runs the route's function.
+    async fn run(self, c: Call<'_>) -> Answer {
+        match self {
+            Route::Home => home(c).await,
+            Route::Providers => providers(c).await,
+            Route::Remove => remove(c).await,
+            Route::Events => events(c).await,
+            Route::Refresh => refresh(c).await,
+            Route::Reencrypt => reencrypt(c).await,
+            Route::ConnectEnterprise => connect_enterprise(c).await,
+            Route::StartDevice => start_device(c).await,
+            Route::DeviceLogin => device_login(c).await,
+            Route::Fetch => fetch(c).await,
+            Route::BackgroundFetch => background_fetch(c).await,
+            Route::Mcp => mcp(c).await,
+            Route::Forward => forward(c).await,
+            #[cfg(feature = "bench")]
+            Route::PlainFetch => plain_fetch(c).await,
+            #[cfg(feature = "bench")]
+            Route::DebugCalls => debug_calls(c).await,
+            #[cfg(feature = "bench")]
+            Route::DebugSeed => debug_seed(c).await,
+            #[cfg(feature = "bench")]
+            Route::DebugFind => debug_find(c).await,
+        }
+    }
+}
+
+/// A signed-in person's request, as a route answers it.
+struct Call<'a> {
+    req: Request,
+    url: &'a url::Url,
+    cx: &'a AppContext<'a>,
+    /// The person, or their account `?account=<label>`.
+    handler: &'a Handler,
+    /// Authorized requests as `handler`.
+    fetch: idp::workers::AuthedFetch<'a>,
+}
+
+/// Serves a signed-in person's request: finds its route in [`Route::of`],
+/// refuses another site's request to a route that [`Class::Acts`], then
+/// runs the route.
+async fn route(req: Request, cx: &AppContext<'_>, url: &url::Url) -> Answer {
+    let Some((route, class)) = Route::of(&req.method(), url.path()) else {
+        return Ok(json_error(404, "not_found", "no such route")?);
+    };
+    // `?account=<label>`: the same routes as the user's account `label`
+    // (a second account at an API already connected).
+    let account = match query(url, "account") {
+        Some(label) => Some(cx.idp.account(&label)?),
+        None => None,
+    };
+    let handler: &Handler = account.as_ref().unwrap_or(cx.idp);
+    if class == Class::Acts && handler.is_cross_site(&req) {
+        return Ok(json_error(
+            403,
+            "cross_site",
+            "this route acts with your credentials or changes your connections, and answers only this app's own pages",
+        )?);
+    }
+    let fetch = match &account {
+        Some(h) => h.fetcher(),
+        None => cx.fetch,
+    };
+    let call = Call {
+        req,
+        url,
+        cx,
+        handler,
+        fetch,
+    };
+    route.run(call).await
+}
+
+/// The header that marks an answer relayed from an upstream: its status
+/// and body are the upstream's, never the app's own. An
+/// `authorization_required` in such a body is what the upstream said, not
+/// the app: its page offers to authorize only from an answer without it.
+const RELAYED: &str = "idp-relayed";
+
+/// `upstream`'s answer passed on ([`idp::workers::relay`]: streamed, cut
+/// at the relay cap, inert), marked [`RELAYED`].
+fn relayed(upstream: Response, config: &Config) -> Answer {
+    let mut resp = idp::workers::relay(upstream, config)?;
+    resp.headers_mut().set(RELAYED, "upstream")?;
+    Ok(resp)
+}
+
+/// `GET /`: the page.
+async fn home(c: Call<'_>) -> Answer {
+    Ok(Response::from_html(page::home(
+        c.cx.user_id,
+        c.handler.config(),
+    ))?)
+}
+
+/// `GET /api/providers[?limit=N[&after=<resource>]]`: all, or one page
+/// `{"providers", "next"}`.
+async fn providers(c: Call<'_>) -> Answer {
+    let Some(limit) = query(c.url, "limit") else {
+        return Ok(Response::from_json(&c.handler.providers().await?)?);
+    };
+    let Ok(limit) = limit.parse::<u32>() else {
+        return Ok(json_error(400, "invalid_limit", "limit is a number")?);
+    };
+    let after = query(c.url, "after");
+    let page = c.handler.providers_page(after.as_deref(), limit).await?;
+    Ok(Response::from_json(&page)?)
+}
+
+/// `DELETE /api/providers?url=<resource>`.
+async fn remove(c: Call<'_>) -> Answer {
+    let Some(resource) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
+    };
+    Ok(Response::from_json(&c.handler.remove(&resource).await?)?)
+}
+
+/// `GET /api/events`.
+async fn events(c: Call<'_>) -> Answer {
+    Ok(Response::from_json(&c.handler.events().await?)?)
+}
+
 #[derive(Deserialize)]
 struct RefreshBody {
     urls: Vec<String>,
@@ -409,203 +633,220 @@ struct RefreshBody {
     force: bool,
 }
 
-async fn route(
-    mut req: Request,
-    cx: &AppContext<'_>,
-    url: &url::Url,
-) -> Result<Response, idp::workers::Error> {
-    // `?account=<label>`: the same routes as the user's account `label`
-    // (a second account at an API already connected).
-    let account = match query(url, "account") {
-        Some(label) => Some(cx.idp.account(&label)?),
-        None => None,
+/// `POST /api/refresh {"urls": [...], "force": false}`.
+async fn refresh(mut c: Call<'_>) -> Answer {
+    let Some(body) = read_json::<RefreshBody>(&mut c.req).await else {
+        return Ok(json_error(
+            400,
+            "invalid_body",
+            r#"expected {"urls": ["..."]}"#,
+        )?);
     };
-    let handler: &Handler = account.as_ref().unwrap_or(cx.idp);
-    let fetch = match &account {
-        Some(h) => h.fetcher(),
-        None => cx.fetch,
+    let outcomes = if body.force {
+        c.handler.refresh_now(&body.urls).await?
+    } else {
+        c.handler.refresh(&body.urls).await?
     };
-    // Routes that send requests with the person's credentials answer only
-    // the app's own pages: a link or form on another site must not make the
-    // Worker send the person's token anywhere.
-    let credentialed = matches!(
-        url.path(),
-        "/api/fetch"
-            | "/api/forward"
-            | "/api/mcp"
-            | "/api/background-fetch"
-            | "/api/connect/enterprise"
-            | "/api/device"
-    );
-    if credentialed && handler.is_cross_site(&req) {
+    Ok(Response::from_json(&outcomes)?)
+}
+
+/// `POST /api/reencrypt`.
+async fn reencrypt(c: Call<'_>) -> Answer {
+    Ok(Response::from_json(&c.handler.reencrypt().await?)?)
+}
+
+/// `POST /api/connect/enterprise?url=<resource>[&scope=]` with
+/// `{"id_token": "..."}`: enterprise-managed authorization, with the
+/// person's ID token from the enterprise's identity provider. A real app
+/// takes it from its own sign-in rather than from the page.
+///
+/// The ID token must be the signed-in person's: its `sub` must be their
+/// user id (this example signs people in under the identity provider's
+/// subject; an app that keys its users otherwise compares the claim it
+/// maps to its ids, `email` say). Otherwise 403 `id_token_not_yours`,
+/// before anything is sent, so nobody attaches another person's identity
+/// to this person's connections. The payload is read without checking the
+/// signature: the app does not hold the identity provider's keys. The
+/// identity provider checks the signature when it exchanges the token, so
+/// a forged token gets nothing there; this check binds whatever it
+/// accepts to the signed-in user.
+async fn connect_enterprise(mut c: Call<'_>) -> Answer {
+    let Some(resource) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
+    };
+    let body: serde_json::Value = read_json(&mut c.req).await.unwrap_or_default();
+    let Some(id_token) = body["id_token"].as_str() else {
+        return Ok(json_error(
+            400,
+            "invalid_body",
+            r#"expected {"id_token": "..."}"#,
+        )?);
+    };
+    if jwt_subject(id_token).as_deref() != Some(c.cx.user_id) {
         return Ok(json_error(
             403,
-            "cross_site",
-            "this route acts with your credentials and answers only this app's own pages",
+            "id_token_not_yours",
+            "the ID token is not the signed-in user's: its subject (sub) must be your user id",
         )?);
     }
-    let resp = match (req.method(), url.path()) {
-        (Method::Get, "/") => Response::from_html(page::home(cx.user_id, handler.config()))?,
-        (Method::Get, "/api/providers") => match query(url, "limit") {
-            // `?limit=N[&after=<resource>]`: one page, `{"providers", "next"}`.
-            Some(limit) => {
-                let Ok(limit) = limit.parse::<u32>() else {
-                    return Ok(json_error(400, "invalid_limit", "limit is a number")?);
-                };
-                let after = query(url, "after");
-                Response::from_json(&handler.providers_page(after.as_deref(), limit).await?)?
-            }
-            None => Response::from_json(&handler.providers().await?)?,
-        },
-        (Method::Get, "/api/events") => Response::from_json(&handler.events().await?)?,
-        (Method::Post, "/api/reencrypt") => Response::from_json(&handler.reencrypt().await?)?,
-        (Method::Post, "/api/refresh") => {
-            let Some(body) = read_json::<RefreshBody>(&mut req).await else {
-                return Ok(json_error(
-                    400,
-                    "invalid_body",
-                    r#"expected {"urls": ["..."]}"#,
-                )?);
-            };
-            let outcomes = if body.force {
-                handler.refresh_now(&body.urls).await?
-            } else {
-                handler.refresh(&body.urls).await?
-            };
-            Response::from_json(&outcomes)?
-        }
-        // Enterprise-managed authorization: `{"id_token": "..."}`, the
-        // person's ID token from the enterprise's identity provider. A real
-        // app takes it from its own sign-in rather than from the page.
-        (Method::Post, "/api/connect/enterprise") => {
-            let Some(resource) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
-            };
-            let body: serde_json::Value = read_json(&mut req).await.unwrap_or_default();
-            let Some(id_token) = body["id_token"].as_str() else {
-                return Ok(json_error(
-                    400,
-                    "invalid_body",
-                    r#"expected {"id_token": "..."}"#,
-                )?);
-            };
-            let scope = query(url, "scope");
-            let provider = handler
-                .connect_enterprise(&resource, id_token, scope.as_deref())
-                .await?;
-            Response::from_json(&provider)?
-        }
-        // A login with no browser callback (RFC 8628): the person enters
-        // the code on another device while the user's object polls.
-        (Method::Post, "/api/device") => {
-            let Some(resource) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
-            };
-            let scope = query(url, "scope");
-            match handler
-                .start_device_login(&resource, scope.as_deref())
-                .await?
-            {
-                DeviceConnect::Waiting(login) => Response::from_json(&login)?,
-                DeviceConnect::Public(provider) => Response::from_json(&provider)?,
-            }
-        }
-        (Method::Get, "/api/device") => {
-            let Some(id) = query(url, "id") else {
-                return Ok(json_error(400, "missing_id", "give ?id=<device login>")?);
-            };
-            Response::from_json(&handler.device_login(&id).await?)?
-        }
-        (Method::Delete, "/api/providers") => {
-            let Some(resource) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
-            };
-            Response::from_json(&handler.remove(&resource).await?)?
-        }
-        (Method::Get, "/api/fetch") => {
-            let Some(target) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
-            };
-            idp::workers::relay(fetch.get(&target).await?, handler.config())?
-        }
-        (Method::Get, "/api/background-fetch") => {
-            // What a cron trigger or queue consumer does for a user
-            // (`idp::workers::Background`), reached here for the tests.
-            let Some(target) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
-            };
-            let as_user = idp::workers::Background::new(cx.env, cx.user_id)?;
-            idp::workers::relay(as_user.fetch().get(&target).await?, handler.config())?
-        }
-        (Method::Post, "/api/mcp") => {
-            let Some(target) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<MCP server>")?);
-            };
-            mcp_relay(req, handler, fetch, target).await?
-        }
-        (_, "/api/forward") => {
-            let Some(target) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
-            };
-            let out = idp::workers::OutgoingRequest::forward(req, target).await?;
-            idp::workers::relay(fetch.send(out).await?, handler.config())?
-        }
-        #[cfg(feature = "bench")]
-        (Method::Get, "/api/plain-fetch") if bench_routes(cx.env) => {
-            let Some(target) = query(url, "url") else {
-                return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
-            };
-            let target = url::Url::parse(&target).map_err(|e| idp::Error::InvalidUrl {
-                input: target.clone(),
-                reason: e.to_string(),
-            })?;
-            let upstream = idp::worker::Fetch::Url(target).send().await?;
-            idp::workers::relay(upstream, handler.config())?
-        }
-        #[cfg(feature = "bench")]
-        (_, path) if path.starts_with("/api/debug/") && bench_routes(cx.env) => {
-            debug(req, cx, url).await?
-        }
-        _ => json_error(404, "not_found", "no such route")?,
+    let scope = query(c.url, "scope");
+    let provider = c
+        .handler
+        .connect_enterprise(&resource, id_token, scope.as_deref())
+        .await?;
+    Ok(Response::from_json(&provider)?)
+}
+
+/// The `sub` claim of a JWT (a JWS in compact form), read without
+/// checking its signature; `None` for anything else.
+fn jwt_subject(jwt: &str) -> Option<String> {
+    use base64::Engine as _;
+    let mut parts = jwt.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
     };
-    Ok(resp)
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["sub"].as_str().map(str::to_owned)
+}
+
+/// `POST /api/device?url=<resource>[&scope=]`: a login with no browser
+/// callback (RFC 8628): the person enters the code on another device
+/// while the user's object polls.
+async fn start_device(c: Call<'_>) -> Answer {
+    let Some(resource) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<resource>")?);
+    };
+    let scope = query(c.url, "scope");
+    Ok(
+        match c
+            .handler
+            .start_device_login(&resource, scope.as_deref())
+            .await?
+        {
+            DeviceConnect::Waiting(login) => Response::from_json(&login)?,
+            DeviceConnect::Public(provider) => Response::from_json(&provider)?,
+        },
+    )
+}
+
+/// `GET /api/device?id=`: where a device login stands.
+async fn device_login(c: Call<'_>) -> Answer {
+    let Some(id) = query(c.url, "id") else {
+        return Ok(json_error(400, "missing_id", "give ?id=<device login>")?);
+    };
+    Ok(Response::from_json(&c.handler.device_login(&id).await?)?)
+}
+
+/// `GET /api/fetch?url=<url>`: the URL called as the user, relayed.
+async fn fetch(c: Call<'_>) -> Answer {
+    let Some(target) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+    };
+    relayed(c.fetch.get(&target).await?, c.handler.config())
+}
+
+/// `GET /api/background-fetch?url=<url>`: what a cron trigger or queue
+/// consumer does for a user (`idp::workers::Background`), reached here
+/// for the tests.
+async fn background_fetch(c: Call<'_>) -> Answer {
+    let Some(target) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+    };
+    let as_user = idp::workers::Background::new(c.cx.env, c.cx.user_id)?;
+    relayed(as_user.fetch().get(&target).await?, c.handler.config())
+}
+
+/// `POST /api/mcp?url=<MCP server>`.
+async fn mcp(c: Call<'_>) -> Answer {
+    let Some(target) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<MCP server>")?);
+    };
+    mcp_relay(c.req, c.handler, c.fetch, target).await
+}
+
+/// `ANY /api/forward?url=<url>`: this request forwarded as the user.
+async fn forward(c: Call<'_>) -> Answer {
+    let Some(target) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+    };
+    let out = idp::workers::OutgoingRequest::forward(c.req, target).await?;
+    relayed(c.fetch.send(out).await?, c.handler.config())
 }
 
 /// Whether the benchmark's routes are on: built with feature `bench` and
 /// `IDP_BENCH_ROUTES=true`, both set only by the benchmark command.
 #[cfg(feature = "bench")]
-fn bench_routes(env: &Env) -> bool {
-    env.var("IDP_BENCH_ROUTES")
+fn bench_routes(env: &Env) -> Result<(), Answer> {
+    if env
+        .var("IDP_BENCH_ROUTES")
         .is_ok_and(|v| v.to_string() == "true")
+    {
+        return Ok(());
+    }
+    Err(json_error(404, "not_found", "no such route").map_err(idp::workers::Error::from))
 }
 
-/// The benchmark's routes: the object's call counter, seeding providers, and
-/// the longest-prefix lookup alone.
+/// `GET /api/plain-fetch?url=`: the same call with no credentials lookup
+/// and no address policy (the benchmark's baseline).
 #[cfg(feature = "bench")]
-async fn debug(
-    mut req: Request,
-    cx: &AppContext<'_>,
-    url: &url::Url,
-) -> Result<Response, idp::workers::Error> {
-    let stub = cx.idp.stub();
-    Ok(match (req.method(), url.path()) {
-        (Method::Get, "/api/debug/calls") => Response::from_json(&stub.stats().await?)?,
-        (Method::Post, "/api/debug/seed") => {
-            let Some(providers) = read_json::<Vec<idp::store::Provider>>(&mut req).await else {
-                return Ok(json_error(
-                    400,
-                    "invalid_body",
-                    "expected a list of providers",
-                )?);
-            };
-            Response::from_json(&stub.seed(providers).await?)?
-        }
-        (Method::Get, "/api/debug/find") => {
-            let target = query(url, "url").unwrap_or_default();
-            Response::from_json(&stub.find_provider(&target).await?)?
-        }
-        _ => json_error(404, "not_found", "no such route")?,
-    })
+async fn plain_fetch(c: Call<'_>) -> Answer {
+    if let Err(answer) = bench_routes(c.cx.env) {
+        return answer;
+    }
+    let Some(target) = query(c.url, "url") else {
+        return Ok(json_error(400, "missing_url", "give ?url=<url>")?);
+    };
+    let target = url::Url::parse(&target).map_err(|e| idp::Error::InvalidUrl {
+        input: target.clone(),
+        reason: e.to_string(),
+    })?;
+    let upstream = idp::worker::Fetch::Url(target).send().await?;
+    relayed(upstream, c.handler.config())
+}
+
+/// `GET /api/debug/calls`: the object's call counter (the benchmark's).
+#[cfg(feature = "bench")]
+async fn debug_calls(c: Call<'_>) -> Answer {
+    if let Err(answer) = bench_routes(c.cx.env) {
+        return answer;
+    }
+    Ok(Response::from_json(&c.cx.idp.stub().stats().await?)?)
+}
+
+/// `POST /api/debug/seed`: seeds providers (the benchmark's).
+#[cfg(feature = "bench")]
+async fn debug_seed(mut c: Call<'_>) -> Answer {
+    if let Err(answer) = bench_routes(c.cx.env) {
+        return answer;
+    }
+    let Some(providers) = read_json::<Vec<idp::store::Provider>>(&mut c.req).await else {
+        return Ok(json_error(
+            400,
+            "invalid_body",
+            "expected a list of providers",
+        )?);
+    };
+    Ok(Response::from_json(
+        &c.cx.idp.stub().seed(providers).await?,
+    )?)
+}
+
+/// `GET /api/debug/find?url=`: the longest-prefix lookup alone (the
+/// benchmark's).
+#[cfg(feature = "bench")]
+async fn debug_find(c: Call<'_>) -> Answer {
+    if let Err(answer) = bench_routes(c.cx.env) {
+        return answer;
+    }
+    let target = query(c.url, "url").unwrap_or_default();
+    Ok(Response::from_json(
+        &c.cx.idp.stub().find_provider(&target).await?,
+    )?)
 }
 
 /// `POST /api/mcp`: one JSON-RPC message to an MCP server, as the user,

@@ -33,8 +33,10 @@ pub fn home(user: &str, config: &Config) -> String {
 <pre id="answer"></pre>
 <script>
 const $ = (id) => document.getElementById(id);
-// Links built from server data: only http(s) URLs (never javascript: or data:).
-function safeUrl(u) {{ try {{ const x = new URL(u, location.href); return (x.protocol === 'https:' || x.protocol === 'http:') ? x.href : null; }} catch (_) {{ return null; }} }}
+// The only place a button built from server data may send the person: the
+// app's own login route on this origin (never another site, javascript: or data:).
+const LOGIN = {login_js};
+function ownLogin(u) {{ try {{ const x = new URL(u, location.href); return (x.origin === location.origin && x.pathname === LOGIN) ? x.href : null; }} catch (_) {{ return null; }} }}
 function cell(row, text) {{ const td = row.insertCell(); td.textContent = text; return td; }}
 function button(td, label, onclick) {{ const b = document.createElement('button'); b.textContent = label; b.onclick = onclick; td.append(b, ' '); }}
 async function load() {{
@@ -51,7 +53,7 @@ async function load() {{
     const actions = cell(row, '');
     button(actions, 'Use', () => {{ $('target').value = p.resource_url; $('as').value = p.account || ''; }});
     button(actions, 'Refresh', async () => {{ await fetch('/api/refresh' + (acct ? '?' + acct : ''), {{method: 'POST', headers: {{'content-type': 'application/json'}}, body: JSON.stringify({{urls: [p.resource_url]}})}}); load(); }});
-    button(actions, 'Reconnect', () => {{ const u = safeUrl(p.reauthorize_url); if (u) location.href = u; }});
+    button(actions, 'Reconnect', () => {{ const u = ownLogin(p.reauthorize_url); if (u) location.href = u; }});
     button(actions, 'Remove', async () => {{ await fetch('/api/providers?url=' + encodeURIComponent(p.resource_url) + (acct ? '&' + acct : ''), {{method: 'DELETE'}}); load(); }});
   }}
   const events = await (await fetch('/api/events')).json();
@@ -68,13 +70,25 @@ $('call').onsubmit = async (e) => {{
   const r = await fetch('/api/fetch?url=' + encodeURIComponent($('target').value) + (as ? '&account=' + encodeURIComponent(as) : ''));
   const text = await r.text();
   $('answer').textContent = r.status + '\n' + text;
-  try {{ const j = JSON.parse(text); const u = safeUrl(j.reauthorize_url); if (r.status === 401 && j.error === 'authorization_required' && u) {{
+  // Only the app's own answer may offer to authorize: one relayed from the
+  // upstream (Idp-Relayed) is the upstream's, whatever its body says.
+  const own = !r.headers.has('idp-relayed');
+  try {{ const j = JSON.parse(text); const u = ownLogin(j.reauthorize_url); if (own && r.status === 401 && j.error === 'authorization_required' && u) {{
     const a = document.createElement('a'); a.href = u; a.textContent = 'Authorize'; $('answer').append('\n', a);
   }} }} catch (_) {{}}
 }};
 load();
 </script></body></html>"#,
         user = escape(user),
+        login_js = script_string(&login),
         login = escape(&login),
     )
+}
+
+/// `text` as a JavaScript string literal inside a `<script>` element: JSON,
+/// with `<` escaped so it cannot close the element.
+fn script_string(text: &str) -> String {
+    serde_json::to_string(text)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
 }

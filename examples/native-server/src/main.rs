@@ -13,15 +13,19 @@
 //! the app: replicas behind one load balancer share it, so a login's
 //! callback may reach any of them.
 //!
-//! Routes: `GET /signin?user=` (a demo sign-in: a signed cookie),
-//! `GET /oauth/login?url=&account=`, `GET /oauth/callback/{id}`,
+//! Routes: `GET /signin?user=` (a demo sign-in: a signed cookie, only on
+//! loopback), `GET /oauth/login?url=&account=`, `GET /oauth/callback/{id}`,
 //! `GET /api/call?url=`, `POST /api/mcp?url=&tool=`, `GET /api/providers`,
 //! `DELETE /api/providers?url=`, and `/` (what the user has connected).
+//! The routes that act with the user's credentials or change their
+//! connections (login, call, MCP, removal) sit behind one layer,
+//! [`own_pages_only`]: a request another site made gets 403 `cross_site`.
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use idp::flow::{LoginStart, Settings};
 use idp::native::{NativeIdp, PostgresStore};
@@ -101,14 +105,21 @@ async fn main() {
             .await
     });
 
+    // The routes that act with the user's credentials or change their
+    // connections answer the app's own pages only: one layer over all of
+    // them, so a route added here gets it.
+    let acting = Router::new()
+        .route("/oauth/login", get(login))
+        .route("/api/call", get(call))
+        .route("/api/mcp", post(mcp))
+        .route("/api/providers", delete(remove))
+        .route_layer(from_fn_with_state(app.clone(), own_pages_only));
     let routes = Router::new()
         .route("/", get(home))
         .route("/signin", get(sign_in))
-        .route("/oauth/login", get(login))
         .route("/oauth/callback/{id}", get(callback))
-        .route("/api/call", get(call))
-        .route("/api/mcp", axum::routing::post(mcp))
-        .route("/api/providers", get(providers).delete(remove))
+        .route("/api/providers", get(providers))
+        .merge(acting)
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -152,13 +163,61 @@ fn signed_out() -> Response {
         .into_response()
 }
 
-/// Only the app's own pages may start a login or change connections (a
-/// browser says where a request came from in `Sec-Fetch-Site`).
-fn same_site(headers: &HeaderMap) -> bool {
-    headers
-        .get("sec-fetch-site")
+/// Whether the browser says another site made the request: a
+/// `Sec-Fetch-Site` other than `same-origin` or `none` (a typed URL), or
+/// an `Origin` other than the app's. A request that says nothing (a
+/// client that is not a browser) is not.
+fn from_another_site(app: &App, headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("?"));
+    if let Some(site) = header("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return true;
+        }
+    }
+    let origin = |u: &str| url::Url::parse(u).map(|u| u.origin());
+    header("origin").is_some_and(|o| origin(o).ok() != origin(&app.origin).ok())
+}
+
+/// The layer over every route that acts with the user's credentials or
+/// changes their connections: only the app's own pages reach them, so a
+/// link, form or script on another site makes the server send nothing
+/// and change nothing.
+async fn own_pages_only(State(app): Shared, req: axum::extract::Request, next: Next) -> Response {
+    if from_another_site(&app, req.headers()) {
+        let body = json!({
+            "error": "cross_site",
+            "message": "this route acts with your credentials or changes your connections, and answers only this app's own pages",
+        });
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether a URL's host is loopback.
+fn loopback_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.host()
+            .is_some_and(|h| idp::policy::reach_host(&h) == idp::policy::Reach::Loopback)
+    })
+}
+
+/// Whether a `Host` header (`host[:port]`, nothing else) is loopback.
+fn loopback_host(authority: &str) -> bool {
+    !authority.contains(['@', '/', '\\', '?', '#']) && loopback_url(&format!("http://{authority}"))
+}
+
+/// Whether the request reached the app on loopback, as in local
+/// development: its `Host` is loopback, the app's public origin is too, and
+/// no proxy forwarded it (`Forwarded`, `X-Forwarded-*`).
+fn on_loopback(app: &App, headers: &HeaderMap) -> bool {
+    let proxied = ["forwarded", "x-forwarded-for", "x-forwarded-host"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let host = headers
+        .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v == "same-origin" || v == "none")
+        .is_some_and(loopback_host);
+    host && !proxied && loopback_url(&app.origin)
 }
 
 #[derive(Deserialize)]
@@ -166,9 +225,17 @@ struct SignIn {
     user: String,
 }
 
-/// A demo sign-in: any name, a signed cookie for a day. A real app signs
-/// people in its own way and keeps using their id as idp's owner.
-async fn sign_in(State(app): Shared, Query(q): Query<SignIn>) -> Response {
+/// A demo sign-in: any name, a signed cookie for a day, only on loopback
+/// (404 elsewhere). A real app signs people in its own way and keeps using
+/// their id as idp's owner.
+async fn sign_in(State(app): Shared, headers: HeaderMap, Query(q): Query<SignIn>) -> Response {
+    if !on_loopback(&app, &headers) {
+        let body = json!({
+            "error": "not_found",
+            "message": "password-less sign-in exists only on loopback: put real sign-in in front of the app",
+        });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    }
     if idp::flow::accounts::check_user(&q.user).is_err() || q.user.is_empty() {
         return (StatusCode::BAD_REQUEST, "not a user id").into_response();
     }
@@ -188,13 +255,6 @@ async fn login(State(app): Shared, headers: HeaderMap, Query(q): Query<Target>) 
     let Some(user) = user(&app, &headers) else {
         return signed_out();
     };
-    if !same_site(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "start a connection from the app's own page",
-        )
-            .into_response();
-    }
     let owner = match q.account.as_deref() {
         Some(label) => idp::flow::accounts::Owner::account(&user, label),
         None => idp::flow::accounts::Owner::user(&user),
@@ -312,13 +372,6 @@ async fn remove(State(app): Shared, headers: HeaderMap, Query(q): Query<Target>)
     let Some(user) = user(&app, &headers) else {
         return signed_out();
     };
-    if !same_site(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "change connections from the app's own page",
-        )
-            .into_response();
-    }
     let owner = match q.account.as_deref() {
         Some(label) => idp::flow::accounts::Owner::account(&user, label),
         None => idp::flow::accounts::Owner::user(&user),
