@@ -1176,6 +1176,49 @@ async fn one_users_hanging_server_stalls_nobody_else_natively() {
     login.abort();
 }
 
+/// A server whose device logins never end: natively too, a user has at
+/// most 5 waiting, a sixth is refused before anything is asked, codes live
+/// 30 minutes at most and are polled every 5 seconds at most; another user
+/// is not counted against alice.
+#[tokio::test(flavor = "current_thread")]
+async fn endless_device_logins_are_bounded_natively() {
+    use idp::flow::DeviceStart;
+    let hostile = idp_tests::Hostile::start();
+    hostile
+        .configure(serde_json::json!({
+            "front": { "device_authorization_endpoint": format!("{}/device", hostile.origin) },
+            "token_mode": "pending",
+            "device_expires_in": 1_000_000_000_000_000u64,
+            "device_interval": 1,
+        }))
+        .await;
+    let idp = NativeIdp::new(settings());
+    for n in 0..5 {
+        let url = format!("{}/r/tv{n}", hostile.origin);
+        let Ok(DeviceStart::Waiting(login)) = idp.start_device_login("alice", &url, None).await
+        else {
+            panic!("login {n}");
+        };
+        assert_eq!(login.interval, 5);
+        assert!(login.expires_at <= native::now() + 1800);
+    }
+    let url = format!("{}/r/tv5", hostile.origin);
+    let e = idp
+        .start_device_login("alice", &url, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), idp::error::ErrorKind::DeviceLogin, "{e}");
+    assert_eq!(
+        hostile.log().await["device_requests"],
+        5,
+        "the sixth asked for nothing"
+    );
+    assert!(matches!(
+        idp.start_device_login("bob", &url, None).await,
+        Ok(DeviceStart::Waiting(_))
+    ));
+}
+
 /// Connects `url` for `owner` (a user, or a user's account) as the person
 /// `person` at oidc-provider, in a browser of their own.
 async fn connect_as(

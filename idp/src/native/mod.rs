@@ -44,6 +44,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::{SqliteConnection, SqliteStore};
 
 mod background;
+mod device;
 mod fetch;
 mod locks;
 #[cfg(feature = "postgres")]
@@ -262,6 +263,7 @@ pub struct NativeIdp<S: Store = MemoryStore> {
     pub(super) store: S,
     settings: Settings,
     pub(super) refresher: Refresher<locks::GrantLocks>,
+    waiting: device::WaitingLogins,
 }
 
 impl<S: Store> std::fmt::Debug for NativeIdp<S> {
@@ -287,6 +289,7 @@ impl<S: Store> NativeIdp<S> {
             store,
             settings,
             refresher: Refresher::default(),
+            waiting: Default::default(),
         }
     }
 
@@ -382,8 +385,14 @@ impl<S: Store> NativeIdp<S> {
         scope: Option<&str>,
     ) -> Result<flow::DeviceStart> {
         let owner = owner.into_owner()?;
+        self.waiting.check(owner.user_id(), now())?;
         let req = LoginRequest::of(owner.as_str(), scope);
-        flow::start_device_login(&self.engine(), req, resource_url, entropy()?).await
+        let start = flow::start_device_login(&self.engine(), req, resource_url, entropy()?).await?;
+        if let flow::DeviceStart::Waiting(login) = &start {
+            self.waiting
+                .add(owner.user_id(), &login.id, login.expires_at);
+        }
+        Ok(start)
     }
 
     /// Polls a device login once, if its time has come
@@ -395,7 +404,14 @@ impl<S: Store> NativeIdp<S> {
     ) -> Result<flow::DevicePoll> {
         let owner = owner.into_owner()?;
         let user = owner.user_id();
-        flow::poll_device_login(&self.http, &self.store, user, id, now()).await
+        let poll = flow::poll_device_login(&self.http, &self.store, user, id, now()).await;
+        match &poll {
+            Ok(flow::DevicePoll::Waiting { .. }) => {}
+            Err(e) if e.is_retryable() => {}
+            // Connected, declined, expired, unknown: it waits no more.
+            _ => self.waiting.end(user, id),
+        }
+        poll
     }
 
     /// Polls a device login at the server's pace until the person answers:
