@@ -944,6 +944,13 @@ async fn a_paused_process_does_not_send_a_rotated_refresh_token() {
     );
 
     let read = RefreshToken::new("RT-1");
+    // Before it pauses, the check passes: it holds the lock, the token is
+    // the stored one.
+    let fresh = paused
+        .exclusive("alice", &key, paused.still_current("alice", &key, &read))
+        .await
+        .unwrap();
+    assert!(fresh.is_ok(), "{fresh:?}");
     let resumed = paused.exclusive("alice", &key, async {
         // Paused past the hold time with the lock: the database ends it.
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -953,6 +960,10 @@ async fn a_paused_process_does_not_send_a_rotated_refresh_token() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         other
             .exclusive("alice", &key, async {
+                // Holds the lock, not yet written, while the paused one
+                // resumes: the stored token is still the one it read, and
+                // only its lost lock tells it not to send.
+                tokio::time::sleep(Duration::from_millis(2500)).await;
                 let now = other.provider("alice", &key).await.unwrap().unwrap();
                 let mut next = now.clone();
                 let t = next.grant.as_mut().and_then(|g| g.tokens.as_mut()).unwrap();
@@ -969,12 +980,22 @@ async fn a_paused_process_does_not_send_a_rotated_refresh_token() {
     assert_eq!(rotated, Put::Written, "the other process got the lock");
     let e = resumed.unwrap().unwrap_err();
     assert_eq!(e.kind(), idp::error::ErrorKind::Storage, "{e}");
+    assert!(e.to_string().contains("lost the refresh lock"), "{e}");
     assert!(e.to_string().contains("nothing was sent"), "{e}");
     assert!(!e.to_string().contains("RT-"), "no token in the error: {e}");
     let kept = other.provider("alice", &key).await.unwrap().unwrap();
     let kept = kept.tokens().unwrap().refresh_token.as_ref().unwrap();
     assert_eq!(kept.secret(), "RT-2", "the rotation stands");
-    // The current token passes the check.
+    // Once rotated, the token read before is refused even outside a lock,
+    // and the current one passes.
+    let stale = paused
+        .still_current("alice", &key, &read)
+        .await
+        .unwrap_err();
+    assert!(
+        stale.to_string().contains("no longer the one stored"),
+        "{stale}"
+    );
     paused
         .still_current("alice", &key, &RefreshToken::new("RT-2"))
         .await

@@ -113,10 +113,20 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
                 message: describe(&e),
             })?;
             let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
+            // Every challenge, whether sent in one header or several (a
+            // `DPoP` one on a line of its own says the resource takes
+            // bound tokens).
+            let challenges: Vec<&str> = resp
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let challenges = challenges.join(", ");
             next = exchange.reply(Reply {
                 status: resp.status().as_u16(),
                 location: header("location"),
-                www_authenticate: header("www-authenticate"),
+                www_authenticate: (!challenges.is_empty()).then_some(challenges.as_str()),
                 dpop_nonce: header(crate::dpop::NONCE_HEADER),
             })?;
             if next == Next::Inspect {

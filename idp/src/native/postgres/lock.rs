@@ -74,7 +74,35 @@ pub(super) async fn exclusive<T>(
         }
         Err(e) => return Err(fail(e)),
     }
+    // Which session holds it, so a check before sending can ask the
+    // database whether it still does (it ends an idle one).
+    let pid: Option<i32> = c
+        .query_one(statements::PID, &[])
+        .await
+        .ok()
+        .and_then(|r| r.try_get(0).ok());
+    if let Some(pid) = pid {
+        store.holders().insert(lock, pid);
+    }
     let out = refresh.await;
+    store.holders().remove(&lock);
     held.release().await;
     Ok(out)
+}
+
+/// Whether this process still holds advisory lock `lock` (taken by
+/// [`exclusive`]): `None` when it took none here, else what the database
+/// says of the session that took it (ended by the server when it sat idle
+/// past its hold time, as when the process was paused).
+pub(super) async fn still_held(store: &PostgresStore, lock: i64) -> Result<Option<bool>> {
+    let Some(pid) = store.holders().get(&lock).copied() else {
+        return Ok(None);
+    };
+    let (high, low) = ((lock >> 32) & 0xffff_ffff, lock & 0xffff_ffff);
+    let c = store.client().await?;
+    let rows = c
+        .query(statements::STILL_HELD, &[&pid, &high, &low])
+        .await
+        .map_err(backend("checking a grant's refresh lock"))?;
+    Ok(Some(!rows.is_empty()))
 }

@@ -69,6 +69,8 @@ pub struct PostgresStore {
     sealing: Sealing,
     lock_wait: Duration,
     lock_hold: Duration,
+    /// The refresh locks this process holds: lock → the session holding it.
+    holders: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, i32>>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -184,6 +186,7 @@ impl PostgresStore {
             sealing: Sealing::refuse_native(),
             lock_wait: LOCK_WAIT,
             lock_hold: LOCK_WAIT,
+            holders: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -240,6 +243,10 @@ impl PostgresStore {
     /// The connection pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    fn holders(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, i32>> {
+        self.holders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn client(&self) -> Result<Object> {
@@ -512,6 +519,14 @@ impl UserStore for PostgresStore {
         key: &ResourceKey,
         refresh_token: &crate::secret::RefreshToken,
     ) -> Result<()> {
+        if lock::still_held(self, lock::grant_lock(owner, key)).await? == Some(false) {
+            return Err(Error::storage(
+                StorageCause::Conflict,
+                format!(
+                    "this process lost the refresh lock of {key} (its session sat idle past the lock hold, as when the process is paused), so another process may be refreshing it; nothing was sent"
+                ),
+            ));
+        }
         let stored = self.provider(owner, key).await?;
         let same = stored
             .as_ref()

@@ -141,4 +141,9 @@ pub(super) mod lock {
     pub const TAKE: &str = "SELECT pg_advisory_xact_lock($1)";
     /// Ends the transaction, and the lock.
     pub const COMMIT: &str = "COMMIT";
+    /// The session holding the lock (on its own connection).
+    pub const PID: &str = "SELECT pg_backend_pid()";
+    /// Whether session `$1` still holds the bigint advisory lock whose
+    /// high and low 32 bits are `$2` and `$3` (from any connection).
+    pub const STILL_HELD: &str = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = $1 AND classid::bigint = $2 AND objid::bigint = $3";
 }
