@@ -5,8 +5,10 @@ use super::tables::lock as statements;
 use super::{backend, PostgresStore};
 use crate::error::{Error, Result, StorageCause};
 use crate::matching::ResourceKey;
+use crate::store::UserStore;
 use deadpool_postgres::Object;
 use std::future::Future;
+use std::time::Duration;
 
 /// The advisory lock of one grant: the first 8 bytes of a SHA-256 of its
 /// owner and key (a collision only makes two grants wait for each other).
@@ -105,4 +107,52 @@ pub(super) async fn still_held(store: &PostgresStore, lock: i64) -> Result<Optio
         .await
         .map_err(backend("checking a grant's refresh lock"))?;
     Ok(Some(!rows.is_empty()))
+}
+
+/// [`UserStore::still_current`] on PostgreSQL: refused when this process's
+/// session no longer holds the grant's lock (the database ended it while
+/// the process was paused), or when the stored refresh token is no longer
+/// `refresh_token` (another process rotated it).
+pub(super) async fn still_current(
+    store: &PostgresStore,
+    owner: &str,
+    key: &ResourceKey,
+    refresh_token: &crate::secret::RefreshToken,
+) -> Result<()> {
+    if still_held(store, grant_lock(owner, key)).await? == Some(false) {
+        return Err(Error::storage(
+            StorageCause::Conflict,
+            format!(
+                "this process lost the refresh lock of {key} (its session sat idle past the lock hold, as when the process is paused), so another process may be refreshing it; nothing was sent"
+            ),
+        ));
+    }
+    let stored = store.provider(owner, key).await?;
+    let same = stored
+        .as_ref()
+        .and_then(|p| p.tokens()?.refresh_token.as_ref())
+        .is_some_and(|t| t.secret() == refresh_token.secret());
+    if same {
+        return Ok(());
+    }
+    Err(Error::storage(
+        StorageCause::Conflict,
+        format!(
+            "the refresh token of {key} is no longer the one stored (another process refreshed the grant while this one waited); nothing was sent"
+        ),
+    ))
+}
+
+/// `d`, refused under a millisecond: PostgreSQL's timeouts are whole
+/// milliseconds, and 0 means none.
+pub(super) fn at_least_a_millisecond(what: &str, d: Duration) -> Result<Duration> {
+    if d.as_millis() == 0 {
+        return Err(Error::Configuration {
+            name: format!("PostgresStore: {what}"),
+            reason: format!(
+                "{d:?} is under a millisecond, which PostgreSQL reads as no timeout at all"
+            ),
+        });
+    }
+    Ok(d)
 }

@@ -84,20 +84,6 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// `d`, refused under a millisecond: PostgreSQL's timeouts are whole
-/// milliseconds, and 0 means none.
-fn at_least_a_millisecond(what: &str, d: Duration) -> Result<Duration> {
-    if d.as_millis() == 0 {
-        return Err(Error::Configuration {
-            name: format!("PostgresStore: {what}"),
-            reason: format!(
-                "{d:?} is under a millisecond, which PostgreSQL reads as no timeout at all"
-            ),
-        });
-    }
-    Ok(d)
-}
-
 fn backend(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |e| {
         let what = match e.as_db_error() {
@@ -220,7 +206,7 @@ impl PostgresStore {
     /// reads a `lock_timeout` of 0 as "wait forever", so less is refused.
     pub fn with_lock_wait(self, wait: Duration) -> Result<Self> {
         Ok(Self {
-            lock_wait: at_least_a_millisecond("the lock wait", wait)?,
+            lock_wait: lock::at_least_a_millisecond("the lock wait", wait)?,
             ..self
         })
     }
@@ -235,7 +221,7 @@ impl PostgresStore {
     /// PostgreSQL reads 0 as "never".
     pub fn with_lock_hold(self, hold: Duration) -> Result<Self> {
         Ok(Self {
-            lock_hold: at_least_a_millisecond("the lock hold", hold)?,
+            lock_hold: lock::at_least_a_millisecond("the lock hold", hold)?,
             ..self
         })
     }
@@ -519,28 +505,7 @@ impl UserStore for PostgresStore {
         key: &ResourceKey,
         refresh_token: &crate::secret::RefreshToken,
     ) -> Result<()> {
-        if lock::still_held(self, lock::grant_lock(owner, key)).await? == Some(false) {
-            return Err(Error::storage(
-                StorageCause::Conflict,
-                format!(
-                    "this process lost the refresh lock of {key} (its session sat idle past the lock hold, as when the process is paused), so another process may be refreshing it; nothing was sent"
-                ),
-            ));
-        }
-        let stored = self.provider(owner, key).await?;
-        let same = stored
-            .as_ref()
-            .and_then(|p| p.tokens()?.refresh_token.as_ref())
-            .is_some_and(|t| t.secret() == refresh_token.secret());
-        if same {
-            return Ok(());
-        }
-        Err(Error::storage(
-            StorageCause::Conflict,
-            format!(
-                "the refresh token of {key} is no longer the one stored (another process refreshed the grant while this one waited); nothing was sent"
-            ),
-        ))
+        lock::still_current(self, owner, key, refresh_token).await
     }
 }
 
