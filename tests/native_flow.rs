@@ -606,7 +606,7 @@ async fn removing_a_grant_of_a_keyed_client_revokes_it_natively() {
     // The refresh token is dead at the server, even for its own client.
     let client = grant
         .client
-        .asserted(&servers.issuer, native::now(), "test")
+        .asserted(&servers.issuer, native::now(), [7; 16])
         .unwrap();
     let http = ReqwestHttp::with_policy(Policy::LOOPBACK_DEV);
     let dead = token::refresh(
@@ -724,7 +724,7 @@ async fn tokens_are_bound_to_the_grants_key_natively() {
         nonce: None,
         access_token: Some(token),
     };
-    let forged = proof(&other, &p, b"attacker").unwrap();
+    let forged = proof(&other, &p, [0xa7; 16]).unwrap();
     for (authorization, dpop) in [
         (format!("Bearer {token}"), None),
         (header.clone(), None),

@@ -1001,3 +1001,70 @@ async fn a_paused_process_does_not_send_a_rotated_refresh_token() {
         .await
         .unwrap();
 }
+
+/// Two processes connect the app as itself (`private_key_jwt`, the same
+/// key, the same server, the same resource) in the same second, for two
+/// owners: each assertion's `jti` is the process's own randomness, so
+/// oidc-provider, which refuses a `jti` it has seen, gives both a token.
+/// With a `jti` drawn from the key, issuer, second and a count that starts
+/// at zero in every process, the second was refused as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_send_the_same_assertion_jti() {
+    let pg = Postgres::start();
+    let servers = Servers::start(Default::default());
+    let db = pg.database("jti");
+    let api = format!("{}/api", servers.origin);
+    let key = idp_tests::KeyPair::generate("ES256");
+    let client_id = servers.register_keyed_machine_client(&key).await;
+    let dir = scratch("jti");
+    let key_file = dir.join("key.pem");
+    std::fs::write(&key_file, &key.private_pem).unwrap();
+    let go = dir.join("go");
+    let replicas: Vec<(Process, PathBuf)> = (0..2)
+        .map(|i| {
+            let out = dir.join(format!("out-{i}"));
+            let owner = format!("app:replica-{i}");
+            let p = idp_tests::replica::start(
+                &format!("jti-{i}"),
+                &[
+                    "machine",
+                    "--db",
+                    &db,
+                    "--go",
+                    go.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--owner",
+                    &owner,
+                    "--url",
+                    &api,
+                    "--issuer",
+                    &servers.issuer,
+                    "--client-id",
+                    &client_id,
+                    "--key-file",
+                    key_file.to_str().unwrap(),
+                ],
+            );
+            (p, out)
+        })
+        .collect();
+    // Both go just after a second begins, so both sign in the same second.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(Duration::from_nanos(
+        1_000_000_000 - u64::from(since.subsec_nanos()) + 50_000_000,
+    ));
+    std::fs::write(&go, "").unwrap();
+    for (_, out) in &replicas {
+        let r = result(out).await;
+        assert_eq!(r["connected"], Value::from(api.as_str()), "{r}");
+    }
+    let idp = NativeIdp::with_store(settings(), store(&db).await);
+    for i in 0..2 {
+        let owner = format!("app:replica-{i}");
+        let auth = idp.authorization(owner.as_str(), &api).await.unwrap();
+        assert!(auth.and_then(|a| a.header).is_some(), "{owner} has a token");
+    }
+}

@@ -102,10 +102,10 @@ impl Client {
 
     /// This client ready for one request to `issuer`'s token endpoint: for
     /// `private_key_jwt`, with an assertion signed now (RFC 7523 §3: `iss`
-    /// and `sub` the client id, `aud` the issuer, 60 seconds of life, a
-    /// `jti` unique to `now`, `context` and this process's count); other
-    /// clients as they are. `context` names the request (owner, resource).
-    pub fn asserted(&self, issuer: &str, now: u64, context: &str) -> Result<Client> {
+    /// and `sub` the client id, `aud` the issuer, 60 seconds of life, `jti`
+    /// the 16 random bytes `jti`, drawn by the runtime for this assertion);
+    /// other clients as they are.
+    pub fn asserted(&self, issuer: &str, now: u64, jti: [u8; 16]) -> Result<Client> {
         if self.auth_method != AuthMethod::PrivateKeyJwt {
             return Ok(self.clone());
         }
@@ -120,31 +120,26 @@ impl Client {
             "aud": issuer,
             "iat": now,
             "exp": now + 60,
-            "jti": jti(pem.secret(), issuer, now, context),
+            "jti": crate::encoding::base64url(&jti),
         });
         let mut client = self.clone();
         client.assertion = Some(Assertion::new(key.sign("JWT", &claims)));
         Ok(client)
     }
-}
 
-/// A `jti` no two assertions of this process share, and that another
-/// process repeats only for the same key, issuer, second and context: a
-/// hash of those and a process-wide count (the engine draws no random
-/// numbers).
-fn jti(key: &str, issuer: &str, now: u64, context: &str) -> String {
-    use sha2::{Digest, Sha256};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    let mut h = Sha256::new();
-    for part in [key, issuer, context] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+    /// [`Client::asserted`] for a request sent through `http`, the `jti`
+    /// drawn from its runtime's randomness (only when the client signs).
+    pub(crate) fn ready(
+        &self,
+        issuer: &str,
+        now: u64,
+        http: &impl crate::http::HttpClient,
+    ) -> Result<Client> {
+        if self.auth_method != AuthMethod::PrivateKeyJwt {
+            return Ok(self.clone());
+        }
+        self.asserted(issuer, now, crate::http::jti(http)?)
     }
-    h.update(now.to_be_bytes());
-    h.update(n.to_be_bytes());
-    crate::encoding::base64url(&h.finalize()[..18])
 }
 
 #[cfg(all(test, feature = "signing"))]
@@ -164,10 +159,10 @@ mod tests {
         let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "d": d}).to_string();
         let client = Client::confidential("app", ClientSecret::new(jwk), AuthMethod::PrivateKeyJwt);
         let a = client
-            .asserted("https://as.example", 1000, "owner")
+            .asserted("https://as.example", 1000, [1; 16])
             .unwrap();
         let b = client
-            .asserted("https://as.example", 1000, "owner")
+            .asserted("https://as.example", 1000, [2; 16])
             .unwrap();
         let (a, b) = (a.assertion.unwrap(), b.assertion.unwrap());
         let (ca, cb) = (claims(a.secret()), claims(b.secret()));
@@ -179,17 +174,22 @@ mod tests {
             (Some(1000), Some(1060))
         );
         assert_ne!(ca["jti"], cb["jti"], "the same second, another jti");
+        assert_eq!(
+            ca["jti"],
+            crate::encoding::base64url(&[1; 16]).as_str(),
+            "the jti is the randomness given and nothing else"
+        );
         assert!(!format!("{client:?}").contains(&d), "the key never formats");
 
         let public = Client::public("app");
         assert_eq!(
-            public.asserted("https://as.example", 1, "x").unwrap(),
+            public.asserted("https://as.example", 1, [0; 16]).unwrap(),
             public
         );
         let keyless = Client {
             client_secret: None,
             ..client
         };
-        assert!(keyless.asserted("https://as.example", 1, "x").is_err());
+        assert!(keyless.asserted("https://as.example", 1, [0; 16]).is_err());
     }
 }

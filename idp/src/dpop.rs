@@ -7,10 +7,11 @@
 //! carries the token gets a fresh proof ([`proof`]): a JWS of type
 //! `dpop+jwt` with the public key in its header, over the method (`htm`),
 //! the URL without query or fragment (`htu`), the time (`iat`), a unique
-//! `jti`, the token's hash (`ath`) when one is sent, and the server's
-//! `nonce` when it asked for one. A server's nonce is remembered per origin
-//! ([`remember_nonce`], [`nonce_for`]) in this process, so only the first
-//! request to a server that wants one is refused.
+//! `jti` (16 random bytes the runtime draws for each proof), the token's
+//! hash (`ath`) when one is sent, and the server's `nonce` when it asked
+//! for one. A server's nonce is kept per origin, for a while ([`Nonces`]),
+//! by the runtime that sends the requests (its [`HttpClient`](crate::http::HttpClient)),
+//! so only the first request to a server that wants one is refused.
 //!
 //! Signing needs the `signing` feature; without it no key is made
 //! ([`DpopKey::generate`] gives `None`) and tokens stay Bearer tokens.
@@ -21,7 +22,7 @@
 //! use idp::secret::DpopKey;
 //! let key = DpopKey::generate([7; 32]).unwrap();
 //! let url = url::Url::parse("https://as.example.com/token?x=1").unwrap();
-//! let jws = proof(&key, &Proof { method: "POST", url: &url, iat: 1_700_000_000, nonce: None, access_token: None }, b"seed").unwrap();
+//! let jws = proof(&key, &Proof { method: "POST", url: &url, iat: 1_700_000_000, nonce: None, access_token: None }, [3; 16]).unwrap();
 //! assert_eq!(jws.split('.').count(), 3);
 //! # }
 //! ```
@@ -30,7 +31,6 @@ use crate::encoding::base64url;
 use crate::secret::DpopKey;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use url::Url;
 
@@ -81,33 +81,16 @@ impl DpopKey {
     }
 }
 
-/// Proofs made by this process, so two proofs with the same seed in the
-/// same second still differ.
-static COUNT: AtomicU64 = AtomicU64::new(0);
-
-/// A signed proof for `p`, its `jti` drawn from `seed` (fresh randomness,
-/// or a secret of the request such as the code or refresh token, which
-/// with this process's count is never the same twice); `None` when the
-/// build cannot sign or the stored key does not read.
-pub fn proof(key: &DpopKey, p: &Proof<'_>, seed: &[u8]) -> Option<String> {
+/// A signed proof for `p`, its `jti` the 16 random bytes `jti` (drawn by
+/// the runtime for this proof alone: proofs are made by many processes at
+/// once, and a server refuses a `jti` it has seen); `None` when the build
+/// cannot sign or the stored key does not read.
+pub fn proof(key: &DpopKey, p: &Proof<'_>, jti: [u8; 16]) -> Option<String> {
     let mut htu = p.url.clone();
     htu.set_query(None);
     htu.set_fragment(None);
-    let mut h = Sha256::new();
-    for part in [
-        b"idp dpop jti".as_slice(),
-        seed,
-        p.method.as_bytes(),
-        htu.as_str().as_bytes(),
-        &p.iat.to_be_bytes(),
-        p.nonce.unwrap_or_default().as_bytes(),
-        &COUNT.fetch_add(1, Ordering::Relaxed).to_be_bytes(),
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
     let mut claims = serde_json::json!({
-        "jti": base64url(&h.finalize()[..18]),
+        "jti": base64url(&jti),
         "htm": p.method.to_ascii_uppercase(),
         "htu": htu.as_str(),
         "iat": p.iat,
@@ -121,39 +104,70 @@ pub fn proof(key: &DpopKey, p: &Proof<'_>, seed: &[u8]) -> Option<String> {
     imp::sign(key, &claims)
 }
 
-/// Nonces kept before the memory starts afresh.
+/// How long a server's nonce is used (5 minutes): servers change theirs
+/// every few minutes, and a stale one costs one refused request.
+pub const NONCE_LIFETIME_SECS: u64 = 300;
+
+/// Origins whose nonce is kept at once; past it, expired nonces go, then
+/// all.
 const MAX_NONCES: usize = 1024;
 
-static NONCES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+/// The nonces servers gave (their `DPoP-Nonce` answer header, RFC 9449 §8
+/// and §9), one per origin, each for [`NONCE_LIFETIME_SECS`].
+///
+/// Held by a runtime beside the client that sends its requests (as a
+/// browser keeps cookies), never by the engine: the native runtime keeps
+/// one per [`NativeIdp`](crate::native::NativeIdp), a Worker one per
+/// isolate.
+///
+/// ```
+/// use idp::dpop::Nonces;
+/// let nonces = Nonces::default();
+/// let token = url::Url::parse("https://as.example.com/token").unwrap();
+/// nonces.keep(&token, "n-1", 1_000);
+/// let other_path = url::Url::parse("https://as.example.com/par").unwrap();
+/// assert_eq!(nonces.get(&other_path, 1_100).as_deref(), Some("n-1"));
+/// assert_eq!(nonces.get(&token, 1_000 + idp::dpop::NONCE_LIFETIME_SECS), None);
+/// ```
+#[derive(Debug, Default)]
+pub struct Nonces {
+    by_origin: Mutex<HashMap<String, (String, u64)>>,
+}
 
 fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
-/// The nonce the server at `url`'s origin gave last, if any.
-pub fn nonce_for(url: &Url) -> Option<String> {
-    let nonces = NONCES.lock().unwrap_or_else(|e| e.into_inner());
-    nonces.as_ref()?.get(&origin(url)).cloned()
-}
+impl Nonces {
+    /// The nonce the server at `url`'s origin gave last, unless it is
+    /// [`NONCE_LIFETIME_SECS`] old at `now`.
+    pub fn get(&self, url: &Url, now: u64) -> Option<String> {
+        let map = self.by_origin.lock().unwrap_or_else(|e| e.into_inner());
+        let (nonce, at) = map.get(&origin(url))?;
+        (now < at.saturating_add(NONCE_LIFETIME_SECS)).then(|| nonce.clone())
+    }
 
-/// Keeps the nonce a server at `url`'s origin gave (its `DPoP-Nonce`
-/// answer header), for the next proof sent there. Values that are not
-/// printable ASCII (RFC 9449 §8.1) are ignored.
-pub fn remember_nonce(url: &Url, nonce: &str) {
-    let ok = !nonce.is_empty()
-        && nonce.len() <= 512
-        && nonce
-            .bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"');
-    if !ok {
-        return;
+    /// Keeps the nonce a server at `url`'s origin gave at `now`, for the
+    /// next proofs sent there. Values that are not printable ASCII
+    /// (RFC 9449 §8.1) or longer than 512 bytes are ignored.
+    pub fn keep(&self, url: &Url, nonce: &str, now: u64) {
+        let ok = !nonce.is_empty()
+            && nonce.len() <= 512
+            && nonce
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"');
+        if !ok {
+            return;
+        }
+        let mut map = self.by_origin.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_NONCES {
+            map.retain(|_, (_, at)| now < at.saturating_add(NONCE_LIFETIME_SECS));
+            if map.len() >= MAX_NONCES {
+                map.clear();
+            }
+        }
+        map.insert(origin(url), (nonce.to_owned(), now));
     }
-    let mut nonces = NONCES.lock().unwrap_or_else(|e| e.into_inner());
-    let map = nonces.get_or_insert_with(HashMap::new);
-    if map.len() >= MAX_NONCES {
-        map.clear();
-    }
-    map.insert(origin(url), nonce.to_owned());
 }
 
 #[cfg(feature = "signing")]
@@ -265,7 +279,7 @@ mod tests {
             nonce: Some("n-1"),
             access_token: Some("at-SECRET"),
         };
-        let jws = proof(&key, &p, b"seed").unwrap();
+        let jws = proof(&key, &p, [4; 16]).unwrap();
         assert!(verifies(&jws));
         let header = part(&jws, 0);
         assert_eq!(header["typ"], "dpop+jwt");
@@ -282,16 +296,18 @@ mod tests {
             base64url(&Sha256::digest(b"at-SECRET")).as_str()
         );
         assert!(!jws.contains(key.secret()));
-        // The same request twice: two proofs, two jti.
-        let again = proof(&key, &p, b"seed").unwrap();
-        assert_ne!(part(&again, 1)["jti"], claims["jti"]);
+        assert_eq!(claims["jti"], base64url(&[4; 16]).as_str());
+        // The jti is the randomness given, and nothing else: no state in
+        // the engine makes two proofs differ.
+        let again = proof(&key, &p, [5; 16]).unwrap();
+        assert_eq!(part(&again, 1)["jti"], base64url(&[5; 16]).as_str());
         // No token, no nonce: no ath, no nonce.
         let bare = Proof {
             nonce: None,
             access_token: None,
             ..p
         };
-        let claims = part(&proof(&key, &bare, b"x").unwrap(), 1);
+        let claims = part(&proof(&key, &bare, [6; 16]).unwrap(), 1);
         assert!(claims.get("ath").is_none() && claims.get("nonce").is_none());
     }
 
@@ -324,29 +340,52 @@ mod tests {
                     nonce: None,
                     access_token: None,
                 },
-                b""
+                [0; 16]
             ),
             None
         );
     }
 
     #[test]
-    fn nonces_are_remembered_per_origin() {
+    fn nonces_are_kept_per_origin_for_a_while() {
+        let nonces = Nonces::default();
         let a = Url::parse("https://nonce-a.example:8443/token").unwrap();
         let a2 = Url::parse("https://nonce-a.example:8443/other?x").unwrap();
         let b = Url::parse("https://nonce-b.example/token").unwrap();
-        remember_nonce(&a, "abc");
-        assert_eq!(nonce_for(&a2).as_deref(), Some("abc"));
-        assert_eq!(nonce_for(&b), None);
-        remember_nonce(&a, "bad nonce");
-        remember_nonce(&a, "");
+        nonces.keep(&a, "abc", 10);
+        assert_eq!(nonces.get(&a2, 10).as_deref(), Some("abc"));
+        assert_eq!(nonces.get(&b, 10), None);
         assert_eq!(
-            nonce_for(&a).as_deref(),
+            Nonces::default().get(&a, 10),
+            None,
+            "one memory per runtime"
+        );
+        nonces.keep(&a, "bad nonce", 11);
+        nonces.keep(&a, "", 11);
+        nonces.keep(&a, &"n".repeat(513), 11);
+        assert_eq!(
+            nonces.get(&a, 11).as_deref(),
             Some("abc"),
             "unusable values are ignored"
         );
-        remember_nonce(&a, "def");
-        assert_eq!(nonce_for(&a).as_deref(), Some("def"));
+        nonces.keep(&a, "def", 20);
+        assert_eq!(nonces.get(&a, 20).as_deref(), Some("def"));
+        let last = 20 + NONCE_LIFETIME_SECS - 1;
+        assert_eq!(nonces.get(&a, last).as_deref(), Some("def"));
+        assert_eq!(nonces.get(&a, last + 1), None, "expired");
+        // Full: the expired go first, the fresh stay.
+        nonces.keep(&b, "fresh", 1_000);
+        for i in 0..MAX_NONCES - 2 {
+            let u = Url::parse(&format!("https://n{i}.example")).unwrap();
+            nonces.keep(&u, "old", 0);
+        }
+        let len = || nonces.by_origin.lock().unwrap().len();
+        assert_eq!(len(), MAX_NONCES);
+        let c = Url::parse("https://nonce-c.example").unwrap();
+        nonces.keep(&c, "new", 1_001);
+        assert_eq!(len(), 2, "{:?}", nonces.by_origin.lock().unwrap().keys());
+        assert_eq!(nonces.get(&b, 1_001).as_deref(), Some("fresh"));
+        assert_eq!(nonces.get(&c, 1_001).as_deref(), Some("new"));
         assert!(supported_by(&["RS256".into(), "ES256".into()]));
         assert!(!supported_by(&["RS256".into()]));
     }

@@ -50,6 +50,7 @@
 //! ```
 
 use crate::challenge::BearerChallenge;
+use crate::dpop::Nonces;
 use crate::error::{Error, OAuthErrorCode, Result};
 pub use crate::error::{Reason, Reauthorize};
 use crate::flow::Authorization;
@@ -158,6 +159,7 @@ pub struct Exchange {
     redirects: usize,
     retried: bool,
     nonce_retried: bool,
+    nonce: Option<String>,
     policy: Option<Policy>,
 }
 
@@ -170,7 +172,9 @@ pub struct Reply<'a> {
     pub location: Option<&'a str>,
     /// The `WWW-Authenticate` header.
     pub www_authenticate: Option<&'a str>,
-    /// The `DPoP-Nonce` header (RFC 9449 §9).
+    /// The `DPoP-Nonce` header (RFC 9449 §9). The exchange uses it for its
+    /// next proof; the runtime also keeps it in its
+    /// [`Nonces`](crate::dpop::Nonces) for the next calls.
     pub dpop_nonce: Option<&'a str>,
 }
 
@@ -193,6 +197,7 @@ impl Exchange {
             redirects: 0,
             retried: false,
             nonce_retried: false,
+            nonce: None,
             policy: None,
         })
     }
@@ -251,14 +256,13 @@ impl Exchange {
 
     /// The `DPoP` header for the current hop: a fresh proof when it carries
     /// a DPoP-bound token, over its method and URL, the token's hash and the
-    /// origin's last nonce, at `now`, its `jti` drawn from `seed` (fresh
-    /// randomness from the runtime: proofs are made in many processes at
-    /// once).
-    pub fn proof(&self, now: u64, seed: &[u8]) -> Option<String> {
+    /// origin's nonce (the one this exchange was given, else the runtime's
+    /// `nonces`), at `now`, its `jti` the runtime's fresh random bytes.
+    pub fn proof(&self, now: u64, jti: [u8; 16], nonces: &Nonces) -> Option<String> {
         let key = self.auth.as_ref()?.dpop.as_ref()?;
         self.hop_authorization()?;
         let url = Url::parse(&self.hop_url).ok()?;
-        let nonce = crate::dpop::nonce_for(&url);
+        let nonce = self.nonce.clone().or_else(|| nonces.get(&url, now));
         let p = crate::dpop::Proof {
             method: &self.hop_method,
             url: &url,
@@ -266,7 +270,7 @@ impl Exchange {
             nonce: nonce.as_deref(),
             access_token: self.rejected_token(),
         };
-        crate::dpop::proof(key, &p, seed)
+        crate::dpop::proof(key, &p, jti)
     }
 
     fn bound(&self) -> bool {
@@ -326,9 +330,7 @@ impl Exchange {
         let authorized = self.hop_authorization().is_some();
         let bound = authorized && self.bound();
         if let (true, Some(n)) = (bound, dpop_nonce) {
-            if let Ok(url) = Url::parse(&self.hop_url) {
-                crate::dpop::remember_nonce(&url, n);
-            }
+            self.nonce = Some(n.to_owned());
         }
         if let (301 | 302 | 303 | 307 | 308, Some(loc)) = (status, location) {
             return self.redirect(status, loc);
@@ -465,6 +467,10 @@ impl Exchange {
             self.body = false;
         }
         self.redirects += 1;
+        if !same_origin(&self.hop_url, next.as_str()) {
+            // A nonce belongs to the server that gave it.
+            self.nonce = None;
+        }
         self.hop_url = next.into();
         Ok(Next::Send)
     }
@@ -579,7 +585,8 @@ mod tests {
         let mut e = Exchange::new("post", url, Some(a2)).unwrap();
         assert_eq!(e.hop().authorization, Some("DPoP t1"));
         assert!(e.wants_proof());
-        let first = claims(&e.proof(100, b"r1").unwrap());
+        let nonces = Nonces::default();
+        let first = claims(&e.proof(100, [1; 16], &nonces).unwrap());
         assert_eq!(first["htm"], "POST");
         assert_eq!(first["htu"], url);
         assert!(first.get("nonce").is_none());
@@ -592,19 +599,23 @@ mod tests {
             dpop_nonce: Some("n-42"),
         };
         assert_eq!(e.reply(nonced).unwrap(), Next::Send, "sent again");
-        let again = claims(&e.proof(101, b"r2").unwrap());
+        let again = claims(&e.proof(101, [2; 16], &nonces).unwrap());
         assert_eq!(again["nonce"], "n-42");
         assert_ne!(again["jti"], first["jti"]);
         assert_eq!(e.reply(nonced).unwrap(), Next::Refresh, "only once");
         assert_eq!(e.rejected_token(), Some("t1"));
-        // The nonce stays for the origin's next requests.
+        // The runtime keeps the nonce for the origin's next requests.
         let e = Exchange::new(
             "GET",
             "https://dpop-rs.example/v1/other?q=1",
             e.auth.clone(),
         )
         .unwrap();
-        let next = claims(&e.proof(102, b"r3").unwrap());
+        assert!(claims(&e.proof(102, [3; 16], &nonces).unwrap())
+            .get("nonce")
+            .is_none());
+        nonces.keep(&Url::parse(url).unwrap(), "n-42", 101);
+        let next = claims(&e.proof(102, [3; 16], &nonces).unwrap());
         assert_eq!(
             (next["nonce"].as_str(), next["htu"].as_str()),
             (Some("n-42"), Some("https://dpop-rs.example/v1/other"))
@@ -613,9 +624,9 @@ mod tests {
         let mut e = Exchange::new("GET", url, Some(a.clone())).unwrap();
         e.answer(302, Some("https://elsewhere.example/x"), None)
             .unwrap();
-        assert_eq!(e.proof(103, b"r4"), None);
+        assert_eq!(e.proof(103, [4; 16], &nonces), None);
         assert!(!e.wants_proof());
-        assert_eq!(ex(auth("t1", None)).proof(103, b"r5"), None);
+        assert_eq!(ex(auth("t1", None)).proof(103, [5; 16], &nonces), None);
         assert!(!ex(auth("t1", None)).wants_proof());
     }
 

@@ -190,16 +190,43 @@ impl TransportError {
     }
 }
 
-/// Sends one request and returns its response, without following redirects.
+/// Sends one request and returns its response, without following redirects;
+/// and gives what goes with sending a signed request: fresh randomness for
+/// each proof's and assertion's `jti`, and the servers' DPoP nonces.
 ///
 /// Implemented by the runtimes (`reqwest` behind the `native` feature, the Workers
-/// `Fetch` API) and by closures in tests.
+/// `Fetch` API) and by closures in tests. A closure only sends: it draws no
+/// random numbers, so a request that needs a `jti` (a DPoP-bound or
+/// `private_key_jwt` token request) fails through it with
+/// [`Error::NoRandomness`](crate::Error::NoRandomness).
 pub trait HttpClient {
     /// Sends `request`. A non-2xx status is a response, not an error.
     fn send(
         &self,
         request: HttpRequest,
     ) -> impl Future<Output = Result<HttpResponse, TransportError>>;
+
+    /// Fills `buf` with fresh random bytes from the platform (`getrandom`,
+    /// `crypto.getRandomValues`). The default has none.
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), String> {
+        let _ = buf;
+        Err("this HTTP client draws no random numbers".into())
+    }
+
+    /// Where this client keeps the nonces DPoP servers hand out. Without
+    /// (the default), each request to a server that wants a nonce is
+    /// refused once and sent again with it.
+    fn dpop_nonces(&self) -> Option<&crate::dpop::Nonces> {
+        None
+    }
+}
+
+/// 16 fresh random bytes from `http`'s runtime: a `jti`.
+pub(crate) fn jti(http: &impl HttpClient) -> crate::Result<[u8; 16]> {
+    let mut bytes = [0; 16];
+    http.fill_random(&mut bytes)
+        .map_err(crate::Error::NoRandomness)?;
+    Ok(bytes)
 }
 
 impl<F, Fut> HttpClient for F

@@ -20,10 +20,13 @@ pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
 
 /// Answers requests by URL from a script; records every request. A URL with
 /// several queued responses answers them in order, repeating the last one.
+/// Its randomness counts up, and it keeps DPoP nonces as a runtime does.
 #[derive(Default)]
 pub(crate) struct Script {
     routes: RefCell<Vec<(String, VecDeque<HttpResponse>)>>,
     seen: RefCell<Vec<HttpRequest>>,
+    drawn: std::cell::Cell<u8>,
+    nonces: crate::dpop::Nonces,
 }
 
 impl Script {
@@ -79,6 +82,16 @@ impl HttpClient for Script {
                 .cloned()
                 .ok_or_else(|| TransportError::new("empty script"))
         }
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), String> {
+        self.drawn.set(self.drawn.get().wrapping_add(1));
+        buf.fill(self.drawn.get());
+        Ok(())
+    }
+
+    fn dpop_nonces(&self) -> Option<&crate::dpop::Nonces> {
+        Some(&self.nonces)
     }
 }
 

@@ -9,6 +9,8 @@
 //! idp-replica callback   --db URL --go FILE --out FILE --owner O --url CALLBACK
 //! idp-replica background --db URL --go FILE --out FILE
 //! idp-replica hold       --db URL --out FILE --owner O --url KEY [--hold-ms N]
+//! idp-replica machine    --db URL --go FILE --out FILE --owner O --url U
+//!                        --issuer I --client-id C --key-file PEM
 //! ```
 
 use idp::matching::ResourceKey;
@@ -57,7 +59,21 @@ async fn main() {
             ))
         })
         .expect("lock settings");
-    let idp = std::sync::Arc::new(NativeIdp::with_store(idp_tests::replica::settings(), store));
+    let mut settings = idp_tests::replica::settings();
+    if let Some(client_id) = opts.get("client-id") {
+        // The app as itself, with a key of its own (`private_key_jwt`).
+        let key = std::fs::read_to_string(opt("key-file")).expect("the key file");
+        settings.clients.pre_registered = vec![idp::registration::PreRegisteredClient::new(
+            opt("issuer"),
+            idp::registration::Client::confidential(
+                client_id.clone(),
+                idp::secret::ClientSecret::new(key),
+                idp::registration::AuthMethod::PrivateKeyJwt,
+            ),
+            &[opt("url").as_str()],
+        )];
+    }
+    let idp = std::sync::Arc::new(NativeIdp::with_store(settings, store));
     println!("{}", json!({ "ready": true, "pid": std::process::id() }));
     let out = opt("out");
     match command.as_str() {
@@ -102,6 +118,17 @@ async fn main() {
                     "events": pass.events.iter().map(|e| format!("{} {} {:?}", e.owner, e.key, e.event)).collect::<Vec<_>>(),
                 }),
                 Err(e) => json!({ "error": e.to_string() }),
+            };
+            write(&out, result);
+        }
+        "machine" => {
+            go(&opt("go")).await;
+            let result = match idp
+                .connect_as_app(opt("owner").as_str(), &opt("url"), None)
+                .await
+            {
+                Ok(p) => json!({ "connected": p.key.as_str() }),
+                Err(e) => json!({ "error": e.kind(), "message": e.to_string() }),
             };
             write(&out, result);
         }

@@ -126,7 +126,7 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
     own("device authorization endpoint", &endpoint)?;
     own("token endpoint", &resolved.token_endpoint)?;
     let mut flow = resolved.pending(req, &url, cx.now, entropy);
-    let client = flow.client.asserted(&flow.issuer, cx.now, &flow.owner)?;
+    let client = flow.client.ready(&flow.issuer, cx.now, cx.http)?;
     let resource = flow
         .rules
         .resource_on_authorization()
@@ -196,7 +196,7 @@ pub async fn poll_device_login(
     if now < wait.poll_at {
         return keep(flow, wait).await;
     }
-    let client = flow.client.asserted(&flow.issuer, now, &flow.owner)?;
+    let client = flow.client.ready(&flow.issuer, now, http)?;
     let grant = DeviceGrant {
         token_endpoint: &flow.token_endpoint,
         client: &client,

@@ -180,15 +180,14 @@ pub(super) async fn refresh_traced(
         return Err(no_refresh());
     };
     let mut rules = grant.rules;
-    let context = format!("{owner} {}", before.resource);
-    let (context, resource) = (&context, before.resource.as_str());
+    let resource = before.resource.as_str();
     let key = &before.key;
     let send = |rules: token::TokenRules| async move {
         // A process that lost its lock while paused sends no token another
         // has rotated since (a store several processes share checks).
         store.still_current(owner, key, refresh_token).await?;
         // A `private_key_jwt` client signs a new assertion for each try.
-        let client = grant.client.asserted(&grant.issuer, now, context)?;
+        let client = grant.client.ready(&grant.issuer, now, http)?;
         let resource = rules.resource_on_refresh().then_some(resource);
         let req = token::refresh_request(
             &grant.token_endpoint,
@@ -199,8 +198,7 @@ pub(super) async fn refresh_traced(
         );
         // A bound grant proves its key on refresh too (RFC 9449 §5).
         let dpop = tokens.dpop.as_ref();
-        let seed = refresh_token.secret().as_bytes();
-        let (url, resp) = token::send_bound(http, req, dpop, seed, now).await?;
+        let (url, resp) = token::send_bound(http, req, dpop, now).await?;
         token::parse_bound(&url, &resp, now, Some(refresh_token), &rules, dpop)
     };
     let mut result = send(rules).await;
@@ -318,7 +316,7 @@ pub async fn remove_provider(
             tokens: Some(tokens),
             issuer,
             ..
-        }) => match client.asserted(issuer, now, owner) {
+        }) => match client.ready(issuer, now, http) {
             Ok(client) => {
                 let (token, hint) = revocation_target(tokens);
                 token::revoke(http, endpoint, &client, token, hint)

@@ -210,7 +210,7 @@ pub(super) async fn app_tokens(
     if grant.kind.is_authorization_code() {
         return None;
     }
-    let client = match grant.client.asserted(&grant.issuer, now, resource) {
+    let client = match grant.client.ready(&grant.issuer, now, http) {
         Ok(client) => client,
         Err(e) => return Some(Err(e)),
     };

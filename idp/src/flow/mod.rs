@@ -302,7 +302,7 @@ pub async fn finish_login(
         }
     };
     let code = authorize::validate_callback(params, &flow, now)?;
-    let client = flow.client.asserted(&flow.issuer, now, &flow.owner)?;
+    let client = flow.client.ready(&flow.issuer, now, http)?;
     let grant = token::CodeGrant {
         client: &client,
         ..flow.code_grant()

@@ -99,9 +99,8 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
                 builder = builder.header("authorization", h);
             }
             if exchange.wants_proof() {
-                let mut seed = [0u8; 16];
-                getrandom::fill(&mut seed).map_err(|e| Error::NoRandomness(e.to_string()))?;
-                if let Some(proof) = exchange.proof(now(), &seed) {
+                let jti = crate::http::jti(&idp.http)?;
+                if let Some(proof) = exchange.proof(now(), jti, &idp.http.nonces) {
                     builder = builder.header(crate::dpop::HEADER, proof);
                 }
             }
@@ -123,6 +122,9 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
                 .filter_map(|v| v.to_str().ok())
                 .collect();
             let challenges = challenges.join(", ");
+            if let Some(n) = header(crate::dpop::NONCE_HEADER) {
+                idp.http.nonces.keep(&hop_url, n, now());
+            }
             next = exchange.reply(Reply {
                 status: resp.status().as_u16(),
                 location: header("location"),
@@ -236,5 +238,13 @@ impl<S: Store> crate::http::HttpClient for AuthedFetch<'_, S> {
         }
         let resp = AuthedFetch::send(self, req).await.map_err(failed)?;
         super::read_response(request.method, resp).await
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) -> std::result::Result<(), String> {
+        self.idp.http.fill_random(buf)
+    }
+
+    fn dpop_nonces(&self) -> Option<&crate::dpop::Nonces> {
+        self.idp.http.dpop_nonces()
     }
 }

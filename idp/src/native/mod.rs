@@ -62,11 +62,14 @@ use url::Url;
 /// capped at [`MAX_BODY_BYTES`], and every address it connects to allowed
 /// by its [`Policy`]: an IP literal before anything is sent, a name by what
 /// it resolves to, when it connects (so a name that resolves to a private
-/// address is refused however it is spelt).
+/// address is refused however it is spelt). Its clones share one memory
+/// of the DPoP nonces servers gave ([`Nonces`](crate::dpop::Nonces)); its
+/// randomness is the system's (`getrandom`).
 #[derive(Debug, Clone)]
 pub struct ReqwestHttp {
     pub(super) client: reqwest::Client,
     policy: Policy,
+    pub(super) nonces: std::sync::Arc<crate::dpop::Nonces>,
 }
 
 impl Default for ReqwestHttp {
@@ -92,7 +95,11 @@ impl ReqwestHttp {
             .dns_resolver(std::sync::Arc::new(PolicyResolver(policy)))
             .build()
             .expect("reqwest client with static settings");
-        Self { client, policy }
+        Self {
+            client,
+            policy,
+            nonces: Default::default(),
+        }
     }
 
     /// Whether `url`'s host, when an IP literal, may be contacted (names are
@@ -155,6 +162,14 @@ impl HttpClient for ReqwestHttp {
             .await
             .map_err(|e| TransportError::new(describe(&e)))?;
         read_response(request.method, resp).await
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), String> {
+        getrandom::fill(buf).map_err(|e| e.to_string())
+    }
+
+    fn dpop_nonces(&self) -> Option<&crate::dpop::Nonces> {
+        Some(&self.nonces)
     }
 }
 

@@ -117,7 +117,7 @@ impl EnterpriseIdp {
         now: u64,
     ) -> Result<Assertion> {
         let asserted = Self {
-            client: self.client.asserted(&self.issuer, now, ask.resource)?,
+            client: self.client.ready(&self.issuer, now, http)?,
             ..self.clone()
         };
         let (url, resp) = send(http, asserted.id_jag_request(ask)).await?;

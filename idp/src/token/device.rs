@@ -229,8 +229,7 @@ pub async fn poll(http: &impl HttpClient, grant: &DeviceGrant<'_>, now: u64) -> 
         grant.device_code,
         grant.resource,
     );
-    let seed = grant.device_code.secret().as_bytes();
-    let (url, resp) = send_bound(http, req, grant.dpop, seed, now).await?;
+    let (url, resp) = send_bound(http, req, grant.dpop, now).await?;
     match parse_bound(&url, &resp, now, None, grant.rules, grant.dpop) {
         Ok(tokens) => Ok(Poll::Granted(tokens)),
         Err(Error::Token {

@@ -353,23 +353,22 @@ pub(crate) async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Ur
 }
 
 /// Sends a token request, with a DPoP proof made with `dpop` when given
-/// (its `jti` drawn from `seed`, a secret of the request): the server's
-/// nonce is remembered, and a `use_dpop_nonce` refusal is answered once
-/// with a proof that carries the nonce (RFC 9449 §8).
+/// (its `jti` fresh from `http`'s randomness, the origin's nonce from its
+/// memory): a nonce the server gives is kept, and a `use_dpop_nonce`
+/// refusal is answered once with a proof that carries it (RFC 9449 §8).
 pub(crate) async fn send_bound(
     http: &impl HttpClient,
     req: HttpRequest,
     dpop: Option<&DpopKey>,
-    seed: &[u8],
     now: u64,
 ) -> Result<(Url, HttpResponse)> {
     let Some(key) = dpop else {
         return send(http, req).await;
     };
+    let mut nonce = http.dpop_nonces().and_then(|n| n.get(&req.url, now));
     let mut retried = false;
     loop {
         let mut bound = req.clone();
-        let nonce = crate::dpop::nonce_for(&req.url);
         let p = crate::dpop::Proof {
             method: "POST",
             url: &req.url,
@@ -377,13 +376,13 @@ pub(crate) async fn send_bound(
             nonce: nonce.as_deref(),
             access_token: None,
         };
-        if let Some(proof) = crate::dpop::proof(key, &p, seed) {
+        if let Some(proof) = crate::dpop::proof(key, &p, crate::http::jti(http)?) {
             bound.headers.push(("dpop".into(), proof));
         }
         let (url, resp) = send(http, bound).await?;
         let given = resp.header(crate::dpop::NONCE_HEADER);
-        if let Some(n) = given {
-            crate::dpop::remember_nonce(&url, n);
+        if let (Some(n), Some(nonces)) = (given, http.dpop_nonces()) {
+            nonces.keep(&url, n, now);
         }
         let asks_nonce = resp.status == 400
             && given.is_some()
@@ -392,6 +391,7 @@ pub(crate) async fn send_bound(
                 .is_ok_and(|e| e.code() == crate::error::OAuthErrorCode::UseDpopNonce);
         if asks_nonce && !retried {
             retried = true;
+            nonce = given.map(str::to_owned);
             continue;
         }
         return Ok((url, resp));
@@ -407,7 +407,7 @@ pub async fn exchange_code(
     now: u64,
 ) -> Result<TokenSet> {
     let req = exchange_request(grant, code);
-    let (url, resp) = send_bound(http, req, grant.dpop, code.secret().as_bytes(), now).await?;
+    let (url, resp) = send_bound(http, req, grant.dpop, now).await?;
     parse_bound(&url, &resp, now, None, grant.rules, grant.dpop)
 }
 
@@ -676,7 +676,7 @@ mod signed {
         let client = Client::confidential("app", ClientSecret::new(jwk), AuthMethod::PrivateKeyJwt);
         let url = url::Url::parse("https://as.example/token").unwrap();
         let signed = client
-            .asserted("https://as.example", 1000, "owner")
+            .asserted("https://as.example", 1000, [1; 16])
             .unwrap();
         let req = super::client_credentials_request(&url, &signed, None, None);
         let body = String::from_utf8(req.body.clone()).unwrap();
@@ -684,5 +684,66 @@ mod signed {
         assert!(body.contains("client_assertion=ey"), "{body}");
         assert!(!body.contains(&d), "the key itself is never sent");
         assert!(req.headers.iter().all(|(k, _)| k != "authorization"));
+    }
+
+    /// A bound token request to a server that wants a nonce: refused once,
+    /// sent again with it, each proof with its own `jti` from the runtime;
+    /// the runtime keeps the nonce, so its next request carries it at once,
+    /// and another runtime starts without it. A client that draws no
+    /// random numbers sends nothing.
+    #[cfg(feature = "signing")]
+    #[test]
+    fn a_server_nonce_is_kept_by_the_runtime_and_every_proof_has_its_own_jti() {
+        use super::{form_request, send_bound};
+        use crate::http::{HttpRequest, HttpResponse};
+        use crate::testing::{block_on, Script};
+        use crate::Error;
+        let ep = || url::Url::parse("https://as.example/token").unwrap();
+        let claims = |r: &HttpRequest| -> serde_json::Value {
+            let proof = r.header("dpop").unwrap();
+            let b = crate::encoding::base64url_decode(proof.split('.').nth(1).unwrap()).unwrap();
+            serde_json::from_slice(&b).unwrap()
+        };
+        let key = crate::secret::DpopKey::generate([5; 32]).unwrap();
+        let ask = || {
+            HttpResponse::new(400, r#"{"error":"use_dpop_nonce"}"#)
+                .with_header("content-type", "application/json")
+                .with_header("DPoP-Nonce", "n-1")
+        };
+        let ok = || HttpResponse::new(200, r#"{"access_token":"AT","token_type":"DPoP"}"#);
+        let req = || {
+            form_request(
+                &ep(),
+                &Client::public("c"),
+                vec![("grant_type", "x".into())],
+            )
+        };
+        let http = Script::new()
+            .raw(ep().as_str(), ask())
+            .raw(ep().as_str(), ok());
+        let (_, resp) = block_on(send_bound(&http, req(), Some(&key), 100)).unwrap();
+        assert_eq!(resp.status, 200);
+        let sent = http.requests();
+        let (first, again) = (claims(&sent[0]), claims(&sent[1]));
+        assert!(first.get("nonce").is_none());
+        assert_eq!(again["nonce"], "n-1");
+        assert_ne!(first["jti"], again["jti"]);
+        block_on(send_bound(&http, req(), Some(&key), 101)).unwrap();
+        let next = claims(&http.requests()[2]);
+        assert_eq!(next["nonce"], "n-1", "kept by the runtime");
+        assert_eq!(http.requests().len(), 3, "not refused this time");
+
+        let other = Script::new().raw(ep().as_str(), ok());
+        block_on(send_bound(&other, req(), Some(&key), 101)).unwrap();
+        assert!(claims(&other.requests()[0]).get("nonce").is_none());
+
+        let sent = std::cell::Cell::new(0);
+        let closure = |_: HttpRequest| {
+            sent.set(sent.get() + 1);
+            async { Ok(ok()) }
+        };
+        let e = block_on(send_bound(&closure, req(), Some(&key), 100)).unwrap_err();
+        assert!(matches!(e, Error::NoRandomness(_)), "{e}");
+        assert_eq!(sent.get(), 0, "nothing sent without a jti");
     }
 }

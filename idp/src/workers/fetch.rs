@@ -310,14 +310,20 @@ impl<'a> AuthedFetch<'a> {
                 return Err(self.required(r));
             }
             let proof = if exchange.wants_proof() {
-                let mut seed = [0u8; 16];
-                super::http::random_bytes(&mut seed).map_err(Error::Runtime)?;
-                exchange.proof(super::http::now(), &seed)
+                let mut jti = [0u8; 16];
+                super::http::random_bytes(&mut jti).map_err(Error::Runtime)?;
+                exchange.proof(super::http::now(), jti, super::http::nonces())
             } else {
                 None
             };
             let mut response = self.hop(&req, exchange.hop(), proof).await?;
             let header = |n: &str| response.headers().get(n).ok().flatten();
+            if let (Some(n), Ok(url)) = (
+                header(crate::dpop::NONCE_HEADER),
+                url::Url::parse(exchange.hop().url),
+            ) {
+                super::http::nonces().keep(&url, &n, super::http::now());
+            }
             next = exchange.reply(Reply {
                 status: response.status_code(),
                 location: header("location").as_deref(),

@@ -47,18 +47,19 @@ impl Connected<'_> {
             return vec![("authorization".into(), format!("Bearer {}", token.secret()))];
         };
         let mut out = vec![("authorization".into(), format!("DPoP {}", token.secret()))];
-        let mut seed = [0u8; 16];
-        let nonce = crate::dpop::nonce_for(url);
+        let mut jti = [0u8; 16];
+        let now = super::http::now();
+        let nonce = super::http::nonces().get(url, now);
         let p = crate::dpop::Proof {
             method,
             url,
-            iat: super::http::now(),
+            iat: now,
             nonce: nonce.as_deref(),
             access_token: Some(token.secret()),
         };
-        let proof = super::http::random_bytes(&mut seed)
+        let proof = super::http::random_bytes(&mut jti)
             .ok()
-            .and_then(|()| crate::dpop::proof(key, &p, &seed));
+            .and_then(|()| crate::dpop::proof(key, &p, jti));
         if let Some(proof) = proof {
             out.push((crate::dpop::HEADER.into(), proof));
         }

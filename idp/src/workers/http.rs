@@ -109,7 +109,24 @@ pub(crate) async fn read_capped(
     }
 }
 
+/// The DPoP nonces servers gave, kept for this isolate's requests.
+static NONCES: std::sync::LazyLock<crate::dpop::Nonces> =
+    std::sync::LazyLock::new(Default::default);
+
+/// This isolate's memory of the servers' DPoP nonces.
+pub(crate) fn nonces() -> &'static crate::dpop::Nonces {
+    &NONCES
+}
+
 impl HttpClient for WorkerHttp {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), String> {
+        random_bytes(buf)
+    }
+
+    fn dpop_nonces(&self) -> Option<&crate::dpop::Nonces> {
+        Some(nonces())
+    }
+
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let fail = |e: worker::Error| TransportError::new(e.to_string());
         let headers = Headers::new();

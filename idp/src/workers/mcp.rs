@@ -328,7 +328,7 @@ pub async fn mcp_provider_info(c: &super::Connected<'_>) -> Result<super::Provid
         let resp = http.send(first).await?;
         match resp.header(crate::dpop::NONCE_HEADER) {
             Some(nonce) if resp.status == 401 && c.dpop.is_some() => {
-                crate::dpop::remember_nonce(&req.url, nonce);
+                super::http::nonces().keep(&req.url, nonce, super::http::now());
                 let mut again = req;
                 again
                     .headers
