@@ -1068,3 +1068,94 @@ async fn two_processes_never_send_the_same_assertion_jti() {
         assert!(auth.and_then(|a| a.header).is_some(), "{owner} has a token");
     }
 }
+
+/// PostgreSQL over TLS when the connection string asks (`sslmode`), against
+/// a server with a certificate from an authority of the test's own: with
+/// the authority's root (`sslrootcert`) the store connects and every
+/// connection it opens is encrypted; a server nobody vouches for, one whose
+/// certificate names another host (an impostor with a certificate from the
+/// same authority) and a server without TLS get no connection, so nothing
+/// (password, query, token) is sent to them; without `sslmode` the store
+/// connects as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_connects_over_tls_when_asked_and_checks_the_server() {
+    use idp_tests::postgres::TestCa;
+    let ca = TestCa::new("pg");
+    let pg = Postgres::start_tls(&ca.issue("db", "IP:127.0.0.1"));
+    let db = pg.database("tls");
+    let root = ca.root.display();
+    for (i, mode) in ["require", "verify-full"].into_iter().enumerate() {
+        let app = format!("idp-tls-{i}");
+        let url = format!("{db}?sslmode={mode}&sslrootcert={root}&application_name={app}");
+        let s = store(&url).await;
+        let row = conformance::provider_with(&format!("https://api.example/v{i}"), "AT-SECRET");
+        let put = s
+            .put_provider("alice", row.clone(), Expect::Nothing)
+            .await
+            .unwrap();
+        assert_eq!(put, Put::Written);
+        assert_eq!(
+            s.provider("alice", &row.key).await.unwrap().unwrap().key,
+            row.key
+        );
+        let encrypted = pg.sql(
+            "tls",
+            &format!(
+                "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{app}'"
+            ),
+        );
+        let (count, all) = encrypted.split_once('|').unwrap();
+        assert!(count.parse::<u32>().unwrap() >= 1, "{encrypted}");
+        assert_eq!(all, "t", "{mode}: every connection is encrypted");
+    }
+
+    let refused = |url: String| async move {
+        let e = PostgresStore::connect(&url).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            !text.contains("pw-SECRET"),
+            "no password in the error: {text}"
+        );
+        text
+    };
+    let with_password = db.replace("idp@", "idp:pw-SECRET@");
+    // Nobody vouches for the server's certificate.
+    let text = refused(format!("{with_password}?sslmode=require")).await;
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    // The certificate is the authority's, for another host.
+    let as_localhost = with_password.replace("127.0.0.1", "localhost");
+    let text = refused(format!(
+        "{as_localhost}?sslmode=verify-full&sslrootcert={root}"
+    ))
+    .await;
+    assert!(text.contains("not valid for name \"localhost\""), "{text}");
+    // A server without TLS.
+    let plain = Postgres::start();
+    let text = refused(format!(
+        "{}?sslmode=require&sslrootcert={root}",
+        plain.database("plain")
+    ))
+    .await;
+    assert!(text.contains("server does not support TLS"), "{text}");
+    // A root file that is not one.
+    let text = refused(format!("{db}?sslmode=require&sslrootcert=/nonexistent.pem")).await;
+    assert!(text.contains("/nonexistent.pem"), "{text}");
+    // Not asked: plain, as before.
+    let app = "idp-plain";
+    let s = store(&format!("{db}?application_name={app}")).await;
+    assert!(s
+        .provider(
+            "alice",
+            &ResourceKey::parse("https://api.example/v1").unwrap()
+        )
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        pg.sql(
+            "tls",
+            &format!("SELECT bool_or(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{app}'"),
+        ),
+        "f"
+    );
+}

@@ -174,7 +174,7 @@ pub struct Reply<'a> {
     pub www_authenticate: Option<&'a str>,
     /// The `DPoP-Nonce` header (RFC 9449 §9). The exchange uses it for its
     /// next proof; the runtime also keeps it in its
-    /// [`Nonces`](crate::dpop::Nonces) for the next calls.
+    /// [`Nonces`] for the next calls.
     pub dpop_nonce: Option<&'a str>,
 }
 

@@ -61,6 +61,16 @@ impl Postgres {
     /// Creates a cluster (user `idp`, trust on loopback, locale C) and starts
     /// it on a free port.
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// [`Postgres::start`] with TLS on (`ssl=on`), presenting `cert` (a
+    /// PEM certificate and its key, [`TestCa::issue`]).
+    pub fn start_tls(cert: &ServerCert) -> Postgres {
+        Self::start_with(Some(cert))
+    }
+
+    fn start_with(tls: Option<&ServerCert>) -> Postgres {
         let bin = bin_dir();
         let dir = std::env::temp_dir().join(format!(
             "idp-pg-{}-{}",
@@ -99,10 +109,35 @@ impl Postgres {
             String::from_utf8_lossy(&init.stderr)
         );
         let port = crate::free_port();
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             dir.display()
         );
+        if let Some(cert) = tls {
+            // The server reads its key only when it alone can.
+            let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::copy(&cert.cert, &crt).expect("copy the certificate");
+            std::fs::copy(&cert.key, &key).expect("copy the key");
+            let owner = if is_root() { "postgres" } else { "" };
+            for f in [&crt, &key] {
+                let mut perm = std::fs::metadata(f).expect("copied").permissions();
+                std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+                std::fs::set_permissions(f, perm).expect("chmod 600");
+                if !owner.is_empty() {
+                    let ok = Command::new("chown")
+                        .arg(owner)
+                        .arg(f)
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    assert!(ok, "could not hand {} to the postgres user", f.display());
+                }
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                key.display()
+            ));
+        }
         let server_log = dir.join("server.log");
         let started = server_command(&bin.join("pg_ctl"))
             .arg("-D")
@@ -208,6 +243,135 @@ impl Drop for Postgres {
             .args(["-KILL", &pid])
             .stderr(Stdio::null())
             .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A certificate authority of the test's own, made with `openssl` in a
+/// temporary directory: its root is `ca.pem`.
+#[derive(Debug)]
+pub struct TestCa {
+    dir: PathBuf,
+    /// The root certificate (PEM), for `sslrootcert`.
+    pub root: PathBuf,
+}
+
+/// A server certificate and its key (PEM files).
+#[derive(Debug)]
+pub struct ServerCert {
+    /// The certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl (Debian's openssl package)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestCa {
+    /// A new authority (P-256, valid two days).
+    pub fn new(name: &str) -> TestCa {
+        let dir = std::env::temp_dir().join(format!("idp-ca-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("CA directory");
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=idp test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        TestCa {
+            root: dir.join("ca.pem"),
+            dir,
+        }
+    }
+
+    /// A server certificate for `san` (`IP:127.0.0.1`, `DNS:db.example`),
+    /// signed by this authority.
+    pub fn issue(&self, name: &str, san: &str) -> ServerCert {
+        let ext = format!(
+            "subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        );
+        std::fs::write(self.dir.join(format!("{name}.ext")), ext).expect("extensions file");
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+        ServerCert {
+            cert: self.dir.join(crt),
+            key: self.dir.join(key),
+        }
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

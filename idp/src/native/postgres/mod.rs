@@ -34,6 +34,7 @@ use std::time::Duration;
 
 mod lock;
 mod tables;
+mod tls;
 
 use tables::{flows, providers, registrations, sealed, servers};
 /// The driver and pool crates, at the versions this store uses: build a
@@ -99,7 +100,25 @@ fn backend(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
 }
 
 fn unavailable(e: deadpool_postgres::PoolError) -> Error {
-    let what = format!("could not get a PostgreSQL connection: {e}");
+    // The causes its own text leaves out (a TLS handshake's says which
+    // check of the certificate failed); the error itself follows.
+    let shown = e.to_string();
+    let mut deeper = Vec::new();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !shown.contains(&text) && !deeper.contains(&text) {
+            deeper.push(text);
+        }
+        cause = c.source();
+    }
+    let what = match deeper.is_empty() {
+        true => "could not get a PostgreSQL connection".to_owned(),
+        false => format!(
+            "could not get a PostgreSQL connection ({})",
+            deeper.join(": ")
+        ),
+    };
     Error::Storage(StorageError::with_source(
         StorageCause::Unavailable,
         what,
@@ -122,10 +141,16 @@ fn due_of(p: &Provider) -> Option<i64> {
 
 impl PostgresStore {
     /// Connects to the database at `url` (a `postgresql://` URL or
-    /// `key=value` string, as libpq takes) without TLS, and brings its
-    /// schema up to date. For TLS, build the pool with your connector and
-    /// use [`PostgresStore::from_pool`].
+    /// `key=value` string, as libpq takes), and brings its schema up to
+    /// date. With `sslmode=require`, `verify-ca` or `verify-full` it
+    /// connects over TLS only, checking the server's certificate and host
+    /// name against the Web PKI's roots and the PEM file `sslrootcert`
+    /// names; with `disable`, `prefer` or no `sslmode`, in plain text (for
+    /// a database on the same machine or network). For other TLS settings,
+    /// build the pool with your connector and use
+    /// [`PostgresStore::from_pool`].
     pub async fn connect(url: &str) -> Result<Self> {
+        let (url, wish) = tls::split(url);
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             Error::Storage(StorageError::with_source(
                 StorageCause::Backend,
@@ -143,13 +168,13 @@ impl PostgresStore {
             None => GENERIC_PLANS.to_owned(),
         };
         config.options(&options);
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::connector(config.get_ssl_mode(), &wish)? {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+        };
         // The most recently used connection first: under light load one
         // warm backend answers, instead of every idle one in turn.
         let pool = Pool::builder(manager)
