@@ -1193,28 +1193,37 @@ async fn endless_device_logins_are_bounded_natively() {
         }))
         .await;
     let idp = NativeIdp::new(settings());
-    for n in 0..5 {
-        let url = format!("{}/r/tv{n}", hostile.origin);
-        let Ok(DeviceStart::Waiting(login)) = idp.start_device_login("alice", &url, None).await
-        else {
-            panic!("login {n}");
-        };
-        assert_eq!(login.interval, 5);
-        assert!(login.expires_at <= native::now() + 1800);
+    // Seven started at once: five wait, two are refused before asking.
+    let urls: Vec<String> = (0..7)
+        .map(|n| format!("{}/r/tv{n}", hostile.origin))
+        .collect();
+    let starts = urls
+        .iter()
+        .map(|url| idp.start_device_login("alice", url, None))
+        .collect();
+    let mut refused = 0;
+    for start in join_all(starts).await {
+        match start {
+            Ok(DeviceStart::Waiting(login)) => {
+                assert_eq!(login.interval, 5);
+                assert!(login.expires_at <= native::now() + 1800);
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), idp::error::ErrorKind::DeviceLogin, "{e}");
+                refused += 1;
+            }
+            Ok(other) => panic!("{other:?}"),
+        }
     }
-    let url = format!("{}/r/tv5", hostile.origin);
-    let e = idp
-        .start_device_login("alice", &url, None)
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), idp::error::ErrorKind::DeviceLogin, "{e}");
+    assert_eq!(refused, 2);
     assert_eq!(
         hostile.log().await["device_requests"],
         5,
-        "the sixth asked for nothing"
+        "the refused asked for nothing"
     );
+    let url = &urls[6];
     assert!(matches!(
-        idp.start_device_login("bob", &url, None).await,
+        idp.start_device_login("bob", url, None).await,
         Ok(DeviceStart::Waiting(_))
     ));
 }

@@ -143,3 +143,119 @@ pub(crate) fn start_login(
     };
     block_on(crate::flow::start_login(&engine, req, url, entropy))
 }
+
+/// A [`MemoryStore`](crate::store::memory::MemoryStore) a test bends where it needs
+/// to, every other call going straight to it: the one delegating store of
+/// the unit tests.
+#[derive(Default)]
+#[allow(dead_code, clippy::type_complexity)]
+pub(crate) struct Bent {
+    /// The store underneath.
+    pub(crate) inner: crate::store::memory::MemoryStore,
+    /// Runs before each provider write, with the owner and the row about
+    /// to be written (it may write first, as another writer would); `true`
+    /// overwrites whatever is there, whatever the writer expected.
+    pub(crate) before_put:
+        Option<Box<dyn Fn(&crate::store::memory::MemoryStore, &str, &Provider) -> bool>>,
+    /// What [`UserStore::still_current`] answers (`Ok` when unset).
+    pub(crate) current: Option<Box<dyn Fn() -> Result<()>>>,
+    /// Gives back each claim of the refresh queue as soon as it is made.
+    pub(crate) forget_claims: bool,
+}
+
+use crate::authorize::PendingFlow;
+use crate::discovery::AuthorizationServer;
+use crate::error::Result;
+use crate::matching::ResourceKey;
+use crate::registration::Registration;
+use crate::store::{Due, Expect, FlowTake, Provider, Put, RefreshQueue, RegistryStore, UserStore};
+
+impl UserStore for Bent {
+    async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
+        self.inner.put_flow(flow).await
+    }
+    async fn take_flow(&self, s: &str, o: &str, r: &str) -> Result<FlowTake> {
+        self.inner.take_flow(s, o, r).await
+    }
+    async fn put_provider(&self, o: &str, p: Provider, expect: Expect<'_>) -> Result<Put> {
+        if self
+            .before_put
+            .as_ref()
+            .is_some_and(|f| f(&self.inner, o, &p))
+        {
+            let now = self.inner.provider(o, &p.key).await?;
+            return self.inner.put_provider(o, p, now.as_ref().into()).await;
+        }
+        self.inner.put_provider(o, p, expect).await
+    }
+    async fn provider(&self, o: &str, k: &ResourceKey) -> Result<Option<Provider>> {
+        self.inner.provider(o, k).await
+    }
+    async fn provider_for(&self, o: &str, u: &ResourceKey) -> Result<Option<Provider>> {
+        self.inner.provider_for(o, u).await
+    }
+    async fn providers(&self, o: &str) -> Result<Vec<Provider>> {
+        self.inner.providers(o).await
+    }
+    async fn providers_page(
+        &self,
+        o: &str,
+        after: Option<&ResourceKey>,
+        limit: usize,
+    ) -> Result<Vec<Provider>> {
+        self.inner.providers_page(o, after, limit).await
+    }
+    async fn remove_provider(&self, o: &str, k: &ResourceKey) -> Result<Option<Provider>> {
+        self.inner.remove_provider(o, k).await
+    }
+    async fn still_current(
+        &self,
+        o: &str,
+        k: &ResourceKey,
+        t: &crate::secret::RefreshToken,
+    ) -> Result<()> {
+        match &self.current {
+            Some(answer) => answer(),
+            None => self.inner.still_current(o, k, t).await,
+        }
+    }
+}
+
+impl RegistryStore for Bent {
+    async fn registration(&self, i: &str, r: &str) -> Result<Option<Registration>> {
+        self.inner.registration(i, r).await
+    }
+    async fn put_registration(&self, r: Registration) -> Result<()> {
+        self.inner.put_registration(r).await
+    }
+    async fn remove_registration(&self, i: &str, r: &str) -> Result<()> {
+        self.inner.remove_registration(i, r).await
+    }
+    async fn server(&self, i: &str) -> Result<Option<(AuthorizationServer, u64)>> {
+        self.inner.server(i).await
+    }
+    async fn put_server(&self, i: &str, s: AuthorizationServer, at: u64) -> Result<()> {
+        self.inner.put_server(i, s, at).await
+    }
+}
+
+impl RefreshQueue for Bent {
+    async fn claim_due(&self, now: u64, limit: usize, lease: u64) -> Result<Vec<Due>> {
+        let due = self.inner.claim_due(now, limit, lease).await?;
+        if self.forget_claims {
+            for d in &due {
+                self.inner.release(&d.owner, &d.key).await?;
+            }
+        }
+        Ok(due)
+    }
+    async fn retry_at(&self, o: &str, k: &ResourceKey, n: u64, at: u64) -> Result<()> {
+        self.inner.retry_at(o, k, n, at).await
+    }
+    async fn release(&self, o: &str, k: &ResourceKey) -> Result<()> {
+        self.inner.release(o, k).await
+    }
+    async fn stop(&self, o: &str, k: &ResourceKey) -> Result<()> {
+        self.inner.stop(o, k).await
+    }
+}

@@ -589,6 +589,44 @@ mod tests {
         assert_eq!(script.requests().len(), 1);
     }
 
+    /// A store that says the refresh token read is no longer current (a
+    /// process that lost its lock, another that rotated the token): the
+    /// engine asks it right before sending, sends nothing, keeps the grant.
+    #[test]
+    fn no_refresh_is_sent_with_a_token_the_store_no_longer_holds() {
+        let store = crate::testing::Bent {
+            inner: store(),
+            current: Some(Box::new(|| {
+                Err(Error::storage(
+                    crate::error::StorageCause::Conflict,
+                    "lost the refresh lock; nothing was sent",
+                ))
+            })),
+            ..Default::default()
+        };
+        let script = Script::new().json(
+            TOKEN,
+            200,
+            serde_json::json!({"access_token": "new-at", "token_type": "Bearer", "refresh_token": "rt-2"}),
+        );
+        let e = block_on(refresh_provider(
+            &script,
+            &store,
+            "alice",
+            &key(),
+            RefreshReason::Expiring,
+            2000,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("lost the refresh lock"), "{e}");
+        assert!(script.requests().is_empty(), "no token request");
+        let p = block_on(store.inner.provider("alice", &key()))
+            .unwrap()
+            .unwrap();
+        let kept = p.tokens().unwrap().refresh_token.as_ref().unwrap();
+        assert_eq!(kept.secret(), "rt-1");
+    }
+
     #[test]
     fn a_server_failure_keeps_everything() {
         let store = store();

@@ -400,12 +400,11 @@ impl<S: Store> NativeIdp<S> {
         scope: Option<&str>,
     ) -> Result<flow::DeviceStart> {
         let owner = owner.into_owner()?;
-        self.waiting.check(owner.user_id(), now())?;
+        let place = self.waiting.reserve(owner.user_id(), now())?;
         let req = LoginRequest::of(owner.as_str(), scope);
         let start = flow::start_device_login(&self.engine(), req, resource_url, entropy()?).await?;
         if let flow::DeviceStart::Waiting(login) = &start {
-            self.waiting
-                .add(owner.user_id(), &login.id, login.expires_at);
+            place.keep(&login.id, login.expires_at);
         }
         Ok(start)
     }

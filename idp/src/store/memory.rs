@@ -239,81 +239,23 @@ mod tests {
 
     /// A store that ignores [`Expect`], and forgets its claims as soon as
     /// it makes them: each breaks a contract, and its suite says so.
-    struct Overwrites(MemoryStore);
-
-    impl RefreshQueue for Overwrites {
-        async fn claim_due(&self, now: u64, limit: usize, lease: u64) -> Result<Vec<Due>> {
-            let due = self.0.claim_due(now, limit, lease).await?;
-            for d in &due {
-                self.0.release(&d.owner, &d.key).await?;
-            }
-            Ok(due)
-        }
-        async fn retry_at(&self, o: &str, k: &ResourceKey, n: u64, at: u64) -> Result<()> {
-            self.0.retry_at(o, k, n, at).await
-        }
-        async fn release(&self, o: &str, k: &ResourceKey) -> Result<()> {
-            self.0.release(o, k).await
-        }
-        async fn stop(&self, o: &str, k: &ResourceKey) -> Result<()> {
-            self.0.stop(o, k).await
-        }
-    }
-
-    impl UserStore for Overwrites {
-        async fn put_flow(&self, flow: PendingFlow) -> Result<()> {
-            self.0.put_flow(flow).await
-        }
-        async fn take_flow(&self, s: &str, o: &str, r: &str) -> Result<FlowTake> {
-            self.0.take_flow(s, o, r).await
-        }
-        async fn put_provider(&self, o: &str, p: Provider, _: Expect<'_>) -> Result<Put> {
-            let current = self.0.provider(o, &p.key).await?;
-            self.0.put_provider(o, p, current.as_ref().into()).await
-        }
-        async fn provider(&self, o: &str, k: &ResourceKey) -> Result<Option<Provider>> {
-            self.0.provider(o, k).await
-        }
-        async fn provider_for(&self, o: &str, u: &ResourceKey) -> Result<Option<Provider>> {
-            self.0.provider_for(o, u).await
-        }
-        async fn providers(&self, o: &str) -> Result<Vec<Provider>> {
-            self.0.providers(o).await
-        }
-        async fn remove_provider(&self, o: &str, k: &ResourceKey) -> Result<Option<Provider>> {
-            self.0.remove_provider(o, k).await
-        }
-    }
-
-    impl RegistryStore for Overwrites {
-        async fn registration(&self, i: &str, r: &str) -> Result<Option<Registration>> {
-            self.0.registration(i, r).await
-        }
-        async fn put_registration(&self, r: Registration) -> Result<()> {
-            self.0.put_registration(r).await
-        }
-        async fn remove_registration(&self, i: &str, r: &str) -> Result<()> {
-            self.0.remove_registration(i, r).await
-        }
-        async fn server(&self, i: &str) -> Result<Option<(AuthorizationServer, u64)>> {
-            self.0.server(i).await
-        }
-        async fn put_server(&self, i: &str, s: AuthorizationServer, at: u64) -> Result<()> {
-            self.0.put_server(i, s, at).await
+    fn overwrites() -> crate::testing::Bent {
+        crate::testing::Bent {
+            before_put: Some(Box::new(|_, _, _| true)),
+            forget_claims: true,
+            ..Default::default()
         }
     }
 
     #[test]
     #[should_panic(expected = "Expect::Nothing over a row conflicts")]
     fn a_store_without_compare_and_swap_fails_the_contract() {
-        block_on(conformance::check(&Overwrites(MemoryStore::default())));
+        block_on(conformance::check(&overwrites()));
     }
 
     #[test]
     #[should_panic(expected = "only the grant nobody holds")]
     fn a_queue_that_forgets_its_claims_fails_the_contract() {
-        block_on(conformance::check_refresh_queue(&Overwrites(
-            MemoryStore::default(),
-        )));
+        block_on(conformance::check_refresh_queue(&overwrites()));
     }
 }

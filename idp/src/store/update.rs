@@ -89,9 +89,7 @@ pub async fn update_provider_from<S: UserStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::MemoryStore;
-    use crate::store::Expect;
-    use crate::testing::block_on;
+    use crate::testing::{block_on, Bent};
 
     fn row(name: &str) -> Provider {
         let key = ResourceKey::parse("https://api.example/v1").unwrap();
@@ -108,77 +106,29 @@ mod tests {
     }
 
     /// A store where another writer gets in between each read and write:
-    /// the first `n` compare-and-swaps find the row changed.
-    struct Racing {
-        inner: MemoryStore,
-        races: std::cell::Cell<usize>,
-    }
-
-    impl UserStore for Racing {
-        async fn put_flow(&self, flow: crate::authorize::PendingFlow) -> Result<()> {
-            self.inner.put_flow(flow).await
-        }
-        async fn take_flow(
-            &self,
-            state: &str,
-            owner: &str,
-            redirect_uri: &str,
-        ) -> Result<crate::store::FlowTake> {
-            self.inner.take_flow(state, owner, redirect_uri).await
-        }
-        async fn put_provider(
-            &self,
-            owner: &str,
-            provider: Provider,
-            expect: Expect<'_>,
-        ) -> Result<Put> {
-            if self.races.get() > 0 {
-                self.races.set(self.races.get() - 1);
-                // The other writer: a new grant's row under the same key.
-                let theirs = row(&format!("theirs-{}", self.races.get()));
-                let now = self.inner.provider(owner, &provider.key).await?;
-                let put = self.inner.put_provider(owner, theirs, now.as_ref().into());
-                assert_eq!(put.await?, Put::Written);
-            }
-            self.inner.put_provider(owner, provider, expect).await
-        }
-        async fn provider(&self, owner: &str, key: &ResourceKey) -> Result<Option<Provider>> {
-            self.inner.provider(owner, key).await
-        }
-        async fn provider_for(&self, owner: &str, url: &ResourceKey) -> Result<Option<Provider>> {
-            self.inner.provider_for(owner, url).await
-        }
-        async fn providers(&self, owner: &str) -> Result<Vec<Provider>> {
-            self.inner.providers(owner).await
-        }
-        async fn providers_page(
-            &self,
-            owner: &str,
-            after: Option<&ResourceKey>,
-            limit: usize,
-        ) -> Result<Vec<Provider>> {
-            self.inner.providers_page(owner, after, limit).await
-        }
-        async fn remove_provider(
-            &self,
-            owner: &str,
-            key: &ResourceKey,
-        ) -> Result<Option<Provider>> {
-            self.inner.remove_provider(owner, key).await
+    /// the first `races` compare-and-swaps find the row changed.
+    fn racing(races: std::rc::Rc<std::cell::Cell<usize>>) -> Bent {
+        Bent {
+            before_put: Some(Box::new(move |inner, owner, mine| {
+                if races.get() > 0 {
+                    races.set(races.get() - 1);
+                    // The other writer: a new grant's row under the same key.
+                    let theirs = row(&format!("theirs-{}", races.get()));
+                    let now = block_on(inner.provider(owner, &mine.key)).unwrap();
+                    let put = inner.put_provider(owner, theirs, now.as_ref().into());
+                    assert_eq!(block_on(put).unwrap(), Put::Written);
+                }
+                false
+            })),
+            ..Bent::default()
         }
     }
 
-    /// Two writers race: each decision sees what the other wrote, so a
-    /// writer that keeps a row it did not expect keeps the other's, and one
-    /// that builds on the row builds on the other's; nothing is overwritten
-    /// unseen, and a row that never settles is an error, not a lost write.
     #[test]
     fn racing_writers_each_decide_over_what_the_other_wrote() {
         let key = row("").key;
-        let store = Racing {
-            inner: MemoryStore::default(),
-            races: std::cell::Cell::new(1),
-        };
+        let races = std::rc::Rc::new(std::cell::Cell::new(1));
+        let store = racing(races.clone());
         let mut seen = Vec::new();
         let out = block_on(update_provider(&store, "alice", &key, "named", |now| {
             seen.push(now.map(|p| p.name.clone()));
@@ -197,7 +147,7 @@ mod tests {
         assert_eq!(stored, out);
 
         // A writer that keeps what it did not expect keeps theirs.
-        store.races.set(1);
+        races.set(1);
         let expected = stored.clone();
         let out = block_on(update_provider(
             &store,
@@ -213,7 +163,7 @@ mod tests {
         assert_eq!(out.map(|p| p.name), Some("theirs-0".to_owned()));
 
         // A row that never settles.
-        store.races.set(UPDATE_TRIES);
+        races.set(UPDATE_TRIES);
         let e = block_on(update_provider(&store, "alice", &key, "busy", |_| {
             Change::Write(Box::new(row("mine")))
         }))

@@ -46,8 +46,12 @@ impl Answer for StartDeviceLogin {
             settings,
         } = self;
         let store = o.store(cx.role);
+        let entropy = entropy().map_err(Error::NoRandomness)?;
+        let writes = o.refresher.lock().await;
         // Each waiting login is polled by this object's alarm: a user has
-        // a few at most, whatever the servers answer.
+        // a few at most, whatever the servers answer. Counted under the
+        // write lock, which a start holds until its row is written, so
+        // logins started together cannot all pass.
         let user = flow::accounts::split(&owner).0;
         let waiting = store.rows(tables::device_logins::WAITING, vec![text(user)])?;
         let waiting = waiting.first().and_then(|r| r.first()?.as_integer());
@@ -57,8 +61,6 @@ impl Answer for StartDeviceLogin {
             })
             .into());
         }
-        let entropy = entropy().map_err(Error::NoRandomness)?;
-        let writes = o.refresher.lock().await;
         let engine = flow::Engine {
             http: cx.http,
             store: &store,
@@ -68,17 +70,18 @@ impl Answer for StartDeviceLogin {
         // The owner names the account to connect, if any.
         let req = flow::LoginRequest::of(&owner, scope.as_deref());
         let start = flow::start_device_login(&engine, req, url.as_str(), entropy).await?;
-        drop(writes);
         match start {
             DeviceStart::Waiting(login) => {
                 let at = login.expires_at.min(now().saturating_add(login.interval));
                 // Kept, polled and read as the user's (the flow names the account).
                 let user = flow::accounts::split(&owner).0;
                 o.device_row(&store, &login.id, user, at, None)?;
+                drop(writes);
                 o.schedule_or_log().await;
                 Ok(DeviceStartReply::Waiting(*login))
             }
             DeviceStart::Public(p) => {
+                drop(writes);
                 // A public resource is the user's, whatever account was named.
                 let user = flow::accounts::split(&owner).0;
                 let (provider, hook_error) = o.named(&store, user, *p).await;
