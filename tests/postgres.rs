@@ -1137,6 +1137,12 @@ async fn the_postgres_store_connects_over_tls_when_asked_and_checks_the_server()
     ))
     .await;
     assert!(text.contains("server does not support TLS"), "{text}");
+    // TLS asked, then turned off by a second sslmode: refused, not plain.
+    let text = refused(format!(
+        "{db}?sslmode=verify-full&sslrootcert={root}&sslmode=disable"
+    ))
+    .await;
+    assert!(text.contains("sslmode more than once"), "{text}");
     // A root file that is not one.
     let text = refused(format!("{db}?sslmode=require&sslrootcert=/nonexistent.pem")).await;
     assert!(text.contains("/nonexistent.pem"), "{text}");

@@ -75,6 +75,7 @@ impl PendingFlow {
     /// What the code exchange needs from this login.
     pub fn code_grant(&self) -> crate::token::CodeGrant<'_> {
         crate::token::CodeGrant {
+            issuer: &self.issuer,
             token_endpoint: &self.token_endpoint,
             client: &self.client,
             redirect_uri: &self.redirect_uri,

@@ -109,7 +109,7 @@ pub fn proof(key: &DpopKey, p: &Proof<'_>, jti: [u8; 16]) -> Option<String> {
 pub const NONCE_LIFETIME_SECS: u64 = 300;
 
 /// Origins whose nonce is kept at once; past it, expired nonces go, then
-/// all.
+/// the oldest.
 const MAX_NONCES: usize = 1024;
 
 /// The nonces servers gave (their `DPoP-Nonce` answer header, RFC 9449 §8
@@ -118,7 +118,10 @@ const MAX_NONCES: usize = 1024;
 /// Held by a runtime beside the client that sends its requests (as a
 /// browser keeps cookies), never by the engine: the native runtime keeps
 /// one per [`NativeIdp`](crate::native::NativeIdp), a Worker one per
-/// isolate.
+/// isolate. A runtime keeps only the nonces given to requests that carried
+/// a proof. The app's users share them: a server that gives one nonce to
+/// all learns that their requests come from the same app, which the
+/// client id already tells it.
 ///
 /// ```
 /// use idp::dpop::Nonces;
@@ -160,13 +163,18 @@ impl Nonces {
             return;
         }
         let mut map = self.by_origin.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_NONCES {
+        let origin = origin(url);
+        if map.len() >= MAX_NONCES && !map.contains_key(&origin) {
             map.retain(|_, (_, at)| now < at.saturating_add(NONCE_LIFETIME_SECS));
-            if map.len() >= MAX_NONCES {
-                map.clear();
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(o, _)| o.clone());
+            if let (true, Some(o)) = (map.len() >= MAX_NONCES, oldest) {
+                map.remove(&o);
             }
         }
-        map.insert(origin(url), (nonce.to_owned(), now));
+        map.insert(origin, (nonce.to_owned(), now));
     }
 }
 
@@ -386,6 +394,16 @@ mod tests {
         assert_eq!(len(), 2, "{:?}", nonces.by_origin.lock().unwrap().keys());
         assert_eq!(nonces.get(&b, 1_001).as_deref(), Some("fresh"));
         assert_eq!(nonces.get(&c, 1_001).as_deref(), Some("new"));
+        // Full of fresh ones (a server with many names): only the oldest
+        // goes, never all.
+        for i in 0..MAX_NONCES {
+            let u = Url::parse(&format!("https://flood{i}.example")).unwrap();
+            nonces.keep(&u, "flood", 1_002);
+        }
+        assert_eq!(len(), MAX_NONCES);
+        assert_eq!(nonces.get(&b, 1_002), None, "the oldest went");
+        let last = Url::parse(&format!("https://flood{}.example", MAX_NONCES - 1)).unwrap();
+        assert_eq!(nonces.get(&last, 1_002).as_deref(), Some("flood"));
         assert!(supported_by(&["RS256".into(), "ES256".into()]));
         assert!(!supported_by(&["RS256".into()]));
     }

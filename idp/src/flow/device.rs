@@ -196,10 +196,10 @@ pub async fn poll_device_login(
     if now < wait.poll_at {
         return keep(flow, wait).await;
     }
-    let client = flow.client.ready(&flow.issuer, now, http)?;
     let grant = DeviceGrant {
+        issuer: &flow.issuer,
         token_endpoint: &flow.token_endpoint,
-        client: &client,
+        client: &flow.client,
         device_code: &wait.device_code,
         resource: flow
             .rules

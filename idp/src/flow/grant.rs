@@ -187,18 +187,14 @@ pub(super) async fn refresh_traced(
         // has rotated since (a store several processes share checks).
         store.still_current(owner, key, refresh_token).await?;
         // A `private_key_jwt` client signs a new assertion for each try.
-        let client = grant.client.ready(&grant.issuer, now, http)?;
         let resource = rules.resource_on_refresh().then_some(resource);
-        let req = token::refresh_request(
-            &grant.token_endpoint,
-            &client,
-            refresh_token,
-            resource,
-            None,
-        );
+        let build = |client: &crate::client::Client| {
+            token::refresh_request(&grant.token_endpoint, client, refresh_token, resource, None)
+        };
         // A bound grant proves its key on refresh too (RFC 9449 §5).
         let dpop = tokens.dpop.as_ref();
-        let (url, resp) = token::send_bound(http, req, dpop, now).await?;
+        let (url, resp) =
+            token::send_signed(http, &grant.client, &grant.issuer, build, dpop, now).await?;
         token::parse_bound(&url, &resp, now, Some(refresh_token), &rules, dpop)
     };
     let mut result = send(rules).await;

@@ -302,12 +302,7 @@ pub async fn finish_login(
         }
     };
     let code = authorize::validate_callback(params, &flow, now)?;
-    let client = flow.client.ready(&flow.issuer, now, http)?;
-    let grant = token::CodeGrant {
-        client: &client,
-        ..flow.code_grant()
-    };
-    let tokens = token::exchange_code(http, &grant, &code, now).await;
+    let tokens = token::exchange_code(http, &flow.code_grant(), &code, now).await;
     let tokens = match tokens {
         Ok(t) => t,
         Err(e) => {

@@ -98,7 +98,8 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
             if let Some(h) = hop.authorization {
                 builder = builder.header("authorization", h);
             }
-            if exchange.wants_proof() {
+            let proved = exchange.wants_proof();
+            if proved {
                 let jti = crate::http::jti(&idp.http)?;
                 if let Some(proof) = exchange.proof(now(), jti, &idp.http.nonces) {
                     builder = builder.header(crate::dpop::HEADER, proof);
@@ -122,7 +123,7 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
                 .filter_map(|v| v.to_str().ok())
                 .collect();
             let challenges = challenges.join(", ");
-            if let Some(n) = header(crate::dpop::NONCE_HEADER) {
+            if let (true, Some(n)) = (proved, header(crate::dpop::NONCE_HEADER)) {
                 idp.http.nonces.keep(&hop_url, n, now());
             }
             next = exchange.reply(Reply {

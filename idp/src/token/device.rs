@@ -15,7 +15,7 @@
 //! # Ok::<(), idp::error::Error>(())
 //! ```
 
-use super::{form_request, parse_bound, send_bound, TokenRules, TokenSet};
+use super::{form_request, parse_bound, send_signed, TokenRules, TokenSet};
 use crate::client::{Client, DEVICE_CODE_GRANT};
 use crate::discovery::read_json;
 use crate::error::{Error, OAuthErrorCode, Result};
@@ -205,9 +205,13 @@ pub enum Poll {
 /// token rules, and the key the tokens are bound to (DPoP), if any.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceGrant<'a> {
+    /// The authorization server that issued the device code (the audience
+    /// of a `private_key_jwt` client's assertion).
+    pub issuer: &'a str,
     /// The token endpoint.
     pub token_endpoint: &'a Url,
-    /// The client the device code was issued to.
+    /// The client the device code was issued to (a `private_key_jwt`
+    /// client signs for each request it sends).
     pub client: &'a Client,
     /// The device code.
     pub device_code: &'a DeviceCode,
@@ -223,13 +227,15 @@ pub struct DeviceGrant<'a> {
 /// `access_denied` and every other refusal are the [`Error::Token`] the
 /// server sent ([`OAuthErrorCode::ExpiredToken`], [`OAuthErrorCode::AccessDenied`]).
 pub async fn poll(http: &impl HttpClient, grant: &DeviceGrant<'_>, now: u64) -> Result<Poll> {
-    let req = device_token_request(
-        grant.token_endpoint,
-        grant.client,
-        grant.device_code,
-        grant.resource,
-    );
-    let (url, resp) = send_bound(http, req, grant.dpop, now).await?;
+    let build = |client: &Client| {
+        device_token_request(
+            grant.token_endpoint,
+            client,
+            grant.device_code,
+            grant.resource,
+        )
+    };
+    let (url, resp) = send_signed(http, grant.client, grant.issuer, build, grant.dpop, now).await?;
     match parse_bound(&url, &resp, now, None, grant.rules, grant.dpop) {
         Ok(tokens) => Ok(Poll::Granted(tokens)),
         Err(Error::Token {
@@ -335,6 +341,7 @@ mod tests {
         let code = DeviceCode::new("dc");
         let endpoint = Url::parse(TOKEN).unwrap();
         let grant = DeviceGrant {
+            issuer: "https://as.example",
             token_endpoint: &endpoint,
             client: &client,
             device_code: &code,

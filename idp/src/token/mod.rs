@@ -151,9 +151,13 @@ pub(crate) fn form_request(
 /// ([`PendingFlow::code_grant`](crate::authorize::PendingFlow::code_grant)).
 #[derive(Debug, Clone, Copy)]
 pub struct CodeGrant<'a> {
+    /// The authorization server that issued the code (the audience of a
+    /// `private_key_jwt` client's assertion).
+    pub issuer: &'a str,
     /// Where the code is exchanged.
     pub token_endpoint: &'a Url,
-    /// The client the code was issued to.
+    /// The client the code was issued to (a `private_key_jwt` client signs
+    /// for each request it sends).
     pub client: &'a Client,
     /// The redirect URI of the authorization request.
     pub redirect_uri: &'a Url,
@@ -352,26 +356,35 @@ pub(crate) async fn send(http: &impl HttpClient, req: HttpRequest) -> Result<(Ur
     }
 }
 
-/// Sends a token request, with a DPoP proof made with `dpop` when given
-/// (its `jti` fresh from `http`'s randomness, the origin's nonce from its
-/// memory): a nonce the server gives is kept, and a `use_dpop_nonce`
-/// refusal is answered once with a proof that carries it (RFC 9449 §8).
-pub(crate) async fn send_bound(
+/// Sends a token request that `build` makes for a client, signed for
+/// `issuer` on each attempt (a `private_key_jwt` client's assertion has a
+/// fresh `jti` each time: servers refuse one they have seen), with a DPoP
+/// proof made with `dpop` when given (its `jti` fresh from `http`'s
+/// randomness, the origin's nonce from its memory): a nonce the server
+/// gives is kept, and a `use_dpop_nonce` refusal is answered once with a
+/// new assertion and a proof that carries the nonce (RFC 9449 §8).
+pub(crate) async fn send_signed(
     http: &impl HttpClient,
-    req: HttpRequest,
+    client: &Client,
+    issuer: &str,
+    build: impl Fn(&Client) -> HttpRequest,
     dpop: Option<&DpopKey>,
     now: u64,
 ) -> Result<(Url, HttpResponse)> {
+    let request = || client.ready(issuer, now, http).map(|c| build(&c));
     let Some(key) = dpop else {
-        return send(http, req).await;
+        return send(http, request()?).await;
     };
-    let mut nonce = http.dpop_nonces().and_then(|n| n.get(&req.url, now));
+    let mut nonce = None;
     let mut retried = false;
     loop {
-        let mut bound = req.clone();
+        let mut bound = request()?;
+        if nonce.is_none() {
+            nonce = http.dpop_nonces().and_then(|n| n.get(&bound.url, now));
+        }
         let p = crate::dpop::Proof {
             method: "POST",
-            url: &req.url,
+            url: &bound.url,
             iat: now,
             nonce: nonce.as_deref(),
             access_token: None,
@@ -406,8 +419,8 @@ pub async fn exchange_code(
     code: &AuthorizationCode,
     now: u64,
 ) -> Result<TokenSet> {
-    let req = exchange_request(grant, code);
-    let (url, resp) = send_bound(http, req, grant.dpop, now).await?;
+    let build = |client: &Client| exchange_request(&CodeGrant { client, ..*grant }, code);
+    let (url, resp) = send_signed(http, grant.client, grant.issuer, build, grant.dpop, now).await?;
     parse_bound(&url, &resp, now, None, grant.rules, grant.dpop)
 }
 
@@ -686,24 +699,34 @@ mod signed {
         assert!(req.headers.iter().all(|(k, _)| k != "authorization"));
     }
 
-    /// A bound token request to a server that wants a nonce: refused once,
-    /// sent again with it, each proof with its own `jti` from the runtime;
-    /// the runtime keeps the nonce, so its next request carries it at once,
-    /// and another runtime starts without it. A client that draws no
-    /// random numbers sends nothing.
+    /// A bound token request of a `private_key_jwt` client to a server
+    /// that wants a nonce: refused once, sent again with it, each proof and
+    /// each client assertion with its own `jti` from the runtime (a server
+    /// refuses an assertion it has seen); the runtime keeps the nonce, so
+    /// its next request carries it at once, and another runtime starts
+    /// without it. A client that draws no random numbers sends nothing.
     #[cfg(feature = "signing")]
     #[test]
-    fn a_server_nonce_is_kept_by_the_runtime_and_every_proof_has_its_own_jti() {
-        use super::{form_request, send_bound};
+    fn a_server_nonce_is_kept_by_the_runtime_and_every_jti_is_fresh() {
+        use super::{form_request, send_signed};
         use crate::http::{HttpRequest, HttpResponse};
         use crate::testing::{block_on, Script};
         use crate::Error;
+        use base64::Engine as _;
         let ep = || url::Url::parse("https://as.example/token").unwrap();
-        let claims = |r: &HttpRequest| -> serde_json::Value {
-            let proof = r.header("dpop").unwrap();
-            let b = crate::encoding::base64url_decode(proof.split('.').nth(1).unwrap()).unwrap();
+        let claims = |jws: &str| -> serde_json::Value {
+            let b = crate::encoding::base64url_decode(jws.split('.').nth(1).unwrap()).unwrap();
             serde_json::from_slice(&b).unwrap()
         };
+        let proof = |r: &HttpRequest| claims(r.header("dpop").unwrap());
+        let assertion = |r: &HttpRequest| {
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(&r.body).into_owned().collect();
+            claims(&form["client_assertion"])
+        };
+        let d = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([9u8; 32]);
+        let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "d": d}).to_string();
+        let client = Client::confidential("app", ClientSecret::new(jwk), AuthMethod::PrivateKeyJwt);
         let key = crate::secret::DpopKey::generate([5; 32]).unwrap();
         let ask = || {
             HttpResponse::new(400, r#"{"error":"use_dpop_nonce"}"#)
@@ -711,39 +734,67 @@ mod signed {
                 .with_header("DPoP-Nonce", "n-1")
         };
         let ok = || HttpResponse::new(200, r#"{"access_token":"AT","token_type":"DPoP"}"#);
-        let req = || {
-            form_request(
-                &ep(),
-                &Client::public("c"),
-                vec![("grant_type", "x".into())],
-            )
+        let build = |c: &Client| form_request(&ep(), c, vec![("grant_type", "x".into())]);
+        let send = |http, now| {
+            block_on(send_signed(
+                http,
+                &client,
+                "https://as.example",
+                build,
+                Some(&key),
+                now,
+            ))
         };
         let http = Script::new()
             .raw(ep().as_str(), ask())
             .raw(ep().as_str(), ok());
-        let (_, resp) = block_on(send_bound(&http, req(), Some(&key), 100)).unwrap();
+        let (_, resp) = send(&http, 100).unwrap();
         assert_eq!(resp.status, 200);
         let sent = http.requests();
-        let (first, again) = (claims(&sent[0]), claims(&sent[1]));
+        let (first, again) = (proof(&sent[0]), proof(&sent[1]));
         assert!(first.get("nonce").is_none());
         assert_eq!(again["nonce"], "n-1");
         assert_ne!(first["jti"], again["jti"]);
-        block_on(send_bound(&http, req(), Some(&key), 101)).unwrap();
-        let next = claims(&http.requests()[2]);
-        assert_eq!(next["nonce"], "n-1", "kept by the runtime");
+        let (a1, a2) = (assertion(&sent[0]), assertion(&sent[1]));
+        assert_eq!(a1["aud"], "https://as.example");
+        assert_ne!(a1["jti"], a2["jti"], "a new assertion for the retry");
+        send(&http, 101).unwrap();
+        assert_eq!(
+            proof(&http.requests()[2])["nonce"],
+            "n-1",
+            "kept by the runtime"
+        );
         assert_eq!(http.requests().len(), 3, "not refused this time");
 
         let other = Script::new().raw(ep().as_str(), ok());
-        block_on(send_bound(&other, req(), Some(&key), 101)).unwrap();
-        assert!(claims(&other.requests()[0]).get("nonce").is_none());
+        send(&other, 101).unwrap();
+        assert!(proof(&other.requests()[0]).get("nonce").is_none());
 
         let sent = std::cell::Cell::new(0);
         let closure = |_: HttpRequest| {
             sent.set(sent.get() + 1);
             async { Ok(ok()) }
         };
-        let e = block_on(send_bound(&closure, req(), Some(&key), 100)).unwrap_err();
+        let e = send_closure(&closure, &client, &key).unwrap_err();
         assert!(matches!(e, Error::NoRandomness(_)), "{e}");
         assert_eq!(sent.get(), 0, "nothing sent without a jti");
+    }
+
+    #[cfg(feature = "signing")]
+    fn send_closure(
+        http: &impl crate::http::HttpClient,
+        client: &Client,
+        key: &crate::secret::DpopKey,
+    ) -> crate::Result<(url::Url, crate::http::HttpResponse)> {
+        let ep = url::Url::parse("https://as.example/token").unwrap();
+        let build = |c: &Client| super::form_request(&ep, c, vec![("grant_type", "x".into())]);
+        crate::testing::block_on(super::send_signed(
+            http,
+            client,
+            "https://as.example",
+            build,
+            Some(key),
+            100,
+        ))
     }
 }

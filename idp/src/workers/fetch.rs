@@ -316,9 +316,11 @@ impl<'a> AuthedFetch<'a> {
             } else {
                 None
             };
+            let proved = proof.is_some();
             let mut response = self.hop(&req, exchange.hop(), proof).await?;
             let header = |n: &str| response.headers().get(n).ok().flatten();
-            if let (Some(n), Ok(url)) = (
+            if let (true, Some(n), Ok(url)) = (
+                proved,
                 header(crate::dpop::NONCE_HEADER),
                 url::Url::parse(exchange.hop().url),
             ) {

@@ -144,13 +144,13 @@ impl PostgresStore {
     /// `key=value` string, as libpq takes), and brings its schema up to
     /// date. With `sslmode=require`, `verify-ca` or `verify-full` it
     /// connects over TLS only, checking the server's certificate and host
-    /// name against the Web PKI's roots and the PEM file `sslrootcert`
-    /// names; with `disable`, `prefer` or no `sslmode`, in plain text (for
+    /// name against the roots in the PEM file `sslrootcert` names, or the
+    /// Web PKI's without one; with `disable`, `prefer` or no `sslmode`, in plain text (for
     /// a database on the same machine or network). For other TLS settings,
     /// build the pool with your connector and use
     /// [`PostgresStore::from_pool`].
     pub async fn connect(url: &str) -> Result<Self> {
-        let (url, wish) = tls::split(url);
+        let (url, wish) = tls::split(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             Error::Storage(StorageError::with_source(
                 StorageCause::Backend,
