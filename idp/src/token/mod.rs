@@ -715,7 +715,9 @@ mod signed {
         use base64::Engine as _;
         let ep = || url::Url::parse("https://as.example/token").unwrap();
         let claims = |jws: &str| -> serde_json::Value {
-            let b = crate::encoding::base64url_decode(jws.split('.').nth(1).unwrap()).unwrap();
+            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(jws.split('.').nth(1).unwrap())
+                .unwrap();
             serde_json::from_slice(&b).unwrap()
         };
         let proof = |r: &HttpRequest| claims(r.header("dpop").unwrap());
