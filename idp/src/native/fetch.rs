@@ -3,8 +3,8 @@
 
 use super::{describe, now, MemoryStore, NativeIdp};
 use crate::error::{Error, Result};
-use crate::fetch::{Exchange, Next, Reply};
-use crate::flow::Refused;
+use crate::fetch::{Answered, CallIo, Exchange, Hop};
+use crate::flow::{Authorization, Refused};
 use crate::store::Store;
 use url::Url;
 
@@ -72,98 +72,115 @@ impl<'a, S: Store> AuthedFetch<'a, S> {
             Some(label) => crate::flow::accounts::Owner::account(owner.as_str(), label)?,
         };
         let found = idp.authorization_of(&owner, &url).await;
-        let (mut exchange, mut next) =
+        let (exchange, next) =
             Exchange::start(request.method().as_str(), &url, found, idp.settings.policy)?;
-        loop {
-            if let Next::Reauthorize(r) = next {
-                return Err(Error::AuthorizationRequired(r));
-            }
-            let hop = exchange.hop();
-            let hop_url = Url::parse(hop.url).map_err(|e| Error::InvalidUrl {
-                input: hop.url.to_owned(),
-                reason: e.to_string(),
+        let io = Call {
+            idp,
+            owner: &owner,
+            request: &request,
+            body,
+        };
+        crate::fetch::drive(&io, exchange, next).await
+    }
+}
+
+/// One call's I/O for [`crate::fetch::drive`]: the request as the caller
+/// gave it, sent hop by hop with reqwest.
+struct Call<'a, S: Store> {
+    idp: &'a NativeIdp<S>,
+    owner: &'a crate::flow::accounts::Owner,
+    request: &'a reqwest::Request,
+    body: Option<Vec<u8>>,
+}
+
+impl<S: Store> CallIo for Call<'_, S> {
+    type Answer = reqwest::Response;
+    type Error = Error;
+
+    async fn send(&self, hop: &Hop<'_>, proof: Option<&str>) -> Result<reqwest::Response> {
+        let hop_url = Url::parse(hop.url).map_err(|e| Error::InvalidUrl {
+            input: hop.url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let method =
+            reqwest::Method::from_bytes(hop.method.as_bytes()).map_err(|e| Error::InvalidUrl {
+                input: self.request.url().to_string(),
+                reason: format!("method: {e}"),
             })?;
-            let method = reqwest::Method::from_bytes(hop.method.as_bytes()).map_err(|e| {
-                Error::InvalidUrl {
-                    input: url.clone(),
-                    reason: format!("method: {e}"),
-                }
-            })?;
-            let mut builder = idp.http.client.request(method, hop_url.clone());
-            for (name, value) in request.headers() {
-                if hop.forwards(name.as_str()) {
-                    builder = builder.header(name, value);
-                }
-            }
-            if let Some(h) = hop.authorization {
-                builder = builder.header("authorization", h);
-            }
-            let proved = exchange.wants_proof();
-            if proved {
-                let jti = crate::http::jti(&idp.http)?;
-                if let Some(proof) = exchange.proof(now(), jti, &idp.http.nonces) {
-                    builder = builder.header(crate::dpop::HEADER, proof);
-                }
-            }
-            if let (true, Some(b)) = (hop.body, &body) {
-                builder = builder.body(b.clone());
-            }
-            let mut resp = builder.send().await.map_err(|e| Error::Transport {
-                url: hop_url.clone(),
-                message: describe(&e),
-            })?;
-            let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok());
-            // Every challenge, whether sent in one header or several (a
-            // `DPoP` one on a line of its own says the resource takes
-            // bound tokens).
-            let challenges: Vec<&str> = resp
-                .headers()
-                .get_all("www-authenticate")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let challenges = challenges.join(", ");
-            if let (true, Some(n)) = (proved, header(crate::dpop::NONCE_HEADER)) {
-                idp.http.nonces.keep(&hop_url, n, now());
-            }
-            next = exchange.reply(Reply {
-                status: resp.status().as_u16(),
-                location: header("location"),
-                www_authenticate: (!challenges.is_empty()).then_some(challenges.as_str()),
-                dpop_nonce: header(crate::dpop::NONCE_HEADER),
-            })?;
-            if next == Next::Inspect {
-                let (again, body) = read_answer(resp, &hop_url).await?;
-                next = exchange.inspect(&body);
-                resp = again;
-            }
-            match next {
-                Next::Done | Next::Inspect => return Ok(resp),
-                Next::Refresh => {
-                    let (Some(a), Some(token)) =
-                        (exchange.authorization(), exchange.rejected_token())
-                    else {
-                        return Ok(resp);
-                    };
-                    let serving =
-                        crate::flow::accounts::serving(&idp.store, owner.as_str(), a.key.as_str())
-                            .await?;
-                    let refreshed = idp
-                        .refresher
-                        .rejected(
-                            &idp.http,
-                            &idp.store,
-                            &serving,
-                            &a.key,
-                            Refused::Token(token),
-                            now(),
-                        )
-                        .await;
-                    next = exchange.refreshed(refreshed)?;
-                }
-                Next::Send | Next::Reauthorize(_) => {}
+        let mut builder = self.idp.http.client.request(method, hop_url.clone());
+        for (name, value) in self.request.headers() {
+            if hop.forwards(name.as_str()) {
+                builder = builder.header(name, value);
             }
         }
+        if let Some(h) = hop.authorization {
+            builder = builder.header("authorization", h);
+        }
+        if let Some(p) = proof {
+            builder = builder.header(crate::dpop::HEADER, p);
+        }
+        if let (true, Some(b)) = (hop.body, &self.body) {
+            builder = builder.body(b.clone());
+        }
+        builder.send().await.map_err(|e| Error::Transport {
+            url: hop_url,
+            message: describe(&e),
+        })
+    }
+
+    fn answered(&self, resp: &reqwest::Response) -> Answered {
+        let header = |n: &str| {
+            let h = resp.headers().get(n)?;
+            h.to_str().ok().map(str::to_owned)
+        };
+        // Every challenge, whether sent in one header or several (a `DPoP`
+        // one on a line of its own says the resource takes bound tokens).
+        let challenges: Vec<&str> = resp
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        Answered {
+            status: resp.status().as_u16(),
+            location: header("location"),
+            www_authenticate: (!challenges.is_empty()).then(|| challenges.join(", ")),
+            dpop_nonce: header(crate::dpop::NONCE_HEADER),
+        }
+    }
+
+    async fn read_body(
+        &self,
+        resp: reqwest::Response,
+        url: &Url,
+    ) -> Result<(reqwest::Response, Vec<u8>)> {
+        read_answer(resp, url).await
+    }
+
+    async fn refresh(&self, a: &Authorization, token: &str) -> Result<Authorization> {
+        let (idp, owner) = (self.idp, self.owner.as_str());
+        let serving = crate::flow::accounts::serving(&idp.store, owner, a.key.as_str()).await?;
+        let refused = Refused::Token(token);
+        let (http, store) = (&idp.http, &idp.store);
+        idp.refresher
+            .rejected(http, store, &serving, &a.key, refused, now())
+            .await
+    }
+
+    fn reauthorize(&self, _: &Exchange, r: crate::fetch::Reauthorize) -> Error {
+        Error::AuthorizationRequired(r)
+    }
+
+    fn jti(&self) -> Result<[u8; 16]> {
+        crate::http::jti(&self.idp.http)
+    }
+
+    fn nonces(&self) -> &crate::dpop::Nonces {
+        &self.idp.http.nonces
+    }
+
+    fn now(&self) -> u64 {
+        now()
     }
 }
 

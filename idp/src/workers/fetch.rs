@@ -3,7 +3,8 @@
 
 use super::client::ProvidersStub;
 use super::error::{AuthorizationRequired, Error};
-use crate::fetch::{Exchange, Hop, Next, Reason, Reauthorize, Reply};
+use crate::fetch::{Answered, CallIo, Exchange, Hop, Reason, Reauthorize};
+use crate::flow::Authorization;
 use serde::de::DeserializeOwned;
 use url::Url;
 use worker::{Fetch, Headers, Method, Request, Response};
@@ -291,78 +292,18 @@ impl<'a> AuthedFetch<'a> {
     }
 
     /// Sends a request, authorizing it as described on [`AuthedFetch`] (the
-    /// engine's request policy, [`crate::fetch`]).
+    /// engine's request policy, [`crate::fetch`], run by its one driver).
     pub async fn send(&self, req: OutgoingRequest) -> Result<Response, Error> {
         let found = self.authorization(&req.url).await;
         let owner = self.owner()?;
-        let (mut exchange, mut next) =
+        let (exchange, next) =
             Exchange::start(method_name(&req.method), &req.url, found, self.policy)?;
-        loop {
-            if let Next::Reauthorize(r) = next {
-                if matches!(
-                    r.reason,
-                    Reason::Revoked | Reason::Expired | Reason::BoundTokenRefused
-                ) {
-                    if let Some(a) = exchange.authorization() {
-                        super::cache::forget(&owner, &a.key);
-                    }
-                }
-                return Err(self.required(r));
-            }
-            let proof = if exchange.wants_proof() {
-                let mut jti = [0u8; 16];
-                super::http::random_bytes(&mut jti).map_err(Error::Runtime)?;
-                exchange.proof(super::http::now(), jti, super::http::nonces())
-            } else {
-                None
-            };
-            let proved = proof.is_some();
-            let mut response = self.hop(&req, exchange.hop(), proof).await?;
-            let header = |n: &str| response.headers().get(n).ok().flatten();
-            if let (true, Some(n), Ok(url)) = (
-                proved,
-                header(crate::dpop::NONCE_HEADER),
-                url::Url::parse(exchange.hop().url),
-            ) {
-                super::http::nonces().keep(&url, &n, super::http::now());
-            }
-            next = exchange.reply(Reply {
-                status: response.status_code(),
-                location: header("location").as_deref(),
-                www_authenticate: header("www-authenticate").as_deref(),
-                dpop_nonce: header(crate::dpop::NONCE_HEADER).as_deref(),
-            })?;
-            if next == Next::Inspect {
-                // The API may say in the body that the token is refused;
-                // the caller gets the same answer, body and all.
-                let hop_url = exchange.hop().url.to_owned();
-                let body = self.read_body(&mut response, &hop_url).await?;
-                next = exchange.inspect(&body);
-                let (status, headers) = (response.status_code(), response.headers().clone());
-                response = Response::from_bytes(body)?
-                    .with_status(status)
-                    .with_headers(headers);
-            }
-            match next {
-                Next::Done | Next::Inspect => return Ok(response),
-                Next::Refresh => {
-                    let (Some(a), Some(token)) =
-                        (exchange.authorization(), exchange.rejected_token())
-                    else {
-                        return Ok(response);
-                    };
-                    // The resource refused the token: never hand it out again.
-                    super::cache::forget(&owner, &a.key);
-                    let cached = self.cache_secs.is_some();
-                    let refreshed = self.stub.rejected(&owner, &a.key, token, cached).await;
-                    if let (Ok(a), Some(ttl)) = (&refreshed, self.cache_secs) {
-                        super::cache::put(&owner, a, ttl, super::http::now());
-                    }
-                    next = exchange.refreshed(refreshed)?;
-                }
-                Next::Send | Next::Reauthorize(_) => {}
-            }
-        }
+        let io = Call {
+            fetch: self,
+            req: &req,
+            owner: &owner,
+        };
+        crate::fetch::drive(&io, exchange, next).await
     }
 
     fn required(&self, r: Reauthorize) -> Error {
@@ -383,7 +324,7 @@ impl<'a> AuthedFetch<'a> {
         &self,
         req: &OutgoingRequest,
         hop: Hop<'_>,
-        proof: Option<String>,
+        proof: Option<&str>,
     ) -> Result<Response, Error> {
         let headers = Headers::new();
         for (n, v) in &req.headers {
@@ -395,7 +336,7 @@ impl<'a> AuthedFetch<'a> {
             headers.set("authorization", h)?;
         }
         if let Some(p) = proof {
-            headers.set(crate::dpop::HEADER, &p)?;
+            headers.set(crate::dpop::HEADER, p)?;
         }
         let body = match (hop.body, &req.body) {
             (true, Some(b)) => Some(wasm_bindgen::JsValue::from(js_sys::Uint8Array::from(
@@ -422,4 +363,85 @@ impl<'a> AuthedFetch<'a> {
 
 fn method_name(m: &Method) -> &str {
     m.as_ref()
+}
+
+/// One call's I/O for [`crate::fetch::drive`]: hops sent with `fetch`, the
+/// grant refreshed by the user's object, the isolate cache kept in step.
+struct Call<'a, 'f> {
+    fetch: &'a AuthedFetch<'f>,
+    req: &'a OutgoingRequest,
+    owner: &'a str,
+}
+
+impl CallIo for Call<'_, '_> {
+    type Answer = Response;
+    type Error = Error;
+
+    async fn send(&self, hop: &Hop<'_>, proof: Option<&str>) -> Result<Response, Error> {
+        self.fetch.hop(self.req, *hop, proof).await
+    }
+
+    fn answered(&self, response: &Response) -> Answered {
+        // `Headers::get` joins a repeated header (every challenge) with ", ".
+        let header = |n: &str| response.headers().get(n).ok().flatten();
+        Answered {
+            status: response.status_code(),
+            location: header("location"),
+            www_authenticate: header("www-authenticate"),
+            dpop_nonce: header(crate::dpop::NONCE_HEADER),
+        }
+    }
+
+    async fn read_body(
+        &self,
+        mut response: Response,
+        url: &Url,
+    ) -> Result<(Response, Vec<u8>), Error> {
+        let body = self.fetch.read_body(&mut response, url.as_str()).await?;
+        let (status, headers) = (response.status_code(), response.headers().clone());
+        let again = Response::from_bytes(body.clone())?
+            .with_status(status)
+            .with_headers(headers);
+        Ok((again, body))
+    }
+
+    async fn refresh(&self, a: &Authorization, token: &str) -> Result<Authorization, Error> {
+        // The resource refused the token: never hand it out again.
+        super::cache::forget(self.owner, &a.key);
+        let cached = self.fetch.cache_secs.is_some();
+        let refreshed = self
+            .fetch
+            .stub
+            .rejected(self.owner, &a.key, token, cached)
+            .await;
+        if let (Ok(a), Some(ttl)) = (&refreshed, self.fetch.cache_secs) {
+            super::cache::put(self.owner, a, ttl, super::http::now());
+        }
+        refreshed
+    }
+
+    fn reauthorize(&self, exchange: &Exchange, r: Reauthorize) -> Error {
+        let dead = matches!(
+            r.reason,
+            Reason::Revoked | Reason::Expired | Reason::BoundTokenRefused
+        );
+        if let (true, Some(a)) = (dead, exchange.authorization()) {
+            super::cache::forget(self.owner, &a.key);
+        }
+        self.fetch.required(r)
+    }
+
+    fn jti(&self) -> Result<[u8; 16], Error> {
+        let mut jti = [0u8; 16];
+        super::http::random_bytes(&mut jti).map_err(Error::Runtime)?;
+        Ok(jti)
+    }
+
+    fn nonces(&self) -> &crate::dpop::Nonces {
+        super::http::nonces()
+    }
+
+    fn now(&self) -> u64 {
+        super::http::now()
+    }
 }

@@ -53,9 +53,12 @@ use crate::challenge::BearerChallenge;
 use crate::dpop::Nonces;
 use crate::error::{Error, OAuthErrorCode, Result};
 pub use crate::error::{Reason, Reauthorize};
+
+mod drive;
 use crate::flow::Authorization;
 use crate::policy::Policy;
 use crate::scope::{scopes_cover, union_scopes};
+pub use drive::{drive, Answered, CallIo};
 use url::Url;
 
 /// Redirects followed per request.
