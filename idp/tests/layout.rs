@@ -218,3 +218,64 @@ fn every_statement_on_a_table_lives_beside_the_statement_that_creates_it() {
         "statements outside store/sql/tables.rs: {elsewhere:?}"
     );
 }
+
+/// `static` items in a file's code (tests aside) that can change:
+/// interior mutability or `static mut`.
+fn mutable_statics(source: &str) -> Vec<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    code.lines()
+        .map(str::trim_start)
+        .filter(|l| {
+            l.starts_with("static ") || l.starts_with("pub static ") || l.contains(" static ")
+        })
+        .filter(|l| !l.starts_with("//"))
+        .filter(|l| {
+            l.contains("static mut")
+                || [
+                    "Mutex", "RwLock", "Cell", "Atomic", "OnceLock", "LazyLock", "OnceCell",
+                ]
+                .iter()
+                .any(|m| l.contains(m))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The engine keeps no state of its own: what changes between calls
+/// (nonces, counters, caches) lives in structs a runtime owns.
+#[test]
+fn the_engine_has_no_mutable_statics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let runtime = RUNTIMES
+                .iter()
+                .any(|r| path == root.join(r) || path == root.join(format!("{r}.rs")));
+            if runtime {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                for s in mutable_statics(&source) {
+                    found.push(format!("{}: {s}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "mutable statics in the engine: {found:#?}"
+    );
+    assert_eq!(
+        mutable_statics("static NONCES: Mutex<Option<u8>> = Mutex::new(None);\nconst A: u8 = 1;")
+            .len(),
+        1
+    );
+    assert!(mutable_statics("pub const ALGORITHM: &str = \"ES256\";").is_empty());
+    assert!(mutable_statics("fn f() -> &'static str { \"x\" }").is_empty());
+}
