@@ -5,11 +5,10 @@
 //! takes it (single use, so two pollers never send the same device code at
 //! once) and puts it back until the person has answered.
 
-use super::{route, store_grant, store_public, Engine, Entropy, LoginRequest, Route, Via};
+use super::{route, store_grant, Begun, Engine, Entropy, LoginRequest, Probed, Route, Via};
 use crate::client::DEVICE_CODE_GRANT;
 use crate::error::{DeviceProblem, Error, OAuthErrorCode, Result};
 use crate::http::HttpClient;
-use crate::probe::{self, Probe};
 use crate::store::{FlowTake, Provider, Store};
 use crate::token::device::{self, DeviceGrant, DeviceWait, Poll};
 use serde::{Deserialize, Serialize};
@@ -78,28 +77,19 @@ pub async fn start_device_login<H: HttpClient, S: Store>(
     resource_url: &str,
     entropy: Entropy,
 ) -> Result<DeviceStart> {
-    let (key, url) = super::parse_resource(&cx.settings.policy, resource_url)?;
-    let (route, vouched) = match crate::profile::find(&cx.settings.profiles, &url) {
-        Some((profile, prefix)) => (
-            super::profiled::resolve(cx.settings, profile, &prefix, req.scope, Via::Device)?,
-            true,
-        ),
-        None => match probe::probe(cx.http, &url).await? {
-            Probe::Public => {
-                let provider = store_public(cx, req.owner, key, &url).await?;
-                return Ok(DeviceStart::Public(Box::new(provider)));
-            }
-            Probe::NeedsAuthorization(c) => {
-                let route = route(cx, req, &url, c.as_ref(), Via::Device).await?;
-                let issuer = &route.resolved.issuer;
-                // The operator vouches for a profile's endpoints and for a
-                // server it registered a client at; a server learned by
-                // discovery is held to its own origin.
-                let vouched = route.profile.is_some()
-                    || cx.settings.clients.pre_registered_for(issuer).is_some();
-                (route, vouched)
-            }
-        },
+    let (url, (route, vouched)) = match super::begin(cx, req, resource_url, Via::Device).await? {
+        (_, Begun::Probed(Probed::Public(p))) => return Ok(DeviceStart::Public(p)),
+        (url, Begun::Profiled(route)) => (url, (*route, true)),
+        (url, Begun::Probed(Probed::Challenged(c))) => {
+            let route = route(cx, req, &url, c.as_ref(), Via::Device).await?;
+            let issuer = &route.resolved.issuer;
+            // The operator vouches for a profile's endpoints and for a
+            // server it registered a client at; a server learned by
+            // discovery is held to its own origin.
+            let vouched =
+                route.profile.is_some() || cx.settings.clients.pre_registered_for(issuer).is_some();
+            (url, (route, vouched))
+        }
     };
     let Route {
         resolved,

@@ -165,12 +165,8 @@ pub(super) async fn refresh_traced(
         let Some(new) = super::machine::app_tokens(http, grant, &before.resource, now).await else {
             return Err(no_refresh());
         };
-        let new = new?;
         let rules = grant.rules;
-        return match write_tokens(store, owner, before, Some(new), rules).await? {
-            Some(p) => Ok((p.tokens().cloned(), true)),
-            None => Err(not_connected()),
-        };
+        return keep_refreshed(store, owner, before, new, rules).await;
     }
     let tokens = grant.tokens.as_ref().ok_or_else(no_refresh)?;
     if settled(tokens, reason, now) {
@@ -206,25 +202,44 @@ pub(super) async fn refresh_traced(
         result = send(rules).await;
     }
     match result {
-        Ok(new) => match write_tokens(store, owner, before, Some(new), rules).await? {
-            Some(p) => Ok((p.tokens().cloned(), true)),
-            // Removed while the refresh ran: not brought back.
-            None => Err(not_connected()),
-        },
-        Err(e) if e.requires_reauthorization() => {
-            if e.client_rejected() {
-                if let Some(redirect) = &grant.redirect_uri {
-                    store
-                        .remove_registration(&grant.issuer, redirect.as_str())
-                        .await?;
-                }
-            }
-            let rules = grant.rules;
-            write_tokens(store, owner, before, None, rules).await?;
-            Err(e)
-        }
+        Ok(new) => keep_refreshed(store, owner, before, Ok(new), rules).await,
+        Err(e) if e.requires_reauthorization() => Err(drop_dead(store, owner, before, e).await?),
         Err(e) => Err(e),
     }
+}
+
+/// Stores the tokens a refresh brought (an error as it came): the new
+/// tokens, and `true` for "new ones were obtained". A provider removed
+/// while the refresh ran is not brought back.
+async fn keep_refreshed(
+    store: &impl Store,
+    owner: &str,
+    before: Provider,
+    new: Result<TokenSet>,
+    rules: token::TokenRules,
+) -> Result<(Option<TokenSet>, bool)> {
+    let url = before.key.to_string();
+    match write_tokens(store, owner, before, Some(new?), rules).await? {
+        Some(p) => Ok((p.tokens().cloned(), true)),
+        None => Err(Error::NotConnected { url }),
+    }
+}
+
+/// A grant its server says is dead (`e`): its tokens dropped, never to be
+/// replayed, and the registration of a client the server rejected
+/// forgotten, so the next login registers again; `e` as it came.
+async fn drop_dead(store: &impl Store, owner: &str, before: Provider, e: Error) -> Result<Error> {
+    let Some(grant) = before.grant.as_ref() else {
+        return Ok(e);
+    };
+    if let (true, Some(redirect)) = (e.client_rejected(), &grant.redirect_uri) {
+        store
+            .remove_registration(&grant.issuer, redirect.as_str())
+            .await?;
+    }
+    let rules = grant.rules;
+    write_tokens(store, owner, before, None, rules).await?;
+    Ok(e)
 }
 
 /// Whether a token error says the server refuses the `resource` parameter.

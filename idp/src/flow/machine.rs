@@ -9,11 +9,11 @@
 //! owner like any other, and new tokens are asked for the same way when
 //! these expire ([`super::refresh_provider`]).
 
-use super::{discover, parse_resource, Engine};
+use super::{discover, parse_resource, Engine, Probed};
 use crate::client::AuthMethod;
 use crate::error::{Error, Result, StorageCause};
 use crate::http::HttpClient;
-use crate::probe::{self, Probe};
+
 use crate::secret::Assertion;
 use crate::store::update::{update_provider, Change};
 use crate::store::{Grant, GrantKind, Provider, Store};
@@ -100,66 +100,17 @@ pub async fn connect_with<H: HttpClient, S: Store>(
         settings,
         now,
     } = *cx;
-    let policy = &settings.policy;
-    let (public_key, url) = parse_resource(policy, resource_url)?;
-    let challenge = match probe::probe(http, &url).await? {
-        Probe::Public => {
-            // As for a login: a public answer never replaces a stored grant.
-            if let Some(stored) = store.provider(owner, &public_key).await? {
-                if stored.grant.is_some() {
-                    return Ok(stored);
-                }
-            }
-            let provider = Provider {
-                name: Provider::default_name(&public_key),
-                key: public_key,
-                resource_url: url.to_string(),
-                resource: url.to_string(),
-                metadata: serde_json::Value::Null,
-                grant: None,
-                created_at: now,
-                account: None,
-            };
-            return put(store, owner, provider).await;
-        }
-        Probe::NeedsAuthorization(c) => c,
+    // The app's own grants use no provider profile: the probe at once.
+    let (key, url) = parse_resource(&settings.policy, resource_url)?;
+    let challenge = match super::probed(cx, owner, key, &url).await? {
+        // As for a login: a public answer never replaces a stored grant.
+        Probed::Public(p) => return Ok(*p),
+        Probed::Challenged(c) => c,
     };
     let (found, server) = discover(cx, &url, challenge.as_ref()).await?;
     let key = crate::matching::ResourceKey::parse(&found.resource)?;
     let connected = [url.as_str(), found.resource.as_str()];
-    let no_client = || Error::NoAppClient {
-        issuer: server.issuer.clone(),
-        resource: url.to_string(),
-    };
-    let own = settings
-        .clients
-        .pre_registered_for(&server.issuer)
-        .ok_or_else(no_client)?;
-    if !own.allows(&connected) {
-        return Err(Error::ClientNotAllowedForResource {
-            resource: url.to_string(),
-            issuer: server.issuer.clone(),
-        });
-    }
-    // A secret or a private key (`private_key_jwt`).
-    let confidential =
-        own.client.auth_method != AuthMethod::None && own.client.client_secret.is_some();
-    if *credential == Credential::ClientSecret && !confidential {
-        return Err(no_client());
-    }
-    let grant_type = credential.grant_type();
-    if let Some(grants) = &server.metadata.grant_types_supported {
-        if !grants.iter().any(|g| g == grant_type) {
-            return Err(Error::InvalidResponse {
-                url: server.token_endpoint.clone(),
-                reason: format!(
-                    "{} does not offer the {} (grant_types_supported: {grants:?})",
-                    server.issuer,
-                    credential.grant_name()
-                ),
-            });
-        }
-    }
+    let own = app_client(settings, &server, &url, &connected, credential)?;
     let scope = crate::scope::choose_scope(
         scope,
         challenge.as_ref().and_then(|c| c.scope.as_deref()),
@@ -197,6 +148,53 @@ pub async fn connect_with<H: HttpClient, S: Store>(
         account: None,
     };
     put(store, owner, provider).await
+}
+
+/// The app's own client at `server` for a grant of `credential` to the
+/// resource at `url` (also known as `connected`): pre-registered there,
+/// allowed for the resource, confidential for the client credentials
+/// grant, at a server that offers the grant.
+fn app_client<'s>(
+    settings: &'s crate::settings::Settings,
+    server: &crate::discovery::AuthorizationServer,
+    url: &url::Url,
+    connected: &[&str],
+    credential: &Credential,
+) -> Result<&'s crate::registration::PreRegisteredClient> {
+    let no_client = || Error::NoAppClient {
+        issuer: server.issuer.clone(),
+        resource: url.to_string(),
+    };
+    let own = settings
+        .clients
+        .pre_registered_for(&server.issuer)
+        .ok_or_else(no_client)?;
+    if !own.allows(connected) {
+        return Err(Error::ClientNotAllowedForResource {
+            resource: url.to_string(),
+            issuer: server.issuer.clone(),
+        });
+    }
+    // A secret or a private key (`private_key_jwt`).
+    let confidential =
+        own.client.auth_method != AuthMethod::None && own.client.client_secret.is_some();
+    if *credential == Credential::ClientSecret && !confidential {
+        return Err(no_client());
+    }
+    let grant_type = credential.grant_type();
+    if let Some(grants) = &server.metadata.grant_types_supported {
+        if !grants.iter().any(|g| g == grant_type) {
+            return Err(Error::InvalidResponse {
+                url: server.token_endpoint.clone(),
+                reason: format!(
+                    "{} does not offer the {} (grant_types_supported: {grants:?})",
+                    server.issuer,
+                    credential.grant_name()
+                ),
+            });
+        }
+    }
+    Ok(own)
 }
 
 /// New tokens for an app's grant, asked for as the first were (no refresh

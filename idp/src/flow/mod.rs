@@ -120,6 +120,56 @@ fn parse_resource(policy: &Policy, input: &str) -> Result<(ResourceKey, Url)> {
     Ok((key, url))
 }
 
+/// What the probe of a resource found.
+enum Probed {
+    /// It answered without credentials: stored as public (a grant stored
+    /// under its key is kept).
+    Public(Box<Provider>),
+    /// It needs authorization: the challenge it answered with, if any.
+    Challenged(Option<crate::challenge::BearerChallenge>),
+}
+
+/// How a person's connection begins.
+enum Begun {
+    /// A provider profile describes the resource: no probe, no discovery.
+    Profiled(Box<Route>),
+    /// The probe's answer.
+    Probed(Probed),
+}
+
+/// The prelude of a person's connection (browser or device login):
+/// parses and checks `resource_url`, finds a profile for it, else probes
+/// it ([`probed`]).
+async fn begin<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    req: LoginRequest<'_>,
+    resource_url: &str,
+    via: Via,
+) -> Result<(Url, Begun)> {
+    let (key, url) = parse_resource(&cx.settings.policy, resource_url)?;
+    // A server without discovery, described by a profile: no probe.
+    if let Some((profile, prefix)) = crate::profile::find(&cx.settings.profiles, &url) {
+        let route = profiled::resolve(cx.settings, profile, &prefix, req.scope, via)?;
+        return Ok((url, Begun::Profiled(Box::new(route))));
+    }
+    let probed = probed(cx, req.owner, key, &url).await?;
+    Ok((url, Begun::Probed(probed)))
+}
+
+/// Probes `url` (every connection path does, a profile's aside): a public
+/// one stored as such, or the challenge it answered with.
+async fn probed<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    owner: &str,
+    key: ResourceKey,
+    url: &Url,
+) -> Result<Probed> {
+    Ok(match probe::probe(cx.http, url).await? {
+        Probe::Public => Probed::Public(Box::new(store_public(cx, owner, key, url).await?)),
+        Probe::NeedsAuthorization(c) => Probed::Challenged(c),
+    })
+}
+
 /// Starts connecting `resource_url` for `owner`: probes it; stores it as public
 /// on 2xx; on 401 discovers its authorization server, gets a client (caching a
 /// new registration), stores a [`PendingFlow`] and returns the authorization URL.
@@ -129,26 +179,16 @@ pub async fn start_login<H: HttpClient, S: Store>(
     resource_url: &str,
     entropy: Entropy,
 ) -> Result<LoginStart> {
-    let Engine {
-        http,
-        store,
-        settings,
-        now,
-    } = *cx;
-    let LoginRequest { owner, .. } = req;
-    let (key, url) = parse_resource(&settings.policy, resource_url)?;
-    // A server without discovery, described by a profile: no probe.
-    if let Some((profile, prefix)) = crate::profile::find(&settings.profiles, &url) {
-        let route = profiled::resolve(settings, profile, &prefix, req.scope, Via::Browser)?;
-        let (flow, to) = route.login(req, &url, now, entropy);
-        store.put_flow(flow).await?;
-        return Ok(LoginStart::Redirect(to));
-    }
-    match probe::probe(http, &url).await? {
-        Probe::Public => Ok(LoginStart::Public(Box::new(
-            store_public(cx, owner, key, &url).await?,
-        ))),
-        Probe::NeedsAuthorization(c) => authorize(cx, req, &url, c.as_ref(), entropy).await,
+    match begin(cx, req, resource_url, Via::Browser).await? {
+        (_, Begun::Probed(Probed::Public(p))) => Ok(LoginStart::Public(p)),
+        (url, Begun::Profiled(route)) => {
+            let (flow, to) = route.login(req, &url, cx.now, entropy);
+            cx.store.put_flow(flow).await?;
+            Ok(LoginStart::Redirect(to))
+        }
+        (url, Begun::Probed(Probed::Challenged(c))) => {
+            authorize(cx, req, &url, c.as_ref(), entropy).await
+        }
     }
 }
 

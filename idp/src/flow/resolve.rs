@@ -70,19 +70,9 @@ pub(super) async fn route<H: HttpClient, S: Store>(
     challenge: Option<&crate::challenge::BearerChallenge>,
     via: Via,
 ) -> Result<Route> {
-    let Engine {
-        http,
-        store,
-        settings,
-        now,
-    } = *cx;
+    let settings = cx.settings;
     let (found, server) = discover(cx, resource_url, challenge).await?;
-    let device_authorization_endpoint = server
-        .metadata
-        .device_authorization_endpoint
-        .as_deref()
-        .map(|e| settings.policy.parse(e))
-        .transpose()?;
+    let device_authorization_endpoint = device_endpoint(settings, &server)?;
     // The app's own clients (a profile's, a pre-registered one) serve only
     // the resources the app named for them: a resource whose metadata names
     // their issuer does not borrow them.
@@ -98,33 +88,25 @@ pub(super) async fn route<H: HttpClient, S: Store>(
         if !registration::client_allows(&known.resources, known.any_resource, &connected) {
             return Err(refuse());
         }
-        let mut profile = known.clone();
-        profile.authorization_endpoint = server.authorization_endpoint.clone();
-        profile.token_endpoint = server.token_endpoint.clone();
-        profile.revocation_endpoint = server.revocation_endpoint.clone();
-        if device_authorization_endpoint.is_some() {
-            profile.device_authorization_endpoint = device_authorization_endpoint;
-        }
-        let key = ResourceKey::parse(&found.resource)?;
-        let mut route = profiled::resolve(settings, &profile, &key, req.scope, via)?;
-        route.resolved.resource = found.resource;
-        route.resolved.iss_required = server
-            .metadata
-            .authorization_response_iss_parameter_supported;
-        return Ok(route);
+        let device = device_authorization_endpoint;
+        return discovered_profile(
+            settings,
+            known,
+            &server,
+            device,
+            found.resource,
+            req.scope,
+            via,
+        );
     }
-    if let Some(own) = settings.clients.pre_registered_for(&server.issuer) {
-        if !own.allows(&connected) {
-            return Err(refuse());
-        }
+    let own = settings.clients.pre_registered_for(&server.issuer);
+    if own.is_some_and(|own| !own.allows(&connected)) {
+        return Err(refuse());
     }
     if via == Via::Browser {
         settings.clients.check_pkce(&server)?;
     }
     let redirect_uri = via.redirect_uri(settings, &server.issuer);
-    let cached = store
-        .registration(&server.issuer, redirect_uri.as_str())
-        .await?;
     let scope = crate::scope::choose_scope(
         req.scope,
         challenge.and_then(|c| c.scope.as_deref()),
@@ -133,36 +115,7 @@ pub(super) async fn route<H: HttpClient, S: Store>(
             .as_ref()
             .and_then(|m| m.scopes_supported.as_deref()),
     );
-    let (client, fresh) = registration::obtain_client(
-        http,
-        &server,
-        &settings.clients,
-        &settings.client_info,
-        &registration::ClientRequest {
-            cached: cached.as_ref(),
-            redirect_uri: &redirect_uri,
-            scope: scope.as_deref(),
-        },
-        now,
-    )
-    .await?;
-    if let Some(r) = fresh {
-        // A server that hands out a client id the app holds at another
-        // server (a profile's, a pre-registered one) would have the person
-        // approve the app there, for a token sent here.
-        if let Some(holder) = settings.holder_of(&client.client_id) {
-            return Err(Error::InvalidResponse {
-                url: server
-                    .registration_endpoint
-                    .clone()
-                    .unwrap_or_else(|| server.token_endpoint.clone()),
-                reason: format!(
-                    "the registration answered with the client id the app holds at {holder}; refused"
-                ),
-            });
-        }
-        store.put_registration(r).await?;
-    }
+    let client = client_at(cx, &server, &redirect_uri, scope.as_deref()).await?;
     let dpop = settings.dpop_for(&found.resource).wanted(
         server.metadata.dpop_signing_alg_values_supported.as_deref(),
         resource_dpop(challenge, found.metadata.as_ref()),
@@ -189,6 +142,91 @@ pub(super) async fn route<H: HttpClient, S: Store>(
         device_authorization_endpoint,
         profile: None,
     })
+}
+
+/// The server's device authorization endpoint, when it lists one, held to
+/// the address policy.
+fn device_endpoint(
+    settings: &Settings,
+    server: &crate::discovery::AuthorizationServer,
+) -> Result<Option<Url>> {
+    let listed = server.metadata.device_authorization_endpoint.as_deref();
+    listed.map(|e| settings.policy.parse(e)).transpose()
+}
+
+/// The route through a profile that names a discovered server by issuer
+/// (the profile given the server's endpoints, its device endpoint when it
+/// lists one): for `resource`, with `iss` as the server promises it.
+fn discovered_profile(
+    settings: &Settings,
+    known: &crate::profile::ProviderProfile,
+    server: &crate::discovery::AuthorizationServer,
+    device_authorization_endpoint: Option<Url>,
+    resource: String,
+    scope: Option<&str>,
+    via: Via,
+) -> Result<Route> {
+    let mut profile = known.clone();
+    profile.authorization_endpoint = server.authorization_endpoint.clone();
+    profile.token_endpoint = server.token_endpoint.clone();
+    profile.revocation_endpoint = server.revocation_endpoint.clone();
+    if device_authorization_endpoint.is_some() {
+        profile.device_authorization_endpoint = device_authorization_endpoint;
+    }
+    let key = ResourceKey::parse(&resource)?;
+    let mut route = profiled::resolve(settings, &profile, &key, scope, via)?;
+    route.resolved.resource = resource;
+    route.resolved.iss_required = server
+        .metadata
+        .authorization_response_iss_parameter_supported;
+    Ok(route)
+}
+
+/// The app's client at `server` for `redirect_uri`: the one kept, or one
+/// obtained now (pre-registered, metadata document, registration), a new
+/// registration kept for next time. A registration that hands out a
+/// client id the app holds at another server is refused.
+async fn client_at<H: HttpClient, S: Store>(
+    cx: &Engine<'_, H, S>,
+    server: &crate::discovery::AuthorizationServer,
+    redirect_uri: &Url,
+    scope: Option<&str>,
+) -> Result<crate::client::Client> {
+    let (store, settings) = (cx.store, cx.settings);
+    let cached = store
+        .registration(&server.issuer, redirect_uri.as_str())
+        .await?;
+    let (client, fresh) = registration::obtain_client(
+        cx.http,
+        server,
+        &settings.clients,
+        &settings.client_info,
+        &registration::ClientRequest {
+            cached: cached.as_ref(),
+            redirect_uri,
+            scope,
+        },
+        cx.now,
+    )
+    .await?;
+    if let Some(r) = fresh {
+        // A server that hands out a client id the app holds at another
+        // server (a profile's, a pre-registered one) would have the person
+        // approve the app there, for a token sent here.
+        if let Some(holder) = settings.holder_of(&client.client_id) {
+            return Err(Error::InvalidResponse {
+                url: server
+                    .registration_endpoint
+                    .clone()
+                    .unwrap_or_else(|| server.token_endpoint.clone()),
+                reason: format!(
+                    "the registration answered with the client id the app holds at {holder}; refused"
+                ),
+            });
+        }
+        store.put_registration(r).await?;
+    }
+    Ok(client)
 }
 
 /// What the resource said about DPoP: in the challenge the login started
