@@ -82,13 +82,8 @@ impl Answer for StartDeviceLogin {
             }
             DeviceStart::Public(p) => {
                 drop(writes);
-                // A public resource is the user's, whatever account was named.
-                let user = flow::accounts::split(&owner).0;
-                let (provider, hook_error) = o.named(&store, user, *p).await;
-                Ok(DeviceStartReply::Public(CallbackReply {
-                    provider,
-                    hook_error,
-                }))
+                let reply = o.public(&store, &owner, *p).await;
+                Ok(DeviceStartReply::Public(reply))
             }
         }
     }

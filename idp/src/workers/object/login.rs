@@ -58,15 +58,7 @@ impl Answer for Login {
         drop(writes);
         match start {
             LoginStart::Redirect(url) => Ok(LoginReply::Redirect(url)),
-            LoginStart::Public(p) => {
-                // A public resource is the user's, whatever account was named.
-                let user = flow::accounts::split(&owner).0;
-                let (provider, hook_error) = o.named(&store, user, *p).await;
-                Ok(LoginReply::Public(CallbackReply {
-                    provider,
-                    hook_error,
-                }))
-            }
+            LoginStart::Public(p) => Ok(LoginReply::Public(o.public(&store, &owner, *p).await)),
         }
     }
 }

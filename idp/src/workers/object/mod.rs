@@ -211,6 +211,22 @@ impl<H: OnAuthSuccess> ProvidersObject<H> {
         self.store(Role::Registry)
     }
 
+    /// The reply for a resource a login found public: named by the hook,
+    /// as the user's whatever account `owner` named.
+    async fn public(
+        &self,
+        store: &ObjectStore<'_>,
+        owner: &str,
+        p: Provider,
+    ) -> super::protocol::CallbackReply {
+        let user = crate::flow::accounts::split(owner).0;
+        let (provider, hook_error) = self.named(store, user, p).await;
+        super::protocol::CallbackReply {
+            provider,
+            hook_error,
+        }
+    }
+
     async fn named(
         &self,
         store: &ObjectStore<'_>,
