@@ -343,7 +343,6 @@ impl Exchange {
             let all = crate::challenge::parse([v]).ok()?;
             BearerChallenge::find_preferring(&all, scheme)
         });
-        let held = self.auth.as_ref().and_then(|a| a.scope.as_deref());
         let code = challenge
             .as_ref()
             .and_then(|c| c.error.as_deref())
@@ -367,29 +366,7 @@ impl Exchange {
             }
         }
         match status {
-            401 if authorized => {
-                if let Some(c) = &challenge {
-                    let asks_more = c.scope.is_some()
-                        && held.is_some()
-                        && !scopes_cover(held, c.scope.as_deref());
-                    if c.error.as_deref().map(OAuthErrorCode::parse)
-                        == Some(OAuthErrorCode::InsufficientScope)
-                        || asks_more
-                    {
-                        return Ok(self.step_up(c));
-                    }
-                    // A bound token refused by a resource that challenges
-                    // in no `DPoP` scheme: it takes Bearer tokens only, and
-                    // a refresh would bring another bound token. A new
-                    // login asks for an unbound one (`DpopUse::Accepted`).
-                    if bound && c.dpop_algs.is_none() {
-                        return Ok(Next::Reauthorize(
-                            self.reauthorize(None, Reason::BoundTokenRefused),
-                        ));
-                    }
-                }
-                Ok(self.token_refused())
-            }
+            401 if authorized => Ok(self.unauthorized(challenge.as_ref(), bound)),
             401 if !self.retried && challenge.is_some() => {
                 let resource = match &self.auth {
                     Some(a) if self.hop_url == self.url => a.key.to_string(),
@@ -412,6 +389,31 @@ impl Exchange {
             },
             _ => Ok(Next::Done),
         }
+    }
+
+    /// A 401 to a hop that carried the token, with `challenge`: a step-up
+    /// when it asks for more scope, a new login when a bound token meets a
+    /// Bearer-only resource, else a refresh.
+    fn unauthorized(&mut self, challenge: Option<&BearerChallenge>, bound: bool) -> Next {
+        let Some(c) = challenge else {
+            return self.token_refused();
+        };
+        let held = self.auth.as_ref().and_then(|a| a.scope.as_deref());
+        let asks_more =
+            c.scope.is_some() && held.is_some() && !scopes_cover(held, c.scope.as_deref());
+        let insufficient = c.error.as_deref().map(OAuthErrorCode::parse)
+            == Some(OAuthErrorCode::InsufficientScope);
+        if insufficient || asks_more {
+            return self.step_up(c);
+        }
+        // A bound token refused by a resource that challenges in no `DPoP`
+        // scheme: it takes Bearer tokens only, and a refresh would bring
+        // another bound token. A new login asks for an unbound one
+        // (`DpopUse::Accepted`).
+        if bound && c.dpop_algs.is_none() {
+            return Next::Reauthorize(self.reauthorize(None, Reason::BoundTokenRefused));
+        }
+        self.token_refused()
     }
 
     /// Reports the refresh asked for by [`Next::Refresh`] as it came: the
