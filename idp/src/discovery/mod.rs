@@ -201,40 +201,7 @@ pub async fn discover_resource(
             });
             continue;
         }
-        let doc: ProtectedResourceMetadata =
-            read_json(&resp).map_err(|reason| Error::ResourceMetadata {
-                url: url.clone(),
-                reason,
-            })?;
-        check_resource_metadata(&doc, &key, &url, policy).map_err(|reason| {
-            Error::ResourceMetadata {
-                url: url.clone(),
-                reason,
-            }
-        })?;
-        let mut servers = Vec::new();
-        for s in &doc.authorization_servers {
-            match Issuer::parse(s) {
-                Ok(u) => servers.push(u),
-                Err(e) => {
-                    return Err(Error::ResourceMetadata {
-                        url,
-                        reason: format!("authorization server {s:?} is not a URL ({e})"),
-                    })
-                }
-            }
-        }
-        if servers.is_empty() {
-            return Err(Error::ResourceMetadata {
-                url,
-                reason: "it lists no authorization_servers".into(),
-            });
-        }
-        return Ok(ResourceDiscovery {
-            resource: doc.resource.clone(),
-            metadata: Some(doc),
-            authorization_servers: servers,
-        });
+        return found_at(&resp, &key, url, policy);
     }
     if server_failed {
         return Err(Error::DiscoveryUnavailable {
@@ -251,6 +218,41 @@ pub async fn discover_resource(
                 reason: e.to_string(),
             }
         })?],
+    })
+}
+
+/// The resource metadata `resp` carries from `url`, checked: it describes
+/// the resource (`key`) and lists authorization servers that are URLs.
+fn found_at(
+    resp: &HttpResponse,
+    key: &ResourceKey,
+    url: Url,
+    policy: &Policy,
+) -> Result<ResourceDiscovery> {
+    let refused = |reason: String| Error::ResourceMetadata {
+        url: url.clone(),
+        reason,
+    };
+    let doc: ProtectedResourceMetadata = read_json(resp).map_err(refused)?;
+    check_resource_metadata(&doc, key, &url, policy).map_err(refused)?;
+    let mut servers = Vec::new();
+    for s in &doc.authorization_servers {
+        match Issuer::parse(s) {
+            Ok(u) => servers.push(u),
+            Err(e) => {
+                return Err(refused(format!(
+                    "authorization server {s:?} is not a URL ({e})"
+                )))
+            }
+        }
+    }
+    if servers.is_empty() {
+        return Err(refused("it lists no authorization_servers".into()));
+    }
+    Ok(ResourceDiscovery {
+        resource: doc.resource.clone(),
+        metadata: Some(doc),
+        authorization_servers: servers,
     })
 }
 
