@@ -25,21 +25,31 @@ impl Config {
     /// (or `"any_resource": true`, see [`PreRegisteredClient::any_resource`])
     /// are required. A value that cannot be used is
     /// one of the [`Config::problems`].
-    pub fn with_env(mut self, env: &Env) -> Self {
+    pub fn with_env(self, env: &Env) -> Self {
         // As text whether wrangler.toml wrote a string, a number or a boolean.
         let var = |name: &str| json_var(env, name);
+        self.with_switches(&var)
+            .with_limits(&var)
+            .with_clients(env, &var)
+    }
+
+    /// The switches: the development allowances, DPoP, device origins.
+    fn with_switches(mut self, var: &dyn Fn(&str) -> Option<String>) -> Self {
+        let flag = |name: &str, v: String| match v.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" | "" => Ok(false),
+            _ => Err(format!("{name} is neither true nor false")),
+        };
         if let Some(v) = var("IDP_ALLOW_INSECURE_LOOPBACK") {
-            match v.trim().to_ascii_lowercase().as_str() {
-                "true" => self.allow_insecure_loopback = true,
-                "false" | "" => self.allow_insecure_loopback = false,
-                _ => self.problem("IDP_ALLOW_INSECURE_LOOPBACK is neither true nor false".into()),
+            match flag("IDP_ALLOW_INSECURE_LOOPBACK", v) {
+                Ok(on) => self.allow_insecure_loopback = on,
+                Err(p) => self.problem(p),
             }
         }
         if let Some(v) = var("IDP_ALLOW_PRIVATE_ADDRESSES") {
-            match v.trim().to_ascii_lowercase().as_str() {
-                "true" => self.allow_private_addresses = true,
-                "false" | "" => self.allow_private_addresses = false,
-                _ => self.problem("IDP_ALLOW_PRIVATE_ADDRESSES is neither true nor false".into()),
+            match flag("IDP_ALLOW_PRIVATE_ADDRESSES", v) {
+                Ok(on) => self.allow_private_addresses = on,
+                Err(p) => self.problem(p),
             }
         }
         if let Some(v) = var("IDP_DPOP") {
@@ -69,29 +79,43 @@ impl Config {
                 }
             }
         }
+        self
+    }
+
+    /// The base URL, timeouts, body caps and the token cache.
+    fn with_limits(mut self, var: &dyn Fn(&str) -> Option<String>) -> Self {
         if let Some(v) = var("IDP_BASE_URL") {
             match public_url("IDP_BASE_URL", &v) {
                 Ok(u) => self.base_url = Some(u),
                 Err(p) => self.problem(p),
             }
         }
-        if let Some(v) = var("IDP_TIMEOUT_MS") {
-            match v.trim().parse::<std::num::NonZeroU32>() {
-                Ok(ms) => self.timeout_ms = Some(ms),
-                Err(_) => self.problem("IDP_TIMEOUT_MS is not a positive whole number".into()),
-            }
+        let positive = |name: &str| -> Option<Result<std::num::NonZeroU64, String>> {
+            let v = var(name)?;
+            Some(
+                v.trim()
+                    .parse()
+                    .map_err(|_| format!("{name} is not a positive whole number")),
+            )
+        };
+        let small = |n: std::num::NonZeroU64, name: &str| {
+            std::num::NonZeroU32::try_from(n).map_err(|_| format!("{name} is too large"))
+        };
+        match positive("IDP_TIMEOUT_MS").map(|r| r.and_then(|n| small(n, "IDP_TIMEOUT_MS"))) {
+            Some(Ok(ms)) => self.timeout_ms = Some(ms),
+            Some(Err(p)) => self.problem(p),
+            None => {}
         }
-        if let Some(v) = var("IDP_MAX_BODY_BYTES") {
-            match v.trim().parse::<std::num::NonZeroU32>() {
-                Ok(n) => self.max_body_bytes = Some(n),
-                Err(_) => self.problem("IDP_MAX_BODY_BYTES is not a positive whole number".into()),
-            }
+        let body = positive("IDP_MAX_BODY_BYTES");
+        match body.map(|r| r.and_then(|n| small(n, "IDP_MAX_BODY_BYTES"))) {
+            Some(Ok(n)) => self.max_body_bytes = Some(n),
+            Some(Err(p)) => self.problem(p),
+            None => {}
         }
-        if let Some(v) = var("IDP_RELAY_MAX_BYTES") {
-            match v.trim().parse::<std::num::NonZeroU64>() {
-                Ok(n) => self.relay_max_bytes = Some(n),
-                Err(_) => self.problem("IDP_RELAY_MAX_BYTES is not a positive whole number".into()),
-            }
+        match positive("IDP_RELAY_MAX_BYTES") {
+            Some(Ok(n)) => self.relay_max_bytes = Some(n),
+            Some(Err(p)) => self.problem(p),
+            None => {}
         }
         if let Some(v) = var("IDP_TOKEN_CACHE_SECS") {
             match v.trim().parse::<u64>() {
@@ -99,7 +123,13 @@ impl Config {
                 Err(_) => self.problem("IDP_TOKEN_CACHE_SECS is not a whole number".into()),
             }
         }
-        if let Some(json) = json_var(env, "IDP_PRE_REGISTERED") {
+        self
+    }
+
+    /// The app's clients: pre-registered, the enterprise identity
+    /// provider, profiles (secrets by name), the metadata document.
+    fn with_clients(mut self, env: &Env, var: &dyn Fn(&str) -> Option<String>) -> Self {
+        if let Some(json) = var("IDP_PRE_REGISTERED") {
             match pre_registered_from_json(&json, env) {
                 Ok(list) => self.clients.pre_registered.extend(list),
                 Err(e) => self.problem(format!("IDP_PRE_REGISTERED: {e}")),
@@ -107,14 +137,14 @@ impl Config {
         }
         // `IDP_ENTERPRISE_IDP`: the identity provider of enterprise-managed
         // authorization (its client's secret by name).
-        if let Some(json) = json_var(env, "IDP_ENTERPRISE_IDP") {
+        if let Some(json) = var("IDP_ENTERPRISE_IDP") {
             match enterprise_idp_from_json(&json, env) {
                 Ok(idp) => self.enterprise_idp = Some(idp),
                 Err(e) => self.problem(format!("IDP_ENTERPRISE_IDP: {e}")),
             }
         }
         // `IDP_PROFILES`: a JSON list of profiles (secrets by name).
-        if let Some(json) = json_var(env, "IDP_PROFILES") {
+        if let Some(json) = var("IDP_PROFILES") {
             match crate::profile::ProviderProfile::list_from_json(&json) {
                 Ok(list) => {
                     for p in list {
