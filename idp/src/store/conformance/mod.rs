@@ -317,8 +317,15 @@ async fn registrations_and_servers<S: RegistryStore>(store: &S) {
 }
 
 async fn providers<S: UserStore>(store: &S) {
+    let second = compare_and_swap(store).await;
+    owners_are_separate(store).await;
+    longest_prefix_and_pages(store).await;
+    removal(store, second).await;
+}
+
+/// Compare-and-swap writes: a conflict writes nothing and returns the row.
+async fn compare_and_swap<S: UserStore>(store: &S) -> Provider {
     let api = "https://api.example/v1";
-    let deep = "https://api.example/v1/admin";
     let first = provider(api, "at-1");
 
     assert_eq!(
@@ -359,7 +366,11 @@ async fn providers<S: UserStore>(store: &S) {
         "a conflicting write writes nothing"
     );
     assert_eq!(stored, Some(second.clone()), "a provider comes back whole");
+    second
+}
 
+async fn owners_are_separate<S: UserStore>(store: &S) {
+    let api = "https://api.example/v1";
     // Owners are separate.
     assert_eq!(
         store.provider("bob", &key(api)).await.expect("provider"),
@@ -373,7 +384,10 @@ async fn providers<S: UserStore>(store: &S) {
         None
     );
     assert!(store.providers("bob").await.expect("providers").is_empty());
+}
 
+async fn longest_prefix_and_pages<S: UserStore>(store: &S) {
+    let (api, deep) = ("https://api.example/v1", "https://api.example/v1/admin");
     // Longest prefix at segment boundaries.
     let admin = provider(deep, "at-admin");
     assert_eq!(
@@ -436,7 +450,17 @@ async fn providers<S: UserStore>(store: &S) {
         "the next page starts after the last key"
     );
     assert!(page(next.last().cloned(), 10).await.is_empty());
+}
 
+async fn removal<S: UserStore>(store: &S, second: Provider) {
+    let api = "https://api.example/v1";
+    let at = |u: &'static str| async move {
+        let p = store
+            .provider_for("alice", &key(u))
+            .await
+            .expect("provider_for");
+        p.map(|p| p.key.as_str().to_owned())
+    };
     // Removal returns the row, forgets it, and a writer that read it before
     // cannot bring it back.
     let removed = store

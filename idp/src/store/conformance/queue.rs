@@ -12,13 +12,25 @@ fn claimed(due: &[Due]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// How long a claim holds in the contract's checks (seconds).
+const LEASE: u64 = 60;
+
 /// Checks every rule of the [`RefreshQueue`] contract on `store`, which
 /// must start empty. Panics with the broken rule.
 pub async fn check_refresh_queue<S: UserStore + RefreshQueue>(store: &S) {
+    let (a, due) = filled(store).await;
+    claims_hold_for_their_lease(store, due).await;
+    let retry = released_and_retried(store, &a, due).await;
+    stopped_until_new_tokens(store, &a, retry).await;
+    removed_grants_leave(store, &a).await;
+}
+
+/// Two grants due at the returned time (alice's `a`, bob's), and a public
+/// resource and a grant without a refresh token, never due.
+async fn filled<S: UserStore>(store: &S) -> (crate::store::Provider, u64) {
     let a = provider("https://a.example/api", "A");
     let b = provider("https://b.example/api", "B");
     let due = a.refresh_due().expect("the test grant can be refreshed");
-    let lease = 60;
     for (owner, p) in [("alice", &a), ("bob", &b)] {
         let put = store.put_provider(owner, p.clone(), Expect::Nothing).await;
         assert_eq!(put.expect("written"), Put::Written);
@@ -34,11 +46,14 @@ pub async fn check_refresh_queue<S: UserStore + RefreshQueue>(store: &S) {
         let put = store.put_provider("alice", p, Expect::Nothing).await;
         assert_eq!(put.expect("written"), Put::Written);
     }
+    (a, due)
+}
 
-    let claim = |now, limit| store.claim_due(now, limit, lease);
+async fn claims_hold_for_their_lease<S: RefreshQueue>(store: &S, due: u64) {
+    let claim = |now, limit| store.claim_due(now, limit, LEASE);
     let none = claim(due - 1, 10).await.expect("claim");
     assert!(none.is_empty(), "claimed before due: {:?}", claimed(&none));
-    // Up to the limit, oldest due first; each claim holds for its lease.
+    // Up to the limit, oldest due first; each claim holds for its LEASE.
     let one = claim(due, 1).await.expect("claim");
     assert_eq!(one.len(), 1, "the limit is kept");
     assert_eq!(one[0].failures, 0);
@@ -50,15 +65,22 @@ pub async fn check_refresh_queue<S: UserStore + RefreshQueue>(store: &S) {
         claimed(&other)
     );
     assert_ne!(claimed(&one), claimed(&other), "a grant claimed twice");
-    let held = claim(due + lease - 1, 10).await.expect("claim");
+    let held = claim(due + LEASE - 1, 10).await.expect("claim");
     assert!(held.is_empty(), "claimed while held: {:?}", claimed(&held));
-    let again = claim(due + lease, 10).await.expect("claim");
-    assert_eq!(again.len(), 2, "a lease that ended frees its grant");
+    let again = claim(due + LEASE, 10).await.expect("claim");
+    assert_eq!(again.len(), 2, "a LEASE that ended frees its grant");
+}
 
+async fn released_and_retried<S: RefreshQueue>(
+    store: &S,
+    a: &crate::store::Provider,
+    due: u64,
+) -> u64 {
+    let claim = |now, limit| store.claim_due(now, limit, LEASE);
     // Released: claimable again while still due.
     let (alice, a_key) = ("alice", &a.key);
     store.release(alice, a_key).await.expect("release");
-    let freed = claim(due + lease, 10).await.expect("claim");
+    let freed = claim(due + LEASE, 10).await.expect("claim");
     assert_eq!(
         claimed(&freed),
         [(alice, a_key.as_str())],
@@ -76,7 +98,16 @@ pub async fn check_refresh_queue<S: UserStore + RefreshQueue>(store: &S) {
     let retried = claim(retry, 10).await.expect("claim");
     assert_eq!(claimed(&retried), [(alice, a_key.as_str())]);
     assert_eq!(retried[0].failures, 2, "the failures so far");
+    retry
+}
 
+async fn stopped_until_new_tokens<S: UserStore + RefreshQueue>(
+    store: &S,
+    a: &crate::store::Provider,
+    retry: u64,
+) {
+    let claim = |now, limit| store.claim_due(now, limit, LEASE);
+    let (alice, a_key) = ("alice", &a.key);
     // Stopped: never due, until new tokens are written.
     store.stop(alice, a_key).await.expect("stop");
     let later = retry + 100_000;
@@ -96,7 +127,7 @@ pub async fn check_refresh_queue<S: UserStore + RefreshQueue>(store: &S) {
         t.expires_at = Some(later + 3_600);
         fresh.refresh_due().expect("due")
     };
-    let put = store.put_provider(alice, fresh, Expect::Exactly(&a)).await;
+    let put = store.put_provider(alice, fresh, Expect::Exactly(a)).await;
     assert_eq!(put.expect("written"), Put::Written);
     assert!(claim(new_due - 1, 10)
         .await
@@ -110,7 +141,11 @@ pub async fn check_refresh_queue<S: UserStore + RefreshQueue>(store: &S) {
         "new tokens are due again"
     );
     assert_eq!(renewed[0].failures, 0, "new tokens start the count over");
+}
 
+async fn removed_grants_leave<S: UserStore + RefreshQueue>(store: &S, a: &crate::store::Provider) {
+    let claim = |now, limit| store.claim_due(now, limit, LEASE);
+    let (alice, a_key) = ("alice", &a.key);
     // Removed: gone from the queue.
     let bob_key = ResourceKey::parse("https://b.example/api").expect("key");
     store
