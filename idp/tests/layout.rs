@@ -279,3 +279,143 @@ fn the_engine_has_no_mutable_statics() {
     assert!(mutable_statics("pub const ALGORITHM: &str = \"ES256\";").is_empty());
     assert!(mutable_statics("fn f() -> &'static str { \"x\" }").is_empty());
 }
+
+/// The code of every source file before its test module.
+fn sources() -> Vec<(std::path::PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                let code = source
+                    .split("#[cfg(test)]\nmod tests")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                out.push((path, code));
+            }
+        }
+    }
+    out
+}
+
+/// Each function in `code` with its length in lines, from its `fn` line
+/// to its closing brace (braces in strings, characters and comments are
+/// not counted).
+fn function_lengths(code: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let Some(at) = t.find("fn ") else { continue };
+        let head = &t[..at];
+        let is_fn = !t.starts_with("//")
+            && head.split_whitespace().all(|w| {
+                [
+                    "pub",
+                    "pub(crate)",
+                    "pub(super)",
+                    "async",
+                    "const",
+                    "unsafe",
+                ]
+                .contains(&w)
+            });
+        if !is_fn {
+            continue;
+        }
+        let name: String = t[at + 3..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let mut depth = 0i32;
+        let mut opened = false;
+        for (j, l) in lines[i..].iter().enumerate() {
+            let code = strip(l);
+            if !opened && code.trim_end().ends_with(';') {
+                break;
+            }
+            for c in code.chars() {
+                match c {
+                    '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            if opened && depth == 0 {
+                out.push((name.clone(), j + 1));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A line without its comment, strings and character literals.
+fn strip(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => break,
+            '"' => {
+                while let Some(s) = chars.next() {
+                    match s {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '\'' => {
+                // A character literal ('{', '\'') or a lifetime ('a).
+                let rest: String = chars.clone().take(3).collect();
+                if rest.starts_with('\\') {
+                    chars.next();
+                    chars.next();
+                    chars.next();
+                } else if rest.chars().nth(1) == Some('\'') {
+                    chars.next();
+                    chars.next();
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// No function a reader cannot hold (80 lines), and no file longer than
+/// 600 lines before its tests.
+#[test]
+fn every_function_and_file_is_one_a_reader_can_hold() {
+    let mut long = Vec::new();
+    for (path, code) in sources() {
+        let name = path.display().to_string();
+        let lines = code.lines().count();
+        if lines > 600 {
+            long.push(format!("{name}: {lines} lines"));
+        }
+        for (f, n) in function_lengths(&code) {
+            if n > 80 {
+                long.push(format!("{name}: fn {f}, {n} lines"));
+            }
+        }
+    }
+    assert!(long.is_empty(), "too long to hold: {long:#?}");
+    let sample = "pub async fn a() {\n    let s = \"}\";\n    let c = '{';\n    // }\n}\nfn b();\nfn c<'a>(x: &'a str) {\n}\n";
+    assert_eq!(
+        function_lengths(sample),
+        [("a".to_owned(), 5), ("c".to_owned(), 2)]
+    );
+}
