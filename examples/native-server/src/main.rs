@@ -105,22 +105,7 @@ async fn main() {
             .await
     });
 
-    // The routes that act with the user's credentials or change their
-    // connections answer the app's own pages only: one layer over all of
-    // them, so a route added here gets it.
-    let acting = Router::new()
-        .route("/oauth/login", get(login))
-        .route("/api/call", get(call))
-        .route("/api/mcp", post(mcp))
-        .route("/api/providers", delete(remove))
-        .route_layer(from_fn_with_state(app.clone(), own_pages_only));
-    let routes = Router::new()
-        .route("/", get(home))
-        .route("/signin", get(sign_in))
-        .route("/oauth/callback/{id}", get(callback))
-        .route("/api/providers", get(providers))
-        .merge(acting)
-        .with_state(app);
+    let routes = routes(app);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
@@ -129,6 +114,25 @@ async fn main() {
         json!({ "origin": format!("http://127.0.0.1:{port}") })
     );
     axum::serve(listener, routes).await.expect("serve");
+}
+
+/// The app's routes. Those that act with the user's credentials or change
+/// their connections answer the app's own pages only: one layer over all
+/// of them, so a route added there gets it.
+fn routes(app: Arc<App>) -> Router {
+    let acting = Router::new()
+        .route("/oauth/login", get(login))
+        .route("/api/call", get(call))
+        .route("/api/mcp", post(mcp))
+        .route("/api/providers", delete(remove))
+        .route_layer(from_fn_with_state(app.clone(), own_pages_only));
+    Router::new()
+        .route("/", get(home))
+        .route("/signin", get(sign_in))
+        .route("/oauth/callback/{id}", get(callback))
+        .route("/api/providers", get(providers))
+        .merge(acting)
+        .with_state(app)
 }
 
 /// An error as JSON: its kind, what happened, and, when the user must
