@@ -1380,6 +1380,48 @@ async fn a_single_process_refreshes_in_the_background_on_sqlite() {
     let _ = std::fs::remove_file(&dir);
 }
 
+/// A queue with a keep-alive (for servers that expire refresh tokens left
+/// idle): a grant whose token is still fresh is refreshed once the
+/// keep-alive has passed, once, and is then due again only a keep-alive
+/// later; without a keep-alive the same grant is not due.
+#[tokio::test(flavor = "current_thread")]
+async fn the_keep_alive_refreshes_fresh_grants_natively() {
+    use idp::flow::RefreshEvent;
+    use idp::store::memory::MemoryStore;
+    use idp_tests::replica::{connect, settings};
+    let servers = Servers::start(Default::default());
+    let kept = MemoryStore::default().with_keep_alive(std::time::Duration::from_secs(1));
+    let idp = NativeIdp::with_store(settings(), kept);
+    let plain = NativeIdp::with_store(settings(), MemoryStore::default());
+    let api = format!("{}/api", servers.origin);
+    connect(&idp, "alice", &api).await;
+    connect(&plain, "alice", &api).await;
+    let header = || async {
+        let auth = idp.authorization("alice", &api).await.unwrap().unwrap();
+        auth.header.unwrap()
+    };
+    let first = header().await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let before = servers.auth_count("POST /token").await;
+    let pass = idp.refresh_due(100).await.unwrap();
+    assert_eq!(pass.claimed.len(), 1, "due at the keep-alive");
+    assert!(
+        matches!(pass.events[..], [ref e] if e.event == RefreshEvent::Refreshed),
+        "{:?}",
+        pass.events
+    );
+    assert_eq!(servers.auth_count("POST /token").await, before + 1);
+    assert_ne!(header().await, first, "a new token");
+    assert!(
+        idp.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "not due again until the next keep-alive"
+    );
+    assert!(
+        plain.refresh_due(100).await.unwrap().claimed.is_empty(),
+        "without a keep-alive a fresh grant is not due"
+    );
+}
+
 async fn refreshes_in_the_background<S>(store: S)
 where
     S: idp::store::Store + idp::store::RefreshQueue,

@@ -60,6 +60,10 @@ async fn the_postgres_store_keeps_the_store_contract_sealed_and_migrates_once() 
     conformance::check(&sealed).await;
     let queue = store(&pg.database("queue")).await;
     conformance::check_refresh_queue(&queue).await;
+    let kept = store(&pg.database("kept"))
+        .await
+        .with_keep_alive(Duration::from_secs(500));
+    conformance::check_keep_alive(&kept, 500).await;
     let mut p = conformance::provider_with("https://secret.example/api", "ACCESS-SECRET-123");
     if let Some(g) = p.grant.as_mut() {
         g.tokens.as_mut().unwrap().refresh_token =

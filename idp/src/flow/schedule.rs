@@ -14,13 +14,9 @@ pub const RETRY_MAX_SECS: u64 = 3600;
 /// When a grant's token should next be refreshed: its refresh margin, or
 /// sooner the keep-alive (`keep_alive` seconds after it was issued, for
 /// servers that expire idle refresh tokens). `None` for a token that says
-/// neither.
+/// neither ([`TokenSet::background_due`], which every store's queue uses).
 pub fn due_at(t: &TokenSet, keep_alive: Option<u64>) -> Option<u64> {
-    let keep = keep_alive.and_then(|k| t.issued_at.map(|i| i.saturating_add(k)));
-    match (t.refresh_due_at(), keep) {
-        (Some(d), Some(k)) => Some(d.min(k)),
-        (d, k) => d.or(k),
-    }
+    t.background_due(keep_alive)
 }
 
 /// How long to wait after the `failures`-th passing failure in a row (from

@@ -38,10 +38,7 @@ impl<S: Store + RefreshQueue> NativeIdp<S> {
         let at = now();
         let claimed = self.store.claim_due(at, limit, CLAIM_LEASE_SECS).await?;
         for due in &claimed {
-            let done = self
-                .refresher
-                .refresh_expiring(&self.http, &self.store, &due.owner, &due.key, at)
-                .await;
+            let done = self.refresh_claimed(&due.owner, &due.key, at).await;
             // As the object's alarm: a grant that needs the person stops its
             // schedule; any other failure is tried again after the backoff.
             match done {
@@ -62,6 +59,39 @@ impl<S: Store + RefreshQueue> NativeIdp<S> {
             claimed,
             events: self.refresher.take_events(),
         })
+    }
+
+    /// Refreshes a grant the queue says is due at `at`: near expiry, as any
+    /// refresh; still fresh, it is the queue's keep-alive (as the object's
+    /// alarm), and the token is refreshed all the same.
+    async fn refresh_claimed(
+        &self,
+        owner: &str,
+        key: &crate::matching::ResourceKey,
+        at: u64,
+    ) -> Result<()> {
+        let (http, store) = (&self.http, &self.store);
+        let stored = store.provider(owner, key).await?;
+        let fresh = stored
+            .as_ref()
+            .and_then(|p| p.tokens())
+            .filter(|t| !t.needs_refresh(at));
+        match fresh {
+            Some(t) => {
+                let token = crate::flow::Refused::Token(t.access_token.secret());
+                let refresher = &self.refresher;
+                refresher
+                    .rejected(http, store, owner, key, token, at)
+                    .await?;
+            }
+            None => {
+                let refresher = &self.refresher;
+                refresher
+                    .refresh_expiring(http, store, owner, key, at)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs [`NativeIdp::refresh_due`] every `every` (100 grants a pass, as

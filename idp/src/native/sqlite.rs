@@ -122,15 +122,13 @@ impl SqlStore<SqliteConnection> {
     /// [`crate::store::seal`]).
     pub fn with_keys(self, keys: Keyring) -> Self {
         let random: Random = |buf| getrandom::fill(buf).map_err(|e| e.to_string());
-        let conn = self.into_connection();
-        Self::with_sealing(conn, Sealing::keyring(keys, random))
+        self.sealed(Sealing::keyring(keys, random))
     }
 
     /// Keeps secrets in plain text on disk: for local development only, said
     /// explicitly (without keys, [`open`](Self::open) refuses to store them).
     pub fn plaintext(self) -> Self {
-        let conn = self.into_connection();
-        Self::with_sealing(conn, Sealing::plaintext())
+        self.sealed(Sealing::plaintext())
     }
 
     fn from_connection(conn: rusqlite::Connection) -> Result<Self> {
@@ -205,7 +203,7 @@ impl SqlStore<SqliteConnection> {
             };
             let due = rows::provider(self.sealing(), owner, key, data)
                 .ok()
-                .and_then(|p| p.refresh_due());
+                .and_then(|p| p.refresh_due_with(self.keep_alive()));
             db.run(
                 providers::SCHEDULE,
                 vec![
@@ -340,6 +338,13 @@ mod tests {
     fn the_sqlite_store_is_a_refresh_queue() {
         let store = SqliteStore::open_in_memory().unwrap();
         crate::testing::block_on(crate::store::conformance::check_refresh_queue(&store));
+        // Keys set after the keep-alive keep it.
+        let keys = Keyring::parse("k1:HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=").unwrap();
+        let kept = SqliteStore::open_in_memory()
+            .unwrap()
+            .with_keep_alive(std::time::Duration::from_secs(500))
+            .with_keys(keys);
+        crate::testing::block_on(crate::store::conformance::check_keep_alive(&kept, 500));
     }
 
     /// Rows written before the queue (a database of the previous version)

@@ -38,6 +38,7 @@ impl Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    keep_alive: Option<u64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -47,6 +48,16 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Schedules each grant's background refresh no later than `every`
+    /// after its tokens were issued, for servers that expire refresh
+    /// tokens left idle (as `IDP_REFRESH_KEEPALIVE_DAYS` on Workers).
+    pub fn with_keep_alive(self, every: std::time::Duration) -> Self {
+        Self {
+            keep_alive: Some(every.as_secs()),
+            ..self
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> Result<T> {
         let mut guard = self
             .inner
@@ -81,6 +92,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn put_provider(&self, owner: &str, p: Provider, expected: Expect<'_>) -> Result<Put> {
+        let keep_alive = self.keep_alive;
         self.with(|i| {
             let rows = i.providers.entry(owner.to_owned()).or_default();
             let current = rows.get(&p.key);
@@ -93,7 +105,7 @@ impl UserStore for MemoryStore {
             }
             // New tokens: the schedule starts over.
             let due = Schedule {
-                due: p.refresh_due(),
+                due: p.refresh_due_with(keep_alive),
                 failures: 0,
                 claimed_until: 0,
             };
@@ -235,6 +247,8 @@ mod tests {
     fn passes_the_store_contract() {
         block_on(conformance::check(&MemoryStore::default()));
         block_on(conformance::check_refresh_queue(&MemoryStore::default()));
+        let kept = MemoryStore::default().with_keep_alive(std::time::Duration::from_secs(500));
+        block_on(conformance::check_keep_alive(&kept, 500));
     }
 
     /// A store that ignores [`Expect`], and forgets its claims as soon as

@@ -202,9 +202,16 @@ impl Provider {
     /// tokens that come with a refresh token. `None` for a public resource,
     /// a dead grant, or tokens that cannot be refreshed or never expire.
     pub fn refresh_due(&self) -> Option<u64> {
+        self.refresh_due_with(None)
+    }
+
+    /// [`Provider::refresh_due`], or sooner the keep-alive (`keep_alive`
+    /// seconds after the tokens were issued): what a queue configured with
+    /// a keep-alive schedules.
+    pub fn refresh_due_with(&self, keep_alive: Option<u64>) -> Option<u64> {
         self.tokens()
             .filter(|t| t.refresh_token.is_some())
-            .and_then(TokenSet::refresh_due_at)
+            .and_then(|t| t.background_due(keep_alive))
     }
 
     /// The default display name: the resource's host.

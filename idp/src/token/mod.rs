@@ -85,6 +85,19 @@ impl TokenSet {
         Some(expires_at.saturating_sub(margin))
     }
 
+    /// When a background pass should next refresh these tokens: their
+    /// refresh margin ([`TokenSet::refresh_due_at`]), or sooner the
+    /// keep-alive (`keep_alive` seconds after they were issued, for servers
+    /// that expire refresh tokens left idle). `None` for tokens that say
+    /// neither.
+    pub fn background_due(&self, keep_alive: Option<u64>) -> Option<u64> {
+        let keep = keep_alive.and_then(|k| self.issued_at.map(|i| i.saturating_add(k)));
+        match (self.refresh_due_at(), keep) {
+            (Some(d), Some(k)) => Some(d.min(k)),
+            (d, k) => d.or(k),
+        }
+    }
+
     /// Whether the access token is still valid at `now` (some seconds to
     /// spare), though maybe inside the refresh margin: such a token is used
     /// when an early refresh fails for a passing reason.

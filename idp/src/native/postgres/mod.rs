@@ -71,6 +71,8 @@ pub struct PostgresStore {
     sealing: Sealing,
     lock_wait: Duration,
     lock_hold: Duration,
+    /// The keep-alive of the refresh queue, in seconds.
+    keep_alive: Option<u64>,
     /// The refresh locks this process holds: lock → the session holding it.
     holders: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, i32>>>,
 }
@@ -136,8 +138,8 @@ fn uint(n: i64) -> u64 {
 }
 
 /// When a provider is next due for a background refresh.
-fn due_of(p: &Provider) -> Option<i64> {
-    p.refresh_due().map(int)
+fn due_of(p: &Provider, keep_alive: Option<u64>) -> Option<i64> {
+    p.refresh_due_with(keep_alive).map(int)
 }
 
 impl PostgresStore {
@@ -199,6 +201,7 @@ impl PostgresStore {
             lock_wait: LOCK_WAIT,
             lock_hold: LOCK_WAIT,
             holders: Default::default(),
+            keep_alive: None,
         };
         store.migrate().await?;
         Ok(store)
@@ -213,6 +216,16 @@ impl PostgresStore {
         let random: Random = |buf| getrandom::fill(buf).map_err(|e| e.to_string());
         Self {
             sealing: Sealing::keyring(keys, random),
+            ..self
+        }
+    }
+
+    /// Schedules each grant's background refresh no later than `every`
+    /// after its tokens were issued, for servers that expire refresh
+    /// tokens left idle (as `IDP_REFRESH_KEEPALIVE_DAYS` on Workers).
+    pub fn with_keep_alive(self, every: Duration) -> Self {
+        Self {
+            keep_alive: Some(every.as_secs()),
             ..self
         }
     }
@@ -426,7 +439,7 @@ impl UserStore for PostgresStore {
         let key = provider.key.as_str();
         let id = row_id("idp_providers", &[owner, key]);
         let data = rows::encode(&self.sealing, &provider, &id, PROVIDER_SECRETS)?;
-        let due = due_of(&provider);
+        let due = due_of(&provider, self.keep_alive);
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(&fail)?;
         let current = match tx

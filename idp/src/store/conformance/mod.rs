@@ -14,7 +14,8 @@
 //! ```
 //!
 //! A failure panics with the rule that was broken. A store that also keeps
-//! the background refresh queue passes [`check_refresh_queue`] too.
+//! the background refresh queue passes [`check_refresh_queue`] too, and a
+//! queue with a keep-alive [`check_keep_alive`].
 
 use super::{Expect, FlowTake, Grant, Provider, Put, RegistryStore, Store, UserStore};
 use crate::authorize::PendingFlow;
@@ -26,7 +27,7 @@ use crate::token::TokenSet;
 use url::Url;
 
 mod queue;
-pub use queue::check_refresh_queue;
+pub use queue::{check_keep_alive, check_refresh_queue};
 
 fn url(s: &str) -> Url {
     Url::parse(s).expect("a valid test URL")

@@ -160,3 +160,33 @@ async fn removed_grants_leave<S: UserStore + RefreshQueue>(store: &S, a: &crate:
         claimed(&gone)
     );
 }
+
+/// Checks that `store`, configured with a keep-alive of `keep_alive`
+/// seconds (`with_keep_alive`), schedules a grant at that many seconds
+/// after its tokens were issued when that comes before their refresh
+/// margin, and at the margin otherwise. `store` must start empty.
+pub async fn check_keep_alive<S: UserStore + RefreshQueue>(store: &S, keep_alive: u64) {
+    let p = provider("https://kept.example/api", "K");
+    let t = p.tokens().expect("the test grant has tokens");
+    let issued = t.issued_at.expect("issued");
+    let margin = t.refresh_due_at().expect("expires");
+    assert!(
+        issued + keep_alive < margin,
+        "choose a keep-alive shorter than the test grant's life"
+    );
+    let put = store.put_provider("alice", p, Expect::Nothing).await;
+    assert_eq!(put.expect("written"), Put::Written);
+    let claim = |now| store.claim_due(now, 10, LEASE);
+    let early = claim(issued + keep_alive - 1).await.expect("claim");
+    assert!(
+        early.is_empty(),
+        "claimed before the keep-alive: {:?}",
+        claimed(&early)
+    );
+    let kept = claim(issued + keep_alive).await.expect("claim");
+    assert_eq!(
+        claimed(&kept),
+        [("alice", "https://kept.example/api")],
+        "due at the keep-alive, before the refresh margin"
+    );
+}

@@ -41,6 +41,7 @@ pub(crate) fn storage(context: &str) -> impl Fn(String) -> Error + '_ {
 pub struct SqlStore<C> {
     conn: C,
     sealing: Sealing,
+    keep_alive: Option<u64>,
 }
 
 impl<C: SqlConnection> SqlStore<C> {
@@ -52,7 +53,31 @@ impl<C: SqlConnection> SqlStore<C> {
 
     /// A store whose secret fields are kept as `sealing` says.
     pub fn with_sealing(conn: C, sealing: Sealing) -> Self {
-        Self { conn, sealing }
+        Self {
+            conn,
+            sealing,
+            keep_alive: None,
+        }
+    }
+
+    /// The same store, its secrets kept as `sealing` says.
+    pub fn sealed(self, sealing: Sealing) -> Self {
+        Self { sealing, ..self }
+    }
+
+    /// Schedules each grant's background refresh no later than `every`
+    /// after its tokens were issued ([`Provider::refresh_due_with`]), for
+    /// servers that expire refresh tokens left idle.
+    pub fn with_keep_alive(self, every: std::time::Duration) -> Self {
+        Self {
+            keep_alive: Some(every.as_secs()),
+            ..self
+        }
+    }
+
+    /// The keep-alive its queue schedules with, in seconds.
+    pub fn keep_alive(&self) -> Option<u64> {
+        self.keep_alive
     }
 
     /// The connection back, for a store over it with other settings.
