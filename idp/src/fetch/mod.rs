@@ -71,7 +71,7 @@ pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-auth
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hop<'a> {
     /// Where.
-    pub url: &'a str,
+    pub url: &'a Url,
     /// The method (upper case).
     pub method: &'a str,
     /// Whether to send the request's body (false after a 303 or a POST's
@@ -153,10 +153,10 @@ impl GrantFailure for Reason {
 /// One authed call in progress. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Exchange {
-    url: String,
+    url: Url,
     method: String,
     auth: Option<Authorization>,
-    hop_url: String,
+    hop_url: Url,
     hop_method: String,
     body: bool,
     redirects: usize,
@@ -184,11 +184,11 @@ pub struct Reply<'a> {
 impl Exchange {
     /// A call of `method` to `url`, with what the store gave for it.
     pub fn new(method: &str, url: &str, auth: Option<Authorization>) -> Result<Self> {
-        let parsed = Url::parse(url).map_err(|e| Error::InvalidUrl {
+        // Parsed once: every hop and check below uses this value.
+        let url = Url::parse(url).map_err(|e| Error::InvalidUrl {
             input: url.to_owned(),
             reason: e.to_string(),
         })?;
-        let url = String::from(parsed);
         let method = method.to_ascii_uppercase();
         Ok(Self {
             hop_url: url.clone(),
@@ -237,7 +237,7 @@ impl Exchange {
     /// before anything is sent there. Both runtimes set their deployment's
     /// policy.
     pub fn with_policy(mut self, policy: Policy) -> Result<Self> {
-        policy.check(&Url::parse(&self.url).expect("checked in new"))?;
+        policy.check(&self.url)?;
         self.policy = Some(policy);
         Ok(self)
     }
@@ -264,11 +264,11 @@ impl Exchange {
     pub fn proof(&self, now: u64, jti: [u8; 16], nonces: &Nonces) -> Option<String> {
         let key = self.auth.as_ref()?.dpop.as_ref()?;
         self.hop_authorization()?;
-        let url = Url::parse(&self.hop_url).ok()?;
-        let nonce = self.nonce.clone().or_else(|| nonces.get(&url, now));
+        let url = &self.hop_url;
+        let nonce = self.nonce.clone().or_else(|| nonces.get(url, now));
         let p = crate::dpop::Proof {
             method: &self.hop_method,
-            url: &url,
+            url,
             iat: now,
             nonce: nonce.as_deref(),
             access_token: self.rejected_token(),
@@ -294,7 +294,7 @@ impl Exchange {
             method: &self.hop_method,
             body: self.body,
             authorization: self.hop_authorization(),
-            caller_credentials: same_origin(&self.hop_url, &self.url),
+            caller_credentials: self.hop_url.origin() == self.url.origin(),
         }
     }
 
@@ -302,7 +302,7 @@ impl Exchange {
     fn hop_authorization(&self) -> Option<&str> {
         self.auth.as_ref().and_then(|a| {
             let h = a.header.as_deref()?;
-            a.key.covers_request(&self.hop_url).then_some(h)
+            a.key.covers_request(self.hop_url.as_str()).then_some(h)
         })
     }
 
@@ -370,7 +370,7 @@ impl Exchange {
             401 if !self.retried && challenge.is_some() => {
                 let resource = match &self.auth {
                     Some(a) if self.hop_url == self.url => a.key.to_string(),
-                    _ => self.hop_url.clone(),
+                    _ => self.hop_url.to_string(),
                 };
                 Ok(Next::Reauthorize(Reauthorize {
                     resource,
@@ -448,19 +448,20 @@ impl Exchange {
     fn redirect(&mut self, status: u16, location: &str) -> Result<Next> {
         if self.redirects == MAX_REDIRECTS {
             return Err(Error::InvalidResponse {
-                url: Url::parse(&self.url).expect("checked in new"),
+                url: self.url.clone(),
                 reason: format!("more than {MAX_REDIRECTS} redirects"),
             });
         }
-        let next = Url::parse(&self.hop_url)
-            .and_then(|u| u.join(location))
+        let next = self
+            .hop_url
+            .join(location)
             .map_err(|e| Error::InvalidResponse {
-                url: Url::parse(&self.hop_url).expect("hop URLs are parsed"),
+                url: self.hop_url.clone(),
                 reason: format!("unusable redirect Location: {e}"),
             })?;
         if !matches!(next.scheme(), "http" | "https") {
             return Err(Error::InvalidResponse {
-                url: Url::parse(&self.hop_url).expect("hop URLs are parsed"),
+                url: self.hop_url.clone(),
                 reason: format!("redirect to a {} URL", next.scheme()),
             });
         }
@@ -472,11 +473,11 @@ impl Exchange {
             self.body = false;
         }
         self.redirects += 1;
-        if !same_origin(&self.hop_url, next.as_str()) {
+        if self.hop_url.origin() != next.origin() {
             // A nonce belongs to the server that gave it.
             self.nonce = None;
         }
-        self.hop_url = next.into();
+        self.hop_url = next;
         Ok(Next::Send)
     }
 
@@ -521,19 +522,13 @@ impl Exchange {
             resource: self
                 .auth
                 .as_ref()
-                .map_or_else(|| self.url.clone(), |a| a.key.to_string()),
+                .map_or_else(|| self.url.to_string(), |a| a.key.to_string()),
             scope,
             reason,
         }
     }
 }
 
-fn same_origin(a: &str, b: &str) -> bool {
-    match (Url::parse(a), Url::parse(b)) {
-        (Ok(a), Ok(b)) => a.origin() == b.origin(),
-        _ => false,
-    }
-}
 
 #[cfg(test)]
 mod tests {
