@@ -129,7 +129,6 @@ pub async fn drive<T: CallIo>(
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

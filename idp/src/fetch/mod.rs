@@ -529,7 +529,6 @@ impl Exchange {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

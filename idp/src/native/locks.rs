@@ -39,17 +39,24 @@ pub enum GrantGuard {
 /// lets go.
 #[derive(Debug)]
 pub struct OneGrant {
-    guard: Option<OwnedMutexGuard<()>>,
+    // Fields drop in this order: the lock, then the entry's clean-up.
+    _guard: OwnedMutexGuard<()>,
     _shared: OwnedRwLockReadGuard<()>,
+    _entry: Entry,
+}
+
+/// A grant's entry in the map, removed when it is dropped last: by the
+/// holder that lets go, or by a waiter that goes away before its turn.
+#[derive(Debug)]
+struct Entry {
     grants: Grants,
     id: (String, ResourceKey),
 }
 
-impl Drop for OneGrant {
+impl Drop for Entry {
     fn drop(&mut self) {
-        drop(self.guard.take());
         let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map holds it now: nobody waits.
+        // Only the map holds it now: nobody holds it or waits.
         if grants
             .get(&self.id)
             .is_some_and(|m| Arc::strong_count(m) == 1)
@@ -75,12 +82,19 @@ impl RefreshLock for GrantLocks {
             let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
             grants.entry(id.clone()).or_default().clone()
         };
+        // Declared before the wait, so a waiter that goes away drops its
+        // claim on the mutex first, then cleans up the entry.
+        let entry = Entry {
+            grants: self.grants.clone(),
+            id,
+        };
+        let waiting = mutex.lock_owned();
+        let guard = waiting.await;
         GrantGuard::One {
             _held: OneGrant {
-                guard: Some(mutex.lock_owned().await),
+                _guard: guard,
                 _shared: shared,
-                grants: self.grants.clone(),
-                id,
+                _entry: entry,
             },
         }
     }
@@ -131,6 +145,23 @@ mod tests {
         assert!(
             locks.grants.lock().unwrap().is_empty(),
             "no lock left behind"
+        );
+
+        // A waiter that goes away after the holder let go, before its
+        // turn came: nothing is left behind either.
+        let a = locks.lock_grant("alice", &key("https://a.example")).await;
+        let k = key("https://a.example");
+        let mut waiter = Box::pin(locks.lock_grant("alice", &k));
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(waiter.as_mut(), cx).is_pending())
+        })
+        .await;
+        assert!(first, "it waits");
+        drop(a);
+        drop(waiter);
+        assert!(
+            locks.grants.lock().unwrap().is_empty(),
+            "no lock left behind by a waiter that went away"
         );
     }
 }

@@ -347,7 +347,8 @@ impl<'a> AuthedFetch<'a> {
         let timeout_ms = self.timeout_ms;
         let signal =
             super::http::timeout_signal(timeout_ms).map_err(|e| Error::Runtime(e.message))?;
-        let request = super::http::new_request(hop.url.as_str(), hop.method, &headers, body.as_ref(), true)?;
+        let request =
+            super::http::new_request(hop.url.as_str(), hop.method, &headers, body.as_ref(), true)?;
         Fetch::Request(request)
             .send_with_signal(&signal)
             .await
