@@ -138,29 +138,17 @@ fn a_cycle_is_found() {
 /// Every source file, with its lines of code (not blank, not a comment,
 /// before its test module).
 fn code_lines() -> Vec<(std::path::PathBuf, usize)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut out = Vec::new();
-    let mut stack = vec![root];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let source = std::fs::read_to_string(&path).unwrap();
-                let code = source
-                    .split("#[cfg(test)]\nmod tests")
-                    .next()
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with("//"))
-                    .count();
-                out.push((path, code));
-            }
-        }
-    }
-    out
+    sources()
+        .into_iter()
+        .map(|(path, code)| {
+            let n = code
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("//"))
+                .count();
+            (path, n)
+        })
+        .collect()
 }
 
 #[test]

@@ -50,6 +50,20 @@ fn server_command(program: &Path) -> Command {
     }
 }
 
+/// Gives `path` to the `postgres` user when this is root (the server runs
+/// as that user then).
+fn hand_to_server(path: &Path) {
+    if !is_root() {
+        return;
+    }
+    let ok = Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "could not hand {} to the postgres user", path.display());
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -79,35 +93,19 @@ impl Postgres {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temporary data directory");
-        if is_root() {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "could not hand {} to the postgres user", dir.display());
-        }
+        hand_to_server(&dir);
         let data = dir.join("data");
         let log = crate::log_dir().join(format!("postgres-{}.log", std::process::id()));
-        let init = server_command(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "idp",
-                "--auth=trust",
-                "--locale=C",
-                "--encoding=UTF8",
-                "-N",
-            ])
-            .stdout(Stdio::null())
-            .output()
-            .expect("run initdb");
-        assert!(
-            init.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
+        let mut initdb = server_command(&bin.join("initdb"));
+        initdb.arg("-D").arg(&data).stdout(Stdio::null()).args([
+            "-U",
+            "idp",
+            "--auth=trust",
+            "--locale=C",
+            "--encoding=UTF8",
+            "-N",
+        ]);
+        ran(&mut initdb, "initdb");
         let port = crate::free_port();
         let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
@@ -118,19 +116,11 @@ impl Postgres {
             let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
             std::fs::copy(&cert.cert, &crt).expect("copy the certificate");
             std::fs::copy(&cert.key, &key).expect("copy the key");
-            let owner = if is_root() { "postgres" } else { "" };
             for f in [&crt, &key] {
                 let mut perm = std::fs::metadata(f).expect("copied").permissions();
                 std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
                 std::fs::set_permissions(f, perm).expect("chmod 600");
-                if !owner.is_empty() {
-                    let ok = Command::new("chown")
-                        .arg(owner)
-                        .arg(f)
-                        .status()
-                        .is_ok_and(|s| s.success());
-                    assert!(ok, "could not hand {} to the postgres user", f.display());
-                }
+                hand_to_server(f);
             }
             options.push_str(&format!(
                 " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
@@ -170,28 +160,7 @@ impl Postgres {
 
     /// A new, empty database on the server; its URL.
     pub fn database(&self, name: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "idp",
-                "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-            ])
-            .arg(format!("CREATE DATABASE \"{name}\""))
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "CREATE DATABASE {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
         self.url(name)
     }
 
@@ -202,29 +171,15 @@ impl Postgres {
 
     /// Runs SQL in a database with `psql`; its output, unaligned.
     pub fn sql(&self, database: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "idp",
-                "-d",
-                database,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-At",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.psql(database, sql)
+    }
+
+    fn psql(&self, database: &str, sql: &str) -> String {
+        let mut psql = Command::new(self.bin.join("psql"));
+        psql.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "idp", "-d", database, "-v", "ON_ERROR_STOP=1"])
+            .args(["-At", "-c", sql]);
+        let out = ran(&mut psql, sql);
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
@@ -265,16 +220,26 @@ pub struct ServerCert {
     pub key: PathBuf,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
+/// Runs `command` (doing `what`) to its end; its output, or a panic with
+/// what it wrote to stderr.
+fn ran(command: &mut Command, what: &str) -> std::process::Output {
+    let out = command
         .output()
-        .expect("run openssl (Debian's openssl package)");
+        .unwrap_or_else(|e| panic!("{what}: could not run {command:?}: {e}"));
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let mut openssl = Command::new("openssl");
+    openssl.current_dir(dir).args(args);
+    ran(
+        &mut openssl,
+        &format!("openssl {args:?} (Debian's openssl package)"),
     );
 }
 

@@ -536,6 +536,18 @@ mod tests {
         }
     }
 
+    /// An early refresh of alice's grant at 2000.
+    fn expiring(script: &Script, store: &impl Store) -> Result<Option<TokenSet>> {
+        block_on(refresh_provider(
+            script,
+            store,
+            "alice",
+            &key(),
+            RefreshReason::Expiring,
+            2000,
+        ))
+    }
+
     fn store() -> MemoryStore {
         let store = MemoryStore::default();
         let put = store.put_provider("alice", provider(), crate::store::Expect::Nothing);
@@ -590,15 +602,7 @@ mod tests {
     fn dead_grant_drops_tokens_and_a_rejected_client_its_registration() {
         let store = store();
         let script = Script::new().json(TOKEN, 401, serde_json::json!({"error": "invalid_client"}));
-        let e = block_on(refresh_provider(
-            &script,
-            &store,
-            "alice",
-            &key(),
-            RefreshReason::Expiring,
-            2000,
-        ))
-        .unwrap_err();
+        let e = expiring(&script, &store).unwrap_err();
         assert!(e.requires_reauthorization() && e.client_rejected(), "{e}");
         let p = block_on(store.provider("alice", &key())).unwrap().unwrap();
         assert!(
@@ -611,15 +615,7 @@ mod tests {
         .unwrap();
         assert!(reg.is_none(), "the next login registers again");
         // Next time: no request at all, a typed re-authorization error.
-        let e = block_on(refresh_provider(
-            &script,
-            &store,
-            "alice",
-            &key(),
-            RefreshReason::Expiring,
-            2000,
-        ))
-        .unwrap_err();
+        let e = expiring(&script, &store).unwrap_err();
         assert!(matches!(e, Error::NoRefreshToken { .. }));
         assert_eq!(script.requests().len(), 1);
     }
@@ -644,15 +640,7 @@ mod tests {
             200,
             serde_json::json!({"access_token": "new-at", "token_type": "Bearer", "refresh_token": "rt-2"}),
         );
-        let e = block_on(refresh_provider(
-            &script,
-            &store,
-            "alice",
-            &key(),
-            RefreshReason::Expiring,
-            2000,
-        ))
-        .unwrap_err();
+        let e = expiring(&script, &store).unwrap_err();
         assert!(e.to_string().contains("lost the refresh lock"), "{e}");
         assert!(script.requests().is_empty(), "no token request");
         let p = block_on(store.inner.provider("alice", &key()))
@@ -666,15 +654,7 @@ mod tests {
     fn a_server_failure_keeps_everything() {
         let store = store();
         let script = Script::new().status(TOKEN, 503);
-        let e = block_on(refresh_provider(
-            &script,
-            &store,
-            "alice",
-            &key(),
-            RefreshReason::Expiring,
-            2000,
-        ))
-        .unwrap_err();
+        let e = expiring(&script, &store).unwrap_err();
         assert!(e.is_retryable() && !e.requires_reauthorization(), "{e}");
         let p = block_on(store.provider("alice", &key())).unwrap().unwrap();
         assert_eq!(

@@ -398,13 +398,7 @@ async fn longest_prefix_and_pages<S: UserStore>(store: &S) {
             .unwrap(),
         Put::Written
     );
-    let at = |u: &'static str| async move {
-        let p = store
-            .provider_for("alice", &key(u))
-            .await
-            .expect("provider_for");
-        p.map(|p| p.key.as_str().to_owned())
-    };
+    let at = |u: &'static str| serving(store, u);
     assert_eq!(
         at("https://api.example/v1/items/7").await.as_deref(),
         Some(api)
@@ -453,15 +447,18 @@ async fn longest_prefix_and_pages<S: UserStore>(store: &S) {
     assert!(page(next.last().cloned(), 10).await.is_empty());
 }
 
+/// The key of alice's provider that serves `url`, if any.
+async fn serving<S: UserStore>(store: &S, url: &str) -> Option<String> {
+    let p = store
+        .provider_for("alice", &key(url))
+        .await
+        .expect("provider_for");
+    p.map(|p| p.key.as_str().to_owned())
+}
+
 async fn removal<S: UserStore>(store: &S, second: Provider) {
     let api = "https://api.example/v1";
-    let at = |u: &'static str| async move {
-        let p = store
-            .provider_for("alice", &key(u))
-            .await
-            .expect("provider_for");
-        p.map(|p| p.key.as_str().to_owned())
-    };
+    let at = |u: &'static str| serving(store, u);
     // Removal returns the row, forgets it, and a writer that read it before
     // cannot bring it back.
     let removed = store
