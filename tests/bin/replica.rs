@@ -1,5 +1,5 @@
 //! One replica of a native app on a shared PostgreSQL store, for the
-//! cross-process tests (`tests/postgres.rs`): it connects, prints a ready
+//! cross-process tests (`tests/postgres/`): it connects, prints a ready
 //! line, waits until the test creates its `--go` file (so every replica
 //! starts at once), does one thing, and writes what came of it as JSON to
 //! its `--out` file. It never prints a token, only fingerprints.
