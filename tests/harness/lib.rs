@@ -12,10 +12,10 @@ mod browser;
 mod servers;
 mod worker;
 pub use browser::{App, Browser};
-pub use servers::{AuthServerOptions, BearerMcp, Servers};
-pub use worker::Worker;
 use servers::get_json;
+pub use servers::{AuthServerOptions, BearerMcp, Servers};
 use worker::require_node_modules;
+pub use worker::Worker;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -190,7 +190,7 @@ pub(super) async fn refresh_traced(
         // A bound grant proves its key on refresh too (RFC 9449 §5).
         let dpop = tokens.dpop.as_ref();
         let (url, resp) =
-            token::send_signed(http, &grant.client, &grant.issuer, build, dpop, now).await?;
+            token::send_signed(http, &grant.client, &grant.issuer, &build, dpop, now).await?;
         token::parse_bound(&url, &resp, now, Some(refresh_token), &rules, dpop)
     };
     let mut result = send(rules).await;

@@ -235,7 +235,8 @@ pub async fn poll(http: &impl HttpClient, grant: &DeviceGrant<'_>, now: u64) -> 
             grant.resource,
         )
     };
-    let (url, resp) = send_signed(http, grant.client, grant.issuer, build, grant.dpop, now).await?;
+    let (url, resp) =
+        send_signed(http, grant.client, grant.issuer, &build, grant.dpop, now).await?;
     match parse_bound(&url, &resp, now, None, grant.rules, grant.dpop) {
         Ok(tokens) => Ok(Poll::Granted(tokens)),
         Err(Error::Token {

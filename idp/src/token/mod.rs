@@ -380,7 +380,7 @@ pub(crate) async fn send_signed(
     http: &impl HttpClient,
     client: &Client,
     issuer: &str,
-    build: impl Fn(&Client) -> HttpRequest,
+    build: &(dyn Fn(&Client) -> HttpRequest + Sync),
     dpop: Option<&DpopKey>,
     now: u64,
 ) -> Result<(Url, HttpResponse)> {
@@ -433,7 +433,8 @@ pub async fn exchange_code(
     now: u64,
 ) -> Result<TokenSet> {
     let build = |client: &Client| exchange_request(&CodeGrant { client, ..*grant }, code);
-    let (url, resp) = send_signed(http, grant.client, grant.issuer, build, grant.dpop, now).await?;
+    let (url, resp) =
+        send_signed(http, grant.client, grant.issuer, &build, grant.dpop, now).await?;
     parse_bound(&url, &resp, now, None, grant.rules, grant.dpop)
 }
 
@@ -755,7 +756,7 @@ mod signed {
                 http,
                 &client,
                 "https://as.example",
-                build,
+                &build,
                 Some(&key),
                 now,
             ))
@@ -807,7 +808,7 @@ mod signed {
             http,
             client,
             "https://as.example",
-            build,
+            &build,
             Some(key),
             100,
         ))
