@@ -1,7 +1,7 @@
-//! The layout of `idp/src`: the import graph between top-level modules has
-//! no cycle and no edge from the engine to a runtime (`native`, `workers`),
-//! and the graph between files no cycle but one known, listed,
-//! as ARCHITECTURE.md shows it; every file and function is one a reader can
+//! The layout of `idp/src`, as ARCHITECTURE.md shows it: the import graph
+//! between top-level modules has no cycle and no edge from the engine to a
+//! runtime (`native`, `workers`), and the graph between files no cycle but
+//! the one known and listed here; every file and function is one a reader can
 //! hold (at most 500 lines of code and 600 in all per file, 80 per
 //! function, test modules aside); and the engine keeps no mutable `static`.
 
